@@ -1,0 +1,1 @@
+// placeholder: accounts (being written)

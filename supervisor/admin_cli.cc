@@ -1,0 +1,1 @@
+// placeholder: admin_cli (being written)

@@ -1,0 +1,1 @@
+// placeholder: cgroup_v2 (being written)

@@ -1,0 +1,1 @@
+// placeholder: dev_bootstrap (being written)

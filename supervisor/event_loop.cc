@@ -1,0 +1,1 @@
+// placeholder: event_loop (being written)

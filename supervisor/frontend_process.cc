@@ -1,0 +1,1 @@
+// placeholder: frontend_process (being written)

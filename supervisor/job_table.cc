@@ -1,0 +1,1 @@
+// placeholder: job_table (being written)

@@ -1,0 +1,1 @@
+// placeholder: listen_socket (being written)

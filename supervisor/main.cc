@@ -1,0 +1,2 @@
+// placeholder: jobworkerd entry point (being written)
+int main() { return 1; }

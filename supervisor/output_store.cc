@@ -1,0 +1,1 @@
+// placeholder: output_store (being written)

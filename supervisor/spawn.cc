@@ -1,0 +1,1 @@
+// placeholder: spawn (being written)

@@ -1,0 +1,1 @@
+// placeholder: supervisor (being written)

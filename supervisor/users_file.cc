@@ -1,0 +1,1 @@
+// placeholder: users_file (being written)
