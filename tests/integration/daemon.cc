@@ -1,1 +1,409 @@
-// placeholder
+// Integration-test fixture (see daemon.h): real jobworkerd, real HTTPS. Runs in the test process.
+#include "daemon.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <Poco/Dynamic/Var.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/StreamCopier.h>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace jw::test {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string envOr(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+std::vector<char*> cstrings(std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (auto& s : v) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+std::vector<std::string> mergedEnv(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; e++) {
+    std::string kv = *e;
+    std::string key = kv.substr(0, kv.find('='));
+    bool overridden = false;
+    for (const auto& x : extra) overridden |= x.substr(0, x.find('=')) == key;
+    if (!overridden) env.push_back(kv);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+int decodeWait(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// Waits for pid up to timeout; returns the decoded status or -1 on timeout.
+int waitFor(pid_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return decodeWait(status);
+    if (r < 0) return -1;
+    if (Clock::now() > deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace
+
+std::string binary(const std::string& name) {
+  std::string build = envOr("JW_BUILD_ROOT", ".");
+  if (name == "jobworkerd") return envOr("JW_JOBWORKERD", build + "/supervisor/jobworkerd");
+  if (name == "jobworker-frontend") return build + "/frontend/jobworker-frontend";
+  if (name == "jobworker") return build + "/client/jobworker";
+  if (name == "relay_frontend") {
+    return envOr("JW_RELAY_FRONTEND", build + "/tests/integration/relay_frontend");
+  }
+  return build + "/" + name;
+}
+
+CmdResult run(const std::vector<std::string>& argv_in, const std::string& stdin_data,
+              const std::vector<std::string>& env_in, int timeout_s) {
+  CmdResult res;
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    return res;
+  }
+  std::vector<std::string> argv = argv_in;
+  std::vector<std::string> env = mergedEnv(env_in);
+  auto cargv = cstrings(argv);
+  auto cenv = cstrings(env);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    execve(cargv[0], cargv.data(), cenv.data());
+    execvpe(cargv[0], cargv.data(), cenv.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  // Feed stdin from a thread so a child that does not read it cannot deadlock us.
+  std::thread feeder([fd = in[1], data = stdin_data] {
+    signal(SIGPIPE, SIG_IGN);
+    size_t off = 0;
+    while (off < data.size()) {
+      ssize_t n = write(fd, data.data() + off, data.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    close(fd);
+  });
+  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  char buf[65536];
+  bool killed = false;
+  while (open_fds > 0) {
+    int ms = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    if (ms <= 0 && !killed) {
+      kill(pid, SIGKILL);
+      killed = true;
+      ADD_FAILURE() << "command timed out after " << timeout_s << " s: " << argv_in[0];
+    }
+    int r = poll(fds, 2, ms > 0 ? ms : 1000);
+    if (r < 0 && errno == EINTR) continue;
+    for (int i = 0; i < 2; i++) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        (i == 0 ? res.out : res.err).append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        open_fds--;
+      }
+    }
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  feeder.join();
+  res.exit_code = decodeWait(status);
+  return res;
+}
+
+int freePort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ADD_FAILURE() << "freePort: " << std::strerror(errno);
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string makeTempDir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
+  return tmpl;
+}
+
+void removeTree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::unique_ptr<Daemon> Daemon::start(const Options& options) {
+  std::unique_ptr<Daemon> d(new Daemon());
+  d->state_dir_ = makeTempDir("jwstate");
+  // The frontend runs as `jobworker` and never opens files after its drop; the state dir only
+  // needs to be reachable by root.
+  d->log_file_ = d->state_dir_ + ".log";
+  d->port_ = freePort();
+  std::vector<std::string> argv = {binary("jobworkerd"), "--dev", "--state-dir", d->state_dir_,
+                                   "--listen", "127.0.0.1:" + std::to_string(d->port_)};
+  if (!options.config_text.empty()) {
+    std::string conf = d->state_dir_ + ".conf";
+    std::ofstream(conf) << options.config_text;
+    argv.push_back("--config");
+    argv.push_back(conf);
+  }
+  argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+  std::vector<std::string> env = mergedEnv(options.env);
+  auto cargv = cstrings(argv);
+  auto cenv = cstrings(env);
+  int logfd = open(d->log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(logfd, 1);
+    dup2(logfd, 2);
+    execve(cargv[0], cargv.data(), cenv.data());
+    _exit(127);
+  }
+  close(logfd);
+  d->pid_ = pid;
+  if (!d->waitHealthy(30)) {
+    ADD_FAILURE() << "jobworkerd did not become healthy; its log:\n" << d->log();
+  }
+  return d;
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0) stop();
+  removeTree(state_dir_);
+  ::unlink(log_file_.c_str());
+  ::unlink((state_dir_ + ".conf").c_str());
+}
+
+int Daemon::stop() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int st = waitFor(pid_, std::chrono::seconds(20));
+  if (st < 0) {
+    ADD_FAILURE() << "jobworkerd did not exit 20 s after SIGTERM";
+    kill(pid_, SIGKILL);
+    st = waitFor(pid_, std::chrono::seconds(5));
+  }
+  pid_ = -1;
+  return st;
+}
+
+std::string Daemon::adminPassword() const {
+  std::string p = readFile(state_dir_ + "/admin-password");
+  while (!p.empty() && (p.back() == '\n' || p.back() == '\r')) p.pop_back();
+  return p;
+}
+
+std::string Daemon::log() const { return readFile(log_file_); }
+
+pid_t Daemon::frontendPid() const {
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  do {
+    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+      std::string name = e.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::string stat = readFile(e.path().string() + "/stat");
+      size_t rp = stat.rfind(')');
+      if (rp == std::string::npos) continue;
+      std::istringstream rest(stat.substr(rp + 2));
+      char state;
+      pid_t ppid;
+      rest >> state >> ppid;
+      if (ppid != pid_ || state == 'Z') continue;
+      std::string comm = readFile(e.path().string() + "/comm");
+      if (comm.rfind("jobworker-front", 0) == 0 || comm.rfind("relay_frontend", 0) == 0) {
+        return std::stoi(name);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  } while (Clock::now() < deadline);
+  return -1;
+}
+
+bool Daemon::waitHealthy(int timeout_s) const {
+  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  while (Clock::now() < deadline) {
+    int status = 0;
+    if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
+      ADD_FAILURE() << "jobworkerd exited early (" << decodeWait(status) << ")";
+      const_cast<Daemon*>(this)->pid_ = -1;
+      return false;
+    }
+    try {
+      if (https(*this, "GET", "/v1/healthz").status == 200) return true;
+    } catch (...) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+void Daemon::reload() {
+  kill(pid_, SIGHUP);
+  // The reload reaches the frontend as one message; give it a moment.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+}
+
+void Daemon::addUser(const std::string& name, const std::string& role,
+                     const std::string& password, const std::string& run_as) {
+  CmdResult r = run({binary("jobworkerd"), "user", "add", "--users-file", usersFile(), name,
+                     "--role", role, "--run-as", run_as, "--password-stdin"},
+                    password + "\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  kill(pid_, SIGHUP);
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  std::string body = "{\"username\":\"" + name + "\",\"password\":\"" + password + "\"}";
+  while (Clock::now() < deadline) {
+    if (https(*this, "POST", "/v1/login", body).status == 201) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ADD_FAILURE() << "user " << name << " could not log in after SIGHUP";
+}
+
+HttpResponse https(const Daemon& d, const std::string& method, const std::string& path,
+                   const std::string& body, const std::string& token,
+                   const std::map<std::string, std::string>& headers) {
+  static Poco::Net::Context::Ptr ctx;
+  static std::string ctx_ca;
+  if (ctx.isNull() || ctx_ca != d.caFile()) {
+    ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", d.caFile(),
+                                 Poco::Net::Context::VERIFY_RELAXED, 9, false);
+    ctx_ca = d.caFile();
+  }
+  Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(d.port()), ctx);
+  s.setTimeout(Poco::Timespan(30, 0));
+  Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+  if (!token.empty()) req.set("Authorization", "Bearer " + token);
+  for (const auto& [k, v] : headers) req.set(k, v);
+  if (!body.empty() || method == "POST") {
+    req.setContentType("application/json");
+    req.setContentLength(static_cast<std::streamsize>(body.size()));
+  }
+  std::ostream& os = s.sendRequest(req);
+  os << body;
+  Poco::Net::HTTPResponse resp;
+  std::istream& is = s.receiveResponse(resp);
+  HttpResponse out;
+  out.status = resp.getStatus();
+  for (const auto& [k, v] : resp) {
+    std::string lk = k;
+    for (auto& c : lk) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers[lk] = v;
+  }
+  Poco::StreamCopier::copyToString(is, out.body);
+  return out;
+}
+
+std::string login(const Daemon& d, const std::string& user, const std::string& password) {
+  HttpResponse r = https(d, "POST", "/v1/login",
+                         "{\"username\":\"" + user + "\",\"password\":\"" + password + "\"}");
+  EXPECT_EQ(r.status, 201) << r.body;
+  return jsonField(r.body, "token");
+}
+
+std::string startJob(const Daemon& d, const std::string& token, const std::string& json_body) {
+  HttpResponse r = https(d, "POST", "/v1/jobs", json_body, token);
+  EXPECT_EQ(r.status, 201) << r.body;
+  return jsonField(r.body, "id");
+}
+
+std::string waitJob(const Daemon& d, const std::string& token, const std::string& id,
+                    int timeout_s) {
+  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  HttpResponse r;
+  while (Clock::now() < deadline) {
+    r = https(d, "GET", "/v1/jobs/" + id, "", token);
+    if (r.status != 200 || jsonField(r.body, "state") != "running") return r.body;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "job " << id << " still running after " << timeout_s << " s";
+  return r.body;
+}
+
+std::string jsonField(const std::string& json, const std::string& key) {
+  try {
+    Poco::JSON::Parser p;
+    auto obj = p.parse(json).extract<Poco::JSON::Object::Ptr>();
+    if (!obj->has(key)) return "";
+    Poco::Dynamic::Var v = obj->get(key);
+    if (v.isEmpty()) return "null";
+    if (v.isString()) return v.extract<std::string>();
+    if (v.type() == typeid(bool)) return v.extract<bool>() ? "true" : "false";
+    if (v.type() == typeid(Poco::JSON::Object::Ptr) || v.type() == typeid(Poco::JSON::Array::Ptr)) {
+      std::ostringstream ss;
+      if (v.type() == typeid(Poco::JSON::Object::Ptr)) {
+        v.extract<Poco::JSON::Object::Ptr>()->stringify(ss);
+      } else {
+        v.extract<Poco::JSON::Array::Ptr>()->stringify(ss);
+      }
+      return ss.str();
+    }
+    return v.convert<std::string>();
+  } catch (const Poco::Exception& e) {
+    return "";
+  }
+}
+
+}  // namespace jw::test

@@ -1,0 +1,97 @@
+// Integration-test fixture: runs the real jobworkerd (dev mode, loopback, random port) and talks
+// to it over real HTTPS. Runs in the test process.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace jw::test {
+
+// Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker", "relay_frontend".
+std::string binary(const std::string& name);
+
+struct CmdResult {
+  int exit_code = -1;  // exit status, or 128+N when killed by signal N
+  std::string out;
+  std::string err;
+};
+// Runs argv (no shell) with stdin_data on its stdin; env entries "K=V" are added to (and
+// override) the test's environment. Waits at most timeout_s, then SIGKILLs it.
+CmdResult run(const std::vector<std::string>& argv, const std::string& stdin_data = "",
+              const std::vector<std::string>& env = {}, int timeout_s = 120);
+
+class Daemon {
+ public:
+  struct Options {
+    std::string config_text;             // written to a file and passed with --config when set
+    std::vector<std::string> extra_args;  // appended to the jobworkerd command line
+    std::vector<std::string> env;         // added to jobworkerd's environment
+  };
+  // Starts `jobworkerd --dev --state-dir <tmp> --listen 127.0.0.1:<free port>` and waits until
+  // GET /v1/healthz answers 200 (fails the test after 30 s).
+  static std::unique_ptr<Daemon> start(const Options& options);
+  static std::unique_ptr<Daemon> start() { return start(Options{}); }
+  ~Daemon();  // SIGTERM, wait (SIGKILL after 20 s), remove the state dir
+
+  int port() const { return port_; }
+  std::string url() const { return "https://127.0.0.1:" + std::to_string(port_); }
+  const std::string& stateDir() const { return state_dir_; }
+  std::string caFile() const { return state_dir_ + "/ca.pem"; }
+  std::string usersFile() const { return state_dir_ + "/users"; }
+  std::string adminPassword() const;
+  pid_t pid() const { return pid_; }
+  // The current frontend process (a child of jobworkerd), or -1. Waits up to 5 s for one.
+  pid_t frontendPid() const;
+  // Everything jobworkerd wrote to stdout and stderr so far.
+  std::string log() const;
+
+  // `jobworkerd user add`, then SIGHUP, then waits until the user can log in.
+  void addUser(const std::string& name, const std::string& role, const std::string& password,
+               const std::string& run_as = "nobody");
+  // SIGHUP and wait for the reload to reach the frontend.
+  void reload();
+  // Sends SIGTERM and waits for exit; returns the exit status (or 128+signal).
+  int stop();
+  // Waits until healthz answers 200 (e.g. after killing the frontend); false after timeout_s.
+  bool waitHealthy(int timeout_s = 10) const;
+
+ private:
+  Daemon() = default;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string state_dir_;
+  std::string log_file_;
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // names lower-cased
+};
+// One HTTPS request trusting the daemon's CA. token: "Bearer" credential when non-empty.
+// headers: extra request headers (e.g. {"Authorization", "Basic ..."} overrides the token).
+HttpResponse https(const Daemon& d, const std::string& method, const std::string& path,
+                   const std::string& body = "", const std::string& token = "",
+                   const std::map<std::string, std::string>& headers = {});
+// POST /v1/login with JSON credentials; returns the token (fails the test if not 201).
+std::string login(const Daemon& d, const std::string& user, const std::string& password);
+// POST /v1/jobs with the given JSON body; returns the job id (fails the test if not 201).
+std::string startJob(const Daemon& d, const std::string& token, const std::string& json_body);
+// Polls GET /v1/jobs/{id} until state != running; returns the final status JSON text.
+std::string waitJob(const Daemon& d, const std::string& token, const std::string& id,
+                    int timeout_s = 60);
+// A JSON string field or number of a flat JSON object text ("" when absent); for quick checks.
+std::string jsonField(const std::string& json, const std::string& key);
+
+// A free TCP port on 127.0.0.1 (bound then released).
+int freePort();
+// A fresh temp dir (removed by the caller with removeTree).
+std::string makeTempDir(const std::string& prefix = "jwtest");
+void removeTree(const std::string& path);
+std::string readFile(const std::string& path);
+
+}  // namespace jw::test
