@@ -1,1 +1,68 @@
-// placeholder (being written)
+// Unit tests for the configuration file parser shared by both processes.
+#include <gtest/gtest.h>
+
+#include "config.h"
+
+namespace jw::config {
+namespace {
+
+TEST(Config, DefaultsWithoutAnyKey) {
+  auto s = parse("# nothing\n\n", "t");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->output_cap_bytes, 1ULL << 30);
+  EXPECT_EQ(s->stop_grace_ms, 10000u);
+  EXPECT_TRUE(s->isolate_pid);
+}
+
+TEST(Config, ParsesTypedValues) {
+  auto s = parse(
+      "output_cap = 10M\nstop_grace = 1500ms\nsession_ttl = 2h\nisolation.net = false\n"
+      "default.memory = 256M\ndefault.cpu = 0.5\nrole.user.max.pids = 64\n"
+      "user.alice.network_host = true\nuser.alice.max.memory = 1G  # trailing comment\n",
+      "t");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s->output_cap_bytes, 10u << 20);
+  EXPECT_EQ(s->stop_grace_ms, 1500u);
+  EXPECT_EQ(s->session_ttl_ms, 7200000u);
+  EXPECT_FALSE(s->isolate_net);
+  EXPECT_EQ(*s->default_limits.memory_bytes, 256u << 20);
+  EXPECT_EQ(*s->default_limits.cpu_millicores, 500u);
+  EXPECT_EQ(*s->roles["user"].max.pids, 64u);
+  EXPECT_TRUE(*s->users["alice"].allow_network_host);
+  EXPECT_EQ(*s->users["alice"].max.memory_bytes, 1ULL << 30);
+}
+
+TEST(Config, UnknownKeysAndBadValuesNameTheLine) {
+  auto a = parse("output_cap = 1M\noutptu_cap = 2M\n", "f.conf");
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.error().message.find("f.conf:2"), std::string::npos) << a.error().message;
+  EXPECT_NE(a.error().message.find("outptu_cap"), std::string::npos);
+  EXPECT_FALSE(parse("stop_grace = soon\n", "t").ok());
+  EXPECT_FALSE(parse("isolation.pid = maybe\n", "t").ok());
+  EXPECT_FALSE(parse("role.superuser.max.cpu = 1\n", "t").ok());
+  EXPECT_FALSE(parse("just a line\n", "t").ok());
+  EXPECT_FALSE(parse("default.cpu = -1\n", "t").ok());
+}
+
+TEST(Config, SizesDurationsCpu) {
+  EXPECT_EQ(*parseSize("256M"), 256u << 20);
+  EXPECT_EQ(*parseSize("1g"), 1u << 30);
+  EXPECT_EQ(*parseSize("512"), 512u);
+  EXPECT_EQ(*parseSize("4KB"), 4096u);
+  EXPECT_FALSE(parseSize("M").ok());
+  EXPECT_FALSE(parseSize("-1").ok());
+  EXPECT_FALSE(parseSize("99999999999999999999").ok());
+  EXPECT_FALSE(parseSize("1.5G").ok());
+  EXPECT_EQ(*parseDurationMs("10"), 10000u);
+  EXPECT_EQ(*parseDurationMs("250ms"), 250u);
+  EXPECT_EQ(*parseDurationMs("3m"), 180000u);
+  EXPECT_FALSE(parseDurationMs("1w").ok());
+  EXPECT_EQ(*parseCpuMillicores("0.5"), 500u);
+  EXPECT_EQ(*parseCpuMillicores("2"), 2000u);
+  EXPECT_FALSE(parseCpuMillicores("0").ok());
+  EXPECT_FALSE(parseCpuMillicores("abc").ok());
+  EXPECT_FALSE(parseCpuMillicores("1e3").ok());
+}
+
+}  // namespace
+}  // namespace jw::config
