@@ -51,6 +51,11 @@ class CgroupBackend {
   // daemon's own cgroup from /proc/self/cgroup: <own>/jobworker/<id>. Removes leftovers
   // (<own>/jobworker/*) of a previous run.
   static Result<std::unique_ptr<CgroupBackend>> detect();
+  // A v2 backend rooted at an explicit cgroup2 mount (tests: a hybrid host's
+  // /sys/fs/cgroup/unified). Uses <mount_point><own path from the 0:: line of /proc/self/cgroup>,
+  // moves this process into the <own>/supervisor leaf and tolerates missing controllers: limits
+  // needing them fail, placement, kill and removal still work.
+  static Result<std::unique_ptr<CgroupBackend>> openV2(const std::string& mount_point);
   virtual std::string name() const = 0;  // "v1" or "v2"
   virtual bool has(Controller c) const = 0;
   // For healthz and the startup log: backend, root paths, missing controllers.
