@@ -13,4 +13,14 @@ namespace jw::supervisor {
 // LISTEN_PID/LISTEN_FDS (fd 3) win over `listen` when they name this process.
 Result<int> openListenSocket(const std::string& listen);
 
+// The local port a bound socket listens on (useful with port 0, where the kernel picks one).
+Result<int> boundPort(int fd);
+
+struct ListenAddress {
+  std::string host;  // numeric, as given ("127.0.0.1", "::1"); "localhost" maps to 127.0.0.1
+  int port = 0;
+};
+// Parses "HOST:PORT" / "[V6]:PORT"; errors say what is wrong with the string.
+Result<ListenAddress> parseListenAddress(const std::string& listen);
+
 }  // namespace jw::supervisor

@@ -21,6 +21,10 @@ struct UserRecord {
 // [a-z_][a-z0-9_.-]{0,31}
 bool validUserName(std::string_view name);
 
+// Syntax of a Unix account name as Debian's useradd accepts it without --badname:
+// [a-z_][a-z0-9_-]*[$]?, at most 32 bytes. Existence is checked separately (lookupAccount).
+bool validAccountName(std::string_view name);
+
 // Reads and validates every line (names, roles, hash prefix "$argon2id$", no duplicates). Any bad
 // line fails the whole load with "FILE:LINE: what": a half-read users file is never used.
 // A file readable or writable by group/other is refused (it holds password hashes).
@@ -28,6 +32,10 @@ Result<std::vector<UserRecord>> loadUsersFile(const std::string& path);
 
 // Writes all records to path atomically (temp file in the same dir, fsync, rename), mode 0600.
 Status saveUsersFile(const std::string& path, const std::vector<UserRecord>& users);
+
+// Writes content to path atomically: a new temp file (O_EXCL) in the same directory with `mode`,
+// fsync, rename over path, fsync the directory. A crash leaves the old file or the new one.
+Status writeFileAtomic(const std::string& path, std::string_view content, unsigned mode);
 
 // argon2id via crypto_pwhash_str with OPSLIMIT_INTERACTIVE / MEMLIMIT_INTERACTIVE.
 Result<std::string> hashPassword(std::string_view password);
