@@ -137,11 +137,12 @@ bool validUserName(std::string_view name) {
 
 bool validAccountName(std::string_view name) {
   if (name.empty() || name.size() > 32) return false;
-  if (!isLower(name[0]) && name[0] != '_') return false;
+  auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
+  if (!isLower(name[0]) && !upper(name[0]) && name[0] != '_') return false;
   for (size_t i = 1; i < name.size(); ++i) {
     char c = name[i];
     if (c == '$' && i == name.size() - 1) break;  // Samba machine accounts end in '$'
-    if (!isLower(c) && !isDigit(c) && c != '_' && c != '-') return false;
+    if (!isLower(c) && !upper(c) && !isDigit(c) && c != '_' && c != '.' && c != '-') return false;
   }
   return true;
 }

@@ -21,8 +21,9 @@ struct UserRecord {
 // [a-z_][a-z0-9_.-]{0,31}
 bool validUserName(std::string_view name);
 
-// Syntax of a Unix account name as Debian's useradd accepts it without --badname:
-// [a-z_][a-z0-9_-]*[$]?, at most 32 bytes. Existence is checked separately (lookupAccount).
+// Syntax of a Unix account name: [A-Za-z_][A-Za-z0-9_.-]*[$]?, at most 32 bytes. Wider than
+// useradd's default so directory-service names ("first.last") work; never ':' or whitespace.
+// Existence is checked separately (lookupAccount).
 bool validAccountName(std::string_view name);
 
 // Reads and validates every line (names, roles, hash prefix "$argon2id$", no duplicates). Any bad
