@@ -1,2 +1,297 @@
-// placeholder: jobworkerd entry point (being written)
-int main() { return 1; }
+// jobworkerd's entry point: command line, configuration, the root/dev-mode rules, and the
+// startup sequence before the event loop takes over. Runs in jobworkerd.
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "accounts.h"
+#include "admin_cli.h"
+#include "cgroup.h"
+#include "config.h"
+#include "dev_bootstrap.h"
+#include "listen_socket.h"
+#include "log.h"
+#include "supervisor.h"
+
+namespace jw::supervisor {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: jobworkerd [--dev] [--state-dir DIR] [--listen HOST:PORT] [--config FILE]\n"
+    "                  [--frontend PATH]\n"
+    "       jobworkerd user add|del|passwd|list --users-file FILE NAME [...]\n"
+    "\n"
+    "Runs the jobworker supervisor in the foreground until SIGTERM or SIGINT; SIGHUP re-reads\n"
+    "the users file.\n"
+    "\n"
+    "  --dev              development mode: generates a CA, a server certificate and an admin\n"
+    "                     account in the state directory; allows running as a non-root user\n"
+    "  --state-dir DIR    job output and dev-mode files (default /var/lib/jobworker)\n"
+    "  --listen HOST:PORT address of the HTTPS API (default from the config, else\n"
+    "                     127.0.0.1:8443)\n"
+    "  --config FILE      configuration file (see README.md for every key)\n"
+    "  --frontend PATH    the jobworker-frontend binary to run\n"
+    "  --help, --version\n";
+
+struct CommandLine {
+  bool dev = false;
+  std::optional<std::string> state_dir, listen, config, frontend;
+};
+
+// 0: parsed; otherwise the exit status to return.
+int parseCommandLine(int argc, char** argv, CommandLine* cl) {
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    std::optional<std::string> inline_value;
+    if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
+      inline_value = a.substr(a.find('=') + 1);
+      a = a.substr(0, a.find('='));
+    }
+    auto value = [&](std::optional<std::string>* out) -> bool {
+      if (inline_value) {
+        *out = *inline_value;
+        return true;
+      }
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "jobworkerd: %s needs a value\n%s", a.c_str(), kUsage);
+        return false;
+      }
+      *out = argv[++i];
+      return true;
+    };
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return -1;
+    } else if (a == "--version") {
+      std::printf("jobworkerd %s\n", jobworkerVersion());
+      return -1;
+    } else if (a == "--dev" && !inline_value) {
+      cl->dev = true;
+    } else if (a == "--state-dir") {
+      if (!value(&cl->state_dir)) return 2;
+    } else if (a == "--listen") {
+      if (!value(&cl->listen)) return 2;
+    } else if (a == "--config") {
+      if (!value(&cl->config)) return 2;
+    } else if (a == "--frontend") {
+      if (!value(&cl->frontend)) return 2;
+    } else {
+      std::fprintf(stderr, "jobworkerd: unknown argument '%s'\n%s", argv[i], kUsage);
+      return 2;
+    }
+  }
+  return 0;
+}
+
+// Jobs and pipes get fds from the lowest free number; if 0-2 were closed, a job pipe could
+// become our own stderr.
+void ensureStdFds() {
+  for (int fd = 0; fd < 3; fd++) {
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      if (open("/dev/null", O_RDWR) < 0) _exit(1);
+    }
+  }
+}
+
+// The signalfd signals must be blocked before anything else exists; SIGPIPE is an error return.
+bool setupSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
+  if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return false;
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  // SIGCHLD must not be ignored: an ignored SIGCHLD makes the kernel reap children itself.
+  return sigaction(SIGPIPE, &ign, nullptr) == 0 && sigaction(SIGCHLD, &dfl, nullptr) == 0;
+}
+
+bool fileExists(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0;
+}
+
+std::string absolutePath(const std::string& p) {
+  if (!p.empty() && p[0] == '/') return p;
+  char cwd[PATH_MAX];
+  if (getcwd(cwd, sizeof cwd) == nullptr) return p;
+  return std::string(cwd) + "/" + p;
+}
+
+// The URL a dev-mode user types: the bound port, and 127.0.0.1 for wildcard addresses.
+std::string loginUrl(const std::string& listen, int fd) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "*") host = "127.0.0.1";
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  int port = 0;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    if (ss.ss_family == AF_INET) port = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) port = ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  }
+  std::string p = port > 0 ? std::to_string(port) : listen.substr(listen.rfind(':') + 1);
+  return "https://" + host + ":" + p;
+}
+
+void warnUnprotectedDevMode(const Account& self) {
+  log::warning("*** DEV MODE WITHOUT ROOT: the protections of a production jobworkerd are OFF ***");
+  log::warning("*   the frontend keeps your uid (no change to the `jobworker` account)");
+  log::warning("*   every job runs as you (" + self.name + "), whatever run_as the users file says");
+  log::warning("*   no cgroups (no cpu/memory/pids/io limits; a stop cannot catch escaped processes)");
+  log::warning("*   no namespaces (jobs see your files, network and processes)");
+  log::warning("*** use it to try jobworker out, never to serve other people ***");
+}
+
+int startDaemon(const CommandLine& cl) {
+  const bool root = geteuid() == 0;
+  if (!root && !cl.dev) {
+    log::err("jobworkerd must run as root: it runs each job as its user's account, in its own "
+             "cgroup. To try it out as an ordinary user, run `jobworkerd --dev`.");
+    return 1;
+  }
+
+  SupervisorOptions opt;
+  if (cl.config) {
+    auto s = config::load(*cl.config);
+    if (!s) {
+      log::err("configuration: " + s.error().message);
+      return 1;
+    }
+    opt.settings = std::move(s.value());
+    opt.config_file = absolutePath(*cl.config);
+  }
+  config::Settings& settings = opt.settings;
+  if (cl.state_dir) settings.state_dir = *cl.state_dir;
+  if (cl.listen) settings.listen = *cl.listen;
+  settings.state_dir = absolutePath(settings.state_dir);
+  while (settings.state_dir.size() > 1 && settings.state_dir.back() == '/') {
+    settings.state_dir.pop_back();
+  }
+  opt.dev = cl.dev;
+  opt.as_root = root;
+  opt.state_dir = settings.state_dir;
+  opt.frontend_path = resolveFrontendPath(cl.frontend ? absolutePath(*cl.frontend) : "");
+
+  auto self = currentAccount();
+  if (!self) {
+    log::err("who am I: " + self.error().message);
+    return 1;
+  }
+  opt.self = self.value();
+  if (root) {
+    auto fa = lookupAccount(settings.frontend_user);
+    if (!fa) {
+      log::err("the frontend's account " + log::quote(settings.frontend_user) +
+               " does not exist (" + fa.error().message + "). Create it with `useradd --system "
+               "--no-create-home --shell /usr/sbin/nologin " + settings.frontend_user +
+               "` (or systemd-sysusers with the shipped sysusers.d file).");
+      return 1;
+    }
+    opt.frontend_account = fa.value();
+  } else {
+    warnUnprotectedDevMode(opt.self);
+  }
+
+  std::optional<DevFiles> dev_files;
+  if (cl.dev) {
+    auto f = ensureDevFiles(settings.state_dir);
+    if (!f) {
+      log::err("dev mode files in " + settings.state_dir + ": " + f.error().message);
+      return 1;
+    }
+    dev_files = f.value();
+    opt.tls_cert = f->server_cert;
+    opt.tls_key = f->server_key;
+    opt.users_file = f->users_file;
+  } else {
+    opt.tls_cert = settings.tls_cert;
+    opt.tls_key = settings.tls_key;
+    opt.users_file = settings.users_file;
+    for (const auto& [path, what] :
+         {std::pair{opt.tls_cert, "TLS certificate (tls_cert)"},
+          std::pair{opt.tls_key, "TLS private key (tls_key)"}}) {
+      if (!fileExists(path)) {
+        log::err(std::string(what) + " " + path + " does not exist. Put your certificate chain "
+                 "and key there (for a self-signed pair: `openssl req -x509 -newkey ec -pkeyopt "
+                 "ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=$(hostname) -keyout " +
+                 opt.tls_key + " -out " + opt.tls_cert + "`), or try `jobworkerd --dev`.");
+        return 1;
+      }
+    }
+    if (!fileExists(opt.users_file)) {
+      log::err("users file " + opt.users_file + " does not exist. Create it with `jobworkerd "
+               "user add --users-file " + opt.users_file + " NAME --role admin`.");
+      return 1;
+    }
+    if (mkdir(settings.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      log::err(sysError("create the state directory " + settings.state_dir).message);
+      return 1;
+    }
+  }
+
+  auto listen_fd = openListenSocket(settings.listen);
+  if (!listen_fd) {
+    log::err("listen on " + settings.listen + ": " + listen_fd.error().message);
+    return 1;
+  }
+  opt.listen_fd = listen_fd.value();
+
+  if (root && settings.use_cgroups) {
+    auto backend = CgroupBackend::detect();
+    if (backend) {
+      opt.cgroups = std::move(backend.value());
+      log::info("cgroups: " + opt.cgroups->name());
+      for (const auto& d : opt.cgroups->details()) log::info("cgroups: " + d);
+    } else {
+      log::err("cgroups unavailable, running jobs without them (no limits, a stop relies on "
+               "process groups): " + backend.error().message);
+    }
+  } else if (root) {
+    log::warning("cgroups disabled by the configuration (isolation.cgroups = false)");
+  }
+
+  if (dev_files) {
+    std::string url = loginUrl(settings.listen, opt.listen_fd);
+    log::notice("dev mode: log in as admin with:");
+    log::notice("  jobworker login --server " + url + " --ca-file " + dev_files->ca_cert +
+                " --user admin --password-stdin < " + dev_files->admin_password);
+    log::notice("  (the admin password is in " + dev_files->admin_password + ")");
+  }
+
+  Supervisor sup(std::move(opt));
+  if (Status st = sup.init(); !st) {
+    log::err("startup: " + st.error().message);
+    return 1;
+  }
+  return sup.run();
+}
+
+}  // namespace
+}  // namespace jw::supervisor
+
+int main(int argc, char** argv) {
+  using namespace jw::supervisor;
+  jw::log::setIdentity("jobworkerd");
+  if (argc >= 2 && std::string(argv[1]) == "user") return runUserCommand(argc - 1, argv + 1);
+  CommandLine cl;
+  int rc = parseCommandLine(argc, argv, &cl);
+  if (rc != 0) return rc < 0 ? 0 : rc;
+  ensureStdFds();
+  if (!setupSignals()) {
+    jw::log::err(jw::sysError("block signals").message);
+    return 1;
+  }
+  return startDaemon(cl);
+}

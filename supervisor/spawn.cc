@@ -1,1 +1,361 @@
-// placeholder: spawn (being written)
+// Job process creation (see spawn.h); runs in jobworkerd, and the child steps in the job process
+// between fork and execve, where only async-signal-safe calls are allowed.
+#include "spawn.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace jw::supervisor {
+
+namespace {
+
+// The child's steps, in the order it runs them. Issue 7 inserts namespace and mount steps
+// between kProcessGroup and kCredentials.
+enum class ChildStep : int32_t {
+  kSignals = 1,
+  kRelease,
+  kProcessGroup,
+  kStdio,
+  kResourceLimits,
+  kCredentials,
+  kNoNewPrivs,
+  kWorkingDir,
+  kCloseFds,
+  kExec,
+};
+
+const char* stepName(ChildStep s) {
+  switch (s) {
+    case ChildStep::kSignals: return "reset signals";
+    case ChildStep::kRelease: return "wait for cgroup placement";
+    case ChildStep::kProcessGroup: return "setpgid";
+    case ChildStep::kStdio: return "redirect stdio";
+    case ChildStep::kResourceLimits: return "set resource limits";
+    case ChildStep::kCredentials: return "change credentials";
+    case ChildStep::kNoNewPrivs: return "PR_SET_NO_NEW_PRIVS";
+    case ChildStep::kWorkingDir: return "chdir";
+    case ChildStep::kCloseFds: return "close file descriptors";
+    case ChildStep::kExec: return "execve";
+  }
+  return "unknown step";
+}
+
+struct ChildReport {
+  int32_t step;
+  int32_t err;
+};
+
+// Everything the child needs, built before fork: the child only reads it.
+struct ChildPlan {
+  std::vector<std::string> candidates;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  const char* cwd = nullptr;   // explicit cwd (failure is fatal)
+  const char* home = nullptr;  // default cwd (falls back to "/")
+  bool change_credentials = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  const gid_t* groups = nullptr;
+  size_t ngroups = 0;
+  bool core_dumps = false;
+  int devnull = -1;
+  int out_w = -1;
+  int err_w = -1;  // -1: stderr goes to out_w
+  int release_r = -1;
+  int report_w = -1;
+  int max_fd = 1024;  // for the close-on-exec fallback loop
+};
+
+[[noreturn]] void childFail(const ChildPlan& p, ChildStep step, int err) {
+  ChildReport r{static_cast<int32_t>(step), err};
+  ssize_t n = write(p.report_w, &r, sizeof r);
+  (void)n;
+  _exit(127);
+}
+
+// --- child steps: async-signal-safe only ------------------------------------------------------
+
+int resetSignals() {
+  // The supervisor blocks its signalfd signals and ignores SIGPIPE; neither may leak into a job
+  // (ignored dispositions survive execve).
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction sa {};
+    sa.sa_handler = SIG_DFL;
+    sigaction(sig, &sa, nullptr);  // EINVAL for the glibc-reserved RT signals is fine
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  return sigprocmask(SIG_SETMASK, &none, nullptr) == 0 ? 0 : errno;
+}
+
+int waitForRelease(const ChildPlan& p) {
+  char c;
+  for (;;) {
+    ssize_t n = read(p.release_r, &c, 1);
+    if (n == 1) return 0;
+    if (n < 0 && errno == EINTR) continue;
+    return n == 0 ? ECANCELED : errno;  // the parent gave up on us
+  }
+}
+
+int newProcessGroup() { return setpgid(0, 0) == 0 ? 0 : errno; }
+
+int redirectStdio(const ChildPlan& p) {
+  if (dup2(p.devnull, STDIN_FILENO) < 0) return errno;
+  if (dup2(p.out_w, STDOUT_FILENO) < 0) return errno;
+  if (dup2(p.err_w >= 0 ? p.err_w : p.out_w, STDERR_FILENO) < 0) return errno;
+  return 0;
+}
+
+int setResourceLimits(const ChildPlan& p) {
+  umask(022);
+  if (!p.core_dumps) {
+    rlimit none{0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) != 0) return errno;
+  }
+  return 0;
+}
+
+int changeCredentials(const ChildPlan& p) {
+  if (!p.change_credentials) return 0;
+  if (setgroups(p.ngroups, p.groups) != 0) return errno;
+  if (setresgid(p.gid, p.gid, p.gid) != 0) return errno;
+  if (setresuid(p.uid, p.uid, p.uid) != 0) return errno;
+  // Fail closed if root could be regained.
+  if (p.uid != 0 && setresuid(0, 0, 0) == 0) return EPERM;
+  return 0;
+}
+
+int noNewPrivs() { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 ? 0 : errno; }
+
+int enterWorkingDir(const ChildPlan& p) {
+  // After the credential change, so the job cannot start inside a directory it may not enter.
+  if (p.cwd != nullptr) return chdir(p.cwd) == 0 ? 0 : errno;
+  if (p.home != nullptr && chdir(p.home) == 0) return 0;
+  return chdir("/") == 0 ? 0 : errno;
+}
+
+int closeFds(const ChildPlan& p) {
+  // Close-on-exec rather than close: the report pipe must stay usable until execve succeeds.
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+  for (int fd = 3; fd < p.max_fd; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return 0;
+}
+
+int execProgram(const ChildPlan& p) {
+  int result = ENOENT;
+  bool saw_eacces = false;
+  for (const auto& c : p.candidates) {
+    execve(c.c_str(), p.argv.data(), p.envp.data());
+    result = errno;
+    if (result == EACCES) {
+      saw_eacces = true;
+    } else if (result != ENOENT && result != ENOTDIR && result != ESTALE) {
+      return result;  // e.g. ENOEXEC, E2BIG: the program was found, say why it did not run
+    }
+  }
+  return saw_eacces ? EACCES : result;
+}
+
+[[noreturn]] void runChild(const ChildPlan& p) {
+  int err;
+  if ((err = resetSignals()) != 0) childFail(p, ChildStep::kSignals, err);
+  if ((err = waitForRelease(p)) != 0) childFail(p, ChildStep::kRelease, err);
+  if ((err = newProcessGroup()) != 0) childFail(p, ChildStep::kProcessGroup, err);
+  if ((err = redirectStdio(p)) != 0) childFail(p, ChildStep::kStdio, err);
+  if ((err = setResourceLimits(p)) != 0) childFail(p, ChildStep::kResourceLimits, err);
+  if ((err = changeCredentials(p)) != 0) childFail(p, ChildStep::kCredentials, err);
+  if ((err = noNewPrivs()) != 0) childFail(p, ChildStep::kNoNewPrivs, err);
+  if ((err = enterWorkingDir(p)) != 0) childFail(p, ChildStep::kWorkingDir, err);
+  if ((err = closeFds(p)) != 0) childFail(p, ChildStep::kCloseFds, err);
+  childFail(p, ChildStep::kExec, execProgram(p));
+}
+
+// --- parent side ------------------------------------------------------------------------------
+
+// Closes every fd in the list that is open, and resets it to -1.
+void closeAll(std::initializer_list<int*> fds) {
+  for (int* fd : fds) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+  }
+}
+
+std::vector<char*> cStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  out.reserve(v.size() + 1);
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+void killAndReap(pid_t pid) {
+  kill(pid, SIGKILL);
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+// Reads the child's report: 0 bytes (EOF at execve) means the program runs.
+Result<bool> readReport(int fd, ChildReport* r) {
+  size_t got = 0;
+  auto* p = reinterpret_cast<char*>(r);
+  while (got < sizeof *r) {
+    ssize_t n = read(fd, p + got, sizeof *r - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sysError("read job report pipe");
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got == 0) return false;
+  if (got != sizeof *r) return Error{"short report from job child"};
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> execCandidates(const std::string& argv0, const std::string& path) {
+  if (argv0.find('/') != std::string::npos) return {argv0};
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    std::string dir = path.substr(start, end - start);
+    if (!dir.empty()) out.push_back(dir.back() == '/' ? dir + argv0 : dir + "/" + argv0);
+    start = end + 1;
+  }
+  return out;
+}
+
+Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
+  *failure = SpawnFailure::kSetup;
+  if (req.argv.empty()) return Error{"empty argv"};
+
+  ChildPlan plan;
+  plan.candidates = execCandidates(req.argv[0], req.search_path);
+  if (plan.candidates.empty()) {
+    *failure = SpawnFailure::kExec;
+    return Error{"program " + req.argv[0] + " not found: PATH is empty", ENOENT};
+  }
+  plan.argv = cStrings(req.argv);
+  plan.envp = cStrings(req.env);
+  plan.cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();
+  plan.home = req.home.empty() ? nullptr : req.home.c_str();
+  plan.change_credentials = req.change_credentials;
+  plan.uid = req.uid;
+  plan.gid = req.gid;
+  plan.groups = req.groups.data();
+  plan.ngroups = req.groups.size();
+  plan.core_dumps = req.core_dumps;
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 65536));
+  }
+
+  int out[2] = {-1, -1}, err[2] = {-1, -1}, release[2] = {-1, -1}, report[2] = {-1, -1};
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull < 0) return sysError("open /dev/null");
+  auto cleanup = [&] {
+    closeAll({&out[0], &out[1], &err[0], &err[1], &release[0], &release[1], &report[0],
+              &report[1], &devnull});
+  };
+  if (pipe2(out, O_CLOEXEC) != 0 || (req.separate_stderr && pipe2(err, O_CLOEXEC) != 0) ||
+      pipe2(release, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0) {
+    Error e = sysError("pipe2 for a job");
+    cleanup();
+    return e;
+  }
+  plan.devnull = devnull;
+  plan.out_w = out[1];
+  plan.err_w = err[1];
+  plan.release_r = release[0];
+  plan.report_w = report[1];
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    Error e = sysError("fork");
+    cleanup();
+    return e;
+  }
+  if (pid == 0) runChild(plan);
+
+  closeAll({&out[1], &err[1], &release[0], &report[1], &devnull});
+  // Both sides set the group, so a stop sent right after this returns reaches the whole job.
+  setpgid(pid, pid);
+
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    Error e = sysError("pidfd_open");
+    killAndReap(pid);
+    cleanup();
+    return e;
+  }
+  if (req.cgroup != nullptr) {
+    Status st = req.cgroup->addProcess(pid);
+    if (!st) {
+      killAndReap(pid);
+      close(pidfd);
+      cleanup();
+      return Error{"move the job into its cgroup: " + st.error().message, st.error().sys_errno};
+    }
+  }
+  char go = 1;
+  if (write(release[1], &go, 1) != 1) {
+    // EPIPE: the child already died; its report (or its exit) tells the rest.
+  }
+  closeAll({&release[1]});
+
+  ChildReport r{};
+  Result<bool> got = readReport(report[0], &r);
+  closeAll({&report[0]});
+  if (!got || got.value()) {
+    killAndReap(pid);
+    close(pidfd);
+    cleanup();
+    if (!got) return got.error();
+    auto step = static_cast<ChildStep>(r.step);
+    if (step == ChildStep::kExec) {
+      *failure = SpawnFailure::kExec;
+      return Error{"cannot execute " + req.argv[0] + ": " + std::strerror(r.err), r.err};
+    }
+    if (step == ChildStep::kWorkingDir) {
+      *failure = SpawnFailure::kCwd;
+      return Error{"working directory " + req.cwd + ": " + std::strerror(r.err), r.err};
+    }
+    return Error{std::string("job setup step '") + stepName(step) + "' failed: " +
+                     std::strerror(r.err),
+                 r.err};
+  }
+
+  for (int fd : {out[0], err[0]}) {
+    if (fd < 0) continue;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+      Error e = sysError("make job pipe non-blocking");
+      killAndReap(pid);
+      close(pidfd);
+      cleanup();
+      return e;
+    }
+    // A bigger pipe means fewer wake-ups for chatty jobs; failure only costs speed.
+    fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+  }
+  *failure = SpawnFailure::kNone;
+  SpawnedJob job{pid, pidfd, out[0], err[0]};
+  return job;
+}
+
+}  // namespace jw::supervisor
