@@ -1,0 +1,177 @@
+// jobworker-frontend's entry point: its command line, then the start-up order read top to
+// bottom (config, TLS material, tables from the supervisor, privilege drop, serve, Ready).
+// Runs as root (or the invoking user in non-root dev mode) until the drop.
+#include <Poco/Net/SSLManager.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "privilege_drop.h"
+#include "routes.h"
+#include "supervisor_channel.h"
+#include "tls_server.h"
+
+namespace jw::frontend {
+namespace {
+
+struct Args {
+  int channel_fd = -1;
+  int listen_fd = -1;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string config_file;
+  std::string run_as;
+  bool no_setuid = false;
+  bool dev = false;
+};
+
+constexpr const char* kUsage =
+    "usage: jobworker-frontend --channel-fd N --listen-fd N --tls-cert PEM --tls-key PEM\n"
+    "                          [--config FILE] [--run-as ACCOUNT | --no-setuid] [--dev]\n"
+    "Started by jobworkerd, which passes the channel and the listening socket.\n";
+
+[[noreturn]] void fatal(const std::string& message) {
+  log::err(message);
+  _exit(1);
+}
+
+std::optional<int> parseFd(const std::string& s) {
+  if (s.empty() || s.size() > 4 || s.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  return std::stoi(s);
+}
+
+Result<Args> parseArgs(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; i++) {
+    std::string k = argv[i];
+    auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= argc) return std::nullopt;
+      return std::string(argv[++i]);
+    };
+    if (k == "--no-setuid") {
+      a.no_setuid = true;
+    } else if (k == "--dev") {
+      a.dev = true;
+    } else if (k == "--channel-fd" || k == "--listen-fd") {
+      auto v = value();
+      auto fd = v ? parseFd(*v) : std::nullopt;
+      if (!fd) return Error{k + " needs a file descriptor number"};
+      (k == "--channel-fd" ? a.channel_fd : a.listen_fd) = *fd;
+    } else if (k == "--tls-cert" || k == "--tls-key" || k == "--config" || k == "--run-as") {
+      auto v = value();
+      if (!v || v->empty()) return Error{k + " needs a value"};
+      if (k == "--tls-cert") a.tls_cert = *v;
+      if (k == "--tls-key") a.tls_key = *v;
+      if (k == "--config") a.config_file = *v;
+      if (k == "--run-as") a.run_as = *v;
+    } else {
+      return Error{"unknown argument '" + k + "'"};
+    }
+  }
+  if (a.channel_fd < 0 || a.listen_fd < 0) return Error{"--channel-fd and --listen-fd are required"};
+  if (a.tls_cert.empty() || a.tls_key.empty()) return Error{"--tls-cert and --tls-key are required"};
+  if (a.run_as.empty() == !a.no_setuid) return Error{"give exactly one of --run-as and --no-setuid"};
+  return a;
+}
+
+// The descriptors are what the supervisor promised: catches a wrong spawn at once.
+Status checkInheritedFds(const Args& a) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(a.channel_fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+    return sysError("channel fd " + std::to_string(a.channel_fd));
+  }
+  if (type != SOCK_SEQPACKET) return Error{"channel fd is not a SOCK_SEQPACKET socket"};
+  int listening = 0;
+  len = sizeof listening;
+  if (getsockopt(a.listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0) {
+    return sysError("listen fd " + std::to_string(a.listen_fd));
+  }
+  if (listening == 0) return Error{"listen fd is not a listening socket"};
+  return okStatus();
+}
+
+ServerLimits serverLimits(const config::Settings& c) {
+  return ServerLimits{c.http_threads,         c.max_connections,      c.max_connections_per_client,
+                      c.handshake_timeout_ms, c.idle_timeout_ms,      c.max_request_body};
+}
+
+int run(int argc, char** argv) {
+  log::setIdentity("jobworker-frontend");
+  auto args = parseArgs(argc, argv);
+  if (!args) {
+    log::err(args.error().message);
+    ssize_t n = ::write(STDERR_FILENO, kUsage, std::char_traits<char>::length(kUsage));
+    (void)n;
+    return 2;
+  }
+  const Args& a = args.value();
+  // A client that disconnects mid-write must cost an EPIPE, not the process.
+  signal(SIGPIPE, SIG_IGN);
+  if (Status s = checkInheritedFds(a); !s) fatal(s.error().message);
+  if (sodium_init() < 0) fatal("sodium_init failed");
+  Poco::Net::initializeSSL();  // reads OpenSSL's configuration: must happen before the drop
+
+  config::Settings cfg;
+  if (!a.config_file.empty()) {
+    auto loaded = config::load(a.config_file);
+    if (!loaded) fatal("config: " + loaded.error().message);
+    cfg = loaded.value();
+  }
+  auto tls = makeTlsContext(a.tls_cert, a.tls_key);
+  if (!tls) fatal(tls.error().message);
+
+  DropTarget target{false, "(no uid change)", getuid(), getgid()};
+  if (a.no_setuid) {
+    if (geteuid() == 0) fatal("--no-setuid while running as root: refusing to serve as root");
+  } else {
+    auto account = lookupAccount(a.run_as);
+    if (!account) fatal("--run-as: " + account.error().message);
+    target = account.value();
+  }
+
+  SupervisorChannel channel(a.channel_fd);
+  auto tables = channel.receiveInitialTables();
+  if (!tables) fatal("start-up exchange with jobworkerd: " + tables.error().message);
+  AuthStore store;
+  (void)store.setUsers(tables->users);
+  for (const auto& s : tables->sessions) store.addSession(s);
+  PasswordChecker passwords(cfg.max_concurrent_password_checks);
+  LoginThrottle throttle(cfg.login_max_failures, cfg.login_lockout_ms);
+
+  if (Status s = dropPrivileges(target); !s) fatal(s.error().message);
+
+  channel.start(
+      [&](protocol::UserTable users) {
+        for (const auto& h : store.setUsers(users)) channel.sessionRevokeAsync(h);
+      },
+      [](const std::string& why) {
+        log::notice("leaving: " + why);
+        _exit(0);
+      });
+  Api api(cfg, store, passwords, throttle, channel);
+  TlsServer server(a.listen_fd, tls.value(), serverLimits(cfg), api);
+  if (Status s = server.start(); !s) fatal("HTTPS server: " + s.error().message);
+  if (Status s = channel.sendReady(); !s) fatal("sending Ready: " + s.error().message);
+  log::notice(std::string("serving HTTPS with ") + std::to_string(cfg.http_threads) +
+              " worker threads" + (a.dev ? " (dev mode)" : "") +
+              (a.no_setuid ? "; no uid change (non-root dev mode)" : "; running as " + a.run_as));
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(24));
+}
+
+}  // namespace
+}  // namespace jw::frontend
+
+int main(int argc, char** argv) { return jw::frontend::run(argc, argv); }

@@ -1,0 +1,276 @@
+// Request/reply multiplexing over the supervisor channel (see supervisor_channel.h); runs in
+// jobworker-frontend: call() on HTTP worker threads, readerLoop() on its own thread.
+#include "supervisor_channel.h"
+
+#include <sys/socket.h>
+
+#include "channel.h"
+#include "log.h"
+#include "messages.h"
+
+namespace jw::frontend {
+
+using protocol::ErrorCode;
+using protocol::ErrorReply;
+using protocol::MsgType;
+
+namespace {
+
+ErrorReply unavailable(const std::string& why) {
+  return ErrorReply{ErrorCode::kUnavailable, 0, "supervisor unavailable: " + why};
+}
+
+}  // namespace
+
+SupervisorChannel::~SupervisorChannel() {
+  if (reader_.joinable()) {
+    ::shutdown(fd_, SHUT_RDWR);  // wakes the reader's recv
+    reader_.join();
+  }
+}
+
+Result<InitialTables> SupervisorChannel::receiveInitialTables() {
+  InitialTables t;
+  bool have_users = false;
+  std::string frame;
+  for (;;) {
+    auto r = protocol::recvFrame(fd_, &frame);
+    if (!r) return r.error();
+    if (r.value() != protocol::RecvStatus::kFrame) {
+      return Error{"channel closed before the user and session tables arrived"};
+    }
+    std::string_view payload;
+    auto h = protocol::decodeHeader(frame, &payload);
+    if (!h) return Error{"malformed frame at start-up: " + h.error().message};
+    if (h->request_id != 0) return Error{"start-up frame with a non-zero request id"};
+    if (!have_users) {
+      if (h->type != MsgType::kUserTable) {
+        return Error{"expected UserTable first, got " +
+                     std::string(protocol::msgTypeName(static_cast<uint16_t>(h->type)))};
+      }
+      auto users = protocol::decodeUserTablePayload(payload);
+      if (!users) return Error{"bad UserTable: " + users.error().message};
+      t.users = std::move(users.value());
+      have_users = true;
+      continue;
+    }
+    if (h->type != MsgType::kSessionTable) {
+      return Error{"expected SessionTable, got " +
+                   std::string(protocol::msgTypeName(static_cast<uint16_t>(h->type)))};
+    }
+    auto sessions = protocol::decodeSessionTablePayload(payload);
+    if (!sessions) return Error{"bad SessionTable: " + sessions.error().message};
+    for (auto& s : sessions->sessions) t.sessions.push_back(std::move(s));
+    if ((h->flags & protocol::kFlagMore) == 0) return t;
+  }
+}
+
+Status SupervisorChannel::sendReady() {
+  return protocol::sendFrame(fd_, protocol::encodeReady(0, protocol::Empty{}));
+}
+
+void SupervisorChannel::start(std::function<void(protocol::UserTable)> on_users,
+                              std::function<void(const std::string&)> on_closed) {
+  on_users_ = std::move(on_users);
+  on_closed_ = std::move(on_closed);
+  reader_ = std::thread([this] { readerLoop(); });
+}
+
+void SupervisorChannel::readerLoop() {
+  std::string bytes;
+  std::string why;
+  for (;;) {
+    auto r = protocol::recvFrame(fd_, &bytes);
+    if (!r) {
+      why = r.error().message;
+      break;
+    }
+    if (r.value() == protocol::RecvStatus::kClosed) {
+      why = "channel closed by the supervisor";
+      break;
+    }
+    if (r.value() != protocol::RecvStatus::kFrame) continue;
+    std::string_view payload;
+    auto h = protocol::decodeHeader(bytes, &payload);
+    if (!h) {
+      why = "malformed frame from the supervisor: " + h.error().message;
+      break;
+    }
+    uint16_t type = static_cast<uint16_t>(h->type);
+    if (!protocol::isPermitted(type, protocol::Direction::kSupervisorToFrontend)) {
+      why = "frame of type " + std::string(protocol::msgTypeName(type)) + " from the supervisor";
+      break;
+    }
+    if (h->request_id == 0) {
+      if (h->type == MsgType::kUserTable) {
+        auto users = protocol::decodeUserTablePayload(payload);
+        if (!users) {
+          why = "bad UserTable: " + users.error().message;
+          break;
+        }
+        log::info("user table updated: " + std::to_string(users->users.size()) + " users");
+        if (on_users_) on_users_(std::move(users.value()));
+      } else {
+        log::warning("ignoring unsolicited " + std::string(protocol::msgTypeName(type)));
+      }
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    auto it = pending_.find(h->request_id);
+    if (it == pending_.end()) {
+      log::warning("reply for unknown request id " + std::to_string(h->request_id));
+      continue;
+    }
+    it->second.frames.push_back(Frame{h.value(), std::move(bytes)});
+    bytes = std::string();
+    if ((h->flags & protocol::kFlagMore) == 0) {
+      it->second.done = true;
+      if (it->second.discard) pending_.erase(it);
+    }
+    cv_.notify_all();
+  }
+  if (on_closed_) on_closed_(why);
+}
+
+std::vector<SupervisorChannel::Frame> SupervisorChannel::call(
+    const std::function<std::string(uint32_t)>& encode, std::chrono::milliseconds timeout,
+    std::string* why) {
+  uint32_t id;
+  {
+    std::lock_guard lock(mu_);
+    id = next_id_++;
+    if (next_id_ == 0) next_id_ = 1;  // 0 is reserved for unsolicited frames
+    pending_[id] = Pending{};
+  }
+  Status sent = protocol::sendFrame(fd_, encode(id));
+  std::unique_lock lock(mu_);
+  if (!sent) {
+    pending_.erase(id);
+    *why = sent.error().message;
+    return {};
+  }
+  bool done = cv_.wait_for(lock, timeout, [&] { return pending_[id].done; });
+  if (!done) {
+    auto& p = pending_[id];
+    p.discard = true;
+    p.frames.clear();
+    *why = "no answer within " + std::to_string(timeout.count()) + " ms";
+    return {};
+  }
+  std::vector<Frame> frames = std::move(pending_[id].frames);
+  pending_.erase(id);
+  return frames;
+}
+
+template <typename T>
+Reply<T> SupervisorChannel::single(std::vector<Frame> frames, const std::string& why,
+                                   MsgType expected, Result<T> (*decode)(std::string_view)) {
+  if (frames.empty()) return unavailable(why);
+  if (frames.size() != 1) return ErrorReply{ErrorCode::kInternal, 0, "unexpected multi-frame reply"};
+  const Frame& f = frames.front();
+  if (f.header.type == MsgType::kErrorReply) {
+    auto e = protocol::decodeErrorReplyPayload(f.payload());
+    if (!e) return ErrorReply{ErrorCode::kInternal, 0, "bad ErrorReply: " + e.error().message};
+    return e.value();
+  }
+  if (f.header.type != expected) {
+    return ErrorReply{ErrorCode::kInternal, 0,
+                      "unexpected reply " + std::string(protocol::msgTypeName(
+                                                static_cast<uint16_t>(f.header.type)))};
+  }
+  auto v = decode(f.payload());
+  if (!v) return ErrorReply{ErrorCode::kInternal, 0, "bad reply: " + v.error().message};
+  return std::move(v.value());
+}
+
+Reply<protocol::JobStatus> SupervisorChannel::jobStart(const protocol::JobStartRequest& r) {
+  std::string why;
+  auto frames = call([&](uint32_t id) { return protocol::encodeJobStart(id, r); },
+                     kDefaultTimeout, &why);
+  return single(std::move(frames), why, MsgType::kJobStatus, &protocol::decodeJobStatusPayload);
+}
+
+Reply<protocol::JobStatus> SupervisorChannel::jobStop(const protocol::JobStopRequest& r) {
+  std::string why;
+  auto frames = call([&](uint32_t id) { return protocol::encodeJobStop(id, r); },
+                     kDefaultTimeout, &why);
+  return single(std::move(frames), why, MsgType::kJobStatus, &protocol::decodeJobStatusPayload);
+}
+
+Reply<protocol::JobStatus> SupervisorChannel::jobGet(const protocol::JobRef& r) {
+  std::string why;
+  auto frames = call([&](uint32_t id) { return protocol::encodeJobGet(id, r); },
+                     kDefaultTimeout, &why);
+  return single(std::move(frames), why, MsgType::kJobStatus, &protocol::decodeJobStatusPayload);
+}
+
+Reply<std::vector<protocol::JobStatus>> SupervisorChannel::jobList(
+    const protocol::JobListRequest& r) {
+  std::string why;
+  auto frames = call([&](uint32_t id) { return protocol::encodeJobList(id, r); },
+                     kDefaultTimeout, &why);
+  if (frames.empty()) return unavailable(why);
+  std::vector<protocol::JobStatus> jobs;
+  for (const auto& f : frames) {
+    if (f.header.type == MsgType::kErrorReply) {
+      auto e = protocol::decodeErrorReplyPayload(f.payload());
+      if (!e) return ErrorReply{ErrorCode::kInternal, 0, "bad ErrorReply: " + e.error().message};
+      return e.value();
+    }
+    if (f.header.type != MsgType::kJobListReply) {
+      return ErrorReply{ErrorCode::kInternal, 0, "unexpected reply to JobList"};
+    }
+    auto part = protocol::decodeJobListReplyPayload(f.payload());
+    if (!part) return ErrorReply{ErrorCode::kInternal, 0, "bad JobListReply: " + part.error().message};
+    for (auto& j : part->jobs) jobs.push_back(std::move(j));
+  }
+  return jobs;
+}
+
+Reply<protocol::OutputChunk> SupervisorChannel::outputRead(const protocol::OutputReadRequest& r) {
+  std::string why;
+  auto frames = call([&](uint32_t id) { return protocol::encodeOutputRead(id, r); },
+                     r.follow ? kFollowTimeout : kDefaultTimeout, &why);
+  return single(std::move(frames), why, MsgType::kOutputChunk, &protocol::decodeOutputChunkPayload);
+}
+
+Reply<protocol::HealthReply> SupervisorChannel::health(std::chrono::milliseconds timeout) {
+  std::string why;
+  auto frames = call([&](uint32_t id) { return protocol::encodeHealth(id, protocol::Empty{}); },
+                     timeout, &why);
+  return single(std::move(frames), why, MsgType::kHealthReply, &protocol::decodeHealthReplyPayload);
+}
+
+Reply<protocol::Empty> SupervisorChannel::sessionAdd(const protocol::SessionEntry& s) {
+  std::string why;
+  auto frames = call([&](uint32_t id) { return protocol::encodeSessionAdd(id, s); },
+                     kDefaultTimeout, &why);
+  return single(std::move(frames), why, MsgType::kOk, &protocol::decodeOkPayload);
+}
+
+Reply<protocol::Empty> SupervisorChannel::sessionRevoke(const protocol::TokenHash& h) {
+  std::string why;
+  auto frames = call([&](uint32_t id) { return protocol::encodeSessionRevoke(id, h); },
+                     kDefaultTimeout, &why);
+  return single(std::move(frames), why, MsgType::kOk, &protocol::decodeOkPayload);
+}
+
+void SupervisorChannel::sessionRevokeAsync(const protocol::TokenHash& h) {
+  uint32_t id;
+  {
+    std::lock_guard lock(mu_);
+    id = next_id_++;
+    if (next_id_ == 0) next_id_ = 1;
+    Pending p;
+    p.discard = true;
+    pending_[id] = std::move(p);
+  }
+  Status sent = protocol::sendFrame(fd_, protocol::encodeSessionRevoke(id, h));
+  if (!sent) {
+    std::lock_guard lock(mu_);
+    pending_.erase(id);
+    log::warning("could not send SessionRevoke: " + sent.error().message);
+  }
+}
+
+}  // namespace jw::frontend

@@ -1,0 +1,110 @@
+// The frontend's end of the SEQPACKET channel to jobworkerd (fd 3): the blocking start-up
+// exchange, then thread-safe request/reply multiplexing: any worker thread sends a request with
+// a fresh id and waits; one reader thread routes replies by id and applies unsolicited user
+// tables. Runs in jobworker-frontend.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "codec.h"
+#include "result.h"
+
+namespace jw::frontend {
+
+// A supervisor answer: the reply payload, or an ErrorReply (from the supervisor, or made up
+// here as kUnavailable when the supervisor did not answer in time).
+template <typename T>
+class [[nodiscard]] Reply {
+ public:
+  Reply(T value) : v_(std::move(value)) {}                     // NOLINT
+  Reply(protocol::ErrorReply error) : v_(std::move(error)) {}  // NOLINT
+  bool ok() const { return v_.index() == 0; }
+  T& value() & { return std::get<0>(v_); }
+  T&& value() && { return std::get<0>(std::move(v_)); }
+  const protocol::ErrorReply& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, protocol::ErrorReply> v_;
+};
+
+struct InitialTables {
+  protocol::UserTable users;
+  std::vector<protocol::SessionEntry> sessions;
+};
+
+class SupervisorChannel {
+ public:
+  explicit SupervisorChannel(int fd) : fd_(fd) {}
+  ~SupervisorChannel();
+  SupervisorChannel(const SupervisorChannel&) = delete;
+  SupervisorChannel& operator=(const SupervisorChannel&) = delete;
+
+  // Start-up, single-threaded: the UserTable then every SessionTable frame, blocking.
+  Result<InitialTables> receiveInitialTables();
+  Status sendReady();
+
+  // Starts the reader thread. `on_users` runs on it for every later UserTable. When the
+  // channel closes or breaks, `on_closed` runs on it (the frontend exits: the supervisor
+  // respawns it, and a frontend without its supervisor cannot serve anything).
+  void start(std::function<void(protocol::UserTable)> on_users,
+             std::function<void(const std::string& why)> on_closed);
+
+  // Typed requests; each waits for its whole reply up to `timeout`.
+  Reply<protocol::JobStatus> jobStart(const protocol::JobStartRequest& r);
+  Reply<protocol::JobStatus> jobStop(const protocol::JobStopRequest& r);
+  Reply<protocol::JobStatus> jobGet(const protocol::JobRef& r);
+  Reply<std::vector<protocol::JobStatus>> jobList(const protocol::JobListRequest& r);
+  Reply<protocol::OutputChunk> outputRead(const protocol::OutputReadRequest& r);
+  Reply<protocol::HealthReply> health(std::chrono::milliseconds timeout);
+  Reply<protocol::Empty> sessionAdd(const protocol::SessionEntry& s);
+  Reply<protocol::Empty> sessionRevoke(const protocol::TokenHash& h);
+  // Fire and forget (from the reader thread, which must never wait for a reply).
+  void sessionRevokeAsync(const protocol::TokenHash& h);
+
+  static constexpr std::chrono::milliseconds kDefaultTimeout{30'000};
+  // A parked follow read is answered within 15 s; leave room on top.
+  static constexpr std::chrono::milliseconds kFollowTimeout{45'000};
+
+ private:
+  struct Frame {
+    protocol::FrameHeader header;
+    std::string bytes;  // the whole frame
+    std::string_view payload() const { return std::string_view(bytes).substr(protocol::kHeaderSize); }
+  };
+  struct Pending {
+    std::vector<Frame> frames;
+    bool done = false;
+    bool discard = false;  // nobody waits: drop the reply when it comes
+  };
+
+  // Sends encode(id) and collects frames up to one without kFlagMore. Empty: timed out or
+  // the send failed (`*why` says which).
+  std::vector<Frame> call(const std::function<std::string(uint32_t)>& encode,
+                          std::chrono::milliseconds timeout, std::string* why);
+  template <typename T>
+  Reply<T> single(std::vector<Frame> frames, const std::string& why, protocol::MsgType expected,
+                  Result<T> (*decode)(std::string_view));
+  void readerLoop();
+
+  int fd_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint32_t next_id_ = 1;
+  std::map<uint32_t, Pending> pending_;
+  std::function<void(protocol::UserTable)> on_users_;
+  std::function<void(const std::string&)> on_closed_;
+  std::thread reader_;
+};
+
+}  // namespace jw::frontend
