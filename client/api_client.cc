@@ -1,0 +1,624 @@
+// The jobworker HTTPS client library (CLI process and integration tests): TLS context, requests,
+// Poco exception mapping, and the resuming log follower.
+#include "api_client.h"
+
+#include <Poco/Exception.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/IPAddress.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/SSLException.h>
+#include <Poco/Net/SSLManager.h>
+#include <Poco/NumberParser.h>
+#include <Poco/URI.h>
+#include <fcntl.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "chunked_decoder.h"
+#include "jw_build_config.h"
+
+namespace jw::client {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxResponseBody = 64u << 20;  // a full job list is far below this
+constexpr size_t kReadSize = 64u << 10;
+// Forward-secret AEAD suites only for TLS 1.2; TLS 1.3 suites are all acceptable.
+constexpr const char* kCipherList = "ECDHE+AESGCM:ECDHE+CHACHA20";
+
+// The first X509 error of the handshake running on this thread, recorded by our verify callback
+// so a failure can say *why* the certificate was refused instead of "certificate verify failed".
+thread_local int tl_verify_error = X509_V_OK;
+
+int recordVerifyError(int preverify_ok, X509_STORE_CTX* store) {
+  if (!preverify_ok && tl_verify_error == X509_V_OK) {
+    tl_verify_error = X509_STORE_CTX_get_error(store);
+  }
+  return preverify_ok;
+}
+
+void initializeSslOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { Poco::Net::initializeSSL(); });
+}
+
+std::string lowerFirst(std::string s) {
+  if (!s.empty() && s[0] >= 'A' && s[0] <= 'Z' && (s.size() < 2 || !(s[1] >= 'A' && s[1] <= 'Z'))) {
+    s[0] = static_cast<char>(s[0] - 'A' + 'a');
+  }
+  return s;
+}
+
+std::string toLower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+// The part of a Poco exception worth showing: its message without the class prefix.
+std::string pocoReason(const Poco::Exception& e) {
+  std::string m = e.message();
+  if (m.empty()) m = e.what();
+  return lowerFirst(m);
+}
+
+// Where in an exchange an exception happened: it decides between "cannot reach" and "lost".
+enum class Phase { kConnect, kResponse, kBody };
+
+ClientError trustError(int verify_error, const ServerUrl& url, const std::string& ca_file) {
+  ClientError e{ClientError::Kind::kTrust, "", 0, ""};
+  const std::string detail = X509_verify_cert_error_string(verify_error);
+  switch (verify_error) {
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+      e.message = "certificate of " + url.text + " is not valid for '" + url.host +
+                  "': use the host name or address the certificate was issued for in --server";
+      break;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      e.message = "certificate of " + url.text + " is not valid now (" + detail +
+                  "): check the clock, or renew the server certificate";
+      break;
+    default:
+      if (ca_file.empty()) {
+        e.message = "certificate not trusted (" + detail +
+                    "): pass --ca-file with the server's CA certificate (dev mode: "
+                    "STATE_DIR/ca.pem)";
+      } else {
+        e.message = "certificate not trusted (" + detail + "): " + ca_file +
+                    " is not the CA of " + url.text + "; pass the right --ca-file";
+      }
+  }
+  return e;
+}
+
+ClientError mapException(const Poco::Exception& ex, Phase phase, const ServerUrl& url,
+                         const std::string& ca_file) {
+  using K = ClientError::Kind;
+  const std::string reach = "cannot reach " + url.text + ": ";
+  const std::string lost = "lost the connection to " + url.text + " (";
+  if (dynamic_cast<const Poco::Net::ConnectionRefusedException*>(&ex)) {
+    return {K::kConnect, reach + "connection refused: check that jobworkerd is running and that --server is right", 0, ""};
+  }
+  if (dynamic_cast<const Poco::Net::DNSException*>(&ex)) {
+    return {K::kResolve, reach + "host '" + url.host + "' not found: check --server", 0, ""};
+  }
+  if (dynamic_cast<const Poco::TimeoutException*>(&ex)) {
+    if (phase == Phase::kConnect) {
+      return {K::kTimeout, reach + "timed out: check --server and the network", 0, ""};
+    }
+    return {K::kTimeout, url.text + " did not answer in time: retry later", 0, ""};
+  }
+  if (dynamic_cast<const Poco::Net::SSLConnectionUnexpectedlyClosedException*>(&ex)) {
+    return {K::kLost, lost + "closed during TLS): retry; if it persists, check that " + url.text +
+                          " is a jobworker server", 0, ""};
+  }
+  if (dynamic_cast<const Poco::Net::SSLException*>(&ex)) {
+    if (tl_verify_error != X509_V_OK) return trustError(tl_verify_error, url, ca_file);
+    std::string reason = pocoReason(ex);
+    if (reason.find("certificate verify failed") != std::string::npos) {
+      return trustError(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, url, ca_file);
+    }
+    if (reason.find("wrong version number") != std::string::npos ||
+        reason.find("packet length too long") != std::string::npos) {
+      return {K::kTls, reach + "it does not speak TLS: check the port in --server", 0, ""};
+    }
+    return {K::kTls, "TLS handshake with " + url.text + " failed (" + reason +
+                         "): check --server and --ca-file", 0, ""};
+  }
+  if (dynamic_cast<const Poco::Net::NoMessageException*>(&ex)) {
+    return {K::kLost, url.text + " closed the connection without answering: retry", 0, ""};
+  }
+  if (dynamic_cast<const Poco::Net::MessageException*>(&ex)) {
+    return {K::kProtocol, url.text + " sent a malformed HTTP response (" + pocoReason(ex) +
+                              "): check that --server points at jobworker", 0, ""};
+  }
+  if (dynamic_cast<const Poco::Net::ConnectionResetException*>(&ex) ||
+      dynamic_cast<const Poco::Net::ConnectionAbortedException*>(&ex)) {
+    if (phase == Phase::kConnect) return {K::kConnect, reach + pocoReason(ex), 0, ""};
+    return {K::kLost, lost + pocoReason(ex) + "): retry", 0, ""};
+  }
+  if (dynamic_cast<const Poco::Net::NetException*>(&ex) ||
+      dynamic_cast<const Poco::IOException*>(&ex)) {
+    if (phase == Phase::kConnect) {
+      return {K::kConnect, reach + pocoReason(ex) + ": check --server and the network", 0, ""};
+    }
+    return {K::kLost, lost + pocoReason(ex) + "): retry", 0, ""};
+  }
+  return {K::kProtocol, "request to " + url.text + " failed (" + pocoReason(ex) + ")", 0, ""};
+}
+
+// HTTPSClientSession with access to the session's raw read: the body bytes already buffered with
+// the headers first, then straight from the socket in large reads.
+class StreamSession : public Poco::Net::HTTPSClientSession {
+ public:
+  using HTTPSClientSession::HTTPSClientSession;
+  int readSome(char* buf, std::streamsize n) { return read(buf, n); }
+};
+
+void prepareRequest(Poco::Net::HTTPRequest& req, const std::string& token) {
+  req.set("User-Agent", std::string("jobworker/") + JW_VERSION);
+  req.set("Accept", "application/json");
+  if (!token.empty()) req.set("Authorization", "Bearer " + token);
+  req.setKeepAlive(false);
+}
+
+Response collectResponse(Poco::Net::HTTPResponse& resp, std::string body) {
+  Response r;
+  r.status = static_cast<int>(resp.getStatus());
+  for (const auto& [name, value] : resp) r.headers[toLower(name)] = value;
+  r.body = std::move(body);
+  if (r.status == Poco::Net::HTTPResponse::HTTP_UNAUTHORIZED ||
+      resp.getContentType().find("json") != std::string::npos) {
+    if (!r.body.empty()) {
+      try {
+        Poco::JSON::Parser parser;
+        r.json = parser.parse(r.body);
+      } catch (const Poco::Exception&) {
+        r.json.clear();  // callers that need JSON report a protocol error
+      }
+    }
+  }
+  return r;
+}
+
+bool isFinalState(const std::string& s) { return s == "exited" || s == "killed" || s == "failed"; }
+
+}  // namespace
+
+bool ClientError::transient() const {
+  switch (kind) {
+    case Kind::kConnect:
+    case Kind::kResolve:
+    case Kind::kTimeout:
+    case Kind::kLost:
+      return true;
+    case Kind::kHttp:
+      return http_status == 502 || http_status == 503 || http_status == 504;
+    default:
+      return false;
+  }
+}
+
+ClientResult<ServerUrl> parseServerUrl(const std::string& input) {
+  auto bad = [&](const std::string& why) {
+    return ClientError{ClientError::Kind::kLocal,
+                       "bad server URL '" + input + "' (" + why + "): use https://HOST:PORT", 0, ""};
+  };
+  if (input.empty()) return bad("empty");
+  std::string text = input;
+  if (text.find("://") == std::string::npos) text = "https://" + text;
+  Poco::URI uri;
+  try {
+    uri = Poco::URI(text);
+  } catch (const Poco::Exception& e) {
+    return bad(pocoReason(e));
+  }
+  if (toLower(uri.getScheme()) != "https") {
+    return bad("only https is supported: the session token must not travel in clear text");
+  }
+  if (uri.getHost().empty()) return bad("no host");
+  if (!uri.getUserInfo().empty() || !uri.getQuery().empty() || !uri.getFragment().empty() ||
+      (uri.getPath() != "" && uri.getPath() != "/")) {
+    return bad("give only scheme, host and port");
+  }
+  ServerUrl url;
+  url.host = uri.getHost();
+  url.port = uri.getPort();
+  if (url.port == 0) return bad("port 0");
+  Poco::Net::IPAddress ip;
+  url.host_is_ip = Poco::Net::IPAddress::tryParse(url.host, ip);
+  bool v6 = url.host_is_ip && ip.family() == Poco::Net::IPAddress::IPv6;
+  url.text = "https://" + (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
+  return url;
+}
+
+Poco::JSON::Object::Ptr Response::object() const {
+  if (json.type() == typeid(Poco::JSON::Object::Ptr)) return json.extract<Poco::JSON::Object::Ptr>();
+  return nullptr;
+}
+
+std::string Response::errorCode() const {
+  auto o = object();
+  if (!o) return "";
+  auto err = o->getObject("error");
+  if (!err || !err->has("code") || !err->get("code").isString()) return "";
+  return err->getValue<std::string>("code");
+}
+
+std::string Response::errorMessage() const {
+  auto o = object();
+  if (o) {
+    auto err = o->getObject("error");
+    if (err && err->has("message") && err->get("message").isString()) {
+      return err->getValue<std::string>("message");
+    }
+  }
+  return "HTTP " + std::to_string(status) + " " +
+         Poco::Net::HTTPResponse::getReasonForStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+}
+
+std::string Response::header(const std::string& lower_name) const {
+  auto it = headers.find(lower_name);
+  return it == headers.end() ? "" : it->second;
+}
+
+ClientError httpError(const Response& r, const std::string& what, const ServerUrl& server) {
+  ClientError e{ClientError::Kind::kHttp, "", r.status, r.errorCode()};
+  const std::string msg = r.errorMessage();
+  switch (r.status) {
+    case 401:
+      e.message = "session expired or revoked: run 'jobworker login --server " + server.text + "'";
+      break;
+    case 403:
+      e.message = "permission denied (" + msg + "): ask an administrator for a role that allows it";
+      break;
+    case 404:
+      e.message = what.empty() ? "not found (" + msg + ")" : what + " not found: list jobs with 'jobworker list'";
+      break;
+    case 429: {
+      std::string after = r.header("retry-after");
+      e.message = "too many requests (" + msg + "): retry " + (after.empty() ? "later" : "in " + after + " s");
+      break;
+    }
+    case 502:
+    case 503:
+    case 504:
+      e.message = "server " + server.text + " unavailable (" + msg + "): retry later";
+      break;
+    default:
+      e.message = (what.empty() ? "" : what + ": ") + "the server refused the request (" + msg + ")";
+  }
+  return e;
+}
+
+std::string urlEncode(std::string_view s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+ClientResult<ApiClient> ApiClient::create(Settings settings) {
+  initializeSslOnce();
+  auto url = parseServerUrl(settings.server);
+  if (!url) return url.error();
+  using K = ClientError::Kind;
+  if (!settings.ca_file.empty()) {
+    // Checked here so the user reads "No such file" rather than an OpenSSL error stack.
+    int fd = open(settings.ca_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return ClientError{K::kLocal, "cannot read CA file " + settings.ca_file + ": " +
+                                        std::strerror(errno) + ": check --ca-file", 0, ""};
+    }
+    close(fd);
+  }
+  Poco::Net::Context::Params p;
+  p.caLocation = settings.ca_file;
+  p.loadDefaultCAs = settings.ca_file.empty();
+  p.verificationMode = Poco::Net::Context::VERIFY_STRICT;
+  p.verificationDepth = 9;
+  p.cipherList = kCipherList;
+  Poco::Net::Context::Ptr ctx;
+  try {
+    ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, p);
+    ctx->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
+  } catch (const Poco::Exception& e) {
+    return ClientError{K::kLocal, "cannot use CA file " + settings.ca_file + " (" + pocoReason(e) +
+                                      "): pass a PEM file with the server's CA certificate", 0, ""};
+  }
+  // Host checking by OpenSSL during the handshake (X509_check_host / X509_check_ip rules: SANs,
+  // IP SANs for addresses). Poco's own post-handshake check is off: for an IP it resolves the
+  // certificate's DNS names and compares addresses, and it skips "localhost" in relaxed mode.
+  ctx->enableExtendedCertificateVerification(false);
+  SSL_CTX* ssl_ctx = ctx->sslContext();
+  X509_VERIFY_PARAM* vp = SSL_CTX_get0_param(ssl_ctx);
+  X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  int set_ok = url->host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, url->host.c_str())
+                               : X509_VERIFY_PARAM_set1_host(vp, url->host.c_str(), 0);
+  if (set_ok != 1) {
+    return ClientError{K::kLocal, "cannot check certificates for host '" + url->host + "'", 0, ""};
+  }
+  // Replaces Poco's callback, which routes failures through the global SSLManager's handlers.
+  SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_PEER, &recordVerifyError);
+  return ApiClient(std::move(settings), std::move(url.value()), std::move(ctx));
+}
+
+ClientResult<Response> ApiClient::request(const std::string& method, const std::string& path,
+                                          const std::optional<std::string>& json_body) const {
+  Phase phase = Phase::kConnect;
+  tl_verify_error = X509_V_OK;
+  try {
+    Poco::Net::HTTPSClientSession session(url_.host, url_.port, context_);
+    auto io = Poco::Timespan(static_cast<long>(settings_.io_timeout.count() / 1000),
+                             static_cast<long>(settings_.io_timeout.count() % 1000) * 1000);
+    auto conn = Poco::Timespan(static_cast<long>(settings_.connect_timeout.count() / 1000),
+                               static_cast<long>(settings_.connect_timeout.count() % 1000) * 1000);
+    session.setTimeout(conn, io, io);
+    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    prepareRequest(req, settings_.token);
+    if (json_body) {
+      req.setContentType("application/json");
+      req.setContentLength(static_cast<std::streamsize>(json_body->size()));
+    } else if (method == "POST" || method == "PUT") {
+      req.setContentLength(0);
+    }
+    std::ostream& os = session.sendRequest(req);
+    if (json_body) os << *json_body;
+    os.flush();
+    phase = Phase::kResponse;
+    Poco::Net::HTTPResponse resp;
+    std::istream& is = session.receiveResponse(resp);
+    phase = Phase::kBody;
+    std::string body;
+    std::vector<char> buf(kReadSize);
+    while (is) {
+      is.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      body.append(buf.data(), static_cast<size_t>(is.gcount()));
+      if (body.size() > kMaxResponseBody) {
+        return ClientError{ClientError::Kind::kProtocol,
+                           url_.text + " sent an oversized response to " + method + " " + path, 0,
+                           ""};
+      }
+    }
+    return collectResponse(resp, std::move(body));
+  } catch (const Poco::Exception& e) {
+    return mapException(e, phase, url_, settings_.ca_file);
+  } catch (const std::exception& e) {
+    return ClientError{ClientError::Kind::kProtocol,
+                       "request to " + url_.text + " failed (" + e.what() + ")", 0, ""};
+  }
+}
+
+ClientResult<Response> ApiClient::request(const std::string& method, const std::string& path,
+                                          const Poco::JSON::Object::Ptr& body) const {
+  if (!body) return request(method, path, std::optional<std::string>());
+  std::ostringstream os;
+  body->stringify(os);
+  return request(method, path, std::optional<std::string>(os.str()));
+}
+
+ClientResult<LoginInfo> ApiClient::login(const std::string& user,
+                                         const std::string& password) const {
+  Poco::JSON::Object::Ptr body = new Poco::JSON::Object;
+  body->set("username", user);
+  body->set("password", password);
+  auto r = request("POST", "/v1/login", body);
+  if (!r) return r.error();
+  using K = ClientError::Kind;
+  if (r->status == 401 || r->status == 403) {
+    return ClientError{K::kHttp, "login failed: wrong user name or password", r->status,
+                       r->errorCode()};
+  }
+  if (r->status == 429) {
+    std::string after = r->header("retry-after");
+    return ClientError{K::kHttp, "login failed: too many failed attempts: wait " +
+                                     (after.empty() ? std::string("a minute") : after + " s") +
+                                     " and try again", 429, r->errorCode()};
+  }
+  if (r->status != 200 && r->status != 201) return httpError(r.value(), "login", url_);
+  auto o = r->object();
+  if (!o || !o->has("token") || !o->get("token").isString()) {
+    return ClientError{K::kProtocol, url_.text + " answered the login without a token: check that "
+                                                 "--server points at jobworker", 0, ""};
+  }
+  LoginInfo info;
+  info.token = o->getValue<std::string>("token");
+  info.user = o->optValue<std::string>("user", user);
+  info.role = o->optValue<std::string>("role", "");
+  info.expires_at = o->optValue<std::string>("expires_at", "");
+  return info;
+}
+
+struct ApiClient::StreamRound {
+  uint64_t bytes = 0;       // delivered to the sink in this round
+  bool complete = false;    // the body ended properly (terminating chunk, full length)
+  bool aborted = false;     // the sink asked to stop
+  bool idle_timeout = false;  // the connection was quiet for idle_reconnect
+  std::optional<ClientError> error;
+};
+
+ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr, uint64_t offset,
+                                                           const ChunkSink& sink) const {
+  StreamRound round;
+  Phase phase = Phase::kConnect;
+  tl_verify_error = X509_V_OK;
+  std::string path = "/v1/jobs/" + urlEncode(lr.job_id) + "/logs?offset=" + std::to_string(offset);
+  if (lr.follow) path += "&follow=true";
+  if (!lr.stream.empty()) path += "&stream=" + urlEncode(lr.stream);
+  auto deliver = [&](std::string_view piece) {
+    if (piece.empty()) return true;
+    round.bytes += piece.size();
+    if (!sink(piece)) {
+      round.aborted = true;
+      return false;
+    }
+    return true;
+  };
+  try {
+    StreamSession session(url_.host, url_.port, context_);
+    auto ms = lr.follow ? lr.idle_reconnect : settings_.io_timeout;
+    auto recv = Poco::Timespan(static_cast<long>(ms.count() / 1000),
+                               static_cast<long>(ms.count() % 1000) * 1000);
+    auto conn = Poco::Timespan(static_cast<long>(settings_.connect_timeout.count() / 1000),
+                               static_cast<long>(settings_.connect_timeout.count() % 1000) * 1000);
+    session.setTimeout(conn, conn, recv);
+    Poco::Net::HTTPRequest req("GET", path, Poco::Net::HTTPMessage::HTTP_1_1);
+    prepareRequest(req, settings_.token);
+    req.set("Accept", "application/octet-stream");
+    session.sendRequest(req).flush();
+    phase = Phase::kResponse;
+    Poco::Net::HTTPResponse resp;
+    std::istream& is = session.receiveResponse(resp);
+    phase = Phase::kBody;
+    if (resp.getStatus() != Poco::Net::HTTPResponse::HTTP_OK) {
+      std::string body;
+      std::vector<char> buf(kReadSize);
+      while (is && body.size() < kMaxResponseBody) {
+        is.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+        body.append(buf.data(), static_cast<size_t>(is.gcount()));
+      }
+      round.error = httpError(collectResponse(resp, std::move(body)), "job " + lr.job_id, url_);
+      return round;
+    }
+    std::string echoed = resp.get("X-Jobworker-Offset", "");
+    if (!echoed.empty() && echoed != std::to_string(offset)) {
+      // Resuming anywhere else would lose or repeat bytes.
+      return ClientError{ClientError::Kind::kProtocol,
+                         "the server resumed job " + lr.job_id + "'s output at byte " + echoed +
+                             " instead of " + std::to_string(offset), 0, ""};
+    }
+    std::vector<char> buf(kReadSize);
+    if (resp.getChunkedTransferEncoding()) {
+      ChunkedDecoder decoder;
+      while (!decoder.done()) {
+        int n = session.readSome(buf.data(), static_cast<std::streamsize>(buf.size()));
+        if (n <= 0) break;
+        if (!decoder.feed(std::string_view(buf.data(), static_cast<size_t>(n)), deliver)) {
+          if (round.aborted) return round;
+          round.error = ClientError{ClientError::Kind::kLost,
+                                    "bad chunked framing from " + url_.text + " (" +
+                                        decoder.error() + ")", 0, ""};
+          return round;
+        }
+      }
+      round.complete = decoder.done();
+    } else if (resp.hasContentLength()) {
+      uint64_t left = static_cast<uint64_t>(resp.getContentLength64());
+      while (left > 0) {
+        auto want = static_cast<std::streamsize>(std::min<uint64_t>(left, buf.size()));
+        int n = session.readSome(buf.data(), want);
+        if (n <= 0) break;
+        left -= static_cast<uint64_t>(n);
+        if (!deliver(std::string_view(buf.data(), static_cast<size_t>(n)))) return round;
+      }
+      round.complete = left == 0;
+    } else {
+      // Close-delimited: the end cannot be told from a cut; streamLogs() checks the status.
+      while (true) {
+        int n = session.readSome(buf.data(), static_cast<std::streamsize>(buf.size()));
+        if (n <= 0) break;
+        if (!deliver(std::string_view(buf.data(), static_cast<size_t>(n)))) return round;
+      }
+      round.complete = true;
+    }
+    if (!round.complete) {
+      round.error = ClientError{ClientError::Kind::kLost,
+                                "lost the connection to " + url_.text + " (closed mid-stream)", 0, ""};
+    }
+    return round;
+  } catch (const Poco::Exception& e) {
+    ClientError err = mapException(e, phase, url_, settings_.ca_file);
+    if (phase == Phase::kBody && err.kind == ClientError::Kind::kTimeout) round.idle_timeout = true;
+    round.error = err;
+    return round;
+  } catch (const std::exception& e) {
+    round.error = ClientError{ClientError::Kind::kLost,
+                              "lost the connection to " + url_.text + " (" + e.what() + ")", 0, ""};
+    return round;
+  }
+}
+
+ClientResult<LogStreamEnd> ApiClient::streamLogs(const LogRequest& lr, const ChunkSink& sink,
+                                                 const RetryObserver& on_retry) const {
+  LogStreamEnd end;
+  end.offset = lr.offset;
+  auto window_start = Clock::now();
+  auto backoff = std::chrono::milliseconds(100);
+  unsigned attempt = 0;
+  while (true) {
+    auto r = streamOnce(lr, end.offset, sink);
+    if (!r) return r.error();
+    StreamRound& round = r.value();
+    end.offset += round.bytes;
+    if (round.aborted) {
+      end.aborted = true;
+      return end;
+    }
+    if (round.bytes > 0 || round.idle_timeout) {
+      window_start = Clock::now();
+      backoff = std::chrono::milliseconds(100);
+      attempt = 0;
+    }
+    ClientError why;
+    if (!round.error) {
+      if (!lr.follow) return end;
+      // The server ends a follow stream when the job has ended. Confirm it, and that every byte
+      // the server stored has arrived, before telling the caller "done".
+      auto st = request("GET", "/v1/jobs/" + urlEncode(lr.job_id));
+      if (!st || st->status != 200 || !st->object()) return end;
+      auto o = st->object();
+      std::string state = o->optValue<std::string>("state", "");
+      const char* count_field = lr.stream == "stderr" ? "stderr_bytes" : "output_bytes";
+      uint64_t stored = o->has(count_field) && o->get(count_field).isNumeric()
+                            ? o->get(count_field).convert<uint64_t>()
+                            : 0;
+      if (isFinalState(state) && end.offset >= stored) return end;
+      why = ClientError{ClientError::Kind::kLost,
+                        "the server ended the log stream of job " + lr.job_id + " early", 0, ""};
+    } else {
+      if (!round.error->transient()) return *round.error;
+      why = *round.error;
+    }
+    if (Clock::now() - window_start > lr.retry_budget) {
+      why.message = why.message + "; gave up after " +
+                    std::to_string(lr.retry_budget.count() / 1000) +
+                    " s of retries at byte " + std::to_string(end.offset);
+      return why;
+    }
+    ++attempt;
+    ++end.reconnects;
+    if (on_retry) on_retry(why, attempt);
+    if (!round.idle_timeout) {
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    }
+  }
+}
+
+}  // namespace jw::client

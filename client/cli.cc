@@ -1,0 +1,720 @@
+// The jobworker CLI's commands (CLI process): login/logout/whoami, start/run/stop, status/list,
+// logs. Every failure becomes one line on stderr, "jobworker: <what>: <what to do>".
+#include "cli.h"
+
+#include <Poco/JSON/Array.h>
+#include <Poco/Timestamp.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <thread>
+
+#include "api_client.h"
+#include "job_ref.h"
+#include "jw_build_config.h"
+#include "output_format.h"
+
+namespace jw::client {
+namespace {
+
+const char* realGetenv(const char* name) { return std::getenv(name); }
+
+void printError(const std::string& msg) {
+  std::string line = "jobworker: " + msg + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+int fail(const std::string& msg, int code) {
+  printError(msg);
+  return code;
+}
+
+void printOut(const std::string& text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}
+
+void printJson(const std::string& body) {
+  printOut(body.empty() || body.back() != '\n' ? body + "\n" : body);
+}
+
+// Writes all of `data` to fd; false when the reader went away (EPIPE) or the fd is broken.
+bool writeFd(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// A closed stdout (`jobworker logs ID | head`) ends us the way it ends cat: by SIGPIPE.
+[[noreturn]] void dieOfBrokenPipe() {
+  signal(SIGPIPE, SIG_DFL);
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGPIPE);
+  pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+  raise(SIGPIPE);
+  _exit(141);
+}
+
+// ---- terminal prompts -------------------------------------------------------------------------
+
+int g_tty_fd = -1;
+struct termios g_saved_tty;
+
+// Puts the terminal's echo back if the user interrupts the password prompt.
+void restoreTtyAndReraise(int sig) {
+  if (g_tty_fd >= 0) tcsetattr(g_tty_fd, TCSAFLUSH, &g_saved_tty);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+Result<std::string> promptTty(const std::string& prompt, bool echo) {
+  int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return sysError("cannot open /dev/tty");
+  writeFd(fd, prompt);
+  struct termios old {};
+  bool changed = false;
+  struct sigaction sa {}, old_int {}, old_term {}, old_hup {}, old_quit {};
+  if (!echo && tcgetattr(fd, &old) == 0) {
+    g_saved_tty = old;
+    g_tty_fd = fd;
+    sa.sa_handler = restoreTtyAndReraise;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGHUP, &sa, &old_hup);
+    sigaction(SIGQUIT, &sa, &old_quit);
+    struct termios t = old;
+    t.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    changed = tcsetattr(fd, TCSAFLUSH, &t) == 0;
+  }
+  std::string line;
+  char c;
+  bool got_eof = true;
+  while (line.size() < 4096) {
+    ssize_t n = read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (c == '\n') {
+      got_eof = false;
+      break;
+    }
+    line += c;
+  }
+  if (changed) {
+    tcsetattr(fd, TCSAFLUSH, &old);
+    writeFd(fd, "\n");
+  }
+  if (!echo) {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    sigaction(SIGHUP, &old_hup, nullptr);
+    sigaction(SIGQUIT, &old_quit, nullptr);
+    g_tty_fd = -1;
+  }
+  close(fd);
+  if (got_eof && line.empty()) return Error{"no input"};
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+
+// The first line of stdin, without its line ending.
+Result<std::string> readPasswordStdin() {
+  std::string line;
+  char c;
+  while (true) {
+    ssize_t n = read(0, &c, 1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return sysError("cannot read the password from stdin");
+    }
+    if (n == 0 || c == '\n') break;
+    line += c;
+    if (line.size() > 4096) return Error{"password on stdin is too long"};
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty()) return Error{"empty password on stdin: pipe the password into --password-stdin"};
+  return line;
+}
+
+// ---- connection set-up ------------------------------------------------------------------------
+
+std::string loginHint(const std::string& server) {
+  return "run 'jobworker login --server " + (server.empty() ? "https://HOST:PORT" : server) + "'";
+}
+
+// Same server? Compared after normalisation, so "localhost:8443" equals "https://localhost:8443/".
+bool sameServer(const std::string& a, const std::string& b) {
+  auto ua = parseServerUrl(a);
+  auto ub = parseServerUrl(b);
+  return ua && ub && ua->text == ub->text;
+}
+
+struct Context {
+  Invocation inv;
+  int failure_code = kExitFailure;
+  std::string config_path;
+  std::optional<CliConfig> config;
+};
+
+// Loads the config file (missing is fine; unsafe permissions are not).
+std::optional<std::string> loadContextConfig(Context& ctx) {
+  auto path = configPath(realGetenv);
+  if (!path) return path.error().message;
+  ctx.config_path = path.value();
+  auto cfg = loadConfig(ctx.config_path);
+  if (!cfg) return cfg.error().message;
+  ctx.config = cfg.value();
+  return std::nullopt;
+}
+
+// A ready client for commands that need a session; prints the error and sets `code` otherwise.
+std::optional<ApiClient> connect(Context& ctx, bool need_token, int* code) {
+  *code = ctx.failure_code;
+  if (auto err = loadContextConfig(ctx)) {
+    printError(*err);
+    return std::nullopt;
+  }
+  ConnectionSettings cs = resolveConnection(ctx.inv, realGetenv, ctx.config);
+  if (cs.server.empty()) {
+    printError("not logged in: " + loginHint(""));
+    return std::nullopt;
+  }
+  if (need_token && cs.token.empty()) {
+    auto url = parseServerUrl(cs.server);
+    printError("not logged in: " + loginHint(url ? url->text : cs.server));
+    return std::nullopt;
+  }
+  ApiClient::Settings s;
+  s.server = cs.server;
+  s.ca_file = cs.ca_file;
+  s.token = cs.token;
+  auto client = ApiClient::create(s);
+  if (!client) {
+    printError(client.error().message);
+    return std::nullopt;
+  }
+  return std::move(client.value());
+}
+
+std::string shownId(const std::string& ref, const std::string& id) {
+  return id.empty() ? ref : id;
+}
+
+// ---- commands ---------------------------------------------------------------------------------
+
+int cmdLogin(Context& ctx) {
+  const Invocation& inv = ctx.inv;
+  if (auto err = loadContextConfig(ctx)) return fail(*err, kExitFailure);
+  ConnectionSettings cs = resolveConnection(inv, realGetenv, ctx.config);
+  if (cs.server.empty()) {
+    return fail("no server given: run 'jobworker login --server https://HOST:PORT'", kExitUsage);
+  }
+  auto url = parseServerUrl(cs.server);
+  if (!url) return fail(url.error().message, kExitUsage);
+  std::string ca_file = cs.ca_file;
+  if (!ca_file.empty()) {
+    char resolved[PATH_MAX];
+    if (realpath(ca_file.c_str(), resolved) == nullptr) {
+      return fail("cannot read CA file " + ca_file + ": " + std::strerror(errno) +
+                  ": check --ca-file", kExitFailure);
+    }
+    ca_file = resolved;  // stored absolute: later commands run from other directories
+  }
+  std::string user;
+  if (inv.user) {
+    user = *inv.user;
+  } else {
+    auto typed = promptTty("User: ", true);
+    if (!typed || typed->empty()) {
+      return fail("no user name: pass --user NAME", kExitUsage);
+    }
+    user = typed.value();
+  }
+  std::string password;
+  if (inv.password_stdin) {
+    auto p = readPasswordStdin();
+    if (!p) return fail(p.error().message, kExitFailure);
+    password = std::move(p.value());
+  } else {
+    auto p = promptTty("Password for " + user + " at " + url->text + ": ", false);
+    if (!p) {
+      return fail("cannot prompt for the password (no terminal): pipe it in with --password-stdin",
+                  kExitFailure);
+    }
+    password = std::move(p.value());
+  }
+  ApiClient::Settings s;
+  s.server = url->text;
+  s.ca_file = ca_file;
+  auto client = ApiClient::create(s);
+  if (!client) return fail(client.error().message, kExitFailure);
+  auto info = client->login(user, password);
+  std::fill(password.begin(), password.end(), '\0');
+  if (!info) return fail(info.error().message, kExitFailure);
+  CliConfig cfg;
+  cfg.server = url->text;
+  cfg.ca_file = ca_file;
+  cfg.token = info->token;
+  cfg.user = info->user;
+  cfg.role = info->role;
+  cfg.expires_at = info->expires_at;
+  Status saved = saveConfig(ctx.config_path, cfg);
+  if (!saved) {
+    return fail("logged in, but cannot store the session: " + saved.error().message, kExitFailure);
+  }
+  if (inv.output == OutputFormat::kJson) {
+    Poco::JSON::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
+    o.set("server", cfg.server);
+    o.set("user", cfg.user);
+    o.set("role", cfg.role);
+    o.set("expires_at", cfg.expires_at);
+    std::ostringstream os;
+    o.stringify(os);
+    printJson(os.str());
+  } else {
+    printOut("Logged in to " + cfg.server + " as " + cfg.user +
+             (cfg.role.empty() ? "" : " (role " + cfg.role + ")") +
+             (cfg.expires_at.empty() ? "" : "; the session expires at " + cfg.expires_at) + ".\n");
+  }
+  if (realGetenv("JOBWORKER_TOKEN") != nullptr) {
+    printError("note: JOBWORKER_TOKEN is set and takes precedence over the stored token: unset it");
+  }
+  return kExitOk;
+}
+
+int cmdLogout(Context& ctx) {
+  int code = kExitFailure;
+  auto client = connect(ctx, true, &code);
+  if (!client) return code;
+  ConnectionSettings cs = resolveConnection(ctx.inv, realGetenv, ctx.config);
+  auto r = client->request("POST", "/v1/logout");
+  std::optional<std::string> revoke_error;
+  if (!r) {
+    revoke_error = r.error().message;
+  } else if (r->status >= 400 && r->status != 401) {
+    revoke_error = httpError(r.value(), "", client->server()).message;
+  }
+  if (cs.token_from_config && ctx.config) {
+    CliConfig cfg = *ctx.config;
+    cfg.token.clear();
+    cfg.role.clear();
+    cfg.expires_at.clear();
+    Status saved = saveConfig(ctx.config_path, cfg);
+    if (!saved) return fail("cannot remove the token: " + saved.error().message, kExitFailure);
+  }
+  if (revoke_error) {
+    return fail("could not revoke the session (" + *revoke_error + ")" +
+                (cs.token_from_config ? ": the token was removed here and stays valid on the "
+                                        "server until it expires"
+                                      : ""),
+                kExitFailure);
+  }
+  if (!cs.token_from_config) {
+    printError("note: the session is revoked; JOBWORKER_TOKEN still holds it: unset it");
+  }
+  if (ctx.inv.output != OutputFormat::kJson) printOut("Logged out of " + client->server().text + ".\n");
+  return kExitOk;
+}
+
+int cmdWhoami(Context& ctx) {
+  int code = kExitFailure;
+  auto client = connect(ctx, true, &code);
+  if (!client) return code;
+  auto r = client->request("GET", "/v1/whoami");
+  if (!r) return fail(r.error().message, kExitFailure);
+  if (r->status != 200) return fail(httpError(r.value(), "", client->server()).message, kExitFailure);
+  if (ctx.inv.output == OutputFormat::kJson) {
+    printJson(r->body);
+    return kExitOk;
+  }
+  auto o = r->object();
+  if (!o) return fail(client->server().text + " sent an unexpected answer to whoami", kExitFailure);
+  printOut("user:   " + o->optValue<std::string>("user", "?") + "\nrole:   " +
+           o->optValue<std::string>("role", "?") + "\nserver: " + client->server().text + "\n");
+  return kExitOk;
+}
+
+// POST /v1/jobs; returns the status object, or prints the error and sets *code.
+Poco::JSON::Object::Ptr startJob(Context& ctx, const ApiClient& client, std::string* body_out,
+                                 int* code) {
+  const int failure = ctx.failure_code;
+  *code = failure;
+  auto request = buildJobRequest(ctx.inv.spec, realGetenv);
+  if (!request) {
+    printError(request.error().message);
+    *code = usageExitCode(ctx.inv.command);
+    return nullptr;
+  }
+  auto r = client.request("POST", "/v1/jobs", request.value());
+  if (!r) {
+    printError(r.error().message);
+    return nullptr;
+  }
+  const std::string prog = ctx.inv.spec.command[0];
+  if (r->status == 422) {
+    if (ctx.inv.command == Command::kRun) *code = startFailureExitStatus(r->status, r->errorCode());
+    printError("cannot run '" + prog + "': " + r->errorMessage());
+    return nullptr;
+  }
+  if (r->status == 400) {
+    printError("the server refused the job (" + r->errorMessage() + "): check the flags");
+    return nullptr;
+  }
+  if (r->status != 201 && r->status != 200) {
+    printError(httpError(r.value(), "", client.server()).message);
+    return nullptr;
+  }
+  auto o = r->object();
+  if (!o || !o->has("id")) {
+    printError(client.server().text + " answered the job start without an id");
+    return nullptr;
+  }
+  *body_out = r->body;
+  return o;
+}
+
+int cmdStart(Context& ctx) {
+  int code = kExitFailure;
+  auto client = connect(ctx, true, &code);
+  if (!client) return code;
+  std::string body;
+  auto job = startJob(ctx, client.value(), &body, &code);
+  if (!job) return code;
+  if (ctx.inv.output == OutputFormat::kJson) {
+    printJson(body);
+  } else {
+    printOut(job->getValue<std::string>("id") + "\n");
+  }
+  return kExitOk;
+}
+
+// Ctrl-C handling for `run`: SIGINT is blocked in every thread and taken here with sigwait, so
+// the reaction (an HTTPS request) runs in a normal thread instead of a signal handler.
+class InterruptWatcher {
+ public:
+  InterruptWatcher(const ApiClient& client, std::string id)
+      : client_(client), id_(std::move(id)) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~InterruptWatcher() {
+    pthread_kill(thread_.native_handle(), SIGUSR2);
+    thread_.join();
+  }
+  InterruptWatcher(const InterruptWatcher&) = delete;
+  InterruptWatcher& operator=(const InterruptWatcher&) = delete;
+
+  // SIGINT and our private wake-up signal must be blocked before any thread starts.
+  static void blockSignals() {
+    sigset_t s = signals();
+    pthread_sigmask(SIG_BLOCK, &s, nullptr);
+  }
+
+ private:
+  static sigset_t signals() {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGINT);
+    sigaddset(&s, SIGUSR2);
+    return s;
+  }
+
+  void loop() {
+    sigset_t s = signals();
+    int presses = 0;
+    while (true) {
+      int sig = 0;
+      if (sigwait(&s, &sig) != 0) return;
+      if (sig == SIGUSR2) return;
+      if (++presses == 1) {
+        printError("stopping job " + shortId(id_) + " (Ctrl-C again to detach)");
+        auto r = client_.request("POST", "/v1/jobs/" + id_ + "/stop");
+        if (!r) {
+          printError("could not stop job " + shortId(id_) + ": " + r.error().message);
+        } else if (r->status >= 400 && r->status != 409) {
+          printError("could not stop job " + shortId(id_) + ": " +
+                     httpError(r.value(), "job " + shortId(id_), client_.server()).message);
+        }
+        continue;
+      }
+      printError("detached; reattach with: jobworker logs -f " + id_);
+      _exit(kExitDetached);
+    }
+  }
+
+  const ApiClient& client_;
+  std::string id_;
+  std::thread thread_;
+};
+
+ClientResult<LogStreamEnd> streamTo(const ApiClient& client, const std::string& id,
+                                    const std::string& stream, bool follow, int fd) {
+  LogRequest lr;
+  lr.job_id = id;
+  lr.follow = follow;
+  lr.stream = stream;
+  return client.streamLogs(
+      lr,
+      [fd](std::string_view piece) {
+        if (!writeFd(fd, piece)) dieOfBrokenPipe();
+        return true;
+      },
+      [&client](const ClientError& e, unsigned attempt) {
+        if (attempt == 1) printError(e.message + "; reconnecting to " + client.server().text);
+      });
+}
+
+int cmdRun(Context& ctx) {
+  int code = kExitRunFailure;
+  auto client = connect(ctx, true, &code);
+  if (!client) return code;
+  // Blocked before the job exists, so an early Ctrl-C stops the job instead of orphaning it.
+  InterruptWatcher::blockSignals();
+  std::string body;
+  auto job = startJob(ctx, client.value(), &body, &code);
+  if (!job) return code;
+  const std::string id = job->getValue<std::string>("id");
+  std::optional<ClientError> lost;
+  {
+    InterruptWatcher watcher(client.value(), id);
+    if (ctx.inv.spec.separate_stderr) {
+      std::optional<ClientError> err_lost;
+      std::thread err_thread([&] {
+        auto r = streamTo(client.value(), id, "stderr", true, 2);
+        if (!r) err_lost = r.error();
+      });
+      auto r = streamTo(client.value(), id, "stdout", true, 1);
+      if (!r) lost = r.error();
+      err_thread.join();
+      if (!lost) lost = err_lost;
+    } else {
+      auto r = streamTo(client.value(), id, "", true, 1);
+      if (!r) lost = r.error();
+    }
+  }
+  if (lost) {
+    return fail(lost->message + "; the job keeps running: reattach with: jobworker logs -f " + id,
+                kExitRunFailure);
+  }
+  auto st = client->request("GET", "/v1/jobs/" + id);
+  if (!st) return fail(st.error().message, kExitRunFailure);
+  if (st->status != 200 || !st->object()) {
+    return fail(httpError(st.value(), "job " + shortId(id), client->server()).message, kExitRunFailure);
+  }
+  auto status = st->object();
+  std::string state = status->optValue<std::string>("state", "");
+  if (state == "failed") {
+    return fail("job " + shortId(id) + " failed: " + status->optValue<std::string>("error", "unknown error"),
+                kExitRunFailure);
+  }
+  if (status->has("oom_killed") && status->get("oom_killed").isBoolean() &&
+      status->getValue<bool>("oom_killed")) {
+    printError("job " + shortId(id) + " was killed: out of memory (raise --memory)");
+  } else if (status->optValue<std::string>("stopped_by", "") == "timeout") {
+    printError("job " + shortId(id) + " was stopped: --timeout reached");
+  }
+  return jobExitStatus(status);
+}
+
+// The job id an ID argument names; prints the error otherwise.
+std::optional<std::string> resolveOrFail(const ApiClient& client, const std::string& ref) {
+  auto id = resolveJobId(client, ref);
+  if (!id) {
+    printError(id.error().message);
+    return std::nullopt;
+  }
+  return id.value();
+}
+
+int cmdStop(Context& ctx) {
+  int code = kExitFailure;
+  auto client = connect(ctx, true, &code);
+  if (!client) return code;
+  auto id = resolveOrFail(client.value(), ctx.inv.job);
+  if (!id) return kExitFailure;
+  Poco::JSON::Object::Ptr body;
+  if (ctx.inv.grace_ms) {
+    body = new Poco::JSON::Object;
+    if (*ctx.inv.grace_ms % 1000 == 0) {
+      body->set("grace_s", static_cast<Poco::UInt64>(*ctx.inv.grace_ms / 1000));
+    } else {
+      body->set("grace_s", static_cast<double>(*ctx.inv.grace_ms) / 1000.0);
+    }
+  }
+  auto r = client->request("POST", "/v1/jobs/" + *id + "/stop", body);
+  if (!r) return fail(r.error().message, kExitFailure);
+  if (r->status == 409) {
+    return fail("job " + shortId(*id) + " has already finished: nothing to stop", kExitFailure);
+  }
+  if (r->status != 202 && r->status != 200) {
+    return fail(httpError(r.value(), "job " + shownId(ctx.inv.job, *id), client->server()).message,
+                kExitFailure);
+  }
+  if (ctx.inv.output == OutputFormat::kJson) {
+    printJson(r->body);
+  } else {
+    printOut(*id + "\n");
+  }
+  return kExitOk;
+}
+
+int cmdStatus(Context& ctx) {
+  int code = kExitFailure;
+  auto client = connect(ctx, true, &code);
+  if (!client) return code;
+  auto id = resolveOrFail(client.value(), ctx.inv.job);
+  if (!id) return kExitFailure;
+  auto r = client->request("GET", "/v1/jobs/" + *id);
+  if (!r) return fail(r.error().message, kExitFailure);
+  if (r->status != 200) {
+    return fail(httpError(r.value(), "job " + shownId(ctx.inv.job, *id), client->server()).message,
+                kExitFailure);
+  }
+  if (ctx.inv.output == OutputFormat::kJson) {
+    printJson(r->body);
+    return kExitOk;
+  }
+  auto o = r->object();
+  if (!o) return fail(client->server().text + " sent an unexpected job status", kExitFailure);
+  printOut(formatStatus(o, Poco::Timestamp()));
+  return kExitOk;
+}
+
+int cmdList(Context& ctx) {
+  int code = kExitFailure;
+  auto client = connect(ctx, true, &code);
+  if (!client) return code;
+  std::string path = "/v1/jobs";
+  std::string sep = "?";
+  if (ctx.inv.all) {
+    path += sep + "all=true";
+    sep = "&";
+  }
+  if (ctx.inv.state) path += sep + "state=" + urlEncode(*ctx.inv.state);
+  auto r = client->request("GET", path);
+  if (!r) return fail(r.error().message, kExitFailure);
+  if (r->status == 403 && ctx.inv.all) {
+    return fail("your role may not list every job: drop --all to list your own", kExitFailure);
+  }
+  if (r->status != 200) return fail(httpError(r.value(), "", client->server()).message, kExitFailure);
+  if (ctx.inv.output == OutputFormat::kJson) {
+    printJson(r->body);
+    return kExitOk;
+  }
+  auto o = r->object();
+  auto jobs = o ? o->getArray("jobs") : nullptr;
+  if (!jobs) return fail(client->server().text + " sent a job list without 'jobs'", kExitFailure);
+  if (ctx.inv.quiet) {
+    std::string ids;
+    for (size_t i = 0; i < jobs->size(); ++i) {
+      auto job = jobs->getObject(static_cast<unsigned>(i));
+      if (job) ids += job->optValue<std::string>("id", "") + "\n";
+    }
+    printOut(ids);
+    return kExitOk;
+  }
+  printOut(formatJobTable(jobs, Poco::Timestamp()));
+  return kExitOk;
+}
+
+int cmdLogs(Context& ctx) {
+  int code = kExitFailure;
+  auto client = connect(ctx, true, &code);
+  if (!client) return code;
+  auto id = resolveOrFail(client.value(), ctx.inv.job);
+  if (!id) return kExitFailure;
+  auto r = streamTo(client.value(), *id, ctx.inv.stream.value_or(""), ctx.inv.follow, 1);
+  if (!r) {
+    ClientError e = r.error();
+    if (e.kind == ClientError::Kind::kHttp && e.http_status == 404) {
+      e.message = "job " + shownId(ctx.inv.job, *id) + " not found: list jobs with 'jobworker list'";
+    }
+    return fail(e.message, kExitFailure);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+ConnectionSettings resolveConnection(const Invocation& inv, const EnvLookup& getenv_fn,
+                                     const std::optional<CliConfig>& config) {
+  auto env = [&](const char* name) -> std::string {
+    const char* v = getenv_fn ? getenv_fn(name) : nullptr;
+    return v ? v : "";
+  };
+  ConnectionSettings cs;
+  cs.server = inv.server.value_or(env("JOBWORKER_SERVER"));
+  bool config_matches = false;
+  if (config && !config->server.empty()) {
+    if (cs.server.empty()) cs.server = config->server;
+    config_matches = sameServer(cs.server, config->server);
+  }
+  cs.ca_file = inv.ca_file.value_or(env("JOBWORKER_CA_FILE"));
+  if (cs.ca_file.empty() && config_matches) cs.ca_file = config->ca_file;
+  cs.token = env("JOBWORKER_TOKEN");
+  if (cs.token.empty() && config_matches) {
+    cs.token = config->token;
+    cs.token_from_config = !cs.token.empty();
+  }
+  return cs;
+}
+
+int runCli(const std::vector<std::string>& args) {
+  ParseOutcome parsed = parseCommandLine(args);
+  Context ctx;
+  ctx.inv = parsed.inv;
+  ctx.failure_code = ctx.inv.command == Command::kRun ? kExitRunFailure : kExitFailure;
+  if (parsed.usage_error) {
+    std::string cmd = commandName(ctx.inv.command);
+    std::string hint = cmd.empty() || cmd == "help" ? "jobworker --help" : "jobworker " + cmd + " --help";
+    const std::string& msg = *parsed.usage_error;
+    // Messages that already show the right form need no pointer to --help.
+    bool shows_form = msg.find("'jobworker ") != std::string::npos;
+    return fail(shows_form ? msg : msg + ": see '" + hint + "'", usageExitCode(ctx.inv.command));
+  }
+  if (ctx.inv.version) {
+    printOut(std::string("jobworker ") + JW_VERSION + "\n");
+    return kExitOk;
+  }
+  if (ctx.inv.command == Command::kHelp) {
+    printOut(helpText(ctx.inv.help_topic));
+    return kExitOk;
+  }
+  if (ctx.inv.help || ctx.inv.command == Command::kNone) {
+    printOut(helpText(ctx.inv.command));
+    return kExitOk;
+  }
+  switch (ctx.inv.command) {
+    case Command::kLogin: return cmdLogin(ctx);
+    case Command::kLogout: return cmdLogout(ctx);
+    case Command::kWhoami: return cmdWhoami(ctx);
+    case Command::kStart: return cmdStart(ctx);
+    case Command::kRun: return cmdRun(ctx);
+    case Command::kStop: return cmdStop(ctx);
+    case Command::kStatus: return cmdStatus(ctx);
+    case Command::kList: return cmdList(ctx);
+    case Command::kLogs: return cmdLogs(ctx);
+    case Command::kNone:
+    case Command::kHelp:
+      break;
+  }
+  return kExitOk;
+}
+
+}  // namespace jw::client

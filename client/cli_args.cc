@@ -1,0 +1,520 @@
+// Command-line grammar of the jobworker CLI (CLI process). Poco::Util::OptionSet describes each
+// command's flags and OptionProcessor splits them; the subcommand dispatch, the `--` rule and value
+// checks are ours, because Poco::Util::Application assumes a single flat command.
+#include "cli_args.h"
+
+#include <Poco/Util/Option.h>
+#include <Poco/Util/OptionException.h>
+#include <Poco/Util/OptionProcessor.h>
+#include <Poco/Util/OptionSet.h>
+
+#include <algorithm>
+#include <cctype>
+#include <sstream>
+
+#include "config.h"
+
+namespace jw::client {
+namespace {
+
+using Poco::Util::Option;
+using Poco::Util::OptionSet;
+
+struct CommandInfo {
+  Command cmd;
+  const char* name;
+  const char* args;     // after "[FLAGS]" in the usage line
+  const char* summary;  // one line for the overview
+  const char* details;  // paragraph for the command's --help
+};
+
+constexpr CommandInfo kCommands[] = {
+    {Command::kLogin, "login", "", "log in and store a session token",
+     "Logs in to a jobworker server and stores the server URL, the CA file path and the session\n"
+     "token in $XDG_CONFIG_HOME/jobworker/config.json (mode 0600). Prompts for the user name and\n"
+     "password on the terminal unless --user and --password-stdin are given.\n"},
+    {Command::kLogout, "logout", "", "revoke the session and forget the token",
+     "Revokes the session on the server and removes the token from the config file.\n"},
+    {Command::kWhoami, "whoami", "", "show the logged-in user and role",
+     "Prints the user and role the server associates with the current session.\n"},
+    {Command::kStart, "start", "-- PROG [ARGS...]", "start a job and print its id",
+     "Starts PROG with ARGS on the server and prints only the job id, so that\n"
+     "id=$(jobworker start -- ...) works. The `--` before the program is required.\n"},
+    {Command::kRun, "run", "-- PROG [ARGS...]", "start a job, stream its output, exit with its status",
+     "Starts PROG, writes its output live from the first byte, and exits with the job's exit code\n"
+     "(128+N when killed by signal N). Exits 125 when jobworker itself fails, 126 when the program\n"
+     "is not executable, 127 when it is not found. Ctrl-C stops the job (SIGTERM, then SIGKILL after\n"
+     "the grace period) while the output keeps streaming; a second Ctrl-C detaches (exit 130) and\n"
+     "prints how to reattach. Standard input is not forwarded.\n"},
+    {Command::kStop, "stop", "ID", "stop a job",
+     "Sends SIGTERM to the job's processes, then SIGKILL after the grace period (the server's\n"
+     "default unless --grace is given). Prints the job id.\n"},
+    {Command::kStatus, "status", "ID", "show a job's status",
+     "Shows state, exit code or signal, times, limits and resource usage of a job.\n"},
+    {Command::kList, "list", "", "list jobs",
+     "Lists your jobs, newest first (--all: every job your role may see).\n"},
+    {Command::kLogs, "logs", "ID", "write a job's output to stdout",
+     "Writes the job's output, byte for byte, from the first byte to stdout. With --follow, keeps\n"
+     "streaming until the job ends, then exits 0. A dropped connection is resumed at the last byte\n"
+     "received (retried for about 30 s), so nothing is lost or repeated.\n"},
+};
+
+const CommandInfo* findCommand(const std::string& name) {
+  for (const auto& c : kCommands) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
+const CommandInfo* infoFor(Command cmd) {
+  for (const auto& c : kCommands) {
+    if (c.cmd == cmd) return &c;
+  }
+  return nullptr;
+}
+
+void addGlobalOptions(OptionSet& set) {
+  set.addOption(Option("server", "", "server URL, https://HOST:PORT (env JOBWORKER_SERVER)")
+                    .argument("URL"));
+  set.addOption(Option("ca-file", "", "PEM file with the CA that signed the server certificate "
+                                      "(env JOBWORKER_CA_FILE)")
+                    .argument("PEM"));
+  set.addOption(Option("output", "o", "output format: human (default) or json").argument("FORMAT"));
+  set.addOption(Option("help", "h", "show this help"));
+}
+
+void addJobSpecOptions(OptionSet& set) {
+  set.addOption(Option("env", "e", "set an environment variable (K alone copies K from here); "
+                                   "repeatable")
+                    .argument("K=V")
+                    .repeatable(true));
+  set.addOption(Option("cwd", "", "working directory of the job").argument("DIR"));
+  set.addOption(Option("timeout", "", "stop the job after this long (e.g. 500ms, 10s, 2m, 1h)")
+                    .argument("DUR"));
+  set.addOption(Option("separate-stderr", "", "keep stderr apart from stdout"));
+  set.addOption(Option("cpu", "", "CPU limit in cores (e.g. 0.5, 2)").argument("N"));
+  set.addOption(Option("memory", "", "memory limit (e.g. 256M, 1G)").argument("SIZE"));
+  set.addOption(Option("pids", "", "maximum number of processes").argument("N"));
+  set.addOption(Option("io-read-bps", "", "read bandwidth limit on a device (e.g. 8:0=10M); "
+                                          "repeatable")
+                    .argument("DEV=SIZE")
+                    .repeatable(true));
+  set.addOption(Option("io-write-bps", "", "write bandwidth limit on a device; repeatable")
+                    .argument("DEV=SIZE")
+                    .repeatable(true));
+  set.addOption(Option("io-read-iops", "", "read operations per second on a device; repeatable")
+                    .argument("DEV=N")
+                    .repeatable(true));
+  set.addOption(Option("io-write-iops", "", "write operations per second on a device; repeatable")
+                    .argument("DEV=N")
+                    .repeatable(true));
+  set.addOption(Option("network", "", "network access: none (default) or host").argument("MODE"));
+}
+
+OptionSet commandOptions(Command cmd) {
+  OptionSet set;
+  switch (cmd) {
+    case Command::kLogin:
+      set.addOption(Option("user", "u", "user name (prompted for when omitted)").argument("NAME"));
+      set.addOption(Option("password-stdin", "", "read the password from the first line of stdin"));
+      break;
+    case Command::kStart:
+    case Command::kRun:
+      addJobSpecOptions(set);
+      break;
+    case Command::kStop:
+      set.addOption(Option("grace", "", "time between SIGTERM and SIGKILL (e.g. 5s)").argument("DUR"));
+      break;
+    case Command::kList:
+      set.addOption(Option("all", "a", "every job your role may see, not only yours"));
+      set.addOption(Option("state", "", "only jobs in this state: running, exited, killed, failed")
+                        .argument("STATE"));
+      set.addOption(Option("quiet", "q", "print only full job ids"));
+      break;
+    case Command::kLogs:
+      set.addOption(Option("follow", "f", "keep streaming until the job ends"));
+      set.addOption(Option("stream", "", "stdout or stderr (jobs started with --separate-stderr)")
+                        .argument("NAME"));
+      break;
+    default:
+      break;
+  }
+  addGlobalOptions(set);
+  return set;
+}
+
+std::string optionsHelp(const OptionSet& set) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  size_t width = 0;
+  for (const auto& o : set) {
+    std::string left = o.shortName().empty() ? "    " : "-" + o.shortName() + ", ";
+    left += "--" + o.fullName();
+    if (o.takesArgument()) left += " " + o.argumentName();
+    width = std::max(width, left.size());
+    rows.emplace_back(left, o.description());
+  }
+  std::string out;
+  for (const auto& [left, desc] : rows) {
+    out += "  " + left + std::string(width - left.size() + 2, ' ') + desc + "\n";
+  }
+  return out;
+}
+
+// "unknown option specified: z" reads better as "unknown option '-z'".
+std::string optionError(const Poco::Util::OptionException& e, const std::string& arg) {
+  if (dynamic_cast<const Poco::Util::UnknownOptionException*>(&e) ||
+      dynamic_cast<const Poco::Util::AmbiguousOptionException*>(&e)) {
+    return "unknown flag '" + arg + "'";
+  }
+  if (dynamic_cast<const Poco::Util::MissingArgumentException*>(&e)) {
+    return "flag '" + arg + "' needs a value";
+  }
+  if (dynamic_cast<const Poco::Util::UnexpectedArgumentException*>(&e)) {
+    return "flag '" + arg + "' takes no value";
+  }
+  if (dynamic_cast<const Poco::Util::DuplicateOptionException*>(&e)) {
+    return "flag '" + arg + "' given more than once";
+  }
+  return e.message();
+}
+
+// Poco accepts unambiguous abbreviations and any letter case ("--sep", "--Server"); scripts that
+// rely on them break when a flag is added, so only exact names pass.
+bool exactLongName(const OptionSet& set, const std::string& arg) {
+  if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) return true;
+  std::string name = arg.substr(2, arg.find_first_of("=:") - 2);
+  return std::any_of(set.begin(), set.end(),
+                     [&](const Option& o) { return o.fullName() == name; });
+}
+
+Result<std::pair<std::string, std::string>> splitDevValue(const std::string& flag,
+                                                          const std::string& v) {
+  size_t eq = v.rfind('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == v.size()) {
+    return Error{"bad --" + flag + " '" + v + "': use DEVICE=VALUE (e.g. 8:0=10M)"};
+  }
+  return std::make_pair(v.substr(0, eq), v.substr(eq + 1));
+}
+
+Result<uint32_t> parseCount(const std::string& flag, const std::string& v) {
+  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(v) == 0) {
+    return Error{"bad --" + flag + " '" + v + "': use a positive whole number"};
+  }
+  return static_cast<uint32_t>(std::stoul(v));
+}
+
+// Applies one parsed flag to the invocation; returns a usage error or nothing.
+std::optional<std::string> applyOption(Invocation& inv, const std::string& name,
+                                       const std::string& value) {
+  JobSpec& spec = inv.spec;
+  auto withError = [&](const Error& e) -> std::optional<std::string> { return e.message; };
+  if (name == "server") {
+    inv.server = value;
+  } else if (name == "ca-file") {
+    inv.ca_file = value;
+  } else if (name == "output") {
+    if (value == "json") {
+      inv.output = OutputFormat::kJson;
+    } else if (value == "human" || value == "text") {
+      inv.output = OutputFormat::kHuman;
+    } else {
+      return "bad --output '" + value + "': use human or json";
+    }
+  } else if (name == "help") {
+    inv.help = true;
+  } else if (name == "version") {
+    inv.version = true;
+  } else if (name == "user") {
+    inv.user = value;
+  } else if (name == "password-stdin") {
+    inv.password_stdin = true;
+  } else if (name == "grace" || name == "timeout") {
+    auto d = jw::config::parseDurationMs(value);
+    if (!d) return "bad --" + name + " '" + value + "': use a duration like 500ms, 10s, 2m or 1h";
+    (name == "grace" ? inv.grace_ms : spec.timeout_ms) = d.value();
+    if (name == "timeout" && d.value() == 0) return "bad --timeout '" + value + "': must be > 0";
+  } else if (name == "all") {
+    inv.all = true;
+  } else if (name == "quiet") {
+    inv.quiet = true;
+  } else if (name == "state") {
+    if (value != "running" && value != "exited" && value != "killed" && value != "failed") {
+      return "bad --state '" + value + "': use running, exited, killed or failed";
+    }
+    inv.state = value;
+  } else if (name == "follow") {
+    inv.follow = true;
+  } else if (name == "stream") {
+    if (value != "stdout" && value != "stderr") return "bad --stream '" + value + "': use stdout or stderr";
+    inv.stream = value;
+  } else if (name == "env") {
+    std::string key = value.substr(0, value.find('='));
+    if (key.empty()) return "bad --env '" + value + "': use K=V or K";
+    spec.env.push_back(value);
+  } else if (name == "cwd") {
+    if (value.empty()) return "bad --cwd: empty directory";
+    spec.cwd = value;
+  } else if (name == "separate-stderr") {
+    spec.separate_stderr = true;
+  } else if (name == "cpu") {
+    auto m = jw::config::parseCpuMillicores(value);
+    if (!m) return "bad --cpu '" + value + "': use cores, e.g. 0.5 or 2";
+    spec.cpu_millicores = m.value();
+  } else if (name == "memory") {
+    auto s = jw::config::parseSize(value);
+    if (!s || s.value() == 0) return "bad --memory '" + value + "': use a size like 256M or 1G";
+    spec.memory_bytes = s.value();
+  } else if (name == "pids") {
+    auto n = parseCount(name, value);
+    if (!n) return withError(n.error());
+    spec.pids = n.value();
+  } else if (name.rfind("io-", 0) == 0) {
+    auto dv = splitDevValue(name, value);
+    if (!dv) return withError(dv.error());
+    const auto& [dev, v] = dv.value();
+    bool bps = name.size() > 4 && name.compare(name.size() - 4, 4, "-bps") == 0;
+    Result<uint64_t> n = bps ? jw::config::parseSize(v) : Result<uint64_t>(Error{""});
+    if (!bps) {
+      auto c = parseCount(name, v);
+      if (c) n = static_cast<uint64_t>(c.value());
+    }
+    if (!n || n.value() == 0) {
+      return "bad --" + name + " '" + value + "': use DEVICE=" + (bps ? "SIZE (e.g. 8:0=10M)" : "N");
+    }
+    IoLimitArg& io = spec.io[dev];
+    if (name == "io-read-bps") io.read_bps = n.value();
+    if (name == "io-write-bps") io.write_bps = n.value();
+    if (name == "io-read-iops") io.read_iops = n.value();
+    if (name == "io-write-iops") io.write_iops = n.value();
+  } else if (name == "network") {
+    if (value != "none" && value != "host") return "bad --network '" + value + "': use none or host";
+    spec.network = value;
+  } else {
+    return "unknown flag '--" + name + "'";
+  }
+  return std::nullopt;
+}
+
+// Runs OptionProcessor over args[i..] until a non-flag (or "--"), applying each flag.
+// Returns the index of the first argument it did not consume.
+struct FlagScan {
+  size_t next = 0;
+  std::optional<std::string> error;
+};
+
+FlagScan scanFlags(const OptionSet& set, const std::vector<std::string>& args, size_t i,
+                   Invocation& inv, bool stop_at_positional, std::vector<std::string>* positionals,
+                   bool* saw_dashdash) {
+  Poco::Util::OptionProcessor proc(set);
+  proc.setUnixStyle(true);
+  std::string last_flag;
+  try {
+    for (; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (last_flag.empty() && a == "--") {
+        if (saw_dashdash) *saw_dashdash = true;
+        return {i + 1, std::nullopt};
+      }
+      bool is_flag = last_flag.empty() && a.size() > 1 && a[0] == '-';
+      if (is_flag && !exactLongName(set, a)) return {i, "unknown flag '" + a + "'"};
+      std::string name, value;
+      if (!proc.process(a, name, value)) {
+        if (stop_at_positional || !positionals) return {i, std::nullopt};
+        positionals->push_back(a);
+        continue;
+      }
+      if (name.empty()) {  // "--flag VALUE": the value comes with the next argument
+        last_flag = a;
+        continue;
+      }
+      last_flag.clear();
+      if (auto err = applyOption(inv, name, value)) return {i, err};
+    }
+    proc.checkRequired();
+  } catch (const Poco::Util::OptionException& e) {
+    return {i, optionError(e, last_flag.empty() && i < args.size() ? args[i] : last_flag)};
+  }
+  return {i, std::nullopt};
+}
+
+}  // namespace
+
+std::string commandName(Command c) {
+  if (c == Command::kHelp) return "help";
+  const CommandInfo* info = infoFor(c);
+  return info ? info->name : "";
+}
+
+int usageExitCode(Command c) { return c == Command::kRun ? 125 : 2; }
+
+ParseOutcome parseCommandLine(const std::vector<std::string>& args) {
+  ParseOutcome out;
+  Invocation& inv = out.inv;
+  // Flags before the command name: the global ones plus --version.
+  OptionSet global;
+  addGlobalOptions(global);
+  global.addOption(Option("version", "V", "print the version and exit"));
+  bool early_dashdash = false;
+  FlagScan g = scanFlags(global, args, 0, inv, true, nullptr, &early_dashdash);
+  if (g.error) {
+    out.usage_error = *g.error;
+    return out;
+  }
+  if (early_dashdash) {
+    out.usage_error = "'--' before the command: use 'jobworker COMMAND [FLAGS] -- PROG [ARGS...]'";
+    return out;
+  }
+  if (g.next >= args.size()) {
+    if (!inv.help && !inv.version) out.usage_error = "missing command";
+    return out;
+  }
+  const std::string& name = args[g.next];
+  if (name == "help") {
+    inv.command = Command::kHelp;
+    if (g.next + 1 < args.size()) {
+      const CommandInfo* topic = findCommand(args[g.next + 1]);
+      if (!topic) {
+        out.usage_error = "unknown command '" + args[g.next + 1] + "'";
+        return out;
+      }
+      inv.help_topic = topic->cmd;
+    }
+    return out;
+  }
+  const CommandInfo* info = findCommand(name);
+  if (!info) {
+    out.usage_error = "unknown command '" + name + "'";
+    return out;
+  }
+  inv.command = info->cmd;
+  const bool takes_program = inv.command == Command::kStart || inv.command == Command::kRun;
+  OptionSet set = commandOptions(inv.command);
+  std::vector<std::string> positionals;
+  bool dashdash = false;
+  FlagScan c = scanFlags(set, args, g.next + 1, inv, takes_program, &positionals, &dashdash);
+  if (c.error) {
+    out.usage_error = *c.error;
+    return out;
+  }
+  if (inv.help) return out;
+  if (takes_program) {
+    if (!dashdash) {
+      out.usage_error = c.next < args.size()
+                            ? "missing '--' before the program '" + args[c.next] +
+                                  "': use 'jobworker " + name + " [FLAGS] -- PROG [ARGS...]'"
+                            : "missing '-- PROG [ARGS...]': use 'jobworker " + name +
+                                  " [FLAGS] -- PROG [ARGS...]'";
+      return out;
+    }
+    inv.spec.command.assign(args.begin() + static_cast<std::ptrdiff_t>(c.next), args.end());
+    if (inv.spec.command.empty() || inv.spec.command[0].empty()) {
+      out.usage_error = "missing program after '--': use 'jobworker " + name + " [FLAGS] -- PROG [ARGS...]'";
+    }
+    return out;
+  }
+  // After "--" every remaining argument is positional.
+  positionals.insert(positionals.end(), args.begin() + static_cast<std::ptrdiff_t>(c.next), args.end());
+  const bool takes_id = inv.command == Command::kStop || inv.command == Command::kStatus ||
+                        inv.command == Command::kLogs;
+  if (takes_id) {
+    if (positionals.empty()) {
+      out.usage_error = "missing job ID: use 'jobworker " + name + " [FLAGS] ID'";
+      return out;
+    }
+    inv.job = positionals[0];
+    if (inv.job.empty()) {
+      out.usage_error = "empty job ID";
+      return out;
+    }
+    positionals.erase(positionals.begin());
+  }
+  if (!positionals.empty()) {
+    out.usage_error = "unexpected argument '" + positionals[0] + "'";
+  }
+  return out;
+}
+
+std::string helpText(Command c) {
+  if (c == Command::kNone || c == Command::kHelp) {
+    std::ostringstream os;
+    os << "Usage: jobworker [FLAGS] COMMAND [FLAGS] [ARGS]\n\n"
+          "Runs and watches Linux processes on a jobworker server.\n\nCommands:\n";
+    for (const auto& ci : kCommands) {
+      std::string n = ci.name;
+      os << "  " << n << std::string(10 - n.size(), ' ') << ci.summary << "\n";
+    }
+    OptionSet global;
+    addGlobalOptions(global);
+    global.addOption(Option("version", "V", "print the version and exit"));
+    os << "\nFlags (also accepted after the command):\n" << optionsHelp(global);
+    os << "\nEnvironment:\n"
+          "  JOBWORKER_SERVER    server URL (overridden by --server)\n"
+          "  JOBWORKER_TOKEN     session token (instead of the stored one)\n"
+          "  JOBWORKER_CA_FILE   CA file (overridden by --ca-file)\n"
+          "  XDG_CONFIG_HOME     config directory (default ~/.config); the CLI keeps\n"
+          "                      jobworker/config.json there\n"
+          "\nExit status: 0 success, 1 failed operation, 2 usage error; run: the job's own\n"
+          "status, 125 jobworker failed, 126 not executable, 127 not found.\n"
+          "\nRun 'jobworker COMMAND --help' for a command's flags.\n";
+    return os.str();
+  }
+  const CommandInfo* info = infoFor(c);
+  if (!info) return "";
+  std::string usage = std::string("Usage: jobworker ") + info->name + " [FLAGS]";
+  if (info->args[0] != '\0') usage += std::string(" ") + info->args;
+  return usage + "\n\n" + info->details + "\nFlags:\n" + optionsHelp(commandOptions(c));
+}
+
+Result<Poco::JSON::Object::Ptr> buildJobRequest(const JobSpec& spec, const EnvLookup& getenv_fn) {
+  Poco::JSON::Object::Ptr body = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+  Poco::JSON::Array::Ptr cmd = new Poco::JSON::Array;
+  for (const auto& a : spec.command) cmd->add(a);
+  body->set("command", cmd);
+  if (!spec.env.empty()) {
+    Poco::JSON::Object::Ptr env = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    for (const auto& kv : spec.env) {
+      size_t eq = kv.find('=');
+      if (eq != std::string::npos) {
+        env->set(kv.substr(0, eq), kv.substr(eq + 1));
+        continue;
+      }
+      const char* v = getenv_fn ? getenv_fn(kv.c_str()) : nullptr;
+      if (v == nullptr) return Error{"--env " + kv + ": " + kv + " is not set here: use --env " + kv + "=VALUE"};
+      env->set(kv, std::string(v));
+    }
+    body->set("env", env);
+  }
+  if (spec.cwd) body->set("cwd", *spec.cwd);
+  if (spec.timeout_ms) {
+    // Whole seconds stay integers; the API takes fractions for sub-second timeouts.
+    if (*spec.timeout_ms % 1000 == 0) {
+      body->set("timeout_s", static_cast<Poco::UInt64>(*spec.timeout_ms / 1000));
+    } else {
+      body->set("timeout_s", static_cast<double>(*spec.timeout_ms) / 1000.0);
+    }
+  }
+  if (spec.separate_stderr) body->set("output", "separate");
+  Poco::JSON::Object::Ptr limits = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+  if (spec.cpu_millicores) limits->set("cpu", static_cast<double>(*spec.cpu_millicores) / 1000.0);
+  if (spec.memory_bytes) limits->set("memory", static_cast<Poco::UInt64>(*spec.memory_bytes));
+  if (spec.pids) limits->set("pids", static_cast<Poco::UInt64>(*spec.pids));
+  if (!spec.io.empty()) {
+    Poco::JSON::Array::Ptr io = new Poco::JSON::Array;
+    for (const auto& [dev, l] : spec.io) {
+      Poco::JSON::Object::Ptr e = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+      e->set("device", dev);
+      if (l.read_bps) e->set("read_bps", static_cast<Poco::UInt64>(*l.read_bps));
+      if (l.write_bps) e->set("write_bps", static_cast<Poco::UInt64>(*l.write_bps));
+      if (l.read_iops) e->set("read_iops", static_cast<Poco::UInt64>(*l.read_iops));
+      if (l.write_iops) e->set("write_iops", static_cast<Poco::UInt64>(*l.write_iops));
+      io->add(e);
+    }
+    limits->set("io", io);
+  }
+  if (limits->size() > 0) body->set("limits", limits);
+  if (spec.network) body->set("network", *spec.network);
+  return body;
+}
+
+}  // namespace jw::client

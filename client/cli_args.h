@@ -1,0 +1,83 @@
+// Command-line grammar of the jobworker CLI (CLI process): commands, flags, help texts, and the
+// job request built from start/run flags. Option syntax is Poco::Util::OptionProcessor's.
+#pragma once
+
+#include <Poco/JSON/Object.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "result.h"
+
+namespace jw::client {
+
+enum class Command { kNone, kHelp, kLogin, kLogout, kWhoami, kStart, kRun, kStop, kStatus, kList, kLogs };
+enum class OutputFormat { kHuman, kJson };
+
+struct IoLimitArg {
+  std::optional<uint64_t> read_bps, write_bps, read_iops, write_iops;
+};
+
+// What start and run send as POST /v1/jobs.
+struct JobSpec {
+  std::vector<std::string> command;  // PROG ARGS... (everything after "--")
+  std::vector<std::string> env;      // "K=V", or "K" to copy K from our own environment
+  std::optional<std::string> cwd;
+  std::optional<uint64_t> timeout_ms;
+  bool separate_stderr = false;
+  std::optional<uint32_t> cpu_millicores;
+  std::optional<uint64_t> memory_bytes;
+  std::optional<uint32_t> pids;
+  std::map<std::string, IoLimitArg> io;  // by device
+  std::optional<std::string> network;    // "none" or "host"
+};
+
+struct Invocation {
+  Command command = Command::kNone;
+  Command help_topic = Command::kNone;  // for `jobworker help CMD`
+  // Flags every command accepts (also before the command name).
+  std::optional<std::string> server;
+  std::optional<std::string> ca_file;
+  OutputFormat output = OutputFormat::kHuman;
+  bool help = false;
+  bool version = false;
+  // login
+  std::optional<std::string> user;
+  bool password_stdin = false;
+  // stop
+  std::optional<uint64_t> grace_ms;
+  // list
+  bool all = false;
+  bool quiet = false;
+  std::optional<std::string> state;
+  // logs
+  bool follow = false;
+  std::optional<std::string> stream;
+  // The ID argument (stop, status, logs): an id or a unique prefix of one.
+  std::string job;
+  JobSpec spec;
+};
+
+struct ParseOutcome {
+  Invocation inv;
+  std::optional<std::string> usage_error;  // set: print it and exit with usageExitCode()
+};
+
+// args: argv without argv[0].
+ParseOutcome parseCommandLine(const std::vector<std::string>& args);
+
+// The full --help text of a command, or the overview for kNone / kHelp.
+std::string helpText(Command c);
+std::string commandName(Command c);
+// 2 for a usage error, except `run`, whose own failures are all 125 (docker run's convention).
+int usageExitCode(Command c);
+
+using EnvLookup = std::function<const char*(const char*)>;
+// POST /v1/jobs body. Fails on `--env K` when K is not set in our environment.
+Result<Poco::JSON::Object::Ptr> buildJobRequest(const JobSpec& spec, const EnvLookup& getenv_fn);
+
+}  // namespace jw::client
