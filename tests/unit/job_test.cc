@@ -1,1 +1,422 @@
-// placeholder (being written)
+// Unit tests of the job record and state machine, request validation, the job environment,
+// the job table's retention, the session table, and spawning real processes without root.
+// Runs in the unit test process.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "job.h"
+#include "job_table.h"
+#include "sessions.h"
+#include "spawn.h"
+
+namespace jw::supervisor {
+namespace {
+
+using protocol::ErrorCode;
+using protocol::JobState;
+
+std::unique_ptr<Job> makeJob(const std::string& id = "job-1", const std::string& owner = "alice",
+                             int64_t created = 1000) {
+  JobSpec spec;
+  spec.id = id;
+  spec.owner = owner;
+  spec.command = {"/bin/true"};
+  spec.run_as = "nobody";
+  return std::make_unique<Job>(spec, created);
+}
+
+TEST(JobStateMachine, NormalExitIsPublishedOnlyAfterDraining) {
+  auto job = makeJob();
+  EXPECT_EQ(job->phase(), JobPhase::kStarting);
+  job->markStarted(4242, 1001);
+  EXPECT_EQ(job->phase(), JobPhase::kRunning);
+  EXPECT_EQ(job->status().pid, 4242);
+  EXPECT_EQ(job->status().started_at_ms, 1001);
+  job->recordExit(CLD_EXITED, 0);
+  // Main process gone, pipes not yet drained: still running from the outside.
+  EXPECT_EQ(job->phase(), JobPhase::kDraining);
+  EXPECT_TRUE(job->mainExited());
+  EXPECT_EQ(job->status().state, JobState::kRunning);
+  EXPECT_FALSE(job->status().has_exit_code);
+  EXPECT_EQ(job->status().ended_at_ms, 0);
+  job->publish(2000);
+  protocol::JobStatus s = job->status();
+  EXPECT_EQ(s.state, JobState::kExited);
+  EXPECT_TRUE(s.has_exit_code);
+  EXPECT_EQ(s.exit_code, 0);
+  EXPECT_EQ(s.signal, 0);
+  EXPECT_EQ(s.ended_at_ms, 2000);
+  EXPECT_EQ(s.stopped_by, "");
+  EXPECT_EQ(s.run_as, "nobody");
+  EXPECT_TRUE(job->ended());
+}
+
+TEST(JobStateMachine, ExitCodeIsKept) {
+  auto job = makeJob();
+  job->markStarted(1, 1);
+  job->recordExit(CLD_EXITED, 3);
+  job->publish(5);
+  EXPECT_EQ(job->status().state, JobState::kExited);
+  EXPECT_EQ(job->status().exit_code, 3);
+}
+
+TEST(JobStateMachine, DeathBySignalIsKilledWithTheSignal) {
+  for (int code : {CLD_KILLED, CLD_DUMPED}) {
+    auto job = makeJob();
+    job->markStarted(1, 1);
+    job->recordExit(code, SIGKILL);
+    job->publish(5);
+    protocol::JobStatus s = job->status();
+    EXPECT_EQ(s.state, JobState::kKilled);
+    EXPECT_EQ(s.signal, SIGKILL);
+    EXPECT_FALSE(s.has_exit_code);
+  }
+}
+
+TEST(JobStateMachine, SetupFailureEndsAtOnceWithTheError) {
+  auto job = makeJob();
+  job->markFailed("move into cgroup: Device or resource busy", 77);
+  protocol::JobStatus s = job->status();
+  EXPECT_EQ(s.state, JobState::kFailed);
+  EXPECT_EQ(s.error, "move into cgroup: Device or resource busy");
+  EXPECT_EQ(s.ended_at_ms, 77);
+  EXPECT_TRUE(job->ended());
+  // Nothing moves a failed job any more.
+  job->recordExit(CLD_EXITED, 0);
+  job->publish(100);
+  EXPECT_EQ(job->status().state, JobState::kFailed);
+  EXPECT_FALSE(job->requestStop("alice"));
+  // Error text is clipped to what the codec carries.
+  auto long_job = makeJob();
+  long_job->markFailed(std::string(5000, 'e'), 1);
+  EXPECT_EQ(long_job->status().error.size(), protocol::kMaxMessage);
+}
+
+TEST(JobStateMachine, FirstStopperIsRecorded) {
+  auto job = makeJob();
+  EXPECT_FALSE(job->requestStop("alice"));  // not started yet
+  job->markStarted(1, 1);
+  EXPECT_TRUE(job->requestStop("alice"));
+  EXPECT_TRUE(job->requestStop("shutdown"));  // still running: accepted, but alice asked first
+  EXPECT_EQ(job->status().stopped_by, "alice");
+  job->recordExit(CLD_KILLED, SIGTERM);
+  EXPECT_FALSE(job->requestStop("bob"));
+  job->publish(9);
+  EXPECT_EQ(job->status().stopped_by, "alice");
+  EXPECT_EQ(job->status().state, JobState::kKilled);
+  EXPECT_EQ(job->status().signal, SIGTERM);
+}
+
+TEST(JobStateMachine, StoppedJobThatExitsNormallyKeepsStoppedBy) {
+  auto job = makeJob();
+  job->markStarted(1, 1);
+  EXPECT_TRUE(job->requestStop("timeout"));
+  job->recordExit(CLD_EXITED, 0);
+  job->publish(3);
+  EXPECT_EQ(job->status().state, JobState::kExited);
+  EXPECT_EQ(job->status().stopped_by, "timeout");
+}
+
+TEST(JobId, IsARandomUuidV4) {
+  std::regex uuid("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$");
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; i++) {
+    auto id = newJobId();
+    ASSERT_TRUE(id.ok());
+    EXPECT_TRUE(std::regex_match(id.value(), uuid)) << id.value();
+    EXPECT_EQ(id.value().size(), protocol::kMaxJobId);
+    seen.insert(id.value());
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+}
+
+protocol::JobStartRequest request(std::vector<std::string> argv) {
+  protocol::JobStartRequest r;
+  r.user = "alice";
+  r.argv = std::move(argv);
+  return r;
+}
+
+TEST(JobValidation, AcceptsAGoodRequest) {
+  auto r = request({"/bin/echo", "hi"});
+  r.env = {"FOO=bar", "_X1=", "EMPTY=="};
+  r.cwd = "/tmp";
+  r.timeout_ms = 5000;
+  EXPECT_FALSE(validateJobStart(r, 10'000).has_value());
+}
+
+TEST(JobValidation, RefusesWhatTheFrontendShouldHaveRefused) {
+  auto expectBad = [](const protocol::JobStartRequest& r, ErrorCode code, const char* what) {
+    auto e = validateJobStart(r, 10'000);
+    ASSERT_TRUE(e.has_value()) << what;
+    EXPECT_EQ(e->code, code) << what;
+    EXPECT_FALSE(e->message.empty());
+  };
+  expectBad(request({}), ErrorCode::kBadRequest, "empty argv");
+  expectBad(request({""}), ErrorCode::kBadRequest, "empty program");
+  expectBad(request({"/bin/echo", std::string("a\0b", 3)}), ErrorCode::kBadRequest, "NUL arg");
+  for (const char* env : {"NOEQUALS", "=v", "1A=x", "A-B=x", "A B=x"}) {
+    auto r = request({"/bin/true"});
+    r.env = {env};
+    expectBad(r, ErrorCode::kBadRequest, env);
+  }
+  auto dup = request({"/bin/true"});
+  dup.env = {"A=1", "A=2"};
+  expectBad(dup, ErrorCode::kBadRequest, "duplicate env");
+  auto nul_env = request({"/bin/true"});
+  nul_env.env = {std::string("A=x\0y", 5)};
+  expectBad(nul_env, ErrorCode::kBadRequest, "NUL env");
+  auto rel = request({"/bin/true"});
+  rel.cwd = "tmp";
+  expectBad(rel, ErrorCode::kBadRequest, "relative cwd");
+  auto slow = request({"/bin/true"});
+  slow.timeout_ms = 10'001;
+  expectBad(slow, ErrorCode::kBadRequest, "timeout over max");
+  auto big = request({"/bin/echo", std::string(protocol::kMaxJobSpecBytes, 'x')});
+  expectBad(big, ErrorCode::kTooLarge, "too large");
+  // No maximum configured: any timeout.
+  slow.timeout_ms = 1u << 31;
+  EXPECT_FALSE(validateJobStart(slow, 0).has_value());
+}
+
+TEST(JobEnvironment, OnlyRequestedVariablesPlusDefaults) {
+  EnvDefaults d{"/usr/bin:/bin", "/home/alice", "alice", "C.UTF-8"};
+  auto env = buildJobEnvironment({"FOO=bar", "PATH=/opt/bin"}, d);
+  std::set<std::string> got(env.begin(), env.end());
+  std::set<std::string> want = {"FOO=bar", "PATH=/opt/bin", "HOME=/home/alice", "USER=alice",
+                                "LANG=C.UTF-8"};
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(envValue(env, "PATH").value(), "/opt/bin");
+  EXPECT_FALSE(envValue(env, "PAT").has_value());
+  EXPECT_FALSE(envValue(env, "HOMEX").has_value());
+}
+
+TEST(Spawn, ExecCandidatesFollowPath) {
+  EXPECT_EQ(execCandidates("./x", "/a:/b"), std::vector<std::string>{"./x"});
+  EXPECT_EQ(execCandidates("ls", "/a::/b/"), (std::vector<std::string>{"/a/ls", "/b/ls"}));
+  EXPECT_TRUE(execCandidates("ls", "").empty());
+}
+
+// Reads a pipe to EOF.
+std::string readAll(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+int reap(const SpawnedJob& j) {
+  siginfo_t info{};
+  EXPECT_EQ(waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(j.pidfd), &info, WEXITED), 0);
+  close(j.pidfd);
+  return info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
+}
+
+SpawnRequest spawnRequest(std::vector<std::string> argv) {
+  SpawnRequest r;
+  r.argv = std::move(argv);
+  r.env = {"PATH=/usr/bin:/bin", "ONLY=this"};
+  r.search_path = "/usr/bin:/bin";
+  return r;
+}
+
+TEST(Spawn, RunsTheProgramWithOnlyItsEnvironmentAndMergedOutput) {
+  auto r = spawnRequest({"sh", "-c", "env | sort; echo err >&2; pwd; exit 4"});
+  r.cwd = "/tmp";
+  SpawnFailure f;
+  auto j = spawnJob(r, &f);
+  ASSERT_TRUE(j.ok()) << j.error().message;
+  EXPECT_EQ(f, SpawnFailure::kNone);
+  EXPECT_EQ(j->err_fd, -1);
+  std::string out = readAll(j->out_fd);
+  close(j->out_fd);
+  EXPECT_EQ(reap(j.value()), 4);
+  EXPECT_NE(out.find("ONLY=this\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("err\n/tmp\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("HOME="), std::string::npos) << out;  // spawn adds nothing itself
+}
+
+TEST(Spawn, SeparateStderrAndOwnProcessGroupAndNoInheritedFds) {
+  int leak = open("/dev/null", O_RDONLY);  // not close-on-exec: must still not reach the job
+  ASSERT_GE(leak, 0);
+  auto r = spawnRequest({"/bin/sh", "-c",
+                         "echo out; echo err >&2; ls /proc/self/fd | tr '\\n' ' ' >&2; "
+                         "ps -o pgid= -p $$ 2>/dev/null || cat /proc/$$/stat"});
+  r.separate_stderr = true;
+  SpawnFailure f;
+  auto j = spawnJob(r, &f);
+  close(leak);
+  ASSERT_TRUE(j.ok()) << j.error().message;
+  ASSERT_GE(j->err_fd, 0);
+  std::string err = readAll(j->err_fd);
+  std::string out = readAll(j->out_fd);
+  close(j->out_fd);
+  close(j->err_fd);
+  EXPECT_EQ(reap(j.value()), 0);
+  EXPECT_EQ(out.rfind("out\n", 0), 0u) << out;
+  EXPECT_NE(out.find(std::to_string(j->pid)), std::string::npos) << "pgid: " << out;
+  // 0, 1, 2 and the fd ls opened for /proc/self/fd: nothing else.
+  EXPECT_EQ(err, "err\n0 1 2 3 ") << err;
+}
+
+TEST(Spawn, ExecFailuresAreReportedWithErrno) {
+  SpawnFailure f;
+  auto missing = spawnJob(spawnRequest({"/nonexistent/program"}), &f);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(f, SpawnFailure::kExec);
+  EXPECT_EQ(missing.error().sys_errno, ENOENT);
+
+  auto not_in_path = spawnJob(spawnRequest({"jw-no-such-program"}), &f);
+  ASSERT_FALSE(not_in_path.ok());
+  EXPECT_EQ(f, SpawnFailure::kExec);
+  EXPECT_EQ(not_in_path.error().sys_errno, ENOENT);
+
+  std::string dir = "/tmp/jw-spawn-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  std::string file = dir + "/not-executable";
+  std::ofstream(file) << "#!/bin/sh\necho hi\n";
+  chmod(file.c_str(), 0644);
+  auto denied = spawnJob(spawnRequest({file}), &f);
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(f, SpawnFailure::kExec);
+  EXPECT_EQ(denied.error().sys_errno, EACCES);
+
+  auto r = spawnRequest({"/bin/true"});
+  r.cwd = dir + "/missing";
+  auto bad_cwd = spawnJob(r, &f);
+  ASSERT_FALSE(bad_cwd.ok());
+  EXPECT_EQ(f, SpawnFailure::kCwd);
+  EXPECT_EQ(bad_cwd.error().sys_errno, ENOENT);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Spawn, SignalsAreResetForTheJob) {
+  // The supervisor ignores SIGPIPE and blocks its signalfd signals; a job must see neither.
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigprocmask(SIG_BLOCK, &set, &old);
+  auto r = spawnRequest({"/bin/sh", "-c", "grep -E '^(SigBlk|SigIgn)' /proc/self/status"});
+  SpawnFailure f;
+  auto j = spawnJob(r, &f);
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  signal(SIGPIPE, SIG_DFL);
+  ASSERT_TRUE(j.ok()) << j.error().message;
+  std::string out = readAll(j->out_fd);
+  close(j->out_fd);
+  EXPECT_EQ(reap(j.value()), 0);
+  EXPECT_NE(out.find("SigBlk:\t0000000000000000"), std::string::npos) << out;
+  EXPECT_NE(out.find("SigIgn:\t0000000000000000"), std::string::npos) << out;
+}
+
+TEST(JobTable, NewestFirstAndRetentionByCountAndAge) {
+  JobTable t;
+  for (int i = 0; i < 5; i++) {
+    auto j = makeJob("job-" + std::to_string(i), i % 2 ? "bob" : "alice", 1000 + i);
+    j->markStarted(100 + i, 1000 + i);
+    if (i != 2) {
+      j->recordExit(CLD_EXITED, 0);
+      j->publish(2000 + i);
+    }
+    t.insert(std::move(j));
+  }
+  std::vector<std::string> order;
+  t.forEach([&](const Job& j) { order.push_back(j.id()); });
+  EXPECT_EQ(order, (std::vector<std::string>{"job-4", "job-3", "job-2", "job-1", "job-0"}));
+  EXPECT_EQ(t.runningJobsOf("alice"), 1u);
+  EXPECT_EQ(t.runningJobsOf("bob"), 0u);
+  // Keep 2 ended jobs: the two oldest ended ones go; the running one is never evicted.
+  EXPECT_EQ(t.expired(2, 0, 10'000), (std::vector<std::string>{"job-1", "job-0"}));
+  // Age: ended before now - 2 ms.
+  EXPECT_EQ(t.expired(100, 2, 2004), (std::vector<std::string>{"job-1", "job-0"}));
+  t.erase("job-1");
+  EXPECT_EQ(t.find("job-1"), nullptr);
+  EXPECT_NE(t.find("job-2"), nullptr);
+  EXPECT_EQ(t.size(), 4u);
+}
+
+protocol::SessionEntry session(uint8_t tag, const std::string& user, int64_t expires) {
+  protocol::SessionEntry s;
+  s.token_hash.fill(tag);
+  s.token_hash[1] = static_cast<uint8_t>(tag >> 8);
+  s.user = user;
+  s.expires_at_ms = expires;
+  return s;
+}
+
+TEST(Sessions, ExpiryRulesRevokeAndPrune) {
+  SessionStore store(3600'000);
+  const int64_t now = 1'000'000;
+  EXPECT_TRUE(store.add(session(1, "alice", now + 1000), now).ok());
+  EXPECT_FALSE(store.add(session(2, "alice", now), now).ok());  // already expired
+  EXPECT_FALSE(store.add(session(3, "alice", now + 3600'000 + SessionStore::kExpirySlackMs + 1),
+                         now)
+                   .ok());
+  EXPECT_TRUE(store.add(session(4, "bob", now + 3600'000), now).ok());
+  EXPECT_EQ(store.size(), 2u);
+  store.revoke(session(4, "", 0).token_hash);
+  EXPECT_EQ(store.size(), 1u);
+  store.pruneExpired(now + 1000);
+  EXPECT_EQ(store.size(), 0u);
+  EXPECT_TRUE(store.add(session(5, "carol", now + 1000), now).ok());
+  store.removeUsersIf([](const std::string& u) { return u == "carol"; });
+  EXPECT_EQ(store.size(), 0u);
+}
+
+TEST(Sessions, CapEvictsSoonestExpiringAndTableIsFramed) {
+  SessionStore store(3600'000);
+  const int64_t now = 1'000'000;
+  for (size_t i = 0; i < SessionStore::kMaxSessions; i++) {
+    protocol::SessionEntry s;
+    s.token_hash.fill(0);
+    std::memcpy(s.token_hash.data(), &i, sizeof i);
+    s.user = "u";
+    s.expires_at_ms = now + 10'000 + static_cast<int64_t>(i);
+    ASSERT_TRUE(store.add(s, now).ok());
+  }
+  protocol::SessionEntry extra = session(0xff, "u", now + 3600'000);
+  ASSERT_TRUE(store.add(extra, now).ok());
+  EXPECT_EQ(store.size(), SessionStore::kMaxSessions);
+  auto frames = store.encodeTable();
+  size_t total = 0;
+  bool saw_extra = false, saw_first = false;
+  for (size_t f = 0; f < frames.size(); f++) {
+    std::string_view payload;
+    auto h = protocol::decodeHeader(frames[f], &payload);
+    ASSERT_TRUE(h.ok());
+    EXPECT_EQ(h->type, protocol::MsgType::kSessionTable);
+    EXPECT_EQ(h->request_id, 0u);
+    EXPECT_EQ(h->flags, f + 1 < frames.size() ? protocol::kFlagMore : 0);
+    EXPECT_LE(frames[f].size(), protocol::kMaxFrame);
+    auto t = protocol::decodeSessionTablePayload(payload);
+    ASSERT_TRUE(t.ok());
+    total += t->sessions.size();
+    for (const auto& s : t->sessions) {
+      saw_extra |= s.token_hash == extra.token_hash;
+      saw_first |= s.expires_at_ms == now + 10'000;  // the soonest-expiring: evicted
+    }
+  }
+  EXPECT_EQ(total, SessionStore::kMaxSessions);
+  EXPECT_TRUE(saw_extra);
+  EXPECT_FALSE(saw_first);
+  EXPECT_EQ(frames.size(), (SessionStore::kMaxSessions + protocol::kMaxSessionsPerFrame - 1) /
+                               protocol::kMaxSessionsPerFrame);
+  EXPECT_EQ(SessionStore(1000).encodeTable().size(), 1u);  // empty table: one frame
+}
+
+}  // namespace
+}  // namespace jw::supervisor

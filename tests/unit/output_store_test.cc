@@ -1,1 +1,235 @@
-// placeholder (being written)
+// Unit tests of the output store: offsets, reads anywhere, the cap and dropped count, draining a
+// real pipe, identical bytes for every reader, flat memory. Runs in the unit test process.
+#include "output_store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+
+namespace jw::supervisor {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string t = "/tmp/jw-output-test-XXXXXX";
+    EXPECT_NE(mkdtemp(t.data()), nullptr);
+    path_ = t;
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string pattern(size_t n, uint32_t seed = 1) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+std::unique_ptr<OutputLog> makeLog(const std::string& path, uint64_t cap) {
+  auto log = OutputLog::create(path, cap);
+  EXPECT_TRUE(log.ok()) << (log.ok() ? "" : log.error().message);
+  return log.ok() ? std::move(log.value()) : nullptr;
+}
+
+TEST(OutputLog, AppendsAndReadsBackAtOffsets) {
+  TempDir dir;
+  auto log = makeLog(dir.path() + "/output", 1 << 20);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->append("hello", 5).ok());
+  ASSERT_TRUE(log->append(" world", 6).ok());
+  EXPECT_EQ(log->size(), 11u);
+  EXPECT_EQ(log->read(0, 5).value(), "hello");
+  EXPECT_EQ(log->read(6, 100).value(), "world");
+  EXPECT_EQ(log->read(11, 10).value(), "");
+  EXPECT_EQ(log->read(1000, 10).value(), "");
+  EXPECT_FALSE(log->truncated());
+  EXPECT_EQ(log->dropped(), 0u);
+  // The bytes are in the file, not only in memory.
+  std::ifstream f(dir.path() + "/output", std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  EXPECT_EQ(ss.str(), "hello world");
+  struct stat st {};
+  ASSERT_EQ(stat((dir.path() + "/output").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+TEST(OutputLog, ReadsAtArbitraryOffsets) {
+  TempDir dir;
+  auto log = makeLog(dir.path() + "/output", 1 << 30);
+  ASSERT_TRUE(log);
+  std::string data = pattern(3 << 20);
+  for (size_t off = 0; off < data.size(); off += 100'003) {
+    size_t n = std::min<size_t>(100'003, data.size() - off);
+    ASSERT_TRUE(log->append(data.data() + off, n).ok());
+  }
+  ASSERT_EQ(log->size(), data.size());
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 500; i++) {
+    uint64_t off = rng() % (data.size() + 10);
+    size_t max = 1 + rng() % 65536;
+    auto got = log->read(off, max);
+    ASSERT_TRUE(got.ok());
+    std::string want = off < data.size() ? data.substr(off, max) : "";
+    ASSERT_EQ(got.value(), want) << "offset " << off << " max " << max;
+  }
+}
+
+TEST(OutputLog, CapStoresPrefixAndCountsDroppedBytes) {
+  TempDir dir;
+  auto log = makeLog(dir.path() + "/output", 10);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->append("0123456", 7).ok());
+  ASSERT_TRUE(log->append("789abcdef", 9).ok());
+  ASSERT_TRUE(log->append("XYZ", 3).ok());
+  EXPECT_EQ(log->size(), 10u);
+  EXPECT_EQ(log->dropped(), 9u);
+  EXPECT_TRUE(log->truncated());
+  EXPECT_EQ(log->read(0, 100).value(), "0123456789");
+  EXPECT_EQ(std::filesystem::file_size(dir.path() + "/output"), 10u);
+}
+
+TEST(OutputLog, DrainsAPipeToEofPastTheCap) {
+  TempDir dir;
+  auto log = makeLog(dir.path() + "/output", 100'000);
+  ASSERT_TRUE(log);
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  EXPECT_EQ(log->drainOnce(p[0]).value(), OutputLog::Drain::kWouldBlock);
+  std::string data = pattern(1 << 20, 3);
+  // A writer that would block forever if the reader stopped draining at the cap.
+  std::thread writer([&] {
+    int fl = fcntl(p[1], F_GETFL);
+    fcntl(p[1], F_SETFL, fl & ~O_NONBLOCK);
+    size_t off = 0;
+    while (off < data.size()) {
+      ssize_t n = write(p[1], data.data() + off, data.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    close(p[1]);
+  });
+  for (;;) {
+    auto r = log->drainOnce(p[0]);
+    ASSERT_TRUE(r.ok());
+    if (r.value() == OutputLog::Drain::kEof) break;
+    if (r.value() == OutputLog::Drain::kWouldBlock) usleep(1000);
+  }
+  writer.join();
+  close(p[0]);
+  EXPECT_EQ(log->size(), 100'000u);
+  EXPECT_EQ(log->dropped(), data.size() - 100'000);
+  EXPECT_EQ(log->read(0, 65536).value(), data.substr(0, 65536));
+  EXPECT_EQ(log->read(65536, 65536).value(), data.substr(65536, 100'000 - 65536));
+}
+
+TEST(OutputLog, ConcurrentReadersGetIdenticalBytes) {
+  TempDir dir;
+  auto log = makeLog(dir.path() + "/output", 1 << 30);
+  ASSERT_TRUE(log);
+  std::string data = pattern(2 << 20, 5);
+  // Three readers with different chunk sizes interleaved with the writer, as followers would.
+  const size_t chunk[3] = {4096, 65536, 12345};
+  std::string got[3];
+  size_t written = 0;
+  std::mt19937 rng(11);
+  while (written < data.size() || got[0].size() < data.size() || got[1].size() < data.size() ||
+         got[2].size() < data.size()) {
+    if (written < data.size()) {
+      size_t n = std::min<size_t>(1 + rng() % 80'000, data.size() - written);
+      ASSERT_TRUE(log->append(data.data() + written, n).ok());
+      written += n;
+    }
+    for (int r = 0; r < 3; r++) {
+      auto part = log->read(got[r].size(), chunk[r]);
+      ASSERT_TRUE(part.ok());
+      got[r] += part.value();
+    }
+  }
+  for (int r = 0; r < 3; r++) EXPECT_TRUE(got[r] == data) << "reader " << r;
+}
+
+long vmHwmKiB() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  }
+  return -1;
+}
+
+TEST(OutputLog, MemoryStaysFlatWhileStoringMuchOutput) {
+  TempDir dir;
+  auto log = makeLog(dir.path() + "/output", 1ULL << 30);
+  ASSERT_TRUE(log);
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  fcntl(p[0], F_SETFL, O_NONBLOCK);
+  const size_t total = 128u << 20;
+  long before = vmHwmKiB();
+  std::thread writer([&] {
+    std::string block(1 << 16, 'x');
+    for (size_t done = 0; done < total; done += block.size()) {
+      size_t off = 0;
+      while (off < block.size()) {
+        ssize_t n = write(p[1], block.data() + off, block.size() - off);
+        if (n <= 0) return;
+        off += static_cast<size_t>(n);
+      }
+    }
+    close(p[1]);
+  });
+  for (;;) {
+    auto r = log->drainOnce(p[0]);
+    ASSERT_TRUE(r.ok());
+    if (r.value() == OutputLog::Drain::kEof) break;
+    if (r.value() == OutputLog::Drain::kWouldBlock) usleep(200);
+  }
+  writer.join();
+  close(p[0]);
+  EXPECT_EQ(log->size(), total);
+  long growth = vmHwmKiB() - before;
+  EXPECT_LT(growth, 16 * 1024) << "peak RSS grew by " << growth << " KiB for 128 MiB of output";
+}
+
+TEST(OutputStore, PrepareCleansLeftoversAndJobDirsArePrivate) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/jobs/old-job/sub");
+  std::ofstream(dir.path() + "/jobs/old-job/output") << "stale";
+  std::ofstream(dir.path() + "/jobs/stray-file") << "stale";
+  std::filesystem::create_symlink("/etc", dir.path() + "/jobs/link");
+  OutputStore store(dir.path());
+  ASSERT_TRUE(store.prepare().ok());
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/jobs"));
+  EXPECT_TRUE(std::filesystem::exists("/etc/passwd"));  // the symlink was removed, not followed
+  auto job_dir = store.createJobDir("abc");
+  ASSERT_TRUE(job_dir.ok());
+  struct stat st {};
+  ASSERT_EQ(stat(job_dir.value().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  ASSERT_EQ(stat((dir.path() + "/jobs").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  auto log = makeLog(job_dir.value() + "/output", 100);
+  ASSERT_TRUE(log);
+  EXPECT_FALSE(OutputStore(dir.path()).createJobDir("abc").ok());  // exists already
+  ASSERT_TRUE(store.removeJobDir("abc").ok());
+  EXPECT_FALSE(std::filesystem::exists(job_dir.value()));
+  EXPECT_TRUE(store.removeJobDir("abc").ok());  // gone already is fine
+}
+
+}  // namespace
+}  // namespace jw::supervisor
