@@ -6,9 +6,9 @@
 #include <linux/magic.h>
 #include <signal.h>
 #include <sys/file.h>
-#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -402,6 +402,15 @@ Result<uint64_t> cpuQuotaUs(uint32_t millicores) {
 
 // --- Killing ---------------------------------------------------------------------------------
 
+namespace {
+// Raw syscalls: Debian 12's glibc 2.36 <sys/pidfd.h> lacks extern "C", so its wrappers do not link
+// from C++.
+int pidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0u)); }
+int pidfdKill(int pidfd) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0u));
+}
+}  // namespace
+
 bool pidInCgroup(pid_t pid, const Membership& m) {
   auto lines = readProcCgroup(pid);
   if (!lines) return false;
@@ -417,7 +426,7 @@ bool pidInCgroup(pid_t pid, const Membership& m) {
 }
 
 Status killMember(pid_t pid, const Membership& m) {
-  Fd pidfd(::pidfd_open(pid, 0));
+  Fd pidfd(pidfdOpen(pid));
   if (pidfd.get() < 0) {
     if (errno == ESRCH) return okStatus();  // gone already
     if (errno != ENOSYS) return sysError("pidfd_open " + std::to_string(pid));
@@ -429,7 +438,7 @@ Status killMember(pid_t pid, const Membership& m) {
   }
   // The pidfd pins the process: if this check sees our cgroup, the signal reaches that process.
   if (!pidInCgroup(pid, m)) return okStatus();
-  if (::pidfd_send_signal(pidfd.get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
+  if (pidfdKill(pidfd.get()) != 0 && errno != ESRCH) {
     return sysError("pidfd_send_signal SIGKILL " + std::to_string(pid));
   }
   return okStatus();
