@@ -110,6 +110,10 @@ struct FreezeOps {
 // fork between listing and killing.
 Status freezeKillThaw(const FreezeOps& ops);
 
+// v2 without cgroup.kill (kernel < 5.14): freezeKillThaw over cgroup.freeze. path is the job's
+// directory, rel its path as /proc/PID/cgroup shows it.
+Status killByFreezingV2(const std::string& path, const std::string& rel);
+
 // Polls until done() or the timeout; returns done()'s last value.
 bool waitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout);
 

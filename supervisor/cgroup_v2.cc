@@ -3,8 +3,8 @@
 // Runs in jobworkerd.
 #include <fcntl.h>
 #include <linux/magic.h>
-#include <sys/statfs.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +38,23 @@ bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+}  // namespace
+
+Status killByFreezingV2(const std::string& path, const std::string& rel) {
+  FreezeOps ops;
+  ops.freeze = [path] { return writeFile(path + "/cgroup.freeze", "1"); };
+  ops.frozen = [path] {
+    auto t = readFile(path + "/cgroup.events");
+    return t && keyedValue(*t, "frozen") == 1u;
+  };
+  ops.thaw = [path] { return writeFile(path + "/cgroup.freeze", "0"); };
+  ops.list = [path] { return readPidsRecursive(path); };
+  ops.membership = Membership{"", rel};
+  return freezeKillThaw(ops);
+}
+
+namespace {
+
 class V2Job : public JobCgroup {
  public:
   V2Job(std::string path, std::string rel, Fd dir)
@@ -53,16 +70,7 @@ class V2Job : public JobCgroup {
     if (!fileExists(path_)) return okStatus();
     // cgroup.kill (5.14+) kills the whole subtree and blocks forks into it while doing so.
     if (fileExists(path_ + "/cgroup.kill")) return writeFile(path_ + "/cgroup.kill", "1");
-    FreezeOps ops;
-    ops.freeze = [this] { return writeFile(path_ + "/cgroup.freeze", "1"); };
-    ops.frozen = [this] {
-      auto t = readFile(path_ + "/cgroup.events");
-      return t && keyedValue(*t, "frozen") == 1u;
-    };
-    ops.thaw = [this] { return writeFile(path_ + "/cgroup.freeze", "0"); };
-    ops.list = [this] { return readPidsRecursive(path_); };
-    ops.membership = Membership{"", rel_};
-    return freezeKillThaw(ops);
+    return killByFreezingV2(path_, rel_);
   }
 
   bool empty() override {
