@@ -1,0 +1,96 @@
+// Benchmarks (not tests): job start latency, output store throughput and log streaming
+// throughput of the real daemon, each printed next to a baseline measured in the same run on the
+// same machine (plain fork/exec, plain pipe-to-file, plain file read), with the ratio.
+// Runs as root in the benchmark process; `meson test --benchmark -C build` or run it directly.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "daemon.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using jw::test::Daemon;
+
+double secondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+void report(const char* what, double ours, double baseline, const char* unit) {
+  std::printf("%-40s jobworker %10.2f %-6s baseline %10.2f %-6s ratio %6.2fx\n", what, ours, unit,
+              baseline, unit, baseline > 0 ? ours / baseline : 0.0);
+  std::fflush(stdout);
+}
+
+// Baseline: fork/exec/wait of `true` without any daemon.
+double spawnTrueMs(int n) {
+  auto t = Clock::now();
+  for (int i = 0; i < n; i++) {
+    pid_t pid;
+    char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+    posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ);
+    int st;
+    waitpid(pid, &st, 0);
+  }
+  return secondsSince(t) * 1000 / n;
+}
+
+TEST(Bench, StartLatencyOutputAndStreaming) {
+  if (geteuid() != 0) GTEST_SKIP() << "the daemon needs root";
+  auto d = Daemon::start();
+  std::string tok = jw::test::login(*d, "admin", d->adminPassword());
+
+  // 1. Start-to-exit latency of `true`, including HTTPS, the channel, cgroup and namespaces.
+  const int n = 30;
+  auto t = Clock::now();
+  for (int i = 0; i < n; i++) {
+    std::string id = jw::test::startJob(*d, tok, R"({"command":["/bin/true"]})");
+    jw::test::waitJob(*d, tok, id);
+  }
+  double ours_ms = secondsSince(t) * 1000 / n;
+  report("start+wait of /bin/true (ms per job)", ours_ms, spawnTrueMs(n), "ms");
+
+  // 2. A job writing 512 MiB: time until its final state (every byte stored) vs a pipe into a file.
+  const char* gen = "head -c 536870912 /dev/zero";
+  t = Clock::now();
+  std::string id = jw::test::startJob(
+      *d, tok, std::string(R"({"command":["sh","-c",")") + gen + R"("]})");
+  std::string final_status = jw::test::waitJob(*d, tok, id, 300);
+  double ours_s = secondsSince(t);
+  EXPECT_EQ(jw::test::jsonField(final_status, "output_bytes"), "536870912");
+  std::string tmp = jw::test::makeTempDir("jwbench");
+  t = Clock::now();
+  jw::test::run({"/bin/sh", "-c", std::string(gen) + " | cat > " + tmp + "/out"});
+  double base_s = secondsSince(t);
+  report("store 512 MiB of output (MiB/s)", 512 / ours_s, 512 / base_s, "MiB/s");
+
+  // 3. Reading those 512 MiB back over HTTPS vs reading the file locally.
+  t = Clock::now();
+  auto r = jw::test::https(*d, "GET", "/v1/jobs/" + id + "/logs", "", tok);
+  double stream_s = secondsSince(t);
+  EXPECT_EQ(r.body.size(), 536870912u);
+  t = Clock::now();
+  jw::test::run({"/bin/sh", "-c", "cat " + tmp + "/out > /dev/null"});
+  double read_s = secondsSince(t);
+  report("stream 512 MiB over HTTPS (MiB/s)", 512 / stream_s, 512 / read_s, "MiB/s");
+  jw::test::removeTree(tmp);
+
+  // 4. The supervisor's peak RSS after all that (output lives in files, not in RAM).
+  std::string status = jw::test::readFile("/proc/" + std::to_string(d->pid()) + "/status");
+  size_t p = status.find("VmHWM:");
+  std::printf("%-40s %s\n", "jobworkerd peak RSS", status.substr(p + 6, status.find('\n', p) - p - 6).c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
