@@ -10,7 +10,7 @@ Status SessionStore::add(const protocol::SessionEntry& s, int64_t now_ms) {
   if (s.expires_at_ms > now_ms + static_cast<int64_t>(ttl_ms_) + kExpirySlackMs) {
     return Error{"session expiry beyond the configured session_ttl"};
   }
-  pruneExpired(now_ms);
+  if (by_hash_.size() >= kMaxSessions) pruneExpired(now_ms);  // housekeeping prunes the rest
   if (by_hash_.size() >= kMaxSessions && by_hash_.find(s.token_hash) == by_hash_.end()) {
     auto soonest = std::min_element(by_hash_.begin(), by_hash_.end(), [](auto& a, auto& b) {
       return a.second.expires_at_ms < b.second.expires_at_ms;

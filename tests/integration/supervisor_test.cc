@@ -1,1 +1,848 @@
-// placeholder (being written)
+// Integration tests of jobworkerd driven directly through the protocol: the real daemon spawns
+// relay_frontend (via --frontend), which relays frames to a SOCK_SEQPACKET socket this test
+// listens on. Runs in the integration test process (root).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <functional>
+#include <algorithm>
+#include <sstream>
+#include <thread>
+
+#include "codec.h"
+#include "daemon.h"
+#include "messages.h"
+
+namespace jw::test {
+namespace {
+
+using namespace jw::protocol;
+using Clock = std::chrono::steady_clock;
+
+struct Frame {
+  FrameHeader h;
+  std::string payload;
+};
+
+// `jobworker` must exist for a root jobworkerd; install-deps creates it, a bare machine may not.
+void ensureFrontendAccount() {
+  if (getpwnam("jobworker") != nullptr) return;
+  CmdResult r = run({"/usr/sbin/useradd", "--system", "--no-create-home", "--shell",
+                     "/usr/sbin/nologin", "jobworker"});
+  ASSERT_EQ(r.exit_code, 0) << "useradd jobworker: " << r.err;
+}
+
+// One jobworkerd whose frontend is the relay, and the test's end of the relay.
+class RelayDaemon {
+ public:
+  explicit RelayDaemon(const std::string& config_text = "") {
+    dir_ = makeTempDir("jwsup");
+    chmod(dir_.c_str(), 0755);
+    state_dir_ = dir_ + "/state";
+    sock_path_ = dir_ + "/relay.sock";
+    log_path_ = dir_ + "/jobworkerd.log";
+    listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, sock_path_.c_str());
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(listen(listen_fd_, 8), 0);
+    std::vector<std::string> argv = {binary("jobworkerd"), "--dev", "--state-dir", state_dir_,
+                                     "--listen", "127.0.0.1:" + std::to_string(freePort()),
+                                     "--frontend", binary("relay_frontend")};
+    if (!config_text.empty()) {
+      std::ofstream(dir_ + "/jobworkerd.conf") << config_text;
+      argv.insert(argv.end(), {"--config", dir_ + "/jobworkerd.conf"});
+    }
+    pid_ = spawnDaemon(argv);
+    EXPECT_TRUE(acceptFrontend()) << log();
+  }
+
+  ~RelayDaemon() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      if (waitExit(20'000) < 0) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+      }
+    }
+    if (conn_ >= 0) close(conn_);
+    if (listen_fd_ >= 0) close(listen_fd_);
+    removeTree(dir_);
+  }
+
+  pid_t spawnDaemon(const std::vector<std::string>& argv_in) {
+    std::vector<std::string> argv = argv_in;
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; e++) env.emplace_back(*e);
+    env.push_back("JW_RELAY_SOCKET=" + sock_path_);
+    std::vector<char*> cargv, cenv;
+    for (auto& s : argv) cargv.push_back(s.data());
+    cargv.push_back(nullptr);
+    for (auto& s : env) cenv.push_back(s.data());
+    cenv.push_back(nullptr);
+    int logfd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    pid_t pid = fork();
+    if (pid == 0) {
+      int devnull = open("/dev/null", O_RDONLY);
+      dup2(devnull, 0);
+      dup2(logfd, 1);
+      dup2(logfd, 2);
+      execve(cargv[0], cargv.data(), cenv.data());
+      _exit(127);
+    }
+    close(logfd);
+    return pid;
+  }
+
+  // Accepts the relay's connection, checks the start sequence (UserTable, then SessionTable
+  // frames) and answers Ready.
+  bool acceptFrontend(int timeout_ms = 15'000) {
+    if (conn_ >= 0) close(conn_);
+    conn_ = -1;
+    pollfd p{listen_fd_, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) != 1) return false;
+    conn_ = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn_ < 0) return false;
+    stash_.clear();
+    auto ut = recvAny(5000);
+    if (!ut || ut->h.type != MsgType::kUserTable || ut->h.request_id != 0) return false;
+    auto users = decodeUserTablePayload(ut->payload);
+    if (!users) return false;
+    users_ = users.value();
+    sessions_.sessions.clear();
+    for (;;) {
+      auto st = recvAny(5000);
+      if (!st || st->h.type != MsgType::kSessionTable) return false;
+      auto t = decodeSessionTablePayload(st->payload);
+      if (!t) return false;
+      sessions_.sessions.insert(sessions_.sessions.end(), t->sessions.begin(), t->sessions.end());
+      if (!(st->h.flags & kFlagMore)) break;
+    }
+    sendRaw(encodeReady(0, {}));
+    return true;
+  }
+
+  void sendRaw(const std::string& frame) {
+    ssize_t n = send(conn_, frame.data(), frame.size(), MSG_NOSIGNAL);
+    EXPECT_EQ(n, static_cast<ssize_t>(frame.size())) << std::strerror(errno);
+  }
+
+  // The next frame from the supervisor (stashed ones first), nullopt on timeout or EOF.
+  std::optional<Frame> recvAny(int timeout_ms) {
+    std::string buf(kMaxFrame + 1, '\0');
+    pollfd p{conn_, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) != 1) return std::nullopt;
+    ssize_t n = recv(conn_, buf.data(), buf.size(), 0);
+    if (n <= 0) {
+      closed_ = true;
+      return std::nullopt;
+    }
+    buf.resize(static_cast<size_t>(n));
+    std::string_view payload;
+    auto h = decodeHeader(buf, &payload);
+    EXPECT_TRUE(h.ok()) << "supervisor sent a malformed frame";
+    if (!h) return std::nullopt;
+    return Frame{h.value(), std::string(payload)};
+  }
+
+  // Every frame of the reply to `id` (until one without kFlagMore).
+  std::vector<Frame> await(uint32_t id, int timeout_ms = 20'000) {
+    std::vector<Frame> out;
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      auto& q = stash_[id];
+      while (!q.empty()) {
+        out.push_back(std::move(q.front()));
+        q.pop_front();
+        if (!(out.back().h.flags & kFlagMore)) return out;
+      }
+      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      deadline - Clock::now())
+                                      .count());
+      if (left <= 0) break;
+      auto f = recvAny(left);
+      if (!f) break;
+      stash_[f->h.request_id].push_back(std::move(*f));
+    }
+    ADD_FAILURE() << "no complete reply to request " << id;
+    return out;
+  }
+
+  Frame call(const std::function<std::string(uint32_t)>& encode) {
+    uint32_t id = next_id_++;
+    sendRaw(encode(id));
+    auto frames = await(id);
+    if (frames.size() != 1) {
+      ADD_FAILURE() << "expected one reply frame, got " << frames.size();
+      return Frame{{MsgType::kOk, 0, 0}, ""};
+    }
+    return frames[0];
+  }
+  uint32_t nextId() { return next_id_++; }
+
+  // --- typed helpers ---
+  Frame start(const std::string& user, std::vector<std::string> argv,
+              std::vector<std::string> env = {}, const std::string& cwd = "",
+              OutputMode output = OutputMode::kMerged, uint32_t timeout_ms = 0) {
+    JobStartRequest r;
+    r.user = user;
+    r.argv = std::move(argv);
+    r.env = std::move(env);
+    r.cwd = cwd;
+    r.output = output;
+    r.timeout_ms = timeout_ms;
+    return call([&](uint32_t id) { return encodeJobStart(id, r); });
+  }
+  // Starts a job that must start; returns its status.
+  JobStatus mustStart(const std::string& user, std::vector<std::string> argv,
+                      std::vector<std::string> env = {},
+                      OutputMode output = OutputMode::kMerged, uint32_t timeout_ms = 0) {
+    return status(start(user, std::move(argv), std::move(env), "", output, timeout_ms));
+  }
+  Frame get(const std::string& user, const std::string& job_id) {
+    return call([&](uint32_t id) { return encodeJobGet(id, JobRef{user, job_id}); });
+  }
+  Frame stop(const std::string& user, const std::string& job_id,
+             std::optional<uint32_t> grace_ms = std::nullopt) {
+    JobStopRequest r{user, job_id, grace_ms.has_value(), grace_ms.value_or(0)};
+    return call([&](uint32_t id) { return encodeJobStop(id, r); });
+  }
+  Frame read(const std::string& user, const std::string& job_id, uint64_t offset, bool follow,
+             Stream stream = Stream::kStdout, uint32_t max = kMaxChunk) {
+    OutputReadRequest r{user, job_id, stream, offset, max, follow};
+    return call([&](uint32_t id) { return encodeOutputRead(id, r); });
+  }
+  std::vector<JobStatus> list(const std::string& user, bool all, uint8_t state = 0,
+                              size_t* frames_out = nullptr) {
+    uint32_t id = nextId();
+    sendRaw(encodeJobList(id, JobListRequest{user, all, state}));
+    auto frames = await(id);
+    std::vector<JobStatus> jobs;
+    for (const auto& f : frames) {
+      EXPECT_EQ(f.h.type, MsgType::kJobListReply);
+      auto l = decodeJobListReplyPayload(f.payload);
+      EXPECT_TRUE(l.ok());
+      if (l) jobs.insert(jobs.end(), l->jobs.begin(), l->jobs.end());
+    }
+    if (frames_out) *frames_out = frames.size();
+    return jobs;
+  }
+
+  static JobStatus status(const Frame& f) {
+    if (f.h.type != MsgType::kJobStatus) {
+      auto e = decodeErrorReplyPayload(f.payload);
+      ADD_FAILURE() << "expected JobStatus, got " << msgTypeName(static_cast<uint16_t>(f.h.type))
+                    << (e ? ": " + e->message : "");
+      return {};
+    }
+    auto s = decodeJobStatusPayload(f.payload);
+    EXPECT_TRUE(s.ok());
+    return s ? s.value() : JobStatus{};
+  }
+  static ErrorReply error(const Frame& f) {
+    if (f.h.type != MsgType::kErrorReply) {
+      ADD_FAILURE() << "expected ErrorReply, got " << msgTypeName(static_cast<uint16_t>(f.h.type));
+      return {};
+    }
+    auto e = decodeErrorReplyPayload(f.payload);
+    EXPECT_TRUE(e.ok());
+    return e ? e.value() : ErrorReply{};
+  }
+  static OutputChunk chunk(const Frame& f) {
+    EXPECT_EQ(f.h.type, MsgType::kOutputChunk);
+    auto c = decodeOutputChunkPayload(f.payload);
+    EXPECT_TRUE(c.ok());
+    return c ? c.value() : OutputChunk{};
+  }
+
+  // Polls until the job's final state is published.
+  JobStatus waitEnded(const std::string& user, const std::string& job_id, int timeout_ms = 20'000) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    JobStatus s;
+    while (Clock::now() < deadline) {
+      s = status(get(user, job_id));
+      if (s.state != JobState::kRunning) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "job " << job_id << " still running after " << timeout_ms << " ms";
+    return s;
+  }
+
+  // Follows a job's log from 0 to eof.
+  std::string readAll(const std::string& user, const std::string& job_id,
+                      Stream stream = Stream::kStdout) {
+    std::string out;
+    for (;;) {
+      OutputChunk c = chunk(read(user, job_id, out.size(), true, stream));
+      EXPECT_EQ(c.offset, out.size());
+      out += c.data;
+      if (c.eof) return out;
+    }
+  }
+
+  // `jobworkerd user add` then SIGHUP; waits for the new UserTable.
+  void addUser(const std::string& name, const std::string& role) {
+    CmdResult r = run({binary("jobworkerd"), "user", "add", "--users-file", state_dir_ + "/users",
+                       name, "--role", role, "--run-as", "nobody", "--password-stdin"},
+                      "password-of-" + name + "\n");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    kill(pid_, SIGHUP);
+    auto frames = await(0);
+    ASSERT_EQ(frames.size(), 1u);
+    ASSERT_EQ(frames[0].h.type, MsgType::kUserTable);
+    auto t = decodeUserTablePayload(frames[0].payload);
+    ASSERT_TRUE(t.ok());
+    users_ = t.value();
+    bool found = false;
+    for (const auto& u : users_.users) found |= u.name == name;
+    EXPECT_TRUE(found) << name << " missing from the reloaded user table";
+  }
+
+  // The relay's connection ends (the supervisor killed it) within timeout.
+  bool waitConnectionClosed(int timeout_ms) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (Clock::now() < deadline) {
+      closed_ = false;
+      auto f = recvAny(100);
+      if (closed_) return true;
+      if (f) stash_[f->h.request_id].push_back(std::move(*f));
+    }
+    return false;
+  }
+
+  int waitExit(int timeout_ms) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (Clock::now() < deadline) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+  }
+
+  long vmHwmKiB() const {
+    std::ifstream f("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.rfind("VmHWM:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+    }
+    return -1;
+  }
+
+  std::string log() const { return readFile(log_path_); }
+  pid_t pid() const { return pid_; }
+  const std::string& stateDir() const { return state_dir_; }
+  const std::string& dir() const { return dir_; }
+  const UserTable& users() const { return users_; }
+  const SessionTable& sessions() const { return sessions_; }
+
+ private:
+  std::string dir_, state_dir_, sock_path_, log_path_;
+  int listen_fd_ = -1;
+  int conn_ = -1;
+  bool closed_ = false;
+  pid_t pid_ = -1;
+  uint32_t next_id_ = 1;
+  UserTable users_;
+  SessionTable sessions_;
+  std::map<uint32_t, std::deque<Frame>> stash_;
+};
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ensureFrontendAccount();
+    d_ = new RelayDaemon("stop_grace = 3s\nmax_timeout = 1h\n");
+  }
+  static void TearDownTestSuite() {
+    delete d_;
+    d_ = nullptr;
+  }
+  void TearDown() override {
+    if (HasFailure()) std::fprintf(stderr, "--- jobworkerd log ---\n%s\n", d_->log().c_str());
+  }
+  static RelayDaemon* d_;
+};
+RelayDaemon* SupervisorTest::d_ = nullptr;
+
+TEST_F(SupervisorTest, StartSequenceSendsTablesAndTheAdmin) {
+  ASSERT_EQ(d_->users().users.size(), 1u);
+  EXPECT_EQ(d_->users().users[0].name, "admin");
+  EXPECT_EQ(d_->users().users[0].role, Role::kAdmin);
+  EXPECT_EQ(d_->users().users[0].password_hash.rfind("$argon2id$", 0), 0u);
+  EXPECT_TRUE(d_->sessions().sessions.empty());
+  Frame h = d_->call([](uint32_t id) { return encodeHealth(id, {}); });
+  ASSERT_EQ(h.h.type, MsgType::kHealthReply);
+  auto details = decodeHealthReplyPayload(h.payload);
+  ASSERT_TRUE(details.ok());
+  ASSERT_FALSE(details->details.empty());
+  EXPECT_EQ(details->details[0].rfind("cgroups: ", 0), 0u);
+}
+
+TEST_F(SupervisorTest, ExecFailureIsAnErrorNotAJob) {
+  size_t before = d_->list("admin", true).size();
+  ErrorReply e = RelayDaemon::error(d_->start("admin", {"/nonexistent/program"}));
+  EXPECT_EQ(e.code, ErrorCode::kExecFailed);
+  EXPECT_EQ(e.sys_errno, ENOENT);
+  e = RelayDaemon::error(d_->start("admin", {"jw-no-such-program-anywhere"}));
+  EXPECT_EQ(e.code, ErrorCode::kExecFailed);
+  EXPECT_EQ(e.sys_errno, ENOENT);
+  std::string file = d_->dir() + "/not-executable.sh";
+  std::ofstream(file) << "#!/bin/sh\necho should not run\n";
+  chmod(file.c_str(), 0644);
+  e = RelayDaemon::error(d_->start("admin", {file}));
+  EXPECT_EQ(e.code, ErrorCode::kExecFailed);
+  EXPECT_EQ(e.sys_errno, EACCES);
+  EXPECT_NE(e.message.find("not-executable.sh"), std::string::npos) << e.message;
+  EXPECT_EQ(d_->list("admin", true).size(), before) << "a failed exec left a job record";
+}
+
+TEST_F(SupervisorTest, BadRequestsAreRefusedWithReasons) {
+  EXPECT_EQ(RelayDaemon::error(d_->start("admin", {})).code, ErrorCode::kBadRequest);
+  EXPECT_EQ(RelayDaemon::error(d_->start("admin", {"/bin/true"}, {"BAD KEY=1"})).code,
+            ErrorCode::kBadRequest);
+  EXPECT_EQ(RelayDaemon::error(d_->start("admin", {"/bin/true"}, {}, "relative/dir")).code,
+            ErrorCode::kBadRequest);
+  ErrorReply e = RelayDaemon::error(d_->start("admin", {"/bin/true"}, {}, "/nonexistent-dir"));
+  EXPECT_EQ(e.code, ErrorCode::kBadRequest);
+  EXPECT_EQ(e.sys_errno, ENOENT);
+  e = RelayDaemon::error(
+      d_->start("admin", {"/bin/true"}, {}, "", OutputMode::kMerged, 2 * 3600 * 1000));
+  EXPECT_EQ(e.code, ErrorCode::kBadRequest);
+  EXPECT_NE(e.message.find("timeout"), std::string::npos);
+  EXPECT_EQ(RelayDaemon::error(d_->start("mallory", {"/bin/true"})).code, ErrorCode::kUnauthorized);
+  EXPECT_EQ(RelayDaemon::error(d_->get("admin", "00000000-0000-4000-8000-000000000000")).code,
+            ErrorCode::kNotFound);
+}
+
+TEST_F(SupervisorTest, ExitCodesAndOutput) {
+  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c", "echo hello; echo oops >&2; exit 3"});
+  EXPECT_EQ(s.state, JobState::kRunning);
+  EXPECT_EQ(s.owner, "admin");
+  EXPECT_EQ(s.run_as, "nobody");
+  EXPECT_GT(s.pid, 0);
+  EXPECT_GT(s.created_at_ms, 0);
+  JobStatus end = d_->waitEnded("admin", s.id);
+  EXPECT_EQ(end.state, JobState::kExited);
+  EXPECT_TRUE(end.has_exit_code);
+  EXPECT_EQ(end.exit_code, 3);
+  EXPECT_GE(end.ended_at_ms, end.started_at_ms);
+  EXPECT_EQ(d_->readAll("admin", s.id), "hello\noops\n");
+  EXPECT_EQ(end.output_bytes, 11u);
+
+  JobStatus ok = d_->mustStart("admin", {"true"});
+  JobStatus ok_end = d_->waitEnded("admin", ok.id);
+  EXPECT_EQ(ok_end.state, JobState::kExited);
+  EXPECT_EQ(ok_end.exit_code, 0);
+  // Output is a file in the state directory.
+  EXPECT_TRUE(std::filesystem::exists(d_->stateDir() + "/jobs/" + s.id + "/output"));
+}
+
+TEST_F(SupervisorTest, SeparateStreamsAndReadsAtOffsets) {
+  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c", "echo out1; echo err1 >&2; echo out2"},
+                              {}, OutputMode::kSeparate);
+  d_->waitEnded("admin", s.id);
+  EXPECT_EQ(d_->readAll("admin", s.id, Stream::kStdout), "out1\nout2\n");
+  EXPECT_EQ(d_->readAll("admin", s.id, Stream::kStderr), "err1\n");
+  OutputChunk c = RelayDaemon::chunk(d_->read("admin", s.id, 3, false, Stream::kStdout, 4));
+  EXPECT_EQ(c.offset, 3u);
+  EXPECT_EQ(c.data, "1\nou");
+  EXPECT_FALSE(c.eof);
+  c = RelayDaemon::chunk(d_->read("admin", s.id, 100, false));
+  EXPECT_EQ(c.data, "");
+  EXPECT_TRUE(c.eof);
+  JobStatus end = RelayDaemon::status(d_->get("admin", s.id));
+  EXPECT_EQ(end.output_bytes, 10u);
+  EXPECT_EQ(end.stderr_bytes, 5u);
+  // A merged job has no stderr log.
+  JobStatus m = d_->mustStart("admin", {"true"});
+  EXPECT_EQ(RelayDaemon::error(d_->read("admin", m.id, 0, false, Stream::kStderr)).code,
+            ErrorCode::kBadRequest);
+}
+
+TEST_F(SupervisorTest, EnvironmentIsOnlyWhatWasAskedPlusDefaults) {
+  JobStatus s = d_->mustStart("admin", {"env"}, {"FOO=bar baz"});
+  d_->waitEnded("admin", s.id);
+  std::string out = d_->readAll("admin", s.id);
+  std::set<std::string> lines;
+  std::istringstream in(out);
+  for (std::string l; std::getline(in, l);) lines.insert(l.substr(0, l.find('=')));
+  EXPECT_EQ(lines, (std::set<std::string>{"FOO", "PATH", "HOME", "USER", "LANG"})) << out;
+  EXPECT_NE(out.find("FOO=bar baz\n"), std::string::npos);
+  EXPECT_NE(out.find("USER=nobody\n"), std::string::npos);
+  EXPECT_EQ(out.find("JW_RELAY_SOCKET"), std::string::npos);
+}
+
+TEST_F(SupervisorTest, JobsRunAsTheRunAsAccount) {
+  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c", "id -u; id -g; id -G; pwd; umask"});
+  d_->waitEnded("admin", s.id);
+  std::string out = d_->readAll("admin", s.id);
+  struct passwd* pw = getpwnam("nobody");
+  ASSERT_NE(pw, nullptr);
+  std::string uid = std::to_string(pw->pw_uid), gid = std::to_string(pw->pw_gid);
+  EXPECT_EQ(out, uid + "\n" + gid + "\n" + gid + "\n/\n0022\n");
+}
+
+TEST_F(SupervisorTest, DeathBySignalIsKilled) {
+  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c", "kill -9 $$"});
+  JobStatus end = d_->waitEnded("admin", s.id);
+  EXPECT_EQ(end.state, JobState::kKilled);
+  EXPECT_EQ(end.signal, 9);
+  EXPECT_FALSE(end.has_exit_code);
+  EXPECT_EQ(end.stopped_by, "");
+}
+
+TEST_F(SupervisorTest, StopSendsSigtermAndRecordsWhoAsked) {
+  JobStatus s = d_->mustStart("admin", {"sleep", "60"});
+  JobStatus st = RelayDaemon::status(d_->stop("admin", s.id));
+  EXPECT_EQ(st.stopped_by, "admin");
+  JobStatus end = d_->waitEnded("admin", s.id, 5000);
+  EXPECT_EQ(end.state, JobState::kKilled);
+  EXPECT_EQ(end.signal, SIGTERM);
+  EXPECT_EQ(end.stopped_by, "admin");
+  ErrorReply e = RelayDaemon::error(d_->stop("admin", s.id));
+  EXPECT_EQ(e.code, ErrorCode::kConflict);
+}
+
+TEST_F(SupervisorTest, JobIgnoringSigtermIsKilledAfterTheGrace) {
+  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c", "trap '' TERM; echo ready; sleep 60"});
+  // Wait until the trap is set, or SIGTERM could arrive before it.
+  OutputChunk c = RelayDaemon::chunk(d_->read("admin", s.id, 0, true));
+  ASSERT_EQ(c.data, "ready\n");
+  auto t0 = Clock::now();
+  RelayDaemon::status(d_->stop("admin", s.id, 500));
+  JobStatus end = d_->waitEnded("admin", s.id, 5000);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  EXPECT_EQ(end.state, JobState::kKilled);
+  EXPECT_EQ(end.signal, SIGKILL);
+  EXPECT_EQ(end.stopped_by, "admin");
+  EXPECT_GE(ms, 450);
+  EXPECT_LT(ms, 3000);
+}
+
+TEST_F(SupervisorTest, TimeoutStopsTheJob) {
+  JobStatus s = d_->mustStart("admin", {"sleep", "60"}, {}, OutputMode::kMerged, 300);
+  JobStatus end = d_->waitEnded("admin", s.id, 5000);
+  EXPECT_EQ(end.state, JobState::kKilled);
+  EXPECT_EQ(end.signal, SIGTERM);
+  EXPECT_EQ(end.stopped_by, "timeout");
+}
+
+TEST_F(SupervisorTest, BackgroundChildDoesNotHangTheJob) {
+  auto t0 = Clock::now();
+  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c", "echo before; sleep 100 & echo after"});
+  std::string out = d_->readAll("admin", s.id);  // a follower must see eof promptly
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  EXPECT_EQ(out, "before\nafter\n");
+  EXPECT_LT(ms, 1500) << "the job's end waited for its background child";
+  JobStatus end = RelayDaemon::status(d_->get("admin", s.id));
+  EXPECT_EQ(end.state, JobState::kExited);
+  EXPECT_EQ(end.exit_code, 0);
+}
+
+uint64_t fnv1a(uint64_t h, const std::string& data) {
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+TEST_F(SupervisorTest, TwoHundredMiBStoredByteExactWithFlatMemory) {
+  const uint64_t size = 200ULL << 20;
+  const std::string gen = "yes 0123456789abcdef | head -c " + std::to_string(size);
+  // Expected hash: the same generator, run here.
+  uint64_t want = 14695981039346656037ULL;
+  uint64_t want_size = 0;
+  {
+    FILE* p = popen(gen.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string buf(1 << 16, '\0');
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) {
+      want = fnv1a(want, buf.substr(0, n));
+      want_size += n;
+    }
+    pclose(p);
+  }
+  ASSERT_EQ(want_size, size);
+  // Reset the peak-RSS counter: dev mode's start-up (argon2id hashing of the admin password
+  // takes 64 MiB) must not count, only what the job's output costs.
+  std::ofstream("/proc/" + std::to_string(d_->pid()) + "/clear_refs") << "5";
+  long hwm_before = d_->vmHwmKiB();
+  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c", gen});
+  uint64_t got = 14695981039346656037ULL;
+  uint64_t offset = 0;
+  for (;;) {
+    OutputChunk c = RelayDaemon::chunk(d_->read("admin", s.id, offset, true));
+    ASSERT_EQ(c.offset, offset);
+    got = fnv1a(got, c.data);
+    offset += c.data.size();
+    if (c.eof) break;
+  }
+  EXPECT_EQ(offset, size);
+  EXPECT_EQ(got, want) << "stored output differs from the generator's";
+  JobStatus end = RelayDaemon::status(d_->get("admin", s.id));
+  EXPECT_EQ(end.state, JobState::kExited);
+  EXPECT_EQ(end.output_bytes, size);
+  EXPECT_FALSE(end.output_truncated);
+  EXPECT_EQ(std::filesystem::file_size(d_->stateDir() + "/jobs/" + s.id + "/output"), size);
+  long hwm = d_->vmHwmKiB();
+  std::fprintf(stderr, "jobworkerd VmHWM before: %ld KiB, after 200 MiB of output: %ld KiB\n",
+               hwm_before, hwm);
+  EXPECT_GT(hwm, 0);
+  EXPECT_LT(hwm, 64 * 1024) << "supervisor peak RSS grew with the job's output";
+  EXPECT_LT(hwm - hwm_before, 8 * 1024) << "supervisor peak RSS grew with the job's output";
+}
+
+TEST_F(SupervisorTest, ThreeConcurrentFollowersGetIdenticalBytes) {
+  JobStatus s = d_->mustStart(
+      "admin", {"/bin/sh", "-c", "i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo line $i; "
+                                 "[ $((i % 20)) -eq 0 ] && sleep 0.05; done"});
+  std::string expected;
+  for (int i = 1; i <= 300; i++) expected += "line " + std::to_string(i) + "\n";
+  struct Follower {
+    std::string data;
+    bool done = false;
+    int empty_replies = 0;
+  };
+  Follower f[3];
+  std::map<uint32_t, int> pending;  // request id -> follower
+  auto ask = [&](int i) {
+    uint32_t id = d_->nextId();
+    pending[id] = i;
+    d_->sendRaw(encodeOutputRead(
+        id, OutputReadRequest{"admin", s.id, Stream::kStdout, f[i].data.size(), 7, true}));
+  };
+  for (int i = 0; i < 3; i++) ask(i);  // small max_bytes: many parked, interleaved reads
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  while ((!f[0].done || !f[1].done || !f[2].done) && Clock::now() < deadline) {
+    auto fr = d_->recvAny(1000);
+    if (!fr) continue;
+    auto it = pending.find(fr->h.request_id);
+    ASSERT_NE(it, pending.end()) << "reply to an unknown request";
+    int i = it->second;
+    pending.erase(it);
+    OutputChunk c = RelayDaemon::chunk(*fr);
+    ASSERT_EQ(c.offset, f[i].data.size());
+    f[i].data += c.data;
+    if (c.data.empty() && !c.eof) f[i].empty_replies++;
+    if (c.eof) {
+      f[i].done = true;
+    } else {
+      ask(i);
+    }
+  }
+  for (int i = 0; i < 3; i++) {
+    EXPECT_TRUE(f[i].done) << "follower " << i;
+    EXPECT_EQ(f[i].data, expected) << "follower " << i;
+    EXPECT_EQ(f[i].empty_replies, 0) << "parked reads answered empty before 15 s";
+  }
+}
+
+TEST_F(SupervisorTest, JobListIsNewestFirstAndPackedIntoFrames) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 70; i++) ids.push_back(d_->mustStart("admin", {"true"}).id);
+  size_t frames = 0;
+  auto jobs = d_->list("admin", true, static_cast<uint8_t>(JobState::kExited), &frames);
+  ASSERT_GE(jobs.size(), 70u);
+  EXPECT_GE(frames, 2u) << "70+ statuses need more than one frame of at most 64";
+  // Newest first: our ids appear in reverse start order (others may be interleaved later).
+  std::vector<std::string> ours;
+  for (const auto& j : jobs) {
+    if (std::find(ids.begin(), ids.end(), j.id) != ids.end()) ours.push_back(j.id);
+    EXPECT_EQ(j.state, JobState::kExited);
+  }
+  // A few may still be finishing (state filter): the order of the rest is what matters.
+  std::vector<std::string> want;
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    if (std::find(ours.begin(), ours.end(), *it) != ours.end()) want.push_back(*it);
+  }
+  EXPECT_EQ(ours, want);
+  EXPECT_GE(ours.size(), 60u);
+}
+
+TEST_F(SupervisorTest, RolesAndOwnership) {
+  d_->addUser("alice", "user");
+  d_->addUser("bob", "user");
+  d_->addUser("vera", "viewer");
+  JobStatus a = d_->mustStart("alice", {"sleep", "30"});
+  EXPECT_EQ(a.owner, "alice");
+  EXPECT_EQ(a.run_as, "nobody");
+  // Another user: the job does not exist for bob, whatever he tries.
+  EXPECT_EQ(RelayDaemon::error(d_->get("bob", a.id)).code, ErrorCode::kNotFound);
+  EXPECT_EQ(RelayDaemon::error(d_->stop("bob", a.id)).code, ErrorCode::kNotFound);
+  EXPECT_EQ(RelayDaemon::error(d_->read("bob", a.id, 0, false)).code, ErrorCode::kNotFound);
+  for (const auto& j : d_->list("bob", true)) EXPECT_NE(j.id, a.id);
+  // The owner sees it; `all` for role user is its own jobs only.
+  EXPECT_EQ(RelayDaemon::status(d_->get("alice", a.id)).id, a.id);
+  auto alice_all = d_->list("alice", true);
+  ASSERT_FALSE(alice_all.empty());
+  for (const auto& j : alice_all) EXPECT_EQ(j.owner, "alice");
+  // A viewer reads everything and changes nothing.
+  EXPECT_EQ(RelayDaemon::status(d_->get("vera", a.id)).id, a.id);
+  EXPECT_EQ(RelayDaemon::chunk(d_->read("vera", a.id, 0, false)).data, "");
+  bool vera_sees = false;
+  for (const auto& j : d_->list("vera", true)) vera_sees |= j.id == a.id;
+  EXPECT_TRUE(vera_sees);
+  EXPECT_TRUE(d_->list("vera", false).empty());  // her own jobs: none
+  EXPECT_EQ(RelayDaemon::error(d_->stop("vera", a.id)).code, ErrorCode::kForbidden);
+  EXPECT_EQ(RelayDaemon::error(d_->start("vera", {"true"})).code, ErrorCode::kForbidden);
+  // Admin stops anyone's job and is recorded.
+  EXPECT_EQ(RelayDaemon::status(d_->stop("admin", a.id, 0)).stopped_by, "admin");
+  EXPECT_EQ(d_->waitEnded("alice", a.id, 5000).stopped_by, "admin");
+  // The owner stops her own.
+  JobStatus a2 = d_->mustStart("alice", {"sleep", "30"});
+  EXPECT_EQ(RelayDaemon::status(d_->stop("alice", a2.id)).stopped_by, "alice");
+  EXPECT_EQ(d_->waitEnded("alice", a2.id, 5000).state, JobState::kKilled);
+}
+
+TEST_F(SupervisorTest, SessionsAreCheckedAndSurviveAFrontendRestart) {
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  SessionEntry s;
+  s.token_hash.fill(0x5a);
+  s.user = "admin";
+  s.expires_at_ms = now + 3600'000;
+  EXPECT_EQ(d_->call([&](uint32_t id) { return encodeSessionAdd(id, s); }).h.type, MsgType::kOk);
+  SessionEntry ghost = s;
+  ghost.token_hash.fill(0x11);
+  ghost.user = "nobody-here";
+  EXPECT_EQ(RelayDaemon::error(d_->call([&](uint32_t id) { return encodeSessionAdd(id, ghost); }))
+                .code,
+            ErrorCode::kUnauthorized);
+  SessionEntry forever = s;
+  forever.token_hash.fill(0x22);
+  forever.expires_at_ms = now + 365LL * 24 * 3600'000;
+  EXPECT_EQ(RelayDaemon::error(d_->call([&](uint32_t id) { return encodeSessionAdd(id, forever); }))
+                .code,
+            ErrorCode::kBadRequest);
+  SessionEntry revoked = s;
+  revoked.token_hash.fill(0x33);
+  EXPECT_EQ(d_->call([&](uint32_t id) { return encodeSessionAdd(id, revoked); }).h.type,
+            MsgType::kOk);
+  EXPECT_EQ(d_->call([&](uint32_t id) { return encodeSessionRevoke(id, revoked.token_hash); })
+                .h.type,
+            MsgType::kOk);
+  // Kill the relay: the supervisor respawns it and hands over the sessions it holds.
+  JobStatus job = d_->mustStart("admin", {"sleep", "30"});
+  d_->sendRaw("garbage");
+  ASSERT_TRUE(d_->waitConnectionClosed(5000));
+  ASSERT_TRUE(d_->acceptFrontend()) << "no new frontend after the old one was killed";
+  ASSERT_EQ(d_->sessions().sessions.size(), 1u);
+  EXPECT_EQ(d_->sessions().sessions[0].token_hash, s.token_hash);
+  EXPECT_EQ(d_->sessions().sessions[0].user, "admin");
+  // Jobs are unaffected by the frontend's death.
+  EXPECT_EQ(RelayDaemon::status(d_->get("admin", job.id)).state, JobState::kRunning);
+  RelayDaemon::status(d_->stop("admin", job.id, 0));
+}
+
+TEST_F(SupervisorTest, ProtocolViolationsKillAndRespawnTheFrontend) {
+  struct Case {
+    const char* what;
+    std::string frame;
+  };
+  std::string oversized = encodeJobGet(1, JobRef{"admin", "x"});
+  oversized.resize(kMaxFrame + 100, 'x');
+  std::vector<Case> cases = {
+      {"short garbage", std::string("\x01\x02\x03", 3)},
+      {"unknown type", std::string("\xff\x7f\x00\x00\x01\x00\x00\x00", 8)},
+      {"supervisor-only type", encodeUserTable(5, UserTable{})},
+      {"request id 0", encodeJobGet(0, JobRef{"admin", "x"})},
+      {"flags on a request", encodeHealth(6, {}, kFlagMore)},
+      {"payload that does not decode", encodeHealth(7, {}) + "trailing"},
+      {"oversized frame", oversized},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    d_->sendRaw(c.frame);
+    ASSERT_TRUE(d_->waitConnectionClosed(5000)) << "the frontend survived: " << c.what;
+    ASSERT_TRUE(d_->acceptFrontend()) << "no respawn after: " << c.what;
+    Frame h = d_->call([](uint32_t id) { return encodeHealth(id, {}); });
+    EXPECT_EQ(h.h.type, MsgType::kHealthReply);
+  }
+  std::string log = d_->log();
+  EXPECT_NE(log.find("protocol violation"), std::string::npos);
+  EXPECT_NE(log.find("restarting in"), std::string::npos);
+}
+
+// Daemons of their own: shutdown, retention.
+
+TEST(SupervisorLifecycle, SigtermStopsJobsAndExits) {
+  ensureFrontendAccount();
+  RelayDaemon d("stop_grace = 1s\n");
+  JobStatus stubborn =
+      d.mustStart("admin", {"/bin/sh", "-c", "trap '' TERM; echo ready; sleep 60"});
+  ASSERT_EQ(RelayDaemon::chunk(d.read("admin", stubborn.id, 0, true)).data, "ready\n");
+  JobStatus plain = d.mustStart("admin", {"sleep", "60"});
+  auto t0 = Clock::now();
+  kill(d.pid(), SIGTERM);
+  EXPECT_EQ(d.waitExit(10'000), 0) << d.log();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  EXPECT_LT(ms, 5000);
+  for (pid_t p : {stubborn.pid, plain.pid}) {
+    EXPECT_NE(kill(p, 0), 0) << "job pid " << p << " survived the shutdown";
+  }
+  std::string log = d.log();
+  EXPECT_NE(log.find("JOB_STOPPED_BY=\"shutdown\""), std::string::npos) << log;
+}
+
+TEST(SupervisorLifecycle, RetentionEvictsOldFinishedJobsAndTheirOutput) {
+  ensureFrontendAccount();
+  RelayDaemon d("retention_count = 2\n");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; i++) {
+    ids.push_back(d.mustStart("admin", {"echo", std::to_string(i)}).id);
+    d.waitEnded("admin", ids.back());
+  }
+  auto jobs = d.list("admin", true);
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].id, ids[3]);
+  EXPECT_EQ(jobs[1].id, ids[2]);
+  EXPECT_EQ(RelayDaemon::error(d.get("admin", ids[0])).code, ErrorCode::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(d.stateDir() + "/jobs/" + ids[0]));
+  EXPECT_TRUE(std::filesystem::exists(d.stateDir() + "/jobs/" + ids[3] + "/output"));
+}
+
+TEST(SupervisorLifecycle, NonRootNeedsDevModeAndSaysWhatIsOff) {
+  ensureFrontendAccount();
+  if (access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "setpriv not installed";
+  std::string dir = makeTempDir("jwnonroot");
+  chmod(dir.c_str(), 0777);
+  auto asNobody = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup",
+                                     "--clear-groups", binary("jobworkerd")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, "", {}, 30);
+  };
+  CmdResult r = asNobody({"--state-dir", dir + "/state"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("must run as root"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--dev"), std::string::npos) << r.err;
+  removeTree(dir);
+}
+
+}  // namespace
+}  // namespace jw::test
