@@ -29,8 +29,7 @@ Status fillGroups(Account& a) {
       return okStatus();
     }
     // -1 with count set to the number needed; glibc may leave count unchanged on other errors.
-    if (count <= n) n *= 2;
-    else n = count;
+    n = count > n ? count : n * 2;
     if (n > kMaxGroups) return Error{"account " + a.name + ": too many supplementary groups"};
   }
 }
@@ -51,8 +50,7 @@ Result<Account> lookupWith(Lookup lookup, const std::string& who) {
     }
     if (rc != 0) return sysError("look up account " + who, rc);
     if (result == nullptr) {
-      return Error{"no such Unix account: " + who,
-                   ENOENT};
+      return Error{"no such Unix account: " + who, ENOENT};
     }
     Account a;
     a.name = pw.pw_name;
@@ -77,11 +75,10 @@ Result<Account> lookupAccount(const std::string& name) {
 
 Result<Account> currentAccount() {
   const uid_t uid = ::geteuid();
-  auto a = lookupWith(
-      [&](char* buf, size_t size, struct passwd* pw, struct passwd** result) {
-        return ::getpwuid_r(uid, pw, buf, size, result);
-      },
-      "uid " + std::to_string(uid));
+  auto a =
+      lookupWith([&](char* buf, size_t size, struct passwd* pw,
+                     struct passwd** result) { return ::getpwuid_r(uid, pw, buf, size, result); },
+                 "uid " + std::to_string(uid));
   if (a || a.error().sys_errno != ENOENT) return a;
   // A uid without a passwd entry (common in containers): describe it from the process itself.
   Account self;

@@ -139,7 +139,8 @@ std::optional<UsageError> parseArgs(int argc, char** argv, Args& a) {
                       " (add, del, passwd or list)"};
   }
   for (const auto& o : options) {
-    if (!allowed(a.command, o)) return UsageError{o + " does not apply to `user " + a.command + "`"};
+    if (!allowed(a.command, o))
+      return UsageError{o + " does not apply to `user " + a.command + "`"};
   }
   if (a.users_file.empty()) return UsageError{"--users-file FILE is required"};
   const size_t want = a.command == "list" ? 0 : 1;
@@ -218,7 +219,10 @@ Result<std::string> promptNoEcho(int tty, const std::string& prompt) {
   quiet.c_lflag |= ECHONL;
   g_tty_saved = saved;
   g_tty_fd = tty;
-  struct sigaction sa {}, old_int {}, old_term {}, old_hup {};
+  struct sigaction sa {};
+  struct sigaction old_int {};
+  struct sigaction old_term {};
+  struct sigaction old_hup {};
   sa.sa_handler = restoreTtyAndDie;
   ::sigaction(SIGINT, &sa, &old_int);
   ::sigaction(SIGTERM, &sa, &old_term);
@@ -339,7 +343,8 @@ int cmdAdd(const Args& a) {
   const std::string run_as = a.run_as.value_or("nobody");
   auto acct = lookupAccount(run_as);
   if (!acct) return failure(a, "--run-as " + run_as + ": " + acct.error().message);
-  if (auto s = checkRunAs(a.name, acct.value(), a.allow_root); !s) return failure(a, s.error().message);
+  if (auto s = checkRunAs(a.name, acct.value(), a.allow_root); !s)
+    return failure(a, s.error().message);
   // Refuse a duplicate before asking for a password nobody will use.
   auto before = load(a.users_file, true);
   if (!before) return failure(a, before.error().message);

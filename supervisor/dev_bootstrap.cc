@@ -28,8 +28,8 @@ namespace jw::supervisor {
 
 namespace {
 
-constexpr long kCaDays = 3650;     // 10 years: a dev CA should outlive the checkout using it
-constexpr long kServerDays = 730;  // 2 years, under the 825 days some TLS clients accept
+constexpr long kCaDays = 3650;         // 10 years: a dev CA should outlive the checkout using it
+constexpr long kServerDays = 730;      // 2 years, under the 825 days some TLS clients accept
 constexpr size_t kPasswordBytes = 18;  // 24 base64url characters, 144 bits
 
 template <typename T, void (*F)(T*)>
@@ -90,7 +90,8 @@ Result<std::string> bioText(BIO* bio) {
 
 Status writeKey(const std::string& path, EVP_PKEY* key) {
   BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     return sslError("encode key for " + path);
   }
   auto text = bioText(bio.get());
@@ -213,9 +214,9 @@ Status verifyServerCert(X509* ca, X509* server, const std::string& server_path) 
   if (X509_verify_cert(ctx.get()) != 1) {
     int err = X509_STORE_CTX_get_error(ctx.get());
     ERR_clear_error();
-    return Error{server_path + ": does not verify against the dev CA: " +
-                     X509_verify_cert_error_string(err),
-                 err};
+    return Error{
+        server_path + ": does not verify against the dev CA: " + X509_verify_cert_error_string(err),
+        err};
   }
   return okStatus();
 }
@@ -248,7 +249,8 @@ Result<Ca> ensureCa(const std::string& key_path, const std::string& cert_path) {
   }
   auto key = newP256Key();
   if (!key) return key.error();
-  CertSpec spec{"jobworker dev CA", kCaDays,
+  CertSpec spec{"jobworker dev CA",
+                kCaDays,
                 {{NID_basic_constraints, "critical,CA:TRUE"},
                  {NID_key_usage, "critical,keyCertSign,cRLSign"}}};
   auto cert = makeCert(spec, key->get(), nullptr, nullptr);
@@ -280,7 +282,8 @@ Status ensureServerCert(Ca& ca, const std::string& key_path, const std::string& 
   }
   auto key = newP256Key();
   if (!key) return key.error();
-  CertSpec spec{"localhost", kServerDays,
+  CertSpec spec{"localhost",
+                kServerDays,
                 {{NID_basic_constraints, "critical,CA:FALSE"},
                  {NID_key_usage, "critical,digitalSignature"},
                  {NID_ext_key_usage, "serverAuth"},
@@ -290,17 +293,17 @@ Status ensureServerCert(Ca& ca, const std::string& key_path, const std::string& 
   if (auto s = verifyServerCert(ca.cert.get(), cert->get(), cert_path); !s) return s;
   if (auto s = writeKey(key_path, key->get()); !s) return s;
   if (auto s = writeCert(cert_path, cert->get()); !s) return s;
-  log::notice("dev mode: created server certificate " + cert_path +
-              " (localhost, 127.0.0.1, ::1)");
+  log::notice("dev mode: created server certificate " + cert_path + " (localhost, 127.0.0.1, ::1)");
   return okStatus();
 }
 
 Status ensureUsers(const std::string& users_path, const std::string& password_path) {
   if (exists(users_path)) {
     if (!exists(password_path)) {
-      log::notice("dev mode: " + users_path + " exists without " + password_path +
-                  "; leaving both alone (set a password with `jobworkerd user passwd --users-file " +
-                  users_path + " admin`)");
+      log::notice(
+          "dev mode: " + users_path + " exists without " + password_path +
+          "; leaving both alone (set a password with `jobworkerd user passwd --users-file " +
+          users_path + " admin`)");
     }
     return okStatus();
   }
@@ -324,8 +327,8 @@ Status ensureUsers(const std::string& users_path, const std::string& password_pa
   admin.role = protocol::Role::kAdmin;
   admin.run_as = "nobody";
   if (auto s = saveUsersFile(users_path, {admin}); !s) return s;
-  log::notice("dev mode: created " + users_path + " with user admin (password in " +
-              password_path + ")");
+  log::notice("dev mode: created " + users_path + " with user admin (password in " + password_path +
+              ")");
   return okStatus();
 }
 

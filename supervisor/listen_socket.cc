@@ -62,8 +62,9 @@ Result<int> adoptSystemdSocket() {
     return sysError("socket activation: getsockopt(fd 3, SO_ACCEPTCONN)");
   }
   if (type != SOCK_STREAM || listening == 0) {
-    return Error{"socket activation: fd 3 is not a listening stream socket (check "
-                 "jobworkerd.socket: ListenStream=)"};
+    return Error{
+        "socket activation: fd 3 is not a listening stream socket (check "
+        "jobworkerd.socket: ListenStream=)"};
   }
   int flags = ::fcntl(fd, F_GETFD);
   if (flags < 0 || ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0) {
@@ -166,7 +167,8 @@ Result<int> openListenSocket(const std::string& listen) {
 Result<int> boundPort(int fd) {
   SockAddr sa{};
   socklen_t len = sizeof sa;
-  if (::getsockname(fd, &sa.sa, &len) != 0) return sysError("getsockname(fd " + std::to_string(fd) + ")");
+  if (::getsockname(fd, &sa.sa, &len) != 0)
+    return sysError("getsockname(fd " + std::to_string(fd) + ")");
   if (sa.sa.sa_family == AF_INET) return static_cast<int>(ntohs(sa.in4.sin_port));
   if (sa.sa.sa_family == AF_INET6) return static_cast<int>(ntohs(sa.in6.sin6_port));
   return Error{"fd " + std::to_string(fd) + " is not an IP socket"};

@@ -217,7 +217,8 @@ Result<std::vector<UserRecord>> loadUsersFile(const std::string& path) {
 
 Status writeFileAtomic(const std::string& path, std::string_view content, unsigned mode) {
   size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   if (base.empty()) return Error{"not a file path: " + path};
   if (auto s = sodiumReady(); !s) return s;

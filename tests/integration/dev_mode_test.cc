@@ -1,6 +1,7 @@
 // Integration tests of dev mode and the `jobworkerd user` admin command: the real jobworkerd
 // binary on temp files and temp state dirs. Runs in the integration suite (as root).
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -10,7 +11,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fcntl.h>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -61,8 +61,8 @@ class UserCommand : public ::testing::Test {
   }
   CmdResult add(const std::string& name, const std::string& role, const std::string& password,
                 std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"add", "--users-file", file_, name, "--role", role,
-                                     "--password-stdin"};
+    std::vector<std::string> args = {"add", "--users-file",    file_, name, "--role",
+                                     role,  "--password-stdin"};
     args.insert(args.end(), extra.begin(), extra.end());
     return user(args, password + "\n");
   }
@@ -104,9 +104,9 @@ TEST_F(UserCommand, DuplicateAddFailsAndKeepsTheFile) {
 TEST_F(UserCommand, UsageErrorsExitTwo) {
   EXPECT_EQ(add("alice", "superuser", "alice-password").exit_code, 2);
   EXPECT_EQ(add("Alice", "user", "alice-password").exit_code, 2);
-  EXPECT_EQ(user({"add", "--users-file", file_, "alice", "--password-stdin"}, "pw12345678\n")
-                .exit_code,
-            2);  // no --role
+  EXPECT_EQ(
+      user({"add", "--users-file", file_, "alice", "--password-stdin"}, "pw12345678\n").exit_code,
+      2);                                                            // no --role
   EXPECT_EQ(user({"add", "alice", "--role", "user"}).exit_code, 2);  // no --users-file
   EXPECT_EQ(user({"frobnicate", "--users-file", file_}).exit_code, 2);
   EXPECT_EQ(user({"del", "--users-file", file_, "alice", "--bogus"}).exit_code, 2);
@@ -158,8 +158,8 @@ TEST_F(UserCommand, PasswdChangesOnlyThatHash) {
   ASSERT_EQ(add("alice", "user", "alice-password").exit_code, 0);
   ASSERT_EQ(add("bob", "user", "bob-password").exit_code, 0);
   const std::string alice_before = hashOf(file_, "alice"), bob_before = hashOf(file_, "bob");
-  CmdResult r = user({"passwd", "--users-file", file_, "alice", "--password-stdin"},
-                     "a-new-password\n");
+  CmdResult r =
+      user({"passwd", "--users-file", file_, "alice", "--password-stdin"}, "a-new-password\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string alice_after = hashOf(file_, "alice");
   EXPECT_EQ(alice_after.rfind("$argon2id$", 0), 0u);
@@ -186,7 +186,8 @@ TEST(DevMode, FirstStartCreatesCaCertificateAndAdmin) {
   ASSERT_GT(d->pid(), 0);
   const std::string dir = d->stateDir();
   EXPECT_EQ(modeOf(dir), 0700u);
-  for (const char* f : {"ca.pem", "ca.key", "server.pem", "server.key", "users", "admin-password"}) {
+  for (const char* f :
+       {"ca.pem", "ca.key", "server.pem", "server.key", "users", "admin-password"}) {
     EXPECT_TRUE(exists(dir + "/" + f)) << f;
   }
   for (const char* f : {"ca.key", "server.key", "users", "admin-password"}) {
@@ -208,8 +209,9 @@ TEST(DevMode, FirstStartCreatesCaCertificateAndAdmin) {
 class DevProcess {
  public:
   DevProcess(const std::string& state_dir, int port) : log_(state_dir + ".log") {
-    std::vector<std::string> args = {binary("jobworkerd"), "--dev", "--state-dir", state_dir,
-                                     "--listen", "127.0.0.1:" + std::to_string(port)};
+    std::vector<std::string> args = {binary("jobworkerd"), "--dev",
+                                     "--state-dir",        state_dir,
+                                     "--listen",           "127.0.0.1:" + std::to_string(port)};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -271,8 +273,8 @@ class DevProcess {
 
 TEST(DevMode, SecondStartReusesEverything) {
   const std::string dir = makeTempDir("jwdevreuse");
-  const std::vector<std::string> files = {"ca.pem", "ca.key", "server.pem", "server.key", "users",
-                                          "admin-password"};
+  const std::vector<std::string> files = {"ca.pem",     "ca.key", "server.pem",
+                                          "server.key", "users",  "admin-password"};
   std::vector<std::string> first;
   {
     const int port = freePort();

@@ -1,5 +1,8 @@
 // Unit tests (no privileges) for jobworkerd's admin modules: the users file, account lookup, the
 // dev-mode CA/certificate/admin bootstrap and the listening socket. Runs in the unit suite.
+#include "users_file.h"
+
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sodium.h>
@@ -9,7 +12,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <dirent.h>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -18,7 +20,6 @@
 #include "accounts.h"
 #include "dev_bootstrap.h"
 #include "listen_socket.h"
-#include "users_file.h"
 
 namespace jw::supervisor {
 namespace {
@@ -106,8 +107,8 @@ TEST(UsersFile, ParsesGoodFileWithCommentsAndBlankLines) {
   TempDir dir;
   const std::string& h = sampleHash();
   writeFile(dir / "users", "# jobworker users\n\n  # indented comment\nalice:" + h +
-                               ":admin:nobody\n\t\nbob:" + h + ":user:www-data\ncarol_1.x-y:" +
-                               h + ":viewer:first.last\n");
+                               ":admin:nobody\n\t\nbob:" + h + ":user:www-data\ncarol_1.x-y:" + h +
+                               ":viewer:first.last\n");
   auto users = loadUsersFile(dir / "users");
   ASSERT_TRUE(users.ok()) << users.error().message;
   ASSERT_EQ(users->size(), 3u);
@@ -233,7 +234,8 @@ TEST(UsersFile, SaveLoadRoundTripIsAtomicAndPrivate) {
   }
 
   // Rewriting replaces the file (new inode) and keeps it loadable.
-  struct stat before {}, after {};
+  struct stat before {};
+  struct stat after {};
   ASSERT_EQ(::stat(path.c_str(), &before), 0);
   users.pop_back();
   ASSERT_TRUE(saveUsersFile(path, users).ok());
@@ -287,8 +289,8 @@ TEST(UsersFile, ValidUserName) {
     EXPECT_TRUE(validUserName(ok)) << ok;
   }
   EXPECT_TRUE(validUserName(std::string(32, 'a')));
-  for (const char* bad : {"", "Alice", "1abc", "-a", ".a", "a:b", "a b", "a\n", "caf\xc3\xa9",
-                          "a/b", "aB"}) {
+  for (const char* bad :
+       {"", "Alice", "1abc", "-a", ".a", "a:b", "a b", "a\n", "caf\xc3\xa9", "a/b", "aB"}) {
     EXPECT_FALSE(validUserName(bad)) << bad;
   }
   EXPECT_FALSE(validUserName(std::string(33, 'a')));
@@ -372,17 +374,17 @@ TEST(DevBootstrap, CreatesVerifiableCertificatesAndAdmin) {
   EXPECT_EQ((*users)[0].role, protocol::Role::kAdmin);
   EXPECT_EQ((*users)[0].run_as, "nobody");
   ASSERT_GE(sodium_init(), 0);
-  EXPECT_EQ(crypto_pwhash_str_verify((*users)[0].password_hash.c_str(), password.data(),
-                                     password.size()),
-            0);
+  EXPECT_EQ(
+      crypto_pwhash_str_verify((*users)[0].password_hash.c_str(), password.data(), password.size()),
+      0);
 }
 
 TEST(DevBootstrap, ReusesWhatExists) {
   TempDir top;
   const std::string dir = top.path();
   ASSERT_TRUE(ensureDevFiles(dir).ok());
-  const std::vector<std::string> names = {"ca.pem", "ca.key", "server.pem", "server.key", "users",
-                                          "admin-password"};
+  const std::vector<std::string> names = {"ca.pem",     "ca.key", "server.pem",
+                                          "server.key", "users",  "admin-password"};
   std::vector<std::string> before;
   for (const auto& n : names) before.push_back(readFile(dir + "/" + n));
 
