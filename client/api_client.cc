@@ -135,6 +135,11 @@ ClientError mapException(const Poco::Exception& ex, Phase phase, const ServerUrl
     if (reason.find("certificate verify failed") != std::string::npos) {
       return trustError(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, url, ca_file);
     }
+    if (reason.find("unexpected eof") != std::string::npos ||
+        reason.find("connection reset") != std::string::npos) {
+      // A frontend restarting under us: the kernel accepted, nobody completed the handshake.
+      return {K::kLost, lost + "closed during TLS): retry", 0, ""};
+    }
     if (reason.find("wrong version number") != std::string::npos ||
         reason.find("packet length too long") != std::string::npos) {
       return {K::kTls, reach + "it does not speak TLS: check the port in --server", 0, ""};
@@ -151,7 +156,8 @@ ClientError mapException(const Poco::Exception& ex, Phase phase, const ServerUrl
   }
   if (dynamic_cast<const Poco::Net::ConnectionResetException*>(&ex) ||
       dynamic_cast<const Poco::Net::ConnectionAbortedException*>(&ex)) {
-    if (phase == Phase::kConnect) return {K::kConnect, reach + pocoReason(ex), 0, ""};
+    // kLost either way: a reset during the handshake is what a restarting frontend looks like.
+    if (phase == Phase::kConnect) return {K::kLost, reach + pocoReason(ex) + ": retry", 0, ""};
     return {K::kLost, lost + pocoReason(ex) + "): retry", 0, ""};
   }
   if (dynamic_cast<const Poco::Net::NetException*>(&ex) ||
@@ -164,11 +170,13 @@ ClientError mapException(const Poco::Exception& ex, Phase phase, const ServerUrl
   return {K::kProtocol, "request to " + url.text + " failed (" + pocoReason(ex) + ")", 0, ""};
 }
 
-// HTTPSClientSession with access to the session's raw read: the body bytes already buffered with
-// the headers first, then straight from the socket in large reads.
-class StreamSession : public Poco::Net::HTTPSClientSession {
+// HTTPSClientSession with two protected members made usable: connecting (TCP and TLS handshake)
+// before the request is written, and the raw read (body bytes buffered with the headers first,
+// then straight from the socket in large reads).
+class Session : public Poco::Net::HTTPSClientSession {
  public:
   using HTTPSClientSession::HTTPSClientSession;
+  void open() { connect(Poco::Net::SocketAddress(getHost(), getPort())); }
   int readSome(char* buf, std::streamsize n) { return read(buf, n); }
 };
 
@@ -371,10 +379,29 @@ ClientResult<ApiClient> ApiClient::create(Settings settings) {
 
 ClientResult<Response> ApiClient::request(const std::string& method, const std::string& path,
                                           const std::optional<std::string>& json_body) const {
+  // A connection cut before the request went out (a frontend being restarted, which the
+  // supervisor does within a second or two) is retried; so is any cut of a GET, which is
+  // idempotent. Other failures are reported at once.
+  constexpr int kAttempts = 4;
+  for (int attempt = 1;; ++attempt) {
+    bool before_send = false;
+    auto r = requestOnce(method, path, json_body, &before_send);
+    if (r || attempt == kAttempts || r.error().kind != ClientError::Kind::kLost ||
+        !(before_send || method == "GET")) {
+      return r;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250 * attempt));
+  }
+}
+
+ClientResult<Response> ApiClient::requestOnce(const std::string& method, const std::string& path,
+                                              const std::optional<std::string>& json_body,
+                                              bool* before_send) const {
   Phase phase = Phase::kConnect;
   tl_verify_error = X509_V_OK;
+  *before_send = true;
   try {
-    Poco::Net::HTTPSClientSession session(url_.host, url_.port, context_);
+    Session session(url_.host, url_.port, context_);
     auto io = Poco::Timespan(static_cast<long>(settings_.io_timeout.count() / 1000),
                              static_cast<long>(settings_.io_timeout.count() % 1000) * 1000);
     auto conn = Poco::Timespan(static_cast<long>(settings_.connect_timeout.count() / 1000),
@@ -388,6 +415,10 @@ ClientResult<Response> ApiClient::request(const std::string& method, const std::
     } else if (method == "POST" || method == "PUT") {
       req.setContentLength(0);
     }
+    // Connects and completes the TLS handshake first, so that a failure up to here means the
+    // server has seen nothing of the request.
+    session.open();
+    *before_send = false;
     std::ostream& os = session.sendRequest(req);
     if (json_body) os << *json_body;
     os.flush();
@@ -460,6 +491,7 @@ struct ApiClient::StreamRound {
   bool complete = false;    // the body ended properly (terminating chunk, full length)
   bool aborted = false;     // the sink asked to stop
   bool idle_timeout = false;  // the connection was quiet for idle_reconnect
+  bool responded = false;     // the server answered 200 (the stream worked at least once)
   std::optional<ClientError> error;
 };
 
@@ -481,7 +513,7 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
     return true;
   };
   try {
-    StreamSession session(url_.host, url_.port, context_);
+    Session session(url_.host, url_.port, context_);
     auto ms = lr.follow ? lr.idle_reconnect : settings_.io_timeout;
     auto recv = Poco::Timespan(static_cast<long>(ms.count() / 1000),
                                static_cast<long>(ms.count() % 1000) * 1000);
@@ -506,6 +538,7 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
       round.error = httpError(collectResponse(resp, std::move(body)), "job " + lr.job_id, url_);
       return round;
     }
+    round.responded = true;
     std::string echoed = resp.get("X-Jobworker-Offset", "");
     if (!echoed.empty() && echoed != std::to_string(offset)) {
       // Resuming anywhere else would lose or repeat bytes.
@@ -571,6 +604,7 @@ ClientResult<LogStreamEnd> ApiClient::streamLogs(const LogRequest& lr, const Chu
   auto window_start = Clock::now();
   auto backoff = std::chrono::milliseconds(100);
   unsigned attempt = 0;
+  bool connected_once = false;
   while (true) {
     auto r = streamOnce(lr, end.offset, sink);
     if (!r) return r.error();
@@ -580,6 +614,7 @@ ClientResult<LogStreamEnd> ApiClient::streamLogs(const LogRequest& lr, const Chu
       end.aborted = true;
       return end;
     }
+    connected_once = connected_once || round.responded;
     if (round.bytes > 0 || round.idle_timeout) {
       window_start = Clock::now();
       backoff = std::chrono::milliseconds(100);
@@ -602,7 +637,11 @@ ClientResult<LogStreamEnd> ApiClient::streamLogs(const LogRequest& lr, const Chu
       why = ClientError{ClientError::Kind::kLost,
                         "the server ended the log stream of job " + lr.job_id + " early", 0, ""};
     } else {
-      if (!round.error->transient()) return *round.error;
+      // Once a stream has worked, a failed handshake is a restarting server rather than a
+      // misconfiguration (certificate trust failures stay fatal).
+      bool retry = round.error->transient() ||
+                   (connected_once && round.error->kind == ClientError::Kind::kTls);
+      if (!retry) return *round.error;
       why = *round.error;
     }
     if (Clock::now() - window_start > lr.retry_budget) {
@@ -613,7 +652,7 @@ ClientResult<LogStreamEnd> ApiClient::streamLogs(const LogRequest& lr, const Chu
     }
     ++attempt;
     ++end.reconnects;
-    if (on_retry) on_retry(why, attempt);
+    if (on_retry && !round.idle_timeout) on_retry(why, attempt);
     if (!round.idle_timeout) {
       std::this_thread::sleep_for(backoff);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));

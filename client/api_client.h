@@ -152,6 +152,9 @@ class ApiClient {
   ApiClient(Settings s, ServerUrl url, Poco::Net::Context::Ptr ctx)
       : settings_(std::move(s)), url_(std::move(url)), context_(std::move(ctx)) {}
 
+  ClientResult<Response> requestOnce(const std::string& method, const std::string& path,
+                                     const std::optional<std::string>& json_body,
+                                     bool* before_send) const;
   struct StreamRound;
   ClientResult<StreamRound> streamOnce(const LogRequest& req, uint64_t offset,
                                        const ChunkSink& sink) const;

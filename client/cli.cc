@@ -475,8 +475,9 @@ ClientResult<LogStreamEnd> streamTo(const ApiClient& client, const std::string& 
         if (!writeFd(fd, piece)) dieOfBrokenPipe();
         return true;
       },
-      [&client](const ClientError& e, unsigned attempt) {
-        if (attempt == 1) printError(e.message + "; reconnecting to " + client.server().text);
+      [&client](const ClientError&, unsigned attempt) {
+        // One note per outage; the stream resumes at the exact byte, so there is nothing to fix.
+        if (attempt == 1) printError("connection to " + client.server().text + " interrupted; reconnecting");
       });
 }
 
