@@ -1,6 +1,4 @@
-// Cgroup backend selection (v2 only when /sys/fs/cgroup is cgroup2) and the helpers both backends
-// share: cgroupfs file access, /proc parsing, block devices, the freeze-kill-thaw loop. Runs in
-// jobworkerd.
+// jobworkerd: picks the cgroup backend (v2 only if /sys/fs/cgroup is cgroup2); shared helpers.
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>

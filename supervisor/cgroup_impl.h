@@ -1,5 +1,4 @@
-// Private helpers shared by the v1 and v2 cgroup backends (files, /proc parsing, devices, the
-// freeze-kill-thaw loop, leftover locks). Runs in jobworkerd; not part of the cgroup.h interface.
+// jobworkerd: private helpers of the v1 and v2 cgroup backends (not part of cgroup.h's API).
 #pragma once
 
 #include <sys/types.h>

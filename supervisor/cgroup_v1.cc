@@ -1,5 +1,4 @@
-// The cgroup v1 backend: one directory per job in each controller hierarchy we manage (cpu,
-// cpuacct, memory, blkio, pids, freezer), freezer-based kill. Runs in jobworkerd.
+// jobworkerd: cgroup v1 backend (a job dir per controller hierarchy, freezer-based kill).
 #include <sys/stat.h>
 #include <unistd.h>
 

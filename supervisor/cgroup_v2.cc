@@ -1,6 +1,4 @@
-// The cgroup v2 (unified hierarchy) backend: the daemon in <own>/supervisor, jobs in
-// <own>/jobworker/<id>, limits through cpu.max/memory.max/pids.max/io.max, kill via cgroup.kill.
-// Runs in jobworkerd.
+// jobworkerd: cgroup v2 backend (daemon in <own>/supervisor, jobs in <own>/jobworker/<id>).
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/stat.h>

@@ -1,5 +1,4 @@
-// Integration tests of the cgroup backends against the real kernel, no daemon: the host's backend
-// from detect() (cgroup v1 on the team's machines) and a v2 backend on a cgroup2 mount. Root.
+// Integration test process (root): the cgroup backends against the real kernel, no daemon.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/magic.h>
