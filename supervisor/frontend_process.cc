@@ -281,6 +281,11 @@ void FrontendProcess::shutdown() {
 
 void FrontendProcess::send(std::string frame) {
   if (channel_fd_ < 0) return;
+  if (frame.size() > protocol::kMaxFrame) {
+    // Replies are packed under the cap; this would be our bug, not the frontend's.
+    log::err("dropping an oversized " + std::to_string(frame.size()) + "-byte frame");
+    return;
+  }
   queued_bytes_ += frame.size();
   queue_.push_back(std::move(frame));
   flushQueue();

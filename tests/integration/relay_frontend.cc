@@ -59,6 +59,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "relay_frontend: needs --channel-fd 3 and JW_RELAY_SOCKET\n");
     return 2;
   }
+  // The command line and what fd 4 is, for tests that check what the supervisor passes.
+  std::string line = "relay_frontend: argv:";
+  for (int i = 1; i < argc; i++) line += std::string(" ") + argv[i];
+  int listening = 0;
+  socklen_t len = sizeof listening;
+  bool fd4_listens = getsockopt(4, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening;
+  line += fd4_listens ? " (fd 4: listening socket)" : " (fd 4: NOT a listening socket)";
+  line += " uid " + std::to_string(getuid()) + "\n";
+  ssize_t ignored = write(STDERR_FILENO, line.data(), line.size());
+  (void)ignored;
   int relay = connectRelay(path);
   if (relay < 0) {
     std::fprintf(stderr, "relay_frontend: connect %s: %s\n", path, std::strerror(errno));

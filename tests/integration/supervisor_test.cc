@@ -52,9 +52,11 @@ void ensureFrontendAccount() {
 // One jobworkerd whose frontend is the relay, and the test's end of the relay.
 class RelayDaemon {
  public:
-  explicit RelayDaemon(const std::string& config_text = "") {
+  // prefix: e.g. setpriv to run jobworkerd as another user.
+  explicit RelayDaemon(const std::string& config_text = "",
+                       const std::vector<std::string>& prefix = {}) {
     dir_ = makeTempDir("jwsup");
-    chmod(dir_.c_str(), 0755);
+    chmod(dir_.c_str(), prefix.empty() ? 0755 : 0777);
     state_dir_ = dir_ + "/state";
     sock_path_ = dir_ + "/relay.sock";
     log_path_ = dir_ + "/jobworkerd.log";
@@ -64,9 +66,11 @@ class RelayDaemon {
     std::strcpy(a.sun_path, sock_path_.c_str());
     EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
     EXPECT_EQ(listen(listen_fd_, 8), 0);
-    std::vector<std::string> argv = {binary("jobworkerd"), "--dev", "--state-dir", state_dir_,
+    chmod(sock_path_.c_str(), 0666);
+    std::vector<std::string> argv = prefix;
+    argv.insert(argv.end(), {binary("jobworkerd"), "--dev", "--state-dir", state_dir_,
                                      "--listen", "127.0.0.1:" + std::to_string(freePort()),
-                                     "--frontend", binary("relay_frontend")};
+                                     "--frontend", binary("relay_frontend")});
     if (!config_text.empty()) {
       std::ofstream(dir_ + "/jobworkerd.conf") << config_text;
       argv.insert(argv.end(), {"--config", dir_ + "/jobworkerd.conf"});
@@ -385,6 +389,20 @@ class SupervisorTest : public ::testing::Test {
   static RelayDaemon* d_;
 };
 RelayDaemon* SupervisorTest::d_ = nullptr;
+
+TEST_F(SupervisorTest, FrontendGetsItsCommandLineAndFds) {
+  std::string log = d_->log();
+  std::string state = d_->stateDir();
+  EXPECT_NE(log.find("relay_frontend: argv: --channel-fd 3 --listen-fd 4 --tls-cert " + state +
+                     "/server.pem --tls-key " + state + "/server.key --config " + d_->dir() +
+                     "/jobworkerd.conf --run-as jobworker --dev (fd 4: listening socket)"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("jobworker login --server https://127.0.0.1:"), std::string::npos);
+  EXPECT_NE(log.find("--ca-file " + state + "/ca.pem --user admin --password-stdin < " + state +
+                     "/admin-password"),
+            std::string::npos);
+}
 
 TEST_F(SupervisorTest, StartSequenceSendsTablesAndTheAdmin) {
   ASSERT_EQ(d_->users().users.size(), 1u);
@@ -842,6 +860,23 @@ TEST(SupervisorLifecycle, NonRootNeedsDevModeAndSaysWhatIsOff) {
   EXPECT_NE(r.err.find("must run as root"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--dev"), std::string::npos) << r.err;
   removeTree(dir);
+
+  // With --dev it runs, says loudly what is off, and jobs run as the invoking user.
+  RelayDaemon d("", {"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"});
+  std::string log = d.log();
+  EXPECT_NE(log.find("DEV MODE WITHOUT ROOT"), std::string::npos) << log;
+  EXPECT_NE(log.find("no cgroups"), std::string::npos) << log;
+  EXPECT_NE(log.find("no namespaces"), std::string::npos) << log;
+  EXPECT_NE(log.find("--no-setuid --dev"), std::string::npos) << log;
+  EXPECT_EQ(log.find("--run-as"), std::string::npos) << log;
+  Frame h = d.call([](uint32_t id) { return encodeHealth(id, {}); });
+  auto details = decodeHealthReplyPayload(h.payload);
+  ASSERT_TRUE(details.ok());
+  EXPECT_EQ(details->details.at(0), "cgroups: none");
+  JobStatus s = d.mustStart("admin", {"id", "-u"});
+  d.waitEnded("admin", s.id);
+  EXPECT_EQ(d.readAll("admin", s.id), std::to_string(getpwnam("nobody")->pw_uid) + "\n");
+  EXPECT_EQ(s.run_as, "nobody");
 }
 
 }  // namespace
