@@ -52,7 +52,15 @@ std::string signalName(int sig) {
 }
 
 bool parseTime(const std::string& s, Poco::Timestamp* out) {
-  if (s.empty()) return false;
+  // Poco's parser is lenient to the point of reading "garbage" as a date: check the shape
+  // (YYYY-MM-DDTHH:MM:SS...) first.
+  auto digit = [&](size_t i) { return i < s.size() && s[i] >= '0' && s[i] <= '9'; };
+  for (size_t i : {0u, 1u, 2u, 3u, 5u, 6u, 8u, 9u, 11u, 12u, 14u, 15u, 17u, 18u}) {
+    if (!digit(i)) return false;
+  }
+  if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':') {
+    return false;
+  }
   Poco::DateTime dt;
   int tzd = 0;
   if (!Poco::DateTimeParser::tryParse(Poco::DateTimeFormat::ISO8601_FRAC_FORMAT, s, dt, tzd) &&
