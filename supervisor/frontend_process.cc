@@ -137,7 +137,8 @@ void FrontendProcess::spawn() {
   pid_t parent = getpid();
 
   pid_t pid = fork();
-  if (pid == 0) execFrontend(parent, fds[1], options_.listen_fd, report[1], argv.data(), envp.data());
+  if (pid == 0)
+    execFrontend(parent, fds[1], options_.listen_fd, report[1], argv.data(), envp.data());
   int fork_errno = errno;
   close(fds[1]);
   close(report[1]);
@@ -210,8 +211,8 @@ void FrontendProcess::signalFrontend(int sig) {
 
 void FrontendProcess::onExit() {
   siginfo_t info{};
-  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info,
-             WEXITED | WNOHANG) != 0) {
+  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED | WNOHANG) !=
+      0) {
     log::err("waitid(frontend pidfd): " + std::string(strerror(errno)));
     return;
   }
@@ -227,9 +228,8 @@ void FrontendProcess::onExit() {
   uint64_t ran = EventLoop::monotonicMs() - started_ms_;
   if (ran >= kStableRunMs) backoff_ms_ = kInitialBackoffMs;
   log::event(log::Priority::kWarning, log::ids::kFrontendRestart,
-             "frontend pid " + std::to_string(old) + " " + describeExit(info) +
-                 " after " + std::to_string(ran) + " ms; restarting in " +
-                 std::to_string(backoff_ms_) + " ms",
+             "frontend pid " + std::to_string(old) + " " + describeExit(info) + " after " +
+                 std::to_string(ran) + " ms; restarting in " + std::to_string(backoff_ms_) + " ms",
              {{"FRONTEND_PID", std::to_string(old)}, {"EXIT", describeExit(info)}});
   scheduleRespawn();
 }

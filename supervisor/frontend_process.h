@@ -44,7 +44,7 @@ class FrontendProcess {
 
   static constexpr uint64_t kInitialBackoffMs = 100;
   static constexpr uint64_t kMaxBackoffMs = 5000;
-  static constexpr uint64_t kStableRunMs = 30'000;  // ran this long: back-off starts over
+  static constexpr uint64_t kStableRunMs = 30'000;    // ran this long: back-off starts over
   static constexpr size_t kQueueHighWater = 8 << 20;  // stop reading requests above this
 
   FrontendProcess(EventLoop& loop, FrontendOptions options, Callbacks callbacks);

@@ -1,9 +1,9 @@
 // jobworkerd's entry point: command line, configuration, the root/dev-mode rules, and the
 // startup sequence before the event loop takes over. Runs in jobworkerd.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -148,8 +148,10 @@ std::string loginUrl(const std::string& listen, int fd) {
 void warnUnprotectedDevMode(const Account& self) {
   log::warning("*** DEV MODE WITHOUT ROOT: the protections of a production jobworkerd are OFF ***");
   log::warning("*   the frontend keeps your uid (no change to the `jobworker` account)");
-  log::warning("*   every job runs as you (" + self.name + "), whatever run_as the users file says");
-  log::warning("*   no cgroups (no cpu/memory/pids/io limits; a stop cannot catch escaped processes)");
+  log::warning("*   every job runs as you (" + self.name +
+               "), whatever run_as the users file says");
+  log::warning(
+      "*   no cgroups (no cpu/memory/pids/io limits; a stop cannot catch escaped processes)");
   log::warning("*   no namespaces (jobs see your files, network and processes)");
   log::warning("*** use it to try jobworker out, never to serve other people ***");
 }
@@ -157,8 +159,9 @@ void warnUnprotectedDevMode(const Account& self) {
 int startDaemon(const CommandLine& cl) {
   const bool root = geteuid() == 0;
   if (!root && !cl.dev) {
-    log::err("jobworkerd must run as root: it runs each job as its user's account, in its own "
-             "cgroup. To try it out as an ordinary user, run `jobworkerd --dev`.");
+    log::err(
+        "jobworkerd must run as root: it runs each job as its user's account, in its own "
+        "cgroup. To try it out as an ordinary user, run `jobworkerd --dev`.");
     return 1;
   }
 
@@ -194,8 +197,10 @@ int startDaemon(const CommandLine& cl) {
     auto fa = lookupAccount(settings.frontend_user);
     if (!fa) {
       log::err("the frontend's account " + log::quote(settings.frontend_user) +
-               " does not exist (" + fa.error().message + "). Create it with `useradd --system "
-               "--no-create-home --shell /usr/sbin/nologin " + settings.frontend_user +
+               " does not exist (" + fa.error().message +
+               "). Create it with `useradd --system "
+               "--no-create-home --shell /usr/sbin/nologin " +
+               settings.frontend_user +
                "` (or systemd-sysusers with the shipped sysusers.d file).");
       return 1;
     }
@@ -219,11 +224,11 @@ int startDaemon(const CommandLine& cl) {
     opt.tls_cert = settings.tls_cert;
     opt.tls_key = settings.tls_key;
     opt.users_file = settings.users_file;
-    for (const auto& [path, what] :
-         {std::pair{opt.tls_cert, "TLS certificate (tls_cert)"},
-          std::pair{opt.tls_key, "TLS private key (tls_key)"}}) {
+    for (const auto& [path, what] : {std::pair{opt.tls_cert, "TLS certificate (tls_cert)"},
+                                     std::pair{opt.tls_key, "TLS private key (tls_key)"}}) {
       if (!fileExists(path)) {
-        log::err(std::string(what) + " " + path + " does not exist. Put your certificate chain "
+        log::err(std::string(what) + " " + path +
+                 " does not exist. Put your certificate chain "
                  "and key there (for a self-signed pair: `openssl req -x509 -newkey ec -pkeyopt "
                  "ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=$(hostname) -keyout " +
                  opt.tls_key + " -out " + opt.tls_cert + "`), or try `jobworkerd --dev`.");
@@ -231,8 +236,10 @@ int startDaemon(const CommandLine& cl) {
       }
     }
     if (!fileExists(opt.users_file)) {
-      log::err("users file " + opt.users_file + " does not exist. Create it with `jobworkerd "
-               "user add --users-file " + opt.users_file + " NAME --role admin`.");
+      log::err("users file " + opt.users_file +
+               " does not exist. Create it with `jobworkerd "
+               "user add --users-file " +
+               opt.users_file + " NAME --role admin`.");
       return 1;
     }
     if (mkdir(settings.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -255,8 +262,10 @@ int startDaemon(const CommandLine& cl) {
       log::info("cgroups: " + opt.cgroups->name());
       for (const auto& d : opt.cgroups->details()) log::info("cgroups: " + d);
     } else {
-      log::err("cgroups unavailable, running jobs without them (no limits, a stop relies on "
-               "process groups): " + backend.error().message);
+      log::err(
+          "cgroups unavailable, running jobs without them (no limits, a stop relies on "
+          "process groups): " +
+          backend.error().message);
     }
   } else if (root) {
     log::warning("cgroups disabled by the configuration (isolation.cgroups = false)");

@@ -29,8 +29,8 @@ class OutputLog {
   // Up to max_bytes stored bytes starting at offset (empty at or past the end).
   Result<std::string> read(uint64_t offset, size_t max_bytes) const;
 
-  uint64_t size() const { return size_; }          // bytes stored
-  uint64_t dropped() const { return dropped_; }    // bytes read past the cap
+  uint64_t size() const { return size_; }        // bytes stored
+  uint64_t dropped() const { return dropped_; }  // bytes read past the cap
   bool truncated() const { return dropped_ > 0; }
   const std::string& path() const { return path_; }
 

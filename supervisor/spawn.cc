@@ -38,16 +38,26 @@ enum class ChildStep : int32_t {
 
 const char* stepName(ChildStep s) {
   switch (s) {
-    case ChildStep::kSignals: return "reset signals";
-    case ChildStep::kRelease: return "wait for cgroup placement";
-    case ChildStep::kProcessGroup: return "setpgid";
-    case ChildStep::kStdio: return "redirect stdio";
-    case ChildStep::kResourceLimits: return "set resource limits";
-    case ChildStep::kCredentials: return "change credentials";
-    case ChildStep::kNoNewPrivs: return "PR_SET_NO_NEW_PRIVS";
-    case ChildStep::kWorkingDir: return "chdir";
-    case ChildStep::kCloseFds: return "close file descriptors";
-    case ChildStep::kExec: return "execve";
+    case ChildStep::kSignals:
+      return "reset signals";
+    case ChildStep::kRelease:
+      return "wait for cgroup placement";
+    case ChildStep::kProcessGroup:
+      return "setpgid";
+    case ChildStep::kStdio:
+      return "redirect stdio";
+    case ChildStep::kResourceLimits:
+      return "set resource limits";
+    case ChildStep::kCredentials:
+      return "change credentials";
+    case ChildStep::kNoNewPrivs:
+      return "PR_SET_NO_NEW_PRIVS";
+    case ChildStep::kWorkingDir:
+      return "chdir";
+    case ChildStep::kCloseFds:
+      return "close file descriptors";
+    case ChildStep::kExec:
+      return "execve";
   }
   return "unknown step";
 }
@@ -269,8 +279,8 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull < 0) return sysError("open /dev/null");
   auto cleanup = [&] {
-    closeAll({&out[0], &out[1], &err[0], &err[1], &release[0], &release[1], &report[0],
-              &report[1], &devnull});
+    closeAll({&out[0], &out[1], &err[0], &err[1], &release[0], &release[1], &report[0], &report[1],
+              &devnull});
   };
   if (pipe2(out, O_CLOEXEC) != 0 || (req.separate_stderr && pipe2(err, O_CLOEXEC) != 0) ||
       pipe2(release, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0) {
@@ -335,9 +345,9 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
       *failure = SpawnFailure::kCwd;
       return Error{"working directory " + req.cwd + ": " + std::strerror(r.err), r.err};
     }
-    return Error{std::string("job setup step '") + stepName(step) + "' failed: " +
-                     std::strerror(r.err),
-                 r.err};
+    return Error{
+        std::string("job setup step '") + stepName(step) + "' failed: " + std::strerror(r.err),
+        r.err};
   }
 
   for (int fd : {out[0], err[0]}) {

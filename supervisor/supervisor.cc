@@ -60,8 +60,8 @@ Status Supervisor::init() {
   FrontendOptions fo;
   fo.path = opt_.frontend_path;
   fo.listen_fd = opt_.listen_fd;
-  fo.args = {"--channel-fd", "3", "--listen-fd", "4", "--tls-cert", opt_.tls_cert,
-             "--tls-key", opt_.tls_key};
+  fo.args = {"--channel-fd", "3",           "--listen-fd", "4",
+             "--tls-cert",   opt_.tls_cert, "--tls-key",   opt_.tls_key};
   if (!opt_.config_file.empty()) fo.args.insert(fo.args.end(), {"--config", opt_.config_file});
   if (opt_.as_root) {
     fo.args.insert(fo.args.end(), {"--run-as", settings_.frontend_user});

@@ -29,11 +29,11 @@ namespace jw::supervisor {
 struct SupervisorOptions {
   config::Settings settings;  // with the command line applied
   bool dev = false;
-  bool as_root = false;            // jobs change credentials, the frontend drops to frontend_user
-  std::string state_dir;           // absolute
+  bool as_root = false;   // jobs change credentials, the frontend drops to frontend_user
+  std::string state_dir;  // absolute
   std::string users_file;
-  std::string tls_cert, tls_key;   // handed to the frontend
-  std::string config_file;         // handed to the frontend ("" if none)
+  std::string tls_cert, tls_key;  // handed to the frontend
+  std::string config_file;        // handed to the frontend ("" if none)
   std::string frontend_path;
   int listen_fd = -1;
   std::optional<Account> frontend_account;  // as root: the account the frontend drops to

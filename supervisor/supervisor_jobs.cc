@@ -87,8 +87,8 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
       return nullptr;
     }
     account = std::move(a.value());
-    bool privileged = account.uid == 0 ||
-                      (opt_.frontend_account && account.uid == opt_.frontend_account->uid);
+    bool privileged =
+        account.uid == 0 || (opt_.frontend_account && account.uid == opt_.frontend_account->uid);
     auto allow = policyValue(settings_, u, [](const config::Policy& p) { return p.allow_root; });
     if (privileged && !allow.value_or(false)) {
       replyError(id, ErrorCode::kForbidden,
@@ -101,8 +101,8 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
   // Limits: the request's, else the configured defaults, within the user's maxima.
   protocol::Limits limits = r.limits;
   const auto& def = settings_.default_limits;
-  bool asked = r.limits.cpu_millicores || r.limits.memory_bytes || r.limits.pids ||
-               !r.limits.io.empty();
+  bool asked =
+      r.limits.cpu_millicores || r.limits.memory_bytes || r.limits.pids || !r.limits.io.empty();
   auto maxOf = [&](auto field) {
     return policyValue(settings_, u, [&](const config::Policy& p) { return p.max.*field; });
   };
@@ -118,8 +118,8 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
     }
     return true;
   };
-  if (!applyLimit(limits.cpu_millicores, def.cpu_millicores, maxOf(&config::LimitSet::cpu_millicores),
-                  "cpu") ||
+  if (!applyLimit(limits.cpu_millicores, def.cpu_millicores,
+                  maxOf(&config::LimitSet::cpu_millicores), "cpu") ||
       !applyLimit(limits.memory_bytes, def.memory_bytes, maxOf(&config::LimitSet::memory_bytes),
                   "memory") ||
       !applyLimit(limits.pids, def.pids, maxOf(&config::LimitSet::pids), "pids")) {
@@ -130,11 +130,13 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
   for (const auto& io : limits.io) {
     if ((max_bps && (io.read_bps > *max_bps || io.write_bps > *max_bps)) ||
         (max_iops && (io.read_iops > *max_iops || io.write_iops > *max_iops))) {
-      replyError(id, ErrorCode::kForbidden, "limits.io over the maximum allowed for user " + u.name);
+      replyError(id, ErrorCode::kForbidden,
+                 "limits.io over the maximum allowed for user " + u.name);
       return nullptr;
     }
   }
-  bool any_limit = limits.cpu_millicores || limits.memory_bytes || limits.pids || !limits.io.empty();
+  bool any_limit =
+      limits.cpu_millicores || limits.memory_bytes || limits.pids || !limits.io.empty();
   if (!opt_.cgroups && any_limit) {
     if (asked) {
       replyError(id, ErrorCode::kUnavailable,
@@ -197,8 +199,8 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
 
   SpawnRequest sr;
   sr.argv = r.argv;
-  sr.env = buildJobEnvironment(r.env, {settings_.job_path, account.home, account.name,
-                                       settings_.job_lang});
+  sr.env = buildJobEnvironment(
+      r.env, {settings_.job_path, account.home, account.name, settings_.job_lang});
   sr.search_path = envValue(sr.env, "PATH").value_or(settings_.job_path);
   sr.cwd = r.cwd;
   sr.home = account.home;
@@ -215,7 +217,8 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
     const Error& e = spawned.error();
     if (failure == SpawnFailure::kExec || failure == SpawnFailure::kCwd) {
       // The program or the directory is wrong: the user's mistake, no job record.
-      replyError(id, failure == SpawnFailure::kExec ? ErrorCode::kExecFailed : ErrorCode::kBadRequest,
+      replyError(id,
+                 failure == SpawnFailure::kExec ? ErrorCode::kExecFailed : ErrorCode::kBadRequest,
                  e.message, e.sys_errno);
       undo();
       return nullptr;
@@ -363,8 +366,8 @@ void Supervisor::onJobExit(const std::string& job_id) {
       Job* j = jobs_.find(jid);
       if (j == nullptr) return;
       j->drain_timer = 0;
-      log::warning("job " + jid + ": output pipe still open " +
-                   std::to_string(kDrainDeadlineMs) + " ms after the job ended; closing it");
+      log::warning("job " + jid + ": output pipe still open " + std::to_string(kDrainDeadlineMs) +
+                   " ms after the job ended; closing it");
       for (int s = 0; s < 2; s++) {
         if (j->streams[s].pipe_fd >= 0) {
           onJobPipe(jid, s);  // take what is buffered
@@ -390,9 +393,8 @@ void Supervisor::publishJob(Job& job) {
   }
   job.publish(realtimeMs());
   protocol::JobStatus s = job.status();
-  std::string how = s.state == protocol::JobState::kExited
-                        ? describeWait(CLD_EXITED, s.exit_code)
-                        : describeWait(CLD_KILLED, s.signal);
+  std::string how = s.state == protocol::JobState::kExited ? describeWait(CLD_EXITED, s.exit_code)
+                                                           : describeWait(CLD_KILLED, s.signal);
   log::Fields fields = {{"JOB_ID", job.id()},
                         {"JOB_USER", job.owner()},
                         {"JOB_STATE", std::string(protocol::jobStateName(s.state))},
@@ -432,9 +434,8 @@ void Supervisor::removeCgroupLater(const std::string& job_id, int attempt) {
       return;
     }
   }
-  job->cgroup_timer = loop_.addTimer(kCgroupRemoveRetryMs, [this, job_id, attempt] {
-    removeCgroupLater(job_id, attempt + 1);
-  });
+  job->cgroup_timer = loop_.addTimer(
+      kCgroupRemoveRetryMs, [this, job_id, attempt] { removeCgroupLater(job_id, attempt + 1); });
 }
 
 void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms) {
@@ -477,8 +478,8 @@ void Supervisor::killJob(Job& job) {
 }
 
 void Supervisor::enforceRetention() {
-  for (const auto& id : jobs_.expired(settings_.retention_count, settings_.retention_age_ms,
-                                      realtimeMs())) {
+  for (const auto& id :
+       jobs_.expired(settings_.retention_count, settings_.retention_age_ms, realtimeMs())) {
     dropJob(id);
   }
 }

@@ -52,7 +52,8 @@ bool relayOne(int from, int to, std::vector<char>& buf) {
 int main(int argc, char** argv) {
   bool has_channel = false;
   for (int i = 1; i + 1 < argc; i++) {
-    if (std::string(argv[i]) == "--channel-fd" && std::string(argv[i + 1]) == "3") has_channel = true;
+    if (std::string(argv[i]) == "--channel-fd" && std::string(argv[i + 1]) == "3")
+      has_channel = true;
   }
   const char* path = std::getenv("JW_RELAY_SOCKET");
   if (!has_channel || path == nullptr) {

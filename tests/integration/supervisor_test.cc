@@ -12,17 +12,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
-#include <functional>
-#include <algorithm>
 #include <sstream>
 #include <thread>
 
@@ -68,9 +68,9 @@ class RelayDaemon {
     EXPECT_EQ(listen(listen_fd_, 8), 0);
     chmod(sock_path_.c_str(), 0666);
     std::vector<std::string> argv = prefix;
-    argv.insert(argv.end(), {binary("jobworkerd"), "--dev", "--state-dir", state_dir_,
-                                     "--listen", "127.0.0.1:" + std::to_string(freePort()),
-                                     "--frontend", binary("relay_frontend")});
+    argv.insert(argv.end(), {binary("jobworkerd"), "--dev", "--state-dir", state_dir_, "--listen",
+                             "127.0.0.1:" + std::to_string(freePort()), "--frontend",
+                             binary("relay_frontend")});
     if (!config_text.empty()) {
       std::ofstream(dir_ + "/jobworkerd.conf") << config_text;
       argv.insert(argv.end(), {"--config", dir_ + "/jobworkerd.conf"});
@@ -178,9 +178,8 @@ class RelayDaemon {
         q.pop_front();
         if (!(out.back().h.flags & kFlagMore)) return out;
       }
-      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      deadline - Clock::now())
-                                      .count());
+      int left = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
       if (left <= 0) break;
       auto f = recvAny(left);
       if (!f) break;
@@ -217,8 +216,8 @@ class RelayDaemon {
   }
   // Starts a job that must start; returns its status.
   JobStatus mustStart(const std::string& user, std::vector<std::string> argv,
-                      std::vector<std::string> env = {},
-                      OutputMode output = OutputMode::kMerged, uint32_t timeout_ms = 0) {
+                      std::vector<std::string> env = {}, OutputMode output = OutputMode::kMerged,
+                      uint32_t timeout_ms = 0) {
     return status(start(user, std::move(argv), std::move(env), "", output, timeout_ms));
   }
   Frame get(const std::string& user, const std::string& job_id) {
@@ -478,8 +477,8 @@ TEST_F(SupervisorTest, ExitCodesAndOutput) {
 }
 
 TEST_F(SupervisorTest, SeparateStreamsAndReadsAtOffsets) {
-  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c", "echo out1; echo err1 >&2; echo out2"},
-                              {}, OutputMode::kSeparate);
+  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c", "echo out1; echo err1 >&2; echo out2"}, {},
+                              OutputMode::kSeparate);
   d_->waitEnded("admin", s.id);
   EXPECT_EQ(d_->readAll("admin", s.id, Stream::kStdout), "out1\nout2\n");
   EXPECT_EQ(d_->readAll("admin", s.id, Stream::kStderr), "err1\n");
@@ -635,9 +634,9 @@ TEST_F(SupervisorTest, TwoHundredMiBStoredByteExactWithFlatMemory) {
 }
 
 TEST_F(SupervisorTest, ThreeConcurrentFollowersGetIdenticalBytes) {
-  JobStatus s = d_->mustStart(
-      "admin", {"/bin/sh", "-c", "i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo line $i; "
-                                 "[ $((i % 20)) -eq 0 ] && sleep 0.05; done"});
+  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c",
+                                        "i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo line $i; "
+                                        "[ $((i % 20)) -eq 0 ] && sleep 0.05; done"});
   std::string expected;
   for (int i = 1; i <= 300; i++) expected += "line " + std::to_string(i) + "\n";
   struct Follower {
@@ -748,22 +747,22 @@ TEST_F(SupervisorTest, SessionsAreCheckedAndSurviveAFrontendRestart) {
   SessionEntry ghost = s;
   ghost.token_hash.fill(0x11);
   ghost.user = "nobody-here";
-  EXPECT_EQ(RelayDaemon::error(d_->call([&](uint32_t id) { return encodeSessionAdd(id, ghost); }))
-                .code,
-            ErrorCode::kUnauthorized);
+  EXPECT_EQ(
+      RelayDaemon::error(d_->call([&](uint32_t id) { return encodeSessionAdd(id, ghost); })).code,
+      ErrorCode::kUnauthorized);
   SessionEntry forever = s;
   forever.token_hash.fill(0x22);
   forever.expires_at_ms = now + 365LL * 24 * 3600'000;
-  EXPECT_EQ(RelayDaemon::error(d_->call([&](uint32_t id) { return encodeSessionAdd(id, forever); }))
-                .code,
-            ErrorCode::kBadRequest);
+  EXPECT_EQ(
+      RelayDaemon::error(d_->call([&](uint32_t id) { return encodeSessionAdd(id, forever); })).code,
+      ErrorCode::kBadRequest);
   SessionEntry revoked = s;
   revoked.token_hash.fill(0x33);
   EXPECT_EQ(d_->call([&](uint32_t id) { return encodeSessionAdd(id, revoked); }).h.type,
             MsgType::kOk);
-  EXPECT_EQ(d_->call([&](uint32_t id) { return encodeSessionRevoke(id, revoked.token_hash); })
-                .h.type,
-            MsgType::kOk);
+  EXPECT_EQ(
+      d_->call([&](uint32_t id) { return encodeSessionRevoke(id, revoked.token_hash); }).h.type,
+      MsgType::kOk);
   // Kill the relay: the supervisor respawns it and hands over the sessions it holds.
   JobStatus job = d_->mustStart("admin", {"sleep", "30"});
   d_->sendRaw("garbage");

@@ -1,6 +1,8 @@
 // Unit tests of the job record and state machine, request validation, the job environment,
 // the job table's retention, the session table, and spawning real processes without root.
 // Runs in the unit test process.
+#include "job.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -14,7 +16,6 @@
 #include <regex>
 #include <set>
 
-#include "job.h"
 #include "job_table.h"
 #include "sessions.h"
 #include "spawn.h"
@@ -363,9 +364,8 @@ TEST(Sessions, ExpiryRulesRevokeAndPrune) {
   const int64_t now = 1'000'000;
   EXPECT_TRUE(store.add(session(1, "alice", now + 1000), now).ok());
   EXPECT_FALSE(store.add(session(2, "alice", now), now).ok());  // already expired
-  EXPECT_FALSE(store.add(session(3, "alice", now + 3600'000 + SessionStore::kExpirySlackMs + 1),
-                         now)
-                   .ok());
+  EXPECT_FALSE(
+      store.add(session(3, "alice", now + 3600'000 + SessionStore::kExpirySlackMs + 1), now).ok());
   EXPECT_TRUE(store.add(session(4, "bob", now + 3600'000), now).ok());
   EXPECT_EQ(store.size(), 2u);
   store.revoke(session(4, "", 0).token_hash);
