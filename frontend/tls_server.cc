@@ -115,6 +115,7 @@ struct TlsServer::Conn {
   bool handshaken = false;
   short wait_events = POLLIN;
   std::unique_ptr<ServerSession> session;
+  int64_t accepted_ms = 0;
   int64_t deadline_ms = 0;
   uint64_t requests = 0;
 
@@ -174,26 +175,43 @@ void TlsServer::stop() {
     if (w.joinable()) w.join();
   }
   workers_.clear();
+  std::deque<std::unique_ptr<Conn>> work;
+  std::vector<std::unique_ptr<Conn>> to_park;
   {
     std::lock_guard lock(mu_);
-    work_.clear();
-    to_park_.clear();
+    work.swap(work_);
+    to_park.swap(to_park_);
   }
+  work.clear();  // outside the lock: each Conn's destructor releases its slot under mu_
+  to_park.clear();
   parked_.clear();
   if (wake_fd_ >= 0) ::close(wake_fd_);
   wake_fd_ = -1;
 }
 
-bool TlsServer::admit(const std::string& addr) {
+TlsServer::Admission TlsServer::admit(const std::string& addr) {
   std::lock_guard lock(mu_);
-  if (total_ >= limits_.max_connections) return false;
+  if (total_ >= limits_.max_connections) return Admission::kServerFull;
   uint32_t& n = per_client_[addr];
-  if (n >= limits_.max_connections_per_client) {
-    if (n == 0) per_client_.erase(addr);
-    return false;
-  }
+  if (n >= limits_.max_connections_per_client) return Admission::kClientFull;
   n++;
   total_++;
+  return Admission::kAdmitted;
+}
+
+bool TlsServer::evictParked(const std::string* addr) {
+  // Connections doing nothing make room for a new one: first those that never completed a
+  // handshake, then idle keep-alive ones; the oldest first. Busy connections are never cut.
+  auto best = parked_.end();
+  for (auto it = parked_.begin(); it != parked_.end(); ++it) {
+    if (addr != nullptr && (*it)->addr != *addr) continue;
+    if (best == parked_.end() || (!(*it)->handshaken && (*best)->handshaken) ||
+        ((*it)->handshaken == (*best)->handshaken && (*it)->accepted_ms < (*best)->accepted_ms)) {
+      best = it;
+    }
+  }
+  if (best == parked_.end()) return false;
+  parked_.erase(best);  // the destructor closes it and releases its slot
   return true;
 }
 
@@ -218,8 +236,13 @@ void TlsServer::acceptNew(int64_t now_ms) {
       return;
     }
     std::string addr = addressText(ss);
-    if (!admit(addr)) {
-      // Over the cap: closing at once costs the client a retry, and the server nothing.
+    Admission a = admit(addr);
+    for (int tries = 0; a != Admission::kAdmitted && tries < 2; tries++) {
+      if (!evictParked(a == Admission::kClientFull ? &addr : nullptr)) break;
+      a = admit(addr);
+    }
+    if (a != Admission::kAdmitted) {
+      // Full of busy connections: closing at once costs the client a retry, the server nothing.
       ::close(fd);
       continue;
     }
@@ -229,6 +252,7 @@ void TlsServer::acceptNew(int64_t now_ms) {
     c->server = this;
     c->fd = fd;
     c->addr = std::move(addr);
+    c->accepted_ms = now_ms;
     c->deadline_ms = now_ms + static_cast<int64_t>(limits_.handshake_timeout_ms);
     parked_.push_back(std::move(c));
   }
@@ -532,7 +556,8 @@ void TlsServer::serve(std::unique_ptr<Conn> c) {
   } catch (const Poco::TimeoutException&) {
     // A client that stopped sending mid-request: drop it.
   } catch (const Poco::Exception& e) {
-    log::info("connection from " + c->addr + " dropped: " + e.displayText());
+    // Port scanners and clients refusing our certificate fail the handshake: not worth a line.
+    if (c->handshaken) log::info("connection from " + c->addr + " dropped: " + e.displayText());
   } catch (const std::exception& e) {
     log::warning("connection from " + c->addr + " dropped: " + e.what());
   }

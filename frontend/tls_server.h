@@ -98,7 +98,9 @@ class TlsServer {
   void acceptNew(int64_t now_ms);
   void serve(std::unique_ptr<Conn> c);
   void park(std::unique_ptr<Conn> c);
-  bool admit(const std::string& addr);
+  enum class Admission { kAdmitted, kClientFull, kServerFull };
+  Admission admit(const std::string& addr);
+  bool evictParked(const std::string* addr);  // nullptr: any address
   void release(const std::string& addr);
 
   int listen_fd_;

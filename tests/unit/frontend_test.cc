@@ -1,1 +1,890 @@
-// placeholder (being written)
+// Unit tests of jobworker-frontend's pieces that need no privileges: request validation, status
+// JSON, RFC 3339 times, tokens, ids and paths, throttling, the auth store, the supervisor channel
+// (over a real socketpair) and the HTTPS server (over real loopback TLS with a test handler).
+#include <Poco/Net/AcceptCertificateHandler.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/SSLManager.h>
+#include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/StreamCopier.h>
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "auth.h"
+#include "channel.h"
+#include "codec.h"
+#include "config.h"
+#include "json_status.h"
+#include "request_target.h"
+#include "routes.h"
+#include "seccomp_filter.h"
+#include "supervisor_channel.h"
+#include "tls_server.h"
+
+namespace jw::frontend {
+namespace {
+
+using protocol::JobStartRequest;
+
+// --- request bodies ---------------------------------------------------------------------------
+
+ApiError jobError(const std::string& body) {
+  auto r = parseJobRequest(body);
+  EXPECT_FALSE(r.ok()) << body;
+  return r.ok() ? ApiError{} : r.error();
+}
+
+TEST(JobRequest, MinimalAndFull) {
+  auto r = parseJobRequest(R"({"command":["echo","hi"]})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().argv, (std::vector<std::string>{"echo", "hi"}));
+  EXPECT_EQ(r.value().output, protocol::OutputMode::kMerged);
+  EXPECT_EQ(r.value().network, protocol::Network::kDefault);
+  EXPECT_EQ(r.value().timeout_ms, 0u);
+
+  auto f = parseJobRequest(R"({"command":["sh","-c","x"],"env":{"A_1":"v","_b":""},
+      "cwd":"/tmp","timeout_s":1.5,"output":"separate","network":"none",
+      "limits":{"cpu":0.25,"memory":"256M","pids":64,
+                "io":[{"device":"/dev/vda","read_bps":"1M","write_bps":2048,"read_iops":10}]}})");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  const JobStartRequest& j = f.value();
+  EXPECT_EQ(j.env, (std::vector<std::string>{"A_1=v", "_b="}));
+  EXPECT_EQ(j.cwd, "/tmp");
+  EXPECT_EQ(j.timeout_ms, 1500u);
+  EXPECT_EQ(j.output, protocol::OutputMode::kSeparate);
+  EXPECT_EQ(j.network, protocol::Network::kNone);
+  EXPECT_EQ(j.limits.cpu_millicores, 250u);
+  EXPECT_EQ(j.limits.memory_bytes, 256ull << 20);
+  EXPECT_EQ(j.limits.pids, 64u);
+  ASSERT_EQ(j.limits.io.size(), 1u);
+  EXPECT_EQ(j.limits.io[0].device, "/dev/vda");
+  EXPECT_EQ(j.limits.io[0].read_bps, 1u << 20);
+  EXPECT_EQ(j.limits.io[0].write_bps, 2048u);
+  EXPECT_EQ(j.limits.io[0].read_iops, 10u);
+  EXPECT_EQ(j.limits.io[0].write_iops, 0u);
+}
+
+TEST(JobRequest, LimitForms) {
+  auto a = parseJobRequest(R"({"command":["x"],"limits":{"cpu":"1.5","memory":1048576}})");
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(a.value().limits.cpu_millicores, 1500u);
+  EXPECT_EQ(a.value().limits.memory_bytes, 1048576u);
+  auto b = parseJobRequest(R"({"command":["x"],"limits":{"memory":"2G","cpu":2}})");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b.value().limits.memory_bytes, 2ull << 30);
+  EXPECT_EQ(b.value().limits.cpu_millicores, 2000u);
+  EXPECT_EQ(jobError(R"({"command":["x"],"limits":{"memory":"lots"}})").status, 400);
+  EXPECT_EQ(jobError(R"({"command":["x"],"limits":{"memory":0}})").status, 400);
+  EXPECT_EQ(jobError(R"({"command":["x"],"limits":{"cpu":0}})").status, 400);
+  EXPECT_EQ(jobError(R"({"command":["x"],"limits":{"cpu":-1}})").status, 400);
+  EXPECT_EQ(jobError(R"({"command":["x"],"limits":{"pids":0}})").status, 400);
+  EXPECT_EQ(jobError(R"({"command":["x"],"limits":{"pids":1.5}})").status, 400);
+  EXPECT_EQ(jobError(R"({"command":["x"],"limits":{"io":[{"read_bps":1}]}})").message,
+            "field limits.io[0].device is required");
+}
+
+TEST(JobRequest, UnknownFieldsAreNamed) {
+  ApiError e = jobError(R"({"command":["x"],"comand":["y"]})");
+  EXPECT_EQ(e.status, 400);
+  EXPECT_EQ(e.code, "unknown_field");
+  EXPECT_NE(e.message.find("\"comand\""), std::string::npos) << e.message;
+  e = jobError(R"({"command":["x"],"limits":{"memroy":"1M"}})");
+  EXPECT_EQ(e.code, "unknown_field");
+  EXPECT_NE(e.message.find("limits.memroy"), std::string::npos) << e.message;
+  e = jobError(R"({"command":["x"],"limits":{"io":[{"device":"/dev/sda","speed":1}]}})");
+  EXPECT_EQ(e.code, "unknown_field");
+  EXPECT_NE(e.message.find("limits.io[0].speed"), std::string::npos) << e.message;
+}
+
+TEST(JobRequest, WrongTypesNameTheField) {
+  struct Case {
+    const char* body;
+    const char* field;
+  } cases[] = {
+      {R"({"command":"echo hi"})", "command"},
+      {R"({"command":[]})", "command"},
+      {R"({"command":["echo",1]})", "command[1]"},
+      {R"({"command":[""]})", "command[0]"},
+      {R"({"command":["x"],"env":["A=b"]})", "env"},
+      {R"({"command":["x"],"env":{"A":1}})", "env.A"},
+      {R"({"command":["x"],"env":{"1A":"x"}})", "env name"},
+      {R"({"command":["x"],"env":{"A-B":"x"}})", "env name"},
+      {R"({"command":["x"],"cwd":5})", "cwd"},
+      {R"({"command":["x"],"cwd":"relative/dir"})", "cwd"},
+      {R"({"command":["x"],"timeout_s":"10"})", "timeout_s"},
+      {R"({"command":["x"],"timeout_s":0})", "timeout_s"},
+      {R"({"command":["x"],"timeout_s":-3})", "timeout_s"},
+      {R"({"command":["x"],"timeout_s":true})", "timeout_s"},
+      {R"({"command":["x"],"timeout_s":1e30})", "timeout_s"},
+      {R"({"command":["x"],"output":"both"})", "output"},
+      {R"({"command":["x"],"network":"bridge"})", "network"},
+      {R"({"command":["x"],"limits":[]})", "limits"},
+      {R"({"command":["x"],"limits":{"cpu":true}})", "limits.cpu"},
+  };
+  for (const auto& c : cases) {
+    ApiError e = jobError(c.body);
+    EXPECT_EQ(e.status, 400) << c.body;
+    EXPECT_EQ(e.code, "bad_request") << c.body;
+    EXPECT_NE(e.message.find(c.field), std::string::npos) << c.body << " -> " << e.message;
+  }
+}
+
+TEST(JobRequest, NulBytesAreRefused) {
+  EXPECT_EQ(jobError(R"({"command":["x\u0000y"]})").status, 400);
+  EXPECT_EQ(jobError(R"({"command":["x"],"env":{"A":"\u0000"}})").status, 400);
+}
+
+TEST(JobRequest, NullMeansAbsent) {
+  auto r = parseJobRequest(R"({"command":["x"],"cwd":null,"env":null,"limits":null})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().cwd, "");
+}
+
+TEST(JobRequest, MalformedJsonAndEncoding) {
+  EXPECT_EQ(jobError("{\"command\":[\"x\"]").code, "invalid_json");
+  EXPECT_EQ(jobError("[\"x\"]").code, "invalid_json");
+  EXPECT_EQ(jobError("").code, "invalid_json");
+  EXPECT_EQ(jobError("{\"command\":[\"\xff\"]}").code, "invalid_json");
+  EXPECT_EQ(jobError("{\"command\":[\"\xc0\xaf\"]}").code, "invalid_json");  // overlong '/'
+  EXPECT_EQ(jobError("{\"command\":[\"\xed\xa0\x80\"]}").code, "invalid_json");  // surrogate
+  std::string deep = "{\"command\":[\"x\"],\"limits\":" + std::string(200, '[') +
+                     std::string(200, ']') + "}";
+  EXPECT_EQ(jobError(deep).code, "invalid_json");
+  // Valid multi-byte text passes.
+  EXPECT_TRUE(parseJobRequest("{\"command\":[\"echo\",\"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80\"]}").ok());
+}
+
+TEST(JobRequest, SpecOverTheCapIsTooLarge) {
+  std::string big(protocol::kMaxJobSpecBytes + 10, 'a');
+  ApiError e = jobError("{\"command\":[\"echo\",\"" + big + "\"]}");
+  EXPECT_EQ(e.status, 413);
+  EXPECT_EQ(e.code, "too_large");
+}
+
+TEST(LoginBody, Parses) {
+  auto b = parseLoginBody(R"({"username":"alice","password":"p:w"})");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b.value().username, "alice");
+  EXPECT_EQ(b.value().password, "p:w");
+  EXPECT_EQ(parseLoginBody(R"({"username":"a","password":"b","otp":1})").error().code,
+            "unknown_field");
+  EXPECT_EQ(parseLoginBody(R"({"username":"a"})").error().status, 400);
+  EXPECT_EQ(parseLoginBody(R"({"username":1,"password":"b"})").error().status, 400);
+}
+
+TEST(StopBody, Parses) {
+  auto empty = parseStopBody("");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty.value().has_value());
+  auto g = parseStopBody(R"({"grace_s":2.5})");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g.value().value(), 2500u);
+  auto zero = parseStopBody(R"({"grace_s":0})");
+  ASSERT_TRUE(zero.ok());
+  EXPECT_EQ(zero.value().value(), 0u);
+  EXPECT_FALSE(parseStopBody(R"({"grace_s":-1})").ok());
+  EXPECT_EQ(parseStopBody(R"({"grace":1})").error().code, "unknown_field");
+}
+
+// --- rendering --------------------------------------------------------------------------------
+
+TEST(Rfc3339, Formats) {
+  EXPECT_EQ(rfc3339Ms(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(rfc3339Ms(1709251199999), "2024-02-29T23:59:59.999Z");  // leap day
+  EXPECT_EQ(rfc3339Ms(1796006589123), "2026-11-30T02:43:09.123Z");
+  EXPECT_EQ(rfc3339Ms(951782400000), "2000-02-29T00:00:00.000Z");
+  EXPECT_EQ(rfc3339Ms(4102444800001), "2100-01-01T00:00:00.001Z");
+}
+
+TEST(Cores, Text) {
+  EXPECT_EQ(coresText(500), "0.5");
+  EXPECT_EQ(coresText(2000), "2");
+  EXPECT_EQ(coresText(1), "0.001");
+  EXPECT_EQ(coresText(1250), "1.25");
+}
+
+protocol::JobStatus sampleStatus() {
+  protocol::JobStatus s;
+  s.id = "0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70";
+  s.owner = "alice";
+  s.command = {"sh", "-c", "echo \"hi\"\n"};
+  s.state = protocol::JobState::kExited;
+  s.pid = 1234;
+  s.has_exit_code = true;
+  s.exit_code = 3;
+  s.created_at_ms = 1796006589123;
+  s.started_at_ms = 1796006589200;
+  s.ended_at_ms = 0;
+  s.output_bytes = 42;
+  s.limits.cpu_millicores = 500;
+  s.limits.memory_bytes = 1 << 20;
+  s.usage.has_cpu = true;
+  s.usage.cpu_seconds = 0.25;
+  s.usage.has_pids = true;
+  s.usage.pids_peak = 3;
+  s.isolation = {"pid", "mount"};
+  s.run_as = "nobody";
+  return s;
+}
+
+TEST(StatusJson, RendersEveryField) {
+  std::string j = statusJson(sampleStatus());
+  EXPECT_EQ(j,
+            "{\"id\":\"0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70\",\"owner\":\"alice\","
+            "\"command\":[\"sh\",\"-c\",\"echo \\\"hi\\\"\\n\"],\"state\":\"exited\","
+            "\"pid\":1234,\"exit_code\":3,\"signal\":null,\"stopped_by\":null,\"error\":null,"
+            "\"created_at\":\"2026-11-30T02:43:09.123Z\","
+            "\"started_at\":\"2026-11-30T02:43:09.200Z\",\"ended_at\":null,"
+            "\"output\":\"merged\",\"output_bytes\":42,\"output_truncated\":false,"
+            "\"output_dropped_bytes\":0,\"oom_killed\":false,"
+            "\"limits\":{\"cpu\":0.5,\"memory\":1048576,\"pids\":null,\"io\":[]},"
+            "\"usage\":{\"cpu_seconds\":0.25,\"pids_peak\":3},"
+            "\"isolation\":[\"pid\",\"mount\"],\"run_as\":\"nobody\"}");
+}
+
+TEST(StatusJson, SeparateKilledAndInvalidUtf8) {
+  protocol::JobStatus s = sampleStatus();
+  s.output = protocol::OutputMode::kSeparate;
+  s.state = protocol::JobState::kKilled;
+  s.has_exit_code = false;
+  s.signal = 9;
+  s.stopped_by = "timeout";
+  s.stderr_bytes = 7;
+  s.stderr_truncated = true;
+  s.command = {"bad\xff", "\x01"};
+  std::string j = statusJson(s);
+  EXPECT_NE(j.find("\"exit_code\":null,\"signal\":9,\"stopped_by\":\"timeout\""),
+            std::string::npos);
+  EXPECT_NE(j.find("\"stderr_bytes\":7,\"stderr_truncated\":true,\"stderr_dropped_bytes\":0"),
+            std::string::npos);
+  EXPECT_NE(j.find("[\"bad\\ufffd\",\"\\u0001\"]"), std::string::npos) << j;
+  EXPECT_TRUE(validUtf8(j));
+}
+
+TEST(ErrorJson, Shape) {
+  EXPECT_EQ(errorJson({404, "not_found", "no \"such\" job"}),
+            "{\"error\":{\"code\":\"not_found\",\"message\":\"no \\\"such\\\" job\"}}");
+}
+
+// --- tokens, names, ids, paths ----------------------------------------------------------------
+
+TEST(Tokens, FormatAndHash) {
+  std::string a = newToken(), b = newToken();
+  EXPECT_EQ(a.size(), 46u);
+  EXPECT_EQ(a.substr(0, 3), "jw_");
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(wellFormedToken(a));
+  EXPECT_EQ(a.find_first_of("+/="), std::string::npos);
+  EXPECT_FALSE(wellFormedToken(a.substr(0, 45)));
+  EXPECT_FALSE(wellFormedToken("jx_" + a.substr(3)));
+  EXPECT_FALSE(wellFormedToken(a.substr(0, 45) + "="));
+  // BLAKE2b-256 test vector ("abc").
+  auto h = hashToken("abc");
+  char hex[65];
+  sodium_bin2hex(hex, sizeof hex, h.data(), h.size());
+  EXPECT_STREQ(hex, "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319");
+}
+
+TEST(Names, UserNames) {
+  EXPECT_TRUE(validUserName("alice"));
+  EXPECT_TRUE(validUserName("_svc.a-1"));
+  EXPECT_FALSE(validUserName("Alice"));
+  EXPECT_FALSE(validUserName("1abc"));
+  EXPECT_FALSE(validUserName(""));
+  EXPECT_FALSE(validUserName(std::string(33, 'a')));
+  EXPECT_FALSE(validUserName("a b"));
+}
+
+TEST(JobIds, Uuid4Only) {
+  EXPECT_TRUE(isJobId("0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70"));
+  EXPECT_TRUE(isJobId("0b6f3c1e-5d2a-4c8e-af1a-2b3c4d5e6f70"));
+  EXPECT_FALSE(isJobId("0B6F3C1E-5D2A-4C8E-9F1A-2B3C4D5E6F70"));  // uppercase
+  EXPECT_FALSE(isJobId("0b6f3c1e-5d2a-1c8e-9f1a-2b3c4d5e6f70"));  // version 1
+  EXPECT_FALSE(isJobId("0b6f3c1e-5d2a-4c8e-7f1a-2b3c4d5e6f70"));  // variant
+  EXPECT_FALSE(isJobId("0b6f3c1e5d2a4c8e9f1a2b3c4d5e6f70"));
+  EXPECT_FALSE(isJobId("0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f7"));
+  EXPECT_FALSE(isJobId("../../../../etc/passwd-aaaaaaaaaaaaaa"));
+}
+
+TEST(Targets, PathsAndQueries) {
+  auto t = parseTarget("/v1/jobs?all=true&state=running");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t.value().segments, (std::vector<std::string>{"v1", "jobs"}));
+  EXPECT_EQ(t.value().query.at("all"), "true");
+  EXPECT_EQ(t.value().query.at("state"), "running");
+  auto d = parseTarget("/v1/jobs?x=a%20b+c&flag");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.value().query.at("x"), "a b c");
+  EXPECT_EQ(d.value().query.at("flag"), "");
+
+  EXPECT_EQ(parseTarget("/v1/jobs/../..").error().status, 400);
+  EXPECT_EQ(parseTarget("/v1/./jobs").error().status, 400);
+  EXPECT_EQ(parseTarget("/v1/jobs%2F..%2F").error().status, 400);
+  EXPECT_EQ(parseTarget("/v1/jobs/%2e%2e").error().status, 400);
+  EXPECT_EQ(parseTarget("//v1/jobs").error().status, 404);
+  EXPECT_EQ(parseTarget("/v1//jobs").error().status, 404);
+  EXPECT_EQ(parseTarget("/v1/jobs/").error().status, 404);
+  EXPECT_EQ(parseTarget("https://x/v1/jobs").error().status, 400);
+  EXPECT_EQ(parseTarget("*").error().status, 400);
+  EXPECT_EQ(parseTarget("/v1/jobs?a=1&a=2").error().status, 400);
+  EXPECT_EQ(parseTarget("/v1/jobs?a=%zz").error().status, 400);
+  EXPECT_EQ(parseTarget("/v1/jobs?a=%2").error().status, 400);
+  EXPECT_EQ(parseTarget("/v1/jo bs").error().status, 400);
+}
+
+// --- policy helpers ---------------------------------------------------------------------------
+
+TEST(Policy, SupervisorErrorsMapToHttp) {
+  using protocol::ErrorCode;
+  EXPECT_EQ(fromSupervisor({ErrorCode::kExecFailed, ENOENT, "x"}).code, "program_not_found");
+  EXPECT_EQ(fromSupervisor({ErrorCode::kExecFailed, ENOTDIR, "x"}).code, "program_not_found");
+  EXPECT_EQ(fromSupervisor({ErrorCode::kExecFailed, EACCES, "x"}).code, "program_not_executable");
+  EXPECT_EQ(fromSupervisor({ErrorCode::kExecFailed, ENOEXEC, "x"}).status, 422);
+  EXPECT_EQ(fromSupervisor({ErrorCode::kNotFound, 0, "x"}).status, 404);
+  EXPECT_EQ(fromSupervisor({ErrorCode::kConflict, 0, "x"}).status, 409);
+  EXPECT_EQ(fromSupervisor({ErrorCode::kTooLarge, 0, "x"}).status, 413);
+  EXPECT_EQ(fromSupervisor({ErrorCode::kUnavailable, 0, "x"}).status, 503);
+  EXPECT_EQ(fromSupervisor({ErrorCode::kForbidden, 0, "memory over your maximum"}).code,
+            "limit_exceeded");
+  EXPECT_EQ(fromSupervisor({ErrorCode::kForbidden, 0, "role"}).code, "forbidden");
+}
+
+TEST(Policy, NetworkHostAndMaxima) {
+  using protocol::Role;
+  auto cfg = config::parse(
+      "role.user.network_host = true\nuser.bob.network_host = false\n"
+      "max.memory = 1G\nrole.user.max.memory = 512M\nuser.carol.max.memory = 2G\n"
+      "role.user.max.cpu = 1\nmax.io_bps = 10M\n",
+      "test");
+  ASSERT_TRUE(cfg.ok()) << cfg.error().message;
+  const config::Settings& s = cfg.value();
+  EXPECT_TRUE(networkHostAllowed(config::Settings{}, "root", Role::kAdmin));
+  EXPECT_FALSE(networkHostAllowed(config::Settings{}, "alice", Role::kUser));
+  EXPECT_TRUE(networkHostAllowed(s, "alice", Role::kUser));
+  EXPECT_FALSE(networkHostAllowed(s, "bob", Role::kUser));
+
+  protocol::Limits l;
+  l.memory_bytes = 600ull << 20;
+  auto e = checkLimitMaxima(s, "alice", Role::kUser, l);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->code, "limit_exceeded");
+  EXPECT_EQ(e->status, 403);
+  EXPECT_FALSE(checkLimitMaxima(s, "carol", Role::kUser, l).has_value());  // user entry wins
+  EXPECT_FALSE(checkLimitMaxima(s, "root", Role::kAdmin, l).has_value());  // global 1G
+  l.memory_bytes = 0;
+  l.cpu_millicores = 1500;
+  EXPECT_TRUE(checkLimitMaxima(s, "alice", Role::kUser, l).has_value());
+  l.cpu_millicores = 0;
+  l.io.push_back({"/dev/vda", 20 << 20, 0, 0, 0});
+  EXPECT_TRUE(checkLimitMaxima(s, "root", Role::kAdmin, l).has_value());
+}
+
+// --- throttling, sessions, passwords ----------------------------------------------------------
+
+TEST(Throttle, GrowingDelayThenLockout) {
+  int64_t now = 1'000'000;
+  LoginThrottle t(5, 60'000, [&] { return now; });
+  using ms = std::chrono::milliseconds;
+  EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 0u);
+  EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(250));
+  EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(500));
+  EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(1000));
+  EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(2000));
+  EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 0u);
+  t.recordFailure("alice", "10.0.0.1");  // the 5th: locked
+  EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 60'000u);
+  // Locked by name from any address, and the address for any name.
+  EXPECT_EQ(t.blockedForMs("alice", "10.9.9.9"), 60'000u);
+  EXPECT_EQ(t.blockedForMs("bob", "10.0.0.1"), 60'000u);
+  EXPECT_EQ(t.blockedForMs("bob", "10.9.9.9"), 0u);
+  now += 30'000;
+  EXPECT_EQ(t.blockedForMs("alice", "10.9.9.9"), 30'000u);
+  now += 30'001;
+  EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 0u);
+  EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(250));  // counting starts again
+}
+
+TEST(Throttle, SuccessClearsTheUserButNotTheAddress) {
+  int64_t now = 5'000'000;
+  LoginThrottle t(3, 10'000, [&] { return now; });
+  t.recordFailure("alice", "a1");
+  t.recordFailure("alice", "a1");
+  t.recordSuccess("alice");
+  t.recordFailure("alice", "a2");  // fresh count for alice: no lock
+  EXPECT_EQ(t.blockedForMs("alice", "a2"), 0u);
+  t.recordFailure("mallory", "a1");  // a1's third failure within the window
+  EXPECT_EQ(t.blockedForMs("zed", "a1"), 10'000u);
+  // Old failures are forgiven after the window.
+  LoginThrottle u(3, 10'000, [&] { return now; });
+  u.recordFailure("x", "b");
+  u.recordFailure("x", "b");
+  now += 10'000;
+  EXPECT_EQ(u.recordFailure("x", "b"), std::chrono::milliseconds(250));
+  EXPECT_EQ(u.blockedForMs("x", "b"), 0u);
+}
+
+TEST(Throttle, ZeroDisables) {
+  LoginThrottle t(0, 10'000);
+  for (int i = 0; i < 20; i++) t.recordFailure("a", "b");
+  EXPECT_EQ(t.blockedForMs("a", "b"), 0u);
+}
+
+protocol::UserTable users(std::initializer_list<std::tuple<const char*, const char*, protocol::Role>> l) {
+  protocol::UserTable t;
+  for (const auto& [n, h, r] : l) t.users.push_back({n, h, r});
+  return t;
+}
+
+TEST(AuthStore, SessionsExpireAndFollowTheUserTable) {
+  int64_t now = 1'000'000;
+  AuthStore store([&] { return now; });
+  (void)store.setUsers(users({{"alice", "h1", protocol::Role::kUser},
+                              {"bob", "h2", protocol::Role::kViewer}}));
+  std::string ta = newToken(), tb = newToken(), tc = newToken();
+  store.addSession({hashToken(ta), "alice", now + 1000});
+  store.addSession({hashToken(tb), "bob", now + 1000});
+  store.addSession({hashToken(tc), "ghost", now + 1000});
+  auto p = store.checkToken(ta);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->user, "alice");
+  EXPECT_EQ(p->role, protocol::Role::kUser);
+  EXPECT_FALSE(store.checkToken(tc).has_value());  // no such user
+  EXPECT_FALSE(store.checkToken(newToken()).has_value());
+  EXPECT_FALSE(store.checkToken("Bearer " + ta).has_value());
+
+  // Role changes apply at once; a new password hash drops the user's sessions.
+  auto dropped = store.setUsers(users({{"alice", "h1", protocol::Role::kAdmin},
+                                       {"bob", "h2-new", protocol::Role::kViewer}}));
+  ASSERT_EQ(dropped.size(), 2u);  // bob's (re-passworded) and ghost's (no such user)
+  EXPECT_EQ(store.checkToken(ta)->role, protocol::Role::kAdmin);
+  EXPECT_FALSE(store.checkToken(tb).has_value());
+
+  store.removeSession(hashToken(ta));
+  EXPECT_FALSE(store.checkToken(ta).has_value());
+  std::string td = newToken();
+  store.addSession({hashToken(td), "alice", now + 1000});
+  now += 1000;
+  EXPECT_FALSE(store.checkToken(td).has_value());  // expired
+}
+
+TEST(Passwords, VerifyAndBusy) {
+  char hash[crypto_pwhash_STRBYTES];
+  // Cheap parameters for the test (the real users file uses INTERACTIVE).
+  ASSERT_EQ(crypto_pwhash_str(hash, "secret", 6, 3, 8 << 20), 0);
+  std::string h = hash;
+  PasswordChecker checker(1);
+  using ms = std::chrono::milliseconds;
+  EXPECT_EQ(checker.verify(&h, "secret", ms(1000)), PasswordChecker::Outcome::kOk);
+  EXPECT_EQ(checker.verify(&h, "Secret", ms(1000)), PasswordChecker::Outcome::kWrong);
+  EXPECT_EQ(checker.verify(nullptr, "secret", ms(1000)), PasswordChecker::Outcome::kWrong);
+
+  // One slot held by a slow check: a second caller that cannot wait is told "busy".
+  char slow[crypto_pwhash_STRBYTES];
+  ASSERT_EQ(crypto_pwhash_str(slow, "pw", 2, 40, 32 << 20), 0);
+  std::string slow_hash = slow;
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(checker.verify(&slow_hash, "pw", ms(1000)), PasswordChecker::Outcome::kOk);
+  auto one_check = std::chrono::steady_clock::now() - t0;
+  ASSERT_GT(one_check, ms(100)) << "the slow hash must take long enough for this test";
+  auto held = std::async(std::launch::async, [&] { return checker.verify(&slow_hash, "pw", ms(1000)); });
+  std::this_thread::sleep_for(ms(30));
+  EXPECT_EQ(checker.verify(&h, "secret", ms(0)), PasswordChecker::Outcome::kBusy);
+  EXPECT_EQ(held.get(), PasswordChecker::Outcome::kOk);
+  EXPECT_EQ(checker.verify(&h, "secret", ms(0)), PasswordChecker::Outcome::kOk);
+}
+
+TEST(Seccomp, AllowlistHasNoDangerousCalls) {
+  auto calls = seccompAllowedSyscalls();
+  EXPECT_GT(calls.size(), 20u);
+  for (const char* bad : {"execve", "execveat", "fork", "vfork", "ptrace", "mount", "setuid",
+                          "setresuid", "setgid", "setgroups", "open", "openat", "socket",
+                          "connect", "bind", "listen", "kill", "clone3", "clone", "chmod",
+                          "unlink", "prctl", "seccomp", "capset"}) {
+    EXPECT_EQ(std::count(calls.begin(), calls.end(), bad), 0) << bad;
+  }
+}
+
+// --- supervisor channel over a real socketpair ------------------------------------------------
+
+class ChannelTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(protocol::makeChannelPair(fds_).ok()); }
+  void TearDown() override {
+    channel_.reset();
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  // The fake supervisor side.
+  void send(const std::string& frame) { ASSERT_TRUE(protocol::sendFrame(fds_[0], frame).ok()); }
+  protocol::FrameHeader receive(std::string* frame) {
+    auto r = protocol::recvFrame(fds_[0], frame);
+    EXPECT_TRUE(r.ok() && r.value() == protocol::RecvStatus::kFrame);
+    std::string_view payload;
+    auto h = protocol::decodeHeader(*frame, &payload);
+    EXPECT_TRUE(h.ok());
+    return h.ok() ? h.value() : protocol::FrameHeader{};
+  }
+  static std::string payloadOf(const std::string& frame) {
+    return frame.substr(protocol::kHeaderSize);
+  }
+
+  int fds_[2] = {-1, -1};
+  std::unique_ptr<SupervisorChannel> channel_;
+};
+
+TEST_F(ChannelTest, StartUpTablesThenReady) {
+  protocol::UserTable u;
+  u.users.push_back({"alice", "$argon2id$x", protocol::Role::kAdmin});
+  send(protocol::encodeUserTable(0, u));
+  protocol::SessionTable s1, s2;
+  s1.sessions.push_back({hashToken("jw_a"), "alice", 111});
+  s2.sessions.push_back({hashToken("jw_b"), "alice", 222});
+  send(protocol::encodeSessionTable(0, s1, protocol::kFlagMore));
+  send(protocol::encodeSessionTable(0, s2));
+  channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
+  auto t = channel_->receiveInitialTables();
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  ASSERT_EQ(t.value().users.users.size(), 1u);
+  ASSERT_EQ(t.value().sessions.size(), 2u);
+  EXPECT_EQ(t.value().sessions[1].expires_at_ms, 222);
+  ASSERT_TRUE(channel_->sendReady().ok());
+  std::string f;
+  auto h = receive(&f);
+  EXPECT_EQ(h.type, protocol::MsgType::kReady);
+  EXPECT_EQ(h.request_id, 0u);
+}
+
+TEST_F(ChannelTest, WrongFirstFrameIsAnError) {
+  send(protocol::encodeSessionTable(0, protocol::SessionTable{}));
+  channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
+  EXPECT_FALSE(channel_->receiveInitialTables().ok());
+}
+
+TEST_F(ChannelTest, ConcurrentRequestsGetTheirOwnReplies) {
+  channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
+  std::atomic<int> user_tables{0};
+  std::promise<std::string> closed;
+  channel_->start([&](protocol::UserTable t) { user_tables += static_cast<int>(t.users.size()); },
+                  [&](const std::string& why) { closed.set_value(why); });
+  constexpr int kN = 8;
+  std::vector<std::future<Reply<protocol::JobStatus>>> replies;
+  for (int i = 0; i < kN; i++) {
+    replies.push_back(std::async(std::launch::async, [&, i] {
+      return channel_->jobGet(protocol::JobRef{"alice", "job-" + std::to_string(i)});
+    }));
+  }
+  // Collect all requests, then answer in reverse order, with an unsolicited table between.
+  std::vector<std::pair<uint32_t, std::string>> got;
+  for (int i = 0; i < kN; i++) {
+    std::string f;
+    auto h = receive(&f);
+    ASSERT_EQ(h.type, protocol::MsgType::kJobGet);
+    auto ref = protocol::decodeJobGetPayload(payloadOf(f));
+    ASSERT_TRUE(ref.ok());
+    got.emplace_back(h.request_id, ref.value().job_id);
+  }
+  protocol::UserTable u;
+  u.users.push_back({"x", "h", protocol::Role::kUser});
+  u.users.push_back({"y", "h", protocol::Role::kUser});
+  send(protocol::encodeUserTable(0, u));
+  for (auto it = got.rbegin(); it != got.rend(); ++it) {
+    if (it->second == "job-3") {
+      send(protocol::encodeErrorReply(it->first, {protocol::ErrorCode::kNotFound, 0, "nope"}));
+      continue;
+    }
+    protocol::JobStatus s;
+    s.id = it->second;
+    send(protocol::encodeJobStatus(it->first, s));
+  }
+  for (int i = 0; i < kN; i++) {
+    auto r = replies[i].get();
+    if (i == 3) {
+      ASSERT_FALSE(r.ok());
+      EXPECT_EQ(r.error().code, protocol::ErrorCode::kNotFound);
+    } else {
+      ASSERT_TRUE(r.ok());
+      EXPECT_EQ(r.value().id, "job-" + std::to_string(i));
+    }
+  }
+  EXPECT_EQ(user_tables.load(), 2);
+
+  // Multi-frame list reply.
+  auto list = std::async(std::launch::async, [&] { return channel_->jobList({"alice", true, 0}); });
+  std::string f;
+  auto h = receive(&f);
+  ASSERT_EQ(h.type, protocol::MsgType::kJobList);
+  protocol::JobListReply p1, p2;
+  p1.jobs.resize(2);
+  p1.jobs[0].id = "a";
+  p1.jobs[1].id = "b";
+  p2.jobs.resize(1);
+  p2.jobs[0].id = "c";
+  send(protocol::encodeJobListReply(h.request_id, p1, protocol::kFlagMore));
+  send(protocol::encodeJobListReply(h.request_id, p2));
+  auto l = list.get();
+  ASSERT_TRUE(l.ok());
+  ASSERT_EQ(l.value().size(), 3u);
+  EXPECT_EQ(l.value()[2].id, "c");
+
+  // The supervisor going away reaches on_closed.
+  ::shutdown(fds_[0], SHUT_RDWR);
+  auto fut = closed.get_future();
+  ASSERT_EQ(fut.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_NE(fut.get().find("closed"), std::string::npos);
+}
+
+TEST_F(ChannelTest, MalformedFrameClosesTheChannel) {
+  channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
+  std::promise<std::string> closed;
+  channel_->start(nullptr, [&](const std::string& why) { closed.set_value(why); });
+  send(std::string("\x01\x00\x00\x00\x05\x00\x00\x00", 8));  // Ready (F->S) sent by S
+  auto fut = closed.get_future();
+  ASSERT_EQ(fut.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_FALSE(fut.get().empty());
+}
+
+// --- the HTTPS server over real loopback TLS --------------------------------------------------
+
+class EchoHandler : public RequestHandler {
+ public:
+  void handle(const HttpRequest& r, Responder& out) override {
+    calls++;
+    if (r.target == "/big") {
+      // 3 MiB in 64 KiB chunks, as the log route sends it.
+      out.startChunked(200, {{"X-Test", "1"}}, "application/octet-stream");
+      std::string piece(64 * 1024, 'x');
+      for (int i = 0; i < 48; i++) {
+        piece[0] = static_cast<char>('a' + i % 26);
+        if (!out.writeChunk(piece)) return;
+      }
+      out.finishChunked();
+      return;
+    }
+    if (r.target == "/slow") std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    out.send(200, {}, "text/plain", r.method + " " + r.target + " " + std::to_string(r.body.size()) +
+                                         " " + r.authorization + " " + r.client_addr);
+  }
+  std::atomic<int> calls{0};
+};
+
+std::string tempDir() {
+  char tmpl[] = "/tmp/jwfrontXXXXXX";
+  char* d = mkdtemp(tmpl);
+  return d ? d : "";
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    Poco::Net::initializeSSL();
+    dir_ = tempDir();
+    std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+                      "-subj /CN=localhost -keyout " + dir_ + "/key.pem -out " + dir_ +
+                      "/cert.pem >/dev/null 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  }
+  static void TearDownTestSuite() {
+    std::string cmd = "rm -rf " + dir_;
+    if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << cmd;
+  }
+
+  void start(ServerLimits limits) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(listen_fd_, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(::listen(listen_fd_, 128), 0);
+    socklen_t len = sizeof a;
+    ASSERT_EQ(getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len), 0);
+    port_ = ntohs(a.sin_port);
+    auto ctx = makeTlsContext(dir_ + "/cert.pem", dir_ + "/key.pem");
+    ASSERT_TRUE(ctx.ok()) << ctx.error().message;
+    server_ = std::make_unique<TlsServer>(listen_fd_, ctx.value(), limits, handler_);
+    ASSERT_TRUE(server_->start().ok());
+  }
+  void TearDown() override {
+    server_.reset();
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+  }
+
+  Poco::Net::Context::Ptr clientContext() {
+    Poco::Net::Context::Params p;
+    p.verificationMode = Poco::Net::Context::VERIFY_NONE;
+    return new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, p);
+  }
+
+  // One request on a fresh or given session; returns status and body.
+  std::pair<int, std::string> request(Poco::Net::HTTPSClientSession& s, const std::string& method,
+                                      const std::string& path, const std::string& body = "") {
+    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    req.setContentLength(static_cast<std::streamsize>(body.size()));
+    s.sendRequest(req) << body;
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = s.receiveResponse(resp);
+    std::string out;
+    Poco::StreamCopier::copyToString(in, out);
+    last_headers_ = resp;
+    return {resp.getStatus(), out};
+  }
+
+  int rawConnect() {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    return fd;
+  }
+
+  static std::string dir_;
+  EchoHandler handler_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::unique_ptr<TlsServer> server_;
+  Poco::Net::HTTPResponse last_headers_;
+};
+std::string ServerTest::dir_;
+
+TEST_F(ServerTest, KeepAliveRequestsAndBodies) {
+  start(ServerLimits{});
+  Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+  s.setKeepAlive(true);
+  auto [st, body] = request(s, "GET", "/a?b=c");
+  EXPECT_EQ(st, 200);
+  EXPECT_EQ(body, "GET /a?b=c 0  127.0.0.1");
+  EXPECT_EQ(last_headers_.get("Cache-Control"), "no-store");
+  auto [st2, body2] = request(s, "POST", "/p", std::string(5000, 'z'));
+  EXPECT_EQ(st2, 200);
+  EXPECT_EQ(body2, "POST /p 5000  127.0.0.1");
+  EXPECT_EQ(handler_.calls.load(), 2);
+}
+
+TEST_F(ServerTest, OversizedBodyIs413BeforeReading) {
+  ServerLimits l;
+  l.max_request_body = 1000;
+  start(l);
+  Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+  auto [st, body] = request(s, "POST", "/p", std::string(1001, 'z'));
+  EXPECT_EQ(st, 413);
+  EXPECT_NE(body.find("too_large"), std::string::npos);
+  EXPECT_EQ(handler_.calls.load(), 0);
+  Poco::Net::HTTPSClientSession s2("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+  EXPECT_EQ(request(s2, "POST", "/p", std::string(1000, 'z')).first, 200);
+  // Chunked bodies are cut off too.
+  Poco::Net::HTTPSClientSession s3("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+  Poco::Net::HTTPRequest req("POST", "/p", Poco::Net::HTTPMessage::HTTP_1_1);
+  req.setChunkedTransferEncoding(true);
+  s3.sendRequest(req) << std::string(3000, 'y');
+  Poco::Net::HTTPResponse resp;
+  s3.receiveResponse(resp);
+  EXPECT_EQ(resp.getStatus(), 413);
+}
+
+TEST_F(ServerTest, ChunkedStreamArrivesIntact) {
+  start(ServerLimits{});
+  Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+  auto [st, body] = request(s, "GET", "/big");
+  EXPECT_EQ(st, 200);
+  ASSERT_EQ(body.size(), 48u * 64 * 1024);
+  for (int i = 0; i < 48; i++) EXPECT_EQ(body[static_cast<size_t>(i) * 64 * 1024], 'a' + i % 26);
+  EXPECT_TRUE(last_headers_.getChunkedTransferEncoding());
+  // The connection is reusable after a complete chunked body.
+  EXPECT_EQ(request(s, "GET", "/x").first, 200);
+}
+
+TEST_F(ServerTest, SilentConnectionsDoNotStarveTheWorkers) {
+  ServerLimits l;
+  l.threads = 2;  // far fewer workers than silent connections
+  l.max_connections_per_client = 100;
+  l.handshake_timeout_ms = 20'000;
+  start(l);
+  std::vector<int> silent;
+  for (int i = 0; i < 40; i++) silent.push_back(rawConnect());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto t0 = std::chrono::steady_clock::now();
+  Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+  EXPECT_EQ(request(s, "GET", "/ok").first, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  for (int fd : silent) ::close(fd);
+}
+
+TEST_F(ServerTest, PerClientCapEvictsIdleConnections) {
+  ServerLimits l;
+  l.threads = 2;
+  l.max_connections_per_client = 4;
+  start(l);
+  std::vector<int> silent;
+  for (int i = 0; i < 10; i++) silent.push_back(rawConnect());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // The oldest silent ones were closed to make room: reading them gives EOF.
+  char c;
+  EXPECT_EQ(::recv(silent[0], &c, 1, MSG_DONTWAIT), 0);
+  Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+  EXPECT_EQ(request(s, "GET", "/ok").first, 200);
+  for (int fd : silent) ::close(fd);
+}
+
+TEST_F(ServerTest, HandshakeTimeoutClosesSilentConnections) {
+  ServerLimits l;
+  l.handshake_timeout_ms = 300;
+  start(l);
+  int fd = rawConnect();
+  timeval tv{3, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  auto t0 = std::chrono::steady_clock::now();
+  char c;
+  EXPECT_EQ(::recv(fd, &c, 1, 0), 0);  // closed by the server
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  ::close(fd);
+}
+
+TEST_F(ServerTest, IdleKeepAliveConnectionsDoNotHoldWorkers) {
+  ServerLimits l;
+  l.threads = 1;
+  start(l);
+  // Ten clients each make one request and keep their connection open and idle.
+  std::vector<std::unique_ptr<Poco::Net::HTTPSClientSession>> idle;
+  for (int i = 0; i < 10; i++) {
+    idle.push_back(std::make_unique<Poco::Net::HTTPSClientSession>(
+        "127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext()));
+    idle.back()->setKeepAlive(true);
+    ASSERT_EQ(request(*idle.back(), "GET", "/x").first, 200);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+  EXPECT_EQ(request(s, "GET", "/ok").first, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  // And the idle ones still work.
+  EXPECT_EQ(request(*idle[0], "GET", "/again").first, 200);
+}
+
+TEST_F(ServerTest, MalformedHttpIs400) {
+  start(ServerLimits{});
+  Poco::Net::SecureStreamSocket sock(clientContext());
+  sock.connect(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port_)));
+  std::string junk = "GARBAGE\r\n\r\n";
+  sock.sendBytes(junk.data(), static_cast<int>(junk.size()));
+  char buf[512];
+  int n = sock.receiveBytes(buf, sizeof buf);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<size_t>(n)).substr(0, 12), "HTTP/1.1 400");
+}
+
+}  // namespace
+}  // namespace jw::frontend
