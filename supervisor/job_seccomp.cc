@@ -28,36 +28,68 @@ namespace {
 // filter is what still holds for jobs allowed to run as root and against kernel bugs.
 const int kDeniedSyscalls[] = {
     // Loading code into the kernel or replacing it.
-    SCMP_SYS(init_module), SCMP_SYS(finit_module), SCMP_SYS(delete_module),
-    SCMP_SYS(create_module), SCMP_SYS(kexec_load), SCMP_SYS(kexec_file_load),
+    SCMP_SYS(init_module),
+    SCMP_SYS(finit_module),
+    SCMP_SYS(delete_module),
+    SCMP_SYS(create_module),
+    SCMP_SYS(kexec_load),
+    SCMP_SYS(kexec_file_load),
     // The machine itself: reboot, swap, the clock, accounting, quotas.
-    SCMP_SYS(reboot), SCMP_SYS(swapon), SCMP_SYS(swapoff), SCMP_SYS(settimeofday),
-    SCMP_SYS(clock_settime), SCMP_SYS(adjtimex), SCMP_SYS(clock_adjtime), SCMP_SYS(acct),
-    SCMP_SYS(quotactl), SCMP_SYS(quotactl_fd), SCMP_SYS(nfsservctl), SCMP_SYS(vhangup),
+    SCMP_SYS(reboot),
+    SCMP_SYS(swapon),
+    SCMP_SYS(swapoff),
+    SCMP_SYS(settimeofday),
+    SCMP_SYS(clock_settime),
+    SCMP_SYS(adjtimex),
+    SCMP_SYS(clock_adjtime),
+    SCMP_SYS(acct),
+    SCMP_SYS(quotactl),
+    SCMP_SYS(quotactl_fd),
+    SCMP_SYS(nfsservctl),
+    SCMP_SYS(vhangup),
     // Mounts, old and new API: the job's mount namespace is set up by the supervisor and stays so
     // (a root job could otherwise unmount its private /proc and /tmp and see the host's).
-    SCMP_SYS(mount), SCMP_SYS(umount2), SCMP_SYS(pivot_root), SCMP_SYS(fsopen),
-    SCMP_SYS(fsconfig), SCMP_SYS(fsmount), SCMP_SYS(fspick), SCMP_SYS(move_mount),
-    SCMP_SYS(open_tree), SCMP_SYS(mount_setattr),
+    SCMP_SYS(mount),
+    SCMP_SYS(umount2),
+    SCMP_SYS(pivot_root),
+    SCMP_SYS(fsopen),
+    SCMP_SYS(fsconfig),
+    SCMP_SYS(fsmount),
+    SCMP_SYS(fspick),
+    SCMP_SYS(move_mount),
+    SCMP_SYS(open_tree),
+    SCMP_SYS(mount_setattr),
     // Joining other namespaces (user namespace creation is filtered on the flags below).
     SCMP_SYS(setns),
     // Kernel programmability and introspection: eBPF, perf, the kernel log, profiling cookies.
-    SCMP_SYS(bpf), SCMP_SYS(perf_event_open), SCMP_SYS(syslog), SCMP_SYS(lookup_dcookie),
+    SCMP_SYS(bpf),
+    SCMP_SYS(perf_event_open),
+    SCMP_SYS(syslog),
+    SCMP_SYS(lookup_dcookie),
     // Keyrings are not namespaced: keys are shared with the host and every other job.
-    SCMP_SYS(add_key), SCMP_SYS(request_key), SCMP_SYS(keyctl),
+    SCMP_SYS(add_key),
+    SCMP_SYS(request_key),
+    SCMP_SYS(keyctl),
     // Reaching into other processes. Inside a PID namespace only the job's own processes are
     // visible, so ptrace would mostly reach the job itself; it is still denied: it has a long
     // kernel CVE history, and with isolation.pid off it would reach every process of the same
     // account, other jobs included. (Debuggers and strace do not work in jobs.)
-    SCMP_SYS(ptrace), SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev), SCMP_SYS(kcmp),
+    SCMP_SYS(ptrace),
+    SCMP_SYS(process_vm_readv),
+    SCMP_SYS(process_vm_writev),
+    SCMP_SYS(kcmp),
     SCMP_SYS(pidfd_getfd),
     // File handles bypass path lookup and so the mount namespace ("shocker" escape).
-    SCMP_SYS(open_by_handle_at), SCMP_SYS(name_to_handle_at),
+    SCMP_SYS(open_by_handle_at),
+    SCMP_SYS(name_to_handle_at),
     // Raw hardware I/O ports.
-    SCMP_SYS(iopl), SCMP_SYS(ioperm),
+    SCMP_SYS(iopl),
+    SCMP_SYS(ioperm),
     // Favourites of kernel exploits, rarely needed by jobs: userfaultfd widens race windows,
     // io_uring has had a steady stream of privilege escalations.
-    SCMP_SYS(userfaultfd), SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_enter),
+    SCMP_SYS(userfaultfd),
+    SCMP_SYS(io_uring_setup),
+    SCMP_SYS(io_uring_enter),
     SCMP_SYS(io_uring_register),
     // Obsolete interfaces kept only for old binaries.
     SCMP_SYS(uselib),

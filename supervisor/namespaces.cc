@@ -137,13 +137,20 @@ pid_t cloneJobProcess(int clone_flags, int cgroup_dir_fd) {
 
 const char* containmentStepName(ContainmentStep step) {
   switch (step) {
-    case ContainmentStep::kNone: return "none";
-    case ContainmentStep::kMountPropagation: return "make / a recursive slave mount";
-    case ContainmentStep::kProc: return "mount /proc";
-    case ContainmentStep::kTmp: return "mount tmpfs on /tmp";
-    case ContainmentStep::kShm: return "mount tmpfs on /dev/shm";
-    case ContainmentStep::kLoopback: return "bring lo up";
-    case ContainmentStep::kHostname: return "sethostname";
+    case ContainmentStep::kNone:
+      return "none";
+    case ContainmentStep::kMountPropagation:
+      return "make / a recursive slave mount";
+    case ContainmentStep::kProc:
+      return "mount /proc";
+    case ContainmentStep::kTmp:
+      return "mount tmpfs on /tmp";
+    case ContainmentStep::kShm:
+      return "mount tmpfs on /dev/shm";
+    case ContainmentStep::kLoopback:
+      return "bring lo up";
+    case ContainmentStep::kHostname:
+      return "sethostname";
   }
   return "unknown containment step";
 }

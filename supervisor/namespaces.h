@@ -14,14 +14,14 @@ namespace jw::supervisor {
 
 // What isolation one job gets (from the config's isolation.* switches and the request's network).
 struct IsolationSpec {
-  bool pid = true;      // own PID namespace, with the job init (job_init.h) as its PID 1
-  bool mount = true;    // own mount namespace: fresh /proc, private /tmp and /dev/shm
-  bool net = true;      // own network namespace with only `lo` (false: "network": "host")
-  bool uts = true;      // own hostname
-  bool ipc = true;      // own System V IPC and POSIX message queues
-  bool seccomp = true;  // the default job seccomp profile (job_seccomp.h)
-  std::string hostname;          // with uts: jobHostname(id)
-  uint64_t tmp_size = 64 << 20;  // size= of the /tmp and /dev/shm tmpfs, bytes
+  bool pid = true;       // own PID namespace, with the job init (job_init.h) as its PID 1
+  bool mount = true;     // own mount namespace: fresh /proc, private /tmp and /dev/shm
+  bool net = true;       // own network namespace with only `lo` (false: "network": "host")
+  bool uts = true;       // own hostname
+  bool ipc = true;       // own System V IPC and POSIX message queues
+  bool seccomp = true;   // the default job seccomp profile (job_seccomp.h)
+  std::string hostname;  // with uts: jobHostname(id)
+  uint64_t tmp_size = 64ULL << 20;  // size= of the /tmp and /dev/shm tmpfs, bytes
 };
 
 // "job-" + the first 8 characters of the job id.

@@ -69,6 +69,10 @@ struct RunningJob {
   int out_fd = -1;     // stdout+stderr of the command
   int status_fd = -1;  // read end of the init's status pipe
   ~RunningJob() {
+    if (init_pid > 0) {  // a test gave up on it: the namespace dies with its init
+      kill(init_pid, SIGKILL);
+      waitpid(init_pid, nullptr, 0);
+    }
     for (int fd : {pidfd, out_fd, status_fd}) {
       if (fd >= 0) close(fd);
     }
@@ -76,8 +80,8 @@ struct RunningJob {
 };
 
 struct Finished {
-  int init_status = -1;        // the init's own wait status
-  std::optional<int> reported; // the command's, from the status pipe
+  int init_status = -1;         // the init's own wait status
+  std::optional<int> reported;  // the command's, from the status pipe
   std::string output;
 };
 
@@ -239,11 +243,13 @@ std::string readAll(int fd) {
   if (n != 1) {
     kill(job->init_pid, SIGKILL);
     waitpid(job->init_pid, nullptr, 0);
+    job->init_pid = -1;
     return ::testing::AssertionFailure() << "job did not end within " << timeout_ms << " ms";
   }
   if (waitpid(job->init_pid, &f->init_status, 0) != job->init_pid) {
     return ::testing::AssertionFailure() << "waitpid: " << strerror(errno);
   }
+  job->init_pid = -1;
   auto st = readJobStatus(job->status_fd);
   if (!st) return ::testing::AssertionFailure() << st.error().message;
   f->reported = *st;
@@ -339,8 +345,8 @@ TEST(IsolationPlan, FlagsLabelsAndChecks) {
   IsolationSpec spec;
   spec.hostname = jobHostname("0123456789abcdef");
   EXPECT_EQ(spec.hostname, "job-01234567");
-  EXPECT_EQ(cloneFlags(spec), CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS |
-                                  CLONE_NEWIPC);
+  EXPECT_EQ(cloneFlags(spec),
+            CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC);
   EXPECT_EQ(isolationLabels(spec),
             (std::vector<std::string>{"pid", "mount", "net", "uts", "ipc", "seccomp"}));
   auto plan = planContainment(spec);
@@ -446,8 +452,8 @@ TEST(Isolation, ASignalBeforeTheCommandStartsIsNotLost) {
 TEST(Isolation, OrphansAreReapedWhileTheJobRuns) {
   // The inner shell exits at once, orphaning its background sleep to PID 1; once that sleep ends
   // the init must reap it, or ps would show a zombie.
-  Finished f = run(defaults(), {"sh", "-c",
-                                "sh -c 'sleep 0.2 &'; sleep 1; ps -e -o pid=,stat=,comm="});
+  Finished f =
+      run(defaults(), {"sh", "-c", "sh -c 'sleep 0.2 &'; sleep 1; ps -e -o pid=,stat=,comm="});
   expectExited(f, 0);
   EXPECT_EQ(f.output.find(" Z"), std::string::npos) << f.output;
   EXPECT_EQ(f.output.find("defunct"), std::string::npos) << f.output;
@@ -455,8 +461,8 @@ TEST(Isolation, OrphansAreReapedWhileTheJobRuns) {
 
 TEST(Isolation, WhenTheCommandExitsEverythingLeftIsKilled) {
   RunningJob job;
-  ASSERT_TRUE(startJob(defaults(), Command{{"sh", "-c", "sleep 1000 & sleep 1000 & exit 5"}, {}},
-                       &job));
+  ASSERT_TRUE(
+      startJob(defaults(), Command{{"sh", "-c", "sleep 1000 & sleep 1000 & exit 5"}, {}}, &job));
   std::string ns = nsOf(job.init_pid, "pid");
   ASSERT_FALSE(ns.empty());
   Finished f;
@@ -477,17 +483,20 @@ TEST(Isolation, StopKillsAJobWhoseChildIgnoresSigtermAndOrphansAGrandchild) {
   ASSERT_TRUE(startJob(defaults(), Command{{"sh", "-c", script}, {}}, &job));
   std::string ns = nsOf(job.init_pid, "pid");
   ASSERT_FALSE(ns.empty());
-  // init, sh, two sleeps; one sleep's parent is the init.
-  ASSERT_TRUE(waitFor([&] { return processesInPidNs(ns).size() == 4; }));
-  std::vector<pid_t> pids = processesInPidNs(ns);
-  int orphans = 0;
-  for (pid_t p : pids) {
-    if (p != job.init_pid && procStatusField(p, "PPid") == std::to_string(job.init_pid) &&
-        procStatusField(p, "Name") == "sleep") {
-      orphans++;
+  // Settled: the init, sh and two sleeps, one of them an orphan whose parent is the init (the
+  // inner shell is gone).
+  std::vector<pid_t> pids;
+  auto settled = [&] {
+    pids = processesInPidNs(ns);
+    int sleeps = 0, orphans = 0;
+    for (pid_t p : pids) {
+      if (procStatusField(p, "Name") != "sleep") continue;
+      sleeps++;
+      if (procStatusField(p, "PPid") == std::to_string(job.init_pid)) orphans++;
     }
-  }
-  EXPECT_EQ(orphans, 1);
+    return pids.size() == 4 && sleeps == 2 && orphans == 1;
+  };
+  ASSERT_TRUE(waitFor(settled)) << pids.size() << " processes";
 
   // SIGTERM is forwarded and ignored: nothing ends.
   ASSERT_EQ(syscall(SYS_pidfd_send_signal, job.pidfd, SIGTERM, nullptr, 0), 0);
@@ -546,8 +555,8 @@ TEST(Isolation, TheJobDiesWithTheSupervisor) {
 // --- mount namespace --------------------------------------------------------------------------
 
 TEST(Isolation, TmpIsPrivateAndSizeLimited) {
-  std::string name = "jw-iso-" + std::to_string(getpid()) + "-" +
-                     std::to_string(std::random_device{}());
+  std::string name =
+      "jw-iso-" + std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
   std::string script = "echo secret > /tmp/" + name + " && cat /tmp/" + name +
                        " && stat -f -c 'blocks=%b bsize=%S' /tmp"
                        " && if head -c 2097152 /dev/zero > /tmp/big 2>/dev/null;"
@@ -634,8 +643,8 @@ TEST(Isolation, TheHostsLoopbackIsUnreachable) {
   };
   Finished f = run(defaults(), probe);
   expectExited(f, 0);
-  EXPECT_EQ(f.output, std::string("connect=") + strerror(ECONNREFUSED) + "\nown=" + strerror(0) +
-                          "\n");
+  EXPECT_EQ(f.output,
+            std::string("connect=") + strerror(ECONNREFUSED) + "\nown=" + strerror(0) + "\n");
   JobOptions host = defaults();
   host.spec.net = false;  // "network": "host" reaches it
   Finished h = run(host, probe);
@@ -676,7 +685,8 @@ TEST(Isolation, NamespacesDifferFromTheHosts) {
 TEST(Isolation, NonRootJobHasNoCapabilityAtAll) {
   JobOptions o = defaults();
   o.uid = kNobody;
-  Finished f = run(o, {"sh", "-c", "id -u; grep -E '^(Cap[A-Za-z]+|NoNewPrivs|Seccomp):' /proc/self/status"});
+  Finished f = run(
+      o, {"sh", "-c", "id -u; grep -E '^(Cap[A-Za-z]+|NoNewPrivs|Seccomp):' /proc/self/status"});
   expectExited(f, 0);
   EXPECT_EQ(f.output,
             "65534\n"
@@ -697,8 +707,9 @@ TEST(Isolation, NonRootJobCannotTouchTheInit) {
   });
   expectExited(f, 0);
   // The init stays root: its memory (a copy of the supervisor's) and its life are out of reach.
-  EXPECT_TRUE(f.output == std::string("mem=") + strerror(EPERM) + " kill=" + strerror(EPERM) + "\n" ||
-              f.output == std::string("mem=") + strerror(EACCES) + " kill=" + strerror(EPERM) + "\n")
+  EXPECT_TRUE(
+      f.output == std::string("mem=") + strerror(EPERM) + " kill=" + strerror(EPERM) + "\n" ||
+      f.output == std::string("mem=") + strerror(EACCES) + " kill=" + strerror(EPERM) + "\n")
       << f.output;
 }
 
@@ -715,8 +726,7 @@ TEST(Isolation, BlockedSyscallsGetEperm) {
     std::printf("ptrace=%d ", ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) == 0 ? 0 : errno);
     std::printf("bpf=%d ", syscall(SYS_bpf, 0, nullptr, 0) == 0 ? 0 : errno);
     std::printf("reboot=%d ", syscall(SYS_reboot, 0, 0, 0, nullptr) == 0 ? 0 : errno);
-    std::printf("mount=%d ",
-                mount("none", "/mnt", "tmpfs", 0, nullptr) == 0 ? 0 : errno);
+    std::printf("mount=%d ", mount("none", "/mnt", "tmpfs", 0, nullptr) == 0 ? 0 : errno);
     std::printf("unshare_user=%d ", unshare(CLONE_NEWUSER) == 0 ? 0 : errno);
     std::printf("clone3=%d\n", syscall(SYS_clone3, nullptr, 0) == 0 ? 0 : errno);
     return 0;
@@ -724,8 +734,9 @@ TEST(Isolation, BlockedSyscallsGetEperm) {
   // As root (the strongest case: only the filter stands in the way).
   Finished f = run(defaults(), probe);
   expectExited(f, 0);
-  EXPECT_EQ(f.output,
-            "keyctl=1 ptrace=1 bpf=1 reboot=1 mount=1 unshare_user=1 clone3=38\n");  // EPERM, ENOSYS
+  EXPECT_EQ(
+      f.output,
+      "keyctl=1 ptrace=1 bpf=1 reboot=1 mount=1 unshare_user=1 clone3=38\n");  // EPERM, ENOSYS
   // The control: without the profile none of these is EPERM for root (reboot's bad magic is
   // EINVAL, bpf's null attr EFAULT, clone3's null args EFAULT...).
   JobOptions off = defaults();
