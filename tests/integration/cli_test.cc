@@ -1,1 +1,560 @@
-// placeholder (being written)
+// Integration tests of the `jobworker` CLI binary against the real daemon over real HTTPS: login,
+// start/status/list/stop/logs, run's exit statuses, live follow, resume across a frontend kill,
+// JSON output, and the error lines and exit statuses users see. Runs in the test process.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon.h"
+
+namespace jw::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Poco::JSON::Object::Ptr parseObject(const std::string& text) {
+  Poco::JSON::Parser p;
+  auto v = p.parse(text);
+  return v.extract<Poco::JSON::Object::Ptr>();
+}
+
+// The lines "line 0\n" ... "line N-1\n" a test job prints.
+std::string numberedLines(int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += "line " + std::to_string(i) + "\n";
+  return s;
+}
+
+// A shell loop printing numberedLines(n), sleeping `pause` seconds between lines.
+std::vector<std::string> slowPrinter(int n, const std::string& pause) {
+  return {"sh", "-c",
+          "i=0; while [ $i -lt " + std::to_string(n) + " ]; do echo \"line $i\"; i=$((i+1)); sleep " +
+              pause + "; done"};
+}
+
+bool isUuid(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+  }
+  return true;
+}
+
+size_t lineCount(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    daemon_ = Daemon::start().release();
+    if (daemon_ != nullptr) daemon_->addUser("bob", "user", "bob-password-1");
+  }
+  static void TearDownTestSuite() {
+    delete daemon_;
+    daemon_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_NE(daemon_, nullptr) << "the daemon did not start";
+    for (const char* v : {"JOBWORKER_SERVER", "JOBWORKER_TOKEN", "JOBWORKER_CA_FILE"}) unsetenv(v);
+    xdg_ = makeTempDir("jwcli");
+  }
+  void TearDown() override { removeTree(xdg_); }
+
+  const Daemon& d() const { return *daemon_; }
+
+  // The jobworker binary with this test's private config directory.
+  CmdResult cli(std::vector<std::string> args, const std::string& in = "",
+                std::vector<std::string> env = {}, int timeout_s = 120) {
+    args.insert(args.begin(), binary("jobworker"));
+    env.push_back("XDG_CONFIG_HOME=" + xdg_);
+    return run(args, in, env, timeout_s);
+  }
+
+  void loginAdmin() {
+    CmdResult r = cli({"login", "--server", d().url(), "--ca-file", d().caFile(), "--user", "admin",
+                       "--password-stdin"},
+                      d().adminPassword() + "\n");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  std::string configFile() const { return xdg_ + "/jobworker/config.json"; }
+
+  // Polls `status --output json` until the job is no longer running.
+  Poco::JSON::Object::Ptr waitEnded(const std::string& id) {
+    auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (Clock::now() < deadline) {
+      CmdResult r = cli({"status", "--output", "json", id});
+      if (r.exit_code != 0) {
+        ADD_FAILURE() << r.err;
+        return nullptr;
+      }
+      auto o = parseObject(r.out);
+      if (o->getValue<std::string>("state") != "running") return o;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "job " << id << " did not end";
+    return nullptr;
+  }
+
+  static Daemon* daemon_;
+  std::string xdg_;
+};
+
+Daemon* CliTest::daemon_ = nullptr;
+
+// ---- login, whoami, logout --------------------------------------------------------------------
+
+TEST_F(CliTest, LoginStoresAPrivateConfigAndWhoamiReadsIt) {
+  loginAdmin();
+  struct stat st {};
+  ASSERT_EQ(stat(configFile().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat((xdg_ + "/jobworker").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  auto cfg = parseObject(readFile(configFile()));
+  EXPECT_EQ(cfg->getValue<std::string>("server"), d().url());
+  EXPECT_EQ(cfg->getValue<std::string>("ca_file"), d().caFile());
+  EXPECT_EQ(cfg->getValue<std::string>("token").rfind("jw_", 0), 0u);
+
+  CmdResult who = cli({"whoami"});
+  ASSERT_EQ(who.exit_code, 0) << who.err;
+  EXPECT_NE(who.out.find("user:   admin"), std::string::npos) << who.out;
+  EXPECT_NE(who.out.find("role:   admin"), std::string::npos) << who.out;
+  CmdResult json = cli({"whoami", "--output", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(parseObject(json.out)->getValue<std::string>("role"), "admin");
+}
+
+TEST_F(CliTest, ConfigReadableByOthersIsRefused) {
+  loginAdmin();
+  ASSERT_EQ(chmod(configFile().c_str(), 0644), 0);
+  CmdResult r = cli({"whoami"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("accessible by group or others (mode 0644): run 'chmod 600 " + configFile()),
+            std::string::npos) << r.err;
+  EXPECT_EQ(lineCount(r.err), 1u) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+TEST_F(CliTest, LogoutRevokesTheToken) {
+  loginAdmin();
+  std::string token = parseObject(readFile(configFile()))->getValue<std::string>("token");
+  CmdResult out = cli({"logout"});
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  EXPECT_FALSE(parseObject(readFile(configFile()))->has("token"));
+  CmdResult who = cli({"whoami"});
+  EXPECT_EQ(who.exit_code, 1);
+  EXPECT_NE(who.err.find("not logged in: run 'jobworker login --server " + d().url() + "'"),
+            std::string::npos) << who.err;
+  // The server forgot it too: the same token from the environment is refused.
+  CmdResult old = cli({"whoami"}, "", {"JOBWORKER_TOKEN=" + token});
+  EXPECT_EQ(old.exit_code, 1);
+  EXPECT_NE(old.err.find("session expired or revoked"), std::string::npos) << old.err;
+}
+
+TEST_F(CliTest, EnvironmentOverridesWithoutAConfigFile) {
+  std::string token = login(d(), "admin", d().adminPassword());
+  CmdResult r = cli({"run", "--", "sh", "-c", "echo from-env"}, "",
+                    {"JOBWORKER_SERVER=" + d().url(), "JOBWORKER_TOKEN=" + token,
+                     "JOBWORKER_CA_FILE=" + d().caFile()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "from-env\n");
+}
+
+// ---- run ----------------------------------------------------------------------------------------
+
+TEST_F(CliTest, RunPassesTheJobsExitStatusThrough) {
+  loginAdmin();
+  CmdResult three = cli({"run", "--", "sh", "-c", "echo hi; exit 3"});
+  EXPECT_EQ(three.exit_code, 3) << three.err;
+  EXPECT_EQ(three.out, "hi\n");
+  EXPECT_EQ(three.err, "");
+  CmdResult zero = cli({"run", "--", "true"});
+  EXPECT_EQ(zero.exit_code, 0) << zero.err;
+  CmdResult killed = cli({"run", "--", "sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(killed.exit_code, 128 + 9) << killed.err;
+  CmdResult not_found = cli({"run", "--", "/nonexistent/program"});
+  EXPECT_EQ(not_found.exit_code, 127) << not_found.err;
+  EXPECT_EQ(not_found.err.rfind("jobworker: cannot run '/nonexistent/program': ", 0), 0u) << not_found.err;
+  CmdResult not_exec = cli({"run", "--", "/etc/passwd"});
+  EXPECT_EQ(not_exec.exit_code, 126) << not_exec.err;
+}
+
+TEST_F(CliTest, RunSeparatesStderrOnRequest) {
+  loginAdmin();
+  CmdResult r = cli({"run", "--separate-stderr", "--", "sh", "-c", "echo out; echo err >&2; exit 4"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_EQ(r.err, "err\n");
+}
+
+TEST_F(CliTest, RunIsBinarySafe) {
+  loginAdmin();
+  // Every byte value, several times over, through printf's octal escapes.
+  std::string script = "i=0; while [ $i -lt 4 ]; do j=0; while [ $j -lt 256 ]; do "
+                       "printf \"\\\\$(printf %03o $j)\"; j=$((j+1)); done; i=$((i+1)); done";
+  CmdResult r = cli({"run", "--", "sh", "-c", script});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string expected;
+  for (int i = 0; i < 4; ++i) {
+    for (int b = 0; b < 256; ++b) expected += static_cast<char>(b);
+  }
+  EXPECT_EQ(r.out, expected);
+}
+
+// Spawns the CLI with its stdout on a pipe, for tests that must signal it while it runs.
+struct Spawned {
+  pid_t pid = -1;
+  int out = -1;
+  int err = -1;
+};
+
+Spawned spawnCli(const std::vector<std::string>& args, const std::string& xdg) {
+  Spawned s;
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return s;
+  std::vector<std::string> argv = {binary("jobworker")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string env_xdg = "XDG_CONFIG_HOME=" + xdg;
+  s.pid = fork();
+  if (s.pid == 0) {
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    signal(SIGINT, SIG_DFL);
+    putenv(env_xdg.data());
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  s.out = out[0];
+  s.err = err[0];
+  return s;
+}
+
+// Reads fd until `needle` appears (or EOF / timeout); returns what was read.
+std::string readUntil(int fd, const std::string& needle, int timeout_ms) {
+  std::string got;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  char buf[4096];
+  while (got.find(needle) == std::string::npos && Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+int waitExit(pid_t pid, int timeout_s) {
+  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  while (Clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+TEST_F(CliTest, CtrlCStopsTheJobAndKeepsStreaming) {
+  loginAdmin();
+  Spawned s = spawnCli({"run", "--", "sh", "-c",
+                        "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.1; done"},
+                       xdg_);
+  ASSERT_GT(s.pid, 0);
+  std::string out = readUntil(s.out, "ready\n", 20000);
+  ASSERT_EQ(out, "ready\n");
+  kill(s.pid, SIGINT);
+  // The job's own reaction to SIGTERM still arrives, and its status becomes ours.
+  out += readUntil(s.out, "got TERM\n", 20000);
+  // (sh may also report its `sleep` child being terminated: the whole job gets SIGTERM.)
+  EXPECT_EQ(out.rfind("ready\n", 0), 0u) << out;
+  EXPECT_GE(out.size(), 9u);
+  EXPECT_EQ(out.substr(out.size() - 9), "got TERM\n") << out;
+  EXPECT_EQ(waitExit(s.pid, 30), 5);
+  std::string err = readUntil(s.err, "\n\n", 100);
+  EXPECT_NE(err.find("stopping job"), std::string::npos) << err;
+  close(s.out);
+  close(s.err);
+}
+
+TEST_F(CliTest, SecondCtrlCDetaches) {
+  loginAdmin();
+  Spawned s = spawnCli({"run", "--", "sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"},
+                       xdg_);
+  ASSERT_GT(s.pid, 0);
+  ASSERT_EQ(readUntil(s.out, "ready\n", 20000), "ready\n");
+  kill(s.pid, SIGINT);
+  std::string err = readUntil(s.err, "detach)\n", 10000);
+  kill(s.pid, SIGINT);
+  err += readUntil(s.err, "logs -f ", 10000);
+  err += readUntil(s.err, "\n", 2000);
+  EXPECT_EQ(waitExit(s.pid, 10), 130);
+  size_t at = err.find("detached; reattach with: jobworker logs -f ");
+  ASSERT_NE(at, std::string::npos) << err;
+  std::string id = err.substr(at + std::strlen("detached; reattach with: jobworker logs -f "), 36);
+  EXPECT_TRUE(isUuid(id)) << id;
+  // The job ignores SIGTERM: the server's grace period ends it with SIGKILL.
+  auto st = waitEnded(id);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->getValue<int>("signal"), 9);
+  close(s.out);
+  close(s.err);
+}
+
+// ---- start, status, list, stop, logs ------------------------------------------------------------
+
+TEST_F(CliTest, StartStatusListStopLogs) {
+  loginAdmin();
+  CmdResult start = cli({"start", "--", "sh", "-c", "echo started; exec sleep 60"});
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  ASSERT_EQ(start.out.size(), 37u) << start.out;  // the id and a newline, nothing else
+  std::string id = start.out.substr(0, 36);
+  ASSERT_TRUE(isUuid(id)) << id;
+  std::string short_id = id.substr(0, 8);
+
+  CmdResult status = cli({"status", short_id});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("ID:"), std::string::npos);
+  EXPECT_NE(status.out.find(id), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("running"), std::string::npos) << status.out;
+
+  CmdResult list = cli({"list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(list.out.rfind("ID ", 0), 0u) << list.out;
+  EXPECT_NE(list.out.find(short_id + "   admin   running"), std::string::npos) << list.out;
+  CmdResult running = cli({"list", "--all", "--state", "running", "--quiet"});
+  ASSERT_EQ(running.exit_code, 0) << running.err;
+  EXPECT_NE(running.out.find(id + "\n"), std::string::npos) << running.out;
+
+  // Wait for the first line so `logs` has something to show.
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  CmdResult logs;
+  do {
+    logs = cli({"logs", id.substr(0, 12)});
+  } while (logs.out.empty() && Clock::now() < deadline);
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(logs.out, "started\n");
+
+  CmdResult stop = cli({"stop", "--grace", "2s", short_id});
+  ASSERT_EQ(stop.exit_code, 0) << stop.err;
+  EXPECT_EQ(stop.out, id + "\n");
+  auto st = waitEnded(id);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->getValue<std::string>("state"), "killed");
+  EXPECT_EQ(st->getValue<int>("signal"), 15);
+  CmdResult again = cli({"stop", id});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("has already finished"), std::string::npos) << again.err;
+  CmdResult stopped = cli({"list", "--state", "killed", "-q"});
+  EXPECT_NE(stopped.out.find(id), std::string::npos);
+}
+
+TEST_F(CliTest, OutputJsonParses) {
+  loginAdmin();
+  CmdResult start = cli({"start", "--output", "json", "--env", "GREETING=hello", "--", "sh", "-c",
+                         "echo $GREETING"});
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  auto job = parseObject(start.out);
+  std::string id = job->getValue<std::string>("id");
+  EXPECT_TRUE(isUuid(id));
+  EXPECT_EQ(job->getArray("command")->size(), 3u);
+  auto st = waitEnded(id);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->getValue<int>("exit_code"), 0);
+  CmdResult list = cli({"-o", "json", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  auto jobs = parseObject(list.out)->getArray("jobs");
+  ASSERT_TRUE(jobs);
+  bool found = false;
+  for (size_t i = 0; i < jobs->size(); ++i) {
+    found |= jobs->getObject(static_cast<unsigned>(i))->getValue<std::string>("id") == id;
+  }
+  EXPECT_TRUE(found) << list.out;
+  EXPECT_EQ(cli({"logs", id}).out, "hello\n");
+}
+
+TEST_F(CliTest, FollowReceivesASlowJobsOutputInOrder) {
+  loginAdmin();
+  std::vector<std::string> args = {"start", "--"};
+  for (const auto& a : slowPrinter(30, "0.1")) args.push_back(a);
+  CmdResult start = cli(args);
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  std::string id = start.out.substr(0, 36);
+  auto t0 = Clock::now();
+  CmdResult follow = cli({"logs", "-f", id.substr(0, 8)});
+  EXPECT_EQ(follow.exit_code, 0) << follow.err;
+  EXPECT_EQ(follow.out, numberedLines(30));
+  // It really waited for the job rather than returning what existed at the start.
+  EXPECT_GE(Clock::now() - t0, std::chrono::seconds(2));
+}
+
+TEST_F(CliTest, FollowResumesExactlyAfterTheFrontendIsKilled) {
+  loginAdmin();
+  std::vector<std::string> args = {"start", "--"};
+  for (const auto& a : slowPrinter(60, "0.1")) args.push_back(a);
+  CmdResult start = cli(args);
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  std::string id = start.out.substr(0, 36);
+  pid_t old_frontend = d().frontendPid();
+  ASSERT_GT(old_frontend, 0);
+
+  CmdResult follow;
+  std::thread follower([&] { follow = cli({"logs", "-f", id}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_EQ(kill(old_frontend, SIGKILL), 0);
+  follower.join();
+
+  EXPECT_EQ(follow.exit_code, 0) << follow.err;
+  EXPECT_EQ(follow.out, numberedLines(60));
+  // The drop really happened mid-stream and was resumed.
+  EXPECT_NE(follow.err.find("interrupted; reconnecting"), std::string::npos) << follow.err;
+  EXPECT_NE(d().frontendPid(), old_frontend);
+  EXPECT_EQ(cli({"logs", id}).out, numberedLines(60));
+}
+
+TEST_F(CliTest, AmbiguousPrefixIsReported) {
+  std::string token = login(d(), "admin", d().adminPassword());
+  // 17 jobs: two of them must share their first hex digit.
+  for (int i = 0; i < 17; ++i) startJob(d(), token, R"({"command":["true"]})");
+  loginAdmin();
+  CmdResult list = cli({"list", "--all", "-q"});
+  ASSERT_EQ(list.exit_code, 0);
+  std::map<char, int> first;
+  for (size_t at = 0; at < list.out.size(); at = list.out.find('\n', at) + 1) first[list.out[at]]++;
+  char shared = 0;
+  for (const auto& [c, n] : first) {
+    if (n > 1) shared = c;
+  }
+  ASSERT_NE(shared, 0);
+  CmdResult r = cli({"status", std::string(1, shared)});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("job prefix '" + std::string(1, shared) + "' is ambiguous"), std::string::npos)
+      << r.err;
+}
+
+// ---- errors -------------------------------------------------------------------------------------
+
+TEST_F(CliTest, NoServerIsConnectionRefused) {
+  std::string url = "https://127.0.0.1:" + std::to_string(freePort());
+  CmdResult r = cli({"login", "--server", url, "--ca-file", d().caFile(), "--user", "admin",
+                     "--password-stdin"},
+                    "x\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("jobworker: cannot reach " + url + ": connection refused", 0), 0u) << r.err;
+  EXPECT_EQ(lineCount(r.err), 1u) << r.err;
+  CmdResult run = cli({"run", "--", "true"}, "", {"JOBWORKER_SERVER=" + url, "JOBWORKER_TOKEN=jw_x"});
+  EXPECT_EQ(run.exit_code, 125);
+  EXPECT_NE(run.err.find("connection refused"), std::string::npos) << run.err;
+}
+
+TEST_F(CliTest, WrongPassword) {
+  CmdResult r = cli({"login", "--server", d().url(), "--ca-file", d().caFile(), "--user", "bob",
+                     "--password-stdin"},
+                    "not-bobs-password\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "jobworker: login failed: wrong user name or password\n");
+  EXPECT_EQ(access(configFile().c_str(), F_OK), -1);  // nothing stored
+  CmdResult ok = cli({"login", "--server", d().url(), "--ca-file", d().caFile(), "--user", "bob",
+                      "--password-stdin"},
+                     "bob-password-1\n");
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(cli({"whoami"}).out.find("role:   user"), std::string::npos);
+}
+
+TEST_F(CliTest, UntrustedCertificate) {
+  CmdResult r = cli({"login", "--server", d().url(), "--user", "admin", "--password-stdin"},
+                    d().adminPassword() + "\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("jobworker: certificate not trusted", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("pass --ca-file"), std::string::npos) << r.err;
+  EXPECT_EQ(lineCount(r.err), 1u) << r.err;
+  EXPECT_EQ(access(configFile().c_str(), F_OK), -1);
+}
+
+TEST_F(CliTest, UnknownJob) {
+  loginAdmin();
+  CmdResult full = cli({"status", "00000000-0000-4000-8000-000000000000"});
+  EXPECT_EQ(full.exit_code, 1);
+  EXPECT_EQ(full.err.rfind("jobworker: job 00000000-0000-4000-8000-000000000000 not found", 0), 0u)
+      << full.err;
+  CmdResult logs = cli({"logs", "-f", "00000000-0000-4000-8000-000000000000"});
+  EXPECT_EQ(logs.exit_code, 1);
+  EXPECT_NE(logs.err.find("not found"), std::string::npos) << logs.err;
+  CmdResult stop = cli({"stop", "zzzz"});
+  EXPECT_EQ(stop.exit_code, 1);
+  EXPECT_NE(stop.err.find("not found"), std::string::npos) << stop.err;
+}
+
+TEST_F(CliTest, UsageErrors) {
+  loginAdmin();
+  CmdResult start = cli({"start", "sh", "-c", "true"});
+  EXPECT_EQ(start.exit_code, 2);
+  EXPECT_EQ(start.err,
+            "jobworker: missing '--' before the program 'sh': use 'jobworker start [FLAGS] -- PROG "
+            "[ARGS...]'\n");
+  CmdResult run = cli({"run", "sh", "-c", "true"});
+  EXPECT_EQ(run.exit_code, 125);
+  EXPECT_NE(run.err.find("missing '--'"), std::string::npos);
+  CmdResult id = cli({"logs", "-f"});
+  EXPECT_EQ(id.exit_code, 2);
+  EXPECT_NE(id.err.find("missing job ID"), std::string::npos);
+  CmdResult flag = cli({"list", "--colour"});
+  EXPECT_EQ(flag.exit_code, 2);
+  EXPECT_NE(flag.err.find("unknown flag '--colour'"), std::string::npos);
+  // Nothing was started by the refused commands.
+  EXPECT_EQ(cli({"list", "-q", "--state", "running"}).exit_code, 0);
+}
+
+TEST_F(CliTest, NotLoggedIn) {
+  CmdResult r = cli({"list"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "jobworker: not logged in: run 'jobworker login --server https://HOST:PORT'\n");
+  CmdResult run = cli({"run", "--", "true"});
+  EXPECT_EQ(run.exit_code, 125);
+}
+
+TEST_F(CliTest, HelpEverywhere) {
+  for (const char* cmd : {"login", "logout", "whoami", "start", "run", "stop", "status", "list", "logs"}) {
+    CmdResult r = cli({cmd, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << cmd;
+    EXPECT_EQ(r.out.rfind(std::string("Usage: jobworker ") + cmd, 0), 0u) << r.out;
+  }
+  CmdResult top = cli({"--help"});
+  EXPECT_EQ(top.exit_code, 0);
+  EXPECT_NE(top.out.find("JOBWORKER_TOKEN"), std::string::npos);
+  CmdResult v = cli({"--version"});
+  EXPECT_EQ(v.out.rfind("jobworker ", 0), 0u);
+}
+
+}  // namespace
+}  // namespace jw::test
