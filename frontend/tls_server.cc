@@ -13,6 +13,7 @@
 #include <Poco/Net/HTTPServerSession.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/SecureStreamSocketImpl.h>
 #include <Poco/Net/StreamSocketImpl.h>
 #include <Poco/Timestamp.h>
 #include <arpa/inet.h>
@@ -71,6 +72,28 @@ class ServerSession : public Poco::Net::HTTPServerSession {
  public:
   using HTTPServerSession::HTTPServerSession;
   int bufferedBytes() const { return buffered(); }
+};
+
+// Poco 1.11's TLS socket reports a blocking receive that hit SO_RCVTIMEO as a negative count
+// (SSL "want read"), which its HTTP parser then takes for the end of the stream: a request
+// stalled mid-header would be handled as if complete. Turn it into the TimeoutException a
+// plain socket throws, so a stalled client is dropped instead.
+class ServerTlsImpl : public Poco::Net::SecureStreamSocketImpl {
+ public:
+  ServerTlsImpl(Poco::Net::StreamSocketImpl* plain, Poco::Net::Context::Ptr ctx)
+      : SecureStreamSocketImpl(plain, ctx) {
+    acceptSSL();  // server side: the handshake itself runs later, step by step
+  }
+  int receiveBytes(void* buffer, int length, int flags = 0) override {
+    int n = SecureStreamSocketImpl::receiveBytes(buffer, length, flags);
+    if (n < 0 && getBlocking()) throw Poco::TimeoutException("TLS receive timed out");
+    return n;
+  }
+};
+
+class ServerTlsSocket : public Poco::Net::SecureStreamSocket {
+ public:
+  explicit ServerTlsSocket(Poco::Net::SocketImpl* impl) : SecureStreamSocket(impl) {}
 };
 
 Poco::Timespan msSpan(uint64_t ms) {
@@ -484,6 +507,25 @@ BodyRead readBody(Poco::Net::HTTPServerRequestImpl& req, uint64_t max, std::stri
   return BodyRead::kOk;
 }
 
+// Closing a socket with unread input makes the kernel send a reset, which can destroy the 413
+// response before the client reads it. Read and discard what the client is still sending, for
+// a bounded time and amount, then close.
+void lingeringDrain(Poco::Net::SecureStreamSocket& s) {
+  constexpr size_t kMaxDrain = 16 << 20;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  try {
+    s.setReceiveTimeout(Poco::Timespan(0, 500'000));
+    char buf[16384];
+    size_t drained = 0;
+    while (drained < kMaxDrain && std::chrono::steady_clock::now() < deadline) {
+      int n = s.receiveBytes(buf, sizeof buf);
+      if (n <= 0) break;
+      drained += static_cast<size_t>(n);
+    }
+  } catch (const Poco::Exception&) {  // timeout or reset: done either way
+  }
+}
+
 }  // namespace
 
 void TlsServer::serve(std::unique_ptr<Conn> c) {
@@ -492,7 +534,8 @@ void TlsServer::serve(std::unique_ptr<Conn> c) {
       Poco::Net::StreamSocket plain(new Poco::Net::StreamSocketImpl(c->fd));
       c->fd = -1;  // the socket owns it now
       plain.setBlocking(false);
-      c->socket.emplace(Poco::Net::SecureStreamSocket::attach(plain, context_));
+      auto* impl = new ServerTlsImpl(static_cast<Poco::Net::StreamSocketImpl*>(plain.impl()), context_);
+      c->socket.emplace(ServerTlsSocket(impl));
     }
     if (!c->handshaken) {
       // Non-blocking handshake step: a slow or silent client waits parked, not in a worker,
@@ -537,6 +580,7 @@ void TlsServer::serve(std::unique_ptr<Conn> c) {
           sendPlainError(*c->socket, 413, "too_large",
                          "request body over " + std::to_string(limits_.max_request_body) +
                              " bytes");
+          lingeringDrain(*c->socket);
           return;  // the rest of the body is unread: the connection cannot be reused
         }
         Exchange ex(*c->socket, request->getVersion(), keep_alive);
