@@ -215,6 +215,9 @@ std::string readAll(int fd) {
   if (pid == 0) runJobProcess(p, o.spec.pid);
 
   for (int fd : {out[1], status[1], report[1], release[0], p.devnull}) close(fd);
+  // As spawn.cc does: the init leads its own group (alone in it: the command makes its own).
+  if (setpgid(pid, pid) != 0)
+    return ::testing::AssertionFailure() << "setpgid: " << strerror(errno);
   job->init_pid = pid;
   job->out_fd = out[0];
   job->status_fd = status[0];
