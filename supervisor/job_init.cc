@@ -115,8 +115,10 @@ void runJobInit(pid_t command, int status_fd) {
       pid_t pid = waitpid(-1, &status, WNOHANG);
       if (pid > 0 && WIFSTOPPED(status)) {
         // Only a tracee reports a stop without WUNTRACED: a job process that made the init its
-        // tracer (PTRACE_TRACEME, when seccomp is off). Let it go with its signal.
-        ptrace(PTRACE_DETACH, pid, nullptr, WSTOPSIG(status));
+        // tracer (PTRACE_TRACEME, when seccomp is off). Let it go with the signal it stopped on,
+        // except the SIGTRAP that only tracing caused (at execve), which would kill it.
+        int sig = WSTOPSIG(status) == SIGTRAP ? 0 : WSTOPSIG(status);
+        ptrace(PTRACE_DETACH, pid, nullptr, sig);
         continue;
       }
       if (pid == command) reportAndExit(status_fd, status);

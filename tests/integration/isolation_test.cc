@@ -462,6 +462,30 @@ TEST(Isolation, OrphansAreReapedWhileTheJobRuns) {
   EXPECT_EQ(f.output.find("defunct"), std::string::npos) << f.output;
 }
 
+TEST(Isolation, ACommandThatMakesTheInitItsTracerStillReportsItsExit) {
+  // Without the profile a job may PTRACE_TRACEME: the init then sees ptrace stops, which are
+  // not the command's end; it lets the tracee go.
+  JobOptions o = defaults();
+  o.spec.seccomp = false;
+  Finished f = run(o, [] {
+    if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) return 90;
+    char sh[] = "/bin/sh", c[] = "-c", script[] = "kill -USR1 $$ 2>/dev/null; exit 6";
+    char* argv[] = {sh, c, script, nullptr};
+    execv(sh, argv);
+    return 91;
+  });
+  // The SIGUSR1 is delivered as without a tracer: the shell dies of it.
+  expectKilledBy(f, SIGUSR1);
+  Finished g = run(o, [] {
+    if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) return 90;
+    char sh[] = "/bin/sh", c[] = "-c", script[] = "exit 6";
+    char* argv[] = {sh, c, script, nullptr};
+    execv(sh, argv);
+    return 91;
+  });
+  expectExited(g, 6);  // the exec's SIGTRAP did not kill it
+}
+
 TEST(Isolation, WhenTheCommandExitsEverythingLeftIsKilled) {
   RunningJob job;
   ASSERT_TRUE(
