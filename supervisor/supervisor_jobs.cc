@@ -249,7 +249,8 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
     });
   }
   std::string cmd;
-  for (const auto& a : r.argv) cmd += (cmd.empty() ? "" : " ") + log::quote(a);
+  // Arguments joined by spaces; log::event quotes the whole field for stderr.
+  for (const auto& a : r.argv) cmd += (cmd.empty() ? "" : " ") + a;
   log::event(log::Priority::kInfo, log::ids::kJobStart,
              "job " + raw->id() + " started by " + u.name + " as " + account.name + ": pid " +
                  std::to_string(sj.pid),
