@@ -354,6 +354,10 @@ class RelayDaemon {
   }
 
   std::string log() const { return readFile(log_path_); }
+  size_t stashed(uint32_t id) {
+    auto it = stash_.find(id);
+    return it == stash_.end() ? 0 : it->second.size();
+  }
   pid_t pid() const { return pid_; }
   const std::string& stateDir() const { return state_dir_; }
   const std::string& dir() const { return dir_; }
@@ -774,6 +778,62 @@ TEST_F(SupervisorTest, SessionsAreCheckedAndSurviveAFrontendRestart) {
   // Jobs are unaffected by the frontend's death.
   EXPECT_EQ(RelayDaemon::status(d_->get("admin", job.id)).state, JobState::kRunning);
   RelayDaemon::status(d_->stop("admin", job.id, 0));
+}
+
+// The relay process that jobworkerd runs now, or -1.
+pid_t relayPid(pid_t daemon) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = readFile(e.path().string() + "/stat");
+    size_t rp = stat.rfind(')');
+    if (rp == std::string::npos) continue;
+    std::istringstream rest(stat.substr(rp + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    if (ppid == daemon && state != 'Z' &&
+        readFile(e.path().string() + "/comm").rfind("relay_frontend", 0) == 0) {
+      return std::stoi(name);
+    }
+  }
+  return -1;
+}
+
+TEST_F(SupervisorTest, DeadFrontendIsRespawnedAndLogged) {
+  pid_t relay = relayPid(d_->pid());
+  ASSERT_GT(relay, 0);
+  ASSERT_EQ(kill(relay, SIGKILL), 0);
+  ASSERT_TRUE(d_->waitConnectionClosed(5000));
+  ASSERT_TRUE(d_->acceptFrontend()) << "no new frontend after SIGKILL";
+  EXPECT_NE(relayPid(d_->pid()), relay);
+  std::string log = d_->log();
+  EXPECT_NE(log.find("frontend pid " + std::to_string(relay) + " killed by signal 9"),
+            std::string::npos)
+      << log;
+}
+
+TEST_F(SupervisorTest, BrokenUsersFileOnSighupKeepsTheOldTable) {
+  std::string users = d_->stateDir() + "/users";
+  std::string good = readFile(users);
+  ASSERT_FALSE(good.empty());
+  std::ofstream(users, std::ios::app) << "this is not a users line\n";
+  kill(d_->pid(), SIGHUP);
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (d_->log().find("keeping the previous users") == std::string::npos &&
+         Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(d_->log().find("keeping the previous users"), std::string::npos);
+  // The old table still holds: admin works, and no new (empty) table reached the frontend.
+  JobStatus s = d_->mustStart("admin", {"true"});
+  EXPECT_EQ(s.owner, "admin");
+  EXPECT_EQ(d_->stashed(0), 0u) << "a failed reload sent a user table";
+  std::ofstream(users, std::ios::trunc) << good;
+  kill(d_->pid(), SIGHUP);
+  auto frames = d_->await(0);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].h.type, MsgType::kUserTable);
 }
 
 TEST_F(SupervisorTest, ProtocolViolationsKillAndRespawnTheFrontend) {
