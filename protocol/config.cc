@@ -1,6 +1,8 @@
 // Configuration file parser (see config.h); runs in both processes.
 #include "config.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -59,9 +61,27 @@ Result<uint32_t> parseU32(const std::string& s) {
   return static_cast<uint32_t>(v.value());
 }
 
-// Keys of a LimitSet: cpu, memory, pids, io_bps, io_iops.
-Status setLimit(LimitSet& l, const std::string& key, const std::string& v, bool* known) {
+// Keys of a LimitSet: cpu, memory, pids, io_bps, io_iops. `unlimited` is 0 for a default (no
+// limit applied) and the type's maximum for a maximum (nothing is over it).
+Status setLimit(LimitSet& l, const std::string& key, const std::string& v, bool* known,
+                bool is_max) {
   *known = true;
+  if (v == "unlimited") {
+    if (key == "cpu") {
+      l.cpu_millicores = is_max ? UINT32_MAX : 0;
+    } else if (key == "memory") {
+      l.memory_bytes = is_max ? UINT64_MAX : 0;
+    } else if (key == "pids") {
+      l.pids = is_max ? UINT32_MAX : 0;
+    } else if (key == "io_bps") {
+      l.io_bps = is_max ? UINT64_MAX : 0;
+    } else if (key == "io_iops") {
+      l.io_iops = is_max ? UINT64_MAX : 0;
+    } else {
+      *known = false;
+    }
+    return okStatus();
+  }
   if (key == "cpu") return assignOpt(parseCpuMillicores(v), l.cpu_millicores);
   if (key == "memory") return assignOpt(parseSize(v), l.memory_bytes);
   if (key == "pids") return assignOpt(parseU32(v), l.pids);
@@ -73,7 +93,7 @@ Status setLimit(LimitSet& l, const std::string& key, const std::string& v, bool*
 
 // Keys of a Policy: max.<limit>, network_host, allow_root, seccomp.
 Status setPolicy(Policy& p, const std::string& key, const std::string& v, bool* known) {
-  if (key.rfind("max.", 0) == 0) return setLimit(p.max, key.substr(4), v, known);
+  if (key.rfind("max.", 0) == 0) return setLimit(p.max, key.substr(4), v, known, true);
   *known = true;
   if (key == "network_host") return assignOpt(parseBool(v), p.allow_network_host);
   if (key == "allow_root") return assignOpt(parseBool(v), p.allow_root);
@@ -143,7 +163,9 @@ Status setKey(Settings& s, const std::string& key, const std::string& v, bool* k
     *known = true;
     return it->second(v);
   }
-  if (key.rfind("default.", 0) == 0) return setLimit(s.default_limits, key.substr(8), v, known);
+  if (key.rfind("default.", 0) == 0) {
+    return setLimit(s.default_limits, key.substr(8), v, known, false);
+  }
   if (key.rfind("max.", 0) == 0 || key == "network_host" || key == "allow_root") {
     return setPolicy(s.global, key, v, known);
   }
@@ -247,6 +269,20 @@ Result<Settings> parse(const std::string& text, const std::string& origin) {
     if (!known) return Error{where + ": unknown key '" + key + "'"};
   }
   return s;
+}
+
+void applyHostMaxima(Settings& s) {
+  if (!s.global.max.memory_bytes) {
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) {
+      s.global.max.memory_bytes = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
+    }
+  }
+  if (!s.global.max.cpu_millicores) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores > 0) s.global.max.cpu_millicores = static_cast<uint32_t>(cores) * 1000;
+  }
 }
 
 Result<Settings> load(const std::string& path) {

@@ -61,9 +61,9 @@ struct Settings {
   uint32_t max_running_jobs_per_user = 64;
   std::string job_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   std::string job_lang = "C.UTF-8";
-  // Limits: defaults every job gets; global maxima (unset: host RAM and cores).
-  LimitSet default_limits;
-  LimitSet unlimited_allowed;  // reserved; see README
+  // Limits every job gets unless it asks for others: there is no unlimited job unless the config
+  // says `default.<limit> = unlimited` (stored as 0). Global maxima: see applyHostMaxima().
+  LimitSet default_limits{1000, 1ULL << 30, 1024, std::nullopt, std::nullopt};
   Policy global;
   std::map<std::string, Policy> roles;  // "admin", "user", "viewer"
   std::map<std::string, Policy> users;
@@ -79,6 +79,11 @@ Result<Settings> load(const std::string& path);
 // Parses text (for tests and for load()).
 Result<Settings> parse(const std::string& text, const std::string& origin);
 
+// Global maxima the config left unset become the host's: memory = physical RAM, cpu = online
+// cores. Called by the supervisor after load().
+void applyHostMaxima(Settings& s);
+
+// `max.<limit> = unlimited` is stored as the type's maximum, `default.<limit> = unlimited` as 0.
 Result<uint64_t> parseSize(const std::string& s);           // "256M" -> bytes
 Result<uint64_t> parseDurationMs(const std::string& s);     // "10s" -> 10000
 Result<uint32_t> parseCpuMillicores(const std::string& s);  // "0.5" -> 500

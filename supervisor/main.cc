@@ -176,6 +176,7 @@ int startDaemon(const CommandLine& cl) {
     opt.config_file = absolutePath(*cl.config);
   }
   config::Settings& settings = opt.settings;
+  config::applyHostMaxima(settings);  // unset global maxima: host RAM and cores
   if (cl.state_dir) settings.state_dir = *cl.state_dir;
   if (cl.listen) settings.listen = *cl.listen;
   settings.state_dir = absolutePath(settings.state_dir);

@@ -44,6 +44,26 @@ TEST(Config, UnknownKeysAndBadValuesNameTheLine) {
   EXPECT_FALSE(parse("default.cpu = -1\n", "t").ok());
 }
 
+TEST(Config, BuiltInDefaultsAndUnlimited) {
+  auto s = parse("", "t");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(*s->default_limits.cpu_millicores, 1000u);
+  EXPECT_EQ(*s->default_limits.memory_bytes, 1ULL << 30);
+  EXPECT_EQ(*s->default_limits.pids, 1024u);
+  auto u = parse("default.memory = unlimited\nmax.memory = unlimited\nrole.user.max.pids = unlimited\n",
+                 "t");
+  ASSERT_TRUE(u.ok()) << u.error().message;
+  EXPECT_EQ(*u->default_limits.memory_bytes, 0u);  // no limit applied
+  EXPECT_EQ(*u->global.max.memory_bytes, UINT64_MAX);  // nothing is over it
+  EXPECT_EQ(*u->roles["user"].max.pids, UINT32_MAX);
+  applyHostMaxima(*u);
+  EXPECT_EQ(*u->global.max.memory_bytes, UINT64_MAX);  // explicit values stay
+  EXPECT_GE(*u->global.max.cpu_millicores, 1000u);     // host cores fill the gap
+  Settings h;
+  applyHostMaxima(h);
+  EXPECT_GT(*h.global.max.memory_bytes, 64ULL << 20);
+}
+
 TEST(Config, SizesDurationsCpu) {
   EXPECT_EQ(*parseSize("256M"), 256u << 20);
   EXPECT_EQ(*parseSize("1g"), 1u << 30);
