@@ -164,6 +164,11 @@ Status setKey(Settings& s, const std::string& key, const std::string& v, bool* k
     return it->second(v);
   }
   if (key.rfind("default.", 0) == 0) {
+    // IO limits name a device, so a job asks for them itself; only maxima exist for them.
+    if (key == "default.io_bps" || key == "default.io_iops") {
+      *known = true;
+      return Error{"IO limits have no default (they name a device); set max.io_bps/max.io_iops"};
+    }
     return setLimit(s.default_limits, key.substr(8), v, known, false);
   }
   if (key.rfind("max.", 0) == 0 || key == "network_host" || key == "allow_root") {

@@ -42,6 +42,7 @@ TEST(Config, UnknownKeysAndBadValuesNameTheLine) {
   EXPECT_FALSE(parse("role.superuser.max.cpu = 1\n", "t").ok());
   EXPECT_FALSE(parse("just a line\n", "t").ok());
   EXPECT_FALSE(parse("default.cpu = -1\n", "t").ok());
+  EXPECT_FALSE(parse("default.io_bps = 1M\n", "t").ok());
 }
 
 TEST(Config, BuiltInDefaultsAndUnlimited) {
