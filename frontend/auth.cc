@@ -164,13 +164,14 @@ uint64_t LoginThrottle::blockedForMs(const std::string& user, const std::string&
 }
 
 std::chrono::milliseconds LoginThrottle::fail(std::map<std::string, Record>& m,
-                                              const std::string& key, int64_t now) {
+                                              const std::string& key, int64_t now,
+                                              uint32_t limit) {
   if (m.size() >= kMaxThrottleRecords) prune(m, now);
   Record& r = m[key];
   if (r.failures > 0 && now - r.last_ms >= lockout_ms_ && r.locked_until_ms <= now) r = Record{};
   r.failures++;
   r.last_ms = now;
-  if (r.failures >= max_failures_) {
+  if (r.failures >= limit) {
     r.locked_until_ms = now + lockout_ms_;
     r.failures = 0;  // after the lockout, the count starts again
     return std::chrono::milliseconds(0);
@@ -184,7 +185,8 @@ std::chrono::milliseconds LoginThrottle::recordFailure(const std::string& user,
   if (max_failures_ == 0) return std::chrono::milliseconds(0);
   std::lock_guard lock(mu_);
   int64_t now = now_();
-  return std::max(fail(by_user_, user, now), fail(by_addr_, addr, now));
+  return std::max(fail(by_user_, user, now, max_failures_),
+                  fail(by_addr_, addr, now, max_failures_ * kAddressFactor));
 }
 
 void LoginThrottle::recordSuccess(const std::string& user) {

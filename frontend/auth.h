@@ -84,10 +84,13 @@ class PasswordChecker {
 };
 
 // Failed logins per user name and per client address. Each failure delays its own answer a
-// little more (0.25 s, 0.5 s, 1 s, 2 s); `max_failures` failures within `lockout_ms` of each other
-// lock the name or address for `lockout_ms`, answered with 429 and Retry-After.
+// little more (0.25 s, 0.5 s, 1 s, then 2 s); `max_failures` failures of one name within
+// `lockout_ms` of each other lock that name for `lockout_ms`, answered with 429 and Retry-After.
+// An address is locked the same way after kAddressFactor times as many failures: many users
+// can share one address (NAT, proxies), and spraying many names still hits that limit.
 class LoginThrottle {
  public:
+  static constexpr uint32_t kAddressFactor = 4;
   LoginThrottle(uint32_t max_failures, uint64_t lockout_ms, Clock now = systemNowMs);
   // 0 when an attempt may proceed, else milliseconds until it may.
   uint64_t blockedForMs(const std::string& user, const std::string& addr);
@@ -105,7 +108,7 @@ class LoginThrottle {
   };
   uint64_t remaining(std::map<std::string, Record>& m, const std::string& key, int64_t now);
   std::chrono::milliseconds fail(std::map<std::string, Record>& m, const std::string& key,
-                                 int64_t now);
+                                 int64_t now, uint32_t limit);
   void prune(std::map<std::string, Record>& m, int64_t now);
 
   uint32_t max_failures_;

@@ -404,17 +404,31 @@ TEST(Throttle, GrowingDelayThenLockout) {
   EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(1000));
   EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(2000));
   EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 0u);
-  t.recordFailure("alice", "10.0.0.1");  // the 5th: locked
+  t.recordFailure("alice", "10.0.0.1");  // the 5th: alice is locked
   EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 60'000u);
-  // Locked by name from any address, and the address for any name.
-  EXPECT_EQ(t.blockedForMs("alice", "10.9.9.9"), 60'000u);
-  EXPECT_EQ(t.blockedForMs("bob", "10.0.0.1"), 60'000u);
-  EXPECT_EQ(t.blockedForMs("bob", "10.9.9.9"), 0u);
+  EXPECT_EQ(t.blockedForMs("alice", "10.9.9.9"), 60'000u);  // from any address
+  EXPECT_EQ(t.blockedForMs("bob", "10.0.0.1"), 0u);         // the address is not (yet)
   now += 30'000;
   EXPECT_EQ(t.blockedForMs("alice", "10.9.9.9"), 30'000u);
   now += 30'001;
   EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 0u);
-  EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(250));  // counting starts again
+  EXPECT_EQ(t.recordFailure("alice", "10.0.0.2"), ms(250));  // counting starts again
+}
+
+TEST(Throttle, AddressLockedAfterSprayingNames) {
+  int64_t now = 2'000'000;
+  LoginThrottle t(3, 10'000, [&] { return now; });
+  const uint32_t limit = 3 * LoginThrottle::kAddressFactor;
+  for (uint32_t i = 0; i + 1 < limit; i++) {
+    auto delay = t.recordFailure("name" + std::to_string(i), "10.0.0.1");  // new name each time
+    EXPECT_EQ(delay, std::chrono::milliseconds(250 << std::min(i, 3u))) << i;
+    EXPECT_EQ(t.blockedForMs("someone", "10.0.0.1"), 0u) << i;
+  }
+  // The address's own count delays answers although every name was new.
+  EXPECT_EQ(t.recordFailure("next", "10.0.0.2"), std::chrono::milliseconds(250));
+  t.recordFailure("last", "10.0.0.1");  // the address's limit: locked
+  EXPECT_EQ(t.blockedForMs("someone", "10.0.0.1"), 10'000u);
+  EXPECT_EQ(t.blockedForMs("someone", "10.0.0.2"), 0u);
 }
 
 TEST(Throttle, SuccessClearsTheUserButNotTheAddress) {
@@ -423,10 +437,10 @@ TEST(Throttle, SuccessClearsTheUserButNotTheAddress) {
   t.recordFailure("alice", "a1");
   t.recordFailure("alice", "a1");
   t.recordSuccess("alice");
-  t.recordFailure("alice", "a2");  // fresh count for alice: no lock
+  EXPECT_EQ(t.recordFailure("alice", "a2"), std::chrono::milliseconds(250));  // fresh for alice
   EXPECT_EQ(t.blockedForMs("alice", "a2"), 0u);
-  t.recordFailure("mallory", "a1");  // a1's third failure within the window
-  EXPECT_EQ(t.blockedForMs("zed", "a1"), 10'000u);
+  // a1 still remembers its two failures: the next one there is delayed more.
+  EXPECT_EQ(t.recordFailure("mallory", "a1"), std::chrono::milliseconds(1000));
   // Old failures are forgiven after the window.
   LoginThrottle u(3, 10'000, [&] { return now; });
   u.recordFailure("x", "b");
