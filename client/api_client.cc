@@ -101,8 +101,8 @@ ClientError trustError(int verify_error, const ServerUrl& url, const std::string
                     "): pass --ca-file with the server's CA certificate (dev mode: "
                     "STATE_DIR/ca.pem)";
       } else {
-        e.message = "certificate not trusted (" + detail + "): " + ca_file +
-                    " is not the CA of " + url.text + "; pass the right --ca-file";
+        e.message = "certificate not trusted (" + detail + "): " + ca_file + " is not the CA of " +
+                    url.text + "; pass the right --ca-file";
       }
   }
   return e;
@@ -114,7 +114,10 @@ ClientError mapException(const Poco::Exception& ex, Phase phase, const ServerUrl
   const std::string reach = "cannot reach " + url.text + ": ";
   const std::string lost = "lost the connection to " + url.text + " (";
   if (dynamic_cast<const Poco::Net::ConnectionRefusedException*>(&ex)) {
-    return {K::kConnect, reach + "connection refused: check that jobworkerd is running and that --server is right", 0, ""};
+    return {
+        K::kConnect,
+        reach + "connection refused: check that jobworkerd is running and that --server is right",
+        0, ""};
   }
   if (dynamic_cast<const Poco::Net::DNSException*>(&ex)) {
     return {K::kResolve, reach + "host '" + url.host + "' not found: check --server", 0, ""};
@@ -126,8 +129,10 @@ ClientError mapException(const Poco::Exception& ex, Phase phase, const ServerUrl
     return {K::kTimeout, url.text + " did not answer in time: retry later", 0, ""};
   }
   if (dynamic_cast<const Poco::Net::SSLConnectionUnexpectedlyClosedException*>(&ex)) {
-    return {K::kLost, lost + "closed during TLS): retry; if it persists, check that " + url.text +
-                          " is a jobworker server", 0, ""};
+    return {K::kLost,
+            lost + "closed during TLS): retry; if it persists, check that " + url.text +
+                " is a jobworker server",
+            0, ""};
   }
   if (dynamic_cast<const Poco::Net::SSLException*>(&ex)) {
     if (tl_verify_error != X509_V_OK) return trustError(tl_verify_error, url, ca_file);
@@ -144,15 +149,19 @@ ClientError mapException(const Poco::Exception& ex, Phase phase, const ServerUrl
         reason.find("packet length too long") != std::string::npos) {
       return {K::kTls, reach + "it does not speak TLS: check the port in --server", 0, ""};
     }
-    return {K::kTls, "TLS handshake with " + url.text + " failed (" + reason +
-                         "): check --server and --ca-file", 0, ""};
+    return {
+        K::kTls,
+        "TLS handshake with " + url.text + " failed (" + reason + "): check --server and --ca-file",
+        0, ""};
   }
   if (dynamic_cast<const Poco::Net::NoMessageException*>(&ex)) {
     return {K::kLost, url.text + " closed the connection without answering: retry", 0, ""};
   }
   if (dynamic_cast<const Poco::Net::MessageException*>(&ex)) {
-    return {K::kProtocol, url.text + " sent a malformed HTTP response (" + pocoReason(ex) +
-                              "): check that --server points at jobworker", 0, ""};
+    return {K::kProtocol,
+            url.text + " sent a malformed HTTP response (" + pocoReason(ex) +
+                "): check that --server points at jobworker",
+            0, ""};
   }
   if (dynamic_cast<const Poco::Net::ConnectionResetException*>(&ex) ||
       dynamic_cast<const Poco::Net::ConnectionAbortedException*>(&ex)) {
@@ -227,7 +236,8 @@ bool ClientError::transient() const {
 ClientResult<ServerUrl> parseServerUrl(const std::string& input) {
   auto bad = [&](const std::string& why) {
     return ClientError{ClientError::Kind::kLocal,
-                       "bad server URL '" + input + "' (" + why + "): use https://HOST:PORT", 0, ""};
+                       "bad server URL '" + input + "' (" + why + "): use https://HOST:PORT", 0,
+                       ""};
   };
   if (input.empty()) return bad("empty");
   std::string text = input;
@@ -258,7 +268,8 @@ ClientResult<ServerUrl> parseServerUrl(const std::string& input) {
 }
 
 Poco::JSON::Object::Ptr Response::object() const {
-  if (json.type() == typeid(Poco::JSON::Object::Ptr)) return json.extract<Poco::JSON::Object::Ptr>();
+  if (json.type() == typeid(Poco::JSON::Object::Ptr))
+    return json.extract<Poco::JSON::Object::Ptr>();
   return nullptr;
 }
 
@@ -279,7 +290,8 @@ std::string Response::errorMessage() const {
     }
   }
   return "HTTP " + std::to_string(status) + " " +
-         Poco::Net::HTTPResponse::getReasonForStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+         Poco::Net::HTTPResponse::getReasonForStatus(
+             static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
 }
 
 std::string Response::header(const std::string& lower_name) const {
@@ -298,11 +310,13 @@ ClientError httpError(const Response& r, const std::string& what, const ServerUr
       e.message = "permission denied (" + msg + "): ask an administrator for a role that allows it";
       break;
     case 404:
-      e.message = what.empty() ? "not found (" + msg + ")" : what + " not found: list jobs with 'jobworker list'";
+      e.message = what.empty() ? "not found (" + msg + ")"
+                               : what + " not found: list jobs with 'jobworker list'";
       break;
     case 429: {
       std::string after = r.header("retry-after");
-      e.message = "too many requests (" + msg + "): retry " + (after.empty() ? "later" : "in " + after + " s");
+      e.message = "too many requests (" + msg + "): retry " +
+                  (after.empty() ? "later" : "in " + after + " s");
       break;
     }
     case 502:
@@ -311,7 +325,8 @@ ClientError httpError(const Response& r, const std::string& what, const ServerUr
       e.message = "server " + server.text + " unavailable (" + msg + "): retry later";
       break;
     default:
-      e.message = (what.empty() ? "" : what + ": ") + "the server refused the request (" + msg + ")";
+      e.message =
+          (what.empty() ? "" : what + ": ") + "the server refused the request (" + msg + ")";
   }
   return e;
 }
@@ -341,8 +356,10 @@ ClientResult<ApiClient> ApiClient::create(Settings settings) {
     // Checked here so the user reads "No such file" rather than an OpenSSL error stack.
     int fd = open(settings.ca_file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-      return ClientError{K::kLocal, "cannot read CA file " + settings.ca_file + ": " +
-                                        std::strerror(errno) + ": check --ca-file", 0, ""};
+      return ClientError{K::kLocal,
+                         "cannot read CA file " + settings.ca_file + ": " + std::strerror(errno) +
+                             ": check --ca-file",
+                         0, ""};
     }
     close(fd);
   }
@@ -357,8 +374,10 @@ ClientResult<ApiClient> ApiClient::create(Settings settings) {
     ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, p);
     ctx->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
   } catch (const Poco::Exception& e) {
-    return ClientError{K::kLocal, "cannot use CA file " + settings.ca_file + " (" + pocoReason(e) +
-                                      "): pass a PEM file with the server's CA certificate", 0, ""};
+    return ClientError{K::kLocal,
+                       "cannot use CA file " + settings.ca_file + " (" + pocoReason(e) +
+                           "): pass a PEM file with the server's CA certificate",
+                       0, ""};
   }
   // Host checking by OpenSSL during the handshake (X509_check_host / X509_check_ip rules: SANs,
   // IP SANs for addresses). Poco's own post-handshake check is off: for an IP it resolves the
@@ -468,15 +487,20 @@ ClientResult<LoginInfo> ApiClient::login(const std::string& user,
   }
   if (r->status == 429) {
     std::string after = r->header("retry-after");
-    return ClientError{K::kHttp, "login failed: too many failed attempts: wait " +
-                                     (after.empty() ? std::string("a minute") : after + " s") +
-                                     " and try again", 429, r->errorCode()};
+    return ClientError{K::kHttp,
+                       "login failed: too many failed attempts: wait " +
+                           (after.empty() ? std::string("a minute") : after + " s") +
+                           " and try again",
+                       429, r->errorCode()};
   }
   if (r->status != 200 && r->status != 201) return httpError(r.value(), "login", url_);
   auto o = r->object();
   if (!o || !o->has("token") || !o->get("token").isString()) {
-    return ClientError{K::kProtocol, url_.text + " answered the login without a token: check that "
-                                                 "--server points at jobworker", 0, ""};
+    return ClientError{K::kProtocol,
+                       url_.text +
+                           " answered the login without a token: check that "
+                           "--server points at jobworker",
+                       0, ""};
   }
   LoginInfo info;
   info.token = o->getValue<std::string>("token");
@@ -487,9 +511,9 @@ ClientResult<LoginInfo> ApiClient::login(const std::string& user,
 }
 
 struct ApiClient::StreamRound {
-  uint64_t bytes = 0;       // delivered to the sink in this round
-  bool complete = false;    // the body ended properly (terminating chunk, full length)
-  bool aborted = false;     // the sink asked to stop
+  uint64_t bytes = 0;         // delivered to the sink in this round
+  bool complete = false;      // the body ended properly (terminating chunk, full length)
+  bool aborted = false;       // the sink asked to stop
   bool idle_timeout = false;  // the connection was quiet for idle_reconnect
   bool responded = false;     // the server answered 200 (the stream worked at least once)
   std::optional<ClientError> error;
@@ -544,7 +568,8 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
       // Resuming anywhere else would lose or repeat bytes.
       return ClientError{ClientError::Kind::kProtocol,
                          "the server resumed job " + lr.job_id + "'s output at byte " + echoed +
-                             " instead of " + std::to_string(offset), 0, ""};
+                             " instead of " + std::to_string(offset),
+                         0, ""};
     }
     std::vector<char> buf(kReadSize);
     if (resp.getChunkedTransferEncoding()) {
@@ -554,9 +579,9 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
         if (n <= 0) break;
         if (!decoder.feed(std::string_view(buf.data(), static_cast<size_t>(n)), deliver)) {
           if (round.aborted) return round;
-          round.error = ClientError{ClientError::Kind::kLost,
-                                    "bad chunked framing from " + url_.text + " (" +
-                                        decoder.error() + ")", 0, ""};
+          round.error = ClientError{
+              ClientError::Kind::kLost,
+              "bad chunked framing from " + url_.text + " (" + decoder.error() + ")", 0, ""};
           return round;
         }
       }
@@ -581,8 +606,9 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
       round.complete = true;
     }
     if (!round.complete) {
-      round.error = ClientError{ClientError::Kind::kLost,
-                                "lost the connection to " + url_.text + " (closed mid-stream)", 0, ""};
+      round.error =
+          ClientError{ClientError::Kind::kLost,
+                      "lost the connection to " + url_.text + " (closed mid-stream)", 0, ""};
     }
     return round;
   } catch (const Poco::Exception& e) {
@@ -646,8 +672,8 @@ ClientResult<LogStreamEnd> ApiClient::streamLogs(const LogRequest& lr, const Chu
     }
     if (Clock::now() - window_start > lr.retry_budget) {
       why.message = why.message + "; gave up after " +
-                    std::to_string(lr.retry_budget.count() / 1000) +
-                    " s of retries at byte " + std::to_string(end.offset);
+                    std::to_string(lr.retry_budget.count() / 1000) + " s of retries at byte " +
+                    std::to_string(end.offset);
       return why;
     }
     ++attempt;

@@ -6,8 +6,8 @@
 namespace jw::client {
 namespace {
 
-constexpr unsigned kMaxSizeDigits = 15;     // < 2^60: no overflow, far above any real chunk
-constexpr size_t kMaxLineBytes = 4096;      // chunk extensions and trailer lines
+constexpr unsigned kMaxSizeDigits = 15;  // < 2^60: no overflow, far above any real chunk
+constexpr size_t kMaxLineBytes = 4096;   // chunk extensions and trailer lines
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';

@@ -91,7 +91,8 @@ Result<std::string> promptTty(const std::string& prompt, bool echo) {
   writeFd(fd, prompt);
   struct termios old {};
   bool changed = false;
-  struct sigaction sa {}, old_int {}, old_term {}, old_hup {}, old_quit {};
+  struct sigaction sa {
+  }, old_int{}, old_term{}, old_hup{}, old_quit{};
   if (!echo && tcgetattr(fd, &old) == 0) {
     g_saved_tty = old;
     g_tty_fd = fd;
@@ -149,7 +150,8 @@ Result<std::string> readPasswordStdin() {
     if (line.size() > 4096) return Error{"password on stdin is too long"};
   }
   if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.empty()) return Error{"empty password on stdin: pipe the password into --password-stdin"};
+  if (line.empty())
+    return Error{"empty password on stdin: pipe the password into --password-stdin"};
   return line;
 }
 
@@ -213,9 +215,7 @@ std::optional<ApiClient> connect(Context& ctx, bool need_token, int* code) {
   return std::move(client.value());
 }
 
-std::string shownId(const std::string& ref, const std::string& id) {
-  return id.empty() ? ref : id;
-}
+std::string shownId(const std::string& ref, const std::string& id) { return id.empty() ? ref : id; }
 
 // ---- commands ---------------------------------------------------------------------------------
 
@@ -232,8 +232,9 @@ int cmdLogin(Context& ctx) {
   if (!ca_file.empty()) {
     char resolved[PATH_MAX];
     if (realpath(ca_file.c_str(), resolved) == nullptr) {
-      return fail("cannot read CA file " + ca_file + ": " + std::strerror(errno) +
-                  ": check --ca-file", kExitFailure);
+      return fail(
+          "cannot read CA file " + ca_file + ": " + std::strerror(errno) + ": check --ca-file",
+          kExitFailure);
     }
     ca_file = resolved;  // stored absolute: later commands run from other directories
   }
@@ -321,15 +322,16 @@ int cmdLogout(Context& ctx) {
   }
   if (revoke_error) {
     return fail("could not revoke the session (" + *revoke_error + ")" +
-                (cs.token_from_config ? ": the token was removed here and stays valid on the "
-                                        "server until it expires"
-                                      : ""),
+                    (cs.token_from_config ? ": the token was removed here and stays valid on the "
+                                            "server until it expires"
+                                          : ""),
                 kExitFailure);
   }
   if (!cs.token_from_config) {
     printError("note: the session is revoked; JOBWORKER_TOKEN still holds it: unset it");
   }
-  if (ctx.inv.output != OutputFormat::kJson) printOut("Logged out of " + client->server().text + ".\n");
+  if (ctx.inv.output != OutputFormat::kJson)
+    printOut("Logged out of " + client->server().text + ".\n");
   return kExitOk;
 }
 
@@ -339,7 +341,8 @@ int cmdWhoami(Context& ctx) {
   if (!client) return code;
   auto r = client->request("GET", "/v1/whoami");
   if (!r) return fail(r.error().message, kExitFailure);
-  if (r->status != 200) return fail(httpError(r.value(), "", client->server()).message, kExitFailure);
+  if (r->status != 200)
+    return fail(httpError(r.value(), "", client->server()).message, kExitFailure);
   if (ctx.inv.output == OutputFormat::kJson) {
     printJson(r->body);
     return kExitOk;
@@ -409,8 +412,7 @@ int cmdStart(Context& ctx) {
 // the reaction (an HTTPS request) runs in a normal thread instead of a signal handler.
 class InterruptWatcher {
  public:
-  InterruptWatcher(const ApiClient& client, std::string id)
-      : client_(client), id_(std::move(id)) {
+  InterruptWatcher(const ApiClient& client, std::string id) : client_(client), id_(std::move(id)) {
     thread_ = std::thread([this] { loop(); });
   }
   ~InterruptWatcher() {
@@ -477,7 +479,8 @@ ClientResult<LogStreamEnd> streamTo(const ApiClient& client, const std::string& 
       },
       [&client](const ClientError&, unsigned attempt) {
         // One note per outage; the stream resumes at the exact byte, so there is nothing to fix.
-        if (attempt == 1) printError("connection to " + client.server().text + " interrupted; reconnecting");
+        if (attempt == 1)
+          printError("connection to " + client.server().text + " interrupted; reconnecting");
       });
 }
 
@@ -516,12 +519,14 @@ int cmdRun(Context& ctx) {
   auto st = client->request("GET", "/v1/jobs/" + id);
   if (!st) return fail(st.error().message, kExitRunFailure);
   if (st->status != 200 || !st->object()) {
-    return fail(httpError(st.value(), "job " + shortId(id), client->server()).message, kExitRunFailure);
+    return fail(httpError(st.value(), "job " + shortId(id), client->server()).message,
+                kExitRunFailure);
   }
   auto status = st->object();
   std::string state = status->optValue<std::string>("state", "");
   if (state == "failed") {
-    return fail("job " + shortId(id) + " failed: " + status->optValue<std::string>("error", "unknown error"),
+    return fail("job " + shortId(id) +
+                    " failed: " + status->optValue<std::string>("error", "unknown error"),
                 kExitRunFailure);
   }
   if (status->has("oom_killed") && status->get("oom_killed").isBoolean() &&
@@ -613,7 +618,8 @@ int cmdList(Context& ctx) {
   if (r->status == 403 && ctx.inv.all) {
     return fail("your role may not list every job: drop --all to list your own", kExitFailure);
   }
-  if (r->status != 200) return fail(httpError(r.value(), "", client->server()).message, kExitFailure);
+  if (r->status != 200)
+    return fail(httpError(r.value(), "", client->server()).message, kExitFailure);
   if (ctx.inv.output == OutputFormat::kJson) {
     printJson(r->body);
     return kExitOk;
@@ -644,7 +650,8 @@ int cmdLogs(Context& ctx) {
   if (!r) {
     ClientError e = r.error();
     if (e.kind == ClientError::Kind::kHttp && e.http_status == 404) {
-      e.message = "job " + shownId(ctx.inv.job, *id) + " not found: list jobs with 'jobworker list'";
+      e.message =
+          "job " + shownId(ctx.inv.job, *id) + " not found: list jobs with 'jobworker list'";
     }
     return fail(e.message, kExitFailure);
   }
@@ -683,7 +690,8 @@ int runCli(const std::vector<std::string>& args) {
   ctx.failure_code = ctx.inv.command == Command::kRun ? kExitRunFailure : kExitFailure;
   if (parsed.usage_error) {
     std::string cmd = commandName(ctx.inv.command);
-    std::string hint = cmd.empty() || cmd == "help" ? "jobworker --help" : "jobworker " + cmd + " --help";
+    std::string hint =
+        cmd.empty() || cmd == "help" ? "jobworker --help" : "jobworker " + cmd + " --help";
     const std::string& msg = *parsed.usage_error;
     // Messages that already show the right form need no pointer to --help.
     bool shows_form = msg.find("'jobworker ") != std::string::npos;
@@ -702,15 +710,24 @@ int runCli(const std::vector<std::string>& args) {
     return kExitOk;
   }
   switch (ctx.inv.command) {
-    case Command::kLogin: return cmdLogin(ctx);
-    case Command::kLogout: return cmdLogout(ctx);
-    case Command::kWhoami: return cmdWhoami(ctx);
-    case Command::kStart: return cmdStart(ctx);
-    case Command::kRun: return cmdRun(ctx);
-    case Command::kStop: return cmdStop(ctx);
-    case Command::kStatus: return cmdStatus(ctx);
-    case Command::kList: return cmdList(ctx);
-    case Command::kLogs: return cmdLogs(ctx);
+    case Command::kLogin:
+      return cmdLogin(ctx);
+    case Command::kLogout:
+      return cmdLogout(ctx);
+    case Command::kWhoami:
+      return cmdWhoami(ctx);
+    case Command::kStart:
+      return cmdStart(ctx);
+    case Command::kRun:
+      return cmdRun(ctx);
+    case Command::kStop:
+      return cmdStop(ctx);
+    case Command::kStatus:
+      return cmdStatus(ctx);
+    case Command::kList:
+      return cmdList(ctx);
+    case Command::kLogs:
+      return cmdLogs(ctx);
     case Command::kNone:
     case Command::kHelp:
       break;

@@ -40,10 +40,13 @@ constexpr CommandInfo kCommands[] = {
     {Command::kStart, "start", "-- PROG [ARGS...]", "start a job and print its id",
      "Starts PROG with ARGS on the server and prints only the job id, so that\n"
      "id=$(jobworker start -- ...) works. The `--` before the program is required.\n"},
-    {Command::kRun, "run", "-- PROG [ARGS...]", "start a job, stream its output, exit with its status",
+    {Command::kRun, "run", "-- PROG [ARGS...]",
+     "start a job, stream its output, exit with its status",
      "Starts PROG, writes its output live from the first byte, and exits with the job's exit code\n"
-     "(128+N when killed by signal N). Exits 125 when jobworker itself fails, 126 when the program\n"
-     "is not executable, 127 when it is not found. Ctrl-C stops the job (SIGTERM, then SIGKILL after\n"
+     "(128+N when killed by signal N). Exits 125 when jobworker itself fails, 126 when the "
+     "program\n"
+     "is not executable, 127 when it is not found. Ctrl-C stops the job (SIGTERM, then SIGKILL "
+     "after\n"
      "the grace period) while the output keeps streaming; a second Ctrl-C detaches (exit 130) and\n"
      "prints how to reattach. Standard input is not forwarded.\n"},
     {Command::kStop, "stop", "ID", "stop a job",
@@ -55,7 +58,8 @@ constexpr CommandInfo kCommands[] = {
      "Lists your jobs, newest first (--all: every job your role may see).\n"},
     {Command::kLogs, "logs", "ID", "write a job's output to stdout",
      "Writes the job's output, byte for byte, from the first byte to stdout. With --follow, keeps\n"
-     "streaming until the job ends, then exits 0. A dropped connection is resumed at the last byte\n"
+     "streaming until the job ends, then exits 0. A dropped connection is resumed at the last "
+     "byte\n"
      "received (retried for about 30 s), so nothing is lost or repeated.\n"},
 };
 
@@ -74,18 +78,20 @@ const CommandInfo* infoFor(Command cmd) {
 }
 
 void addGlobalOptions(OptionSet& set) {
-  set.addOption(Option("server", "", "server URL, https://HOST:PORT (env JOBWORKER_SERVER)")
-                    .argument("URL"));
-  set.addOption(Option("ca-file", "", "PEM file with the CA that signed the server certificate "
-                                      "(env JOBWORKER_CA_FILE)")
+  set.addOption(
+      Option("server", "", "server URL, https://HOST:PORT (env JOBWORKER_SERVER)").argument("URL"));
+  set.addOption(Option("ca-file", "",
+                       "PEM file with the CA that signed the server certificate "
+                       "(env JOBWORKER_CA_FILE)")
                     .argument("PEM"));
   set.addOption(Option("output", "o", "output format: human (default) or json").argument("FORMAT"));
   set.addOption(Option("help", "h", "show this help"));
 }
 
 void addJobSpecOptions(OptionSet& set) {
-  set.addOption(Option("env", "e", "set an environment variable (K alone copies K from here); "
-                                   "repeatable")
+  set.addOption(Option("env", "e",
+                       "set an environment variable (K alone copies K from here); "
+                       "repeatable")
                     .argument("K=V")
                     .repeatable(true));
   set.addOption(Option("cwd", "", "working directory of the job").argument("DIR"));
@@ -95,8 +101,9 @@ void addJobSpecOptions(OptionSet& set) {
   set.addOption(Option("cpu", "", "CPU limit in cores (e.g. 0.5, 2)").argument("N"));
   set.addOption(Option("memory", "", "memory limit (e.g. 256M, 1G)").argument("SIZE"));
   set.addOption(Option("pids", "", "maximum number of processes").argument("N"));
-  set.addOption(Option("io-read-bps", "", "read bandwidth limit on a device (e.g. 8:0=10M); "
-                                          "repeatable")
+  set.addOption(Option("io-read-bps", "",
+                       "read bandwidth limit on a device (e.g. 8:0=10M); "
+                       "repeatable")
                     .argument("DEV=SIZE")
                     .repeatable(true));
   set.addOption(Option("io-write-bps", "", "write bandwidth limit on a device; repeatable")
@@ -123,7 +130,8 @@ OptionSet commandOptions(Command cmd) {
       addJobSpecOptions(set);
       break;
     case Command::kStop:
-      set.addOption(Option("grace", "", "time between SIGTERM and SIGKILL (e.g. 5s)").argument("DUR"));
+      set.addOption(
+          Option("grace", "", "time between SIGTERM and SIGKILL (e.g. 5s)").argument("DUR"));
       break;
     case Command::kList:
       set.addOption(Option("all", "a", "every job your role may see, not only yours"));
@@ -183,8 +191,7 @@ std::string optionError(const Poco::Util::OptionException& e, const std::string&
 bool exactLongName(const OptionSet& set, const std::string& arg) {
   if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) return true;
   std::string name = arg.substr(2, arg.find_first_of("=:") - 2);
-  return std::any_of(set.begin(), set.end(),
-                     [&](const Option& o) { return o.fullName() == name; });
+  return std::any_of(set.begin(), set.end(), [&](const Option& o) { return o.fullName() == name; });
 }
 
 Result<std::pair<std::string, std::string>> splitDevValue(const std::string& flag,
@@ -246,7 +253,8 @@ std::optional<std::string> applyOption(Invocation& inv, const std::string& name,
   } else if (name == "follow") {
     inv.follow = true;
   } else if (name == "stream") {
-    if (value != "stdout" && value != "stderr") return "bad --stream '" + value + "': use stdout or stderr";
+    if (value != "stdout" && value != "stderr")
+      return "bad --stream '" + value + "': use stdout or stderr";
     inv.stream = value;
   } else if (name == "env") {
     std::string key = value.substr(0, value.find('='));
@@ -280,7 +288,8 @@ std::optional<std::string> applyOption(Invocation& inv, const std::string& name,
       if (c) n = static_cast<uint64_t>(c.value());
     }
     if (!n || n.value() == 0) {
-      return "bad --" + name + " '" + value + "': use DEVICE=" + (bps ? "SIZE (e.g. 8:0=10M)" : "N");
+      return "bad --" + name + " '" + value +
+             "': use DEVICE=" + (bps ? "SIZE (e.g. 8:0=10M)" : "N");
     }
     IoLimitArg& io = spec.io[dev];
     if (name == "io-read-bps") io.read_bps = n.value();
@@ -288,7 +297,8 @@ std::optional<std::string> applyOption(Invocation& inv, const std::string& name,
     if (name == "io-read-iops") io.read_iops = n.value();
     if (name == "io-write-iops") io.write_iops = n.value();
   } else if (name == "network") {
-    if (value != "none" && value != "host") return "bad --network '" + value + "': use none or host";
+    if (value != "none" && value != "host")
+      return "bad --network '" + value + "': use none or host";
     spec.network = value;
   } else {
     return "unknown flag '--" + name + "'";
@@ -409,12 +419,14 @@ ParseOutcome parseCommandLine(const std::vector<std::string>& args) {
     }
     inv.spec.command.assign(args.begin() + static_cast<std::ptrdiff_t>(c.next), args.end());
     if (inv.spec.command.empty() || inv.spec.command[0].empty()) {
-      out.usage_error = "missing program after '--': use 'jobworker " + name + " [FLAGS] -- PROG [ARGS...]'";
+      out.usage_error =
+          "missing program after '--': use 'jobworker " + name + " [FLAGS] -- PROG [ARGS...]'";
     }
     return out;
   }
   // After "--" every remaining argument is positional.
-  positionals.insert(positionals.end(), args.begin() + static_cast<std::ptrdiff_t>(c.next), args.end());
+  positionals.insert(positionals.end(), args.begin() + static_cast<std::ptrdiff_t>(c.next),
+                     args.end());
   const bool takes_id = inv.command == Command::kStop || inv.command == Command::kStatus ||
                         inv.command == Command::kLogs;
   if (takes_id) {
@@ -480,7 +492,8 @@ Result<Poco::JSON::Object::Ptr> buildJobRequest(const JobSpec& spec, const EnvLo
         continue;
       }
       const char* v = getenv_fn ? getenv_fn(kv.c_str()) : nullptr;
-      if (v == nullptr) return Error{"--env " + kv + ": " + kv + " is not set here: use --env " + kv + "=VALUE"};
+      if (v == nullptr)
+        return Error{"--env " + kv + ": " + kv + " is not set here: use --env " + kv + "=VALUE"};
       env->set(kv, std::string(v));
     }
     body->set("env", env);

@@ -15,7 +15,19 @@
 
 namespace jw::client {
 
-enum class Command { kNone, kHelp, kLogin, kLogout, kWhoami, kStart, kRun, kStop, kStatus, kList, kLogs };
+enum class Command {
+  kNone,
+  kHelp,
+  kLogin,
+  kLogout,
+  kWhoami,
+  kStart,
+  kRun,
+  kStop,
+  kStatus,
+  kList,
+  kLogs
+};
 enum class OutputFormat { kHuman, kJson };
 
 struct IoLimitArg {

@@ -46,9 +46,10 @@ ClientResult<std::string> matchJobPrefix(const std::vector<std::string>& ids,
     shown += (i ? ", " : "") + hits[i].substr(0, std::max(prefix.size() + 4, kShortIdLength));
   }
   if (hits.size() > 3) shown += " and " + std::to_string(hits.size() - 3) + " more";
-  return ClientError{ClientError::Kind::kLocal,
-                     "job prefix '" + prefix_in + "' is ambiguous (matches " + shown +
-                         "): give more characters", 0, ""};
+  return ClientError{
+      ClientError::Kind::kLocal,
+      "job prefix '" + prefix_in + "' is ambiguous (matches " + shown + "): give more characters",
+      0, ""};
 }
 
 ClientResult<std::string> resolveJobId(const ApiClient& client, const std::string& ref) {
@@ -57,8 +58,12 @@ ClientResult<std::string> resolveJobId(const ApiClient& client, const std::strin
     return std::isxdigit(c) || c == '-';
   });
   if (!plausible || ref.size() > 36) {
-    return ClientError{ClientError::Kind::kHttp, "job '" + ref + "' not found (job ids look like "
-                       "3f2a1b2c-...)" + std::string(kListHint), 404, "not_found"};
+    return ClientError{ClientError::Kind::kHttp,
+                       "job '" + ref +
+                           "' not found (job ids look like "
+                           "3f2a1b2c-...)" +
+                           std::string(kListHint),
+                       404, "not_found"};
   }
   auto r = client.request("GET", "/v1/jobs?all=true");
   if (r && r->status == 403) r = client.request("GET", "/v1/jobs");
@@ -73,7 +78,8 @@ ClientResult<std::string> resolveJobId(const ApiClient& client, const std::strin
   std::vector<std::string> ids;
   for (size_t i = 0; i < jobs->size(); ++i) {
     auto job = jobs->getObject(static_cast<unsigned>(i));
-    if (job && job->has("id") && job->get("id").isString()) ids.push_back(job->getValue<std::string>("id"));
+    if (job && job->has("id") && job->get("id").isString())
+      ids.push_back(job->getValue<std::string>("id"));
   }
   return matchJobPrefix(ids, ref);
 }

@@ -58,7 +58,8 @@ bool parseTime(const std::string& s, Poco::Timestamp* out) {
   for (size_t i : {0u, 1u, 2u, 3u, 5u, 6u, 8u, 9u, 11u, 12u, 14u, 15u, 17u, 18u}) {
     if (!digit(i)) return false;
   }
-  if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':') {
+  if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
+      s[16] != ':') {
     return false;
   }
   Poco::DateTime dt;
@@ -222,9 +223,12 @@ std::string formatStatus(const Object::Ptr& job, const Poco::Timestamp& now) {
   std::string state = str(job, "state");
   double v = 0;
   std::string line = state;
-  if (state == "running" && num(job, "pid", &v)) line += " (pid " + std::to_string(static_cast<long>(v)) + ")";
+  if (state == "running" && num(job, "pid", &v))
+    line += " (pid " + std::to_string(static_cast<long>(v)) + ")";
   if (num(job, "exit_code", &v)) line += ", exit code " + std::to_string(static_cast<int>(v));
-  if (num(job, "signal", &v)) line += ", signal " + std::to_string(static_cast<int>(v)) + " (" + signalName(static_cast<int>(v)) + ")";
+  if (num(job, "signal", &v))
+    line += ", signal " + std::to_string(static_cast<int>(v)) + " (" +
+            signalName(static_cast<int>(v)) + ")";
   if (boolean(job, "oom_killed")) line += ", out of memory";
   if (!str(job, "stopped_by").empty()) line += ", stopped by " + str(job, "stopped_by");
   if (!str(job, "error").empty()) line += ": " + str(job, "error");
@@ -232,8 +236,9 @@ std::string formatStatus(const Object::Ptr& job, const Poco::Timestamp& now) {
   for (const char* key : {"created_at", "started_at", "ended_at"}) {
     std::string t = str(job, key);
     if (t.empty()) continue;
-    std::string label = key == std::string("created_at") ? "Created"
-                        : key == std::string("started_at") ? "Started" : "Ended";
+    std::string label = key == std::string("created_at")   ? "Created"
+                        : key == std::string("started_at") ? "Started"
+                                                           : "Ended";
     std::string extra = formatAge(t, now);
     add(label, t + (extra.empty() ? "" : " (" + extra + ")"));
   }
@@ -264,7 +269,8 @@ std::string formatStatus(const Object::Ptr& job, const Poco::Timestamp& now) {
       std::snprintf(buf, sizeof buf, "cpu %g", v);
       parts.push_back(buf);
     }
-    if (num(limits, "memory", &v)) parts.push_back("memory " + formatBytes(static_cast<uint64_t>(v)));
+    if (num(limits, "memory", &v))
+      parts.push_back("memory " + formatBytes(static_cast<uint64_t>(v)));
     if (num(limits, "pids", &v)) parts.push_back("pids " + std::to_string(static_cast<long>(v)));
     auto io = limits->getArray("io");
     for (size_t i = 0; io && i < io->size(); ++i) {
@@ -285,10 +291,14 @@ std::string formatStatus(const Object::Ptr& job, const Poco::Timestamp& now) {
   if (usage) {
     std::vector<std::string> parts;
     if (num(usage, "cpu_seconds", &v)) parts.push_back("cpu " + formatSpan(v));
-    if (num(usage, "memory_peak_bytes", &v)) parts.push_back("memory peak " + formatBytes(static_cast<uint64_t>(v)));
-    if (num(usage, "io_read_bytes", &v)) parts.push_back("read " + formatBytes(static_cast<uint64_t>(v)));
-    if (num(usage, "io_write_bytes", &v)) parts.push_back("written " + formatBytes(static_cast<uint64_t>(v)));
-    if (num(usage, "pids_peak", &v)) parts.push_back("pids peak " + std::to_string(static_cast<long>(v)));
+    if (num(usage, "memory_peak_bytes", &v))
+      parts.push_back("memory peak " + formatBytes(static_cast<uint64_t>(v)));
+    if (num(usage, "io_read_bytes", &v))
+      parts.push_back("read " + formatBytes(static_cast<uint64_t>(v)));
+    if (num(usage, "io_write_bytes", &v))
+      parts.push_back("written " + formatBytes(static_cast<uint64_t>(v)));
+    if (num(usage, "pids_peak", &v))
+      parts.push_back("pids peak " + std::to_string(static_cast<long>(v)));
     std::string joined;
     for (const auto& p : parts) joined += (joined.empty() ? "" : ", ") + p;
     add("Usage", joined);

@@ -16,10 +16,10 @@ namespace jw::client {
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
-constexpr int kExitRunFailure = 125;    // run: jobworker itself failed
+constexpr int kExitRunFailure = 125;  // run: jobworker itself failed
 constexpr int kExitNotExecutable = 126;
 constexpr int kExitNotFound = 127;
-constexpr int kExitDetached = 130;      // run: detached by a second Ctrl-C (128 + SIGINT)
+constexpr int kExitDetached = 130;  // run: detached by a second Ctrl-C (128 + SIGINT)
 constexpr size_t kShortIdLength = 8;
 
 // What `run` exits with for a finished job: its exit code, 128+N for signal N, 125 when it

@@ -1,18 +1,20 @@
 // Integration tests of the `jobworker` CLI binary against the real daemon over real HTTPS: login,
 // start/status/list/stop/logs, run's exit statuses, live follow, resume across a frontend kill,
 // JSON output, and the error lines and exit statuses users see. Runs in the test process.
-#include <fcntl.h>
-#include <gtest/gtest.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -46,8 +48,8 @@ std::string numberedLines(int n) {
 // A shell loop printing numberedLines(n), sleeping `pause` seconds between lines.
 std::vector<std::string> slowPrinter(int n, const std::string& pause) {
   return {"sh", "-c",
-          "i=0; while [ $i -lt " + std::to_string(n) + " ]; do echo \"line $i\"; i=$((i+1)); sleep " +
-              pause + "; done"};
+          "i=0; while [ $i -lt " + std::to_string(n) +
+              " ]; do echo \"line $i\"; i=$((i+1)); sleep " + pause + "; done"};
 }
 
 bool isUuid(const std::string& s) {
@@ -59,7 +61,9 @@ bool isUuid(const std::string& s) {
   return true;
 }
 
-size_t lineCount(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+size_t lineCount(const std::string& s) {
+  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+}
 
 class CliTest : public ::testing::Test {
  protected:
@@ -150,7 +154,8 @@ TEST_F(CliTest, ConfigReadableByOthersIsRefused) {
   CmdResult r = cli({"whoami"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("accessible by group or others (mode 0644): run 'chmod 600 " + configFile()),
-            std::string::npos) << r.err;
+            std::string::npos)
+      << r.err;
   EXPECT_EQ(lineCount(r.err), 1u) << r.err;
   EXPECT_EQ(r.out, "");
 }
@@ -164,7 +169,8 @@ TEST_F(CliTest, LogoutRevokesTheToken) {
   CmdResult who = cli({"whoami"});
   EXPECT_EQ(who.exit_code, 1);
   EXPECT_NE(who.err.find("not logged in: run 'jobworker login --server " + d().url() + "'"),
-            std::string::npos) << who.err;
+            std::string::npos)
+      << who.err;
   // The server forgot it too: the same token from the environment is refused.
   CmdResult old = cli({"whoami"}, "", {"JOBWORKER_TOKEN=" + token});
   EXPECT_EQ(old.exit_code, 1);
@@ -194,14 +200,16 @@ TEST_F(CliTest, RunPassesTheJobsExitStatusThrough) {
   EXPECT_EQ(killed.exit_code, 128 + 9) << killed.err;
   CmdResult not_found = cli({"run", "--", "/nonexistent/program"});
   EXPECT_EQ(not_found.exit_code, 127) << not_found.err;
-  EXPECT_EQ(not_found.err.rfind("jobworker: cannot run '/nonexistent/program': ", 0), 0u) << not_found.err;
+  EXPECT_EQ(not_found.err.rfind("jobworker: cannot run '/nonexistent/program': ", 0), 0u)
+      << not_found.err;
   CmdResult not_exec = cli({"run", "--", "/etc/passwd"});
   EXPECT_EQ(not_exec.exit_code, 126) << not_exec.err;
 }
 
 TEST_F(CliTest, RunSeparatesStderrOnRequest) {
   loginAdmin();
-  CmdResult r = cli({"run", "--separate-stderr", "--", "sh", "-c", "echo out; echo err >&2; exit 4"});
+  CmdResult r =
+      cli({"run", "--separate-stderr", "--", "sh", "-c", "echo out; echo err >&2; exit 4"});
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_EQ(r.out, "out\n");
   EXPECT_EQ(r.err, "err\n");
@@ -210,8 +218,9 @@ TEST_F(CliTest, RunSeparatesStderrOnRequest) {
 TEST_F(CliTest, RunIsBinarySafe) {
   loginAdmin();
   // Every byte value, several times over, through printf's octal escapes.
-  std::string script = "i=0; while [ $i -lt 4 ]; do j=0; while [ $j -lt 256 ]; do "
-                       "printf \"\\\\$(printf %03o $j)\"; j=$((j+1)); done; i=$((i+1)); done";
+  std::string script =
+      "i=0; while [ $i -lt 4 ]; do j=0; while [ $j -lt 256 ]; do "
+      "printf \"\\\\$(printf %03o $j)\"; j=$((j+1)); done; i=$((i+1)); done";
   CmdResult r = cli({"run", "--", "sh", "-c", script});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string expected;
@@ -287,9 +296,10 @@ int waitExit(pid_t pid, int timeout_s) {
 
 TEST_F(CliTest, CtrlCStopsTheJobAndKeepsStreaming) {
   loginAdmin();
-  Spawned s = spawnCli({"run", "--", "sh", "-c",
-                        "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.1; done"},
-                       xdg_);
+  Spawned s =
+      spawnCli({"run", "--", "sh", "-c",
+                "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.1; done"},
+               xdg_);
   ASSERT_GT(s.pid, 0);
   std::string out = readUntil(s.out, "ready\n", 20000);
   ASSERT_EQ(out, "ready\n");
@@ -309,8 +319,8 @@ TEST_F(CliTest, CtrlCStopsTheJobAndKeepsStreaming) {
 
 TEST_F(CliTest, SecondCtrlCDetaches) {
   loginAdmin();
-  Spawned s = spawnCli({"run", "--", "sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"},
-                       xdg_);
+  Spawned s = spawnCli(
+      {"run", "--", "sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"}, xdg_);
   ASSERT_GT(s.pid, 0);
   ASSERT_EQ(readUntil(s.out, "ready\n", 20000), "ready\n");
   kill(s.pid, SIGINT);
@@ -381,8 +391,8 @@ TEST_F(CliTest, StartStatusListStopLogs) {
 
 TEST_F(CliTest, OutputJsonParses) {
   loginAdmin();
-  CmdResult start = cli({"start", "--output", "json", "--env", "GREETING=hello", "--", "sh", "-c",
-                         "echo $GREETING"});
+  CmdResult start = cli(
+      {"start", "--output", "json", "--env", "GREETING=hello", "--", "sh", "-c", "echo $GREETING"});
   ASSERT_EQ(start.exit_code, 0) << start.err;
   auto job = parseObject(start.out);
   std::string id = job->getValue<std::string>("id");
@@ -458,7 +468,8 @@ TEST_F(CliTest, AmbiguousPrefixIsReported) {
   ASSERT_NE(shared, 0);
   CmdResult r = cli({"status", std::string(1, shared)});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("job prefix '" + std::string(1, shared) + "' is ambiguous"), std::string::npos)
+  EXPECT_NE(r.err.find("job prefix '" + std::string(1, shared) + "' is ambiguous"),
+            std::string::npos)
       << r.err;
 }
 
@@ -466,13 +477,14 @@ TEST_F(CliTest, AmbiguousPrefixIsReported) {
 
 TEST_F(CliTest, NoServerIsConnectionRefused) {
   std::string url = "https://127.0.0.1:" + std::to_string(freePort());
-  CmdResult r = cli({"login", "--server", url, "--ca-file", d().caFile(), "--user", "admin",
-                     "--password-stdin"},
-                    "x\n");
+  CmdResult r = cli(
+      {"login", "--server", url, "--ca-file", d().caFile(), "--user", "admin", "--password-stdin"},
+      "x\n");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err.rfind("jobworker: cannot reach " + url + ": connection refused", 0), 0u) << r.err;
   EXPECT_EQ(lineCount(r.err), 1u) << r.err;
-  CmdResult run = cli({"run", "--", "true"}, "", {"JOBWORKER_SERVER=" + url, "JOBWORKER_TOKEN=jw_x"});
+  CmdResult run =
+      cli({"run", "--", "true"}, "", {"JOBWORKER_SERVER=" + url, "JOBWORKER_TOKEN=jw_x"});
   EXPECT_EQ(run.exit_code, 125);
   EXPECT_NE(run.err.find("connection refused"), std::string::npos) << run.err;
 }
@@ -499,6 +511,93 @@ TEST_F(CliTest, UntrustedCertificate) {
   EXPECT_NE(r.err.find("pass --ca-file"), std::string::npos) << r.err;
   EXPECT_EQ(lineCount(r.err), 1u) << r.err;
   EXPECT_EQ(access(configFile().c_str(), F_OK), -1);
+}
+
+// A TLS server (openssl s_server) whose certificate, signed by a test CA, names `san`.
+class TlsServer {
+ public:
+  explicit TlsServer(const std::string& san) {
+    dir_ = makeTempDir("jwtls");
+    auto sh = [&](const std::string& cmd) {
+      CmdResult r = run({"sh", "-c", "cd " + dir_ + " && " + cmd});
+      EXPECT_EQ(r.exit_code, 0) << cmd << ": " << r.err;
+    };
+    const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    sh("openssl req -x509 " + ec + " -keyout ca.key -out ca.pem -days 2 -subj /CN=jw-test-ca");
+    sh("openssl req " + ec + " -keyout leaf.key -out leaf.csr -subj /CN=jw-test-leaf");
+    sh("printf 'subjectAltName=" + san +
+       "\\nbasicConstraints=CA:FALSE\\n' > ext && "
+       "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+       "-extfile ext -out leaf.pem");
+    port_ = freePort();
+    pid_ = fork();
+    if (pid_ == 0) {
+      int devnull = open("/dev/null", O_RDWR);
+      dup2(devnull, 0);
+      dup2(devnull, 1);
+      dup2(devnull, 2);
+      std::string accept = "127.0.0.1:" + std::to_string(port_);
+      std::string cert = dir_ + "/leaf.pem", key = dir_ + "/leaf.key";
+      execlp("openssl", "openssl", "s_server", "-accept", accept.c_str(), "-cert", cert.c_str(),
+             "-key", key.c_str(), "-www", "-quiet", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    // Ready when it accepts connections.
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < deadline && !accepting()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ~TlsServer() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    removeTree(dir_);
+  }
+  std::string url() const { return "https://127.0.0.1:" + std::to_string(port_); }
+  std::string caFile() const { return dir_ + "/ca.pem"; }
+
+ private:
+  bool accepting() const {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(port_));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+    if (fd >= 0) close(fd);
+    return ok;
+  }
+
+  std::string dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+TEST_F(CliTest, CertificateMustNameTheServerAddress) {
+  // s_server -www answers GET requests only: whoami is one.
+  auto whoami = [&](const TlsServer& server) {
+    return cli({"whoami"}, "",
+               {"JOBWORKER_SERVER=" + server.url(), "JOBWORKER_TOKEN=jw_x",
+                "JOBWORKER_CA_FILE=" + server.caFile()},
+               60);
+  };
+  // Signed by the CA we pass, but issued for another name: refused during the handshake.
+  TlsServer wrong_name("DNS:otherhost.example");
+  CmdResult r = whoami(wrong_name);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(
+      r.err.rfind("jobworker: certificate of " + wrong_name.url() + " is not valid for '127.0.0.1'",
+                  0),
+      0u)
+      << r.err;
+  // The same set-up with an IP SAN for 127.0.0.1 passes TLS (and then finds no jobworker API).
+  TlsServer right_ip("IP:127.0.0.1");
+  CmdResult ok = whoami(right_ip);
+  EXPECT_EQ(ok.exit_code, 1);
+  EXPECT_NE(ok.err.find("sent an unexpected answer"), std::string::npos) << ok.err;
+  EXPECT_EQ(lineCount(ok.err), 1u) << ok.err;
 }
 
 TEST_F(CliTest, UnknownJob) {
@@ -544,7 +643,8 @@ TEST_F(CliTest, NotLoggedIn) {
 }
 
 TEST_F(CliTest, HelpEverywhere) {
-  for (const char* cmd : {"login", "logout", "whoami", "start", "run", "stop", "status", "list", "logs"}) {
+  for (const char* cmd :
+       {"login", "logout", "whoami", "start", "run", "stop", "status", "list", "logs"}) {
     CmdResult r = cli({cmd, "--help"});
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_EQ(r.out.rfind(std::string("Usage: jobworker ") + cmd, 0), 0u) << r.out;

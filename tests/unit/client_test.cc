@@ -1,14 +1,13 @@
 // Unit tests of the jobworker CLI and its client library (no server needed): argument grammar,
 // durations and sizes, job request JSON, prefix resolution, exit statuses, the config file and
 // its permission checks, the chunked decoder, URL and TLS set-up errors.
+#include <Poco/DateTimeFormatter.h>
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <Poco/DateTimeFormatter.h>
-#include <Poco/JSON/Array.h>
-#include <Poco/JSON/Parser.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -55,9 +54,29 @@ class TempDir {
 // ---- argument grammar -----------------------------------------------------------------------
 
 TEST(CliArgs, StartTakesFlagsThenProgramAfterDashDash) {
-  auto p = parse({"start", "--env", "A=1", "-e", "B=2", "--env=C=x=y", "--cwd", "/tmp",
-                  "--timeout", "500ms", "--separate-stderr", "--cpu", "0.5", "--memory", "256M",
-                  "--pids", "64", "--network", "host", "--", "sh", "-c", "echo --env"});
+  auto p = parse({"start",
+                  "--env",
+                  "A=1",
+                  "-e",
+                  "B=2",
+                  "--env=C=x=y",
+                  "--cwd",
+                  "/tmp",
+                  "--timeout",
+                  "500ms",
+                  "--separate-stderr",
+                  "--cpu",
+                  "0.5",
+                  "--memory",
+                  "256M",
+                  "--pids",
+                  "64",
+                  "--network",
+                  "host",
+                  "--",
+                  "sh",
+                  "-c",
+                  "echo --env"});
   ASSERT_FALSE(p.usage_error) << *p.usage_error;
   EXPECT_EQ(p.inv.command, Command::kStart);
   EXPECT_EQ(p.inv.spec.command, (std::vector<std::string>{"sh", "-c", "echo --env"}));
@@ -172,8 +191,10 @@ TEST(CliArgs, HelpAndVersion) {
   EXPECT_TRUE(v.inv.version);
   EXPECT_NE(helpText(Command::kLogs).find("--follow"), std::string::npos);
   EXPECT_NE(helpText(Command::kRun).find("--io-write-iops DEV=N"), std::string::npos);
-  for (const char* cmd : {"login", "logout", "whoami", "start", "run", "stop", "status", "list", "logs"}) {
-    EXPECT_NE(helpText(Command::kNone).find(std::string("  ") + cmd + " "), std::string::npos) << cmd;
+  for (const char* cmd :
+       {"login", "logout", "whoami", "start", "run", "stop", "status", "list", "logs"}) {
+    EXPECT_NE(helpText(Command::kNone).find(std::string("  ") + cmd + " "), std::string::npos)
+        << cmd;
   }
 }
 
@@ -199,10 +220,19 @@ TEST(CliArgs, DurationsAndSizesAreValidated) {
 }
 
 TEST(CliArgs, JobRequestJson) {
-  auto p = parse({"run", "-e", "A=1", "-e", "HOME", "--timeout", "2s", "--cpu", "1.5",
-                  "--memory", "1M", "--pids", "8", "--io-read-bps", "8:0=10M",
-                  "--io-write-iops", "8:0=100", "--io-write-bps", "/dev/sdb=1K",
-                  "--separate-stderr", "--network", "none", "--", "prog", "arg"});
+  auto p = parse({"run",         "-e",
+                  "A=1",         "-e",
+                  "HOME",        "--timeout",
+                  "2s",          "--cpu",
+                  "1.5",         "--memory",
+                  "1M",          "--pids",
+                  "8",           "--io-read-bps",
+                  "8:0=10M",     "--io-write-iops",
+                  "8:0=100",     "--io-write-bps",
+                  "/dev/sdb=1K", "--separate-stderr",
+                  "--network",   "none",
+                  "--",          "prog",
+                  "arg"});
   ASSERT_FALSE(p.usage_error) << *p.usage_error;
   auto env = [](const char* name) -> const char* {
     return std::string(name) == "HOME" ? "/home/me" : nullptr;
@@ -285,13 +315,15 @@ TEST(Format, HumanOutput) {
   EXPECT_EQ(formatAge("garbage", now), "");
   auto job = obj(R"({"id":"3f2a1b2c-0000-4000-8000-000000000001","owner":"alice",
       "command":["sh","-c","exit 3"],"state":"killed","pid":7,"exit_code":null,"signal":9,
-      "stopped_by":"alice","error":null,"created_at":")" + t + R"(","started_at":null,
+      "stopped_by":"alice","error":null,"created_at":")" +
+                 t + R"(","started_at":null,
       "ended_at":null,"output":"merged","output_bytes":2048,"output_truncated":false,
       "output_dropped_bytes":0,"oom_killed":false,"limits":{"cpu":0.5,"memory":268435456,
       "pids":null,"io":[]},"usage":{"cpu_seconds":1.25},"isolation":["pid","net"],"run_as":"nobody"})");
   EXPECT_EQ(describeOutcome(job), "killed (SIGKILL)");
   std::string status = formatStatus(job, now);
-  EXPECT_NE(status.find("ID:        3f2a1b2c-0000-4000-8000-000000000001"), std::string::npos) << status;
+  EXPECT_NE(status.find("ID:        3f2a1b2c-0000-4000-8000-000000000001"), std::string::npos)
+      << status;
   EXPECT_NE(status.find("signal 9 (SIGKILL), stopped by alice"), std::string::npos) << status;
   EXPECT_NE(status.find("Limits:    cpu 0.5, memory 256 MiB"), std::string::npos) << status;
   EXPECT_NE(status.find("Isolation: pid, net"), std::string::npos) << status;
@@ -299,9 +331,11 @@ TEST(Format, HumanOutput) {
   Poco::JSON::Array::Ptr jobs = new Poco::JSON::Array;
   jobs->add(job);
   std::string table = formatJobTable(jobs, now);
-  EXPECT_EQ(table.substr(0, table.find('\n')), "ID         OWNER   STATE              CREATED   COMMAND");
+  EXPECT_EQ(table.substr(0, table.find('\n')),
+            "ID         OWNER   STATE              CREATED   COMMAND");
   EXPECT_NE(table.find("3f2a1b2c   alice   killed (SIGKILL)   1m ago    sh -c 'exit 3'"),
-            std::string::npos) << table;
+            std::string::npos)
+      << table;
 }
 
 // ---- config file ------------------------------------------------------------------------------
@@ -324,7 +358,7 @@ TEST(CliConfig, PathFollowsXdg) {
 TEST(CliConfig, SaveCreatesPrivateFilesAndRoundTrips) {
   TempDir tmp;
   std::string path = tmp.path() + "/new/jobworker/config.json";
-  CliConfig cfg{"https://127.0.0.1:8443", "/etc/ca.pem", "jw_secret", "alice", "user",
+  CliConfig cfg{"https://127.0.0.1:8443",  "/etc/ca.pem", "jw_secret", "alice", "user",
                 "2030-01-01T00:00:00.000Z"};
   ASSERT_TRUE(saveConfig(path, cfg));
   struct stat st {};
@@ -342,7 +376,9 @@ TEST(CliConfig, SaveCreatesPrivateFilesAndRoundTrips) {
   // Replacing leaves no temporary files behind.
   cfg.token = "jw_other";
   ASSERT_TRUE(saveConfig(path, cfg));
-  EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path() + "/new/jobworker"), fs::directory_iterator()), 1);
+  EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path() + "/new/jobworker"),
+                          fs::directory_iterator()),
+            1);
   EXPECT_EQ(loadConfig(path).value()->token, "jw_other");
   auto missing = loadConfig(tmp.path() + "/none.json");
   ASSERT_TRUE(missing);
@@ -370,9 +406,7 @@ TEST(CliConfig, RefusesFilesOthersCanRead) {
 TEST(CliConfig, BadJsonIsReported) {
   TempDir tmp;
   std::string path = tmp.path() + "/config.json";
-  {
-    std::ofstream(path) << "{not json";
-  }
+  { std::ofstream(path) << "{not json"; }
   ASSERT_EQ(chmod(path.c_str(), 0600), 0);
   auto r = loadConfig(path);
   ASSERT_FALSE(r);
@@ -445,7 +479,8 @@ TEST_F(RunCli, NotLoggedInAndUnsafeConfig) {
   EXPECT_EQ(runCli({"run", "--", "true"}), 125);
   std::string err = testing::internal::GetCapturedStderr();
   EXPECT_NE(err.find("jobworker: not logged in: run 'jobworker login --server https://HOST:PORT'"),
-            std::string::npos) << err;
+            std::string::npos)
+      << err;
   std::string path = tmp_.path() + "/jobworker/config.json";
   ASSERT_TRUE(saveConfig(path, CliConfig{"https://127.0.0.1:1", "", "jw_t", "", "", ""}));
   ASSERT_EQ(chmod(path.c_str(), 0644), 0);
@@ -481,7 +516,8 @@ TEST(ApiClient, CaFileProblemsAreLocalErrors) {
   auto missing = ApiClient::create({"https://127.0.0.1:1", "/nonexistent/ca.pem", "", {}, {}});
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().kind, ClientError::Kind::kLocal);
-  EXPECT_NE(missing.error().message.find("cannot read CA file /nonexistent/ca.pem"), std::string::npos);
+  EXPECT_NE(missing.error().message.find("cannot read CA file /nonexistent/ca.pem"),
+            std::string::npos);
   TempDir tmp;
   std::string junk = tmp.path() + "/junk.pem";
   std::ofstream(junk) << "not a certificate\n";
@@ -509,9 +545,11 @@ TEST(ApiClient, HttpErrorsSayWhatToDo) {
   r.body = R"({"error":{"code":"not_found","message":"no such job"}})";
   r.json = Poco::JSON::Parser().parse(r.body);
   EXPECT_EQ(r.errorCode(), "not_found");
-  EXPECT_EQ(httpError(r, "job 3f2a…", url).message, "job 3f2a… not found: list jobs with 'jobworker list'");
+  EXPECT_EQ(httpError(r, "job 3f2a…", url).message,
+            "job 3f2a… not found: list jobs with 'jobworker list'");
   r.status = 401;
-  EXPECT_NE(httpError(r, "", url).message.find("jobworker login --server https://h:1"), std::string::npos);
+  EXPECT_NE(httpError(r, "", url).message.find("jobworker login --server https://h:1"),
+            std::string::npos);
   r.status = 503;
   auto e = httpError(r, "", url);
   EXPECT_TRUE(e.transient());
@@ -539,7 +577,8 @@ std::string decodeAll(const std::string& wire, size_t step, bool* done, bool* fa
 
 TEST(ChunkedDecoder, DecodesInAnySplit) {
   std::string payload("binary\0\r\n\xff data", 16);
-  std::string wire = "6\r\nbinary\r\n" + std::string("A;ext=1\r\n") + payload.substr(6) + "\r\n0\r\n\r\n";
+  std::string wire =
+      "6\r\nbinary\r\n" + std::string("A;ext=1\r\n") + payload.substr(6) + "\r\n0\r\n\r\n";
   for (size_t step : {1u, 2u, 3u, 7u, 1000u}) {
     bool done = false, failed = false;
     EXPECT_EQ(decodeAll(wire, step, &done, &failed), payload) << step;
@@ -575,7 +614,8 @@ TEST(ChunkedDecoder, RejectsBadFraming) {
 TEST(ChunkedDecoder, SinkCanStop) {
   ChunkedDecoder d;
   int calls = 0;
-  EXPECT_FALSE(d.feed("1\r\na\r\n1\r\nb\r\n0\r\n\r\n", [&](std::string_view) { return ++calls < 1; }));
+  EXPECT_FALSE(
+      d.feed("1\r\na\r\n1\r\nb\r\n0\r\n\r\n", [&](std::string_view) { return ++calls < 1; }));
   EXPECT_EQ(calls, 1);
 }
 
