@@ -489,22 +489,30 @@ void Api::jobLogs(const Target& t, const std::string& id, const Principal& p, Re
                         "application/octet-stream")) {
     return;
   }
+  // While a chunk goes out to the client, the next one is already being read by the supervisor.
+  uint32_t next = 0;
+  std::string send_error;
   for (;;) {
-    const protocol::OutputChunk& c = chunk.value();
-    if (!c.data.empty() && !out.writeChunk(c.data)) return;
-    if (c.eof) break;
-    if (c.data.empty()) {
-      if (!req.follow) break;  // at the current end of a running job's log
-      if (out.clientGone()) return;
-    }
+    protocol::OutputChunk c = std::move(chunk.value());
     req.offset = c.offset + c.data.size();
-    chunk = channel_.outputRead(req);
+    bool more = !c.eof && !(c.data.empty() && !req.follow);
+    if (more && !c.data.empty()) next = channel_.outputReadSend(req, &send_error);
+    if (!c.data.empty() && !out.writeChunk(c.data)) break;
+    if (!more) {
+      out.finishChunked();
+      return;
+    }
+    if (c.data.empty() && out.clientGone()) return;  // an idle follow: is anyone listening?
+    if (next == 0) next = channel_.outputReadSend(req, &send_error);
+    chunk = channel_.outputReadWait(next, req.follow, send_error);
+    next = 0;
     if (!chunk.ok()) {
       log::warning("log stream of job " + id + " cut: " + chunk.error().message);
       return;
     }
   }
-  out.finishChunked();
+  if (next != 0) channel_.forget(next);  // the client is gone: drop the prefetched chunk
 }
+
 
 }  // namespace jw::frontend

@@ -132,9 +132,8 @@ void SupervisorChannel::readerLoop() {
   if (on_closed_) on_closed_(why);
 }
 
-std::vector<SupervisorChannel::Frame> SupervisorChannel::call(
-    const std::function<std::string(uint32_t)>& encode, std::chrono::milliseconds timeout,
-    std::string* why) {
+uint32_t SupervisorChannel::send(const std::function<std::string(uint32_t)>& encode,
+                                 std::string* why) {
   uint32_t id;
   {
     std::lock_guard lock(mu_);
@@ -143,12 +142,20 @@ std::vector<SupervisorChannel::Frame> SupervisorChannel::call(
     pending_[id] = Pending{};
   }
   Status sent = protocol::sendFrame(fd_, encode(id));
-  std::unique_lock lock(mu_);
   if (!sent) {
+    std::lock_guard lock(mu_);
     pending_.erase(id);
     *why = sent.error().message;
-    return {};
+    return 0;
   }
+  return id;
+}
+
+std::vector<SupervisorChannel::Frame> SupervisorChannel::wait(uint32_t id,
+                                                             std::chrono::milliseconds timeout,
+                                                             std::string* why) {
+  if (id == 0) return {};
+  std::unique_lock lock(mu_);
   bool done = cv_.wait_for(lock, timeout, [&] { return pending_[id].done; });
   if (!done) {
     auto& p = pending_[id];
@@ -160,6 +167,12 @@ std::vector<SupervisorChannel::Frame> SupervisorChannel::call(
   std::vector<Frame> frames = std::move(pending_[id].frames);
   pending_.erase(id);
   return frames;
+}
+
+std::vector<SupervisorChannel::Frame> SupervisorChannel::call(
+    const std::function<std::string(uint32_t)>& encode, std::chrono::milliseconds timeout,
+    std::string* why) {
+  return wait(send(encode, why), timeout, why);
 }
 
 template <typename T>
@@ -234,6 +247,18 @@ Reply<protocol::OutputChunk> SupervisorChannel::outputRead(const protocol::Outpu
   return single(std::move(frames), why, MsgType::kOutputChunk, &protocol::decodeOutputChunkPayload);
 }
 
+uint32_t SupervisorChannel::outputReadSend(const protocol::OutputReadRequest& r,
+                                           std::string* why) {
+  return send([&](uint32_t id) { return protocol::encodeOutputRead(id, r); }, why);
+}
+
+Reply<protocol::OutputChunk> SupervisorChannel::outputReadWait(uint32_t id, bool follow,
+                                                               const std::string& send_error) {
+  std::string why = send_error;
+  auto frames = wait(id, follow ? kFollowTimeout : kDefaultTimeout, &why);
+  return single(std::move(frames), why, MsgType::kOutputChunk, &protocol::decodeOutputChunkPayload);
+}
+
 Reply<protocol::HealthReply> SupervisorChannel::health(std::chrono::milliseconds timeout) {
   std::string why;
   auto frames = call([&](uint32_t id) { return protocol::encodeHealth(id, protocol::Empty{}); },
@@ -256,20 +281,23 @@ Reply<protocol::Empty> SupervisorChannel::sessionRevoke(const protocol::TokenHas
 }
 
 void SupervisorChannel::sessionRevokeAsync(const protocol::TokenHash& h) {
-  uint32_t id;
-  {
-    std::lock_guard lock(mu_);
-    id = next_id_++;
-    if (next_id_ == 0) next_id_ = 1;
-    Pending p;
-    p.discard = true;
-    pending_[id] = std::move(p);
+  std::string why;
+  uint32_t id = send([&](uint32_t i) { return protocol::encodeSessionRevoke(i, h); }, &why);
+  if (id == 0) {
+    log::warning("could not send SessionRevoke: " + why);
+    return;
   }
-  Status sent = protocol::sendFrame(fd_, protocol::encodeSessionRevoke(id, h));
-  if (!sent) {
-    std::lock_guard lock(mu_);
-    pending_.erase(id);
-    log::warning("could not send SessionRevoke: " + sent.error().message);
+  forget(id);
+}
+
+void SupervisorChannel::forget(uint32_t id) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  if (it->second.done) {
+    pending_.erase(it);  // answered already
+  } else {
+    it->second.discard = true;
   }
 }
 

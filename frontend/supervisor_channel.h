@@ -66,6 +66,12 @@ class SupervisorChannel {
   Reply<protocol::JobStatus> jobGet(const protocol::JobRef& r);
   Reply<std::vector<protocol::JobStatus>> jobList(const protocol::JobListRequest& r);
   Reply<protocol::OutputChunk> outputRead(const protocol::OutputReadRequest& r);
+  // The same in two halves, so a log stream can ask for the next chunk before it writes the
+  // current one to its client (the supervisor reads while the frontend encrypts).
+  uint32_t outputReadSend(const protocol::OutputReadRequest& r, std::string* why);
+  Reply<protocol::OutputChunk> outputReadWait(uint32_t id, bool follow, const std::string& why);
+  // Nobody will wait for request `id`: its reply is dropped when it comes.
+  void forget(uint32_t id);
   Reply<protocol::HealthReply> health(std::chrono::milliseconds timeout);
   Reply<protocol::Empty> sessionAdd(const protocol::SessionEntry& s);
   Reply<protocol::Empty> sessionRevoke(const protocol::TokenHash& h);
@@ -92,6 +98,9 @@ class SupervisorChannel {
   // the send failed (`*why` says which).
   std::vector<Frame> call(const std::function<std::string(uint32_t)>& encode,
                           std::chrono::milliseconds timeout, std::string* why);
+  // call() in two halves: send returns the id (0 when the send failed), wait collects.
+  uint32_t send(const std::function<std::string(uint32_t)>& encode, std::string* why);
+  std::vector<Frame> wait(uint32_t id, std::chrono::milliseconds timeout, std::string* why);
   template <typename T>
   Reply<T> single(std::vector<Frame> frames, const std::string& why, protocol::MsgType expected,
                   Result<T> (*decode)(std::string_view));
