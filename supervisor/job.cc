@@ -20,6 +20,7 @@ Job::~Job() {
     if (s.pipe_fd >= 0) close(s.pipe_fd);
   }
   if (pidfd >= 0) close(pidfd);
+  if (status_fd >= 0) close(status_fd);
 }
 
 void Job::markStarted(pid_t pid, int64_t now_ms) {

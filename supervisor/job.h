@@ -76,8 +76,13 @@ class Job {
     EventLoop::WatchId watch = 0;
   };
   Stream streams[2];  // [kStdout] (the merged log for merged jobs), [kStderr] for separate jobs
-  int pidfd = -1;
+  int pidfd = -1;     // of the main process: the job init with a PID namespace, else the command
   EventLoop::WatchId pidfd_watch = 0;
+  // With a PID namespace the main process is the job init (PID 1 of the namespace): signals go
+  // to it alone, it forwards them to the command. status_fd: its status pipe (the command's wait
+  // status), open until the init has been reaped.
+  bool has_init = false;
+  int status_fd = -1;
   std::unique_ptr<JobCgroup> cgroup;
   EventLoop::TimerId kill_timer = 0;     // SIGKILL after the stop grace
   EventLoop::TimerId timeout_timer = 0;  // the job's own timeout

@@ -17,22 +17,31 @@
 #include <cerrno>
 #include <cstring>
 
+#include "credentials.h"
+#include "job_init.h"
+
 namespace jw::supervisor {
 
 namespace {
 
-// The child's steps, in the order it runs them. Issue 7 inserts namespace and mount steps
-// between kProcessGroup and kCredentials.
+// The child's steps, in the order it runs them (runChild). With a PID namespace the steps up to
+// kForkCommand run in the job init, the rest in the command process it forks.
 enum class ChildStep : int32_t {
-  kSignals = 1,
+  kSignals = 1,  // without an init
+  kBecomeInit,   // with an init, instead of kSignals
   kRelease,
+  kContainment,  // mounts, lo, hostname; the report's detail says which (ContainmentStep)
+  kForkCommand,  // with an init
   kProcessGroup,
   kStdio,
   kResourceLimits,
+  kBoundingSet,  // non-root jobs
   kCredentials,
+  kCapabilities,  // non-root jobs
   kNoNewPrivs,
   kWorkingDir,
   kCloseFds,
+  kSeccomp,
   kExec,
 };
 
@@ -40,22 +49,34 @@ const char* stepName(ChildStep s) {
   switch (s) {
     case ChildStep::kSignals:
       return "reset signals";
+    case ChildStep::kBecomeInit:
+      return "become the job init";
     case ChildStep::kRelease:
       return "wait for cgroup placement";
+    case ChildStep::kContainment:
+      return "containment";
+    case ChildStep::kForkCommand:
+      return "fork the command from the job init";
     case ChildStep::kProcessGroup:
       return "setpgid";
     case ChildStep::kStdio:
       return "redirect stdio";
     case ChildStep::kResourceLimits:
       return "set resource limits";
+    case ChildStep::kBoundingSet:
+      return "drop the capability bounding set";
     case ChildStep::kCredentials:
       return "change credentials";
+    case ChildStep::kCapabilities:
+      return "clear capabilities";
     case ChildStep::kNoNewPrivs:
       return "PR_SET_NO_NEW_PRIVS";
     case ChildStep::kWorkingDir:
       return "chdir";
     case ChildStep::kCloseFds:
       return "close file descriptors";
+    case ChildStep::kSeccomp:
+      return "install the job seccomp profile";
     case ChildStep::kExec:
       return "execve";
   }
@@ -65,6 +86,7 @@ const char* stepName(ChildStep s) {
 struct ChildReport {
   int32_t step;
   int32_t err;
+  int32_t detail;  // kContainment: the ContainmentStep that failed
 };
 
 // Everything the child needs, built before fork: the child only reads it.
@@ -86,10 +108,16 @@ struct ChildPlan {
   int release_r = -1;
   int report_w = -1;
   int max_fd = 1024;  // for the close-on-exec fallback loop
+  ContainmentPlan containment;
+  bool with_init = false;  // PID namespace: the first process is the job init
+  int status_w = -1;       // with_init: the init reports the command's wait status here
+  sock_fprog seccomp{};
+  bool use_seccomp = false;
+  int last_cap = 0;
 };
 
-[[noreturn]] void childFail(const ChildPlan& p, ChildStep step, int err) {
-  ChildReport r{static_cast<int32_t>(step), err};
+[[noreturn]] void childFail(const ChildPlan& p, ChildStep step, int err, int32_t detail = 0) {
+  ChildReport r{static_cast<int32_t>(step), err, detail};
   ssize_t n = write(p.report_w, &r, sizeof r);
   (void)n;
   _exit(127);
@@ -180,17 +208,51 @@ int execProgram(const ChildPlan& p) {
   return saw_eacces ? EACCES : result;
 }
 
+bool dropsCapabilities(const ChildPlan& p) { return p.change_credentials && p.uid != 0; }
+
+// The whole containment order, top to bottom. The first process (the clone child) runs it from
+// the start; with a PID namespace it becomes the job init and forks the command after the
+// containment steps, and the command continues from the process group on. Any failed step is
+// reported and ends the process: the supervisor then kills the whole job.
 [[noreturn]] void runChild(const ChildPlan& p) {
   int err;
-  if ((err = resetSignals()) != 0) childFail(p, ChildStep::kSignals, err);
+  if (p.with_init) {
+    // Instead of resetSignals: keeps TERM/INT/HUP/CHLD blocked, so a stop sent before the init
+    // loop runs is queued rather than dropped (PID 1 ignores default-disposition signals).
+    if ((err = becomeJobInit()) != 0) childFail(p, ChildStep::kBecomeInit, err);
+  } else if ((err = resetSignals()) != 0) {
+    childFail(p, ChildStep::kSignals, err);
+  }
   if ((err = waitForRelease(p)) != 0) childFail(p, ChildStep::kRelease, err);
+  ContainmentStep failed = ContainmentStep::kNone;
+  if ((err = setupContainment(p.containment, &failed)) != 0) {
+    childFail(p, ChildStep::kContainment, err, static_cast<int32_t>(failed));
+  }
+  if (p.with_init) {
+    pid_t command = forkJobCommand();
+    if (command < 0) childFail(p, ChildStep::kForkCommand, errno);
+    // The init closes its copy of the report pipe and every other fd, and never returns.
+    if (command > 0) runJobInit(command, p.status_w);
+    // The command (PID 2): empty signal mask, default dispositions.
+  }
   if ((err = newProcessGroup()) != 0) childFail(p, ChildStep::kProcessGroup, err);
   if ((err = redirectStdio(p)) != 0) childFail(p, ChildStep::kStdio, err);
   if ((err = setResourceLimits(p)) != 0) childFail(p, ChildStep::kResourceLimits, err);
+  // While still root: PR_CAPBSET_DROP needs CAP_SETPCAP.
+  if (dropsCapabilities(p) && (err = dropBoundingSet(p.last_cap)) != 0) {
+    childFail(p, ChildStep::kBoundingSet, err);
+  }
   if ((err = changeCredentials(p)) != 0) childFail(p, ChildStep::kCredentials, err);
+  if (dropsCapabilities(p) && (err = clearCapabilities()) != 0) {
+    childFail(p, ChildStep::kCapabilities, err);
+  }
   if ((err = noNewPrivs()) != 0) childFail(p, ChildStep::kNoNewPrivs, err);
   if ((err = enterWorkingDir(p)) != 0) childFail(p, ChildStep::kWorkingDir, err);
   if ((err = closeFds(p)) != 0) childFail(p, ChildStep::kCloseFds, err);
+  // Last before execve: the filter then also covers nothing of ours.
+  if (p.use_seccomp && (err = installSeccomp(p.seccomp)) != 0) {
+    childFail(p, ChildStep::kSeccomp, err);
+  }
   childFail(p, ChildStep::kExec, execProgram(p));
 }
 
@@ -250,10 +312,28 @@ std::vector<std::string> execCandidates(const std::string& argv0, const std::str
   return out;
 }
 
-Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
-  *failure = SpawnFailure::kSetup;
-  if (req.argv.empty()) return Error{"empty argv"};
+namespace {
 
+// The error for a step the child reported, and which kind of failure it is.
+Error reportedError(const SpawnRequest& req, const ChildReport& r, SpawnFailure* failure) {
+  auto step = static_cast<ChildStep>(r.step);
+  if (step == ChildStep::kExec) {
+    *failure = SpawnFailure::kExec;
+    return Error{"cannot execute " + req.argv[0] + ": " + std::strerror(r.err), r.err};
+  }
+  if (step == ChildStep::kWorkingDir) {
+    *failure = SpawnFailure::kCwd;
+    return Error{"working directory " + req.cwd + ": " + std::strerror(r.err), r.err};
+  }
+  std::string what = stepName(step);
+  if (step == ChildStep::kContainment) {
+    what += std::string(": ") + containmentStepName(static_cast<ContainmentStep>(r.detail));
+  }
+  return Error{"job setup step '" + what + "' failed: " + std::strerror(r.err), r.err};
+}
+
+// Everything but the pipes: what the child reads, built before the fork.
+Result<ChildPlan> buildPlan(const SpawnRequest& req, SpawnFailure* failure) {
   ChildPlan plan;
   plan.candidates = execCandidates(req.argv[0], req.search_path);
   if (plan.candidates.empty()) {
@@ -274,16 +354,40 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
     plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 65536));
   }
+  auto containment = planContainment(req.isolation);
+  if (!containment) return containment.error();
+  plan.containment = std::move(containment.value());
+  plan.with_init = req.isolation.pid;
+  if (req.isolation.seccomp) {
+    // Asked for but missing would run the job unfiltered: refuse instead.
+    if (req.seccomp == nullptr) return Error{"the job seccomp profile is not available"};
+    plan.seccomp = req.seccomp->program();
+    plan.use_seccomp = true;
+  }
+  plan.last_cap = req.last_cap;
+  return plan;
+}
+
+}  // namespace
+
+Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
+  *failure = SpawnFailure::kSetup;
+  if (req.argv.empty()) return Error{"empty argv"};
+  auto planned = buildPlan(req, failure);
+  if (!planned) return planned.error();
+  ChildPlan& plan = planned.value();
 
   int out[2] = {-1, -1}, err[2] = {-1, -1}, release[2] = {-1, -1}, report[2] = {-1, -1};
+  int status[2] = {-1, -1};
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull < 0) return sysError("open /dev/null");
   auto cleanup = [&] {
     closeAll({&out[0], &out[1], &err[0], &err[1], &release[0], &release[1], &report[0], &report[1],
-              &devnull});
+              &status[0], &status[1], &devnull});
   };
   if (pipe2(out, O_CLOEXEC) != 0 || (req.separate_stderr && pipe2(err, O_CLOEXEC) != 0) ||
-      pipe2(release, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0) {
+      pipe2(release, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0 ||
+      (plan.with_init && pipe2(status, O_CLOEXEC) != 0)) {
     Error e = sysError("pipe2 for a job");
     cleanup();
     return e;
@@ -293,17 +397,22 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
   plan.err_w = err[1];
   plan.release_r = release[0];
   plan.report_w = report[1];
+  plan.status_w = status[1];
 
-  pid_t pid = fork();
+  // With namespaces, clone3 creates the child directly in its v2 cgroup (no moment outside it).
+  const int flags = cloneFlags(req.isolation);
+  const int cgroup_dir = req.cgroup != nullptr ? req.cgroup->directoryFd() : -1;
+  pid_t pid = flags != 0 ? cloneJobProcess(flags, cgroup_dir) : fork();
   if (pid < 0) {
-    Error e = sysError("fork");
+    Error e = sysError(flags != 0 ? "clone the job into its namespaces" : "fork");
     cleanup();
     return e;
   }
   if (pid == 0) runChild(plan);
 
-  closeAll({&out[1], &err[1], &release[0], &report[1], &devnull});
+  closeAll({&out[1], &err[1], &release[0], &report[1], &status[1], &devnull});
   // Both sides set the group, so a stop sent right after this returns reaches the whole job.
+  // (With an init, the init leads its own group and the command makes another.)
   setpgid(pid, pid);
 
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
@@ -328,29 +437,20 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
   }
   closeAll({&release[1]});
 
+  // EOF: every writer is gone, i.e. the command exec'd (and the init, if any, closed its copy
+  // on entering its loop).
   ChildReport r{};
   Result<bool> got = readReport(report[0], &r);
   closeAll({&report[0]});
   if (!got || got.value()) {
-    killAndReap(pid);
+    killAndReap(pid);  // with an init: the whole namespace goes with it
     close(pidfd);
     cleanup();
     if (!got) return got.error();
-    auto step = static_cast<ChildStep>(r.step);
-    if (step == ChildStep::kExec) {
-      *failure = SpawnFailure::kExec;
-      return Error{"cannot execute " + req.argv[0] + ": " + std::strerror(r.err), r.err};
-    }
-    if (step == ChildStep::kWorkingDir) {
-      *failure = SpawnFailure::kCwd;
-      return Error{"working directory " + req.cwd + ": " + std::strerror(r.err), r.err};
-    }
-    return Error{
-        std::string("job setup step '") + stepName(step) + "' failed: " + std::strerror(r.err),
-        r.err};
+    return reportedError(req, r, failure);
   }
 
-  for (int fd : {out[0], err[0]}) {
+  for (int fd : {out[0], err[0], status[0]}) {
     if (fd < 0) continue;
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
@@ -361,10 +461,10 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
       return e;
     }
     // A bigger pipe means fewer wake-ups for chatty jobs; failure only costs speed.
-    fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+    if (fd != status[0]) fcntl(fd, F_SETPIPE_SZ, 1 << 20);
   }
   *failure = SpawnFailure::kNone;
-  SpawnedJob job{pid, pidfd, out[0], err[0]};
+  SpawnedJob job{pid, pidfd, out[0], err[0], status[0]};
   return job;
 }
 

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "cgroup.h"
+#include "job_seccomp.h"
+#include "namespaces.h"
 #include "result.h"
 
 namespace jw::supervisor {
@@ -26,13 +28,23 @@ struct SpawnRequest {
   bool separate_stderr = false;
   bool core_dumps = false;
   JobCgroup* cgroup = nullptr;  // the child is moved in before it runs anything of the job's
+  // Namespaces (all off: a plain fork). With isolation.pid the first process is the job init
+  // (job_init.h), PID 1 of the namespace, and the command is its child (PID 2).
+  IsolationSpec isolation;
+  // The job seccomp profile, installed just before execve when isolation.seccomp; must outlive
+  // the call. isolation.seccomp without a profile is a setup error (fail closed).
+  const JobSeccompProfile* seccomp = nullptr;
+  int last_cap = 0;  // lastCapability(): for the bounding-set drop of non-root jobs
 };
 
 struct SpawnedJob {
-  pid_t pid = -1;
-  int pidfd = -1;   // close-on-exec
+  pid_t pid = -1;   // with isolation.pid: the job init's (host) pid; else the command's
+  int pidfd = -1;   // close-on-exec; of `pid`
   int out_fd = -1;  // non-blocking read end: stdout (and stderr when merged)
   int err_fd = -1;  // separate stderr, else -1
+  // With isolation.pid: non-blocking read end of the init's status pipe (the command's raw wait
+  // status, see readJobStatus), read once the init has exited. -1 without an init.
+  int status_fd = -1;
 };
 
 enum class SpawnFailure {

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "credentials.h"
 #include "log.h"
 
 #ifdef JW_HAVE_SYSTEMD
@@ -52,6 +53,7 @@ Supervisor::~Supervisor() {
 }
 
 Status Supervisor::init() {
+  if (Status st = prepareIsolation(); !st) return st;
   if (Status st = loop_.init(); !st) return st;
   if (Status st = setupSignals(); !st) return st;
   if (Status st = loadUsers(); !st) return st;
@@ -90,7 +92,41 @@ int Supervisor::run() {
   return 0;
 }
 
-// --- signals, users, sessions ------------------------------------------------------------------
+// --- job isolation, signals, users, sessions ---------------------------------------------------
+
+Status Supervisor::prepareIsolation() {
+  auto profile = JobSeccompProfile::build();
+  if (profile) {
+    job_seccomp_ = std::move(profile.value());
+  } else if (settings_.job_seccomp) {
+    // Jobs would otherwise run without the filter the configuration promises: fail closed.
+    return Error{"job seccomp profile (isolation.seccomp): " + profile.error().message,
+                 profile.error().sys_errno};
+  } else {
+    log::warning("job seccomp profile unavailable (" + profile.error().message +
+                 "); isolation.seccomp is off anyway");
+  }
+  if (opt_.as_root) {
+    // Only root changes a job's credentials, and so drops its bounding set.
+    auto last = lastCapability();
+    if (!last) return Error{"capabilities: " + last.error().message, last.error().sys_errno};
+    last_cap_ = last.value();
+  }
+  if (!opt_.as_root) {
+    log::warning("not root: jobs run without namespaces (the job seccomp profile still applies)");
+  } else {
+    std::string off;
+    using Switch = std::pair<bool, const char*>;
+    for (auto [on, name] :
+         {Switch{settings_.isolate_pid, "pid"}, Switch{settings_.isolate_mount, "mount"},
+          Switch{settings_.isolate_net, "net"}, Switch{settings_.isolate_uts, "uts"},
+          Switch{settings_.isolate_ipc, "ipc"}, Switch{settings_.job_seccomp, "seccomp"}}) {
+      if (!on) off += (off.empty() ? "" : ", ") + std::string(name);
+    }
+    if (!off.empty()) log::warning("job isolation turned off by the configuration: " + off);
+  }
+  return okStatus();
+}
 
 Status Supervisor::setupSignals() {
   sigset_t set;

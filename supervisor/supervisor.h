@@ -18,6 +18,7 @@
 #include "config.h"
 #include "event_loop.h"
 #include "frontend_process.h"
+#include "job_seccomp.h"
 #include "job_table.h"
 #include "output_store.h"
 #include "sessions.h"
@@ -51,8 +52,8 @@ class Supervisor {
   explicit Supervisor(SupervisorOptions options);
   ~Supervisor();
 
-  // Loads the users file, prepares the jobs directory, sets up the signalfd (the caller has
-  // blocked the signals) and starts the frontend.
+  // Builds the job seccomp profile, loads the users file, prepares the jobs directory, sets up
+  // the signalfd (the caller has blocked the signals) and starts the frontend.
   Status init();
   // Runs until SIGTERM/SIGINT and the shutdown completed. Returns the exit status.
   int run();
@@ -65,7 +66,10 @@ class Supervisor {
   };
   enum class Access { kRead, kWrite };
 
-  // signals, users, sessions
+  // job isolation, signals, users, sessions
+  Status prepareIsolation();
+  IsolationSpec isolationFor(const UserRecord& u, const protocol::JobStartRequest& r,
+                             const std::string& job_id) const;
   Status setupSignals();
   void onSignal();
   Status loadUsers();
@@ -104,6 +108,7 @@ class Supervisor {
   void closeJobPipe(Job& job, int stream);
   void maybePublish(Job& job);
   void publishJob(Job& job);
+  void recordJobEnd(Job& job, int init_wait_status);
   void stopJob(Job& job, const std::string& by, uint64_t grace_ms);
   void killJob(Job& job);
   void removeCgroupLater(const std::string& job_id, int attempt);
@@ -128,6 +133,9 @@ class Supervisor {
   JobTable jobs_;
   std::map<std::string, UserRecord> users_;
   int signal_fd_ = -1;
+  // Built once before any job: the child only reads it (no allocation between fork and exec).
+  std::optional<JobSeccompProfile> job_seccomp_;
+  int last_cap_ = 0;  // /proc/sys/kernel/cap_last_cap, for non-root jobs' bounding-set drop
   bool ready_notified_ = false;
   bool shutting_down_ = false;
   std::unordered_map<std::string, std::map<uint64_t, ParkedRead>> parked_;

@@ -3,13 +3,16 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "job_init.h"
 #include "log.h"
+#include "namespaces.h"
 #include "supervisor.h"
 
 namespace jw::supervisor {
@@ -44,7 +47,33 @@ std::string describeWait(int wait_code, int wait_value) {
   return "signal " + std::to_string(wait_value);
 }
 
+// Signals the job's main process through its pidfd while there is one (never a reused pid).
+int signalMain(const Job& job, int sig) {
+  if (job.pidfd >= 0) {
+    return static_cast<int>(syscall(SYS_pidfd_send_signal, job.pidfd, sig, nullptr, 0U));
+  }
+  return kill(job.pid(), sig);
+}
+
 }  // namespace
+
+IsolationSpec Supervisor::isolationFor(const UserRecord& u, const protocol::JobStartRequest& r,
+                                       const std::string& job_id) const {
+  IsolationSpec spec;
+  // Namespaces need root (no user namespaces: they would hand the job capabilities); a non-root
+  // dev supervisor runs jobs without them. The seccomp profile works unprivileged.
+  const bool ns = opt_.as_root;
+  spec.pid = ns && settings_.isolate_pid;
+  spec.mount = ns && settings_.isolate_mount;
+  spec.net = ns && settings_.isolate_net && r.network != protocol::Network::kHost;
+  spec.uts = ns && settings_.isolate_uts;
+  spec.ipc = ns && settings_.isolate_ipc;
+  auto seccomp = policyValue(settings_, u, [](const config::Policy& p) { return p.seccomp; });
+  spec.seccomp = settings_.job_seccomp && seccomp.value_or(true) && job_seccomp_.has_value();
+  spec.hostname = jobHostname(job_id);
+  spec.tmp_size = settings_.job_tmp_size;
+  return spec;
+}
 
 void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r) {
   const UserRecord* u = findUser(r.user);
@@ -94,6 +123,17 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
       replyError(id, ErrorCode::kForbidden,
                  "user " + u.name + " runs jobs as " + log::quote(account.name) +
                      ", which needs allow_root in the configuration");
+      return nullptr;
+    }
+  }
+  // Checked here too: the frontend's check is not to be trusted.
+  if (r.network == protocol::Network::kHost) {
+    auto allow =
+        policyValue(settings_, u, [](const config::Policy& p) { return p.allow_network_host; });
+    if (!allow.value_or(u.role == Role::kAdmin)) {
+      replyError(id, ErrorCode::kForbidden,
+                 "network \"host\" is not allowed for user " + u.name +
+                     " (network_host in the configuration)");
       return nullptr;
     }
   }
@@ -156,8 +196,12 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
     replyError(id, ErrorCode::kInternal, job_id.error().message);
     return nullptr;
   }
+  IsolationSpec isolation = isolationFor(u, r, job_id.value());
   JobSpec spec;
   spec.id = job_id.value();
+  spec.isolation = isolationLabels(isolation);
+  // create() below either gives the job its cgroup or refuses the job.
+  if (opt_.cgroups) spec.isolation.push_back("cgroup");
   spec.owner = u.name;
   spec.command = r.argv;
   spec.output = r.output;
@@ -211,6 +255,9 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
   sr.separate_stderr = job->separate();
   sr.core_dumps = settings_.job_core_dumps;
   sr.cgroup = job->cgroup.get();
+  sr.isolation = isolation;
+  sr.seccomp = job_seccomp_ ? &*job_seccomp_ : nullptr;
+  sr.last_cap = last_cap_;
   SpawnFailure failure = SpawnFailure::kNone;
   auto spawned = spawnJob(sr, &failure);
   if (!spawned) {
@@ -235,6 +282,8 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
   const SpawnedJob& sj = spawned.value();
   job->markStarted(sj.pid, realtimeMs());
   job->pidfd = sj.pidfd;
+  job->has_init = sj.status_fd >= 0;
+  job->status_fd = sj.status_fd;
   job->streams[0].pipe_fd = sj.out_fd;
   job->streams[1].pipe_fd = sj.err_fd;
   Job* raw = jobs_.insert(std::move(job));
@@ -253,7 +302,7 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
   for (const auto& a : r.argv) cmd += (cmd.empty() ? "" : " ") + a;
   log::event(log::Priority::kInfo, log::ids::kJobStart,
              "job " + raw->id() + " started by " + u.name + " as " + account.name + ": pid " +
-                 std::to_string(sj.pid),
+                 std::to_string(sj.pid) + (raw->has_init ? " (job init)" : ""),
              {{"JOB_ID", raw->id()},
               {"JOB_USER", u.name},
               {"JOB_RUN_AS", account.name},
@@ -270,11 +319,13 @@ void Supervisor::watchJob(Job& job) {
     // Without exit notification the job could never end: kill it now rather than leak it.
     log::err("job " + jid + ": watch pidfd: " + pw.error().message + "; killing it");
     killJob(job);
-    siginfo_t info{};
-    waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(job.pidfd), &info, WEXITED);
-    job.recordExit(info.si_code, info.si_status);
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(job.pid(), &status, 0)) < 0 && errno == EINTR) {
+    }
     close(job.pidfd);
     job.pidfd = -1;
+    recordJobEnd(job, r == job.pid() ? status : W_EXITCODE(0, SIGKILL));
   } else {
     job.pidfd_watch = pw.value();
   }
@@ -325,11 +376,30 @@ void Supervisor::closeJobPipe(Job& job, int stream) {
   st.pipe_fd = -1;
 }
 
+// The main process has been reaped with init_wait_status. With an init, the command's own
+// status from the status pipe is the job's; the init's counts only when it wrote none (it was
+// SIGKILLed: stop grace, OOM, a supervisor-side kill).
+void Supervisor::recordJobEnd(Job& job, int init_wait_status) {
+  WaitOutcome outcome = waitOutcome(init_wait_status);
+  if (job.status_fd >= 0) {
+    auto reported = readJobStatus(job.status_fd);
+    if (!reported) {
+      log::err("job " + job.id() + ": " + reported.error().message);
+    } else if (reported.value()) {
+      outcome = waitOutcome(*reported.value());
+    }
+    close(job.status_fd);
+    job.status_fd = -1;
+  }
+  job.recordExit(outcome.code, outcome.value);
+}
+
 void Supervisor::onJobExit(const std::string& job_id) {
   Job* job = jobs_.find(job_id);
   if (job == nullptr || job->pidfd < 0) return;
   // Kill the rest while the main process is still a zombie: its pid, which is the process
-  // group id, cannot have been reused yet.
+  // group id, cannot have been reused yet. (With an init the kernel has already killed the whole
+  // PID namespace before its exit was reported; the cgroup kill is the backup.)
   killJob(*job);
   int status = 0;
   rusage ru{};
@@ -341,12 +411,9 @@ void Supervisor::onJobExit(const std::string& job_id) {
   job->pidfd = -1;
   if (r < 0) {
     log::err("job " + job_id + ": wait4: " + std::string(strerror(errno)));
-    job->recordExit(CLD_KILLED, SIGKILL);
-  } else if (WIFEXITED(status)) {
-    job->recordExit(CLD_EXITED, WEXITSTATUS(status));
-  } else {
-    job->recordExit(CLD_KILLED, WTERMSIG(status));
+    status = W_EXITCODE(0, SIGKILL);
   }
+  recordJobEnd(*job, status);
   if (!job->cgroup) {
     // Without a cgroup, rusage of the main process and the children it waited for is the best
     // figure there is.
@@ -448,11 +515,19 @@ void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms) {
                    std::to_string(grace_ms) + " ms)",
                {{"JOB_ID", job.id()}, {"JOB_USER", job.owner()}, {"JOB_STOPPED_BY", by}});
   }
-  // The group, and the main process in case it left the group.
-  if (kill(-job.pid(), SIGTERM) != 0 && errno != ESRCH) {
-    log::err("job " + job.id() + ": SIGTERM to its process group: " + strerror(errno));
+  if (job.has_init) {
+    // Once, to the init alone: it forwards it to the command's process group (a second copy
+    // would reach the command twice).
+    if (signalMain(job, SIGTERM) != 0 && errno != ESRCH) {
+      log::err("job " + job.id() + ": SIGTERM to its init: " + strerror(errno));
+    }
+  } else {
+    // The group, and the main process in case it left the group.
+    if (kill(-job.pid(), SIGTERM) != 0 && errno != ESRCH) {
+      log::err("job " + job.id() + ": SIGTERM to its process group: " + strerror(errno));
+    }
+    signalMain(job, SIGTERM);
   }
-  kill(job.pid(), SIGTERM);
   uint64_t deadline = EventLoop::monotonicMs() + grace_ms;
   if (job.kill_timer != 0 && job.kill_deadline_ms <= deadline) return;  // an earlier one stands
   if (job.kill_timer != 0) loop_.cancelTimer(job.kill_timer);
@@ -468,10 +543,18 @@ void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms) {
 
 void Supervisor::killJob(Job& job) {
   if (job.pid() <= 0) return;
-  if (kill(-job.pid(), SIGKILL) != 0 && errno != ESRCH) {
-    log::err("job " + job.id() + ": SIGKILL to its process group: " + strerror(errno));
+  if (job.has_init) {
+    // The init's death makes the kernel kill every process of its PID namespace.
+    if (!job.mainExited() && signalMain(job, SIGKILL) != 0 && errno != ESRCH) {
+      log::err("job " + job.id() + ": SIGKILL to its init: " + strerror(errno));
+    }
+  } else {
+    if (kill(-job.pid(), SIGKILL) != 0 && errno != ESRCH) {
+      log::err("job " + job.id() + ": SIGKILL to its process group: " + strerror(errno));
+    }
+    if (!job.mainExited()) signalMain(job, SIGKILL);
   }
-  if (!job.mainExited()) kill(job.pid(), SIGKILL);
+  // Also catches what left the process group of a job without a PID namespace.
   if (job.cgroup) {
     Status st = job.cgroup->killAll();
     if (!st) log::err("job " + job.id() + ": kill its cgroup: " + st.error().message);
