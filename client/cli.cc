@@ -471,17 +471,27 @@ ClientResult<LogStreamEnd> streamTo(const ApiClient& client, const std::string& 
   lr.job_id = id;
   lr.follow = follow;
   lr.stream = stream;
-  return client.streamLogs(
+  int write_errno = 0;
+  auto r = client.streamLogs(
       lr,
-      [fd](std::string_view piece) {
-        if (!writeFd(fd, piece)) dieOfBrokenPipe();
-        return true;
+      [fd, &write_errno](std::string_view piece) {
+        if (writeFd(fd, piece)) return true;
+        if (errno == EPIPE) dieOfBrokenPipe();
+        write_errno = errno;
+        return false;  // streamLogs() reports aborted
       },
       [&client](const ClientError&, unsigned attempt) {
         // One note per outage; the stream resumes at the exact byte, so there is nothing to fix.
         if (attempt == 1)
           printError("connection to " + client.server().text + " interrupted; reconnecting");
       });
+  if (r && r->aborted) {
+    return ClientError{ClientError::Kind::kLocal,
+                       std::string("cannot write the output (") + std::strerror(write_errno) +
+                           "): check the disk or the output file",
+                       0, ""};
+  }
+  return r;
 }
 
 int cmdRun(Context& ctx) {
@@ -513,7 +523,7 @@ int cmdRun(Context& ctx) {
     }
   }
   if (lost) {
-    return fail(lost->message + "; the job keeps running: reattach with: jobworker logs -f " + id,
+    return fail(lost->message + "; the job was not stopped: reattach with: jobworker logs -f " + id,
                 kExitRunFailure);
   }
   auto st = client->request("GET", "/v1/jobs/" + id);
