@@ -43,8 +43,8 @@ bool wellFormedToken(std::string_view token) {
     return false;
   }
   return std::all_of(token.begin() + kTokenPrefix.size(), token.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
   });
 }
 
@@ -128,8 +128,7 @@ PasswordChecker::PasswordChecker(uint32_t max_concurrent)
   dummy_hash_ = hash;
 }
 
-PasswordChecker::Outcome PasswordChecker::verify(const std::string* hash,
-                                                 std::string_view password,
+PasswordChecker::Outcome PasswordChecker::verify(const std::string* hash, std::string_view password,
                                                  std::chrono::milliseconds wait) {
   if (!slots_.try_acquire_for(wait)) return Outcome::kBusy;
   const std::string& h = hash != nullptr ? *hash : dummy_hash_;
@@ -164,8 +163,7 @@ uint64_t LoginThrottle::blockedForMs(const std::string& user, const std::string&
 }
 
 std::chrono::milliseconds LoginThrottle::fail(std::map<std::string, Record>& m,
-                                              const std::string& key, int64_t now,
-                                              uint32_t limit) {
+                                              const std::string& key, int64_t now, uint32_t limit) {
   if (m.size() >= kMaxThrottleRecords) prune(m, now);
   Record& r = m[key];
   if (r.failures > 0 && now - r.last_ms >= lockout_ms_ && r.locked_until_ms <= now) r = Record{};

@@ -118,11 +118,21 @@ JsonWriter& JsonWriter::str(std::string_view v) {
       continue;
     }
     switch (c) {
-      case '"': out_ += "\\\""; break;
-      case '\\': out_ += "\\\\"; break;
-      case '\n': out_ += "\\n"; break;
-      case '\r': out_ += "\\r"; break;
-      case '\t': out_ += "\\t"; break;
+      case '"':
+        out_ += "\\\"";
+        break;
+      case '\\':
+        out_ += "\\\\";
+        break;
+      case '\n':
+        out_ += "\\n";
+        break;
+      case '\r':
+        out_ += "\\r";
+        break;
+      case '\t':
+        out_ += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out_ += "\\u00";
@@ -350,7 +360,9 @@ struct Json {
   std::vector<Json> items;
   std::vector<std::pair<std::string, Json>> members;
 
-  bool isNumber() const { return type == Type::kInt || type == Type::kUint || type == Type::kDouble; }
+  bool isNumber() const {
+    return type == Type::kInt || type == Type::kUint || type == Type::kDouble;
+  }
   bool isInteger() const { return type == Type::kInt || type == Type::kUint; }
   double asDouble() const {
     if (type == Type::kInt) return static_cast<double>(i);
@@ -453,7 +465,8 @@ ApiError wrongType(const std::string& field, std::string_view expected) {
 // still produce either after decoding).
 std::optional<ApiError> checkText(const Json& j, const std::string& field) {
   if (j.type != Json::Type::kString) return wrongType(field, "a string");
-  if (j.s.find('\0') != std::string::npos) return badRequest("field " + field + " contains a NUL byte");
+  if (j.s.find('\0') != std::string::npos)
+    return badRequest("field " + field + " contains a NUL byte");
   if (!validUtf8(j.s)) return badRequest("field " + field + " is not valid UTF-8");
   return std::nullopt;
 }
@@ -469,7 +482,8 @@ ApiResult<uint64_t> unsignedInteger(const Json& j, const std::string& field, uin
   } else {
     return wrongType(field, "a non-negative integer");
   }
-  if (v > max) return badRequest("field " + field + " is too large (at most " + std::to_string(max) + ")");
+  if (v > max)
+    return badRequest("field " + field + " is too large (at most " + std::to_string(max) + ")");
   return v;
 }
 
@@ -542,7 +556,8 @@ std::optional<ApiError> parseEnv(const Json& j, protocol::JobStartRequest& r) {
 std::optional<ApiError> parseIo(const Json& j, protocol::Limits& l) {
   if (j.type != Json::Type::kArray) return wrongType("limits.io", "an array of objects");
   if (j.items.size() > protocol::kMaxIoRules) {
-    return badRequest("limits.io has more than " + std::to_string(protocol::kMaxIoRules) + " rules");
+    return badRequest("limits.io has more than " + std::to_string(protocol::kMaxIoRules) +
+                      " rules");
   }
   for (size_t i = 0; i < j.items.size(); i++) {
     const Json& o = j.items[i];
@@ -555,8 +570,9 @@ std::optional<ApiError> parseIo(const Json& j, protocol::Limits& l) {
     const Json* dev = member(o, "device");
     if (dev == nullptr) return badRequest("field " + p + ".device is required");
     if (auto e = checkText(*dev, p + ".device")) return e;
-    if (dev->s.empty() || dev->s[0] != '/' || dev->s.size() > protocol::kMaxDevicePath) {
-      return badRequest("field " + p + ".device must be an absolute device path");
+    // The supervisor only looks under /dev (it stats the path as root); say so here already.
+    if (dev->s.rfind("/dev/", 0) != 0 || dev->s.size() > protocol::kMaxDevicePath) {
+      return badRequest("field " + p + ".device must be a block device path under /dev/");
     }
     io.device = dev->s;
     struct Rate {
@@ -576,6 +592,11 @@ std::optional<ApiError> parseIo(const Json& j, protocol::Limits& l) {
       if (!n.ok()) return n.error();
       *rate.out = n.value();
     }
+    // A rule that limits nothing would still show in the job's "limits" as if it applied.
+    if (io.read_bps == 0 && io.write_bps == 0 && io.read_iops == 0 && io.write_iops == 0) {
+      return badRequest("field " + p +
+                        " sets no rate (read_bps, write_bps, read_iops, write_iops)");
+    }
     l.io.push_back(std::move(io));
   }
   return std::nullopt;
@@ -594,12 +615,13 @@ std::optional<ApiError> parseLimits(const Json& j, protocol::Limits& l) {
       if (!std::isfinite(cores) || cores <= 0 || cores > 4096) {
         return badRequest("field limits.cpu must be a number of cores in (0, 4096]");
       }
-      long long m = std::llround(cores * 1000);
-      if (m < 1) return badRequest("field limits.cpu is too small (at least 0.001)");
-      l.cpu_millicores = static_cast<uint32_t>(m);
+      l.cpu_millicores = static_cast<uint32_t>(std::llround(cores * 1000));
     } else {
       return wrongType("limits.cpu", "a number of cores");
     }
+    // The kernel's smallest CFS quota is 1 ms per 100 ms period (v1 and v2 alike): a smaller
+    // value is the client's mistake, better said here than as a failed cgroup write.
+    if (l.cpu_millicores < 10) return badRequest("field limits.cpu is too small (at least 0.01)");
   }
   if (const Json* mem = member(j, "memory")) {
     auto m = sizeValue(*mem, "limits.memory");
@@ -625,8 +647,8 @@ ApiResult<protocol::JobStartRequest> parseJobRequest(std::string_view body) {
   auto parsed = parseJson(body);
   if (!parsed.ok()) return parsed.error();
   const Json& j = parsed.value();
-  if (auto e = checkKeys(j, {"command", "env", "cwd", "timeout_s", "output", "limits", "network"},
-                         "")) {
+  if (auto e =
+          checkKeys(j, {"command", "env", "cwd", "timeout_s", "output", "limits", "network"}, "")) {
     return *e;
   }
   protocol::JobStartRequest r;
@@ -638,7 +660,8 @@ ApiResult<protocol::JobStartRequest> parseJobRequest(std::string_view body) {
   }
   if (const Json* cwd = member(j, "cwd")) {
     if (auto e = checkText(*cwd, "cwd")) return *e;
-    if (!cwd->s.empty() && cwd->s[0] != '/') return badRequest("field cwd must be an absolute path");
+    if (!cwd->s.empty() && cwd->s[0] != '/')
+      return badRequest("field cwd must be an absolute path");
     r.cwd = cwd->s;
   }
   if (const Json* t = member(j, "timeout_s")) {
@@ -650,7 +673,8 @@ ApiResult<protocol::JobStartRequest> parseJobRequest(std::string_view body) {
     if (out->type != Json::Type::kString || (out->s != "merged" && out->s != "separate")) {
       return wrongType("output", "\"merged\" or \"separate\"");
     }
-    r.output = out->s == "separate" ? protocol::OutputMode::kSeparate : protocol::OutputMode::kMerged;
+    r.output =
+        out->s == "separate" ? protocol::OutputMode::kSeparate : protocol::OutputMode::kMerged;
   }
   if (const Json* limits = member(j, "limits")) {
     if (auto e = parseLimits(*limits, r.limits)) return *e;

@@ -80,9 +80,12 @@ Result<Args> parseArgs(int argc, char** argv) {
       return Error{"unknown argument '" + k + "'"};
     }
   }
-  if (a.channel_fd < 0 || a.listen_fd < 0) return Error{"--channel-fd and --listen-fd are required"};
-  if (a.tls_cert.empty() || a.tls_key.empty()) return Error{"--tls-cert and --tls-key are required"};
-  if (a.run_as.empty() == !a.no_setuid) return Error{"give exactly one of --run-as and --no-setuid"};
+  if (a.channel_fd < 0 || a.listen_fd < 0)
+    return Error{"--channel-fd and --listen-fd are required"};
+  if (a.tls_cert.empty() || a.tls_key.empty())
+    return Error{"--tls-cert and --tls-key are required"};
+  if (a.run_as.empty() == !a.no_setuid)
+    return Error{"give exactly one of --run-as and --no-setuid"};
   return a;
 }
 
@@ -104,8 +107,8 @@ Status checkInheritedFds(const Args& a) {
 }
 
 ServerLimits serverLimits(const config::Settings& c) {
-  return ServerLimits{c.http_threads,         c.max_connections,      c.max_connections_per_client,
-                      c.handshake_timeout_ms, c.idle_timeout_ms,      c.max_request_body};
+  return ServerLimits{c.http_threads,         c.max_connections, c.max_connections_per_client,
+                      c.handshake_timeout_ms, c.idle_timeout_ms, c.max_request_body};
 }
 
 int run(int argc, char** argv) {

@@ -120,7 +120,8 @@ Status dropPrivileges(const DropTarget& t) {
   for (const Step& s : steps) {
     if (s.needs_uid_change && !t.change_uid) continue;
     Status st = s.run(t);
-    if (!st) return Error{std::string("privilege drop step '") + s.name + "': " + st.error().message};
+    if (!st)
+      return Error{std::string("privilege drop step '") + s.name + "': " + st.error().message};
   }
   return okStatus();
 }

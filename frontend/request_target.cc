@@ -53,7 +53,8 @@ ApiResult<Target> parseTarget(std::string_view raw) {
   size_t pos = 1;
   for (;;) {
     size_t slash = path.find('/', pos);
-    std::string_view seg = path.substr(pos, slash == std::string_view::npos ? path.npos : slash - pos);
+    std::string_view seg =
+        path.substr(pos, slash == std::string_view::npos ? path.npos : slash - pos);
     for (char c : seg) {
       if (!unreserved(c)) return badRequest("malformed path");
     }

@@ -118,8 +118,10 @@ const config::Policy* findPolicy(const std::map<std::string, config::Policy>& m,
 
 ApiError fromSupervisor(const protocol::ErrorReply& e) {
   switch (e.code) {
-    case ErrorCode::kBadRequest: return {400, "bad_request", e.message};
-    case ErrorCode::kUnauthorized: return {401, "unauthorized", e.message};
+    case ErrorCode::kBadRequest:
+      return {400, "bad_request", e.message};
+    case ErrorCode::kUnauthorized:
+      return {401, "unauthorized", e.message};
     case ErrorCode::kForbidden:
       // The supervisor says "forbidden" both for roles and for limits over a maximum.
       if (e.message.find("limit") != std::string::npos ||
@@ -127,16 +129,21 @@ ApiError fromSupervisor(const protocol::ErrorReply& e) {
         return {403, "limit_exceeded", e.message};
       }
       return {403, "forbidden", e.message};
-    case ErrorCode::kNotFound: return {404, "not_found", e.message};
-    case ErrorCode::kConflict: return {409, "conflict", e.message};
-    case ErrorCode::kTooLarge: return {413, "too_large", e.message};
+    case ErrorCode::kNotFound:
+      return {404, "not_found", e.message};
+    case ErrorCode::kConflict:
+      return {409, "conflict", e.message};
+    case ErrorCode::kTooLarge:
+      return {413, "too_large", e.message};
     case ErrorCode::kExecFailed:
       if (e.sys_errno == ENOENT || e.sys_errno == ENOTDIR) {
         return {422, "program_not_found", e.message};
       }
       return {422, "program_not_executable", e.message};
-    case ErrorCode::kUnavailable: return {503, "unavailable", e.message, 1};
-    case ErrorCode::kInternal: return {500, "internal", e.message};
+    case ErrorCode::kUnavailable:
+      return {503, "unavailable", e.message, 1};
+    case ErrorCode::kInternal:
+      return {500, "internal", e.message};
   }
   return {500, "internal", e.message};
 }
@@ -216,14 +223,19 @@ void Api::handle(const HttpRequest& r, Responder& out) {
     return sendError(out, badRequest("malformed job id (expected a lowercase UUIDv4)"));
   }
   switch (route->endpoint) {
-    case Endpoint::kLogout: return logout(p, out);
-    case Endpoint::kWhoami: return whoami(p, out);
+    case Endpoint::kLogout:
+      return logout(p, out);
+    case Endpoint::kWhoami:
+      return whoami(p, out);
     case Endpoint::kJobs:
       if (r.method == "POST") return startJob(r, p, out);
       return listJobs(target.value(), p, out);
-    case Endpoint::kJob: return getJob(route->job_id, p, out);
-    case Endpoint::kJobStop: return stopJob(r, route->job_id, p, out);
-    case Endpoint::kJobLogs: return jobLogs(target.value(), route->job_id, p, out);
+    case Endpoint::kJob:
+      return getJob(route->job_id, p, out);
+    case Endpoint::kJobStop:
+      return stopJob(r, route->job_id, p, out);
+    case Endpoint::kJobLogs:
+      return jobLogs(target.value(), route->job_id, p, out);
     case Endpoint::kHealthz:
     case Endpoint::kLogin:
       break;
@@ -365,7 +377,8 @@ void Api::login(const HttpRequest& r, Responder& out) {
   auto stored = channel_.sessionAdd(entry);
   if (!stored.ok()) return sendError(out, fromSupervisor(stored.error()));
   store_.addSession(entry);
-  log::event(log::Priority::kNotice, log::ids::kLogin, "login", {{"USER", user}, {"REMOTE_ADDR", r.client_addr}});
+  log::event(log::Priority::kNotice, log::ids::kLogin, "login",
+             {{"USER", user}, {"REMOTE_ADDR", r.client_addr}});
 
   JsonWriter w;
   w.beginObject();
@@ -379,7 +392,8 @@ void Api::login(const HttpRequest& r, Responder& out) {
 }
 
 void Api::logout(const Principal& p, Responder& out) {
-  if (!p.token) return sendError(out, badRequest("logout revokes a bearer token; none was presented"));
+  if (!p.token)
+    return sendError(out, badRequest("logout revokes a bearer token; none was presented"));
   store_.removeSession(*p.token);
   auto r = channel_.sessionRevoke(*p.token);
   if (!r.ok()) return sendError(out, fromSupervisor(r.error()));
@@ -404,8 +418,7 @@ void Api::startJob(const HttpRequest& r, const Principal& p, Responder& out) {
   start.user = p.user;
   auto status = channel_.jobStart(start);
   if (!status.ok()) return sendError(out, fromSupervisor(status.error()));
-  sendJson(out, 201, statusJson(status.value()),
-           {{"Location", "/v1/jobs/" + status.value().id}});
+  sendJson(out, 201, statusJson(status.value()), {{"Location", "/v1/jobs/" + status.value().id}});
 }
 
 void Api::listJobs(const Target& t, const Principal& p, Responder& out) {
@@ -438,8 +451,7 @@ void Api::getJob(const std::string& id, const Principal& p, Responder& out) {
   sendJson(out, 200, statusJson(job.value()));
 }
 
-void Api::stopJob(const HttpRequest& r, const std::string& id, const Principal& p,
-                  Responder& out) {
+void Api::stopJob(const HttpRequest& r, const std::string& id, const Principal& p, Responder& out) {
   if (p.role == Role::kViewer) return sendError(out, forbidden("viewers cannot stop jobs"));
   auto grace = parseStopBody(r.body);
   if (!grace.ok()) return sendError(out, grace.error());
@@ -477,7 +489,8 @@ void Api::jobLogs(const Target& t, const std::string& id, const Principal& p, Re
   }
   auto job = visibleJob(p, id);
   if (!job.ok()) return sendError(out, job.error());
-  if (req.stream == protocol::Stream::kStderr && job.value().output != protocol::OutputMode::kSeparate) {
+  if (req.stream == protocol::Stream::kStderr &&
+      job.value().output != protocol::OutputMode::kSeparate) {
     return sendError(out, badRequest("job output is merged: read stream=stdout (the default)"));
   }
   req.max_bytes = static_cast<uint32_t>(protocol::kMaxChunk);
@@ -513,6 +526,5 @@ void Api::jobLogs(const Target& t, const std::string& id, const Principal& p, Re
   }
   if (next != 0) channel_.forget(next);  // the client is gone: drop the prefetched chunk
 }
-
 
 }  // namespace jw::frontend

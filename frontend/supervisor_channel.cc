@@ -152,8 +152,8 @@ uint32_t SupervisorChannel::send(const std::function<std::string(uint32_t)>& enc
 }
 
 std::vector<SupervisorChannel::Frame> SupervisorChannel::wait(uint32_t id,
-                                                             std::chrono::milliseconds timeout,
-                                                             std::string* why) {
+                                                              std::chrono::milliseconds timeout,
+                                                              std::string* why) {
   if (id == 0) return {};
   std::unique_lock lock(mu_);
   bool done = cv_.wait_for(lock, timeout, [&] { return pending_[id].done; });
@@ -179,7 +179,8 @@ template <typename T>
 Reply<T> SupervisorChannel::single(std::vector<Frame> frames, const std::string& why,
                                    MsgType expected, Result<T> (*decode)(std::string_view)) {
   if (frames.empty()) return unavailable(why);
-  if (frames.size() != 1) return ErrorReply{ErrorCode::kInternal, 0, "unexpected multi-frame reply"};
+  if (frames.size() != 1)
+    return ErrorReply{ErrorCode::kInternal, 0, "unexpected multi-frame reply"};
   const Frame& f = frames.front();
   if (f.header.type == MsgType::kErrorReply) {
     auto e = protocol::decodeErrorReplyPayload(f.payload());
@@ -188,8 +189,8 @@ Reply<T> SupervisorChannel::single(std::vector<Frame> frames, const std::string&
   }
   if (f.header.type != expected) {
     return ErrorReply{ErrorCode::kInternal, 0,
-                      "unexpected reply " + std::string(protocol::msgTypeName(
-                                                static_cast<uint16_t>(f.header.type)))};
+                      "unexpected reply " +
+                          std::string(protocol::msgTypeName(static_cast<uint16_t>(f.header.type)))};
   }
   auto v = decode(f.payload());
   if (!v) return ErrorReply{ErrorCode::kInternal, 0, "bad reply: " + v.error().message};
@@ -198,30 +199,30 @@ Reply<T> SupervisorChannel::single(std::vector<Frame> frames, const std::string&
 
 Reply<protocol::JobStatus> SupervisorChannel::jobStart(const protocol::JobStartRequest& r) {
   std::string why;
-  auto frames = call([&](uint32_t id) { return protocol::encodeJobStart(id, r); },
-                     kDefaultTimeout, &why);
+  auto frames =
+      call([&](uint32_t id) { return protocol::encodeJobStart(id, r); }, kDefaultTimeout, &why);
   return single(std::move(frames), why, MsgType::kJobStatus, &protocol::decodeJobStatusPayload);
 }
 
 Reply<protocol::JobStatus> SupervisorChannel::jobStop(const protocol::JobStopRequest& r) {
   std::string why;
-  auto frames = call([&](uint32_t id) { return protocol::encodeJobStop(id, r); },
-                     kDefaultTimeout, &why);
+  auto frames =
+      call([&](uint32_t id) { return protocol::encodeJobStop(id, r); }, kDefaultTimeout, &why);
   return single(std::move(frames), why, MsgType::kJobStatus, &protocol::decodeJobStatusPayload);
 }
 
 Reply<protocol::JobStatus> SupervisorChannel::jobGet(const protocol::JobRef& r) {
   std::string why;
-  auto frames = call([&](uint32_t id) { return protocol::encodeJobGet(id, r); },
-                     kDefaultTimeout, &why);
+  auto frames =
+      call([&](uint32_t id) { return protocol::encodeJobGet(id, r); }, kDefaultTimeout, &why);
   return single(std::move(frames), why, MsgType::kJobStatus, &protocol::decodeJobStatusPayload);
 }
 
 Reply<std::vector<protocol::JobStatus>> SupervisorChannel::jobList(
     const protocol::JobListRequest& r) {
   std::string why;
-  auto frames = call([&](uint32_t id) { return protocol::encodeJobList(id, r); },
-                     kDefaultTimeout, &why);
+  auto frames =
+      call([&](uint32_t id) { return protocol::encodeJobList(id, r); }, kDefaultTimeout, &why);
   if (frames.empty()) return unavailable(why);
   std::vector<protocol::JobStatus> jobs;
   for (const auto& f : frames) {
@@ -234,7 +235,8 @@ Reply<std::vector<protocol::JobStatus>> SupervisorChannel::jobList(
       return ErrorReply{ErrorCode::kInternal, 0, "unexpected reply to JobList"};
     }
     auto part = protocol::decodeJobListReplyPayload(f.payload());
-    if (!part) return ErrorReply{ErrorCode::kInternal, 0, "bad JobListReply: " + part.error().message};
+    if (!part)
+      return ErrorReply{ErrorCode::kInternal, 0, "bad JobListReply: " + part.error().message};
     for (auto& j : part->jobs) jobs.push_back(std::move(j));
   }
   return jobs;
@@ -247,8 +249,7 @@ Reply<protocol::OutputChunk> SupervisorChannel::outputRead(const protocol::Outpu
   return single(std::move(frames), why, MsgType::kOutputChunk, &protocol::decodeOutputChunkPayload);
 }
 
-uint32_t SupervisorChannel::outputReadSend(const protocol::OutputReadRequest& r,
-                                           std::string* why) {
+uint32_t SupervisorChannel::outputReadSend(const protocol::OutputReadRequest& r, std::string* why) {
   return send([&](uint32_t id) { return protocol::encodeOutputRead(id, r); }, why);
 }
 
@@ -268,8 +269,8 @@ Reply<protocol::HealthReply> SupervisorChannel::health(std::chrono::milliseconds
 
 Reply<protocol::Empty> SupervisorChannel::sessionAdd(const protocol::SessionEntry& s) {
   std::string why;
-  auto frames = call([&](uint32_t id) { return protocol::encodeSessionAdd(id, s); },
-                     kDefaultTimeout, &why);
+  auto frames =
+      call([&](uint32_t id) { return protocol::encodeSessionAdd(id, s); }, kDefaultTimeout, &why);
   return single(std::move(frames), why, MsgType::kOk, &protocol::decodeOkPayload);
 }
 

@@ -86,7 +86,9 @@ class SupervisorChannel {
   struct Frame {
     protocol::FrameHeader header;
     std::string bytes;  // the whole frame
-    std::string_view payload() const { return std::string_view(bytes).substr(protocol::kHeaderSize); }
+    std::string_view payload() const {
+      return std::string_view(bytes).substr(protocol::kHeaderSize);
+    }
   };
   struct Pending {
     std::vector<Frame> frames;

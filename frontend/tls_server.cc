@@ -118,10 +118,13 @@ Result<Poco::Net::Context::Ptr> makeTlsContext(const std::string& cert_file,
     ctx->preferServerCiphers();
     SSL_CTX* s = ctx->sslContext();
     // Poco 1.11 has no API for TLS 1.3 suites; its cipherList only covers TLS <= 1.2.
-    if (SSL_CTX_set_ciphersuites(s, kTls13Suites) != 1) return Error{what + ": TLS 1.3 suites refused"};
-    if (SSL_CTX_set1_groups_list(s, kGroups) != 1) return Error{what + ": key exchange groups refused"};
+    if (SSL_CTX_set_ciphersuites(s, kTls13Suites) != 1)
+      return Error{what + ": TLS 1.3 suites refused"};
+    if (SSL_CTX_set1_groups_list(s, kGroups) != 1)
+      return Error{what + ": key exchange groups refused"};
     SSL_CTX_set_options(s, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    if (SSL_CTX_check_private_key(s) != 1) return Error{what + ": the key does not match the certificate"};
+    if (SSL_CTX_check_private_key(s) != 1)
+      return Error{what + ": the key does not match the certificate"};
     return ctx;
   } catch (const Poco::Exception& e) {
     return Error{what + ": " + e.displayText()};
@@ -443,8 +446,8 @@ class Exchange : public Responder {
     r.setVersion(version_ == Poco::Net::HTTPMessage::HTTP_1_0 ? version_
                                                               : Poco::Net::HTTPMessage::HTTP_1_1);
     r.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
-    r.set("Date", Poco::DateTimeFormatter::format(Poco::Timestamp(),
-                                                  Poco::DateTimeFormat::HTTP_FORMAT));
+    r.set("Date",
+          Poco::DateTimeFormatter::format(Poco::Timestamp(), Poco::DateTimeFormat::HTTP_FORMAT));
     if (!content_type.empty()) r.setContentType(std::string(content_type));
     r.set("X-Content-Type-Options", "nosniff");
     r.set("Cache-Control", "no-store");
@@ -534,7 +537,8 @@ void TlsServer::serve(std::unique_ptr<Conn> c) {
       Poco::Net::StreamSocket plain(new Poco::Net::StreamSocketImpl(c->fd));
       c->fd = -1;  // the socket owns it now
       plain.setBlocking(false);
-      auto* impl = new ServerTlsImpl(static_cast<Poco::Net::StreamSocketImpl*>(plain.impl()), context_);
+      auto* impl =
+          new ServerTlsImpl(static_cast<Poco::Net::StreamSocketImpl*>(plain.impl()), context_);
       c->socket.emplace(ServerTlsSocket(impl));
     }
     if (!c->handshaken) {
@@ -543,8 +547,7 @@ void TlsServer::serve(std::unique_ptr<Conn> c) {
       int rc = c->socket->completeHandshake();
       if (rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_READ ||
           rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_WRITE) {
-        c->wait_events =
-            rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_READ ? POLLIN : POLLOUT;
+        c->wait_events = rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_READ ? POLLIN : POLLOUT;
         park(std::move(c));
         return;
       }
@@ -577,9 +580,9 @@ void TlsServer::serve(std::unique_ptr<Conn> c) {
         req.authorization = request->get("Authorization", "");
         req.client_addr = c->addr;
         if (readBody(*request, limits_.max_request_body, &req.body) == BodyRead::kTooLarge) {
-          sendPlainError(*c->socket, 413, "too_large",
-                         "request body over " + std::to_string(limits_.max_request_body) +
-                             " bytes");
+          sendPlainError(
+              *c->socket, 413, "too_large",
+              "request body over " + std::to_string(limits_.max_request_body) + " bytes");
           lingeringDrain(*c->socket);
           return;  // the rest of the body is unread: the connection cannot be reused
         }

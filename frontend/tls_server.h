@@ -51,7 +51,7 @@ struct HttpRequest {
   std::string target;         // raw request-target, e.g. "/v1/jobs?all=true"
   std::string authorization;  // the Authorization header, "" if absent
   std::string body;
-  std::string client_addr;    // "127.0.0.1", "::1"
+  std::string client_addr;  // "127.0.0.1", "::1"
 };
 
 // How a handler answers. Exactly one of send() or startChunked() per request.

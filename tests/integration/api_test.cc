@@ -35,7 +35,8 @@ bool isRfc3339Ms(const std::string& s) {
 }
 
 bool isUuid4(const std::string& s) {
-  static const std::regex re(R"([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})");
+  static const std::regex re(
+      R"([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})");
   return std::regex_match(s, re);
 }
 
@@ -113,8 +114,9 @@ TEST_F(Api, WhoamiWithTokenAndBasic) {
   HttpResponse b = https(d(), "GET", "/v1/whoami", "", "",
                          {{"Authorization", basic("admin", d().adminPassword())}});
   EXPECT_EQ(b.status, 200);
-  EXPECT_EQ(https(d(), "GET", "/v1/whoami", "", "",
-                  {{"Authorization", basic("admin", "wrong")}}).status, 401);
+  EXPECT_EQ(
+      https(d(), "GET", "/v1/whoami", "", "", {{"Authorization", basic("admin", "wrong")}}).status,
+      401);
 }
 
 TEST_F(Api, ForgedAndMalformedTokensAre401) {
@@ -140,7 +142,9 @@ TEST_F(Api, LogoutRevokes) {
   EXPECT_EQ(https(d(), "POST", "/v1/logout", "", t).status, 401);
   // Basic credentials have no session to revoke.
   EXPECT_EQ(https(d(), "POST", "/v1/logout", "", "",
-                  {{"Authorization", basic("admin", d().adminPassword())}}).status, 400);
+                  {{"Authorization", basic("admin", d().adminPassword())}})
+                .status,
+            400);
 }
 
 TEST_F(Api, NewPasswordRevokesTheUsersSessions) {
@@ -227,7 +231,8 @@ TEST_F(Api, ExitCodesSignalsAndSeparateStreams) {
 
 TEST_F(Api, EnvCwdAndTimeout) {
   std::string id = startJob(
-      d(), token_, R"({"command":["sh","-c","echo $GREETING; pwd"],"env":{"GREETING":"hi there"},"cwd":"/tmp"})");
+      d(), token_,
+      R"({"command":["sh","-c","echo $GREETING; pwd"],"env":{"GREETING":"hi there"},"cwd":"/tmp"})");
   waitJob(d(), token_, id);
   EXPECT_EQ(get("/v1/jobs/" + id + "/logs").body, "hi there\n/tmp\n");
   id = startJob(d(), token_, R"({"command":["sleep","30"],"timeout_s":0.5})");
@@ -237,8 +242,9 @@ TEST_F(Api, EnvCwdAndTimeout) {
 }
 
 TEST_F(Api, FollowStreamsUntilTheJobEnds) {
-  std::string id = startJob(
-      d(), token_, R"({"command":["sh","-c","for i in 1 2 3 4; do echo line $i; sleep 0.3; done"]})");
+  std::string id =
+      startJob(d(), token_,
+               R"({"command":["sh","-c","for i in 1 2 3 4; do echo line $i; sleep 0.3; done"]})");
   auto t0 = Clock::now();
   HttpResponse r = get("/v1/jobs/" + id + "/logs?follow=true");
   EXPECT_EQ(r.status, 200);
@@ -252,7 +258,8 @@ TEST_F(Api, FollowStreamsUntilTheJobEnds) {
 TEST_F(Api, LargeOutputIsByteExact) {
   // 8 MiB of a recognisable pattern through the chunked log stream.
   std::string id = startJob(
-      d(), token_, R"({"command":["sh","-c","i=0; while [ $i -lt 131072 ]; do printf '%063d\n' $i; i=$((i+1)); done"]})");
+      d(), token_,
+      R"({"command":["sh","-c","i=0; while [ $i -lt 131072 ]; do printf '%063d\n' $i; i=$((i+1)); done"]})");
   HttpResponse r = get("/v1/jobs/" + id + "/logs?follow=true");
   ASSERT_EQ(r.status, 200);
   ASSERT_EQ(r.body.size(), 131072u * 64);
@@ -396,8 +403,9 @@ TEST_F(Api, Curl) {
 }
 
 CmdResult sClient(const Daemon& d, const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {"openssl", "s_client", "-connect",
-                                   "127.0.0.1:" + std::to_string(d.port()), "-CAfile", d.caFile()};
+  std::vector<std::string> argv = {"openssl",  "s_client",
+                                   "-connect", "127.0.0.1:" + std::to_string(d.port()),
+                                   "-CAfile",  d.caFile()};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return run(argv, "Q\n", {}, 20);
 }
@@ -417,15 +425,16 @@ TEST_F(Api, TlsVersionsAndCiphers) {
     EXPECT_EQ(old.out.find("New, TLSv1"), std::string::npos) << v << ": " << old.out;
   }
   // CBC and non-forward-secret suites are refused in TLS 1.2.
-  for (const char* c : {"AES128-SHA", "AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-SHA",
-                        "ECDHE-ECDSA-AES128-SHA256"}) {
+  for (const char* c :
+       {"AES128-SHA", "AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES128-SHA256"}) {
     CmdResult weak = sClient(d(), {"-tls1_2", "-cipher", c});
     EXPECT_NE(weak.out.find("Cipher is (NONE)"), std::string::npos) << c << ": " << weak.out;
   }
   // The same client options with an allowed suite do connect (the checks above can fail).
   CmdResult good = sClient(d(), {"-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"});
   EXPECT_NE(good.out.find("New, TLSv1.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"),
-            std::string::npos) << good.out;
+            std::string::npos)
+      << good.out;
 }
 
 int rawConnect(int port) {
@@ -496,18 +505,22 @@ TEST(ApiConfig, FailedLoginsAreThrottled) {
   EXPECT_GE(took[0], std::chrono::milliseconds(250));
   EXPECT_GE(took[1], std::chrono::milliseconds(500));
   // Locked: even the right password gets 429 with Retry-After, and so does Basic.
-  HttpResponse locked = https(*d, "POST", "/v1/login", R"({"username":"victim","password":"right-password"})");
+  HttpResponse locked =
+      https(*d, "POST", "/v1/login", R"({"username":"victim","password":"right-password"})");
   EXPECT_EQ(locked.status, 429);
   EXPECT_EQ(jsonField(jsonField(locked.body, "error"), "code"), "too_many_requests");
   ASSERT_FALSE(locked.headers["retry-after"].empty());
   int retry = std::stoi(locked.headers["retry-after"]);
   EXPECT_GE(retry, 1);
   EXPECT_LE(retry, 4);
-  EXPECT_EQ(https(*d, "GET", "/v1/whoami", "", "",
-                  {{"Authorization", basic("victim", "right-password")}}).status, 429);
+  EXPECT_EQ(
+      https(*d, "GET", "/v1/whoami", "", "", {{"Authorization", basic("victim", "right-password")}})
+          .status,
+      429);
   // The lock is on the name: another user at the same address still logs in.
   EXPECT_EQ(https(*d, "POST", "/v1/login",
-                  "{\"username\":\"admin\",\"password\":\"" + d->adminPassword() + "\"}").status,
+                  "{\"username\":\"admin\",\"password\":\"" + d->adminPassword() + "\"}")
+                .status,
             201);
   // Failed attempts are logged with user and address, never the password.
   std::string log = d->log();
@@ -516,8 +529,9 @@ TEST(ApiConfig, FailedLoginsAreThrottled) {
   EXPECT_EQ(log.find("right-password"), std::string::npos);
   EXPECT_EQ(log.find("\"wrong\""), std::string::npos);
   std::this_thread::sleep_for(std::chrono::seconds(retry) + std::chrono::milliseconds(300));
-  EXPECT_EQ(https(*d, "POST", "/v1/login", R"({"username":"victim","password":"right-password"})").status,
-            201);
+  EXPECT_EQ(
+      https(*d, "POST", "/v1/login", R"({"username":"victim","password":"right-password"})").status,
+      201);
 
   // Spraying many names from one address locks the address (4 x login_max_failures), in
   // parallel so the per-failure delays overlap.
@@ -542,12 +556,12 @@ TEST(ApiConfig, NetworkHostAndLimitMaxima) {
   HttpResponse host = https(*d, "POST", "/v1/jobs", R"({"command":["true"],"network":"host"})", t);
   EXPECT_EQ(host.status, 403);
   EXPECT_EQ(jsonField(jsonField(host.body, "error"), "code"), "forbidden");
-  HttpResponse big = https(*d, "POST", "/v1/jobs",
-                           R"({"command":["true"],"limits":{"memory":"128M"}})", t);
+  HttpResponse big =
+      https(*d, "POST", "/v1/jobs", R"({"command":["true"],"limits":{"memory":"128M"}})", t);
   EXPECT_EQ(big.status, 403);
   EXPECT_EQ(jsonField(jsonField(big.body, "error"), "code"), "limit_exceeded");
-  HttpResponse ok = https(*d, "POST", "/v1/jobs",
-                          R"({"command":["true"],"limits":{"memory":"32M"}})", t);
+  HttpResponse ok =
+      https(*d, "POST", "/v1/jobs", R"({"command":["true"],"limits":{"memory":"32M"}})", t);
   EXPECT_EQ(ok.status, 201) << ok.body;
 }
 

@@ -36,8 +36,8 @@ class Authz : public ::testing::Test {
   }
   // A running job owned by `user` (sleep 300), or a finished one (true).
   static std::string job(const std::string& user, bool running = true) {
-    std::string id = startJob(*d_, token(user),
-                              running ? R"({"command":["sleep","300"]})" : R"({"command":["true"]})");
+    std::string id = startJob(
+        *d_, token(user), running ? R"({"command":["sleep","300"]})" : R"({"command":["true"]})");
     if (!running) waitJob(*d_, token(user), id);
     return id;
   }
@@ -68,16 +68,17 @@ TEST_F(Authz, StartJobs) {
 
 // Expected status of GET /v1/jobs/{id} and GET /v1/jobs/{id}/logs for reader x owner.
 TEST_F(Authz, ReadStatusAndLogs) {
-  std::map<std::string, std::string> jobs = {
-      {"admin1", job("admin1", false)}, {"admin2", job("admin2", false)},
-      {"user1", job("user1", false)},   {"user2", job("user2", false)}};
+  std::map<std::string, std::string> jobs = {{"admin1", job("admin1", false)},
+                                             {"admin2", job("admin2", false)},
+                                             {"user1", job("user1", false)},
+                                             {"user2", job("user2", false)}};
   struct Case {
     const char* reader;
     const char* owner;
     int expected;
   } cases[] = {
-      {"admin1", "admin1", 200}, {"admin1", "admin2", 200}, {"admin1", "user1", 200},
-      {"user1", "user1", 200},   {"user1", "user2", 404},   {"user1", "admin1", 404},
+      {"admin1", "admin1", 200}, {"admin1", "admin2", 200},  {"admin1", "user1", 200},
+      {"user1", "user1", 200},   {"user1", "user2", 404},    {"user1", "admin1", 404},
       {"user2", "user1", 404},   {"viewer1", "admin1", 200}, {"viewer1", "user1", 200},
       {"viewer2", "user2", 200},
   };
@@ -106,14 +107,13 @@ TEST_F(Authz, StopJobs) {
     const char* owner;
     int expected;
   } cases[] = {
-      {"admin1", "admin1", 202}, {"admin1", "admin2", 202}, {"admin1", "user1", 202},
-      {"user1", "user1", 202},   {"user1", "user2", 404},   {"user1", "admin1", 404},
+      {"admin1", "admin1", 202}, {"admin1", "admin2", 202},  {"admin1", "user1", 202},
+      {"user1", "user1", 202},   {"user1", "user2", 404},    {"user1", "admin1", 404},
       {"viewer1", "user1", 403}, {"viewer1", "admin1", 403},
   };
   for (const auto& c : cases) {
     std::string id = job(c.owner);
-    EXPECT_EQ(status(c.actor, "POST", "/v1/jobs/" + id + "/stop", R"({"grace_s":0.2})"),
-              c.expected)
+    EXPECT_EQ(status(c.actor, "POST", "/v1/jobs/" + id + "/stop", R"({"grace_s":0.2})"), c.expected)
         << c.actor << " stops " << c.owner;
     HttpResponse s = https(*d_, "GET", "/v1/jobs/" + id, "", token(c.owner));
     if (c.expected == 202) {
@@ -173,9 +173,12 @@ TEST_F(Authz, EveryEndpointNeedsCredentials) {
   struct Ep {
     const char* method;
     std::string path;
-  } eps[] = {{"GET", "/v1/whoami"},          {"POST", "/v1/logout"},
-             {"GET", "/v1/jobs"},            {"POST", "/v1/jobs"},
-             {"GET", "/v1/jobs/" + id},      {"POST", "/v1/jobs/" + id + "/stop"},
+  } eps[] = {{"GET", "/v1/whoami"},
+             {"POST", "/v1/logout"},
+             {"GET", "/v1/jobs"},
+             {"POST", "/v1/jobs"},
+             {"GET", "/v1/jobs/" + id},
+             {"POST", "/v1/jobs/" + id + "/stop"},
              {"GET", "/v1/jobs/" + id + "/logs"}};
   for (const auto& e : eps) {
     HttpResponse r = https(*d_, e.method, e.path);
@@ -188,7 +191,8 @@ TEST_F(Authz, RemovedUserLosesAccess) {
   d_->addUser("temp1", "user", "pw-temp1");
   std::string t = login(*d_, "temp1", "pw-temp1");
   ASSERT_EQ(https(*d_, "GET", "/v1/whoami", "", t).status, 200);
-  CmdResult r = run({binary("jobworkerd"), "user", "del", "--users-file", d_->usersFile(), "temp1"});
+  CmdResult r =
+      run({binary("jobworkerd"), "user", "del", "--users-file", d_->usersFile(), "temp1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   d_->reload();
   int s = 200;

@@ -81,8 +81,9 @@ TEST_F(FrontendProcess, PrivilegesAreGone) {
 TEST_F(FrontendProcess, KillNineWhileAJobRuns) {
   std::string token = login(*d_, "admin", d_->adminPassword());
   // Prints 40 numbered lines over ~4 s.
-  std::string id = startJob(*d_, token,
-                            R"({"command":["sh","-c","i=1; while [ $i -le 40 ]; do echo line $i; i=$((i+1)); sleep 0.1; done"]})");
+  std::string id = startJob(
+      *d_, token,
+      R"({"command":["sh","-c","i=1; while [ $i -le 40 ]; do echo line $i; i=$((i+1)); sleep 0.1; done"]})");
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   pid_t old_pid = d_->frontendPid();
   ASSERT_GT(old_pid, 0);
@@ -113,17 +114,16 @@ TEST_F(FrontendProcess, KillNineWhileAJobRuns) {
 
 TEST_F(FrontendProcess, AFollowerCanResumeAfterARestart) {
   std::string token = login(*d_, "admin", d_->adminPassword());
-  std::string id = startJob(*d_, token,
-                            R"({"command":["sh","-c","echo first; sleep 2; echo second"]})");
+  std::string id =
+      startJob(*d_, token, R"({"command":["sh","-c","echo first; sleep 2; echo second"]})");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   HttpResponse part = https(*d_, "GET", "/v1/jobs/" + id + "/logs", "", token);
   ASSERT_EQ(part.body, "first\n");
   ASSERT_EQ(kill(d_->frontendPid(), SIGKILL), 0);
   ASSERT_TRUE(d_->waitHealthy(5));
-  HttpResponse rest = https(*d_, "GET",
-                            "/v1/jobs/" + id + "/logs?follow=true&offset=" +
-                                std::to_string(part.body.size()),
-                            "", token);
+  HttpResponse rest = https(
+      *d_, "GET", "/v1/jobs/" + id + "/logs?follow=true&offset=" + std::to_string(part.body.size()),
+      "", token);
   EXPECT_EQ(rest.status, 200);
   EXPECT_EQ(rest.body, "second\n");
   EXPECT_EQ(rest.headers["x-jobworker-offset"], "6");
@@ -131,8 +131,8 @@ TEST_F(FrontendProcess, AFollowerCanResumeAfterARestart) {
 
 TEST_F(FrontendProcess, LoginsAreLoggedWithoutSecrets) {
   std::string password = d_->adminPassword();
-  HttpResponse ok = https(*d_, "POST", "/v1/login",
-                          "{\"username\":\"admin\",\"password\":\"" + password + "\"}");
+  HttpResponse ok =
+      https(*d_, "POST", "/v1/login", "{\"username\":\"admin\",\"password\":\"" + password + "\"}");
   ASSERT_EQ(ok.status, 201);
   std::string token = jsonField(ok.body, "token");
   https(*d_, "POST", "/v1/login", R"({"username":"admin","password":"not-the-password"})");

@@ -158,13 +158,15 @@ TEST(JobRequest, MalformedJsonAndEncoding) {
   EXPECT_EQ(jobError("[\"x\"]").code, "invalid_json");
   EXPECT_EQ(jobError("").code, "invalid_json");
   EXPECT_EQ(jobError("{\"command\":[\"\xff\"]}").code, "invalid_json");
-  EXPECT_EQ(jobError("{\"command\":[\"\xc0\xaf\"]}").code, "invalid_json");  // overlong '/'
+  EXPECT_EQ(jobError("{\"command\":[\"\xc0\xaf\"]}").code, "invalid_json");      // overlong '/'
   EXPECT_EQ(jobError("{\"command\":[\"\xed\xa0\x80\"]}").code, "invalid_json");  // surrogate
-  std::string deep = "{\"command\":[\"x\"],\"limits\":" + std::string(200, '[') +
-                     std::string(200, ']') + "}";
+  std::string deep =
+      "{\"command\":[\"x\"],\"limits\":" + std::string(200, '[') + std::string(200, ']') + "}";
   EXPECT_EQ(jobError(deep).code, "invalid_json");
   // Valid multi-byte text passes.
-  EXPECT_TRUE(parseJobRequest("{\"command\":[\"echo\",\"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80\"]}").ok());
+  EXPECT_TRUE(
+      parseJobRequest("{\"command\":[\"echo\",\"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80\"]}")
+          .ok());
 }
 
 TEST(JobRequest, SpecOverTheCapIsTooLarge) {
@@ -456,7 +458,8 @@ TEST(Throttle, ZeroDisables) {
   EXPECT_EQ(t.blockedForMs("a", "b"), 0u);
 }
 
-protocol::UserTable users(std::initializer_list<std::tuple<const char*, const char*, protocol::Role>> l) {
+protocol::UserTable users(
+    std::initializer_list<std::tuple<const char*, const char*, protocol::Role>> l) {
   protocol::UserTable t;
   for (const auto& [n, h, r] : l) t.users.push_back({n, h, r});
   return t;
@@ -465,8 +468,8 @@ protocol::UserTable users(std::initializer_list<std::tuple<const char*, const ch
 TEST(AuthStore, SessionsExpireAndFollowTheUserTable) {
   int64_t now = 1'000'000;
   AuthStore store([&] { return now; });
-  (void)store.setUsers(users({{"alice", "h1", protocol::Role::kUser},
-                              {"bob", "h2", protocol::Role::kViewer}}));
+  (void)store.setUsers(
+      users({{"alice", "h1", protocol::Role::kUser}, {"bob", "h2", protocol::Role::kViewer}}));
   std::string ta = newToken(), tb = newToken(), tc = newToken();
   store.addSession({hashToken(ta), "alice", now + 1000});
   store.addSession({hashToken(tb), "bob", now + 1000});
@@ -480,8 +483,8 @@ TEST(AuthStore, SessionsExpireAndFollowTheUserTable) {
   EXPECT_FALSE(store.checkToken("Bearer " + ta).has_value());
 
   // Role changes apply at once; a new password hash drops the user's sessions.
-  auto dropped = store.setUsers(users({{"alice", "h1", protocol::Role::kAdmin},
-                                       {"bob", "h2-new", protocol::Role::kViewer}}));
+  auto dropped = store.setUsers(
+      users({{"alice", "h1", protocol::Role::kAdmin}, {"bob", "h2-new", protocol::Role::kViewer}}));
   ASSERT_EQ(dropped.size(), 2u);  // bob's (re-passworded) and ghost's (no such user)
   EXPECT_EQ(store.checkToken(ta)->role, protocol::Role::kAdmin);
   EXPECT_FALSE(store.checkToken(tb).has_value());
@@ -513,7 +516,8 @@ TEST(Passwords, VerifyAndBusy) {
   ASSERT_EQ(checker.verify(&slow_hash, "pw", ms(1000)), PasswordChecker::Outcome::kOk);
   auto one_check = std::chrono::steady_clock::now() - t0;
   ASSERT_GT(one_check, ms(100)) << "the slow hash must take long enough for this test";
-  auto held = std::async(std::launch::async, [&] { return checker.verify(&slow_hash, "pw", ms(1000)); });
+  auto held =
+      std::async(std::launch::async, [&] { return checker.verify(&slow_hash, "pw", ms(1000)); });
   std::this_thread::sleep_for(ms(30));
   EXPECT_EQ(checker.verify(&h, "secret", ms(0)), PasswordChecker::Outcome::kBusy);
   EXPECT_EQ(held.get(), PasswordChecker::Outcome::kOk);
@@ -523,10 +527,10 @@ TEST(Passwords, VerifyAndBusy) {
 TEST(Seccomp, AllowlistHasNoDangerousCalls) {
   auto calls = seccompAllowedSyscalls();
   EXPECT_GT(calls.size(), 20u);
-  for (const char* bad : {"execve", "execveat", "fork", "vfork", "ptrace", "mount", "setuid",
-                          "setresuid", "setgid", "setgroups", "open", "openat", "socket",
-                          "connect", "bind", "listen", "kill", "clone3", "clone", "chmod",
-                          "unlink", "prctl", "seccomp", "capset"}) {
+  for (const char* bad :
+       {"execve", "execveat",  "fork",  "vfork",  "ptrace", "mount",   "setuid",  "setresuid",
+        "setgid", "setgroups", "open",  "openat", "socket", "connect", "bind",    "listen",
+        "kill",   "clone3",    "clone", "chmod",  "unlink", "prctl",   "seccomp", "capset"}) {
     EXPECT_EQ(std::count(calls.begin(), calls.end(), bad), 0) << bad;
   }
 }
@@ -688,8 +692,9 @@ class EchoHandler : public RequestHandler {
       return;
     }
     if (r.target == "/slow") std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    out.send(200, {}, "text/plain", r.method + " " + r.target + " " + std::to_string(r.body.size()) +
-                                         " " + r.authorization + " " + r.client_addr);
+    out.send(200, {}, "text/plain",
+             r.method + " " + r.target + " " + std::to_string(r.body.size()) + " " +
+                 r.authorization + " " + r.client_addr);
   }
   std::atomic<int> calls{0};
 };
@@ -705,9 +710,10 @@ class ServerTest : public ::testing::Test {
   static void SetUpTestSuite() {
     Poco::Net::initializeSSL();
     dir_ = tempDir();
-    std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
-                      "-subj /CN=localhost -keyout " + dir_ + "/key.pem -out " + dir_ +
-                      "/cert.pem >/dev/null 2>&1";
+    std::string cmd =
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+        "-subj /CN=localhost -keyout " +
+        dir_ + "/key.pem -out " + dir_ + "/cert.pem >/dev/null 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
   }
   static void TearDownTestSuite() {
