@@ -36,6 +36,14 @@ Result<std::unique_ptr<CgroupBackend>> CgroupBackend::openV2(const std::string& 
   return cg::openV2Backend(mount_point);
 }
 
+Status checkLimits(const CgroupLimits& limits) {
+  if (limits.cpu_millicores > 0) {
+    if (auto q = cg::cpuQuotaUs(limits.cpu_millicores); !q) return q.error();
+  }
+  if (auto disks = cg::resolveIoLimits(limits.io); !disks) return disks.error();
+  return okStatus();
+}
+
 namespace cg {
 
 // --- Files -----------------------------------------------------------------------------------

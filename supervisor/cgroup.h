@@ -44,6 +44,12 @@ class JobCgroup {
   virtual Status remove() = 0;
 };
 
+// What only the client can fix, checked before any cgroup exists: each io device must be a block
+// device under /dev, and a cpu limit at least the kernel's smallest quota. The supervisor answers
+// these with 400; create() then fails only for the host's reasons (a missing controller,
+// cgroupfs errors). Stats io device paths as root: only under /dev.
+Status checkLimits(const CgroupLimits& limits);
+
 class CgroupBackend {
  public:
   virtual ~CgroupBackend() = default;

@@ -2,18 +2,17 @@
 // this host's cgroup hierarchy: memory OOM, cpu quota, pids, blkio bandwidth, whole-tree stop,
 // cgroup removal, policy (defaults, maxima), request validation, healthz and the CLI flags.
 // Runs in the test process.
+#include <Poco/Dynamic/Var.h>
+#include <Poco/Exception.h>
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <Poco/Dynamic/Var.h>
-#include <Poco/Exception.h>
-#include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
 
 #include <algorithm>
 #include <chrono>
@@ -181,7 +180,8 @@ std::vector<std::string> jobCgroupDirs(pid_t daemon, const std::string& id) {
       // The v2 daemon lives in the <own>/supervisor leaf; jobs go beside it.
       if (line.substr(0, a) != "0") continue;
       const std::string leaf = "/supervisor";
-      if (path.size() >= leaf.size() && path.compare(path.size() - leaf.size(), leaf.size(), leaf) == 0) {
+      if (path.size() >= leaf.size() &&
+          path.compare(path.size() - leaf.size(), leaf.size(), leaf) == 0) {
         path.resize(path.size() - leaf.size());
       }
       mounts_here.push_back(v2);
@@ -281,8 +281,7 @@ std::string wholeDiskOf(const std::string& path, std::string* why) {
     *why = "stat " + path + ": " + std::strerror(errno);
     return "";
   }
-  std::string majmin =
-      std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev));
+  std::string majmin = std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev));
   std::string sys = "/sys/dev/block/" + majmin;
   if (!exists(sys)) {
     *why = path + " is on device " + majmin + ", which is no block device (overlay, tmpfs...)";
@@ -389,8 +388,7 @@ TEST_F(LimitsTest, MemoryLimitEndsInOomKill) {
 
 TEST_F(LimitsTest, JobWithinItsMemoryLimitIsNotOomKilled) {
   // The counterpart: SIGKILL alone is not an OOM kill.
-  std::string id = startJob(
-      d(), token_, shJob("kill -9 $$", ",\"limits\":{\"memory\":\"64M\"}"));
+  std::string id = startJob(d(), token_, shJob("kill -9 $$", ",\"limits\":{\"memory\":\"64M\"}"));
   std::string st = waitJob(d(), token_, id, 30);
   EXPECT_EQ(jsonField(st, "state"), "killed") << st;
   EXPECT_EQ(jsonField(st, "signal"), "9") << st;
@@ -398,8 +396,8 @@ TEST_F(LimitsTest, JobWithinItsMemoryLimitIsNotOomKilled) {
 }
 
 TEST_F(LimitsTest, CpuLimitHoldsABusyLoopNearItsShare) {
-  std::string id = startJob(d(), token_,
-                            shJob("while :; do :; done", ",\"limits\":{\"cpu\":0.2},\"timeout_s\":3"));
+  std::string id = startJob(
+      d(), token_, shJob("while :; do :; done", ",\"limits\":{\"cpu\":0.2},\"timeout_s\":3"));
   ASSERT_FALSE(id.empty());
   std::this_thread::sleep_for(milliseconds(1500));
   std::string live = status(id);
@@ -523,8 +521,8 @@ TEST_F(LimitsTest, NoJobCgroupIsLeftBehind) {
 }
 
 TEST_F(LimitsTest, MaximaRefuseWith403NamingTheLimit) {
-  HttpResponse r = https(d(), "POST", "/v1/jobs",
-                         shJob("true", ",\"limits\":{\"memory\":\"256M\"}"), token_);
+  HttpResponse r =
+      https(d(), "POST", "/v1/jobs", shJob("true", ",\"limits\":{\"memory\":\"256M\"}"), token_);
   EXPECT_EQ(r.status, 403) << r.body;
   auto code = valueAt(r.body, {"error", "code"});
   EXPECT_EQ(code ? code->toString() : "", "limit_exceeded") << r.body;
@@ -571,11 +569,30 @@ TEST_F(LimitsTest, DefaultAboveAUsersMaximumIsClampedNotRefused) {
   std::string st = waitJob(d(), carol, id, 30);
   EXPECT_EQ(numberAt(st, {"limits", "memory"}), 32 * kMiB) << st;
 
-  HttpResponse r = https(d(), "POST", "/v1/jobs", shJob("true", ",\"limits\":{\"cpu\":0.25}"), carol);
+  HttpResponse r =
+      https(d(), "POST", "/v1/jobs", shJob("true", ",\"limits\":{\"cpu\":0.25}"), carol);
   ASSERT_EQ(r.status, 201) << "carol asked for no memory limit: " << r.body;
   st = waitJob(d(), carol, jsonField(r.body, "id"), 30);
   EXPECT_EQ(numberAt(st, {"limits", "memory"}), 32 * kMiB) << st;
   EXPECT_EQ(numberAt(st, {"limits", "cpu"}), 0.25) << st;
+}
+
+TEST(LimitsPolicyTest, UnlimitedDefaultIsClampedToTheUsersMaximum) {
+  // `default.memory = unlimited` lifts the default, not the maximum: a user-role job that asks
+  // nothing runs at the role's maximum, never without a limit.
+  Daemon::Options o;
+  o.config_text = "default.memory = unlimited\nrole.user.max.memory = 32M\n";
+  auto d = Daemon::start(o);
+  ASSERT_NE(d, nullptr);
+  d->addUser("dave", "user", "dave-password-1");
+  std::string token = login(*d, "dave", "dave-password-1");
+  std::string id = startJob(*d, token, shJob("true"));
+  std::string st = waitJob(*d, token, id, 30);
+  EXPECT_EQ(numberAt(st, {"limits", "memory"}), 32 * kMiB) << st;
+  // Asking for more than the maximum is still refused.
+  HttpResponse r =
+      https(*d, "POST", "/v1/jobs", shJob("true", ",\"limits\":{\"memory\":\"64M\"}"), token);
+  EXPECT_EQ(r.status, 403) << r.body;
 }
 
 TEST_F(LimitsTest, MalformedLimitsAre400NamingTheField) {
@@ -588,20 +605,36 @@ TEST_F(LimitsTest, MalformedLimitsAre400NamingTheField) {
       {"{\"memory\":-5}", "limits.memory"},
       {"{\"cpu\":-1}", "limits.cpu"},
       {"{\"cpu\":\"lots\"}", "limits.cpu"},
+      {"{\"cpu\":0.005}", "limits.cpu"},  // below the kernel's minimum quota (0.01)
       {"{\"pids\":0}", "limits.pids"},
       {"{\"pids\":1.5}", "limits.pids"},
       {"{\"swap\":1}", "limits.swap"},
       {"{\"io\":[{\"device\":\"sda\",\"write_bps\":\"1M\"}]}", "limits.io[0].device"},
       {"{\"io\":[{\"device\":\"/dev/vda\",\"write_bps\":\"1X\"}]}", "limits.io[0].write_bps"},
       {"{\"io\":[{\"device\":\"/dev/vda\",\"burst\":1}]}", "limits.io[0].burst"},
+      {"{\"io\":[{\"device\":\"/etc/passwd\",\"write_bps\":1}]}", "limits.io[0].device"},
+      {"{\"io\":[{\"device\":\"/dev/vda\"}]}", "limits.io[0]"},  // limits nothing
       {"\"64M\"", "limits"},
   };
   for (const auto& c : cases) {
-    HttpResponse r = https(d(), "POST", "/v1/jobs", shJob("true", ",\"limits\":" + c.limits), token_);
+    HttpResponse r =
+        https(d(), "POST", "/v1/jobs", shJob("true", ",\"limits\":" + c.limits), token_);
     EXPECT_EQ(r.status, 400) << c.limits << ": " << r.body;
     auto msg = valueAt(r.body, {"error", "message"});
     EXPECT_TRUE(msg && msg->toString().find(c.names) != std::string::npos)
         << c.limits << " should name " << c.names << ": " << r.body;
+  }
+}
+
+TEST_F(LimitsTest, IoLimitOnAMissingOrNonBlockDeviceIs400) {
+  // Only the supervisor can tell (it stats the device as root): the client's mistake all the same,
+  // not a 503 "try again later".
+  for (const char* dev : {"/dev/jw-no-such-disk", "/dev/null"}) {
+    std::string limits =
+        ",\"limits\":{\"io\":[{\"device\":" + jsonStr(dev) + ",\"write_bps\":\"1M\"}]}";
+    HttpResponse r = https(d(), "POST", "/v1/jobs", shJob("true", limits), token_);
+    EXPECT_EQ(r.status, 400) << dev << ": " << r.body;
+    EXPECT_NE(r.body.find(dev), std::string::npos) << r.body;
   }
 }
 
@@ -629,8 +662,8 @@ TEST_F(LimitsTest, IoWriteBandwidthLimitSlowsDirectWrites) {
   double base_wall = wallSeconds(base);
   if (base_wall > 1.5) GTEST_SKIP() << "the disk is too slow for a band: " << base_wall << " s";
 
-  std::string limited = ",\"limits\":{\"io\":[{\"device\":" + jsonStr(disk) +
-                        ",\"write_bps\":\"1M\"}]}";
+  std::string limited =
+      ",\"limits\":{\"io\":[{\"device\":" + jsonStr(disk) + ",\"write_bps\":\"1M\"}]}";
   std::string id = startJob(d(), token_, shJob(dd, cwd + limited));
   ASSERT_FALSE(id.empty());
   std::string st = waitJob(d(), token_, id, 60);
