@@ -28,9 +28,11 @@ struct SpawnRequest {
   bool separate_stderr = false;
   bool core_dumps = false;
   JobCgroup* cgroup = nullptr;  // the child is moved in before it runs anything of the job's
-  // Namespaces (all off: a plain fork). With isolation.pid the first process is the job init
-  // (job_init.h), PID 1 of the namespace, and the command is its child (PID 2).
-  IsolationSpec isolation;
+  // Namespaces; by default none and no seccomp (a plain fork): the supervisor states what it
+  // wants. With isolation.pid the first process is the job init (job_init.h), PID 1 of the
+  // namespace, and the command is its child (PID 2).
+  IsolationSpec isolation{
+      .pid = false, .mount = false, .net = false, .uts = false, .ipc = false, .seccomp = false};
   // The job seccomp profile, installed just before execve when isolation.seccomp; must outlive
   // the call. isolation.seccomp without a profile is a setup error (fail closed).
   const JobSeccompProfile* seccomp = nullptr;

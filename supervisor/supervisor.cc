@@ -115,6 +115,14 @@ Status Supervisor::prepareIsolation() {
   if (!opt_.as_root) {
     log::warning("not root: jobs run without namespaces (the job seccomp profile still applies)");
   } else {
+    // A setting every job would fail on (job_tmp_size = 0) is a startup error, not failed jobs.
+    IsolationSpec sample;
+    sample.mount = settings_.isolate_mount;
+    sample.hostname = jobHostname("00000000");
+    sample.tmp_size = settings_.job_tmp_size;
+    if (auto plan = planContainment(sample); !plan) {
+      return Error{"job isolation: " + plan.error().message, plan.error().sys_errno};
+    }
     std::string off;
     using Switch = std::pair<bool, const char*>;
     for (auto [on, name] :
