@@ -9,6 +9,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "job_init.h"
 #include "log.h"
@@ -147,14 +149,19 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
     return policyValue(settings_, u, [&](const config::Policy& p) { return p.max.*field; });
   };
   auto applyLimit = [&](auto& value, auto def_value, auto max_value, const char* name) -> bool {
-    if (value == 0 && def_value) value = *def_value;
-    if (max_value && value > *max_value) {
-      if (value != (def_value ? *def_value : 0) || asked) {
-        replyError(id, ErrorCode::kForbidden,
-                   std::string("limits.") + name + " over the maximum allowed for user " + u.name);
-        return false;
-      }
-      value = *max_value;  // a default above the maximum is clamped, not refused
+    using T = std::decay_t<decltype(value)>;
+    const bool requested = value != 0;
+    if (!requested && def_value) value = *def_value;
+    if (!max_value) return true;
+    if (requested && value > *max_value) {
+      replyError(id, ErrorCode::kForbidden,
+                 std::string("limits.") + name + " over the maximum allowed for user " + u.name);
+      return false;
+    }
+    // What the user did not ask for is fitted under the maximum, not refused: a default above
+    // it, or no limit at all (`default.<limit> = unlimited`) under a finite one.
+    if (value > *max_value || (value == 0 && *max_value != std::numeric_limits<T>::max())) {
+      value = *max_value;
     }
     return true;
   };
@@ -184,6 +191,15 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
       return nullptr;
     }
     limits = {};  // configured defaults cannot apply without cgroups; the status says so
+  }
+  if (opt_.cgroups) {
+    // The client's mistakes only root can see (a missing or non-block io device, a cpu share
+    // under the kernel's minimum quota): 400 rather than a 503 from the cgroup's creation.
+    CgroupLimits cl{limits.cpu_millicores, limits.memory_bytes, limits.pids, limits.io};
+    if (Status st = checkLimits(cl); !st) {
+      replyError(id, ErrorCode::kBadRequest, st.error().message, st.error().sys_errno);
+      return nullptr;
+    }
   }
 
   uint64_t timeout_ms = r.timeout_ms != 0 ? r.timeout_ms : settings_.default_timeout_ms;
