@@ -417,8 +417,13 @@ TEST_F(IsolationApi, StopKillsAJobWhoseChildIgnoresSigtermAndOrphansAGrandchild)
   ASSERT_NE(ns, nsOf(getpid(), "pid"));
   // Host pids of every process of the job, held as pidfds: immune to pid reuse, and a pidfd's
   // process answers ESRCH only once it has been reaped (a zombie still takes signal 0).
-  std::vector<pid_t> pids = processesInPidNs(ns);
-  EXPECT_GE(pids.size(), 4u);  // jw-init, sh, the foreground sleep, the orphaned sleep
+  // jw-init, sh, the orphaned sleep and (once the shell forked it) the foreground sleep.
+  std::vector<pid_t> pids;
+  EXPECT_TRUE(waitFor([&] {
+    pids = processesInPidNs(ns);
+    return pids.size() >= 4;
+  })) << pids.size()
+      << " processes";
   std::vector<int> pidfds;
   for (pid_t p : pids) {
     int fd = static_cast<int>(syscall(SYS_pidfd_open, p, 0));
