@@ -429,10 +429,16 @@ TEST_F(SupervisorTest, ExecFailureIsAnErrorNotAJob) {
   e = RelayDaemon::error(d_->start("admin", {"jw-no-such-program-anywhere"}));
   EXPECT_EQ(e.code, ErrorCode::kExecFailed);
   EXPECT_EQ(e.sys_errno, ENOENT);
-  std::string file = d_->dir() + "/not-executable.sh";
+  // Outside /tmp: jobs get a private /tmp and would not see the file at all.
+  std::string dir = "/var/tmp/jwsup-exec-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  chmod(dir.c_str(), 0755);
+  std::string file = dir + "/not-executable.sh";
   std::ofstream(file) << "#!/bin/sh\necho should not run\n";
   chmod(file.c_str(), 0644);
   e = RelayDaemon::error(d_->start("admin", {file}));
+  unlink(file.c_str());
+  rmdir(dir.c_str());
   EXPECT_EQ(e.code, ErrorCode::kExecFailed);
   EXPECT_EQ(e.sys_errno, EACCES);
   EXPECT_NE(e.message.find("not-executable.sh"), std::string::npos) << e.message;
