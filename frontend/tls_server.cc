@@ -332,7 +332,7 @@ void TlsServer::acceptorLoop() {
       for (auto& c : ready) work_.push_back(std::move(c));
       work_cv_.notify_all();
     }
-    if (fds[0].revents != 0) acceptNew(now);
+    if (fds[0].revents != 0) acceptNew(monotonicMs());  // poll may have slept for a minute
   }
 }
 
