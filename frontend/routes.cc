@@ -494,6 +494,7 @@ void Api::jobLogs(const Target& t, const std::string& id, const Principal& p, Re
     return sendError(out, badRequest("job output is merged: read stream=stdout (the default)"));
   }
   req.max_bytes = static_cast<uint32_t>(protocol::kMaxChunk);
+  if (req.follow) out.willStream();  // may wait for the job's whole life
   // The first read decides the status code; after the head is sent, a failure can only cut
   // the chunked body short, which the client sees as an incomplete response.
   auto chunk = channel_.outputRead(req);

@@ -28,6 +28,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <sstream>
 
@@ -182,10 +183,30 @@ Status TlsServer::start() {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) return sysError("eventfd");
   acceptor_ = std::thread([this] { acceptorLoop(); });
+  std::lock_guard lock(mu_);
   for (uint32_t i = 0; i < std::max<uint32_t>(limits_.threads, 1); i++) {
     workers_.emplace_back([this] { workerLoop(); });
   }
   return okStatus();
+}
+
+// A log stream (follow) holds its worker for as long as the job runs. So that followers never
+// starve short requests, each stream adds a worker while fewer than `threads` are free; the
+// total stays bounded by threads + max_connections (every stream is a connection).
+void TlsServer::streamStarted() {
+  std::lock_guard lock(mu_);
+  streaming_++;
+  if (stopping_) return;
+  size_t wanted = static_cast<size_t>(streaming_) + std::max<uint32_t>(limits_.threads, 1);
+  size_t cap = static_cast<size_t>(limits_.threads) + limits_.max_connections;
+  if (workers_.size() < wanted && workers_.size() < cap) {
+    workers_.emplace_back([this] { workerLoop(); });
+  }
+}
+
+void TlsServer::streamEnded() {
+  std::lock_guard lock(mu_);
+  streaming_--;
 }
 
 void TlsServer::stop() {
@@ -197,10 +218,14 @@ void TlsServer::stop() {
   }
   work_cv_.notify_all();
   if (acceptor_.joinable()) acceptor_.join();
-  for (auto& w : workers_) {
+  std::vector<std::thread> workers;
+  {
+    std::lock_guard lock(mu_);  // streamStarted() may add a worker until it sees stopping_
+    workers.swap(workers_);
+  }
+  for (auto& w : workers) {
     if (w.joinable()) w.join();
   }
-  workers_.clear();
   std::deque<std::unique_ptr<Conn>> work;
   std::vector<std::unique_ptr<Conn>> to_park;
   {
@@ -375,8 +400,12 @@ void writeAll(Poco::Net::StreamSocket& s, std::string_view data) {
 // Implements Responder over one request of a connection.
 class Exchange : public Responder {
  public:
-  Exchange(Poco::Net::StreamSocket& socket, const std::string& version, bool keep_alive)
-      : socket_(socket), version_(version), keep_alive_(keep_alive) {}
+  Exchange(Poco::Net::StreamSocket& socket, const std::string& version, bool keep_alive,
+           std::function<void()> on_stream_start = {})
+      : socket_(socket),
+        version_(version),
+        keep_alive_(keep_alive),
+        on_stream_start_(std::move(on_stream_start)) {}
 
   void send(int status, const Headers& headers, std::string_view content_type,
             std::string_view body) override {
@@ -401,7 +430,13 @@ class Exchange : public Responder {
     state_ = State::kBroken;
     if (!tryWrite(os.str())) return false;
     state_ = State::kStreaming;
+    willStream();
     return true;
+  }
+
+  void willStream() override {
+    if (!streamed_ && on_stream_start_) on_stream_start_();
+    streamed_ = true;
   }
 
   bool writeChunk(std::string_view data) override {
@@ -435,6 +470,7 @@ class Exchange : public Responder {
   }
 
   bool answered() const { return state_ != State::kIdle; }
+  bool streamed() const { return streamed_; }
   // The connection can carry another request only after a complete response.
   bool reusable() const { return state_ == State::kDone && keep_alive_; }
 
@@ -468,6 +504,8 @@ class Exchange : public Responder {
   Poco::Net::StreamSocket& socket_;
   std::string version_;
   bool keep_alive_;
+  std::function<void()> on_stream_start_;
+  bool streamed_ = false;
   State state_ = State::kIdle;
 };
 
@@ -586,7 +624,14 @@ void TlsServer::serve(std::unique_ptr<Conn> c) {
           lingeringDrain(*c->socket);
           return;  // the rest of the body is unread: the connection cannot be reused
         }
-        Exchange ex(*c->socket, request->getVersion(), keep_alive);
+        Exchange ex(*c->socket, request->getVersion(), keep_alive, [this] { streamStarted(); });
+        struct StreamGuard {  // streamEnded() however handle() leaves
+          TlsServer* server;
+          Exchange& ex;
+          ~StreamGuard() {
+            if (ex.streamed()) server->streamEnded();
+          }
+        } guard{this, ex};
         handler_.handle(req, ex);
         if (!ex.answered()) {
           ex.send(500, {}, "application/json",

@@ -68,6 +68,9 @@ class Responder {
   virtual bool finishChunked() = 0;
   // True when the client has closed or reset its connection.
   virtual bool clientGone() = 0;
+  // The handler is about to hold its worker for long (a follow): the server adds a worker so
+  // short requests are not starved.
+  virtual void willStream() {}
 };
 
 class RequestHandler {
@@ -103,6 +106,12 @@ class TlsServer {
   bool evictParked(const std::string* addr);  // nullptr: any address
   void release(const std::string& addr);
 
+ public:  // called by a worker's exchange when a log stream starts and when it ends
+  void streamStarted();
+  void streamEnded();
+
+ private:
+
   int listen_fd_;
   Poco::Net::Context::Ptr context_;
   ServerLimits limits_;
@@ -117,6 +126,7 @@ class TlsServer {
   std::vector<std::unique_ptr<Conn>> to_park_;  // handed back by workers to the acceptor
   std::map<std::string, uint32_t> per_client_;
   uint32_t total_ = 0;
+  uint32_t streaming_ = 0;  // workers busy with a log stream
 
   std::vector<std::unique_ptr<Conn>> parked_;  // acceptor thread only
   std::thread acceptor_;

@@ -584,5 +584,33 @@ TEST(ApiConfig, NetworkHostAndLimitMaxima) {
   EXPECT_EQ(ok.status, 201) << ok.body;
 }
 
+
+// Followers hold their worker for the whole job; with a pool of 4 workers, 12 followers of one
+// running job must neither starve short requests nor each other, and all get the same bytes.
+TEST(ApiConfig, ManyFollowersDoNotStarveShortRequests) {
+  auto d = Daemon::start({.config_text = "http_threads = 4\n"});
+  std::string tok = login(*d, "admin", d->adminPassword());
+  std::string id = startJob(
+      *d, tok, R"({"command":["sh","-c","sleep 2; for i in $(seq 1 50); do echo line $i; done"]})");
+  std::vector<std::string> bodies(12);
+  std::vector<std::thread> followers;
+  for (auto& body : bodies) {
+    followers.emplace_back([&, id] {
+      body = https(*d, "GET", "/v1/jobs/" + id + "/logs?follow=true", "", tok).body;
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // every follower is parked
+  auto t0 = std::chrono::steady_clock::now();
+  HttpResponse r = https(*d, "GET", "/v1/jobs/" + id, "", tok);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(jsonField(r.body, "state"), "running");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1))
+      << "a status request waited behind the followers";
+  for (auto& t : followers) t.join();
+  std::string expected;
+  for (int i = 1; i <= 50; i++) expected += "line " + std::to_string(i) + "\n";
+  for (const auto& body : bodies) EXPECT_EQ(body, expected);
+}
+
 }  // namespace
 }  // namespace jw::test
