@@ -404,7 +404,9 @@ void Supervisor::handleHealth(uint32_t id) {
   protocol::HealthReply h;
   if (opt_.cgroups) {
     h.details.push_back("cgroups: " + opt_.cgroups->name());
-    for (auto& d : opt_.cgroups->details()) h.details.push_back(clip(d));
+    for (auto& d : opt_.cgroups->details()) {
+      if (d.rfind("cgroup backend: ", 0) != 0) h.details.push_back(clip(d));  // said just above
+    }
   } else {
     h.details.push_back("cgroups: none");
   }
