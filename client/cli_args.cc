@@ -102,7 +102,7 @@ void addJobSpecOptions(OptionSet& set) {
   set.addOption(Option("memory", "", "memory limit (e.g. 256M, 1G)").argument("SIZE"));
   set.addOption(Option("pids", "", "maximum number of processes").argument("N"));
   set.addOption(Option("io-read-bps", "",
-                       "read bandwidth limit on a device (e.g. 8:0=10M); "
+                       "read bandwidth limit on a device (e.g. /dev/vda=10M); "
                        "repeatable")
                     .argument("DEV=SIZE")
                     .repeatable(true));
@@ -198,7 +198,7 @@ Result<std::pair<std::string, std::string>> splitDevValue(const std::string& fla
                                                           const std::string& v) {
   size_t eq = v.rfind('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == v.size()) {
-    return Error{"bad --" + flag + " '" + v + "': use DEVICE=VALUE (e.g. 8:0=10M)"};
+    return Error{"bad --" + flag + " '" + v + "': use DEVICE=VALUE (e.g. /dev/vda=10M)"};
   }
   return std::make_pair(v.substr(0, eq), v.substr(eq + 1));
 }
@@ -289,7 +289,7 @@ std::optional<std::string> applyOption(Invocation& inv, const std::string& name,
     }
     if (!n || n.value() == 0) {
       return "bad --" + name + " '" + value +
-             "': use DEVICE=" + (bps ? "SIZE (e.g. 8:0=10M)" : "N");
+             "': use DEVICE=" + (bps ? "SIZE (e.g. /dev/vda=10M)" : "N");
     }
     IoLimitArg& io = spec.io[dev];
     if (name == "io-read-bps") io.read_bps = n.value();

@@ -123,12 +123,9 @@ ApiError fromSupervisor(const protocol::ErrorReply& e) {
     case ErrorCode::kUnauthorized:
       return {401, "unauthorized", e.message};
     case ErrorCode::kForbidden:
-      // The supervisor says "forbidden" both for roles and for limits over a maximum.
-      if (e.message.find("limit") != std::string::npos ||
-          e.message.find("maximum") != std::string::npos) {
-        return {403, "limit_exceeded", e.message};
-      }
       return {403, "forbidden", e.message};
+    case ErrorCode::kLimitExceeded:
+      return {403, "limit_exceeded", e.message};
     case ErrorCode::kNotFound:
       return {404, "not_found", e.message};
     case ErrorCode::kConflict:

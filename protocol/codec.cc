@@ -300,7 +300,7 @@ void put(Writer& w, const ErrorReply& e) {
 }
 void get(Reader& r, ErrorReply& e) {
   uint16_t c = r.u16();
-  if (c < 1 || c > 9) r.fail("error code out of range");
+  if (c < 1 || c > 10) r.fail("error code out of range");
   e.code = static_cast<ErrorCode>(c);
   e.sys_errno = r.i32();
   e.message = r.str(kMaxMessage, "error message");

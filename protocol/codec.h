@@ -36,6 +36,7 @@ enum class ErrorCode : uint16_t {
   kExecFailed = 7,     // 422: the program could not be executed; sys_errno says why
   kUnavailable = 8,    // 503: e.g. a requested cgroup controller is missing
   kInternal = 9,       // 500
+  kLimitExceeded = 10,  // 403: a resource limit over the user's maximum, or too many jobs
 };
 
 struct Empty {};

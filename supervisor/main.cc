@@ -263,10 +263,11 @@ int startDaemon(const CommandLine& cl) {
       log::info("cgroups: " + opt.cgroups->name());
       for (const auto& d : opt.cgroups->details()) log::info("cgroups: " + d);
     } else {
-      log::err(
-          "cgroups unavailable, running jobs without them (no limits, a stop relies on "
-          "process groups): " +
-          backend.error().message);
+      // Fail closed: every job is owed its default limits and a whole-tree kill.
+      log::err("cgroups unavailable: " + backend.error().message +
+               "; refusing to run jobs without limits (set isolation.cgroups = false in the "
+               "configuration to run without cgroups)");
+      return 1;
     }
   } else if (root) {
     log::warning("cgroups disabled by the configuration (isolation.cgroups = false)");

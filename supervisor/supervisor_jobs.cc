@@ -96,7 +96,7 @@ void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r)
     return;
   }
   if (jobs_.runningJobsOf(u->name) >= settings_.max_running_jobs_per_user) {
-    replyError(id, ErrorCode::kForbidden,
+    replyError(id, ErrorCode::kLimitExceeded,
                "user " + u->name + " already runs " +
                    std::to_string(settings_.max_running_jobs_per_user) +
                    " jobs (max_running_jobs_per_user)");
@@ -154,7 +154,7 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
     if (!requested && def_value) value = *def_value;
     if (!max_value) return true;
     if (requested && value > *max_value) {
-      replyError(id, ErrorCode::kForbidden,
+      replyError(id, ErrorCode::kLimitExceeded,
                  std::string("limits.") + name + " over the maximum allowed for user " + u.name);
       return false;
     }
@@ -177,7 +177,7 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
   for (const auto& io : limits.io) {
     if ((max_bps && (io.read_bps > *max_bps || io.write_bps > *max_bps)) ||
         (max_iops && (io.read_iops > *max_iops || io.write_iops > *max_iops))) {
-      replyError(id, ErrorCode::kForbidden,
+      replyError(id, ErrorCode::kLimitExceeded,
                  "limits.io over the maximum allowed for user " + u.name);
       return nullptr;
     }

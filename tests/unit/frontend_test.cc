@@ -359,8 +359,10 @@ TEST(Policy, SupervisorErrorsMapToHttp) {
   EXPECT_EQ(fromSupervisor({ErrorCode::kConflict, 0, "x"}).status, 409);
   EXPECT_EQ(fromSupervisor({ErrorCode::kTooLarge, 0, "x"}).status, 413);
   EXPECT_EQ(fromSupervisor({ErrorCode::kUnavailable, 0, "x"}).status, 503);
-  EXPECT_EQ(fromSupervisor({ErrorCode::kForbidden, 0, "memory over your maximum"}).code,
+  EXPECT_EQ(fromSupervisor({ErrorCode::kLimitExceeded, 0, "memory over your maximum"}).code,
             "limit_exceeded");
+  EXPECT_EQ(fromSupervisor({ErrorCode::kForbidden, 0, "limit in the text, still a role"}).code,
+            "forbidden");
   EXPECT_EQ(fromSupervisor({ErrorCode::kForbidden, 0, "role"}).code, "forbidden");
 }
 
