@@ -1,0 +1,396 @@
+#!/bin/bash
+# In the test VM (run once after boot by jw-vm-test.service): starts jobworkerd through systemd on
+# the full cgroup v2 hierarchy and checks the v2 backend's placement, limits, kill and removal.
+# Prints "JWVM PASS|FAIL <check>: <detail>" lines, "JWVM SUMMARY ..." and "JWVM DONE" on the
+# console for tests/vm/run; its unit then powers the VM off.
+set -u
+
+readonly STATE=/var/lib/jobworker
+readonly URL=https://127.0.0.1:8443
+readonly IO_DIR=/var/tmp/jwvm-io
+pass=0
+fail=0
+TOKEN=
+CG=
+# Set by api(): the reply's status and body (globals, so api() runs in this shell).
+HTTP_CODE=
+BODY=
+
+say() { echo "JWVM $*"; }
+ok() {
+  pass=$((pass + 1))
+  say "PASS $1: $2"
+}
+ko() {
+  fail=$((fail + 1))
+  say "FAIL $1: $2"
+}
+# check NAME DETAIL COMMAND...: PASS when COMMAND succeeds.
+check() {
+  local name=$1 detail=$2
+  shift 2
+  if "$@"; then ok "$name" "$detail"; else ko "$name" "$detail"; fi
+}
+now() { date +%s.%N; }
+# Floating-point comparisons and arithmetic without bc: awk is in every Debian.
+calc() { awk "BEGIN { print $* }"; }
+between() { awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v >= lo && v <= hi) }'; }
+
+# api METHOD PATH [JSON]: sets HTTP_CODE and BODY.
+api() {
+  local body=/run/jwvm-body
+  local args=(-sS --max-time 30 --cacert "$STATE/ca.pem" -X "$1" -o "$body" -w '%{http_code}')
+  [[ -n $TOKEN ]] && args+=(-H "Authorization: Bearer $TOKEN")
+  [[ $# -ge 3 ]] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
+  HTTP_CODE=$(curl "${args[@]}" "$URL$2" 2>/run/jwvm-curl-err) || HTTP_CODE=000
+  BODY=$(cat "$body" 2>/dev/null)
+  rm -f "$body"
+}
+
+# startJob JSON: sets JOB to the new job's id; false (the reply on the console) when refused.
+JOB=
+startJob() {
+  JOB=
+  api POST /v1/jobs "$1"
+  if [[ $HTTP_CODE != 201 ]]; then
+    say "INFO start refused ($HTTP_CODE): $BODY"
+    return 1
+  fi
+  JOB=$(jq -r .id <<<"$BODY")
+}
+
+# jobStatus ID: prints the status object.
+jobStatus() {
+  api GET "/v1/jobs/$1"
+  echo "$BODY"
+}
+
+# waitJob ID SECONDS: prints the final status once the job is no longer running.
+waitJob() {
+  local id=$1 deadline=$((SECONDS + $2))
+  while :; do
+    api GET "/v1/jobs/$id"
+    if [[ $(jq -r .state <<<"$BODY" 2>/dev/null) != running ]] || ((SECONDS >= deadline)); then
+      echo "$BODY"
+      return
+    fi
+    sleep 0.2
+  done
+}
+
+# jobOutput ID: prints the job's whole output.
+jobOutput() {
+  api GET "/v1/jobs/$1/logs?offset=0"
+  echo "$BODY"
+}
+
+# waitOutput ID TEXT SECONDS: true once the job's output contains TEXT.
+waitOutput() {
+  local deadline=$((SECONDS + $3))
+  while ((SECONDS < deadline)); do
+    jobOutput "$1" | grep -q -- "$2" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# waitGone PATH SECONDS: true once PATH no longer exists.
+waitGone() {
+  local deadline=$((SECONDS + $2))
+  while [[ -e $1 ]]; do
+    ((SECONDS >= deadline)) && return 1
+    sleep 0.1
+  done
+}
+
+stopJob() { api POST "/v1/jobs/$1/stop" '{"grace_s":1}' >/dev/null; }
+
+# Host pids of every process in a job's cgroup subtree.
+jobPids() { find "/sys/fs/cgroup$CG/jobworker/$1" -name cgroup.procs -exec cat {} + 2>/dev/null; }
+
+dumpLogs() {
+  journalctl -u jobworkerd --no-pager -o short-monotonic 2>/dev/null | tail -n 60 |
+    sed 's/^/JWVM LOG /'
+}
+
+checkStart() {
+  local t0 t1
+  t0=$(now)
+  if ! systemctl start jobworkerd; then
+    ko start "systemctl start jobworkerd failed"
+    return 1
+  fi
+  t1=$(now)
+  ok start "systemctl start jobworkerd: active after $(calc "$t1 - $t0") s"
+  CG=$(systemctl show -p ControlGroup --value jobworkerd)
+  say "INFO unit cgroup $CG; $(systemctl show -p Delegate -p DelegateControllers jobworkerd | tr '\n' ' ')"
+  local password
+  password=$(cat "$STATE/admin-password")
+  api POST /v1/login "$(jq -cn --arg p "$password" '{username: "admin", password: $p}')"
+  TOKEN=$(jq -r '.token // empty' <<<"$BODY")
+  if [[ -z $TOKEN ]]; then
+    ko login "POST /v1/login: $HTTP_CODE $BODY $(cat /run/jwvm-curl-err)"
+    return 1
+  fi
+  ok login "admin logged in over HTTPS"
+}
+
+checkHealthz() {
+  local h details
+  api GET /v1/healthz
+  h=$BODY
+  details=$(jq -r '.details | join("; ")' <<<"$h" 2>/dev/null)
+  say "INFO healthz $HTTP_CODE: $details"
+  check healthz-v2 "healthz 200 with \"cgroups: v2\"" \
+    test "$HTTP_CODE" = 200 -a "$(jq '.details | index("cgroups: v2") != null' <<<"$h")" = true
+  check healthz-controllers "no \"missing controller\" in healthz details" \
+    test -n "$details" -a "${details/missing controller/}" = "$details"
+}
+
+checkPlacement() {
+  local main own procs
+  main=$(systemctl show -p MainPID --value jobworkerd)
+  own=$(sed -n 's/^0:://p' "/proc/$main/cgroup")
+  check placement-daemon "jobworkerd (pid $main) in $own" test "$own" = "$CG/supervisor"
+  procs=$(tr '\n' ' ' <"/sys/fs/cgroup$CG/supervisor/cgroup.procs")
+  local front
+  front=$(pgrep -P "$main" -x jobworker-front | head -n 1)
+  check placement-frontend "frontend (pid ${front:-none}) in $CG/supervisor (procs: $procs)" \
+    test -n "$front" -a "$(sed -n 's/^0:://p' "/proc/${front:-0}/cgroup" 2>/dev/null)" = "$CG/supervisor"
+  local top jobs
+  top=$(cat "/sys/fs/cgroup$CG/cgroup.subtree_control")
+  jobs=$(cat "/sys/fs/cgroup$CG/jobworker/cgroup.subtree_control" 2>/dev/null)
+  local c all=0
+  for c in cpu io memory pids; do
+    [[ " $top " == *" $c "* && " $jobs " == *" $c "* ]] || all=1
+  done
+  check placement-controllers "subtree_control: unit [$top], jobworker/ [$jobs]" test "$all" = 0
+  check placement-unit-empty "no process left in the unit's own cgroup" \
+    test -z "$(cat "/sys/fs/cgroup$CG/cgroup.procs")"
+}
+
+checkMemory() {
+  local id st
+  startJob '{"command":["tail","/dev/zero"],"limits":{"memory":"64M"}}' || {
+    ko memory-oom "job refused"
+    return
+  }
+  id=$JOB
+  st=$(waitJob "$id" 60)
+  local state oom signal peak
+  state=$(jq -r .state <<<"$st")
+  oom=$(jq -r .oom_killed <<<"$st")
+  signal=$(jq -r .signal <<<"$st")
+  peak=$(jq -r '.usage.memory_peak_bytes // "n/a"' <<<"$st")
+  local limit
+  limit=$(jq -r .limits.memory <<<"$st")
+  check memory-oom "tail /dev/zero under memory 64M: state $state, oom_killed $oom, signal $signal, memory_peak_bytes $peak, limits.memory $limit" \
+    test "$state" = killed -a "$oom" = true
+  check memory-cgroup-removed "job cgroup of $id removed" waitGone "/sys/fs/cgroup$CG/jobworker/$id" 5
+  check memory-daemon-alive "jobworkerd still active after the job's OOM kill (OOMPolicy=continue)" \
+    systemctl is-active --quiet jobworkerd
+}
+
+checkCpu() {
+  local id
+  startJob '{"command":["sh","-c","while :; do :; done"],"limits":{"cpu":0.2}}' || {
+    ko cpu-share "job refused"
+    return
+  }
+  id=$JOB
+  local max
+  max=$(cat "/sys/fs/cgroup$CG/jobworker/$id/cpu.max" 2>/dev/null)
+  sleep 1
+  local t1 u1 t2 u2
+  t1=$(now)
+  u1=$(jobStatus "$id" | jq -r '.usage.cpu_seconds // empty')
+  sleep 6
+  t2=$(now)
+  u2=$(jobStatus "$id" | jq -r '.usage.cpu_seconds // empty')
+  stopJob "$id"
+  local st
+  st=$(waitJob "$id" 30)
+  if [[ -z $u1 || -z $u2 ]]; then
+    ko cpu-share "usage.cpu_seconds missing: $st"
+    return
+  fi
+  local share
+  share=$(calc "($u2 - $u1) / ($t2 - $t1)")
+  check cpu-share "busy loop under cpu 0.2 (cpu.max \"$max\"): $(calc "$share * 100")% of a core over $(calc "$t2 - $t1") s (band 10-35%)" \
+    between "$share" 0.10 0.35
+  check cpu-cgroup-removed "job cgroup of $id removed after stop ($(jq -r .state <<<"$st"))" \
+    waitGone "/sys/fs/cgroup$CG/jobworker/$id" 5
+}
+
+checkPids() {
+  # A bounded fork loop (60 children), not an unbounded bomb: harmless if the limit failed.
+  # shellcheck disable=SC2016 # expanded by the job's shell
+  local script='(i=0; while [ $i -lt 60 ]; do (echo ok; exec sleep 4) & i=$((i+1)); done); echo loop-ended; sleep 3; echo end'
+  local id
+  startJob "$(jq -cn --arg s "$script" '{command: ["sh", "-c", $s], limits: {pids: 20}}')" || {
+    ko pids-fork-fails "job refused"
+    return
+  }
+  id=$JOB
+  waitOutput "$id" loop-ended 20
+  api GET /v1/healthz
+  local health=$HTTP_CODE
+  local other ost
+  startJob '{"command":["true"]}'
+  other=$JOB
+  ost=$(waitJob "$other" 30)
+  check pids-daemon-healthy "healthz $health and another job exits $(jq -r .exit_code <<<"$ost") while the job is at its pids limit" \
+    test "$health" = 200 -a "$(jq -r .exit_code <<<"$ost")" = 0
+  local st out oks peak
+  st=$(waitJob "$id" 30)
+  out=$(jobOutput "$id")
+  oks=$(grep -c '^ok$' <<<"$out")
+  peak=$(jq -r '.usage.pids_peak // "n/a"' <<<"$st")
+  local failure
+  failure=$(grep -i -m 1 'fork\|resource temporarily' <<<"$out")
+  check pids-fork-fails "pids 20: $oks of 60 children started, pids_peak $peak, inside the job: \"$failure\"" \
+    test -n "$failure" -a "$oks" -ge 1 -a "$oks" -le 20
+  check pids-cgroup-removed "job cgroup of $id removed" waitGone "/sys/fs/cgroup$CG/jobworker/$id" 5
+}
+
+checkKill() {
+  # The inner shell backgrounds a sleep in a new session and exits: the sleep is orphaned, in no
+  # process group of the job. The main shell sleeps too.
+  local id
+  startJob "$(jq -cn '{command: ["sh", "-c", "setsid sh -c '"'"'sleep 1000 & echo escaped $!'"'"'; echo main $$; sleep 1000"]}')" || {
+    ko kill-setsid "job refused"
+    return
+  }
+  id=$JOB
+  waitOutput "$id" main 10
+  local pids="" p deadline=$((SECONDS + 10))
+  while ((SECONDS < deadline)); do
+    pids=""
+    for p in $(jobPids "$id"); do
+      [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") == "sleep 1000 " ]] && pids+="$p "
+    done
+    [[ $(wc -w <<<"$pids") -ge 2 ]] && break
+    sleep 0.2
+  done
+  local dir="/sys/fs/cgroup$CG/jobworker/$id"
+  local before=absent
+  [[ -d $dir ]] && before=present
+  stopJob "$id"
+  local code=$HTTP_CODE st
+  st=$(waitJob "$id" 30)
+  local alive="" deadline2=$((SECONDS + 5))
+  while :; do
+    alive=""
+    for p in $pids; do kill -0 "$p" 2>/dev/null && alive+="$p "; done
+    [[ -z $alive ]] || ((SECONDS >= deadline2)) && break
+    sleep 0.1
+  done
+  check kill-setsid "stop ($code) of a job with a setsid'd, double-forked sleep: state $(jq -r .state <<<"$st"), sleep pids [$pids] before, alive after: [${alive}]" \
+    test "$code" = 202 -a "$(wc -w <<<"$pids")" -ge 2 -a -z "$alive" -a "$(jq -r .state <<<"$st")" = killed
+  check kill-cgroup-removed "job cgroup $dir ($before while running) removed after the stop" \
+    test "$before" = present -a "$(waitGone "$dir" 5 && echo gone)" = gone
+  for p in $alive; do kill -9 "$p"; done
+}
+
+# 4 MiB at 1 MiB/s: about 3 to 4 s (the throttle lets the first slice through); the unlimited
+# copy must be fast enough for that to mean something.
+ioBand() {
+  [[ -n $1 && -n $2 ]] && between "$1" 0 1.5 && between "$2" 2 10
+}
+
+# Seconds dd reported for its copy, from its last line ("... copied, 3.99 s, 1.0 MB/s").
+ddSeconds() { sed -n 's/.*copied, \([0-9.]*\) s.*/\1/p' | tail -n 1; }
+
+checkIo() {
+  mkdir -p "$IO_DIR" && chmod 1777 "$IO_DIR"
+  local dd='dd if=/dev/zero of=f bs=1M count=4 oflag=direct 2>&1; rm -f f'
+  local job
+  job=$(jq -cn --arg s "$dd" --arg d "$IO_DIR" '{command: ["sh", "-c", $s], cwd: $d}')
+  local id st base lim
+  startJob "$job" || {
+    ko io-write-bps "baseline job refused"
+    return
+  }
+  id=$JOB
+  st=$(waitJob "$id" 60)
+  base=$(jobOutput "$id" | ddSeconds)
+  local limited
+  limited=$(jq -c '. + {limits: {io: [{device: "/dev/vda", write_bps: "1M"}]}}' <<<"$job")
+  startJob "$limited" || {
+    ko io-write-bps "limited job refused"
+    return
+  }
+  id=$JOB
+  local io_max
+  io_max=$(cat "/sys/fs/cgroup$CG/jobworker/$id/io.max" 2>/dev/null)
+  st=$(waitJob "$id" 60)
+  local out
+  out=$(jobOutput "$id")
+  lim=$(ddSeconds <<<"$out")
+  check io-write-bps "4 MiB dd oflag=direct on /dev/vda: ${base:-?} s unlimited, ${lim:-?} s under write_bps 1M (io.max \"$io_max\"; band 2-10 s), io_write_bytes $(jq -r '.usage.io_write_bytes // "n/a"' <<<"$st")" \
+    ioBand "$base" "$lim"
+  [[ -z $lim ]] && say "INFO limited dd output: $out"
+}
+
+checkNoLeftovers() {
+  local left
+  left=$(find "/sys/fs/cgroup$CG/jobworker" -mindepth 1 -maxdepth 1 -type d -printf '%f ')
+  check no-leftovers "no job cgroup left in $CG/jobworker/ (${left:-empty})" test -z "$left"
+}
+
+checkStop() {
+  # A job still running at shutdown is stopped by jobworkerd itself.
+  local id
+  startJob '{"command":["sleep","1000"]}'
+  id=$JOB
+  local pids
+  sleep 0.5
+  pids=$(jobPids "$id" | tr '\n' ' ')
+  local t0 t1 rc
+  t0=$(now)
+  systemctl stop jobworkerd
+  rc=$?
+  t1=$(now)
+  local result active
+  result=$(systemctl show -p Result --value jobworkerd)
+  active=$(systemctl show -p ActiveState --value jobworkerd)
+  local alive="" p
+  for p in $pids; do kill -0 "$p" 2>/dev/null && alive+="$p "; done
+  check stop "systemctl stop jobworkerd: rc $rc in $(calc "$t1 - $t0") s, $active, Result=$result, job pids [$pids] alive after: [$alive]" \
+    test "$rc" = 0 -a "$result" = success -a "$active" = inactive -a -z "$alive" -a -n "$pids"
+  # jobworkerd stopped the job itself (KillMode=mixed: SIGTERM went to it alone).
+  local logged="" deadline=$((SECONDS + 3))
+  while [[ -z $logged ]] && ((SECONDS < deadline)); do
+    logged=$(journalctl -u jobworkerd --no-pager -o cat | grep -m 1 "job $id .*stopped by shutdown")
+    [[ -z $logged ]] && sleep 0.2
+  done
+  check stop-jobs-by-daemon "journal: \"${logged:-no shutdown stop of job $id}\"" test -n "$logged"
+  check stop-cgroup-removed "unit cgroup $CG removed, no jobworkerd process left" \
+    test ! -e "/sys/fs/cgroup$CG" -a -z "$(pgrep -x jobworkerd)"
+}
+
+main() {
+  say "BEGIN kernel $(uname -r), $(systemctl --version | head -n 1), $(nproc) cpus"
+  local fs
+  fs=$(stat -f -c %T /sys/fs/cgroup)
+  check cgroup2-host "/sys/fs/cgroup is $fs, root controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)" \
+    test "$fs" = cgroup2fs
+  if checkStart; then
+    checkHealthz
+    checkPlacement
+    checkMemory
+    checkCpu
+    checkPids
+    checkKill
+    checkIo
+    checkNoLeftovers
+    ((fail > 0)) && dumpLogs
+    checkStop
+  else
+    dumpLogs
+  fi
+  say "SUMMARY pass=$pass fail=$fail"
+  say DONE
+}
+
+main
