@@ -639,8 +639,13 @@ TEST_F(SupervisorTest, TwoHundredMiBStoredByteExactWithFlatMemory) {
   std::fprintf(stderr, "jobworkerd VmHWM before: %ld KiB, after 200 MiB of output: %ld KiB\n",
                hwm_before, hwm);
   EXPECT_GT(hwm, 0);
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan keeps freed blocks in a quarantine of up to 256 MiB: RSS says nothing there.
+  std::fprintf(stderr, "AddressSanitizer build: peak RSS not checked\n");
+#else
   EXPECT_LT(hwm, 64 * 1024) << "supervisor peak RSS grew with the job's output";
   EXPECT_LT(hwm - hwm_before, 8 * 1024) << "supervisor peak RSS grew with the job's output";
+#endif
 }
 
 TEST_F(SupervisorTest, ThreeConcurrentFollowersGetIdenticalBytes) {
