@@ -16,6 +16,8 @@
 #include <utility>
 #include <variant>
 
+#include "result.h"
+
 namespace jw::client {
 
 // A failure the user must read: `message` is the whole line after "jobworker: " and says what to
@@ -41,24 +43,9 @@ struct ClientError {
   bool transient() const;
 };
 
-// Value or ClientError; the client's counterpart of jw::Result.
+// Value or ClientError.
 template <typename T>
-class [[nodiscard]] ClientResult {
- public:
-  ClientResult(T value) : v_(std::move(value)) {}            // NOLINT(google-explicit-constructor)
-  ClientResult(ClientError error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  T& value() & { return std::get<0>(v_); }
-  const T& value() const& { return std::get<0>(v_); }
-  T&& value() && { return std::get<0>(std::move(v_)); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  const ClientError& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, ClientError> v_;
-};
+using ClientResult = jw::Result<T, ClientError>;
 
 // "https://host:port" split and normalised. Only https is accepted: the token must never travel
 // in clear text.
