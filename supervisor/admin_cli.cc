@@ -339,6 +339,15 @@ Status checkRunAs(const std::string& user, const Account& acct, bool allow_root)
   return okStatus();
 }
 
+// Reads the new password (prompt or stdin) and hashes it; the clear text is wiped either way.
+Result<std::string> readAndHashPassword(const Args& a) {
+  auto password = readPassword(a);
+  if (!password) return password.error();
+  auto hash = hashPassword(password.value());
+  sodium_memzero(password->data(), password->size());
+  return hash;
+}
+
 int cmdAdd(const Args& a) {
   const std::string run_as = a.run_as.value_or("nobody");
   auto acct = lookupAccount(run_as);
@@ -352,10 +361,7 @@ int cmdAdd(const Args& a) {
     return failure(a, "user " + a.name + " already exists in " + a.users_file +
                           " (use `user passwd` or `user del`)");
   }
-  auto password = readPassword(a);
-  if (!password) return failure(a, password.error().message);
-  auto hash = hashPassword(password.value());
-  sodium_memzero(password->data(), password->size());
+  auto hash = readAndHashPassword(a);
   if (!hash) return failure(a, hash.error().message);
 
   auto lock = DirLock::take(a.users_file);
@@ -394,10 +400,7 @@ int cmdPasswd(const Args& a) {
   auto before = load(a.users_file, false);
   if (!before) return failure(a, before.error().message);
   if (!find(before.value(), a.name)) return failure(a, "no user " + a.name + " in " + a.users_file);
-  auto password = readPassword(a);
-  if (!password) return failure(a, password.error().message);
-  auto hash = hashPassword(password.value());
-  sodium_memzero(password->data(), password->size());
+  auto hash = readAndHashPassword(a);
   if (!hash) return failure(a, hash.error().message);
 
   auto lock = DirLock::take(a.users_file);
