@@ -87,6 +87,15 @@ std::string waitJob(const Daemon& d, const std::string& token, const std::string
 // A JSON string field or number of a flat JSON object text ("" when absent); for quick checks.
 std::string jsonField(const std::string& json, const std::string& key);
 
+// A JSON string literal (quotes and escapes) for building request bodies.
+std::string jsonString(const std::string& s);
+
+// /proc helpers: the namespace link of a process ("pid:[4026531836]"), the host pids of every
+// process (zombies included) in a PID namespace, and one field of /proc/PID/status.
+std::string nsOf(pid_t pid, const char* ns);
+std::vector<pid_t> processesInPidNs(const std::string& ns);
+std::string procStatusField(pid_t pid, const std::string& field);
+
 // A free TCP port on 127.0.0.1 (bound then released).
 int freePort();
 // A fresh temp dir (removed by the caller with removeTree).

@@ -47,23 +47,6 @@ void ensureFrontendAccount() {
   ASSERT_EQ(r.exit_code, 0) << "useradd jobworker: " << r.err;
 }
 
-std::string jsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 // {"command":[...]} plus extra members (",\"network\":\"host\"").
 std::string jobBody(const std::vector<std::string>& argv, const std::string& extra = "") {
   std::string body = "{\"command\":[";
@@ -123,37 +106,6 @@ std::vector<std::string> lines(const std::string& text) {
   std::string l;
   while (std::getline(in, l)) out.push_back(l);
   return out;
-}
-
-std::string nsOf(pid_t pid, const char* ns) {
-  char buf[128];
-  std::string link = "/proc/" + std::to_string(pid) + "/ns/" + ns;
-  ssize_t n = readlink(link.c_str(), buf, sizeof buf);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
-}
-
-// Host pids of every process (zombies included) whose PID namespace is `ns`.
-std::vector<pid_t> processesInPidNs(const std::string& ns) {
-  std::vector<pid_t> out;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    std::string name = e.path().filename();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    pid_t pid = std::stoi(name);
-    if (nsOf(pid, "pid") == ns) out.push_back(pid);
-  }
-  return out;
-}
-
-std::string procStatusField(pid_t pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) {
-      size_t v = line.find_first_not_of(" \t", field.size() + 1);
-      return v == std::string::npos ? "" : line.substr(v);
-    }
-  }
-  return "";
 }
 
 // Interface names listed in a /proc/net/dev text.

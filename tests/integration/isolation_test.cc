@@ -36,12 +36,17 @@
 #include <vector>
 
 #include "credentials.h"
+#include "daemon.h"
 #include "job_init.h"
 #include "job_seccomp.h"
 #include "namespaces.h"
 
 namespace jw::supervisor {
 namespace {
+
+using jw::test::nsOf;
+using jw::test::processesInPidNs;
+using jw::test::procStatusField;
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
@@ -285,37 +290,6 @@ JobOptions defaults() {
 }
 
 bool hasProgram(const char* path) { return access(path, X_OK) == 0; }
-
-std::string nsOf(pid_t pid, const char* ns) {
-  char buf[128];
-  std::string link = "/proc/" + std::to_string(pid) + "/ns/" + ns;
-  ssize_t n = readlink(link.c_str(), buf, sizeof buf);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
-}
-
-// Host pids of every process (zombies included) in the PID namespace `ns`.
-std::vector<pid_t> processesInPidNs(const std::string& ns) {
-  std::vector<pid_t> out;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    std::string name = e.path().filename();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    pid_t pid = std::stoi(name);
-    if (nsOf(pid, "pid") == ns) out.push_back(pid);
-  }
-  return out;
-}
-
-std::string procStatusField(pid_t pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) {
-      size_t v = line.find_first_not_of(" \t", field.size() + 1);
-      return v == std::string::npos ? "" : line.substr(v);
-    }
-  }
-  return "";
-}
 
 bool waitFor(const std::function<bool()>& cond, int timeout_ms = 10000) {
   auto deadline = steady_clock::now() + milliseconds(timeout_ms);

@@ -55,26 +55,9 @@ const char* kMemoryHog = "a=x; while :; do a=$a$a; done";
 
 // --- JSON ----------------------------------------------------------------------------------------
 
-std::string jsonStr(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 // {"command":["sh","-c",script]} plus extra members (", ..." text, may be empty).
 std::string shJob(const std::string& script, const std::string& extra = "") {
-  return "{\"command\":[\"sh\",\"-c\"," + jsonStr(script) + "]" + extra + "}";
+  return "{\"command\":[\"sh\",\"-c\"," + jsonString(script) + "]" + extra + "}";
 }
 
 // The value at a path of object keys, or nullopt when absent or not JSON.
@@ -631,7 +614,7 @@ TEST_F(LimitsTest, IoLimitOnAMissingOrNonBlockDeviceIs400) {
   // not a 503 "try again later".
   for (const char* dev : {"/dev/jw-no-such-disk", "/dev/null"}) {
     std::string limits =
-        ",\"limits\":{\"io\":[{\"device\":" + jsonStr(dev) + ",\"write_bps\":\"1M\"}]}";
+        ",\"limits\":{\"io\":[{\"device\":" + jsonString(dev) + ",\"write_bps\":\"1M\"}]}";
     HttpResponse r = https(d(), "POST", "/v1/jobs", shJob("true", limits), token_);
     EXPECT_EQ(r.status, 400) << dev << ": " << r.body;
     EXPECT_NE(r.body.find(dev), std::string::npos) << r.body;
@@ -652,7 +635,7 @@ TEST_F(LimitsTest, IoWriteBandwidthLimitSlowsDirectWrites) {
   if (disk.empty()) GTEST_SKIP() << "cannot tell the disk to throttle: " << why;
 
   const std::string dd = "dd if=/dev/zero of=f bs=1M count=4 oflag=direct 2>&1; rm -f f";
-  std::string cwd = ",\"cwd\":" + jsonStr(dir);
+  std::string cwd = ",\"cwd\":" + jsonString(dir);
   std::string base_id = startJob(d(), token_, shJob(dd, cwd));
   std::string base = waitJob(d(), token_, base_id, 60);
   std::string base_out = output(base_id);
@@ -663,7 +646,7 @@ TEST_F(LimitsTest, IoWriteBandwidthLimitSlowsDirectWrites) {
   if (base_wall > 1.5) GTEST_SKIP() << "the disk is too slow for a band: " << base_wall << " s";
 
   std::string limited =
-      ",\"limits\":{\"io\":[{\"device\":" + jsonStr(disk) + ",\"write_bps\":\"1M\"}]}";
+      ",\"limits\":{\"io\":[{\"device\":" + jsonString(disk) + ",\"write_bps\":\"1M\"}]}";
   std::string id = startJob(d(), token_, shJob(dd, cwd + limited));
   ASSERT_FALSE(id.empty());
   std::string st = waitJob(d(), token_, id, 60);
