@@ -242,6 +242,26 @@ std::string readFile(const std::string& path) {
   return ss.str();
 }
 
+pid_t spawnLogged(const std::vector<std::string>& argv_in, const std::vector<std::string>& env_in,
+                  const std::string& log_path) {
+  std::vector<std::string> argv = argv_in;
+  std::vector<std::string> env = mergedEnv(env_in);
+  auto cargv = cstrings(argv);
+  auto cenv = cstrings(env);
+  int logfd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(logfd, 1);
+    dup2(logfd, 2);
+    execve(cargv[0], cargv.data(), cenv.data());
+    _exit(127);
+  }
+  close(logfd);
+  return pid;
+}
+
 std::unique_ptr<Daemon> Daemon::start(const Options& options) {
   std::unique_ptr<Daemon> d(new Daemon());
   d->state_dir_ = makeTempDir("jwstate");
@@ -258,21 +278,7 @@ std::unique_ptr<Daemon> Daemon::start(const Options& options) {
     argv.push_back(conf);
   }
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
-  std::vector<std::string> env = mergedEnv(options.env);
-  auto cargv = cstrings(argv);
-  auto cenv = cstrings(env);
-  int logfd = open(d->log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int devnull = open("/dev/null", O_RDONLY);
-    dup2(devnull, 0);
-    dup2(logfd, 1);
-    dup2(logfd, 2);
-    execve(cargv[0], cargv.data(), cenv.data());
-    _exit(127);
-  }
-  close(logfd);
-  d->pid_ = pid;
+  d->pid_ = spawnLogged(argv, options.env, d->log_file_);
   if (!d->waitHealthy(30)) {
     ADD_FAILURE() << "jobworkerd did not become healthy; its log:\n" << d->log();
   }

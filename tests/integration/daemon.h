@@ -24,6 +24,11 @@ struct CmdResult {
 CmdResult run(const std::vector<std::string>& argv, const std::string& stdin_data = "",
               const std::vector<std::string>& env = {}, int timeout_s = 120);
 
+// Starts argv in the background (no shell) with stdin /dev/null and stdout+stderr appended to
+// log_path; env entries "K=V" are added to (and override) the test's environment.
+pid_t spawnLogged(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                  const std::string& log_path);
+
 class Daemon {
  public:
   struct Options {

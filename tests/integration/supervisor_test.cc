@@ -92,28 +92,8 @@ class RelayDaemon {
     removeTree(dir_);
   }
 
-  pid_t spawnDaemon(const std::vector<std::string>& argv_in) {
-    std::vector<std::string> argv = argv_in;
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; e++) env.emplace_back(*e);
-    env.push_back("JW_RELAY_SOCKET=" + sock_path_);
-    std::vector<char*> cargv, cenv;
-    for (auto& s : argv) cargv.push_back(s.data());
-    cargv.push_back(nullptr);
-    for (auto& s : env) cenv.push_back(s.data());
-    cenv.push_back(nullptr);
-    int logfd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    pid_t pid = fork();
-    if (pid == 0) {
-      int devnull = open("/dev/null", O_RDONLY);
-      dup2(devnull, 0);
-      dup2(logfd, 1);
-      dup2(logfd, 2);
-      execve(cargv[0], cargv.data(), cenv.data());
-      _exit(127);
-    }
-    close(logfd);
-    return pid;
+  pid_t spawnDaemon(const std::vector<std::string>& argv) {
+    return spawnLogged(argv, {"JW_RELAY_SOCKET=" + sock_path_}, log_path_);
   }
 
   // Accepts the relay's connection, checks the start sequence (UserTable, then SessionTable
