@@ -1,6 +1,6 @@
 // The jobworker HTTPS client library (CLI process and integration tests): TLS context, requests,
 // Poco exception mapping, and the resuming log follower.
-#include "api_client.h"
+#include "client/api_client.h"
 
 #include <Poco/Exception.h>
 #include <Poco/JSON/Parser.h>
@@ -28,7 +28,7 @@
 #include <thread>
 #include <vector>
 
-#include "chunked_decoder.h"
+#include "client/chunked_decoder.h"
 #include "jw_build_config.h"
 
 namespace jw::client {

@@ -16,7 +16,7 @@
 #include <utility>
 #include <variant>
 
-#include "result.h"
+#include "common/result.h"
 
 namespace jw::client {
 

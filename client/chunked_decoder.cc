@@ -1,5 +1,5 @@
 // Incremental HTTP/1.1 chunked transfer decoder (CLI process, log follower).
-#include "chunked_decoder.h"
+#include "client/chunked_decoder.h"
 
 #include <algorithm>
 

@@ -1,6 +1,6 @@
 // The jobworker CLI's commands (CLI process): login/logout/whoami, start/run/stop, status/list,
 // logs. Every failure becomes one line on stderr, "jobworker: <what>: <what to do>".
-#include "cli.h"
+#include "client/cli.h"
 
 #include <Poco/JSON/Array.h>
 #include <Poco/Timestamp.h>
@@ -19,10 +19,10 @@
 #include <sstream>
 #include <thread>
 
-#include "api_client.h"
-#include "job_ref.h"
+#include "client/api_client.h"
+#include "client/job_ref.h"
+#include "client/output_format.h"
 #include "jw_build_config.h"
-#include "output_format.h"
 
 namespace jw::client {
 namespace {

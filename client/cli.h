@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.h"
-#include "cli_config.h"
-#include "result.h"
+#include "client/cli_args.h"
+#include "client/cli_config.h"
+#include "common/result.h"
 
 namespace jw::client {
 

@@ -1,7 +1,7 @@
 // Command-line grammar of the jobworker CLI (CLI process). Poco::Util::OptionSet describes each
 // command's flags and OptionProcessor splits them; the subcommand dispatch, the `--` rule and value
 // checks are ours, because Poco::Util::Application assumes a single flat command.
-#include "cli_args.h"
+#include "client/cli_args.h"
 
 #include <Poco/Util/Option.h>
 #include <Poco/Util/OptionException.h>
@@ -12,7 +12,7 @@
 #include <cctype>
 #include <sstream>
 
-#include "config.h"
+#include "common/config.h"
 
 namespace jw::client {
 namespace {

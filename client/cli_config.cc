@@ -1,5 +1,5 @@
 // The CLI's settings file (CLI process): location, permission checks, atomic writes.
-#include "cli_config.h"
+#include "client/cli_config.h"
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>

@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "result.h"
+#include "common/result.h"
 
 namespace jw::client {
 

@@ -1,11 +1,11 @@
 // Job ID arguments of the jobworker CLI (CLI process): prefix matching against the job list.
-#include "job_ref.h"
+#include "client/job_ref.h"
 
 #include <Poco/JSON/Array.h>
 
 #include <algorithm>
 
-#include "output_format.h"
+#include "client/output_format.h"
 
 namespace jw::client {
 namespace {

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "api_client.h"
+#include "client/api_client.h"
 
 namespace jw::client {
 

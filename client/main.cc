@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "cli.h"
+#include "client/cli.h"
 
 int main(int argc, char** argv) {
   // A vanished reader must not kill us mid-request: sockets report EPIPE instead, and a closed

@@ -1,5 +1,5 @@
 // Human-readable output of the jobworker CLI (CLI process).
-#include "output_format.h"
+#include "client/output_format.h"
 
 #include <Poco/DateTime.h>
 #include <Poco/DateTimeFormat.h>

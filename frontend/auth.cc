@@ -1,6 +1,6 @@
 // Users, sessions, password checks and login throttling (see auth.h); runs in
 // jobworker-frontend, called from HTTP worker threads and the channel reader thread.
-#include "auth.h"
+#include "frontend/auth.h"
 
 #include <sodium.h>
 

@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "codec.h"
+#include "common/protocol/codec.h"
 
 namespace jw::frontend {
 

@@ -13,13 +13,13 @@
 #include <string>
 #include <thread>
 
-#include "auth.h"
-#include "config.h"
-#include "log.h"
-#include "privilege_drop.h"
-#include "routes.h"
-#include "supervisor_channel.h"
-#include "tls_server.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "frontend/api/routes.h"
+#include "frontend/auth.h"
+#include "frontend/http/tls_server.h"
+#include "frontend/privilege_drop.h"
+#include "frontend/supervisor_channel.h"
 
 namespace jw::frontend {
 namespace {

@@ -1,6 +1,6 @@
 // The privilege drop sequence (see privilege_drop.h); runs in jobworker-frontend, once, before
 // any thread exists.
-#include "privilege_drop.h"
+#include "frontend/privilege_drop.h"
 
 #include <grp.h>
 #include <linux/securebits.h>
@@ -11,7 +11,7 @@
 
 #include <cerrno>
 
-#include "seccomp_filter.h"
+#include "frontend/seccomp_filter.h"
 
 namespace jw::frontend {
 

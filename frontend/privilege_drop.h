@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "result.h"
+#include "common/result.h"
 
 namespace jw::frontend {
 

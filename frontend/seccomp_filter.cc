@@ -7,7 +7,7 @@
 // with and without follow, many parallel and silent connections, the supervisor's SIGHUP user
 // table, and kill -9 / respawn. Anything not listed kills the process (SIGSYS), which the
 // supervisor logs and answers with a respawn: a missing entry shows up at once in the tests.
-#include "seccomp_filter.h"
+#include "frontend/seccomp_filter.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,12 +1,12 @@
 // Request/reply multiplexing over the supervisor channel (see supervisor_channel.h); runs in
 // jobworker-frontend: call() on HTTP worker threads, readerLoop() on its own thread.
-#include "supervisor_channel.h"
+#include "frontend/supervisor_channel.h"
 
 #include <sys/socket.h>
 
-#include "channel.h"
-#include "log.h"
-#include "messages.h"
+#include "common/log.h"
+#include "common/protocol/channel.h"
+#include "common/protocol/messages.h"
 
 namespace jw::frontend {
 

@@ -17,8 +17,8 @@
 #include <variant>
 #include <vector>
 
-#include "codec.h"
-#include "result.h"
+#include "common/protocol/codec.h"
+#include "common/result.h"
 
 namespace jw::frontend {
 

@@ -15,14 +15,15 @@
 #include <optional>
 #include <string>
 
-#include "accounts.h"
-#include "admin_cli.h"
-#include "cgroup.h"
-#include "config.h"
-#include "dev_bootstrap.h"
-#include "listen_socket.h"
-#include "log.h"
-#include "supervisor.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "jw_build_config.h"
+#include "supervisor/accounts/accounts.h"
+#include "supervisor/cgroup/cgroup.h"
+#include "supervisor/core/dev_mode.h"
+#include "supervisor/core/helper_binaries.h"
+#include "supervisor/core/supervisor.h"
+#include "supervisor/frontend_link/listen_socket.h"
 
 namespace jw::supervisor {
 namespace {
@@ -42,7 +43,8 @@ constexpr const char* kUsage =
     "                     127.0.0.1:8443)\n"
     "  --config FILE      configuration file (see README.md for every key)\n"
     "  --frontend PATH    the jobworker-frontend binary to run\n"
-    "  --help, --version\n";
+    "  --help, --version\n"
+    "Users are added with jobworker-admin (`jobworker-admin user --help`).\n";
 
 struct CommandLine {
   bool dev = false;
@@ -74,7 +76,7 @@ int parseCommandLine(int argc, char** argv, CommandLine* cl) {
       std::fputs(kUsage, stdout);
       return -1;
     } else if (a == "--version") {
-      std::printf("jobworkerd %s\n", jobworkerVersion());
+      std::printf("jobworkerd %s\n", JW_VERSION);
       return -1;
     } else if (a == "--dev" && !inline_value) {
       cl->dev = true;
@@ -145,17 +147,6 @@ std::string loginUrl(const std::string& listen, int fd) {
   return "https://" + host + ":" + p;
 }
 
-void warnUnprotectedDevMode(const Account& self) {
-  log::warning("*** DEV MODE WITHOUT ROOT: the protections of a production jobworkerd are OFF ***");
-  log::warning("*   the frontend keeps your uid (no change to the `jobworker` account)");
-  log::warning("*   every job runs as you (" + self.name +
-               "), whatever run_as the users file says");
-  log::warning(
-      "*   no cgroups (no cpu/memory/pids/io limits; a stop cannot catch escaped processes)");
-  log::warning("*   no namespaces (jobs see your files, network and processes)");
-  log::warning("*** use it to try jobworker out, never to serve other people ***");
-}
-
 int startDaemon(const CommandLine& cl) {
   const bool root = geteuid() == 0;
   if (!root && !cl.dev) {
@@ -212,9 +203,9 @@ int startDaemon(const CommandLine& cl) {
 
   std::optional<DevFiles> dev_files;
   if (cl.dev) {
-    auto f = ensureDevFiles(settings.state_dir);
+    auto f = runDevBootstrap(resolveAdminPath(), settings.state_dir);
     if (!f) {
-      log::err("dev mode files in " + settings.state_dir + ": " + f.error().message);
+      log::err("dev mode: " + f.error().message);
       return 1;
     }
     dev_files = f.value();
@@ -238,7 +229,7 @@ int startDaemon(const CommandLine& cl) {
     }
     if (!fileExists(opt.users_file)) {
       log::err("users file " + opt.users_file +
-               " does not exist. Create it with `jobworkerd "
+               " does not exist. Create it with `jobworker-admin "
                "user add --users-file " +
                opt.users_file + " NAME --role admin`.");
       return 1;
@@ -295,7 +286,6 @@ int startDaemon(const CommandLine& cl) {
 int main(int argc, char** argv) {
   using namespace jw::supervisor;
   jw::log::setIdentity("jobworkerd");
-  if (argc >= 2 && std::string(argv[1]) == "user") return runUserCommand(argc - 1, argv + 1);
   CommandLine cl;
   int rc = parseCommandLine(argc, argv, &cl);
   if (rc != 0) return rc < 0 ? 0 : rc;

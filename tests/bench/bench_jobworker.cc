@@ -12,7 +12,7 @@
 #include <cstdio>
 #include <string>
 
-#include "daemon.h"
+#include "tests/integration/daemon.h"
 
 namespace {
 
@@ -60,8 +60,8 @@ TEST(Bench, StartLatencyOutputAndStreaming) {
   // 2. A job writing 512 MiB: time until its final state (every byte stored) vs a pipe into a file.
   const char* gen = "head -c 536870912 /dev/zero";
   t = Clock::now();
-  std::string id = jw::test::startJob(
-      *d, tok, std::string(R"({"command":["sh","-c",")") + gen + R"("]})");
+  std::string id =
+      jw::test::startJob(*d, tok, std::string(R"({"command":["sh","-c",")") + gen + R"("]})");
   std::string final_status = jw::test::waitJob(*d, tok, id, 300);
   double ours_s = secondsSince(t);
   EXPECT_EQ(jw::test::jsonField(final_status, "output_bytes"), "536870912");
@@ -85,7 +85,8 @@ TEST(Bench, StartLatencyOutputAndStreaming) {
   // 4. The supervisor's peak RSS after all that (output lives in files, not in RAM).
   std::string status = jw::test::readFile("/proc/" + std::to_string(d->pid()) + "/status");
   size_t p = status.find("VmHWM:");
-  std::printf("%-40s %s\n", "jobworkerd peak RSS", status.substr(p + 6, status.find('\n', p) - p - 6).c_str());
+  std::printf("%-40s %s\n", "jobworkerd peak RSS",
+              status.substr(p + 6, status.find('\n', p) - p - 6).c_str());
 }
 
 }  // namespace

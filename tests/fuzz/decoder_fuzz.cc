@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "codec.h"
+#include "common/protocol/codec.h"
 
 namespace {
 
@@ -30,9 +30,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto h = decodeHeader(frame, &payload);
   if (!h.ok()) return 0;
   switch (h->type) {
-#define JW_FUZZ_CASE(name, num, dir, payload_type, doc)                         \
-  case MsgType::k##name:                                                        \
-    check(h.value(), frame, payload, decode##name##Payload, encode##name);      \
+#define JW_FUZZ_CASE(name, num, dir, payload_type, doc)                    \
+  case MsgType::k##name:                                                   \
+    check(h.value(), frame, payload, decode##name##Payload, encode##name); \
     break;
     JW_MESSAGES(JW_FUZZ_CASE)
 #undef JW_FUZZ_CASE

@@ -13,7 +13,7 @@
 #include <sstream>
 #include <thread>
 
-#include "daemon.h"
+#include "tests/integration/daemon.h"
 
 namespace jw::test {
 namespace {
@@ -170,7 +170,7 @@ TEST_F(Api, NewPasswordRevokesTheUsersSessions) {
   daemon_->addUser("pwchange", "user", "first-password");
   std::string t = login(d(), "pwchange", "first-password");
   EXPECT_EQ(https(d(), "GET", "/v1/whoami", "", t).status, 200);
-  CmdResult r = run({binary("jobworkerd"), "user", "passwd", "--users-file", d().usersFile(),
+  CmdResult r = run({binary("jobworker-admin"), "user", "passwd", "--users-file", d().usersFile(),
                      "pwchange", "--password-stdin"},
                     "second-password\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -584,7 +584,6 @@ TEST(ApiConfig, NetworkHostAndLimitMaxima) {
   EXPECT_EQ(ok.status, 201) << ok.body;
 }
 
-
 // Followers hold their worker for the whole job; with a pool of 4 workers, 12 followers of one
 // running job must neither starve short requests nor each other, and all get the same bytes.
 TEST(ApiConfig, ManyFollowersDoNotStarveShortRequests) {
@@ -595,9 +594,8 @@ TEST(ApiConfig, ManyFollowersDoNotStarveShortRequests) {
   std::vector<std::string> bodies(12);
   std::vector<std::thread> followers;
   for (auto& body : bodies) {
-    followers.emplace_back([&, id] {
-      body = https(*d, "GET", "/v1/jobs/" + id + "/logs?follow=true", "", tok).body;
-    });
+    followers.emplace_back(
+        [&, id] { body = https(*d, "GET", "/v1/jobs/" + id + "/logs?follow=true", "", tok).body; });
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // every follower is parked
   auto t0 = std::chrono::steady_clock::now();

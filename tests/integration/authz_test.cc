@@ -7,7 +7,7 @@
 #include <set>
 #include <string>
 
-#include "daemon.h"
+#include "tests/integration/daemon.h"
 
 namespace jw::test {
 namespace {
@@ -192,7 +192,7 @@ TEST_F(Authz, RemovedUserLosesAccess) {
   std::string t = login(*d_, "temp1", "pw-temp1");
   ASSERT_EQ(https(*d_, "GET", "/v1/whoami", "", t).status, 200);
   CmdResult r =
-      run({binary("jobworkerd"), "user", "del", "--users-file", d_->usersFile(), "temp1"});
+      run({binary("jobworker-admin"), "user", "del", "--users-file", d_->usersFile(), "temp1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   d_->reload();
   int s = 200;

@@ -22,8 +22,8 @@
 #include <thread>
 #include <vector>
 
-#include "cgroup.h"
-#include "cgroup_impl.h"
+#include "supervisor/cgroup/cgroup.h"
+#include "supervisor/cgroup/cgroup_impl.h"
 
 namespace jw::supervisor {
 namespace {

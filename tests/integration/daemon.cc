@@ -1,6 +1,14 @@
 // Integration-test fixture (see daemon.h): real jobworkerd, real HTTPS. Runs in the test process.
-#include "daemon.h"
+#include "tests/integration/daemon.h"
 
+#include <Poco/Dynamic/Var.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/StreamCopier.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -12,14 +20,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <Poco/Dynamic/Var.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <Poco/Net/Context.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/HTTPSClientSession.h>
-#include <Poco/StreamCopier.h>
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -86,6 +86,7 @@ std::string binary(const std::string& name) {
   std::string build = envOr("JW_BUILD_ROOT", ".");
   if (name == "jobworkerd") return envOr("JW_JOBWORKERD", build + "/supervisor/jobworkerd");
   if (name == "jobworker-frontend") return build + "/frontend/jobworker-frontend";
+  if (name == "jobworker-admin") return build + "/tools/jobworker-admin";
   if (name == "jobworker") return build + "/client/jobworker";
   if (name == "relay_frontend") {
     return envOr("JW_RELAY_FRONTEND", build + "/tests/integration/relay_frontend");
@@ -269,8 +270,9 @@ std::unique_ptr<Daemon> Daemon::start(const Options& options) {
   // needs to be reachable by root.
   d->log_file_ = d->state_dir_ + ".log";
   d->port_ = freePort();
-  std::vector<std::string> argv = {binary("jobworkerd"), "--dev", "--state-dir", d->state_dir_,
-                                   "--listen", "127.0.0.1:" + std::to_string(d->port_)};
+  std::vector<std::string> argv = {binary("jobworkerd"), "--dev",
+                                   "--state-dir",        d->state_dir_,
+                                   "--listen",           "127.0.0.1:" + std::to_string(d->port_)};
   if (!options.config_text.empty()) {
     std::string conf = d->state_dir_ + ".conf";
     std::ofstream(conf) << options.config_text;
@@ -361,9 +363,9 @@ void Daemon::reload() {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
 }
 
-void Daemon::addUser(const std::string& name, const std::string& role,
-                     const std::string& password, const std::string& run_as) {
-  CmdResult r = run({binary("jobworkerd"), "user", "add", "--users-file", usersFile(), name,
+void Daemon::addUser(const std::string& name, const std::string& role, const std::string& password,
+                     const std::string& run_as) {
+  CmdResult r = run({binary("jobworker-admin"), "user", "add", "--users-file", usersFile(), name,
                      "--role", role, "--run-as", run_as, "--password-stdin"},
                     password + "\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -11,7 +11,8 @@
 
 namespace jw::test {
 
-// Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker", "relay_frontend".
+// Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker-admin", "jobworker",
+// "relay_frontend".
 std::string binary(const std::string& name);
 
 struct CmdResult {
@@ -32,7 +33,7 @@ pid_t spawnLogged(const std::vector<std::string>& argv, const std::vector<std::s
 class Daemon {
  public:
   struct Options {
-    std::string config_text;             // written to a file and passed with --config when set
+    std::string config_text;              // written to a file and passed with --config when set
     std::vector<std::string> extra_args;  // appended to the jobworkerd command line
     std::vector<std::string> env;         // added to jobworkerd's environment
   };
@@ -54,7 +55,7 @@ class Daemon {
   // Everything jobworkerd wrote to stdout and stderr so far.
   std::string log() const;
 
-  // `jobworkerd user add`, then SIGHUP, then waits until the user can log in.
+  // `jobworker-admin user add`, then SIGHUP, then waits until the user can log in.
   void addUser(const std::string& name, const std::string& role, const std::string& password,
                const std::string& run_as = "nobody");
   // SIGHUP and wait for the reload to reach the frontend.

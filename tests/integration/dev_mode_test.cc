@@ -1,4 +1,4 @@
-// Integration tests of dev mode and the `jobworkerd user` admin command: the real jobworkerd
+// Integration tests of dev mode and the `jobworker-admin user` admin command: the real jobworkerd
 // binary on temp files and temp state dirs. Runs in the integration suite (as root).
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "daemon.h"
+#include "tests/integration/daemon.h"
 
 namespace jw::test {
 namespace {
@@ -52,10 +52,10 @@ class UserCommand : public ::testing::Test {
   }
   void TearDown() override { removeTree(dir_); }
 
-  // `jobworkerd user ARGS...` under setsid: no controlling terminal, so a missing
+  // `jobworker-admin user ARGS...` under setsid: no controlling terminal, so a missing
   // --password-stdin can never block on a prompt.
   CmdResult user(const std::vector<std::string>& args, const std::string& stdin_data = "") {
-    std::vector<std::string> argv = {"setsid", "-w", binary("jobworkerd"), "user"};
+    std::vector<std::string> argv = {"setsid", "-w", binary("jobworker-admin"), "user"};
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv, stdin_data, {}, 60);
   }

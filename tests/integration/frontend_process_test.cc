@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "daemon.h"
+#include "tests/integration/daemon.h"
 
 namespace jw::test {
 namespace {

@@ -30,9 +30,9 @@
 #include <thread>
 #include <vector>
 
-#include "codec.h"
-#include "daemon.h"
-#include "messages.h"
+#include "common/protocol/codec.h"
+#include "common/protocol/messages.h"
+#include "tests/integration/daemon.h"
 
 namespace jw::test {
 namespace {
@@ -549,9 +549,10 @@ class RelayedDaemon {
     }
   }
   void addUser(const std::string& name, const std::string& role) {
-    CmdResult r = run({binary("jobworkerd"), "user", "add", "--users-file", dir_ + "/state/users",
-                       name, "--role", role, "--run-as", "nobody", "--password-stdin"},
-                      "password-of-" + name + "\n");
+    CmdResult r =
+        run({binary("jobworker-admin"), "user", "add", "--users-file", dir_ + "/state/users", name,
+             "--role", role, "--run-as", "nobody", "--password-stdin"},
+            "password-of-" + name + "\n");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     kill(pid_, SIGHUP);
     auto f = reply(0);

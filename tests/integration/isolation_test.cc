@@ -35,11 +35,11 @@
 #include <thread>
 #include <vector>
 
-#include "credentials.h"
-#include "daemon.h"
-#include "job_init.h"
-#include "job_seccomp.h"
-#include "namespaces.h"
+#include "supervisor/launch/credentials.h"
+#include "supervisor/launch/job_init.h"
+#include "supervisor/launch/job_seccomp.h"
+#include "supervisor/launch/namespaces.h"
+#include "tests/integration/daemon.h"
 
 namespace jw::supervisor {
 namespace {

@@ -28,7 +28,7 @@
 #include <thread>
 #include <vector>
 
-#include "daemon.h"
+#include "tests/integration/daemon.h"
 
 namespace jw::test {
 namespace {

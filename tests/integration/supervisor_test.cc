@@ -26,9 +26,9 @@
 #include <sstream>
 #include <thread>
 
-#include "codec.h"
-#include "daemon.h"
-#include "messages.h"
+#include "common/protocol/codec.h"
+#include "common/protocol/messages.h"
+#include "tests/integration/daemon.h"
 
 namespace jw::test {
 namespace {
@@ -281,11 +281,12 @@ class RelayDaemon {
     }
   }
 
-  // `jobworkerd user add` then SIGHUP; waits for the new UserTable.
+  // `jobworker-admin user add` then SIGHUP; waits for the new UserTable.
   void addUser(const std::string& name, const std::string& role) {
-    CmdResult r = run({binary("jobworkerd"), "user", "add", "--users-file", state_dir_ + "/users",
-                       name, "--role", role, "--run-as", "nobody", "--password-stdin"},
-                      "password-of-" + name + "\n");
+    CmdResult r =
+        run({binary("jobworker-admin"), "user", "add", "--users-file", state_dir_ + "/users", name,
+             "--role", role, "--run-as", "nobody", "--password-stdin"},
+            "password-of-" + name + "\n");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     kill(pid_, SIGHUP);
     auto frames = await(0);

@@ -17,13 +17,13 @@
 #include <string>
 #include <vector>
 
-#include "api_client.h"
-#include "chunked_decoder.h"
-#include "cli.h"
-#include "cli_args.h"
-#include "cli_config.h"
-#include "job_ref.h"
-#include "output_format.h"
+#include "client/api_client.h"
+#include "client/chunked_decoder.h"
+#include "client/cli.h"
+#include "client/cli_args.h"
+#include "client/cli_config.h"
+#include "client/job_ref.h"
+#include "client/output_format.h"
 
 namespace jw::client {
 namespace {

@@ -1,7 +1,7 @@
 // Unit tests for the configuration file parser shared by both processes.
-#include <gtest/gtest.h>
+#include "common/config.h"
 
-#include "config.h"
+#include <gtest/gtest.h>
 
 namespace jw::config {
 namespace {
@@ -51,10 +51,10 @@ TEST(Config, BuiltInDefaultsAndUnlimited) {
   EXPECT_EQ(*s->default_limits.cpu_millicores, 1000u);
   EXPECT_EQ(*s->default_limits.memory_bytes, 1ULL << 30);
   EXPECT_EQ(*s->default_limits.pids, 1024u);
-  auto u = parse("default.memory = unlimited\nmax.memory = unlimited\nrole.user.max.pids = unlimited\n",
-                 "t");
+  auto u = parse(
+      "default.memory = unlimited\nmax.memory = unlimited\nrole.user.max.pids = unlimited\n", "t");
   ASSERT_TRUE(u.ok()) << u.error().message;
-  EXPECT_EQ(*u->default_limits.memory_bytes, 0u);  // no limit applied
+  EXPECT_EQ(*u->default_limits.memory_bytes, 0u);      // no limit applied
   EXPECT_EQ(*u->global.max.memory_bytes, UINT64_MAX);  // nothing is over it
   EXPECT_EQ(*u->roles["user"].max.pids, UINT32_MAX);
   applyHostMaxima(*u);

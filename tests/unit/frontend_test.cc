@@ -23,16 +23,16 @@
 #include <future>
 #include <thread>
 
-#include "auth.h"
-#include "channel.h"
-#include "codec.h"
-#include "config.h"
-#include "json_status.h"
-#include "request_target.h"
-#include "routes.h"
-#include "seccomp_filter.h"
-#include "supervisor_channel.h"
-#include "tls_server.h"
+#include "common/config.h"
+#include "common/protocol/channel.h"
+#include "common/protocol/codec.h"
+#include "frontend/api/json_status.h"
+#include "frontend/api/routes.h"
+#include "frontend/auth.h"
+#include "frontend/http/request_target.h"
+#include "frontend/http/tls_server.h"
+#include "frontend/seccomp_filter.h"
+#include "frontend/supervisor_channel.h"
 
 namespace jw::frontend {
 namespace {

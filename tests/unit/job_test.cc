@@ -1,7 +1,7 @@
 // Unit tests of the job record and state machine, request validation, the job environment,
 // the job table's retention, the session table, and spawning real processes without root.
 // Runs in the unit test process.
-#include "job.h"
+#include "supervisor/jobs/job.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -16,9 +16,9 @@
 #include <regex>
 #include <set>
 
-#include "job_table.h"
-#include "sessions.h"
-#include "spawn.h"
+#include "supervisor/accounts/sessions.h"
+#include "supervisor/jobs/job_table.h"
+#include "supervisor/launch/spawn.h"
 
 namespace jw::supervisor {
 namespace {

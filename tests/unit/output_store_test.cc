@@ -1,6 +1,6 @@
 // Unit tests of the output store: offsets, reads anywhere, the cap and dropped count, draining a
 // real pipe, identical bytes for every reader, flat memory. Runs in the unit test process.
-#include "output_store.h"
+#include "supervisor/jobs/output_store.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -6,10 +6,10 @@
 
 #include <random>
 
-#include "channel.h"
-#include "codec.h"
-#include "messages.h"
-#include "wire.h"
+#include "common/protocol/channel.h"
+#include "common/protocol/codec.h"
+#include "common/protocol/messages.h"
+#include "common/protocol/wire.h"
 
 namespace jw::protocol {
 namespace {
@@ -55,7 +55,8 @@ bool sameStatus(const JobStatus& a, const JobStatus& b) {
          a.output_bytes == b.output_bytes && a.output_dropped_bytes == b.output_dropped_bytes &&
          a.output_truncated == b.output_truncated && a.stderr_bytes == b.stderr_bytes &&
          a.oom_killed == b.oom_killed && a.limits.cpu_millicores == b.limits.cpu_millicores &&
-         a.limits.memory_bytes == b.limits.memory_bytes && a.limits.io.size() == b.limits.io.size() &&
+         a.limits.memory_bytes == b.limits.memory_bytes &&
+         a.limits.io.size() == b.limits.io.size() &&
          a.limits.io[0].device == b.limits.io[0].device &&
          a.limits.io[0].write_iops == b.limits.io[0].write_iops &&
          a.usage.cpu_seconds == b.usage.cpu_seconds && a.usage.has_memory == b.usage.has_memory &&
@@ -118,8 +119,8 @@ TEST(Codec, EveryMessageRoundTrips) {
   EXPECT_TRUE(st2->has_grace);
   EXPECT_EQ(st2->grace_ms, 1500u);
 
-  auto jr = roundTrip(encodeJobGet(77, JobRef{"bob", "xyz"}), MsgType::kJobGet,
-                      decodeJobGetPayload);
+  auto jr =
+      roundTrip(encodeJobGet(77, JobRef{"bob", "xyz"}), MsgType::kJobGet, decodeJobGetPayload);
   EXPECT_EQ(jr->user, "bob");
   EXPECT_EQ(jr->job_id, "xyz");
 
@@ -158,8 +159,8 @@ TEST(Codec, EveryMessageRoundTrips) {
   EXPECT_TRUE(sameStatus(s, *s2));
 
   JobListReply lr{{s, s, s}};
-  auto lr2 = roundTrip(encodeJobListReply(77, lr), MsgType::kJobListReply,
-                       decodeJobListReplyPayload);
+  auto lr2 =
+      roundTrip(encodeJobListReply(77, lr), MsgType::kJobListReply, decodeJobListReplyPayload);
   ASSERT_EQ(lr2->jobs.size(), 3u);
   EXPECT_TRUE(sameStatus(s, lr2->jobs[2]));
 
@@ -204,12 +205,23 @@ TEST(Codec, EveryTruncationOfEveryMessageFails) {
       std::string_view p = payload.substr(0, cut);
       bool ok = true;
       switch (h->type) {
-        case MsgType::kJobStart: ok = decodeJobStartPayload(p).ok(); break;
-        case MsgType::kJobStatus: ok = decodeJobStatusPayload(p).ok(); break;
-        case MsgType::kOutputChunk: ok = decodeOutputChunkPayload(p).ok(); break;
-        case MsgType::kUserTable: ok = decodeUserTablePayload(p).ok(); break;
-        case MsgType::kErrorReply: ok = decodeErrorReplyPayload(p).ok(); break;
-        default: break;
+        case MsgType::kJobStart:
+          ok = decodeJobStartPayload(p).ok();
+          break;
+        case MsgType::kJobStatus:
+          ok = decodeJobStatusPayload(p).ok();
+          break;
+        case MsgType::kOutputChunk:
+          ok = decodeOutputChunkPayload(p).ok();
+          break;
+        case MsgType::kUserTable:
+          ok = decodeUserTablePayload(p).ok();
+          break;
+        case MsgType::kErrorReply:
+          ok = decodeErrorReplyPayload(p).ok();
+          break;
+        default:
+          break;
       }
       EXPECT_FALSE(ok) << msgTypeName(static_cast<uint16_t>(h->type)) << " cut at " << cut;
     }
@@ -337,14 +349,14 @@ TEST(Channel, OversizedPeerMessageIsAnErrorNotATruncation) {
 }
 
 TEST(Messages, PermittedTableFollowsDirections) {
-  EXPECT_TRUE(isPermitted(static_cast<uint16_t>(MsgType::kJobStart),
-                          Direction::kFrontendToSupervisor));
-  EXPECT_FALSE(isPermitted(static_cast<uint16_t>(MsgType::kJobStatus),
-                           Direction::kFrontendToSupervisor));
-  EXPECT_FALSE(isPermitted(static_cast<uint16_t>(MsgType::kUserTable),
-                           Direction::kFrontendToSupervisor));
-  EXPECT_TRUE(isPermitted(static_cast<uint16_t>(MsgType::kUserTable),
-                          Direction::kSupervisorToFrontend));
+  EXPECT_TRUE(
+      isPermitted(static_cast<uint16_t>(MsgType::kJobStart), Direction::kFrontendToSupervisor));
+  EXPECT_FALSE(
+      isPermitted(static_cast<uint16_t>(MsgType::kJobStatus), Direction::kFrontendToSupervisor));
+  EXPECT_FALSE(
+      isPermitted(static_cast<uint16_t>(MsgType::kUserTable), Direction::kFrontendToSupervisor));
+  EXPECT_TRUE(
+      isPermitted(static_cast<uint16_t>(MsgType::kUserTable), Direction::kSupervisorToFrontend));
   EXPECT_FALSE(isPermitted(999, Direction::kFrontendToSupervisor));
   EXPECT_EQ(msgTypeName(4), "JobStart");
   EXPECT_EQ(msgTypeName(1000), "unknown");

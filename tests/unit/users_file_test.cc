@@ -1,6 +1,7 @@
-// Unit tests (no privileges) for jobworkerd's admin modules: the users file, account lookup, the
-// dev-mode CA/certificate/admin bootstrap and the listening socket. Runs in the unit suite.
-#include "users_file.h"
+// Unit tests (no privileges) for the accounts room and the admin tool: the users file, account
+// lookup, the dev-mode CA/certificate/admin bootstrap and the listening socket. Runs in the unit
+// suite.
+#include "supervisor/accounts/users_file.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -17,9 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "accounts.h"
-#include "dev_bootstrap.h"
-#include "listen_socket.h"
+#include "supervisor/accounts/accounts.h"
+#include "supervisor/frontend_link/listen_socket.h"
+#include "tools/dev_bootstrap.h"
 
 namespace jw::supervisor {
 namespace {
@@ -200,7 +201,7 @@ TEST(UsersFile, MissingFileAndSymlinkAreErrors) {
   auto missing = loadUsersFile(dir / "nope");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().sys_errno, ENOENT);
-  EXPECT_NE(missing.error().message.find("jobworkerd user add"), std::string::npos);
+  EXPECT_NE(missing.error().message.find("jobworker-admin user add"), std::string::npos);
 
   writeFile(dir / "real", "alice:" + sampleHash() + ":user:nobody\n");
   ASSERT_EQ(::symlink((dir / "real").c_str(), (dir / "link").c_str()), 0);
@@ -336,7 +337,7 @@ TEST(Accounts, LooksUpRealAccounts) {
 TEST(DevBootstrap, CreatesVerifiableCertificatesAndAdmin) {
   TempDir top;
   const std::string dir = top / "state/dev";  // parents are created too
-  auto files = ensureDevFiles(dir);
+  auto files = admin::ensureDevFiles(dir);
   ASSERT_TRUE(files.ok()) << files.error().message;
   EXPECT_EQ(files->ca_cert, dir + "/ca.pem");
   EXPECT_EQ(files->server_cert, dir + "/server.pem");
@@ -382,31 +383,31 @@ TEST(DevBootstrap, CreatesVerifiableCertificatesAndAdmin) {
 TEST(DevBootstrap, ReusesWhatExists) {
   TempDir top;
   const std::string dir = top.path();
-  ASSERT_TRUE(ensureDevFiles(dir).ok());
+  ASSERT_TRUE(admin::ensureDevFiles(dir).ok());
   const std::vector<std::string> names = {"ca.pem",     "ca.key", "server.pem",
                                           "server.key", "users",  "admin-password"};
   std::vector<std::string> before;
   for (const auto& n : names) before.push_back(readFile(dir + "/" + n));
 
-  auto again = ensureDevFiles(dir + "/");  // trailing slash: same directory
+  auto again = admin::ensureDevFiles(dir + "/");  // trailing slash: same directory
   ASSERT_TRUE(again.ok()) << again.error().message;
   for (size_t i = 0; i < names.size(); ++i) EXPECT_EQ(readFile(dir + "/" + names[i]), before[i]);
 
   // Password file gone but users present: both left alone.
   ASSERT_EQ(::unlink((dir + "/admin-password").c_str()), 0);
-  ASSERT_TRUE(ensureDevFiles(dir).ok());
+  ASSERT_TRUE(admin::ensureDevFiles(dir).ok());
   EXPECT_NE(::access((dir + "/admin-password").c_str(), F_OK), 0);
   EXPECT_EQ(readFile(dir + "/users"), before[4]);
 
   // Users file gone: a new admin and a new password.
   ASSERT_EQ(::unlink((dir + "/users").c_str()), 0);
-  ASSERT_TRUE(ensureDevFiles(dir).ok());
+  ASSERT_TRUE(admin::ensureDevFiles(dir).ok());
   EXPECT_NE(readFile(dir + "/admin-password"), before[5]);
   EXPECT_NE(readFile(dir + "/users"), before[4]);
 
   // Server certificate gone: a new one from the same CA.
   ASSERT_EQ(::unlink((dir + "/server.pem").c_str()), 0);
-  ASSERT_TRUE(ensureDevFiles(dir).ok());
+  ASSERT_TRUE(admin::ensureDevFiles(dir).ok());
   EXPECT_EQ(readFile(dir + "/ca.pem"), before[0]);
   EXPECT_NE(readFile(dir + "/server.pem"), before[2]);
   EXPECT_NE(readFile(dir + "/server.key"), before[3]);
@@ -415,28 +416,28 @@ TEST(DevBootstrap, ReusesWhatExists) {
 
 TEST(DevBootstrap, RefusesInconsistentFiles) {
   TempDir a, b;
-  ASSERT_TRUE(ensureDevFiles(a.path()).ok());
-  ASSERT_TRUE(ensureDevFiles(b.path()).ok());
+  ASSERT_TRUE(admin::ensureDevFiles(a.path()).ok());
+  ASSERT_TRUE(admin::ensureDevFiles(b.path()).ok());
   // A server certificate from another CA is someone's mistake, not something to paper over.
   writeFile(a / "server.pem", readFile(b / "server.pem"), 0644);
   writeFile(a / "server.key", readFile(b / "server.key"), 0600);
-  auto mixed = ensureDevFiles(a.path());
+  auto mixed = admin::ensureDevFiles(a.path());
   ASSERT_FALSE(mixed.ok());
   EXPECT_NE(mixed.error().message.find("server.pem"), std::string::npos) << mixed.error().message;
 
   // A world-readable private key is refused.
   TempDir c;
-  ASSERT_TRUE(ensureDevFiles(c.path()).ok());
+  ASSERT_TRUE(admin::ensureDevFiles(c.path()).ok());
   ASSERT_EQ(::chmod((c / "ca.key").c_str(), 0644), 0);
-  auto open_key = ensureDevFiles(c.path());
+  auto open_key = admin::ensureDevFiles(c.path());
   ASSERT_FALSE(open_key.ok());
   EXPECT_NE(open_key.error().message.find("chmod 600"), std::string::npos);
 
   // A CA certificate without its key.
   TempDir d;
-  ASSERT_TRUE(ensureDevFiles(d.path()).ok());
+  ASSERT_TRUE(admin::ensureDevFiles(d.path()).ok());
   ASSERT_EQ(::unlink((d / "ca.key").c_str()), 0);
-  EXPECT_FALSE(ensureDevFiles(d.path()).ok());
+  EXPECT_FALSE(admin::ensureDevFiles(d.path()).ok());
 }
 
 // ---- listen socket ---------------------------------------------------------------------------

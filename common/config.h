@@ -1,0 +1,91 @@
+// The configuration file (`--config FILE`), parsed the same way by both processes.
+//
+// Format: one `key = value` per line, `#` starts a comment, blank lines ignored. Sizes take
+// K/M/G/T suffixes (powers of 1024), durations ms/s/m/h/d (a bare number is seconds), booleans
+// true/false. An unknown key or a bad value is a startup error naming the line: typos fail
+// closed instead of silently leaving a limit off. Every key is documented in README.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+
+namespace jw::config {
+
+// Resource maxima or defaults; nullopt: not set at this level.
+struct LimitSet {
+  std::optional<uint32_t> cpu_millicores;
+  std::optional<uint64_t> memory_bytes;
+  std::optional<uint32_t> pids;
+  std::optional<uint64_t> io_bps;   // per-device read/write bytes per second
+  std::optional<uint64_t> io_iops;  // per-device read/write operations per second
+};
+
+// Per-role or per-user policy. A user's entry overrides its role's, which overrides the global.
+struct Policy {
+  LimitSet max;
+  std::optional<bool> allow_network_host;
+  std::optional<bool> allow_root;  // run-as root or the frontend's account (users only)
+  std::optional<bool> seccomp;     // the default job seccomp profile
+};
+
+struct Settings {
+  // Network and TLS (frontend)
+  std::string listen = "127.0.0.1:8443";
+  std::string tls_cert = "/etc/jobworker/server.pem";
+  std::string tls_key = "/etc/jobworker/server.key";
+  uint32_t http_threads = 32;
+  uint32_t max_connections = 256;
+  uint32_t max_connections_per_client = 32;
+  uint64_t handshake_timeout_ms = 10'000;
+  uint64_t idle_timeout_ms = 60'000;
+  uint64_t max_request_body = 1 << 20;
+  uint32_t max_concurrent_password_checks = 4;
+  // Authentication
+  uint64_t session_ttl_ms = 12 * 3600'000ULL;
+  uint32_t login_max_failures = 5;  // failures before 429 (per user and per address)
+  uint64_t login_lockout_ms = 60'000;
+  // Supervisor and jobs
+  std::string state_dir = "/var/lib/jobworker";
+  std::string users_file = "/etc/jobworker/users";
+  std::string frontend_user = "jobworker";
+  uint64_t output_cap_bytes = 1ULL << 30;
+  uint64_t stop_grace_ms = 10'000;
+  uint64_t default_timeout_ms = 0;  // 0: none
+  uint64_t max_timeout_ms = 0;      // 0: none
+  uint32_t retention_count = 1000;
+  uint64_t retention_age_ms = 7 * 24 * 3600'000ULL;
+  uint32_t max_running_jobs_per_user = 64;
+  std::string job_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  std::string job_lang = "C.UTF-8";
+  // Limits every job gets unless it asks for others: there is no unlimited job unless the config
+  // says `default.<limit> = unlimited` (stored as 0). Global maxima: see applyHostMaxima().
+  LimitSet default_limits{1000, 1ULL << 30, 1024, std::nullopt, std::nullopt};
+  Policy global;
+  std::map<std::string, Policy> roles;  // "admin", "user", "viewer"
+  std::map<std::string, Policy> users;
+  // Isolation switches (all on by default)
+  bool isolate_pid = true, isolate_mount = true, isolate_net = true, isolate_uts = true,
+       isolate_ipc = true, use_cgroups = true, job_seccomp = true;
+  uint64_t job_tmp_size = 64ULL << 20;
+  bool job_core_dumps = false;
+};
+
+// Parses FILE; unknown keys and bad values are errors naming the line.
+Result<Settings> load(const std::string& path);
+// Parses text (for tests and for load()).
+Result<Settings> parse(const std::string& text, const std::string& origin);
+
+// Global maxima the config left unset become the host's: memory = physical RAM, cpu = online
+// cores. Called by the supervisor after load().
+void applyHostMaxima(Settings& s);
+
+// `max.<limit> = unlimited` is stored as the type's maximum, `default.<limit> = unlimited` as 0.
+Result<uint64_t> parseSize(const std::string& s);           // "256M" -> bytes
+Result<uint64_t> parseDurationMs(const std::string& s);     // "10s" -> 10000
+Result<uint32_t> parseCpuMillicores(const std::string& s);  // "0.5" -> 500
+
+}  // namespace jw::config

@@ -1,0 +1,430 @@
+// Field-by-field encoding of every payload in codec.h; runs in both processes.
+#include "common/protocol/codec.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "common/protocol/wire.h"
+
+namespace jw::protocol {
+
+namespace {
+
+constexpr size_t kMaxArgBytes = kMaxJobSpecBytes;
+constexpr size_t kMaxIsolation = 16;
+constexpr size_t kMaxShortText = 64;
+
+// --- per-struct field codecs -------------------------------------------------------------------
+
+void put(Writer& w, const Empty&) { (void)w; }
+void get(Reader& r, Empty&) { (void)r; }
+
+void put(Writer& w, const TokenHash& h) { w.raw(h.data(), h.size()); }
+void get(Reader& r, TokenHash& h) { r.raw(h.data(), h.size()); }
+
+Role getRole(Reader& r) {
+  uint8_t v = r.u8();
+  if (v < 1 || v > 3) r.fail("role out of range");
+  return static_cast<Role>(v);
+}
+
+void put(Writer& w, const UserEntry& u) {
+  w.str(u.name);
+  w.str(u.password_hash);
+  w.u8(static_cast<uint8_t>(u.role));
+}
+void get(Reader& r, UserEntry& u) {
+  u.name = r.str(kMaxUserName, "user name");
+  u.password_hash = r.str(kMaxPasswordHash, "password hash");
+  u.role = getRole(r);
+}
+
+void put(Writer& w, const UserTable& t) {
+  w.u32(static_cast<uint32_t>(t.users.size()));
+  for (const auto& u : t.users) put(w, u);
+}
+void get(Reader& r, UserTable& t) {
+  uint32_t n = r.count(kMaxUsers, 9, "users");
+  t.users.resize(n);
+  for (auto& u : t.users) get(r, u);
+}
+
+void put(Writer& w, const SessionEntry& s) {
+  put(w, s.token_hash);
+  w.str(s.user);
+  w.i64(s.expires_at_ms);
+}
+void get(Reader& r, SessionEntry& s) {
+  get(r, s.token_hash);
+  s.user = r.str(kMaxUserName, "session user");
+  s.expires_at_ms = r.i64();
+}
+
+void put(Writer& w, const SessionTable& t) {
+  w.u32(static_cast<uint32_t>(t.sessions.size()));
+  for (const auto& s : t.sessions) put(w, s);
+}
+void get(Reader& r, SessionTable& t) {
+  uint32_t n = r.count(kMaxSessionsPerFrame, kTokenHashSize + 12, "sessions");
+  t.sessions.resize(n);
+  for (auto& s : t.sessions) get(r, s);
+}
+
+void put(Writer& w, const Limits& l) {
+  w.u32(l.cpu_millicores);
+  w.u64(l.memory_bytes);
+  w.u32(l.pids);
+  w.u32(static_cast<uint32_t>(l.io.size()));
+  for (const auto& io : l.io) {
+    w.str(io.device);
+    w.u64(io.read_bps);
+    w.u64(io.write_bps);
+    w.u64(io.read_iops);
+    w.u64(io.write_iops);
+  }
+}
+void get(Reader& r, Limits& l) {
+  l.cpu_millicores = r.u32();
+  l.memory_bytes = r.u64();
+  l.pids = r.u32();
+  uint32_t n = r.count(kMaxIoRules, 36, "io limits");
+  l.io.resize(n);
+  for (auto& io : l.io) {
+    io.device = r.str(kMaxDevicePath, "io device");
+    io.read_bps = r.u64();
+    io.write_bps = r.u64();
+    io.read_iops = r.u64();
+    io.write_iops = r.u64();
+  }
+}
+
+void put(Writer& w, const JobStartRequest& j) {
+  w.str(j.user);
+  w.strList(j.argv);
+  w.strList(j.env);
+  w.str(j.cwd);
+  w.u32(j.timeout_ms);
+  w.u8(static_cast<uint8_t>(j.output));
+  put(w, j.limits);
+  w.u8(static_cast<uint8_t>(j.network));
+}
+void get(Reader& r, JobStartRequest& j) {
+  j.user = r.str(kMaxUserName, "user");
+  j.argv = r.strList(kMaxArgs, kMaxArgBytes, "argv");
+  j.env = r.strList(kMaxEnv, kMaxArgBytes, "env");
+  j.cwd = r.str(kMaxArgBytes, "cwd");
+  j.timeout_ms = r.u32();
+  uint8_t out = r.u8();
+  if (out > 1) r.fail("output mode out of range");
+  j.output = static_cast<OutputMode>(out);
+  get(r, j.limits);
+  uint8_t net = r.u8();
+  if (net > 2) r.fail("network mode out of range");
+  j.network = static_cast<Network>(net);
+  if (!r.failed() && jobSpecBytes(j) > kMaxJobSpecBytes) r.fail("argv + env + cwd over cap");
+}
+
+void put(Writer& w, const JobRef& j) {
+  w.str(j.user);
+  w.str(j.job_id);
+}
+void get(Reader& r, JobRef& j) {
+  j.user = r.str(kMaxUserName, "user");
+  j.job_id = r.str(kMaxJobId, "job id");
+}
+
+void put(Writer& w, const JobStopRequest& j) {
+  w.str(j.user);
+  w.str(j.job_id);
+  w.boolean(j.has_grace);
+  w.u32(j.grace_ms);
+}
+void get(Reader& r, JobStopRequest& j) {
+  j.user = r.str(kMaxUserName, "user");
+  j.job_id = r.str(kMaxJobId, "job id");
+  j.has_grace = r.boolean();
+  j.grace_ms = r.u32();
+}
+
+void put(Writer& w, const JobListRequest& j) {
+  w.str(j.user);
+  w.boolean(j.all);
+  w.u8(j.state);
+}
+void get(Reader& r, JobListRequest& j) {
+  j.user = r.str(kMaxUserName, "user");
+  j.all = r.boolean();
+  j.state = r.u8();
+  if (j.state > 4) r.fail("state filter out of range");
+}
+
+void put(Writer& w, const OutputReadRequest& o) {
+  w.str(o.user);
+  w.str(o.job_id);
+  w.u8(static_cast<uint8_t>(o.stream));
+  w.u64(o.offset);
+  w.u32(o.max_bytes);
+  w.boolean(o.follow);
+}
+void get(Reader& r, OutputReadRequest& o) {
+  o.user = r.str(kMaxUserName, "user");
+  o.job_id = r.str(kMaxJobId, "job id");
+  uint8_t s = r.u8();
+  if (s > 1) r.fail("stream out of range");
+  o.stream = static_cast<Stream>(s);
+  o.offset = r.u64();
+  o.max_bytes = r.u32();
+  if (o.max_bytes == 0 || o.max_bytes > kMaxChunk) r.fail("max_bytes out of range");
+  o.follow = r.boolean();
+}
+
+void put(Writer& w, const OutputChunk& c) {
+  w.u64(c.offset);
+  w.str(c.data);
+  w.boolean(c.eof);
+}
+void get(Reader& r, OutputChunk& c) {
+  c.offset = r.u64();
+  c.data = r.str(kMaxChunk, "output data");
+  c.eof = r.boolean();
+}
+
+void putDouble(Writer& w, double d) {
+  uint64_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  w.u64(bits);
+}
+double getDouble(Reader& r) {
+  uint64_t bits = r.u64();
+  double d;
+  std::memcpy(&d, &bits, sizeof d);
+  if (!std::isfinite(d)) r.fail("non-finite number");
+  return d;
+}
+
+void put(Writer& w, const Usage& u) {
+  w.u8(static_cast<uint8_t>(u.has_cpu | u.has_memory << 1 | u.has_io << 2 | u.has_pids << 3));
+  putDouble(w, u.cpu_seconds);
+  w.u64(u.memory_peak_bytes);
+  w.u64(u.io_read_bytes);
+  w.u64(u.io_write_bytes);
+  w.u64(u.pids_peak);
+}
+void get(Reader& r, Usage& u) {
+  uint8_t bits = r.u8();
+  if (bits > 15) r.fail("usage flags out of range");
+  u.has_cpu = bits & 1;
+  u.has_memory = bits & 2;
+  u.has_io = bits & 4;
+  u.has_pids = bits & 8;
+  u.cpu_seconds = getDouble(r);
+  u.memory_peak_bytes = r.u64();
+  u.io_read_bytes = r.u64();
+  u.io_write_bytes = r.u64();
+  u.pids_peak = r.u64();
+}
+
+void put(Writer& w, const JobStatus& s) {
+  w.str(s.id);
+  w.str(s.owner);
+  w.strList(s.command);
+  w.u8(static_cast<uint8_t>(s.state));
+  w.i32(s.pid);
+  w.boolean(s.has_exit_code);
+  w.i32(s.exit_code);
+  w.i32(s.signal);
+  w.str(s.stopped_by);
+  w.str(s.error);
+  w.i64(s.created_at_ms);
+  w.i64(s.started_at_ms);
+  w.i64(s.ended_at_ms);
+  w.u8(static_cast<uint8_t>(s.output));
+  w.u64(s.output_bytes);
+  w.u64(s.output_dropped_bytes);
+  w.boolean(s.output_truncated);
+  w.u64(s.stderr_bytes);
+  w.u64(s.stderr_dropped_bytes);
+  w.boolean(s.stderr_truncated);
+  w.boolean(s.oom_killed);
+  put(w, s.limits);
+  put(w, s.usage);
+  w.strList(s.isolation);
+  w.str(s.run_as);
+}
+void get(Reader& r, JobStatus& s) {
+  s.id = r.str(kMaxJobId, "job id");
+  s.owner = r.str(kMaxUserName, "owner");
+  s.command = r.strList(kMaxArgs, kMaxArgBytes, "command");
+  uint8_t st = r.u8();
+  if (st < 1 || st > 4) r.fail("job state out of range");
+  s.state = static_cast<JobState>(st);
+  s.pid = r.i32();
+  s.has_exit_code = r.boolean();
+  s.exit_code = r.i32();
+  s.signal = r.i32();
+  s.stopped_by = r.str(kMaxUserName, "stopped_by");
+  s.error = r.str(kMaxMessage, "error");
+  s.created_at_ms = r.i64();
+  s.started_at_ms = r.i64();
+  s.ended_at_ms = r.i64();
+  uint8_t out = r.u8();
+  if (out > 1) r.fail("output mode out of range");
+  s.output = static_cast<OutputMode>(out);
+  s.output_bytes = r.u64();
+  s.output_dropped_bytes = r.u64();
+  s.output_truncated = r.boolean();
+  s.stderr_bytes = r.u64();
+  s.stderr_dropped_bytes = r.u64();
+  s.stderr_truncated = r.boolean();
+  s.oom_killed = r.boolean();
+  get(r, s.limits);
+  get(r, s.usage);
+  s.isolation = r.strList(kMaxIsolation, kMaxShortText, "isolation");
+  s.run_as = r.str(kMaxShortText, "run_as");
+}
+
+void put(Writer& w, const JobListReply& l) {
+  w.u32(static_cast<uint32_t>(l.jobs.size()));
+  for (const auto& s : l.jobs) put(w, s);
+}
+void get(Reader& r, JobListReply& l) {
+  uint32_t n = r.count(kMaxListPerFrame, 64, "jobs");
+  l.jobs.resize(n);
+  for (auto& s : l.jobs) get(r, s);
+}
+
+void put(Writer& w, const ErrorReply& e) {
+  w.u16(static_cast<uint16_t>(e.code));
+  w.i32(e.sys_errno);
+  w.str(e.message);
+}
+void get(Reader& r, ErrorReply& e) {
+  uint16_t c = r.u16();
+  if (c < 1 || c > 10) r.fail("error code out of range");
+  e.code = static_cast<ErrorCode>(c);
+  e.sys_errno = r.i32();
+  e.message = r.str(kMaxMessage, "error message");
+}
+
+void put(Writer& w, const HealthReply& h) { w.strList(h.details); }
+void get(Reader& r, HealthReply& h) { h.details = r.strList(64, kMaxMessage, "health details"); }
+
+void putHeader(Writer& w, MsgType type, uint16_t flags, uint32_t request_id) {
+  w.u16(static_cast<uint16_t>(type));
+  w.u16(flags);
+  w.u32(request_id);
+}
+
+template <typename T>
+Result<T> decodeWith(std::string_view bytes, const char* what) {
+  Reader r(bytes);
+  T out{};
+  get(r, out);
+  if (!r.finish()) return Error{std::string(what) + ": " + r.error()};
+  return out;
+}
+
+}  // namespace
+
+#define JW_DEFINE_CODEC(name, num, dir, payload, doc)                               \
+  std::string encode##name(uint32_t request_id, const payload& p, uint16_t flags) { \
+    Writer w;                                                                       \
+    putHeader(w, MsgType::k##name, flags, request_id);                              \
+    put(w, p);                                                                      \
+    return w.take();                                                                \
+  }                                                                                 \
+  Result<payload> decode##name##Payload(std::string_view bytes) {                   \
+    return decodeWith<payload>(bytes, #name);                                       \
+  }
+JW_MESSAGES(JW_DEFINE_CODEC)
+#undef JW_DEFINE_CODEC
+
+Result<FrameHeader> decodeHeader(std::string_view frame, std::string_view* payload) {
+  if (frame.size() < kHeaderSize) return Error{"frame shorter than its header"};
+  if (frame.size() > kMaxFrame) return Error{"frame over kMaxFrame"};
+  Reader r(frame.substr(0, kHeaderSize));
+  uint16_t type = r.u16();
+  uint16_t flags = r.u16();
+  uint32_t id = r.u32();
+  if (msgTypeName(type) == "unknown") return Error{"unknown message type " + std::to_string(type)};
+  if (flags & ~kKnownFlags) return Error{"unknown flags " + std::to_string(flags)};
+  *payload = frame.substr(kHeaderSize);
+  return FrameHeader{static_cast<MsgType>(type), flags, id};
+}
+
+size_t jobSpecBytes(const JobStartRequest& r) {
+  size_t n = r.cwd.size();
+  for (const auto& a : r.argv) n += a.size();
+  for (const auto& e : r.env) n += e.size();
+  return n;
+}
+
+size_t encodedSize(const JobStatus& s) {
+  Writer w;
+  put(w, s);
+  return w.size();
+}
+
+std::string_view msgTypeName(uint16_t type) {
+  switch (type) {
+#define JW_NAME(name, num, dir, payload, doc) \
+  case num:                                   \
+    return #name;
+    JW_MESSAGES(JW_NAME)
+#undef JW_NAME
+  }
+  return "unknown";
+}
+
+bool isPermitted(uint16_t type, Direction dir) {
+  switch (type) {
+#define JW_PERMIT(name, num, direction, payload, doc) \
+  case num:                                           \
+    return dir == Direction::direction;
+    JW_MESSAGES(JW_PERMIT)
+#undef JW_PERMIT
+  }
+  return false;
+}
+
+std::string_view roleName(Role r) {
+  switch (r) {
+    case Role::kAdmin:
+      return "admin";
+    case Role::kUser:
+      return "user";
+    case Role::kViewer:
+      return "viewer";
+  }
+  return "unknown";
+}
+
+std::optional<Role> roleFromName(std::string_view name) {
+  if (name == "admin") return Role::kAdmin;
+  if (name == "user") return Role::kUser;
+  if (name == "viewer") return Role::kViewer;
+  return std::nullopt;
+}
+
+std::string_view jobStateName(JobState s) {
+  switch (s) {
+    case JobState::kRunning:
+      return "running";
+    case JobState::kExited:
+      return "exited";
+    case JobState::kKilled:
+      return "killed";
+    case JobState::kFailed:
+      return "failed";
+  }
+  return "unknown";
+}
+
+std::optional<JobState> jobStateFromName(std::string_view name) {
+  for (auto s : {JobState::kRunning, JobState::kExited, JobState::kKilled, JobState::kFailed}) {
+    if (jobStateName(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+}  // namespace jw::protocol

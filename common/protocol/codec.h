@@ -1,0 +1,187 @@
+// Payload structs of every message in messages.h and their field-by-field encoding.
+// Used by both processes; decoding never throws and never trusts a length.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/protocol/messages.h"
+#include "common/result.h"
+
+namespace jw::protocol {
+
+enum class Role : uint8_t { kAdmin = 1, kUser = 2, kViewer = 3 };
+std::string_view roleName(Role r);
+std::optional<Role> roleFromName(std::string_view name);
+
+enum class JobState : uint8_t { kRunning = 1, kExited = 2, kKilled = 3, kFailed = 4 };
+std::string_view jobStateName(JobState s);
+std::optional<JobState> jobStateFromName(std::string_view name);
+
+enum class OutputMode : uint8_t { kMerged = 0, kSeparate = 1 };
+enum class Stream : uint8_t { kStdout = 0, kStderr = 1 };  // kStdout is the merged log too
+enum class Network : uint8_t { kDefault = 0, kNone = 1, kHost = 2 };
+
+// Error codes a reply can carry; the frontend maps them to HTTP statuses.
+enum class ErrorCode : uint16_t {
+  kBadRequest = 1,      // 400: malformed or invalid fields
+  kUnauthorized = 2,    // 401: unknown user / session
+  kForbidden = 3,       // 403: role does not allow it, or a limit over the user's maximum
+  kNotFound = 4,        // 404: no such job, or not visible to this user
+  kConflict = 5,        // 409: e.g. stopping a finished job
+  kTooLarge = 6,        // 413: argv+env+cwd over kMaxJobSpecBytes
+  kExecFailed = 7,      // 422: the program could not be executed; sys_errno says why
+  kUnavailable = 8,     // 503: e.g. a requested cgroup controller is missing
+  kInternal = 9,        // 500
+  kLimitExceeded = 10,  // 403: a resource limit over the user's maximum, or too many jobs
+};
+
+struct Empty {};
+
+using TokenHash = std::array<uint8_t, kTokenHashSize>;
+
+struct UserEntry {
+  std::string name;
+  std::string password_hash;  // libsodium crypto_pwhash_str (argon2id) string
+  Role role = Role::kViewer;
+};
+struct UserTable {
+  std::vector<UserEntry> users;
+};
+
+struct SessionEntry {
+  TokenHash token_hash{};  // BLAKE2b-256 of the token; the token itself never reaches S
+  std::string user;
+  int64_t expires_at_ms = 0;  // Unix epoch milliseconds
+};
+struct SessionTable {
+  std::vector<SessionEntry> sessions;
+};
+
+struct IoLimit {
+  std::string device;                                                   // e.g. "/dev/vda"
+  uint64_t read_bps = 0, write_bps = 0, read_iops = 0, write_iops = 0;  // 0: not limited
+};
+// 0 means "not asked for": the supervisor applies the configured default.
+struct Limits {
+  uint32_t cpu_millicores = 0;  // 500 = half a core
+  uint64_t memory_bytes = 0;
+  uint32_t pids = 0;
+  std::vector<IoLimit> io;
+};
+
+struct JobStartRequest {
+  std::string user;  // authenticated user name; S derives role and run-as account itself
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // "KEY=VALUE"
+  std::string cwd;               // empty: the run-as account's home, else "/"
+  uint32_t timeout_ms = 0;       // 0: none (or the configured default)
+  OutputMode output = OutputMode::kMerged;
+  Limits limits;
+  Network network = Network::kDefault;
+};
+
+struct JobRef {
+  std::string user;
+  std::string job_id;
+};
+
+struct JobStopRequest {
+  std::string user;
+  std::string job_id;
+  bool has_grace = false;
+  uint32_t grace_ms = 0;
+};
+
+struct JobListRequest {
+  std::string user;
+  bool all = false;
+  uint8_t state = 0;  // 0: any, else a JobState
+};
+
+struct OutputReadRequest {
+  std::string user;
+  std::string job_id;
+  Stream stream = Stream::kStdout;
+  uint64_t offset = 0;
+  uint32_t max_bytes = kMaxChunk;
+  bool follow = false;  // wait for bytes past offset (or the job's end) before answering
+};
+
+struct OutputChunk {
+  uint64_t offset = 0;  // where data starts
+  std::string data;     // at most kMaxChunk bytes
+  bool eof = false;     // the job has ended and offset+data.size() is the end of the log
+};
+
+struct Usage {
+  bool has_cpu = false, has_memory = false, has_io = false, has_pids = false;
+  double cpu_seconds = 0;
+  uint64_t memory_peak_bytes = 0, io_read_bytes = 0, io_write_bytes = 0, pids_peak = 0;
+};
+
+struct JobStatus {
+  std::string id;
+  std::string owner;
+  std::vector<std::string> command;
+  JobState state = JobState::kRunning;
+  int32_t pid = 0;
+  bool has_exit_code = false;
+  int32_t exit_code = 0;
+  int32_t signal = 0;      // 0: none
+  std::string stopped_by;  // "" (null), a user name, "timeout" or "shutdown"
+  std::string error;       // "" (null) unless state is kFailed
+  int64_t created_at_ms = 0, started_at_ms = 0, ended_at_ms = 0;  // 0: null
+  OutputMode output = OutputMode::kMerged;
+  uint64_t output_bytes = 0, output_dropped_bytes = 0;
+  bool output_truncated = false;
+  uint64_t stderr_bytes = 0, stderr_dropped_bytes = 0;
+  bool stderr_truncated = false;
+  bool oom_killed = false;
+  Limits limits;  // what was applied
+  Usage usage;
+  std::vector<std::string> isolation;  // e.g. "pid", "mount", "net", "uts", "ipc", "cgroup"
+  std::string run_as;                  // the Unix account the job runs as
+};
+
+struct JobListReply {
+  std::vector<JobStatus> jobs;  // newest first; the supervisor packs frames by size
+};
+
+struct ErrorReply {
+  ErrorCode code = ErrorCode::kInternal;
+  int32_t sys_errno = 0;
+  std::string message;
+};
+
+struct HealthReply {
+  std::vector<std::string> details;  // e.g. "cgroup backend: v1", "missing controller: io"
+};
+
+struct FrameHeader {
+  MsgType type;
+  uint16_t flags = 0;
+  uint32_t request_id = 0;
+};
+
+// Encoders append the header and payload into one frame.
+#define JW_DECLARE_CODEC(name, num, dir, payload, doc)                                 \
+  std::string encode##name(uint32_t request_id, const payload& p, uint16_t flags = 0); \
+  Result<payload> decode##name##Payload(std::string_view payload_bytes);
+JW_MESSAGES(JW_DECLARE_CODEC)
+#undef JW_DECLARE_CODEC
+
+// Splits a received frame into header and payload view; checks size, type and flags.
+// The payload still has to be decoded with the decode<Name>Payload matching header.type.
+Result<FrameHeader> decodeHeader(std::string_view frame, std::string_view* payload);
+
+// Size in bytes of argv + env + cwd as the kMaxJobSpecBytes cap counts it.
+size_t jobSpecBytes(const JobStartRequest& r);
+
+// Encoded size of one JobStatus payload, for packing list frames.
+size_t encodedSize(const JobStatus& s);
+
+}  // namespace jw::protocol

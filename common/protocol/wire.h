@@ -1,0 +1,73 @@
+// Bounded binary writer and reader used by the codec on both ends of the channel.
+//
+// Every integer is little-endian and fixed-size; every string and array carries a u32 length
+// checked against a caller-given cap before anything is allocated. A Reader that hits any
+// problem latches into the failed state: later getters return zero values and the first
+// error is kept, so decoders can read field by field and check once at the end.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace jw::protocol {
+
+class Writer {
+ public:
+  void u8(uint8_t v);
+  void u16(uint16_t v);
+  void u32(uint32_t v);
+  void u64(uint64_t v);
+  void i32(int32_t v) { u32(static_cast<uint32_t>(v)); }
+  void i64(int64_t v) { u64(static_cast<uint64_t>(v)); }
+  void boolean(bool v) { u8(v ? 1 : 0); }
+  void str(std::string_view s);                        // u32 length + bytes
+  void strList(const std::vector<std::string>& list);  // u32 count + strings
+  void raw(const void* data, size_t len);
+
+  const std::string& bytes() const { return buf_; }
+  std::string take() { return std::move(buf_); }
+  size_t size() const { return buf_.size(); }
+
+ private:
+  std::string buf_;
+};
+
+class Reader {
+ public:
+  Reader(const char* data, size_t len) : p_(data), end_(data + len) {}
+  explicit Reader(std::string_view s) : Reader(s.data(), s.size()) {}
+
+  uint8_t u8();
+  uint16_t u16();
+  uint32_t u32();
+  uint64_t u64();
+  int32_t i32() { return static_cast<int32_t>(u32()); }
+  int64_t i64() { return static_cast<int64_t>(u64()); }
+  bool boolean();  // only 0 or 1 are valid
+  std::string str(size_t max_len, const char* field);
+  std::vector<std::string> strList(size_t max_count, size_t max_each, const char* field);
+  // Reads an element count for an array of structs, bounded by max_count and by the bytes left
+  // (each element needs at least min_elem_bytes), so a forged count cannot cause a big reserve().
+  uint32_t count(size_t max_count, size_t min_elem_bytes, const char* field);
+  void raw(void* out, size_t len);
+
+  void fail(std::string why);
+  bool failed() const { return failed_; }
+  const std::string& error() const { return error_; }
+  size_t remaining() const { return static_cast<size_t>(end_ - p_); }
+  // True when every byte was consumed and nothing failed; sets the error otherwise.
+  bool finish();
+
+ private:
+  bool need(size_t n, const char* what);
+
+  const char* p_;
+  const char* end_;
+  bool failed_ = false;
+  std::string error_;
+};
+
+}  // namespace jw::protocol

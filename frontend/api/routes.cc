@@ -1,0 +1,528 @@
+// REST API v1 routing and handlers (see routes.h); runs in jobworker-frontend's HTTP worker
+// threads, one request at a time per thread.
+#include "frontend/api/routes.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <thread>
+
+#include "common/log.h"
+#include "common/protocol/messages.h"
+#include "frontend/api/json_status.h"
+
+namespace jw::frontend {
+
+using protocol::ErrorCode;
+using protocol::Role;
+
+namespace {
+
+enum class Endpoint { kHealthz, kLogin, kLogout, kWhoami, kJobs, kJob, kJobStop, kJobLogs };
+
+struct Route {
+  Endpoint endpoint;
+  std::string job_id;  // for /v1/jobs/{id}...
+};
+
+std::optional<Route> match(const std::vector<std::string>& s) {
+  if (s.size() < 2 || s[0] != "v1") return std::nullopt;
+  if (s.size() == 2) {
+    if (s[1] == "healthz") return Route{Endpoint::kHealthz, ""};
+    if (s[1] == "login") return Route{Endpoint::kLogin, ""};
+    if (s[1] == "logout") return Route{Endpoint::kLogout, ""};
+    if (s[1] == "whoami") return Route{Endpoint::kWhoami, ""};
+    if (s[1] == "jobs") return Route{Endpoint::kJobs, ""};
+    return std::nullopt;
+  }
+  if (s[1] != "jobs") return std::nullopt;
+  if (s.size() == 3) return Route{Endpoint::kJob, s[2]};
+  if (s.size() == 4 && s[3] == "stop") return Route{Endpoint::kJobStop, s[2]};
+  if (s.size() == 4 && s[3] == "logs") return Route{Endpoint::kJobLogs, s[2]};
+  return std::nullopt;
+}
+
+const char* allowedMethods(Endpoint e) {
+  switch (e) {
+    case Endpoint::kHealthz:
+    case Endpoint::kWhoami:
+    case Endpoint::kJob:
+    case Endpoint::kJobLogs:
+      return "GET";
+    case Endpoint::kLogin:
+    case Endpoint::kLogout:
+    case Endpoint::kJobStop:
+      return "POST";
+    case Endpoint::kJobs:
+      return "GET, POST";
+  }
+  return "";
+}
+
+bool methodAllowed(Endpoint e, const std::string& method) {
+  if (e == Endpoint::kJobs) return method == "GET" || method == "POST";
+  return method == allowedMethods(e);
+}
+
+std::vector<std::string> allowedParams(Endpoint e, const std::string& method) {
+  if (e == Endpoint::kJobs && method == "GET") return {"all", "state"};
+  if (e == Endpoint::kJobLogs) return {"offset", "follow", "stream"};
+  return {};
+}
+
+void sendJson(Responder& out, int status, const std::string& body, const Headers& headers = {}) {
+  out.send(status, headers, "application/json", body);
+}
+
+void sendError(Responder& out, const ApiError& e, Headers headers = {}) {
+  if (e.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer realm=\"jobworker\"");
+  if (e.retry_after_s > 0) headers.emplace_back("Retry-After", std::to_string(e.retry_after_s));
+  sendJson(out, e.status, errorJson(e), headers);
+}
+
+ApiError unauthorized(std::string message) { return {401, "unauthorized", std::move(message)}; }
+
+ApiResult<bool> boolParam(const Target& t, const std::string& name) {
+  auto it = t.query.find(name);
+  if (it == t.query.end()) return false;
+  if (it->second == "true") return true;
+  if (it->second == "false") return false;
+  return badRequest("query parameter " + name + " must be true or false");
+}
+
+// A user name for a log field: as is when well-formed, else quoted.
+std::string logName(const std::string& user) {
+  return validUserName(user) ? user : log::quote(user);
+}
+
+std::string cpuText(uint32_t m) { return coresText(m); }
+
+template <typename T>
+std::optional<T> pick(const std::optional<T>& user, const std::optional<T>& role,
+                      const std::optional<T>& global) {
+  if (user) return user;
+  if (role) return role;
+  return global;
+}
+
+const config::Policy* findPolicy(const std::map<std::string, config::Policy>& m,
+                                 const std::string& key) {
+  auto it = m.find(key);
+  return it == m.end() ? nullptr : &it->second;
+}
+
+}  // namespace
+
+ApiError fromSupervisor(const protocol::ErrorReply& e) {
+  switch (e.code) {
+    case ErrorCode::kBadRequest:
+      return {400, "bad_request", e.message};
+    case ErrorCode::kUnauthorized:
+      return {401, "unauthorized", e.message};
+    case ErrorCode::kForbidden:
+      return {403, "forbidden", e.message};
+    case ErrorCode::kLimitExceeded:
+      return {403, "limit_exceeded", e.message};
+    case ErrorCode::kNotFound:
+      return {404, "not_found", e.message};
+    case ErrorCode::kConflict:
+      return {409, "conflict", e.message};
+    case ErrorCode::kTooLarge:
+      return {413, "too_large", e.message};
+    case ErrorCode::kExecFailed:
+      if (e.sys_errno == ENOENT || e.sys_errno == ENOTDIR) {
+        return {422, "program_not_found", e.message};
+      }
+      return {422, "program_not_executable", e.message};
+    case ErrorCode::kUnavailable:
+      return {503, "unavailable", e.message, 1};
+    case ErrorCode::kInternal:
+      return {500, "internal", e.message};
+  }
+  return {500, "internal", e.message};
+}
+
+bool networkHostAllowed(const config::Settings& cfg, const std::string& user, Role role) {
+  const config::Policy* u = findPolicy(cfg.users, user);
+  const config::Policy* r = findPolicy(cfg.roles, std::string(protocol::roleName(role)));
+  auto v = pick(u ? u->allow_network_host : std::nullopt, r ? r->allow_network_host : std::nullopt,
+                cfg.global.allow_network_host);
+  if (v) return *v;
+  return role == Role::kAdmin;
+}
+
+std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std::string& user,
+                                         Role role, const protocol::Limits& l) {
+  const config::Policy* u = findPolicy(cfg.users, user);
+  const config::Policy* r = findPolicy(cfg.roles, std::string(protocol::roleName(role)));
+  const config::LimitSet none;
+  const config::LimitSet& um = u ? u->max : none;
+  const config::LimitSet& rm = r ? r->max : none;
+  const config::LimitSet& gm = cfg.global.max;
+  auto over = [](const std::string& what, const std::string& asked, const std::string& max) {
+    return ApiError{403, "limit_exceeded", what + " " + asked + " is over your maximum " + max};
+  };
+  if (auto m = pick(um.cpu_millicores, rm.cpu_millicores, gm.cpu_millicores);
+      m && l.cpu_millicores > *m) {
+    return over("limits.cpu", cpuText(l.cpu_millicores), cpuText(*m));
+  }
+  if (auto m = pick(um.memory_bytes, rm.memory_bytes, gm.memory_bytes); m && l.memory_bytes > *m) {
+    return over("limits.memory", std::to_string(l.memory_bytes), std::to_string(*m));
+  }
+  if (auto m = pick(um.pids, rm.pids, gm.pids); m && l.pids > *m) {
+    return over("limits.pids", std::to_string(l.pids), std::to_string(*m));
+  }
+  auto bps = pick(um.io_bps, rm.io_bps, gm.io_bps);
+  auto iops = pick(um.io_iops, rm.io_iops, gm.io_iops);
+  for (const auto& io : l.io) {
+    if (bps && std::max(io.read_bps, io.write_bps) > *bps) {
+      return over("limits.io bytes per second", std::to_string(std::max(io.read_bps, io.write_bps)),
+                  std::to_string(*bps));
+    }
+    if (iops && std::max(io.read_iops, io.write_iops) > *iops) {
+      return over("limits.io operations per second",
+                  std::to_string(std::max(io.read_iops, io.write_iops)), std::to_string(*iops));
+    }
+  }
+  return std::nullopt;
+}
+
+// --- dispatch ---------------------------------------------------------------------------------
+
+void Api::handle(const HttpRequest& r, Responder& out) {
+  auto target = parseTarget(r.target);
+  if (!target.ok()) return sendError(out, target.error());
+  auto route = match(target.value().segments);
+  if (!route) return sendError(out, notFound("no such resource"));
+  if (!methodAllowed(route->endpoint, r.method)) {
+    return sendError(out,
+                     ApiError{405, "bad_request",
+                              "method " + log::quote(r.method) + " not allowed; use " +
+                                  allowedMethods(route->endpoint)},
+                     {{"Allow", allowedMethods(route->endpoint)}});
+  }
+  auto params = allowedParams(route->endpoint, r.method);
+  for (const auto& [k, v] : target.value().query) {
+    if (std::find(params.begin(), params.end(), k) == params.end()) {
+      return sendError(out, badRequest("unknown query parameter " + log::quote(k)));
+    }
+  }
+  if (route->endpoint == Endpoint::kHealthz) return healthz(out);
+  if (route->endpoint == Endpoint::kLogin) return login(r, out);
+
+  auto principal = authenticate(r);
+  if (!principal.ok()) return sendError(out, principal.error());
+  const Principal& p = principal.value();
+  if (!route->job_id.empty() && !isJobId(route->job_id)) {
+    return sendError(out, badRequest("malformed job id (expected a lowercase UUIDv4)"));
+  }
+  switch (route->endpoint) {
+    case Endpoint::kLogout:
+      return logout(p, out);
+    case Endpoint::kWhoami:
+      return whoami(p, out);
+    case Endpoint::kJobs:
+      if (r.method == "POST") return startJob(r, p, out);
+      return listJobs(target.value(), p, out);
+    case Endpoint::kJob:
+      return getJob(route->job_id, p, out);
+    case Endpoint::kJobStop:
+      return stopJob(r, route->job_id, p, out);
+    case Endpoint::kJobLogs:
+      return jobLogs(target.value(), route->job_id, p, out);
+    case Endpoint::kHealthz:
+    case Endpoint::kLogin:
+      break;
+  }
+}
+
+// --- authentication ---------------------------------------------------------------------------
+
+ApiResult<Role> Api::checkPassword(const std::string& user, const std::string& password,
+                                   const std::string& addr) {
+  // Throttle records are keyed by the name only when it could be a user: anything else shares
+  // one key, so garbage names cannot grow the table.
+  const std::string key = validUserName(user) ? user : "<invalid>";
+  if (uint64_t ms = throttle_.blockedForMs(key, addr); ms > 0) {
+    log::event(log::Priority::kNotice, log::ids::kLoginFailed, "login refused: throttled",
+               {{"USER", logName(user)}, {"REMOTE_ADDR", addr}});
+    ApiError e{429, "too_many_requests", "too many failed logins; try again later"};
+    e.retry_after_s = static_cast<int>((ms + 999) / 1000);
+    return e;
+  }
+  std::optional<AuthStore::UserInfo> info;
+  if (validUserName(user)) info = store_.user(user);
+  auto outcome = passwords_.verify(info ? &info->password_hash : nullptr, password,
+                                   std::chrono::milliseconds(2000));
+  if (outcome == PasswordChecker::Outcome::kBusy) {
+    ApiError e{503, "unavailable", "too many password checks in progress; retry shortly"};
+    e.retry_after_s = 1;
+    return e;
+  }
+  if (outcome == PasswordChecker::Outcome::kWrong) {
+    auto delay = throttle_.recordFailure(key, addr);
+    log::event(log::Priority::kNotice, log::ids::kLoginFailed, "login failed",
+               {{"USER", logName(user)}, {"REMOTE_ADDR", addr}});
+    std::this_thread::sleep_for(delay);
+    return unauthorized("invalid user name or password");
+  }
+  throttle_.recordSuccess(key);
+  return info->role;
+}
+
+namespace {
+
+// "Basic base64(user:password)" -> {user, password}.
+std::optional<std::pair<std::string, std::string>> decodeBasic(std::string_view b64) {
+  std::string bin(b64.size(), '\0');
+  size_t len = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(bin.data()), bin.size(), b64.data(),
+                        b64.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0) {
+    return std::nullopt;
+  }
+  bin.resize(len);
+  size_t colon = bin.find(':');
+  if (colon == std::string::npos) return std::nullopt;
+  return std::make_pair(bin.substr(0, colon), bin.substr(colon + 1));
+}
+
+bool startsWithNoCase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); i++) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) !=
+        std::tolower(static_cast<unsigned char>(prefix[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+ApiResult<Principal> Api::authenticate(const HttpRequest& r) {
+  std::string_view h = r.authorization;
+  if (h.empty()) return unauthorized("missing credentials (Authorization: Bearer <token>)");
+  if (startsWithNoCase(h, "Bearer ")) {
+    auto p = store_.checkToken(h.substr(7));
+    if (!p) return unauthorized("invalid, expired or revoked token");
+    return *p;
+  }
+  if (startsWithNoCase(h, "Basic ")) {
+    auto creds = decodeBasic(h.substr(6));
+    if (!creds) return unauthorized("malformed Basic credentials");
+    auto role = checkPassword(creds->first, creds->second, r.client_addr);
+    sodium_memzero(creds->second.data(), creds->second.size());
+    if (!role.ok()) return role.error();
+    return Principal{creds->first, role.value(), std::nullopt};
+  }
+  return unauthorized("unsupported authorization scheme");
+}
+
+ApiResult<protocol::JobStatus> Api::visibleJob(const Principal& p, const std::string& id) {
+  auto job = channel_.jobGet(protocol::JobRef{p.user, id});
+  if (!job.ok()) return fromSupervisor(job.error());
+  // The supervisor checks ownership too; checking again here costs nothing.
+  if (p.role == Role::kUser && job.value().owner != p.user) return notFound("no such job");
+  return std::move(job.value());
+}
+
+// --- handlers ---------------------------------------------------------------------------------
+
+void Api::healthz(Responder& out) {
+  auto h = channel_.health(std::chrono::milliseconds(2000));
+  JsonWriter w;
+  w.beginObject();
+  if (h.ok()) {
+    w.key("status").str("ok");
+    w.key("details").beginArray();
+    for (const auto& d : h.value().details) w.str(d);
+    w.endArray().endObject();
+    return sendJson(out, 200, w.take());
+  }
+  w.key("status").str("unavailable");
+  w.key("details").beginArray().str(h.error().message).endArray().endObject();
+  sendJson(out, 503, w.take(), {{"Retry-After", "1"}});
+}
+
+void Api::login(const HttpRequest& r, Responder& out) {
+  std::string user, password;
+  if (startsWithNoCase(r.authorization, "Basic ")) {
+    auto creds = decodeBasic(std::string_view(r.authorization).substr(6));
+    if (!creds) return sendError(out, unauthorized("malformed Basic credentials"));
+    user = std::move(creds->first);
+    password = std::move(creds->second);
+  } else if (r.body.find_first_not_of(" \t\r\n") != std::string::npos) {
+    auto body = parseLoginBody(r.body);
+    if (!body.ok()) return sendError(out, body.error());
+    user = std::move(body.value().username);
+    password = std::move(body.value().password);
+  } else {
+    return sendError(out, unauthorized("credentials required (HTTP Basic or JSON body)"));
+  }
+  auto role = checkPassword(user, password, r.client_addr);
+  sodium_memzero(password.data(), password.size());
+  if (!role.ok()) return sendError(out, role.error());
+
+  std::string token = newToken();
+  protocol::SessionEntry entry;
+  entry.token_hash = hashToken(token);
+  entry.user = user;
+  entry.expires_at_ms = systemNowMs() + static_cast<int64_t>(cfg_.session_ttl_ms);
+  auto stored = channel_.sessionAdd(entry);
+  if (!stored.ok()) return sendError(out, fromSupervisor(stored.error()));
+  store_.addSession(entry);
+  log::event(log::Priority::kNotice, log::ids::kLogin, "login",
+             {{"USER", user}, {"REMOTE_ADDR", r.client_addr}});
+
+  JsonWriter w;
+  w.beginObject();
+  w.key("token").str(token);
+  w.key("expires_at").str(rfc3339Ms(entry.expires_at_ms));
+  w.key("user").str(user);
+  w.key("role").str(protocol::roleName(role.value()));
+  w.endObject();
+  sodium_memzero(token.data(), token.size());
+  sendJson(out, 201, w.take());
+}
+
+void Api::logout(const Principal& p, Responder& out) {
+  if (!p.token)
+    return sendError(out, badRequest("logout revokes a bearer token; none was presented"));
+  store_.removeSession(*p.token);
+  auto r = channel_.sessionRevoke(*p.token);
+  if (!r.ok()) return sendError(out, fromSupervisor(r.error()));
+  out.send(204, {}, "", "");
+}
+
+void Api::whoami(const Principal& p, Responder& out) {
+  JsonWriter w;
+  w.beginObject().key("user").str(p.user).key("role").str(protocol::roleName(p.role)).endObject();
+  sendJson(out, 200, w.take());
+}
+
+void Api::startJob(const HttpRequest& r, const Principal& p, Responder& out) {
+  if (p.role == Role::kViewer) return sendError(out, forbidden("viewers cannot start jobs"));
+  auto req = parseJobRequest(r.body);
+  if (!req.ok()) return sendError(out, req.error());
+  protocol::JobStartRequest& start = req.value();
+  if (start.network == protocol::Network::kHost && !networkHostAllowed(cfg_, p.user, p.role)) {
+    return sendError(out, forbidden("network \"host\" is not allowed for you"));
+  }
+  if (auto e = checkLimitMaxima(cfg_, p.user, p.role, start.limits)) return sendError(out, *e);
+  start.user = p.user;
+  auto status = channel_.jobStart(start);
+  if (!status.ok()) return sendError(out, fromSupervisor(status.error()));
+  sendJson(out, 201, statusJson(status.value()), {{"Location", "/v1/jobs/" + status.value().id}});
+}
+
+void Api::listJobs(const Target& t, const Principal& p, Responder& out) {
+  auto all = boolParam(t, "all");
+  if (!all.ok()) return sendError(out, all.error());
+  if (all.value() && p.role == Role::kUser) {
+    return sendError(out, forbidden("role user sees only its own jobs"));
+  }
+  protocol::JobListRequest req{p.user, all.value(), 0};
+  if (auto it = t.query.find("state"); it != t.query.end()) {
+    auto s = protocol::jobStateFromName(it->second);
+    if (!s) return sendError(out, badRequest("state must be running, exited, killed or failed"));
+    req.state = static_cast<uint8_t>(*s);
+  }
+  auto jobs = channel_.jobList(req);
+  if (!jobs.ok()) return sendError(out, fromSupervisor(jobs.error()));
+  JsonWriter w;
+  w.beginObject().key("jobs").beginArray();
+  for (const auto& j : jobs.value()) {
+    if (p.role == Role::kUser && j.owner != p.user) continue;
+    writeStatus(w, j);
+  }
+  w.endArray().endObject();
+  sendJson(out, 200, w.take());
+}
+
+void Api::getJob(const std::string& id, const Principal& p, Responder& out) {
+  auto job = visibleJob(p, id);
+  if (!job.ok()) return sendError(out, job.error());
+  sendJson(out, 200, statusJson(job.value()));
+}
+
+void Api::stopJob(const HttpRequest& r, const std::string& id, const Principal& p, Responder& out) {
+  if (p.role == Role::kViewer) return sendError(out, forbidden("viewers cannot stop jobs"));
+  auto grace = parseStopBody(r.body);
+  if (!grace.ok()) return sendError(out, grace.error());
+  auto job = visibleJob(p, id);
+  if (!job.ok()) return sendError(out, job.error());
+  if (job.value().state != protocol::JobState::kRunning) {
+    return sendError(out, ApiError{409, "conflict", "job has already ended"});
+  }
+  protocol::JobStopRequest req{p.user, id, grace.value().has_value(), grace.value().value_or(0)};
+  auto status = channel_.jobStop(req);
+  if (!status.ok()) return sendError(out, fromSupervisor(status.error()));
+  sendJson(out, 202, statusJson(status.value()));
+}
+
+void Api::jobLogs(const Target& t, const std::string& id, const Principal& p, Responder& out) {
+  protocol::OutputReadRequest req;
+  req.user = p.user;
+  req.job_id = id;
+  if (auto it = t.query.find("offset"); it != t.query.end()) {
+    const std::string& v = it->second;
+    if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) {
+      return sendError(out, badRequest("offset must be a non-negative integer"));
+    }
+    req.offset = std::stoull(v);
+  }
+  auto follow = boolParam(t, "follow");
+  if (!follow.ok()) return sendError(out, follow.error());
+  req.follow = follow.value();
+  if (auto it = t.query.find("stream"); it != t.query.end()) {
+    if (it->second == "stderr") {
+      req.stream = protocol::Stream::kStderr;
+    } else if (it->second != "stdout") {
+      return sendError(out, badRequest("stream must be stdout or stderr"));
+    }
+  }
+  auto job = visibleJob(p, id);
+  if (!job.ok()) return sendError(out, job.error());
+  if (req.stream == protocol::Stream::kStderr &&
+      job.value().output != protocol::OutputMode::kSeparate) {
+    return sendError(out, badRequest("job output is merged: read stream=stdout (the default)"));
+  }
+  req.max_bytes = static_cast<uint32_t>(protocol::kMaxChunk);
+  if (req.follow) out.willStream();  // may wait for the job's whole life
+  // The first read decides the status code; after the head is sent, a failure can only cut
+  // the chunked body short, which the client sees as an incomplete response.
+  auto chunk = channel_.outputRead(req);
+  if (!chunk.ok()) return sendError(out, fromSupervisor(chunk.error()));
+  if (!out.startChunked(200, {{"X-Jobworker-Offset", std::to_string(req.offset)}},
+                        "application/octet-stream")) {
+    return;
+  }
+  // While a chunk goes out to the client, the next one is already being read by the supervisor.
+  uint32_t next = 0;
+  std::string send_error;
+  for (;;) {
+    protocol::OutputChunk c = std::move(chunk.value());
+    req.offset = c.offset + c.data.size();
+    bool more = !c.eof && !(c.data.empty() && !req.follow);
+    if (more && !c.data.empty()) next = channel_.outputReadSend(req, &send_error);
+    if (!c.data.empty() && !out.writeChunk(c.data)) break;
+    if (!more) {
+      out.finishChunked();
+      return;
+    }
+    if (c.data.empty() && out.clientGone()) return;  // an idle follow: is anyone listening?
+    if (next == 0) next = channel_.outputReadSend(req, &send_error);
+    chunk = channel_.outputReadWait(next, req.follow, send_error);
+    next = 0;
+    if (!chunk.ok()) {
+      log::warning("log stream of job " + id + " cut: " + chunk.error().message);
+      return;
+    }
+  }
+  if (next != 0) channel_.forget(next);  // the client is gone: drop the prefetched chunk
+}
+
+}  // namespace jw::frontend

@@ -1,0 +1,60 @@
+// The REST API v1 of jobworker-frontend: routing, authentication of each request, role checks,
+// and the handlers that turn HTTP requests into supervisor requests (docs/api.md).
+#pragma once
+
+#include <string>
+
+#include "common/config.h"
+#include "frontend/api/api_error.h"
+#include "frontend/auth.h"
+#include "frontend/http/request_target.h"
+#include "frontend/http/tls_server.h"
+#include "frontend/supervisor_channel.h"
+
+namespace jw::frontend {
+
+// HTTP status and API error for a supervisor ErrorReply.
+ApiError fromSupervisor(const protocol::ErrorReply& e);
+
+// Whether `user` with `role` may ask for "network":"host": the user's config entry, else the
+// role's, else the global key; without any, only admins may.
+bool networkHostAllowed(const config::Settings& cfg, const std::string& user, protocol::Role role);
+
+// The first requested limit over the user's configured maximum (user entry, else role, else
+// global), as a 403 limit_exceeded; nullopt when all are within.
+std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std::string& user,
+                                         protocol::Role role, const protocol::Limits& limits);
+
+class Api : public RequestHandler {
+ public:
+  Api(const config::Settings& cfg, AuthStore& store, PasswordChecker& passwords,
+      LoginThrottle& throttle, SupervisorChannel& channel)
+      : cfg_(cfg), store_(store), passwords_(passwords), throttle_(throttle), channel_(channel) {}
+
+  void handle(const HttpRequest& request, Responder& out) override;
+
+ private:
+  ApiResult<Principal> authenticate(const HttpRequest& r);
+  ApiResult<protocol::Role> checkPassword(const std::string& user, const std::string& password,
+                                          const std::string& addr);
+  // The job if `p` may see it; another user's job is "not found" for the role `user`.
+  ApiResult<protocol::JobStatus> visibleJob(const Principal& p, const std::string& id);
+
+  void healthz(Responder& out);
+  void login(const HttpRequest& r, Responder& out);
+  void logout(const Principal& p, Responder& out);
+  void whoami(const Principal& p, Responder& out);
+  void startJob(const HttpRequest& r, const Principal& p, Responder& out);
+  void listJobs(const Target& t, const Principal& p, Responder& out);
+  void getJob(const std::string& id, const Principal& p, Responder& out);
+  void stopJob(const HttpRequest& r, const std::string& id, const Principal& p, Responder& out);
+  void jobLogs(const Target& t, const std::string& id, const Principal& p, Responder& out);
+
+  const config::Settings& cfg_;
+  AuthStore& store_;
+  PasswordChecker& passwords_;
+  LoginThrottle& throttle_;
+  SupervisorChannel& channel_;
+};
+
+}  // namespace jw::frontend

@@ -1,0 +1,75 @@
+// One interface over the two cgroup hierarchies (v2 unified, v1 per-controller); the backend is
+// chosen once at startup. Runs in jobworkerd.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/protocol/codec.h"
+#include "common/result.h"
+
+namespace jw::supervisor {
+
+// What a job's cgroup enforces; 0 / empty means "no limit of that kind".
+struct CgroupLimits {
+  uint32_t cpu_millicores = 0;
+  uint64_t memory_bytes = 0;
+  uint32_t pids = 0;
+  std::vector<protocol::IoLimit> io;
+};
+
+enum class Controller { kCpu, kMemory, kIo, kPids };
+
+// One job's cgroup (in every controller's hierarchy on v1).
+class JobCgroup {
+ public:
+  virtual ~JobCgroup() = default;
+  // Moves pid in (cgroup.procs). Called by the parent before it releases the child to exec.
+  virtual Status addProcess(pid_t pid) = 0;
+  // v2: an O_DIRECTORY fd of the job cgroup (for clone3 CLONE_INTO_CGROUP); v1: -1.
+  virtual int directoryFd() const = 0;
+  // Kills every process in the cgroup, wherever it moved in the process tree:
+  // v2 cgroup.kill; v1 freeze, SIGKILL every pid, thaw.
+  virtual Status killAll() = 0;
+  virtual bool empty() = 0;
+  // Usage where the kernel offers it (has_* flags say which).
+  virtual protocol::Usage usage() = 0;
+  // True when the kernel's OOM killer killed a process of this cgroup
+  // (v2 memory.events oom_kill; v1 memory.oom_control oom_kill).
+  virtual bool oomKilled() = 0;
+  // rmdir in every hierarchy; fails (EBUSY) while processes remain.
+  virtual Status remove() = 0;
+};
+
+// What only the client can fix, checked before any cgroup exists: each io device must be a block
+// device under /dev, and a cpu limit at least the kernel's smallest quota. The supervisor answers
+// these with 400; create() then fails only for the host's reasons (a missing controller,
+// cgroupfs errors). Stats io device paths as root: only under /dev.
+Status checkLimits(const CgroupLimits& limits);
+
+class CgroupBackend {
+ public:
+  virtual ~CgroupBackend() = default;
+  // v2 only when /sys/fs/cgroup itself is cgroup2 (statfs), else v1. Job cgroups go under the
+  // daemon's own cgroup from /proc/self/cgroup: <own>/jobworker/<id>. Removes leftovers
+  // (<own>/jobworker/*) of a previous run.
+  static Result<std::unique_ptr<CgroupBackend>> detect();
+  // A v2 backend rooted at an explicit cgroup2 mount (tests: a hybrid host's
+  // /sys/fs/cgroup/unified). Uses <mount_point><own path from the 0:: line of /proc/self/cgroup>,
+  // moves this process into the <own>/supervisor leaf and tolerates missing controllers: limits
+  // needing them fail, placement, kill and removal still work.
+  static Result<std::unique_ptr<CgroupBackend>> openV2(const std::string& mount_point);
+  virtual std::string name() const = 0;  // "v1" or "v2"
+  virtual bool has(Controller c) const = 0;
+  // For healthz and the startup log: backend, root paths, missing controllers.
+  virtual std::vector<std::string> details() const = 0;
+  // Creates <own>/jobworker/<job_id> with the limits applied. A limit whose controller is missing
+  // is an error (never silently unlimited).
+  virtual Result<std::unique_ptr<JobCgroup>> create(const std::string& job_id,
+                                                    const CgroupLimits& limits) = 0;
+};
+
+}  // namespace jw::supervisor

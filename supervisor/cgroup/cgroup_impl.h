@@ -1,0 +1,163 @@
+// jobworkerd: private helpers of the v1 and v2 cgroup backends (not part of cgroup.h's API).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "supervisor/cgroup/cgroup.h"
+
+namespace jw::supervisor::cg {
+
+inline constexpr std::string_view kJobsDir = "jobworker";
+inline constexpr std::string_view kSupervisorLeaf = "supervisor";
+inline constexpr uint64_t kCpuPeriodUs = 100000;
+// cpu.max / cpu.cfs_quota_us reject quotas below 1 ms.
+inline constexpr uint64_t kMinCpuQuotaUs = 1000;
+// The freeze wait of killAll; the whole kill stays within about twice this.
+inline constexpr std::chrono::milliseconds kFreezeWait{1000};
+
+// --- Files -----------------------------------------------------------------------------------
+Result<std::string> readFile(const std::string& path);
+Status writeFile(const std::string& path, std::string_view value);
+bool fileExists(const std::string& path);
+Status makeDir(const std::string& path);  // 0755; an existing directory is fine
+// Names of the sub-directories of path (empty when path does not exist).
+std::vector<std::string> listSubdirs(const std::string& path);
+// rmdir path after its sub-directories, deepest first; a missing path is fine.
+Status removeTree(const std::string& path);
+
+// "key value" lines (cpu.stat, memory.events, memory.oom_control, cgroup.events).
+std::optional<uint64_t> keyedValue(std::string_view text, std::string_view key);
+std::optional<uint64_t> parseU64(std::string_view text);  // trims whitespace
+// One number per line (cgroup.procs).
+std::vector<pid_t> parsePids(std::string_view text);
+// Pids of path's cgroup.procs and of every descendant cgroup's.
+Result<std::vector<pid_t>> readPidsRecursive(const std::string& path);
+
+// --- /proc parsing ---------------------------------------------------------------------------
+struct ProcCgroupLine {
+  std::string hierarchy_id;              // "0" for the unified hierarchy
+  std::vector<std::string> controllers;  // empty for the unified hierarchy
+  std::string path;                      // relative to the cgroup namespace root
+};
+std::vector<ProcCgroupLine> parseProcCgroup(std::string_view text);
+// self when pid == 0
+Result<std::vector<ProcCgroupLine>> readProcCgroup(pid_t pid = 0);
+
+struct CgroupMount {
+  std::string mount_point;
+  std::string root;  // the mount's root inside the hierarchy (usually "/")
+  bool v2 = false;
+  std::vector<std::string> controllers;  // v1 super options naming controllers
+};
+// Only cgroup and cgroup2 mounts, in mount order; octal escapes (\040) decoded.
+std::vector<CgroupMount> parseCgroupMounts(std::string_view mountinfo);
+Result<std::vector<CgroupMount>> readCgroupMounts();
+// The directory of cgroup `path` (as /proc/self/cgroup names it) under mount m.
+Result<std::string> pathUnderMount(const CgroupMount& m, const std::string& path);
+
+// --- Validation and devices ------------------------------------------------------------------
+// A job id becomes a directory name: [A-Za-z0-9_-], 1..64 characters.
+Status validateJobId(const std::string& job_id);
+// "/dev/..." → the whole disk's MAJ:MIN (a partition maps to its disk: blk-throttle on both
+// hierarchies only takes whole disks).
+struct DiskId {
+  unsigned major = 0, minor = 0;
+  bool operator==(const DiskId&) const = default;
+};
+Result<DiskId> resolveDisk(const std::string& device_path);
+struct DiskLimit {
+  DiskId disk;
+  std::string device;  // as the user named it, for messages
+  uint64_t read_bps = 0, write_bps = 0, read_iops = 0, write_iops = 0;
+};
+// Resolves every entry; entries on the same disk merge, the smaller non-zero value winning.
+Result<std::vector<DiskLimit>> resolveIoLimits(const std::vector<protocol::IoLimit>& io);
+std::string diskKey(const DiskId& d);  // "MAJ:MIN"
+
+// millicores → CFS quota in µs for kCpuPeriodUs, or an error below the kernel's minimum.
+Result<uint64_t> cpuQuotaUs(uint32_t millicores);
+
+// --- Killing ---------------------------------------------------------------------------------
+// Where a process must be to be killed: its /proc/PID/cgroup line for `controller` ("" = the
+// unified hierarchy) names `path` or a descendant. Re-checked through a pidfd so a pid reused by
+// an unrelated process after we listed it is never signalled.
+struct Membership {
+  std::string controller;
+  std::string path;
+};
+bool pidInCgroup(pid_t pid, const Membership& m);
+Status killMember(pid_t pid, const Membership& m);
+
+struct FreezeOps {
+  std::function<Status()> freeze;  // asks the kernel to freeze
+  std::function<bool()> frozen;    // true once every task is frozen
+  std::function<Status()> thaw;
+  std::function<Result<std::vector<pid_t>>()> list;
+  Membership membership;
+};
+// Freeze (waiting up to kFreezeWait), SIGKILL every listed pid, thaw; again until a round lists no
+// pid that was not already killed (killed ones are just dying). Freezing first means nothing can
+// fork between listing and killing.
+Status freezeKillThaw(const FreezeOps& ops);
+
+// v2 without cgroup.kill (kernel < 5.14): freezeKillThaw over cgroup.freeze. path is the job's
+// directory, rel its path as /proc/PID/cgroup shows it.
+Status killByFreezingV2(const std::string& path, const std::string& rel);
+
+// Polls until done() or the timeout; returns done()'s last value.
+bool waitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+
+// --- Leftovers of a previous run -------------------------------------------------------------
+// Every running jobworkerd holds a shared flock on its <own>/jobworker directories; a starting one
+// cleans leftovers only when it gets the lock exclusively (no other daemon uses that subtree, as
+// when several test daemons share a host), then keeps it shared.
+class BaseLocks {
+ public:
+  BaseLocks() = default;
+  BaseLocks(const BaseLocks&) = delete;
+  BaseLocks& operator=(const BaseLocks&) = delete;
+  ~BaseLocks();
+  // Opens and locks every directory; returns true when the exclusive lock was had (cleanup is
+  // safe), in which case the caller cleans and then calls share().
+  Result<bool> acquire(const std::vector<std::string>& dirs);
+  Status share();
+
+ private:
+  std::vector<int> fds_;
+};
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd();
+  int get() const { return fd_; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// The backends (cgroup_v1.cc, cgroup_v2.cc).
+Result<std::unique_ptr<CgroupBackend>> openV1Backend();
+Result<std::unique_ptr<CgroupBackend>> openV2Backend(const std::string& mount_point);
+
+}  // namespace jw::supervisor::cg

@@ -1,0 +1,16 @@
+// Where jobworkerd finds the programs it execs: the frontend and the admin tool. Runs in
+// jobworkerd at startup.
+#pragma once
+
+#include <string>
+
+namespace jw::supervisor {
+
+// `flag` (--frontend) when given, else <dir of /proc/self/exe>/../frontend/jobworker-frontend when
+// it exists (a build tree), else the installed libexec path.
+std::string resolveFrontendPath(const std::string& flag);
+// <dir of /proc/self/exe>/../tools/jobworker-admin in a build tree, else jobworker-admin next to
+// jobworkerd, else the installed sbin path.
+std::string resolveAdminPath();
+
+}  // namespace jw::supervisor

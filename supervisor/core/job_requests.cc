@@ -1,0 +1,608 @@
+// The supervisor's job lifecycle: start (policy, limits, run-as, spawn), output draining, the end
+// of a job (kill the rest, drain, publish), stop and timeout, retention. Runs in jobworkerd.
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "common/log.h"
+#include "supervisor/core/supervisor.h"
+#include "supervisor/launch/job_init.h"
+#include "supervisor/launch/namespaces.h"
+
+namespace jw::supervisor {
+
+using protocol::ErrorCode;
+using protocol::Role;
+
+namespace {
+
+constexpr int kReadsPerWakeup = 4;  // 4 x 64 KiB per job per wake-up: fair to other jobs
+constexpr int kCgroupRemoveAttempts = 50;
+constexpr uint64_t kCgroupRemoveRetryMs = 100;
+
+const char* kStreamFile[2] = {"output", "stderr"};
+
+// A user's entry overrides its role's, which overrides the global one.
+template <typename Get>
+auto policyValue(const config::Settings& s, const UserRecord& u, Get get)
+    -> decltype(get(s.global)) {
+  if (auto it = s.users.find(u.name); it != s.users.end() && get(it->second)) {
+    return get(it->second);
+  }
+  if (auto it = s.roles.find(std::string(protocol::roleName(u.role)));
+      it != s.roles.end() && get(it->second)) {
+    return get(it->second);
+  }
+  return get(s.global);
+}
+
+std::string describeWait(int wait_code, int wait_value) {
+  if (wait_code == CLD_EXITED) return "exit code " + std::to_string(wait_value);
+  return "signal " + std::to_string(wait_value);
+}
+
+// Signals the job's main process through its pidfd while there is one (never a reused pid).
+int signalMain(const Job& job, int sig) {
+  if (job.pidfd >= 0) {
+    return static_cast<int>(syscall(SYS_pidfd_send_signal, job.pidfd, sig, nullptr, 0U));
+  }
+  return kill(job.pid(), sig);
+}
+
+}  // namespace
+
+IsolationSpec Supervisor::isolationFor(const UserRecord& u, const protocol::JobStartRequest& r,
+                                       const std::string& job_id) const {
+  IsolationSpec spec;
+  // Namespaces need root (no user namespaces: they would hand the job capabilities); a non-root
+  // dev supervisor runs jobs without them. The seccomp profile works unprivileged.
+  const bool ns = opt_.as_root;
+  spec.pid = ns && settings_.isolate_pid;
+  spec.mount = ns && settings_.isolate_mount;
+  spec.net = ns && settings_.isolate_net && r.network != protocol::Network::kHost;
+  spec.uts = ns && settings_.isolate_uts;
+  spec.ipc = ns && settings_.isolate_ipc;
+  auto seccomp = policyValue(settings_, u, [](const config::Policy& p) { return p.seccomp; });
+  spec.seccomp = settings_.job_seccomp && seccomp.value_or(true) && job_seccomp_.has_value();
+  spec.hostname = jobHostname(job_id);
+  spec.tmp_size = settings_.job_tmp_size;
+  return spec;
+}
+
+void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r) {
+  const UserRecord* u = findUser(r.user);
+  if (u == nullptr) {
+    replyError(id, ErrorCode::kUnauthorized, "unknown user " + log::quote(r.user));
+    return;
+  }
+  if (u->role == Role::kViewer) {
+    replyError(id, ErrorCode::kForbidden, "role viewer cannot start jobs");
+    return;
+  }
+  if (auto bad = validateJobStart(r, settings_.max_timeout_ms)) {
+    replyError(id, bad->code, bad->message);
+    return;
+  }
+  if (shutting_down_) {
+    replyError(id, ErrorCode::kUnavailable, "jobworkerd is shutting down");
+    return;
+  }
+  if (jobs_.runningJobsOf(u->name) >= settings_.max_running_jobs_per_user) {
+    replyError(id, ErrorCode::kLimitExceeded,
+               "user " + u->name + " already runs " +
+                   std::to_string(settings_.max_running_jobs_per_user) +
+                   " jobs (max_running_jobs_per_user)");
+    return;
+  }
+  Job* job = startJob(id, *u, r);
+  if (job != nullptr) replyStatus(id, *job);
+}
+
+// Returns the new job, or null after replying with the error.
+Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobStartRequest& r) {
+  // The account: looked up now, so users-file and passwd changes apply to the next job.
+  Account account = opt_.self;
+  if (opt_.as_root) {
+    auto a = lookupAccount(u.run_as);
+    if (!a) {
+      replyError(id, ErrorCode::kInternal,
+                 "run_as account of user " + u.name + ": " + a.error().message);
+      return nullptr;
+    }
+    account = std::move(a.value());
+    bool privileged =
+        account.uid == 0 || (opt_.frontend_account && account.uid == opt_.frontend_account->uid);
+    auto allow = policyValue(settings_, u, [](const config::Policy& p) { return p.allow_root; });
+    if (privileged && !allow.value_or(false)) {
+      replyError(id, ErrorCode::kForbidden,
+                 "user " + u.name + " runs jobs as " + log::quote(account.name) +
+                     ", which needs allow_root in the configuration");
+      return nullptr;
+    }
+  }
+  // Checked here too: the frontend's check is not to be trusted.
+  if (r.network == protocol::Network::kHost) {
+    auto allow =
+        policyValue(settings_, u, [](const config::Policy& p) { return p.allow_network_host; });
+    if (!allow.value_or(u.role == Role::kAdmin)) {
+      replyError(id, ErrorCode::kForbidden,
+                 "network \"host\" is not allowed for user " + u.name +
+                     " (network_host in the configuration)");
+      return nullptr;
+    }
+  }
+
+  // Limits: the request's, else the configured defaults, within the user's maxima.
+  protocol::Limits limits = r.limits;
+  const auto& def = settings_.default_limits;
+  bool asked =
+      r.limits.cpu_millicores || r.limits.memory_bytes || r.limits.pids || !r.limits.io.empty();
+  auto maxOf = [&](auto field) {
+    return policyValue(settings_, u, [&](const config::Policy& p) { return p.max.*field; });
+  };
+  auto applyLimit = [&](auto& value, auto def_value, auto max_value, const char* name) -> bool {
+    using T = std::decay_t<decltype(value)>;
+    const bool requested = value != 0;
+    if (!requested && def_value) value = *def_value;
+    if (!max_value) return true;
+    if (requested && value > *max_value) {
+      replyError(id, ErrorCode::kLimitExceeded,
+                 std::string("limits.") + name + " over the maximum allowed for user " + u.name);
+      return false;
+    }
+    // What the user did not ask for is fitted under the maximum, not refused: a default above
+    // it, or no limit at all (`default.<limit> = unlimited`) under a finite one.
+    if (value > *max_value || (value == 0 && *max_value != std::numeric_limits<T>::max())) {
+      value = *max_value;
+    }
+    return true;
+  };
+  if (!applyLimit(limits.cpu_millicores, def.cpu_millicores,
+                  maxOf(&config::LimitSet::cpu_millicores), "cpu") ||
+      !applyLimit(limits.memory_bytes, def.memory_bytes, maxOf(&config::LimitSet::memory_bytes),
+                  "memory") ||
+      !applyLimit(limits.pids, def.pids, maxOf(&config::LimitSet::pids), "pids")) {
+    return nullptr;
+  }
+  auto max_bps = maxOf(&config::LimitSet::io_bps);
+  auto max_iops = maxOf(&config::LimitSet::io_iops);
+  for (const auto& io : limits.io) {
+    if ((max_bps && (io.read_bps > *max_bps || io.write_bps > *max_bps)) ||
+        (max_iops && (io.read_iops > *max_iops || io.write_iops > *max_iops))) {
+      replyError(id, ErrorCode::kLimitExceeded,
+                 "limits.io over the maximum allowed for user " + u.name);
+      return nullptr;
+    }
+  }
+  bool any_limit =
+      limits.cpu_millicores || limits.memory_bytes || limits.pids || !limits.io.empty();
+  if (!opt_.cgroups && any_limit) {
+    if (asked) {
+      replyError(id, ErrorCode::kUnavailable,
+                 "resource limits need cgroups, which this jobworkerd runs without");
+      return nullptr;
+    }
+    limits = {};  // configured defaults cannot apply without cgroups; the status says so
+  }
+  if (opt_.cgroups) {
+    // The client's mistakes only root can see (a missing or non-block io device, a cpu share
+    // under the kernel's minimum quota): 400 rather than a 503 from the cgroup's creation.
+    CgroupLimits cl{limits.cpu_millicores, limits.memory_bytes, limits.pids, limits.io};
+    if (Status st = checkLimits(cl); !st) {
+      replyError(id, ErrorCode::kBadRequest, st.error().message, st.error().sys_errno);
+      return nullptr;
+    }
+  }
+
+  uint64_t timeout_ms = r.timeout_ms != 0 ? r.timeout_ms : settings_.default_timeout_ms;
+  if (settings_.max_timeout_ms > 0 && (timeout_ms == 0 || timeout_ms > settings_.max_timeout_ms)) {
+    timeout_ms = settings_.max_timeout_ms;
+  }
+
+  auto job_id = newJobId();
+  if (!job_id) {
+    replyError(id, ErrorCode::kInternal, job_id.error().message);
+    return nullptr;
+  }
+  IsolationSpec isolation = isolationFor(u, r, job_id.value());
+  JobSpec spec;
+  spec.id = job_id.value();
+  spec.isolation = isolationLabels(isolation);
+  // create() below either gives the job its cgroup or refuses the job.
+  if (opt_.cgroups) spec.isolation.push_back("cgroup");
+  spec.owner = u.name;
+  spec.command = r.argv;
+  spec.output = r.output;
+  spec.limits = limits;
+  spec.run_as = account.name;
+  auto job = std::make_unique<Job>(std::move(spec), realtimeMs());
+
+  // Output files first: a job never runs without somewhere to put its output.
+  auto dir = store_.createJobDir(job->id());
+  if (!dir) {
+    replyError(id, ErrorCode::kInternal, dir.error().message);
+    return nullptr;
+  }
+  int nstreams = job->separate() ? 2 : 1;
+  for (int s = 0; s < nstreams; s++) {
+    auto log = OutputLog::create(dir.value() + "/" + kStreamFile[s], settings_.output_cap_bytes);
+    if (!log) {
+      replyError(id, ErrorCode::kInternal, log.error().message);
+      (void)store_.removeJobDir(job->id());
+      return nullptr;
+    }
+    job->streams[s].log = std::move(log.value());
+  }
+  auto undo = [&] {
+    if (job->cgroup) (void)job->cgroup->remove();
+    (void)store_.removeJobDir(job->id());
+  };
+
+  if (opt_.cgroups) {
+    CgroupLimits cl{limits.cpu_millicores, limits.memory_bytes, limits.pids, limits.io};
+    auto cg = opt_.cgroups->create(job->id(), cl);
+    if (!cg) {
+      replyError(id, ErrorCode::kUnavailable, "job cgroup: " + cg.error().message);
+      undo();
+      return nullptr;
+    }
+    job->cgroup = std::move(cg.value());
+  }
+
+  SpawnRequest sr;
+  sr.argv = r.argv;
+  sr.env = buildJobEnvironment(
+      r.env, {settings_.job_path, account.home, account.name, settings_.job_lang});
+  sr.search_path = envValue(sr.env, "PATH").value_or(settings_.job_path);
+  sr.cwd = r.cwd;
+  sr.home = account.home;
+  sr.change_credentials = opt_.as_root;
+  sr.uid = account.uid;
+  sr.gid = account.gid;
+  sr.groups = account.groups;
+  sr.separate_stderr = job->separate();
+  sr.core_dumps = settings_.job_core_dumps;
+  sr.cgroup = job->cgroup.get();
+  sr.isolation = isolation;
+  sr.seccomp = job_seccomp_ ? &*job_seccomp_ : nullptr;
+  sr.last_cap = last_cap_;
+  SpawnFailure failure = SpawnFailure::kNone;
+  auto spawned = spawnJob(sr, &failure);
+  if (!spawned) {
+    const Error& e = spawned.error();
+    if (failure == SpawnFailure::kExec || failure == SpawnFailure::kCwd) {
+      // The program or the directory is wrong: the user's mistake, no job record.
+      replyError(id,
+                 failure == SpawnFailure::kExec ? ErrorCode::kExecFailed : ErrorCode::kBadRequest,
+                 e.message, e.sys_errno);
+      undo();
+      return nullptr;
+    }
+    log::err("job " + job->id() + " of " + u.name + " failed to start: " + e.message);
+    job->markFailed(e.message, realtimeMs());
+    if (job->cgroup) (void)job->cgroup->remove();
+    job->cgroup.reset();
+    Job* raw = jobs_.insert(std::move(job));
+    enforceRetention();
+    return raw;
+  }
+
+  const SpawnedJob& sj = spawned.value();
+  job->markStarted(sj.pid, realtimeMs());
+  job->pidfd = sj.pidfd;
+  job->has_init = sj.status_fd >= 0;
+  job->status_fd = sj.status_fd;
+  job->streams[0].pipe_fd = sj.out_fd;
+  job->streams[1].pipe_fd = sj.err_fd;
+  Job* raw = jobs_.insert(std::move(job));
+  watchJob(*raw);
+  if (timeout_ms > 0) {
+    std::string jid = raw->id();
+    raw->timeout_timer = loop_.addTimer(timeout_ms, [this, jid] {
+      Job* j = jobs_.find(jid);
+      if (j == nullptr) return;
+      j->timeout_timer = 0;
+      if (!j->mainExited()) stopJob(*j, "timeout", settings_.stop_grace_ms);
+    });
+  }
+  std::string cmd;
+  // Arguments joined by spaces; log::event quotes the whole field for stderr.
+  for (const auto& a : r.argv) cmd += (cmd.empty() ? "" : " ") + a;
+  log::event(log::Priority::kInfo, log::ids::kJobStart,
+             "job " + raw->id() + " started by " + u.name + " as " + account.name + ": pid " +
+                 std::to_string(sj.pid) + (raw->has_init ? " (job init)" : ""),
+             {{"JOB_ID", raw->id()},
+              {"JOB_USER", u.name},
+              {"JOB_RUN_AS", account.name},
+              {"JOB_PID", std::to_string(sj.pid)},
+              {"JOB_COMMAND", cmd.substr(0, 1000)},
+              {"JOB_ENV_KEYS", std::to_string(r.env.size())}});
+  return raw;
+}
+
+void Supervisor::watchJob(Job& job) {
+  std::string jid = job.id();
+  auto pw = loop_.watch(job.pidfd, EPOLLIN, [this, jid](uint32_t) { onJobExit(jid); });
+  if (!pw) {
+    // Without exit notification the job could never end: kill it now rather than leak it.
+    log::err("job " + jid + ": watch pidfd: " + pw.error().message + "; killing it");
+    killJob(job);
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(job.pid(), &status, 0)) < 0 && errno == EINTR) {
+    }
+    close(job.pidfd);
+    job.pidfd = -1;
+    recordJobEnd(job, r == job.pid() ? status : W_EXITCODE(0, SIGKILL));
+  } else {
+    job.pidfd_watch = pw.value();
+  }
+  for (int s = 0; s < 2; s++) {
+    if (job.streams[s].pipe_fd < 0) continue;
+    auto w = loop_.watch(job.streams[s].pipe_fd, EPOLLIN,
+                         [this, jid, s](uint32_t) { onJobPipe(jid, s); });
+    if (!w) {
+      log::err("job " + jid + ": watch output pipe: " + w.error().message);
+      close(job.streams[s].pipe_fd);
+      job.streams[s].pipe_fd = -1;
+      continue;
+    }
+    job.streams[s].watch = w.value();
+  }
+  maybePublish(job);
+}
+
+void Supervisor::onJobPipe(const std::string& job_id, int stream) {
+  Job* job = jobs_.find(job_id);
+  if (job == nullptr) return;
+  Job::Stream& st = job->streams[stream];
+  if (st.pipe_fd < 0) return;
+  uint64_t before = st.log->size();
+  for (int i = 0; i < kReadsPerWakeup; i++) {
+    auto r = st.log->drainOnce(st.pipe_fd);
+    if (!r) {
+      log::err("job " + job_id + ": " + r.error().message);
+      closeJobPipe(*job, stream);
+      break;
+    }
+    if (r.value() == OutputLog::Drain::kWouldBlock) break;
+    if (r.value() == OutputLog::Drain::kEof) {
+      closeJobPipe(*job, stream);
+      break;
+    }
+  }
+  if (st.log->size() != before) answerParked(*job, stream, false);
+  maybePublish(*job);
+}
+
+void Supervisor::closeJobPipe(Job& job, int stream) {
+  Job::Stream& st = job.streams[stream];
+  if (st.pipe_fd < 0) return;
+  loop_.unwatch(st.watch);
+  st.watch = 0;
+  close(st.pipe_fd);
+  st.pipe_fd = -1;
+}
+
+// The main process has been reaped with init_wait_status. With an init, the command's own
+// status from the status pipe is the job's; the init's counts only when it wrote none (it was
+// SIGKILLed: stop grace, OOM, a supervisor-side kill).
+void Supervisor::recordJobEnd(Job& job, int init_wait_status) {
+  WaitOutcome outcome = waitOutcome(init_wait_status);
+  if (job.status_fd >= 0) {
+    auto reported = readJobStatus(job.status_fd);
+    if (!reported) {
+      log::err("job " + job.id() + ": " + reported.error().message);
+    } else if (reported.value()) {
+      outcome = waitOutcome(*reported.value());
+    }
+    close(job.status_fd);
+    job.status_fd = -1;
+  }
+  job.recordExit(outcome.code, outcome.value);
+}
+
+void Supervisor::onJobExit(const std::string& job_id) {
+  Job* job = jobs_.find(job_id);
+  if (job == nullptr || job->pidfd < 0) return;
+  // Kill the rest while the main process is still a zombie: its pid, which is the process
+  // group id, cannot have been reused yet. (With an init the kernel has already killed the whole
+  // PID namespace before its exit was reported; the cgroup kill is the backup.)
+  killJob(*job);
+  int status = 0;
+  rusage ru{};
+  pid_t r = wait4(job->pid(), &status, WNOHANG, &ru);
+  if (r == 0) return;  // spurious wake-up
+  loop_.unwatch(job->pidfd_watch);
+  job->pidfd_watch = 0;
+  close(job->pidfd);
+  job->pidfd = -1;
+  if (r < 0) {
+    log::err("job " + job_id + ": wait4: " + std::string(strerror(errno)));
+    status = W_EXITCODE(0, SIGKILL);
+  }
+  recordJobEnd(*job, status);
+  if (!job->cgroup) {
+    // Without a cgroup, rusage of the main process and the children it waited for is the best
+    // figure there is.
+    job->final_usage.has_cpu = true;
+    job->final_usage.cpu_seconds =
+        static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+        static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  }
+  for (EventLoop::TimerId* t : {&job->kill_timer, &job->timeout_timer}) {
+    if (*t != 0) loop_.cancelTimer(*t);
+    *t = 0;
+  }
+  if (job->pipesOpen()) {
+    // A process that escaped the group may keep the pipe open forever: stop waiting at some
+    // point, the main process's output is complete by then.
+    std::string jid = job_id;
+    job->drain_timer = loop_.addTimer(kDrainDeadlineMs, [this, jid] {
+      Job* j = jobs_.find(jid);
+      if (j == nullptr) return;
+      j->drain_timer = 0;
+      log::warning("job " + jid + ": output pipe still open " + std::to_string(kDrainDeadlineMs) +
+                   " ms after the job ended; closing it");
+      for (int s = 0; s < 2; s++) {
+        if (j->streams[s].pipe_fd >= 0) {
+          onJobPipe(jid, s);  // take what is buffered
+          closeJobPipe(*j, s);
+        }
+      }
+      maybePublish(*j);
+    });
+  }
+  maybePublish(*job);
+}
+
+void Supervisor::maybePublish(Job& job) {
+  if (job.phase() == JobPhase::kDraining && !job.pipesOpen()) publishJob(job);
+}
+
+void Supervisor::publishJob(Job& job) {
+  if (job.drain_timer != 0) loop_.cancelTimer(job.drain_timer);
+  job.drain_timer = 0;
+  if (job.cgroup) {
+    job.oom_killed = job.cgroup->oomKilled();
+    job.final_usage = job.cgroup->usage();
+  }
+  job.publish(realtimeMs());
+  protocol::JobStatus s = job.status();
+  std::string how = s.state == protocol::JobState::kExited ? describeWait(CLD_EXITED, s.exit_code)
+                                                           : describeWait(CLD_KILLED, s.signal);
+  log::Fields fields = {{"JOB_ID", job.id()},
+                        {"JOB_USER", job.owner()},
+                        {"JOB_STATE", std::string(protocol::jobStateName(s.state))},
+                        {"JOB_OUTPUT_BYTES", std::to_string(s.output_bytes + s.stderr_bytes)}};
+  if (s.has_exit_code) fields.push_back({"JOB_EXIT_CODE", std::to_string(s.exit_code)});
+  if (s.signal != 0) fields.push_back({"JOB_SIGNAL", std::to_string(s.signal)});
+  if (!s.stopped_by.empty()) fields.push_back({"JOB_STOPPED_BY", s.stopped_by});
+  if (s.oom_killed) fields.push_back({"JOB_OOM_KILLED", "1"});
+  log::event(log::Priority::kInfo, log::ids::kJobExit,
+             "job " + job.id() + " of " + job.owner() + " ended: " + how, fields);
+  answerParked(job, 0, true);
+  if (job.cgroup) removeCgroupLater(job.id(), 0);
+  enforceRetention();
+  maybeFinishShutdown();
+}
+
+void Supervisor::removeCgroupLater(const std::string& job_id, int attempt) {
+  Job* job = jobs_.find(job_id);
+  if (job == nullptr || !job->cgroup) return;
+  job->cgroup_timer = 0;
+  if (job->cgroup->empty()) {
+    Status st = job->cgroup->remove();
+    if (st) {
+      job->cgroup.reset();
+      return;
+    }
+    if (attempt + 1 >= kCgroupRemoveAttempts) {
+      log::err("job " + job_id + ": cannot remove its cgroup: " + st.error().message);
+      job->cgroup.reset();
+      return;
+    }
+  } else {
+    (void)job->cgroup->killAll();
+    if (attempt + 1 >= kCgroupRemoveAttempts) {
+      log::err("job " + job_id + ": its cgroup still has processes after SIGKILL; leaving it");
+      job->cgroup.reset();
+      return;
+    }
+  }
+  job->cgroup_timer = loop_.addTimer(
+      kCgroupRemoveRetryMs, [this, job_id, attempt] { removeCgroupLater(job_id, attempt + 1); });
+}
+
+void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms) {
+  bool first = !job.stopRequested();
+  if (!job.requestStop(by)) return;
+  if (first) {
+    log::event(log::Priority::kInfo, log::ids::kJobStop,
+               "job " + job.id() + " of " + job.owner() + " stopped by " + by + " (grace " +
+                   std::to_string(grace_ms) + " ms)",
+               {{"JOB_ID", job.id()}, {"JOB_USER", job.owner()}, {"JOB_STOPPED_BY", by}});
+  }
+  if (job.has_init) {
+    // Once, to the init alone: it forwards it to the command's process group (a second copy
+    // would reach the command twice).
+    if (signalMain(job, SIGTERM) != 0 && errno != ESRCH) {
+      log::err("job " + job.id() + ": SIGTERM to its init: " + strerror(errno));
+    }
+  } else {
+    // The group, and the main process in case it left the group.
+    if (kill(-job.pid(), SIGTERM) != 0 && errno != ESRCH) {
+      log::err("job " + job.id() + ": SIGTERM to its process group: " + strerror(errno));
+    }
+    signalMain(job, SIGTERM);
+  }
+  uint64_t deadline = EventLoop::monotonicMs() + grace_ms;
+  if (job.kill_timer != 0 && job.kill_deadline_ms <= deadline) return;  // an earlier one stands
+  if (job.kill_timer != 0) loop_.cancelTimer(job.kill_timer);
+  job.kill_deadline_ms = deadline;
+  std::string jid = job.id();
+  job.kill_timer = loop_.addTimer(grace_ms, [this, jid] {
+    Job* j = jobs_.find(jid);
+    if (j == nullptr) return;
+    j->kill_timer = 0;
+    if (!j->mainExited()) killJob(*j);
+  });
+}
+
+void Supervisor::killJob(Job& job) {
+  if (job.pid() <= 0) return;
+  if (job.has_init) {
+    // The init's death makes the kernel kill every process of its PID namespace.
+    if (!job.mainExited() && signalMain(job, SIGKILL) != 0 && errno != ESRCH) {
+      log::err("job " + job.id() + ": SIGKILL to its init: " + strerror(errno));
+    }
+  } else {
+    if (kill(-job.pid(), SIGKILL) != 0 && errno != ESRCH) {
+      log::err("job " + job.id() + ": SIGKILL to its process group: " + strerror(errno));
+    }
+    if (!job.mainExited()) signalMain(job, SIGKILL);
+  }
+  // Also catches what left the process group of a job without a PID namespace.
+  if (job.cgroup) {
+    Status st = job.cgroup->killAll();
+    if (!st) log::err("job " + job.id() + ": kill its cgroup: " + st.error().message);
+  }
+}
+
+void Supervisor::enforceRetention() {
+  for (const auto& id :
+       jobs_.expired(settings_.retention_count, settings_.retention_age_ms, realtimeMs())) {
+    dropJob(id);
+  }
+}
+
+void Supervisor::dropJob(const std::string& job_id) {
+  Job* job = jobs_.find(job_id);
+  if (job == nullptr) return;
+  for (EventLoop::TimerId t :
+       {job->kill_timer, job->timeout_timer, job->drain_timer, job->cgroup_timer}) {
+    if (t != 0) loop_.cancelTimer(t);
+  }
+  for (int s = 0; s < 2; s++) closeJobPipe(*job, s);
+  if (job->pidfd_watch != 0) loop_.unwatch(job->pidfd_watch);
+  if (!job->ended() && job->pid() > 0) killJob(*job);
+  if (job->cgroup) (void)job->cgroup->remove();
+  if (auto it = parked_.find(job_id); it != parked_.end()) {
+    for (auto& [key, p] : it->second) loop_.cancelTimer(p.timer);
+    parked_count_ -= it->second.size();
+    parked_.erase(it);
+  }
+  Status st = store_.removeJobDir(job_id);
+  if (!st) log::err("job " + job_id + ": remove its output: " + st.error().message);
+  jobs_.erase(job_id);
+}
+
+}  // namespace jw::supervisor

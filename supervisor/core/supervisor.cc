@@ -1,0 +1,532 @@
+// jobworkerd's core (see supervisor.h): signals, users and sessions, the frontend channel, and
+// the request dispatch with its re-validation, role and ownership rules. Runs in jobworkerd.
+#include "supervisor/core/supervisor.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "supervisor/launch/credentials.h"
+
+#ifdef JW_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+namespace jw::supervisor {
+
+using protocol::ErrorCode;
+using protocol::Role;
+
+namespace {
+
+constexpr uint64_t kHousekeepingMs = 60'000;
+
+void notifySystemd([[maybe_unused]] const char* state) {
+#ifdef JW_HAVE_SYSTEMD
+  sd_notify(0, state);  // harmless without NOTIFY_SOCKET
+#endif
+}
+
+// Error text must fit the codec's kMaxMessage.
+std::string clip(std::string s) {
+  if (s.size() > protocol::kMaxMessage) s.resize(protocol::kMaxMessage);
+  return s;
+}
+
+}  // namespace
+
+Supervisor::Supervisor(SupervisorOptions options)
+    : opt_(std::move(options)),
+      settings_(opt_.settings),
+      store_(opt_.state_dir),
+      sessions_(opt_.settings.session_ttl_ms) {}
+
+Supervisor::~Supervisor() {
+  frontend_.reset();
+  for (Job* j : jobs_.all()) dropJob(j->id());
+  if (signal_fd_ >= 0) close(signal_fd_);
+}
+
+Status Supervisor::init() {
+  if (Status st = prepareIsolation(); !st) return st;
+  if (Status st = loop_.init(); !st) return st;
+  if (Status st = setupSignals(); !st) return st;
+  if (Status st = loadUsers(); !st) return st;
+  if (Status st = store_.prepare(); !st) return st;
+
+  FrontendOptions fo;
+  fo.path = opt_.frontend_path;
+  fo.listen_fd = opt_.listen_fd;
+  fo.args = {"--channel-fd", "3",           "--listen-fd", "4",
+             "--tls-cert",   opt_.tls_cert, "--tls-key",   opt_.tls_key};
+  if (!opt_.config_file.empty()) fo.args.insert(fo.args.end(), {"--config", opt_.config_file});
+  if (opt_.as_root) {
+    fo.args.insert(fo.args.end(), {"--run-as", settings_.frontend_user});
+  } else {
+    fo.args.push_back("--no-setuid");
+  }
+  if (opt_.dev) fo.args.push_back("--dev");
+  FrontendProcess::Callbacks cb;
+  cb.on_connected = [this] { onFrontendConnected(); };
+  cb.on_request = [this](const protocol::FrameHeader& h, std::string_view p) {
+    return onRequest(h, p);
+  };
+  cb.on_disconnected = [this] { onFrontendGone(); };
+  frontend_ = std::make_unique<FrontendProcess>(loop_, std::move(fo), std::move(cb));
+  frontend_->start();
+  loop_.addTimer(kHousekeepingMs, [this] { housekeeping(); });
+  return okStatus();
+}
+
+int Supervisor::run() {
+  Status st = loop_.run();
+  if (!st) {
+    log::err("event loop: " + st.error().message);
+    return 1;
+  }
+  return 0;
+}
+
+// --- job isolation, signals, users, sessions ---------------------------------------------------
+
+Status Supervisor::prepareIsolation() {
+  auto profile = JobSeccompProfile::build();
+  if (profile) {
+    job_seccomp_ = std::move(profile.value());
+  } else if (settings_.job_seccomp) {
+    // Jobs would otherwise run without the filter the configuration promises: fail closed.
+    return Error{"job seccomp profile (isolation.seccomp): " + profile.error().message,
+                 profile.error().sys_errno};
+  } else {
+    log::warning("job seccomp profile unavailable (" + profile.error().message +
+                 "); isolation.seccomp is off anyway");
+  }
+  if (opt_.as_root) {
+    // Only root changes a job's credentials, and so drops its bounding set.
+    auto last = lastCapability();
+    if (!last) return Error{"capabilities: " + last.error().message, last.error().sys_errno};
+    last_cap_ = last.value();
+  }
+  if (!opt_.as_root) {
+    log::warning("not root: jobs run without namespaces (the job seccomp profile still applies)");
+  } else {
+    // A setting every job would fail on (job_tmp_size = 0) is a startup error, not failed jobs.
+    IsolationSpec sample;
+    sample.mount = settings_.isolate_mount;
+    sample.hostname = jobHostname("00000000");
+    sample.tmp_size = settings_.job_tmp_size;
+    if (auto plan = planContainment(sample); !plan) {
+      return Error{"job isolation: " + plan.error().message, plan.error().sys_errno};
+    }
+    std::string off;
+    using Switch = std::pair<bool, const char*>;
+    for (auto [on, name] :
+         {Switch{settings_.isolate_pid, "pid"}, Switch{settings_.isolate_mount, "mount"},
+          Switch{settings_.isolate_net, "net"}, Switch{settings_.isolate_uts, "uts"},
+          Switch{settings_.isolate_ipc, "ipc"}, Switch{settings_.job_seccomp, "seccomp"}}) {
+      if (!on) off += (off.empty() ? "" : ", ") + std::string(name);
+    }
+    if (!off.empty()) log::warning("job isolation turned off by the configuration: " + off);
+  }
+  return okStatus();
+}
+
+Status Supervisor::setupSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
+  signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd_ < 0) return sysError("signalfd");
+  auto w = loop_.watch(signal_fd_, EPOLLIN, [this](uint32_t) { onSignal(); });
+  if (!w) return w.error();
+  return okStatus();
+}
+
+void Supervisor::onSignal() {
+  signalfd_siginfo si{};
+  while (read(signal_fd_, &si, sizeof si) == sizeof si) {
+    switch (si.ssi_signo) {
+      case SIGTERM:
+      case SIGINT:
+        beginShutdown();
+        break;
+      case SIGHUP:
+        reloadUsers();
+        break;
+      default:
+        break;  // SIGCHLD: every child is reaped through its own pidfd
+    }
+  }
+}
+
+Status Supervisor::loadUsers() {
+  auto users = loadUsersFile(opt_.users_file);
+  if (!users) return users.error();
+  std::map<std::string, UserRecord> table;
+  for (auto& u : users.value()) table[u.name] = std::move(u);
+  users_ = std::move(table);
+  log::info("loaded " + std::to_string(users_.size()) + " user(s) from " + opt_.users_file);
+  return okStatus();
+}
+
+void Supervisor::reloadUsers() {
+  Status st = loadUsers();
+  if (!st) {
+    log::err("SIGHUP: keeping the previous users: " + st.error().message);
+    return;
+  }
+  sessions_.removeUsersIf([this](const std::string& u) { return users_.count(u) == 0; });
+  frontend_->send(userTableFrame());
+}
+
+std::string Supervisor::userTableFrame() const {
+  protocol::UserTable t;
+  for (const auto& [name, u] : users_) t.users.push_back({u.name, u.password_hash, u.role});
+  return protocol::encodeUserTable(0, t);
+}
+
+const UserRecord* Supervisor::findUser(const std::string& name) const {
+  auto it = users_.find(name);
+  return it == users_.end() ? nullptr : &it->second;
+}
+
+void Supervisor::housekeeping() {
+  sessions_.pruneExpired(realtimeMs());
+  enforceRetention();
+  loop_.addTimer(kHousekeepingMs, [this] { housekeeping(); });
+}
+
+// --- frontend channel --------------------------------------------------------------------------
+
+void Supervisor::onFrontendConnected() {
+  frontend_->send(userTableFrame());
+  sessions_.pruneExpired(realtimeMs());
+  for (auto& f : sessions_.encodeTable()) frontend_->send(std::move(f));
+}
+
+void Supervisor::onFrontendGone() {
+  // Parked reads belong to the old connection; nobody is left to answer.
+  for (auto& [job_id, reads] : parked_) {
+    for (auto& [key, p] : reads) loop_.cancelTimer(p.timer);
+  }
+  parked_.clear();
+  parked_count_ = 0;
+}
+
+void Supervisor::onReady() {
+  if (ready_notified_) return;
+  ready_notified_ = true;
+  log::notice("frontend ready; serving");
+  notifySystemd("READY=1");
+}
+
+Status Supervisor::onRequest(const protocol::FrameHeader& h, std::string_view payload) {
+  using protocol::MsgType;
+  const uint32_t id = h.request_id;
+  // Each decode failure is a protocol violation: the frontend encoded it, users cannot.
+  switch (h.type) {
+    case MsgType::kReady: {
+      auto p = protocol::decodeReadyPayload(payload);
+      if (!p) return p.error();
+      onReady();
+      return okStatus();
+    }
+    case MsgType::kSessionAdd: {
+      auto p = protocol::decodeSessionAddPayload(payload);
+      if (!p) return p.error();
+      handleSessionAdd(id, p.value());
+      return okStatus();
+    }
+    case MsgType::kSessionRevoke: {
+      auto p = protocol::decodeSessionRevokePayload(payload);
+      if (!p) return p.error();
+      handleSessionRevoke(id, p.value());
+      return okStatus();
+    }
+    case MsgType::kJobStart: {
+      auto p = protocol::decodeJobStartPayload(payload);
+      if (!p) return p.error();
+      handleJobStart(id, p.value());
+      return okStatus();
+    }
+    case MsgType::kJobStop: {
+      auto p = protocol::decodeJobStopPayload(payload);
+      if (!p) return p.error();
+      handleJobStop(id, p.value());
+      return okStatus();
+    }
+    case MsgType::kJobGet: {
+      auto p = protocol::decodeJobGetPayload(payload);
+      if (!p) return p.error();
+      handleJobGet(id, p.value());
+      return okStatus();
+    }
+    case MsgType::kJobList: {
+      auto p = protocol::decodeJobListPayload(payload);
+      if (!p) return p.error();
+      handleJobList(id, p.value());
+      return okStatus();
+    }
+    case MsgType::kOutputRead: {
+      auto p = protocol::decodeOutputReadPayload(payload);
+      if (!p) return p.error();
+      handleOutputRead(id, p.value());
+      return okStatus();
+    }
+    case MsgType::kHealth: {
+      auto p = protocol::decodeHealthPayload(payload);
+      if (!p) return p.error();
+      handleHealth(id);
+      return okStatus();
+    }
+    case MsgType::kUserTable:
+    case MsgType::kSessionTable:
+    case MsgType::kOk:
+    case MsgType::kErrorReply:
+    case MsgType::kJobStatus:
+    case MsgType::kJobListReply:
+    case MsgType::kOutputChunk:
+    case MsgType::kHealthReply:
+      break;
+  }
+  return Error{"supervisor-to-frontend message sent by the frontend"};
+}
+
+void Supervisor::replyError(uint32_t id, ErrorCode code, const std::string& message,
+                            int sys_errno) {
+  protocol::ErrorReply e{code, sys_errno, clip(message)};
+  frontend_->send(protocol::encodeErrorReply(id, e));
+}
+
+void Supervisor::replyStatus(uint32_t id, const Job& job) {
+  frontend_->send(protocol::encodeJobStatus(id, job.status()));
+}
+
+// --- requests ----------------------------------------------------------------------------------
+
+void Supervisor::handleSessionAdd(uint32_t id, const protocol::SessionEntry& s) {
+  if (findUser(s.user) == nullptr) {
+    replyError(id, ErrorCode::kUnauthorized, "unknown user " + log::quote(s.user));
+    return;
+  }
+  Status st = sessions_.add(s, realtimeMs());
+  if (!st) {
+    replyError(id, ErrorCode::kBadRequest, st.error().message);
+    return;
+  }
+  frontend_->send(protocol::encodeOk(id, {}));
+}
+
+void Supervisor::handleSessionRevoke(uint32_t id, const protocol::TokenHash& h) {
+  sessions_.revoke(h);
+  frontend_->send(protocol::encodeOk(id, {}));
+}
+
+Job* Supervisor::accessibleJob(uint32_t id, const std::string& user, const std::string& job_id,
+                               Access access) {
+  const UserRecord* u = findUser(user);
+  if (u == nullptr) {
+    replyError(id, ErrorCode::kUnauthorized, "unknown user " + log::quote(user));
+    return nullptr;
+  }
+  Job* job = jobs_.find(job_id);
+  // A user never learns whether another user's job exists.
+  if (job == nullptr || (u->role == Role::kUser && job->owner() != u->name)) {
+    replyError(id, ErrorCode::kNotFound, "no job " + log::quote(job_id));
+    return nullptr;
+  }
+  if (u->role == Role::kViewer && access == Access::kWrite) {
+    replyError(id, ErrorCode::kForbidden, "role viewer cannot stop jobs");
+    return nullptr;
+  }
+  return job;
+}
+
+void Supervisor::handleJobStop(uint32_t id, const protocol::JobStopRequest& r) {
+  Job* job = accessibleJob(id, r.user, r.job_id, Access::kWrite);
+  if (job == nullptr) return;
+  if (job->ended()) {
+    replyError(id, ErrorCode::kConflict,
+               "job " + job->id() + " already ended (" +
+                   std::string(protocol::jobStateName(job->visibleState())) + ")");
+    return;
+  }
+  // A job whose main process already exited is being finalised: nothing left to stop.
+  if (!job->mainExited()) {
+    stopJob(*job, r.user, r.has_grace ? r.grace_ms : settings_.stop_grace_ms);
+  }
+  replyStatus(id, *job);
+}
+
+void Supervisor::handleJobGet(uint32_t id, const protocol::JobRef& r) {
+  Job* job = accessibleJob(id, r.user, r.job_id, Access::kRead);
+  if (job != nullptr) replyStatus(id, *job);
+}
+
+void Supervisor::handleJobList(uint32_t id, const protocol::JobListRequest& r) {
+  const UserRecord* u = findUser(r.user);
+  if (u == nullptr) {
+    replyError(id, ErrorCode::kUnauthorized, "unknown user " + log::quote(r.user));
+    return;
+  }
+  // Role user asking for `all` gets its own jobs: the list is still correct for what it may see.
+  bool everyone = r.all && u->role != Role::kUser;
+  std::vector<std::string> frames;
+  protocol::JobListReply part;
+  size_t part_bytes = protocol::kHeaderSize + 4;
+  auto flush = [&] {
+    frames.push_back(protocol::encodeJobListReply(id, part, protocol::kFlagMore));
+    part.jobs.clear();
+    part_bytes = protocol::kHeaderSize + 4;
+  };
+  jobs_.forEach([&](const Job& job) {
+    if (!everyone && job.owner() != u->name) return;
+    if (r.state != 0 && static_cast<uint8_t>(job.visibleState()) != r.state) return;
+    protocol::JobStatus s = job.status();
+    size_t n = protocol::encodedSize(s);
+    if (!part.jobs.empty() &&
+        (part.jobs.size() >= protocol::kMaxListPerFrame || part_bytes + n > protocol::kMaxFrame)) {
+      flush();
+    }
+    part.jobs.push_back(std::move(s));
+    part_bytes += n;
+  });
+  frames.push_back(protocol::encodeJobListReply(id, part, 0));
+  for (auto& f : frames) frontend_->send(std::move(f));
+}
+
+void Supervisor::handleHealth(uint32_t id) {
+  protocol::HealthReply h;
+  if (opt_.cgroups) {
+    h.details.push_back("cgroups: " + opt_.cgroups->name());
+    for (auto& d : opt_.cgroups->details()) {
+      if (d.rfind("cgroup backend: ", 0) != 0) h.details.push_back(clip(d));  // said just above
+    }
+  } else {
+    h.details.push_back("cgroups: none");
+  }
+  size_t running = 0;
+  jobs_.forEach([&](const Job& j) { running += j.ended() ? 0 : 1; });
+  h.details.push_back("jobs: " + std::to_string(running) + " running, " +
+                      std::to_string(jobs_.size()) + " known");
+  if (h.details.size() > 64) h.details.resize(64);
+  frontend_->send(protocol::encodeHealthReply(id, h));
+}
+
+// --- output reads ------------------------------------------------------------------------------
+
+protocol::OutputChunk Supervisor::readChunk(const Job& job, const protocol::OutputReadRequest& r) {
+  protocol::OutputChunk c;
+  c.offset = r.offset;
+  const OutputLog& log = *job.streams[static_cast<int>(r.stream)].log;
+  size_t max = std::min<size_t>(r.max_bytes, protocol::kMaxChunk);
+  auto data = log.read(r.offset, max);
+  if (data) {
+    c.data = std::move(data.value());
+  } else {
+    log::err(data.error().message);
+  }
+  c.eof = job.ended() && r.offset + c.data.size() >= log.size();
+  return c;
+}
+
+void Supervisor::handleOutputRead(uint32_t id, const protocol::OutputReadRequest& r) {
+  Job* job = accessibleJob(id, r.user, r.job_id, Access::kRead);
+  if (job == nullptr) return;
+  if (r.stream == protocol::Stream::kStderr && !job->separate()) {
+    replyError(id, ErrorCode::kBadRequest,
+               "job " + job->id() + " keeps one merged log; it has no separate stderr");
+    return;
+  }
+  protocol::OutputChunk c = readChunk(*job, r);
+  if (!c.data.empty() || c.eof || !r.follow) {
+    frontend_->send(protocol::encodeOutputChunk(id, c));
+    return;
+  }
+  if (parked_count_ >= kMaxParkedReads) {
+    replyError(id, ErrorCode::kUnavailable, "too many follow reads waiting; retry later");
+    return;
+  }
+  uint64_t key = next_parked_key_++;
+  std::string job_id = job->id();
+  auto timer = loop_.addTimer(kParkedReadMs, [this, job_id, key] { expireParked(job_id, key); });
+  parked_[job_id].emplace(key, ParkedRead{id, r, timer});
+  parked_count_++;
+}
+
+void Supervisor::answerParked(Job& job, int stream, bool all) {
+  auto it = parked_.find(job.id());
+  if (it == parked_.end()) return;
+  auto& reads = it->second;
+  for (auto p = reads.begin(); p != reads.end();) {
+    const auto& req = p->second.req;
+    bool ready = all || (static_cast<int>(req.stream) == stream &&
+                         req.offset < job.streams[stream].log->size());
+    if (!ready) {
+      ++p;
+      continue;
+    }
+    loop_.cancelTimer(p->second.timer);
+    frontend_->send(protocol::encodeOutputChunk(p->second.request_id, readChunk(job, req)));
+    p = reads.erase(p);
+    parked_count_--;
+  }
+  if (reads.empty()) parked_.erase(it);
+}
+
+void Supervisor::expireParked(const std::string& job_id, uint64_t key) {
+  auto it = parked_.find(job_id);
+  if (it == parked_.end()) return;
+  auto p = it->second.find(key);
+  if (p == it->second.end()) return;
+  // An empty, non-eof chunk: the frontend checks its client is still there and asks again.
+  protocol::OutputChunk c;
+  c.offset = p->second.req.offset;
+  frontend_->send(protocol::encodeOutputChunk(p->second.request_id, c));
+  it->second.erase(p);
+  parked_count_--;
+  if (it->second.empty()) parked_.erase(it);
+}
+
+// --- shutdown ----------------------------------------------------------------------------------
+
+void Supervisor::beginShutdown() {
+  if (shutting_down_) {
+    log::warning("second termination signal: killing every job now");
+    for (Job* j : jobs_.all()) {
+      if (!j->ended()) killJob(*j);
+    }
+    loop_.stop();
+    return;
+  }
+  shutting_down_ = true;
+  notifySystemd("STOPPING=1");
+  log::notice("shutting down: stopping every running job");
+  frontend_->shutdown();
+  uint64_t grace = std::min(settings_.stop_grace_ms, kMaxShutdownGraceMs);
+  for (Job* j : jobs_.all()) {
+    if (!j->mainExited()) stopJob(*j, "shutdown", grace);
+  }
+  // Escaped processes may hold a pipe; the drain deadline bounds that, this bounds everything.
+  loop_.addTimer(grace + kDrainDeadlineMs + 1000, [this] {
+    log::warning("shutdown deadline reached; exiting with jobs still being finalised");
+    loop_.stop();
+  });
+  maybeFinishShutdown();
+}
+
+void Supervisor::maybeFinishShutdown() {
+  if (!shutting_down_) return;
+  for (Job* j : jobs_.all()) {
+    if (!j->ended()) return;
+  }
+  log::notice("every job has ended; exiting");
+  loop_.stop();
+}
+
+}  // namespace jw::supervisor

@@ -1,0 +1,146 @@
+// jobworkerd's core: owns the event loop, the frontend child, the users and session tables and
+// every job, and answers the frontend's requests after re-checking each one. Runs in jobworkerd.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/config.h"
+#include "common/protocol/codec.h"
+#include "supervisor/accounts/accounts.h"
+#include "supervisor/accounts/sessions.h"
+#include "supervisor/accounts/users_file.h"
+#include "supervisor/cgroup/cgroup.h"
+#include "supervisor/core/event_loop.h"
+#include "supervisor/frontend_link/frontend_process.h"
+#include "supervisor/jobs/job_table.h"
+#include "supervisor/jobs/output_store.h"
+#include "supervisor/launch/job_seccomp.h"
+#include "supervisor/launch/spawn.h"
+
+namespace jw::supervisor {
+
+struct SupervisorOptions {
+  config::Settings settings;  // with the command line applied
+  bool dev = false;
+  bool as_root = false;   // jobs change credentials, the frontend drops to frontend_user
+  std::string state_dir;  // absolute
+  std::string users_file;
+  std::string tls_cert, tls_key;  // handed to the frontend
+  std::string config_file;        // handed to the frontend ("" if none)
+  std::string frontend_path;
+  int listen_fd = -1;
+  std::optional<Account> frontend_account;  // as root: the account the frontend drops to
+  Account self;                             // non-root dev: the account every job runs as
+  std::unique_ptr<CgroupBackend> cgroups;   // null: none
+};
+
+class Supervisor {
+ public:
+  static constexpr size_t kMaxParkedReads = 4096;
+  static constexpr uint64_t kParkedReadMs = 15'000;
+  static constexpr uint64_t kDrainDeadlineMs = 2'000;
+  static constexpr uint64_t kMaxShutdownGraceMs = 5'000;
+
+  explicit Supervisor(SupervisorOptions options);
+  ~Supervisor();
+
+  // Builds the job seccomp profile, loads the users file, prepares the jobs directory, sets up
+  // the signalfd (the caller has blocked the signals) and starts the frontend.
+  Status init();
+  // Runs until SIGTERM/SIGINT and the shutdown completed. Returns the exit status.
+  int run();
+
+ private:
+  struct ParkedRead {
+    uint32_t request_id;
+    protocol::OutputReadRequest req;
+    EventLoop::TimerId timer;
+  };
+  enum class Access { kRead, kWrite };
+
+  // job isolation, signals, users, sessions
+  Status prepareIsolation();
+  IsolationSpec isolationFor(const UserRecord& u, const protocol::JobStartRequest& r,
+                             const std::string& job_id) const;
+  Status setupSignals();
+  void onSignal();
+  Status loadUsers();
+  void reloadUsers();
+  std::string userTableFrame() const;
+  const UserRecord* findUser(const std::string& name) const;
+  void housekeeping();
+
+  // frontend channel
+  void onFrontendConnected();
+  void onFrontendGone();
+  Status onRequest(const protocol::FrameHeader& h, std::string_view payload);
+  void replyError(uint32_t id, protocol::ErrorCode code, const std::string& message,
+                  int sys_errno = 0);
+  void replyStatus(uint32_t id, const Job& job);
+  void onReady();
+
+  // requests
+  void handleSessionAdd(uint32_t id, const protocol::SessionEntry& s);
+  void handleSessionRevoke(uint32_t id, const protocol::TokenHash& h);
+  void handleJobStart(uint32_t id, const protocol::JobStartRequest& r);
+  void handleJobStop(uint32_t id, const protocol::JobStopRequest& r);
+  void handleJobGet(uint32_t id, const protocol::JobRef& r);
+  void handleJobList(uint32_t id, const protocol::JobListRequest& r);
+  void handleOutputRead(uint32_t id, const protocol::OutputReadRequest& r);
+  void handleHealth(uint32_t id);
+  // Resolves user + job with role and ownership rules; replies with the error itself and
+  // returns null when refused.
+  Job* accessibleJob(uint32_t id, const std::string& user, const std::string& job_id, Access a);
+
+  // jobs
+  Job* startJob(uint32_t id, const UserRecord& user, const protocol::JobStartRequest& r);
+  void watchJob(Job& job);
+  void onJobPipe(const std::string& job_id, int stream);
+  void onJobExit(const std::string& job_id);
+  void closeJobPipe(Job& job, int stream);
+  void maybePublish(Job& job);
+  void publishJob(Job& job);
+  void recordJobEnd(Job& job, int init_wait_status);
+  void stopJob(Job& job, const std::string& by, uint64_t grace_ms);
+  void killJob(Job& job);
+  void removeCgroupLater(const std::string& job_id, int attempt);
+  void enforceRetention();
+  void dropJob(const std::string& job_id);
+
+  // output reads
+  protocol::OutputChunk readChunk(const Job& job, const protocol::OutputReadRequest& r);
+  void answerParked(Job& job, int stream, bool all);
+  void expireParked(const std::string& job_id, uint64_t key);
+
+  // shutdown
+  void beginShutdown();
+  void maybeFinishShutdown();
+
+  SupervisorOptions opt_;
+  const config::Settings& settings_;
+  EventLoop loop_;
+  std::unique_ptr<FrontendProcess> frontend_;
+  OutputStore store_;
+  SessionStore sessions_;
+  JobTable jobs_;
+  std::map<std::string, UserRecord> users_;
+  int signal_fd_ = -1;
+  // Built once before any job: the child only reads it (no allocation between fork and exec).
+  std::optional<JobSeccompProfile> job_seccomp_;
+  int last_cap_ = 0;  // /proc/sys/kernel/cap_last_cap, for non-root jobs' bounding-set drop
+  bool ready_notified_ = false;
+  bool shutting_down_ = false;
+  std::unordered_map<std::string, std::map<uint64_t, ParkedRead>> parked_;
+  size_t parked_count_ = 0;
+  uint64_t next_parked_key_ = 1;
+};
+
+}  // namespace jw::supervisor

@@ -1,0 +1,351 @@
+// Frontend spawn, channel I/O and respawn (see frontend_process.h); runs in jobworkerd, and the
+// child part between fork and execve in the new frontend process.
+#include "supervisor/frontend_link/frontend_process.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "common/protocol/channel.h"
+
+extern char** environ;
+
+namespace jw::supervisor {
+
+namespace {
+
+constexpr int kChannelFd = 3;
+constexpr int kListenFd = 4;
+constexpr int kFramesPerWakeup = 64;  // fairness: jobs' pipes get their turn
+
+// The frontend gets our environment (the integration relay reads it) minus what belongs to the
+// supervisor alone: systemd's notify socket and socket-activation variables.
+std::vector<std::string> frontendEnvironment() {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; e++) {
+    std::string_view kv(*e);
+    if (kv.rfind("NOTIFY_SOCKET=", 0) == 0 || kv.rfind("LISTEN_", 0) == 0) continue;
+    env.emplace_back(kv);
+  }
+  return env;
+}
+
+std::vector<char*> cStrings(std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (auto& s : v) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+// Between fork and execve: async-signal-safe calls only.
+[[noreturn]] void execFrontend(pid_t parent, int channel, int listen_fd, int report_w,
+                               char* const* argv, char* const* envp) {
+  auto fail = [report_w](int err) {
+    ssize_t n = write(report_w, &err, sizeof err);
+    (void)n;
+    _exit(127);
+  };
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction sa {};
+    sa.sa_handler = SIG_DFL;
+    sigaction(sig, &sa, nullptr);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail(errno);
+  // The frontend must not outlive the supervisor: it would hold the port with nobody behind it.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) fail(errno);
+  if (getppid() != parent) _exit(1);
+  // Move both fds above 4 first so the dup2s below cannot clobber each other.
+  int ch = fcntl(channel, F_DUPFD_CLOEXEC, 10);
+  int ls = fcntl(listen_fd, F_DUPFD_CLOEXEC, 10);
+  if (ch < 0 || ls < 0) fail(errno);
+  if (dup2(ch, kChannelFd) < 0 || dup2(ls, kListenFd) < 0) fail(errno);
+  if (syscall(SYS_close_range, 5U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) fail(errno);
+  execve(argv[0], argv, envp);
+  fail(errno);
+  _exit(127);
+}
+
+std::string describeExit(const siginfo_t& info) {
+  if (info.si_code == CLD_EXITED) return "exited with status " + std::to_string(info.si_status);
+  return std::string("killed by signal ") + std::to_string(info.si_status) + " (" +
+         strsignal(info.si_status) + ")";
+}
+
+}  // namespace
+
+FrontendProcess::FrontendProcess(EventLoop& loop, FrontendOptions options, Callbacks callbacks)
+    : loop_(loop), options_(std::move(options)), cb_(std::move(callbacks)) {}
+
+FrontendProcess::~FrontendProcess() {
+  closeChannel();
+  if (pidfd_watch_ != 0) loop_.unwatch(pidfd_watch_);
+  if (pidfd_ >= 0) close(pidfd_);
+}
+
+void FrontendProcess::start() { spawn(); }
+
+void FrontendProcess::spawn() {
+  respawn_timer_ = 0;
+  if (shutting_down_) return;
+  int fds[2];
+  Status st = protocol::makeChannelPair(fds);
+  if (!st) {
+    log::err("cannot start the frontend: " + st.error().message);
+    scheduleRespawn();
+    return;
+  }
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    log::err("cannot start the frontend: " + sysError("pipe2").message);
+    close(fds[0]);
+    close(fds[1]);
+    scheduleRespawn();
+    return;
+  }
+  std::vector<std::string> argv_s = {options_.path};
+  argv_s.insert(argv_s.end(), options_.args.begin(), options_.args.end());
+  std::vector<std::string> env_s = frontendEnvironment();
+  std::vector<char*> argv = cStrings(argv_s);
+  std::vector<char*> envp = cStrings(env_s);
+  pid_t parent = getpid();
+
+  pid_t pid = fork();
+  if (pid == 0)
+    execFrontend(parent, fds[1], options_.listen_fd, report[1], argv.data(), envp.data());
+  int fork_errno = errno;
+  close(fds[1]);
+  close(report[1]);
+  if (pid < 0) {
+    log::err("cannot start the frontend: " + sysError("fork", fork_errno).message);
+    close(fds[0]);
+    close(report[0]);
+    scheduleRespawn();
+    return;
+  }
+  pid_ = pid;
+  generation_++;
+  started_ms_ = EventLoop::monotonicMs();
+  pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd_ < 0) {
+    // Without a pidfd we cannot watch it safely: fail closed, the supervisor cannot run.
+    log::err("pidfd_open(frontend): " + std::string(strerror(errno)));
+    kill(pid, SIGKILL);
+    abort();
+  }
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = read(report[0], &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  close(report[0]);
+  if (n == sizeof child_errno) {
+    log::err("cannot execute the frontend " + log::quote(options_.path) + ": " +
+             strerror(child_errno));
+  }
+  auto pw = loop_.watch(pidfd_, EPOLLIN, [this](uint32_t) { onExit(); });
+  if (!pw) {
+    log::err("watch frontend pidfd: " + pw.error().message);
+    abort();
+  }
+  pidfd_watch_ = pw.value();
+  if (n == sizeof child_errno) {
+    close(fds[0]);
+    return;  // onExit respawns it with back-off
+  }
+
+  int fl = fcntl(fds[0], F_GETFL);
+  if (fl < 0 || fcntl(fds[0], F_SETFL, fl | O_NONBLOCK) != 0) {
+    log::err("make the frontend channel non-blocking: " + std::string(strerror(errno)));
+    close(fds[0]);
+    signalFrontend(SIGKILL);
+    return;
+  }
+  channel_fd_ = fds[0];
+  interest_ = EPOLLIN;
+  auto cw = loop_.watch(channel_fd_, interest_, [this](uint32_t ev) { onChannel(ev); });
+  if (!cw) {
+    log::err("watch the frontend channel: " + cw.error().message);
+    close(channel_fd_);
+    channel_fd_ = -1;
+    signalFrontend(SIGKILL);
+    return;
+  }
+  channel_watch_ = cw.value();
+  log::info("frontend started: pid " + std::to_string(pid) + ", " + options_.path);
+  cb_.on_connected();
+}
+
+void FrontendProcess::signalFrontend(int sig) {
+  if (pidfd_ < 0) return;
+  if (syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) != 0 && errno != ESRCH) {
+    log::err("signal the frontend: " + std::string(strerror(errno)));
+  }
+}
+
+void FrontendProcess::onExit() {
+  siginfo_t info{};
+  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED | WNOHANG) !=
+      0) {
+    log::err("waitid(frontend pidfd): " + std::string(strerror(errno)));
+    return;
+  }
+  if (info.si_pid == 0) return;  // not exited yet (spurious wake-up)
+  closeChannel();
+  loop_.unwatch(pidfd_watch_);
+  pidfd_watch_ = 0;
+  close(pidfd_);
+  pidfd_ = -1;
+  pid_t old = pid_;
+  pid_ = -1;
+  if (shutting_down_) return;
+  uint64_t ran = EventLoop::monotonicMs() - started_ms_;
+  if (ran >= kStableRunMs) backoff_ms_ = kInitialBackoffMs;
+  log::event(log::Priority::kWarning, log::ids::kFrontendRestart,
+             "frontend pid " + std::to_string(old) + " " + describeExit(info) + " after " +
+                 std::to_string(ran) + " ms; restarting in " + std::to_string(backoff_ms_) + " ms",
+             {{"FRONTEND_PID", std::to_string(old)}, {"EXIT", describeExit(info)}});
+  scheduleRespawn();
+}
+
+void FrontendProcess::scheduleRespawn() {
+  if (shutting_down_ || respawn_timer_ != 0) return;
+  uint64_t delay = backoff_ms_;
+  backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
+  respawn_timer_ = loop_.addTimer(delay, [this] { spawn(); });
+}
+
+void FrontendProcess::closeChannel() {
+  if (channel_fd_ < 0) return;
+  loop_.unwatch(channel_watch_);
+  channel_watch_ = 0;
+  close(channel_fd_);
+  channel_fd_ = -1;
+  queue_.clear();
+  queued_bytes_ = 0;
+  if (cb_.on_disconnected) cb_.on_disconnected();
+}
+
+void FrontendProcess::violation(const std::string& why) {
+  log::event(log::Priority::kErr, log::ids::kProtocolViolation,
+             "protocol violation by the frontend (pid " + std::to_string(pid_) + "): " + why +
+                 "; killing it",
+             {{"FRONTEND_PID", std::to_string(pid_)}, {"REASON", why}});
+  signalFrontend(SIGKILL);
+  closeChannel();
+}
+
+void FrontendProcess::shutdown() {
+  shutting_down_ = true;
+  if (respawn_timer_ != 0) loop_.cancelTimer(respawn_timer_);
+  respawn_timer_ = 0;
+  closeChannel();
+  if (pidfd_ < 0) return;
+  signalFrontend(SIGKILL);
+  siginfo_t info{};
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED) != 0 &&
+         errno == EINTR) {
+  }
+  loop_.unwatch(pidfd_watch_);
+  pidfd_watch_ = 0;
+  close(pidfd_);
+  pidfd_ = -1;
+  pid_ = -1;
+}
+
+void FrontendProcess::send(std::string frame) {
+  if (channel_fd_ < 0) return;
+  if (frame.size() > protocol::kMaxFrame) {
+    // Replies are packed under the cap; this would be our bug, not the frontend's.
+    log::err("dropping an oversized " + std::to_string(frame.size()) + "-byte frame");
+    return;
+  }
+  queued_bytes_ += frame.size();
+  queue_.push_back(std::move(frame));
+  flushQueue();
+}
+
+void FrontendProcess::flushQueue() {
+  while (channel_fd_ >= 0 && !queue_.empty()) {
+    Status st = protocol::sendFrame(channel_fd_, queue_.front());
+    if (!st) {
+      if (st.error().sys_errno == EAGAIN) break;
+      // EPIPE/ECONNRESET: the frontend is going away; its pidfd tells us when it is gone.
+      log::warning("send to the frontend: " + st.error().message);
+      signalFrontend(SIGKILL);
+      closeChannel();
+      return;
+    }
+    queued_bytes_ -= queue_.front().size();
+    queue_.pop_front();
+  }
+  updateInterest();
+}
+
+void FrontendProcess::updateInterest() {
+  if (channel_fd_ < 0) return;
+  // Backpressure: a frontend that does not read its replies gets no new requests served.
+  uint32_t want = queued_bytes_ > kQueueHighWater ? 0U : static_cast<uint32_t>(EPOLLIN);
+  if (!queue_.empty()) want |= EPOLLOUT;
+  if (want == interest_) return;
+  Status st = loop_.modify(channel_watch_, want);
+  if (!st) log::err("frontend channel interest: " + st.error().message);
+  interest_ = want;
+}
+
+void FrontendProcess::onChannel(uint32_t events) {
+  if (events & EPOLLOUT) flushQueue();
+  if (channel_fd_ < 0) return;
+  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+  std::string frame;
+  for (int i = 0; i < kFramesPerWakeup && channel_fd_ >= 0; i++) {
+    if (queued_bytes_ > kQueueHighWater) break;
+    auto r = protocol::recvFrame(channel_fd_, &frame);
+    if (!r) {
+      violation(r.error().message);
+      return;
+    }
+    if (r.value() == protocol::RecvStatus::kWouldBlock) return;
+    if (r.value() == protocol::RecvStatus::kClosed) {
+      log::warning("the frontend closed its channel; killing it");
+      signalFrontend(SIGKILL);
+      closeChannel();
+      return;
+    }
+    Status st = checkAndDispatch(frame);
+    if (!st) {
+      violation(st.error().message);
+      return;
+    }
+  }
+}
+
+Status FrontendProcess::checkAndDispatch(const std::string& frame) {
+  std::string_view payload;
+  auto h = protocol::decodeHeader(frame, &payload);
+  if (!h) return Error{"malformed frame: " + h.error().message};
+  auto type = static_cast<uint16_t>(h->type);
+  if (!protocol::isPermitted(type, protocol::Direction::kFrontendToSupervisor)) {
+    return Error{"message type " + std::string(protocol::msgTypeName(type)) +
+                 " is not permitted from the frontend"};
+  }
+  if (h->flags != 0) return Error{"requests never carry flags"};
+  bool is_ready = h->type == protocol::MsgType::kReady;
+  if (is_ready != (h->request_id == 0)) {
+    return Error{"request id 0 is reserved for Ready, and Ready must use it"};
+  }
+  return cb_.on_request(h.value(), payload);
+}
+
+}  // namespace jw::supervisor

@@ -1,0 +1,210 @@
+// Job record and state machine (see job.h); runs in jobworkerd.
+#include "supervisor/jobs/job.h"
+
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace jw::supervisor {
+
+using protocol::JobState;
+
+Job::Job(JobSpec spec, int64_t created_at_ms)
+    : spec_(std::move(spec)), created_at_ms_(created_at_ms) {}
+
+Job::~Job() {
+  for (auto& s : streams) {
+    if (s.pipe_fd >= 0) close(s.pipe_fd);
+  }
+  if (pidfd >= 0) close(pidfd);
+  if (status_fd >= 0) close(status_fd);
+}
+
+void Job::markStarted(pid_t pid, int64_t now_ms) {
+  if (phase_ != JobPhase::kStarting) return;
+  pid_ = pid;
+  started_at_ms_ = now_ms;
+  phase_ = JobPhase::kRunning;
+}
+
+void Job::markFailed(std::string error, int64_t now_ms) {
+  if (phase_ == JobPhase::kEnded) return;
+  final_state_ = JobState::kFailed;
+  error_ = std::move(error);
+  if (error_.size() > protocol::kMaxMessage) error_.resize(protocol::kMaxMessage);
+  ended_at_ms_ = now_ms;
+  phase_ = JobPhase::kEnded;
+}
+
+bool Job::requestStop(const std::string& by) {
+  if (phase_ != JobPhase::kRunning) return false;
+  if (stopped_by_.empty()) stopped_by_ = by;
+  return true;
+}
+
+void Job::recordExit(int wait_code, int wait_value) {
+  if (phase_ != JobPhase::kRunning) return;
+  if (wait_code == CLD_EXITED) {
+    final_state_ = JobState::kExited;
+    has_exit_code_ = true;
+    exit_code_ = wait_value;
+  } else {
+    // CLD_KILLED or CLD_DUMPED: died of a signal, whoever sent it.
+    final_state_ = JobState::kKilled;
+    signal_ = wait_value;
+  }
+  phase_ = JobPhase::kDraining;
+}
+
+void Job::publish(int64_t now_ms) {
+  if (phase_ != JobPhase::kDraining) return;
+  ended_at_ms_ = now_ms;
+  phase_ = JobPhase::kEnded;
+}
+
+JobState Job::visibleState() const {
+  return phase_ == JobPhase::kEnded ? final_state_ : JobState::kRunning;
+}
+
+protocol::JobStatus Job::status() const {
+  protocol::JobStatus s;
+  s.id = spec_.id;
+  s.owner = spec_.owner;
+  s.command = spec_.command;
+  s.state = visibleState();
+  s.pid = pid_;
+  if (phase_ == JobPhase::kEnded) {
+    s.has_exit_code = has_exit_code_;
+    s.exit_code = exit_code_;
+    s.signal = signal_;
+    s.error = error_;
+    s.ended_at_ms = ended_at_ms_;
+  }
+  s.stopped_by = stopped_by_;
+  s.created_at_ms = created_at_ms_;
+  s.started_at_ms = started_at_ms_;
+  s.output = spec_.output;
+  if (const auto& log = streams[0].log) {
+    s.output_bytes = log->size();
+    s.output_dropped_bytes = log->dropped();
+    s.output_truncated = log->truncated();
+  }
+  if (const auto& log = streams[1].log) {
+    s.stderr_bytes = log->size();
+    s.stderr_dropped_bytes = log->dropped();
+    s.stderr_truncated = log->truncated();
+  }
+  s.oom_killed = oom_killed;
+  s.limits = spec_.limits;
+  s.usage = final_usage;
+  if (cgroup && phase_ != JobPhase::kEnded) s.usage = cgroup->usage();
+  s.isolation = spec_.isolation;
+  s.run_as = spec_.run_as;
+  return s;
+}
+
+std::optional<RequestError> validateJobStart(const protocol::JobStartRequest& r,
+                                             uint64_t max_timeout_ms) {
+  using protocol::ErrorCode;
+  auto bad = [](std::string m) { return RequestError{ErrorCode::kBadRequest, std::move(m)}; };
+  if (protocol::jobSpecBytes(r) > protocol::kMaxJobSpecBytes) {
+    return RequestError{ErrorCode::kTooLarge, "command, environment and cwd together exceed " +
+                                                  std::to_string(protocol::kMaxJobSpecBytes) +
+                                                  " bytes"};
+  }
+  if (r.argv.size() > protocol::kMaxArgs) return bad("too many arguments");
+  if (r.env.size() > protocol::kMaxEnv) return bad("too many environment variables");
+  if (r.argv.empty()) return bad("command must not be empty");
+  if (r.argv[0].empty()) return bad("command[0] (the program) must not be empty");
+  for (size_t i = 0; i < r.argv.size(); i++) {
+    if (r.argv[i].find('\0') != std::string::npos) {
+      return bad("command[" + std::to_string(i) + "] contains a NUL byte");
+    }
+  }
+  std::vector<std::string_view> keys;
+  for (const auto& e : r.env) {
+    if (e.find('\0') != std::string::npos) return bad("an environment entry contains a NUL byte");
+    size_t eq = e.find('=');
+    std::string_view key = std::string_view(e).substr(0, eq == std::string::npos ? 0 : eq);
+    if (eq == std::string::npos || !validEnvKey(key)) {
+      return bad("environment entries must be KEY=VALUE with KEY matching [A-Za-z_][A-Za-z0-9_]*");
+    }
+    for (auto k : keys) {
+      if (k == key) return bad("environment variable " + std::string(key) + " given twice");
+    }
+    keys.push_back(key);
+  }
+  if (!r.cwd.empty()) {
+    if (r.cwd.find('\0') != std::string::npos) return bad("cwd contains a NUL byte");
+    if (r.cwd[0] != '/') return bad("cwd must be an absolute path");
+  }
+  if (max_timeout_ms > 0 && r.timeout_ms > max_timeout_ms) {
+    return bad("timeout over the maximum of " + std::to_string(max_timeout_ms / 1000) + " s");
+  }
+  return std::nullopt;
+}
+
+bool validEnvKey(std::string_view key) {
+  if (key.empty()) return false;
+  for (size_t i = 0; i < key.size(); i++) {
+    char c = key[i];
+    bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+    bool digit = c >= '0' && c <= '9';
+    if (!alpha && !(digit && i > 0)) return false;
+  }
+  return true;
+}
+
+std::optional<std::string> envValue(const std::vector<std::string>& env, std::string_view key) {
+  for (const auto& e : env) {
+    if (e.size() > key.size() && e.compare(0, key.size(), key) == 0 && e[key.size()] == '=') {
+      return e.substr(key.size() + 1);
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> buildJobEnvironment(const std::vector<std::string>& requested,
+                                             const EnvDefaults& d) {
+  std::vector<std::string> env = requested;
+  auto add = [&](std::string_view key, const std::string& value) {
+    if (!envValue(requested, key)) env.push_back(std::string(key) + "=" + value);
+  };
+  add("PATH", d.path);
+  add("HOME", d.home);
+  add("USER", d.user);
+  add("LANG", d.lang);
+  return env;
+}
+
+Result<std::string> newJobId() {
+  uint8_t b[16];
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sysError("getrandom");
+    got += static_cast<size_t>(n);
+  }
+  b[6] = static_cast<uint8_t>((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = static_cast<uint8_t>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  static const char* hex = "0123456789abcdef";
+  std::string id;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) id.push_back('-');
+    id.push_back(hex[b[i] >> 4]);
+    id.push_back(hex[b[i] & 15]);
+  }
+  return id;
+}
+
+int64_t realtimeMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+}  // namespace jw::supervisor

@@ -1,0 +1,142 @@
+// One job: its record (what the status shows) and its state machine, plus the live resources the
+// supervisor attaches to it (pidfd, pipes, logs, cgroup, timers). Runs in jobworkerd.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/protocol/codec.h"
+#include "supervisor/cgroup/cgroup.h"
+#include "supervisor/core/event_loop.h"
+#include "supervisor/jobs/output_store.h"
+
+namespace jw::supervisor {
+
+// running -> draining (main process gone, pipes still open) -> ended (final state published).
+// failed jumps straight to ended. Outside, a draining job still shows `running`: the final state
+// is published only after the output is complete.
+enum class JobPhase { kStarting, kRunning, kDraining, kEnded };
+
+struct JobSpec {
+  std::string id;
+  std::string owner;
+  std::vector<std::string> command;
+  protocol::OutputMode output = protocol::OutputMode::kMerged;
+  protocol::Limits limits;
+  std::vector<std::string> isolation;
+  std::string run_as;
+};
+
+class Job {
+ public:
+  Job(JobSpec spec, int64_t created_at_ms);
+  ~Job();
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+
+  // --- state machine ---------------------------------------------------------------------------
+  void markStarted(pid_t pid, int64_t now_ms);
+  // Setup failed after the record was created: ends the job at once with `error`.
+  void markFailed(std::string error, int64_t now_ms);
+  // First stop wins (a later "shutdown" does not overwrite the user who asked). False when the
+  // main process is already gone.
+  bool requestStop(const std::string& by);
+  // The main process's wait status, as waitid() reports it (si_code CLD_EXITED/KILLED/DUMPED).
+  void recordExit(int wait_code, int wait_value);
+  // Output complete: the final state becomes visible.
+  void publish(int64_t now_ms);
+
+  JobPhase phase() const { return phase_; }
+  bool ended() const { return phase_ == JobPhase::kEnded; }
+  bool mainExited() const { return phase_ == JobPhase::kDraining || phase_ == JobPhase::kEnded; }
+  bool stopRequested() const { return !stopped_by_.empty(); }
+
+  const std::string& id() const { return spec_.id; }
+  const std::string& owner() const { return spec_.owner; }
+  const JobSpec& spec() const { return spec_; }
+  pid_t pid() const { return pid_; }
+  int64_t createdAtMs() const { return created_at_ms_; }
+  int64_t endedAtMs() const { return ended_at_ms_; }
+  // The state a client sees (running until published).
+  protocol::JobState visibleState() const;
+
+  // Snapshot for replies: live log sizes, and usage from the cgroup when there is one.
+  protocol::JobStatus status() const;
+
+  // --- live resources, managed by the supervisor -----------------------------------------------
+  struct Stream {
+    std::unique_ptr<OutputLog> log;
+    int pipe_fd = -1;
+    EventLoop::WatchId watch = 0;
+  };
+  Stream streams[2];  // [kStdout] (the merged log for merged jobs), [kStderr] for separate jobs
+  int pidfd = -1;     // of the main process: the job init with a PID namespace, else the command
+  EventLoop::WatchId pidfd_watch = 0;
+  // With a PID namespace the main process is the job init (PID 1 of the namespace): signals go
+  // to it alone, it forwards them to the command. status_fd: its status pipe (the command's wait
+  // status), open until the init has been reaped.
+  bool has_init = false;
+  int status_fd = -1;
+  std::unique_ptr<JobCgroup> cgroup;
+  EventLoop::TimerId kill_timer = 0;     // SIGKILL after the stop grace
+  EventLoop::TimerId timeout_timer = 0;  // the job's own timeout
+  EventLoop::TimerId drain_timer = 0;    // give up on pipes held by escaped processes
+  EventLoop::TimerId cgroup_timer = 0;   // retry removing the cgroup
+  uint64_t kill_deadline_ms = 0;         // monotonic; 0: no SIGKILL scheduled
+  protocol::Usage final_usage;           // captured when the job ended
+  bool oom_killed = false;
+
+  bool pipesOpen() const { return streams[0].pipe_fd >= 0 || streams[1].pipe_fd >= 0; }
+  bool separate() const { return spec_.output == protocol::OutputMode::kSeparate; }
+
+ private:
+  JobSpec spec_;
+  JobPhase phase_ = JobPhase::kStarting;
+  int64_t created_at_ms_;
+  int64_t started_at_ms_ = 0;
+  int64_t ended_at_ms_ = 0;
+  pid_t pid_ = 0;
+  protocol::JobState final_state_ = protocol::JobState::kRunning;
+  bool has_exit_code_ = false;
+  int exit_code_ = 0;
+  int signal_ = 0;
+  std::string stopped_by_;
+  std::string error_;
+};
+
+// A refused request: the code the frontend maps to an HTTP status, and a message for the user.
+struct RequestError {
+  protocol::ErrorCode code;
+  std::string message;
+};
+
+// Re-validates a JobStart the frontend already checked (it may be compromised): sizes, argv
+// non-empty, no NUL anywhere, env entries KEY=VALUE with a valid and unique key, cwd absolute,
+// timeout within max_timeout_ms (0: no maximum).
+std::optional<RequestError> validateJobStart(const protocol::JobStartRequest& r,
+                                             uint64_t max_timeout_ms);
+// [A-Za-z_][A-Za-z0-9_]*
+bool validEnvKey(std::string_view key);
+
+struct EnvDefaults {
+  std::string path, home, user, lang;
+};
+// The job's whole environment: what the request gives, plus PATH, HOME, USER and LANG where it
+// gives none. Never anything of the supervisor's own environment.
+std::vector<std::string> buildJobEnvironment(const std::vector<std::string>& requested,
+                                             const EnvDefaults& defaults);
+// The value of KEY in a KEY=VALUE list, or nullopt.
+std::optional<std::string> envValue(const std::vector<std::string>& env, std::string_view key);
+
+// Random UUIDv4 (getrandom), lowercase text form.
+Result<std::string> newJobId();
+// Wall-clock milliseconds since the epoch.
+int64_t realtimeMs();
+
+}  // namespace jw::supervisor

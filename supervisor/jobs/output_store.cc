@@ -1,0 +1,156 @@
+// Output log files and the jobs directory (see output_store.h); runs in jobworkerd.
+#include "supervisor/jobs/output_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/protocol/messages.h"
+
+namespace jw::supervisor {
+
+namespace {
+
+// One buffer for every pipe read: the loop is single-threaded and a read is appended before the
+// next one starts, so the supervisor's memory does not grow with the number of jobs.
+char g_pipe_buffer[protocol::kMaxChunk];
+
+// Removes dir_fd/name recursively without following symlinks.
+Status removeTreeAt(int dir_fd, const char* name) {
+  if (unlinkat(dir_fd, name, 0) == 0) return okStatus();
+  if (errno == ENOENT) return okStatus();
+  if (errno != EISDIR) return sysError(std::string("unlink ") + name);
+  int fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return sysError(std::string("open directory ") + name);
+  DIR* d = fdopendir(fd);
+  if (d == nullptr) {
+    close(fd);
+    return sysError(std::string("fdopendir ") + name);
+  }
+  Status result = okStatus();
+  while (dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    Status st = removeTreeAt(dirfd(d), e->d_name);
+    if (!st && result) result = st;
+  }
+  closedir(d);
+  if (unlinkat(dir_fd, name, AT_REMOVEDIR) != 0 && errno != ENOENT && result) {
+    result = sysError(std::string("rmdir ") + name);
+  }
+  return result;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<OutputLog>> OutputLog::create(const std::string& path, uint64_t cap_bytes) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return sysError("create output log " + path);
+  return std::unique_ptr<OutputLog>(new OutputLog(fd, path, cap_bytes));
+}
+
+OutputLog::~OutputLog() {
+  if (fd_ >= 0) close(fd_);
+}
+
+Status OutputLog::append(const char* data, size_t len) {
+  uint64_t room = size_ < cap_ ? cap_ - size_ : 0;
+  size_t store = static_cast<size_t>(std::min<uint64_t>(room, len));
+  size_t done = 0;
+  while (done < store) {
+    ssize_t n = pwrite(fd_, data + done, store - done, static_cast<off_t>(size_ + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // Disk full or I/O error: count the rest as dropped so the job keeps running and the
+      // status shows that output is missing.
+      Error e = sysError("write output log " + path_, n < 0 ? errno : ENOSPC);
+      size_ += done;
+      dropped_ += len - done;
+      cap_ = size_;
+      return e;
+    }
+    done += static_cast<size_t>(n);
+  }
+  size_ += store;
+  dropped_ += len - store;
+  return okStatus();
+}
+
+Result<OutputLog::Drain> OutputLog::drainOnce(int pipe_fd) {
+  for (;;) {
+    ssize_t n = ::read(pipe_fd, g_pipe_buffer, sizeof g_pipe_buffer);
+    if (n > 0) {
+      Status st = append(g_pipe_buffer, static_cast<size_t>(n));
+      if (!st) return st.error();
+      return Drain::kData;
+    }
+    if (n == 0) return Drain::kEof;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return Drain::kWouldBlock;
+    return sysError("read job pipe for " + path_);
+  }
+}
+
+Result<std::string> OutputLog::read(uint64_t offset, size_t max_bytes) const {
+  std::string out;
+  if (offset >= size_) return out;
+  size_t want = static_cast<size_t>(std::min<uint64_t>(max_bytes, size_ - offset));
+  out.resize(want);
+  size_t got = 0;
+  while (got < want) {
+    ssize_t n = pread(fd_, out.data() + got, want - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sysError("read output log " + path_);
+    if (n == 0) break;  // cannot happen while we are the only writer; never return garbage
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  return out;
+}
+
+Status OutputStore::prepare() {
+  if (mkdir(jobs_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+    return sysError("mkdir " + jobs_dir_);
+  }
+  int fd = open(jobs_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return sysError("open " + jobs_dir_);
+  if (fchmod(fd, 0700) != 0) {
+    Error e = sysError("chmod 0700 " + jobs_dir_);
+    close(fd);
+    return e;
+  }
+  DIR* d = fdopendir(fd);
+  if (d == nullptr) {
+    Error e = sysError("fdopendir " + jobs_dir_);
+    close(fd);
+    return e;
+  }
+  Status result = okStatus();
+  while (dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    Status st = removeTreeAt(dirfd(d), e->d_name);
+    if (!st && result) result = Error{"clean " + jobs_dir_ + ": " + st.error().message};
+  }
+  closedir(d);
+  return result;
+}
+
+Result<std::string> OutputStore::createJobDir(const std::string& job_id) {
+  std::string dir = jobs_dir_ + "/" + job_id;
+  if (mkdir(dir.c_str(), 0700) != 0) return sysError("mkdir " + dir);
+  return dir;
+}
+
+Status OutputStore::removeJobDir(const std::string& job_id) {
+  int fd = open(jobs_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return sysError("open " + jobs_dir_);
+  Status st = removeTreeAt(fd, job_id.c_str());
+  close(fd);
+  return st;
+}
+
+}  // namespace jw::supervisor

@@ -1,0 +1,52 @@
+// jobworker-admin's entry point: `user ...` edits the users file, `dev-bootstrap` creates dev
+// mode's CA, certificate and first user. Runs as root (or the dev-mode user), never in the daemon.
+#include <cstdio>
+#include <string>
+
+#include "common/log.h"
+#include "jw_build_config.h"
+#include "tools/admin_cli.h"
+#include "tools/dev_bootstrap.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: jobworker-admin user add|del|passwd|list --users-file FILE [NAME] [...]\n"
+    "       jobworker-admin dev-bootstrap --state-dir DIR\n"
+    "\n"
+    "  user           edit the users file (`jobworker-admin user --help` for the options)\n"
+    "  dev-bootstrap  create what `jobworkerd --dev` needs in DIR (a CA, a server certificate\n"
+    "                 for localhost and a users file with `admin`); keeps what already exists\n"
+    "  --help, --version\n";
+
+int devBootstrap(int argc, char** argv) {
+  if (argc != 3 || std::string(argv[1]) != "--state-dir") {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  auto files = jw::admin::ensureDevFiles(argv[2]);
+  if (!files) {
+    jw::log::err("dev mode files in " + std::string(argv[2]) + ": " + files.error().message);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  jw::log::setIdentity("jobworker-admin");
+  std::string command = argc >= 2 ? argv[1] : "";
+  if (command == "user") return jw::admin::runUserCommand(argc - 1, argv + 1);
+  if (command == "dev-bootstrap") return devBootstrap(argc - 1, argv + 1);
+  if (command == "--help" || command == "-h") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (command == "--version") {
+    std::printf("jobworker-admin %s\n", JW_VERSION);
+    return 0;
+  }
+  std::fputs(kUsage, stderr);
+  return 2;
+}
