@@ -147,22 +147,11 @@ std::string loginUrl(const std::string& listen, int fd) {
   return "https://" + host + ":" + p;
 }
 
-int startDaemon(const CommandLine& cl) {
-  const bool root = geteuid() == 0;
-  if (!root && !cl.dev) {
-    log::err(
-        "jobworkerd must run as root: it runs each job as its user's account, in its own "
-        "cgroup. To try it out as an ordinary user, run `jobworkerd --dev`.");
-    return 1;
-  }
-
-  SupervisorOptions opt;
+// The configuration file, then the command line over it; the state dir made absolute.
+Status loadSettings(const CommandLine& cl, SupervisorOptions& opt) {
   if (cl.config) {
     auto s = config::load(*cl.config);
-    if (!s) {
-      log::err("configuration: " + s.error().message);
-      return 1;
-    }
+    if (!s) return Error{"configuration: " + s.error().message};
     opt.settings = std::move(s.value());
     opt.config_file = absolutePath(*cl.config);
   }
@@ -175,103 +164,136 @@ int startDaemon(const CommandLine& cl) {
     settings.state_dir.pop_back();
   }
   opt.dev = cl.dev;
-  opt.as_root = root;
   opt.state_dir = settings.state_dir;
   opt.frontend_path = resolveFrontendPath(cl.frontend ? absolutePath(*cl.frontend) : "");
+  return okStatus();
+}
 
+// Who we are, and as root the account the frontend drops to.
+Status resolveAccounts(SupervisorOptions& opt) {
   auto self = currentAccount();
-  if (!self) {
-    log::err("who am I: " + self.error().message);
-    return 1;
-  }
+  if (!self) return Error{"who am I: " + self.error().message};
   opt.self = self.value();
-  if (root) {
-    auto fa = lookupAccount(settings.frontend_user);
-    if (!fa) {
-      log::err("the frontend's account " + log::quote(settings.frontend_user) +
-               " does not exist (" + fa.error().message +
-               "). Create it with `useradd --system "
-               "--no-create-home --shell /usr/sbin/nologin " +
-               settings.frontend_user +
-               "` (or systemd-sysusers with the shipped sysusers.d file).");
-      return 1;
-    }
-    opt.frontend_account = fa.value();
-  } else {
+  if (!opt.as_root) {
     warnUnprotectedDevMode(opt.self);
+    return okStatus();
   }
+  const std::string& name = opt.settings.frontend_user;
+  auto fa = lookupAccount(name);
+  if (!fa) {
+    return Error{"the frontend's account " + log::quote(name) + " does not exist (" +
+                 fa.error().message +
+                 "). Create it with `useradd --system --no-create-home --shell "
+                 "/usr/sbin/nologin " +
+                 name + "` (or systemd-sysusers with the shipped sysusers.d file)."};
+  }
+  opt.frontend_account = fa.value();
+  return okStatus();
+}
 
-  std::optional<DevFiles> dev_files;
-  if (cl.dev) {
-    auto f = runDevBootstrap(resolveAdminPath(), settings.state_dir);
-    if (!f) {
-      log::err("dev mode: " + f.error().message);
-      return 1;
-    }
-    dev_files = f.value();
-    opt.tls_cert = f->server_cert;
-    opt.tls_key = f->server_key;
-    opt.users_file = f->users_file;
-  } else {
-    opt.tls_cert = settings.tls_cert;
-    opt.tls_key = settings.tls_key;
-    opt.users_file = settings.users_file;
-    for (const auto& [path, what] : {std::pair{opt.tls_cert, "TLS certificate (tls_cert)"},
-                                     std::pair{opt.tls_key, "TLS private key (tls_key)"}}) {
-      if (!fileExists(path)) {
-        log::err(std::string(what) + " " + path +
-                 " does not exist. Put your certificate chain "
-                 "and key there (for a self-signed pair: `openssl req -x509 -newkey ec -pkeyopt "
-                 "ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=$(hostname) -keyout " +
-                 opt.tls_key + " -out " + opt.tls_cert + "`), or try `jobworkerd --dev`.");
-        return 1;
-      }
-    }
-    if (!fileExists(opt.users_file)) {
-      log::err("users file " + opt.users_file +
-               " does not exist. Create it with `jobworker-admin "
-               "user add --users-file " +
-               opt.users_file + " NAME --role admin`.");
-      return 1;
-    }
-    if (mkdir(settings.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-      log::err(sysError("create the state directory " + settings.state_dir).message);
-      return 1;
+// Production: the configured TLS files and users file must exist (we never invent them).
+Status checkProductionFiles(SupervisorOptions& opt) {
+  const config::Settings& settings = opt.settings;
+  opt.tls_cert = settings.tls_cert;
+  opt.tls_key = settings.tls_key;
+  opt.users_file = settings.users_file;
+  for (const auto& [path, what] : {std::pair{opt.tls_cert, "TLS certificate (tls_cert)"},
+                                   std::pair{opt.tls_key, "TLS private key (tls_key)"}}) {
+    if (!fileExists(path)) {
+      return Error{std::string(what) + " " + path +
+                   " does not exist. Put your certificate chain and key there (for a "
+                   "self-signed pair: `openssl req -x509 -newkey ec -pkeyopt "
+                   "ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=$(hostname) -keyout " +
+                   opt.tls_key + " -out " + opt.tls_cert + "`), or try `jobworkerd --dev`."};
     }
   }
+  if (!fileExists(opt.users_file)) {
+    return Error{"users file " + opt.users_file +
+                 " does not exist. Create it with `jobworker-admin user add --users-file " +
+                 opt.users_file + " NAME --role admin`."};
+  }
+  if (mkdir(settings.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return sysError("create the state directory " + settings.state_dir);
+  }
+  return okStatus();
+}
 
-  auto listen_fd = openListenSocket(settings.listen);
+// Dev mode: jobworker-admin creates (or reuses) the CA, certificate and admin in the state dir.
+Result<DevFiles> prepareDevFiles(SupervisorOptions& opt) {
+  auto f = runDevBootstrap(resolveAdminPath(), opt.settings.state_dir);
+  if (!f) return Error{"dev mode: " + f.error().message};
+  opt.tls_cert = f->server_cert;
+  opt.tls_key = f->server_key;
+  opt.users_file = f->users_file;
+  return f;
+}
+
+Status openListener(SupervisorOptions& opt) {
+  auto listen_fd = openListenSocket(opt.settings.listen);
   if (!listen_fd) {
-    log::err("listen on " + settings.listen + ": " + listen_fd.error().message);
-    return 1;
+    return Error{"listen on " + opt.settings.listen + ": " + listen_fd.error().message};
   }
   opt.listen_fd = listen_fd.value();
+  return okStatus();
+}
 
-  if (root && settings.use_cgroups) {
-    auto backend = CgroupBackend::detect();
-    if (backend) {
-      opt.cgroups = std::move(backend.value());
-      log::info("cgroups: " + opt.cgroups->name());
-      for (const auto& d : opt.cgroups->details()) log::info("cgroups: " + d);
-    } else {
-      // Fail closed: every job is owed its default limits and a whole-tree kill.
-      log::err("cgroups unavailable: " + backend.error().message +
-               "; refusing to run jobs without limits (set isolation.cgroups = false in the "
-               "configuration to run without cgroups)");
-      return 1;
-    }
-  } else if (root) {
+// Fail closed: as root with cgroups on, every job is owed its limits and a whole-tree kill.
+Status chooseCgroupBackend(SupervisorOptions& opt) {
+  if (!opt.as_root) return okStatus();
+  if (!opt.settings.use_cgroups) {
     log::warning("cgroups disabled by the configuration (isolation.cgroups = false)");
+    return okStatus();
   }
-
-  if (dev_files) {
-    std::string url = loginUrl(settings.listen, opt.listen_fd);
-    log::notice("dev mode: log in as admin with:");
-    log::notice("  jobworker login --server " + url + " --ca-file " + dev_files->ca_cert +
-                " --user admin --password-stdin < " + dev_files->admin_password);
-    log::notice("  (the admin password is in " + dev_files->admin_password + ")");
+  auto backend = CgroupBackend::detect();
+  if (!backend) {
+    return Error{"cgroups unavailable: " + backend.error().message +
+                 "; refusing to run jobs without limits (set isolation.cgroups = false in the "
+                 "configuration to run without cgroups)"};
   }
+  opt.cgroups = std::move(backend.value());
+  log::info("cgroups: " + opt.cgroups->name());
+  for (const auto& d : opt.cgroups->details()) log::info("cgroups: " + d);
+  return okStatus();
+}
 
+void printDevLogin(const DevFiles& files, const SupervisorOptions& opt) {
+  std::string url = loginUrl(opt.settings.listen, opt.listen_fd);
+  log::notice("dev mode: log in as admin with:");
+  log::notice("  jobworker login --server " + url + " --ca-file " + files.ca_cert +
+              " --user admin --password-stdin < " + files.admin_password);
+  log::notice("  (the admin password is in " + files.admin_password + ")");
+}
+
+// The startup sequence: each step either fills in the options or says why we cannot start.
+Status prepareOptions(const CommandLine& cl, SupervisorOptions& opt) {
+  opt.as_root = geteuid() == 0;
+  if (!opt.as_root && !cl.dev) {
+    return Error{
+        "jobworkerd must run as root: it runs each job as its user's account, in its own "
+        "cgroup. To try it out as an ordinary user, run `jobworkerd --dev`."};
+  }
+  if (Status st = loadSettings(cl, opt); !st) return st;
+  if (Status st = resolveAccounts(opt); !st) return st;
+  std::optional<DevFiles> dev_files;
+  if (cl.dev) {
+    auto f = prepareDevFiles(opt);
+    if (!f) return f.error();
+    dev_files = std::move(f.value());
+  } else if (Status st = checkProductionFiles(opt); !st) {
+    return st;
+  }
+  if (Status st = openListener(opt); !st) return st;
+  if (Status st = chooseCgroupBackend(opt); !st) return st;
+  if (dev_files) printDevLogin(*dev_files, opt);
+  return okStatus();
+}
+
+int startDaemon(const CommandLine& cl) {
+  SupervisorOptions opt;
+  if (Status st = prepareOptions(cl, opt); !st) {
+    log::err(st.error().message);
+    return 1;
+  }
   Supervisor sup(std::move(opt));
   if (Status st = sup.init(); !st) {
     log::err("startup: " + st.error().message);
