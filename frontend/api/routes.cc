@@ -12,7 +12,8 @@
 
 #include "common/log.h"
 #include "common/protocol/messages.h"
-#include "frontend/api/json_status.h"
+#include "frontend/api/request_json.h"
+#include "frontend/api/status_json.h"
 
 namespace jw::frontend {
 

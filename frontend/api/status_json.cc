@@ -1,0 +1,177 @@
+// Job status and error objects as REST JSON (fields in docs/api.md); runs in
+// jobworker-frontend's HTTP worker threads.
+#include "frontend/api/status_json.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "common/protocol/messages.h"
+
+namespace jw::frontend {
+
+std::string rfc3339Ms(int64_t epoch_ms) {
+  using namespace std::chrono;
+  sys_time<milliseconds> t{milliseconds{epoch_ms}};
+  sys_days day = floor<days>(t);
+  year_month_day ymd{day};
+  hh_mm_ss<milliseconds> tod{t - day};
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                static_cast<int>(tod.hours().count()), static_cast<int>(tod.minutes().count()),
+                static_cast<int>(tod.seconds().count()));
+  std::string s(buf);
+  char ms[8];
+  std::snprintf(ms, sizeof ms, ".%03d", static_cast<int>(tod.subseconds().count()));
+  s.insert(s.size() - 1, ms);
+  return s;
+}
+
+std::string coresText(uint32_t millicores) {
+  std::string s = std::to_string(millicores / 1000);
+  uint32_t frac = millicores % 1000;
+  if (frac != 0) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, ".%03u", frac);
+    std::string f(buf);
+    while (f.back() == '0') f.pop_back();
+    s += f;
+  }
+  return s;
+}
+
+namespace {
+
+void timeOrNull(JsonWriter& w, std::string_view k, int64_t ms) {
+  w.key(k);
+  if (ms == 0) {
+    w.null();
+  } else {
+    w.str(rfc3339Ms(ms));
+  }
+}
+
+void textOrNull(JsonWriter& w, std::string_view k, const std::string& v) {
+  w.key(k);
+  if (v.empty()) {
+    w.null();
+  } else {
+    w.str(v);
+  }
+}
+
+void writeLimits(JsonWriter& w, const protocol::Limits& l) {
+  w.key("limits").beginObject();
+  w.key("cpu");
+  if (l.cpu_millicores == 0) {
+    w.null();
+  } else {
+    w.raw(coresText(l.cpu_millicores));
+  }
+  w.key("memory");
+  if (l.memory_bytes == 0) {
+    w.null();
+  } else {
+    w.unum(l.memory_bytes);
+  }
+  w.key("pids");
+  if (l.pids == 0) {
+    w.null();
+  } else {
+    w.unum(l.pids);
+  }
+  w.key("io").beginArray();
+  for (const auto& io : l.io) {
+    w.beginObject();
+    w.key("device").str(io.device);
+    w.key("read_bps").unum(io.read_bps);
+    w.key("write_bps").unum(io.write_bps);
+    w.key("read_iops").unum(io.read_iops);
+    w.key("write_iops").unum(io.write_iops);
+    w.endObject();
+  }
+  w.endArray();
+  w.endObject();
+}
+
+void writeUsage(JsonWriter& w, const protocol::Usage& u) {
+  w.key("usage").beginObject();
+  if (u.has_cpu) w.key("cpu_seconds").real(u.cpu_seconds);
+  if (u.has_memory) w.key("memory_peak_bytes").unum(u.memory_peak_bytes);
+  if (u.has_io) {
+    w.key("io_read_bytes").unum(u.io_read_bytes);
+    w.key("io_write_bytes").unum(u.io_write_bytes);
+  }
+  if (u.has_pids) w.key("pids_peak").unum(u.pids_peak);
+  w.endObject();
+}
+
+}  // namespace
+
+void writeStatus(JsonWriter& w, const protocol::JobStatus& s) {
+  using protocol::OutputMode;
+  w.beginObject();
+  w.key("id").str(s.id);
+  w.key("owner").str(s.owner);
+  w.key("command").beginArray();
+  for (const auto& a : s.command) w.str(a);
+  w.endArray();
+  w.key("state").str(protocol::jobStateName(s.state));
+  w.key("pid");
+  if (s.pid == 0) {
+    w.null();
+  } else {
+    w.num(s.pid);
+  }
+  w.key("exit_code");
+  if (s.has_exit_code) {
+    w.num(s.exit_code);
+  } else {
+    w.null();
+  }
+  w.key("signal");
+  if (s.signal == 0) {
+    w.null();
+  } else {
+    w.num(s.signal);
+  }
+  textOrNull(w, "stopped_by", s.stopped_by);
+  textOrNull(w, "error", s.error);
+  timeOrNull(w, "created_at", s.created_at_ms);
+  timeOrNull(w, "started_at", s.started_at_ms);
+  timeOrNull(w, "ended_at", s.ended_at_ms);
+  w.key("output").str(s.output == OutputMode::kSeparate ? "separate" : "merged");
+  w.key("output_bytes").unum(s.output_bytes);
+  w.key("output_truncated").boolean(s.output_truncated);
+  w.key("output_dropped_bytes").unum(s.output_dropped_bytes);
+  if (s.output == OutputMode::kSeparate) {
+    w.key("stderr_bytes").unum(s.stderr_bytes);
+    w.key("stderr_truncated").boolean(s.stderr_truncated);
+    w.key("stderr_dropped_bytes").unum(s.stderr_dropped_bytes);
+  }
+  w.key("oom_killed").boolean(s.oom_killed);
+  writeLimits(w, s.limits);
+  writeUsage(w, s.usage);
+  w.key("isolation").beginArray();
+  for (const auto& i : s.isolation) w.str(i);
+  w.endArray();
+  w.key("run_as").str(s.run_as);
+  w.endObject();
+}
+
+std::string statusJson(const protocol::JobStatus& s) {
+  JsonWriter w;
+  writeStatus(w, s);
+  return w.take();
+}
+
+std::string errorJson(const ApiError& e) {
+  JsonWriter w;
+  w.beginObject().key("error").beginObject();
+  w.key("code").str(e.code);
+  w.key("message").str(e.message);
+  w.endObject().endObject();
+  return w.take();
+}
+
+}  // namespace jw::frontend
