@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/names.h"
 #include "supervisor/accounts/accounts.h"
 #include "supervisor/accounts/users_file.h"
 
@@ -154,9 +155,9 @@ std::optional<UsageError> parseArgs(int argc, char** argv, Args& a) {
   }
   if (want == 1) {
     a.name = words[1];
-    if (!validUserName(a.name)) {
+    if (!names::validUserName(a.name)) {
       return UsageError{"invalid user name " + log::quote(a.name) +
-                        " (allowed: [a-z_][a-z0-9_.-]{0,31})"};
+                        " (allowed: " + std::string(names::kUserNamePattern) + ")"};
     }
   }
   if (a.command == "add") {
@@ -164,7 +165,7 @@ std::optional<UsageError> parseArgs(int argc, char** argv, Args& a) {
     if (!protocol::roleFromName(*a.role)) {
       return UsageError{"unknown role " + log::quote(*a.role) + " (admin, user or viewer)"};
     }
-    if (a.run_as && !validAccountName(*a.run_as)) {
+    if (a.run_as && !names::validAccountName(*a.run_as)) {
       return UsageError{"invalid account name for --run-as: " + log::quote(*a.run_as)};
     }
   }

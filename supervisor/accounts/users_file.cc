@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "common/log.h"
+#include "common/names.h"
 
 namespace jw::supervisor {
 
@@ -21,9 +22,6 @@ namespace {
 // Far above any real users file; stops a mistaken path (a log, a device) from eating memory.
 constexpr off_t kMaxUsersFileBytes = 16 << 20;
 constexpr std::string_view kHashPrefix = "$argon2id$";
-
-bool isLower(char c) { return c >= 'a' && c <= 'z'; }
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
 // A crypto_pwhash_str string: "$argon2id$v=19$m=...,t=...,p=...$salt$hash", printable ASCII,
 // and never a ':' (the field separator) or whitespace.
@@ -51,9 +49,9 @@ Result<UserRecord> parseLine(std::string_view line, const std::string& where) {
                  std::to_string(fields.size())};
   }
   UserRecord r;
-  if (!validUserName(fields[0])) {
+  if (!names::validUserName(fields[0])) {
     return Error{where + ": invalid user name " + log::quote(fields[0]) +
-                 " (allowed: [a-z_][a-z0-9_.-]{0,31})"};
+                 " (allowed: " + std::string(names::kUserNamePattern) + ")"};
   }
   r.name = std::string(fields[0]);
   if (!plausibleHash(fields[1])) {
@@ -68,7 +66,7 @@ Result<UserRecord> parseLine(std::string_view line, const std::string& where) {
                  " (admin, user or viewer)"};
   }
   r.role = *role;
-  if (!validAccountName(fields[3])) {
+  if (!names::validAccountName(fields[3])) {
     return Error{where + ": user " + r.name + ": invalid run-as account name " +
                  log::quote(fields[3])};
   }
@@ -125,27 +123,6 @@ Status sodiumReady() {
 }
 
 }  // namespace
-
-bool validUserName(std::string_view name) {
-  if (name.empty() || name.size() > 32) return false;
-  if (!isLower(name[0]) && name[0] != '_') return false;
-  for (char c : name.substr(1)) {
-    if (!isLower(c) && !isDigit(c) && c != '_' && c != '.' && c != '-') return false;
-  }
-  return true;
-}
-
-bool validAccountName(std::string_view name) {
-  if (name.empty() || name.size() > 32) return false;
-  auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
-  if (!isLower(name[0]) && !upper(name[0]) && name[0] != '_') return false;
-  for (size_t i = 1; i < name.size(); ++i) {
-    char c = name[i];
-    if (c == '$' && i == name.size() - 1) break;  // Samba machine accounts end in '$'
-    if (!isLower(c) && !upper(c) && !isDigit(c) && c != '_' && c != '.' && c != '-') return false;
-  }
-  return true;
-}
 
 Result<std::vector<UserRecord>> loadUsersFile(const std::string& path) {
   // O_NOFOLLOW: a symlink planted in the config dir must not redirect what root reads.
@@ -257,9 +234,9 @@ Status saveUsersFile(const std::string& path, const std::vector<UserRecord>& use
   std::map<std::string, bool> seen;
   for (const auto& u : users) {
     // Never write a file that loadUsersFile would refuse.
-    if (!validUserName(u.name)) return Error{"invalid user name " + log::quote(u.name)};
+    if (!names::validUserName(u.name)) return Error{"invalid user name " + log::quote(u.name)};
     if (!plausibleHash(u.password_hash)) return Error{"user " + u.name + ": invalid password hash"};
-    if (!validAccountName(u.run_as)) {
+    if (!names::validAccountName(u.run_as)) {
       return Error{"user " + u.name + ": invalid run-as account " + log::quote(u.run_as)};
     }
     if (!seen.emplace(u.name, true).second) return Error{"duplicate user " + u.name};

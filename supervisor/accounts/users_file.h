@@ -18,14 +18,6 @@ struct UserRecord {
   std::string run_as = "nobody";  // Unix account the user's jobs run as
 };
 
-// [a-z_][a-z0-9_.-]{0,31}
-bool validUserName(std::string_view name);
-
-// Syntax of a Unix account name: [A-Za-z_][A-Za-z0-9_.-]*[$]?, at most 32 bytes. Wider than
-// useradd's default so directory-service names ("first.last") work; never ':' or whitespace.
-// Existence is checked separately (lookupAccount).
-bool validAccountName(std::string_view name);
-
 // Reads and validates every line (names, roles, hash prefix "$argon2id$", no duplicates). Any bad
 // line fails the whole load with "FILE:LINE: what": a half-read users file is never used.
 // A file readable or writable by group/other is refused (it holds password hashes).

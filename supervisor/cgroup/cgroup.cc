@@ -17,6 +17,7 @@
 #include <set>
 
 #include "common/log.h"
+#include "common/names.h"
 #include "supervisor/cgroup/cgroup_impl.h"
 
 namespace jw::supervisor {
@@ -320,11 +321,8 @@ Result<std::string> pathUnderMount(const CgroupMount& m, const std::string& path
 // --- Validation and devices ------------------------------------------------------------------
 
 Status validateJobId(const std::string& job_id) {
-  if (job_id.empty() || job_id.size() > 64) return Error{"job id must be 1..64 characters"};
-  for (char c : job_id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_';
-    if (!ok) return Error{"job id may only hold [A-Za-z0-9_-]"};
+  if (!names::validJobId(job_id)) {
+    return Error{"job id " + log::quote(job_id) + " is not a lowercase UUIDv4"};
   }
   return okStatus();
 }

@@ -65,7 +65,8 @@ Result<std::vector<CgroupMount>> readCgroupMounts();
 Result<std::string> pathUnderMount(const CgroupMount& m, const std::string& path);
 
 // --- Validation and devices ------------------------------------------------------------------
-// A job id becomes a directory name: [A-Za-z0-9_-], 1..64 characters.
+// A job id becomes a directory name in every hierarchy: only names::validJobId's (a lowercase
+// UUIDv4: hex digits and dashes, never '/' or '.'), checked again here where the path is made.
 Status validateJobId(const std::string& job_id);
 // "/dev/..." → the whole disk's MAJ:MIN (a partition maps to its disk: blk-throttle on both
 // hierarchies only takes whole disks).

@@ -8,6 +8,8 @@
 
 #include <cerrno>
 
+#include "common/names.h"
+
 namespace jw::supervisor {
 
 using protocol::JobState;
@@ -129,8 +131,9 @@ std::optional<RequestError> validateJobStart(const protocol::JobStartRequest& r,
     if (e.find('\0') != std::string::npos) return bad("an environment entry contains a NUL byte");
     size_t eq = e.find('=');
     std::string_view key = std::string_view(e).substr(0, eq == std::string::npos ? 0 : eq);
-    if (eq == std::string::npos || !validEnvKey(key)) {
-      return bad("environment entries must be KEY=VALUE with KEY matching [A-Za-z_][A-Za-z0-9_]*");
+    if (eq == std::string::npos || !names::validEnvName(key)) {
+      return bad("environment entries must be KEY=VALUE with KEY matching " +
+                 std::string(names::kEnvNamePattern));
     }
     for (auto k : keys) {
       if (k == key) return bad("environment variable " + std::string(key) + " given twice");
@@ -145,17 +148,6 @@ std::optional<RequestError> validateJobStart(const protocol::JobStartRequest& r,
     return bad("timeout over the maximum of " + std::to_string(max_timeout_ms / 1000) + " s");
   }
   return std::nullopt;
-}
-
-bool validEnvKey(std::string_view key) {
-  if (key.empty()) return false;
-  for (size_t i = 0; i < key.size(); i++) {
-    char c = key[i];
-    bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-    bool digit = c >= '0' && c <= '9';
-    if (!alpha && !(digit && i > 0)) return false;
-  }
-  return true;
 }
 
 std::optional<std::string> envValue(const std::vector<std::string>& env, std::string_view key) {

@@ -121,8 +121,6 @@ struct RequestError {
 // timeout within max_timeout_ms (0: no maximum).
 std::optional<RequestError> validateJobStart(const protocol::JobStartRequest& r,
                                              uint64_t max_timeout_ms);
-// [A-Za-z_][A-Za-z0-9_]*
-bool validEnvKey(std::string_view key);
 
 struct EnvDefaults {
   std::string path, home, user, lang;

@@ -207,7 +207,14 @@ std::vector<std::string> jobDirs(const CgroupBackend& b, const std::string& id) 
   return dirs;
 }
 
-std::string jobId(const std::string& what) { return "t" + std::to_string(::getpid()) + "-" + what; }
+// A UUIDv4, as the backends accept only what jobworkerd makes: the test's pid in the first
+// group (so leftovers name their run) and a hash of `what` in the last (so ids differ per test).
+std::string jobId(const std::string& what) {
+  char id[37];
+  std::snprintf(id, sizeof id, "%08x-0000-4000-8000-%012llx", static_cast<unsigned>(::getpid()),
+                static_cast<unsigned long long>(std::hash<std::string>{}(what)&0xffffffffffffULL));
+  return id;
+}
 
 // Kills, waits until empty, removes, and checks nothing is left in any hierarchy.
 void killAndRemove(CgroupBackend& b, JobCgroup& job, const std::string& id) {

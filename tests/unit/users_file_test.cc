@@ -285,29 +285,6 @@ TEST(UsersFile, HashPasswordIsArgon2idAndVerifies) {
   EXPECT_EQ(crypto_pwhash_str_verify(h2->c_str(), right.data(), right.size()), 0);
 }
 
-TEST(UsersFile, ValidUserName) {
-  for (const char* ok : {"a", "_", "_svc", "alice", "alice.b-c_1", "x9", "a-", "a."}) {
-    EXPECT_TRUE(validUserName(ok)) << ok;
-  }
-  EXPECT_TRUE(validUserName(std::string(32, 'a')));
-  for (const char* bad :
-       {"", "Alice", "1abc", "-a", ".a", "a:b", "a b", "a\n", "caf\xc3\xa9", "a/b", "aB"}) {
-    EXPECT_FALSE(validUserName(bad)) << bad;
-  }
-  EXPECT_FALSE(validUserName(std::string(33, 'a')));
-  EXPECT_FALSE(validUserName(std::string("a\0b", 3)));
-}
-
-TEST(UsersFile, ValidAccountName) {
-  for (const char* ok : {"nobody", "www-data", "_apt", "first.last", "John", "host$"}) {
-    EXPECT_TRUE(validAccountName(ok)) << ok;
-  }
-  for (const char* bad : {"", "-rf", "1000", "a:b", "a b", "a$b", ".hidden", "a/b"}) {
-    EXPECT_FALSE(validAccountName(bad)) << bad;
-  }
-  EXPECT_FALSE(validAccountName(std::string(33, 'a')));
-}
-
 // ---- accounts --------------------------------------------------------------------------------
 
 TEST(Accounts, LooksUpRealAccounts) {
