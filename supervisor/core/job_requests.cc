@@ -1,5 +1,6 @@
-// The supervisor's job lifecycle: start (policy, limits, run-as, spawn), output draining, the end
-// of a job (kill the rest, drain, publish), stop and timeout, retention. Runs in jobworkerd.
+// The supervisor's job lifecycle: start (the steps of jobs/start.h, then spawn), output
+// draining, the end of a job (kill the rest, drain, publish), stop and timeout, retention. Runs in
+// jobworkerd.
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -9,11 +10,11 @@
 
 #include <cerrno>
 #include <cstring>
-#include <limits>
-#include <type_traits>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "supervisor/core/supervisor.h"
+#include "supervisor/jobs/start.h"
 #include "supervisor/launch/job_init.h"
 #include "supervisor/launch/namespaces.h"
 
@@ -27,22 +28,6 @@ namespace {
 constexpr int kReadsPerWakeup = 4;  // 4 x 64 KiB per job per wake-up: fair to other jobs
 constexpr int kCgroupRemoveAttempts = 50;
 constexpr uint64_t kCgroupRemoveRetryMs = 100;
-
-const char* kStreamFile[2] = {"output", "stderr"};
-
-// A user's entry overrides its role's, which overrides the global one.
-template <typename Get>
-auto policyValue(const config::Settings& s, const UserRecord& u, Get get)
-    -> decltype(get(s.global)) {
-  if (auto it = s.users.find(u.name); it != s.users.end() && get(it->second)) {
-    return get(it->second);
-  }
-  if (auto it = s.roles.find(std::string(protocol::roleName(u.role)));
-      it != s.roles.end() && get(it->second)) {
-    return get(it->second);
-  }
-  return get(s.global);
-}
 
 std::string describeWait(int wait_code, int wait_value) {
   if (wait_code == CLD_EXITED) return "exit code " + std::to_string(wait_value);
@@ -70,8 +55,8 @@ IsolationSpec Supervisor::isolationFor(const UserRecord& u, const protocol::JobS
   spec.net = ns && settings_.isolate_net && r.network != protocol::Network::kHost;
   spec.uts = ns && settings_.isolate_uts;
   spec.ipc = ns && settings_.isolate_ipc;
-  auto seccomp = policyValue(settings_, u, [](const config::Policy& p) { return p.seccomp; });
-  spec.seccomp = settings_.job_seccomp && seccomp.value_or(true) && job_seccomp_.has_value();
+  spec.seccomp = settings_.job_seccomp && policy::jobSeccomp(settings_, u.name, u.role) &&
+                 job_seccomp_.has_value();
   spec.hostname = jobHostname(job_id);
   spec.tmp_size = settings_.job_tmp_size;
   return spec;
@@ -106,157 +91,81 @@ void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r)
   if (job != nullptr) replyStatus(id, *job);
 }
 
-// Returns the new job, or null after replying with the error.
+// Returns the new job, or null after replying with the error. Each step refuses with the code
+// and message the user sees; until the spawn succeeded, `resources` removes what was made.
 Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobStartRequest& r) {
-  // The account: looked up now, so users-file and passwd changes apply to the next job.
-  Account account = opt_.self;
-  if (opt_.as_root) {
-    auto a = lookupAccount(u.run_as);
-    if (!a) {
-      replyError(id, ErrorCode::kInternal,
-                 "run_as account of user " + u.name + ": " + a.error().message);
-      return nullptr;
-    }
-    account = std::move(a.value());
-    bool privileged =
-        account.uid == 0 || (opt_.frontend_account && account.uid == opt_.frontend_account->uid);
-    auto allow = policyValue(settings_, u, [](const config::Policy& p) { return p.allow_root; });
-    if (privileged && !allow.value_or(false)) {
-      replyError(id, ErrorCode::kForbidden,
-                 "user " + u.name + " runs jobs as " + log::quote(account.name) +
-                     ", which needs allow_root in the configuration");
-      return nullptr;
-    }
-  }
-  // Checked here too: the frontend's check is not to be trusted.
-  if (r.network == protocol::Network::kHost) {
-    auto allow =
-        policyValue(settings_, u, [](const config::Policy& p) { return p.allow_network_host; });
-    if (!allow.value_or(u.role == Role::kAdmin)) {
-      replyError(id, ErrorCode::kForbidden,
-                 "network \"host\" is not allowed for user " + u.name +
-                     " (network_host in the configuration)");
-      return nullptr;
-    }
-  }
-
-  // Limits: the request's, else the configured defaults, within the user's maxima.
-  protocol::Limits limits = r.limits;
-  const auto& def = settings_.default_limits;
-  bool asked =
-      r.limits.cpu_millicores || r.limits.memory_bytes || r.limits.pids || !r.limits.io.empty();
-  auto maxOf = [&](auto field) {
-    return policyValue(settings_, u, [&](const config::Policy& p) { return p.max.*field; });
-  };
-  auto applyLimit = [&](auto& value, auto def_value, auto max_value, const char* name) -> bool {
-    using T = std::decay_t<decltype(value)>;
-    const bool requested = value != 0;
-    if (!requested && def_value) value = *def_value;
-    if (!max_value) return true;
-    if (requested && value > *max_value) {
-      replyError(id, ErrorCode::kLimitExceeded,
-                 std::string("limits.") + name + " over the maximum allowed for user " + u.name);
-      return false;
-    }
-    // What the user did not ask for is fitted under the maximum, not refused: a default above
-    // it, or no limit at all (`default.<limit> = unlimited`) under a finite one.
-    if (value > *max_value || (value == 0 && *max_value != std::numeric_limits<T>::max())) {
-      value = *max_value;
-    }
-    return true;
-  };
-  if (!applyLimit(limits.cpu_millicores, def.cpu_millicores,
-                  maxOf(&config::LimitSet::cpu_millicores), "cpu") ||
-      !applyLimit(limits.memory_bytes, def.memory_bytes, maxOf(&config::LimitSet::memory_bytes),
-                  "memory") ||
-      !applyLimit(limits.pids, def.pids, maxOf(&config::LimitSet::pids), "pids")) {
+  auto refuse = [&](const RequestError& e) -> Job* {
+    replyError(id, e.code, e.message, e.sys_errno);
     return nullptr;
-  }
-  auto max_bps = maxOf(&config::LimitSet::io_bps);
-  auto max_iops = maxOf(&config::LimitSet::io_iops);
-  for (const auto& io : limits.io) {
-    if ((max_bps && (io.read_bps > *max_bps || io.write_bps > *max_bps)) ||
-        (max_iops && (io.read_iops > *max_iops || io.write_iops > *max_iops))) {
-      replyError(id, ErrorCode::kLimitExceeded,
-                 "limits.io over the maximum allowed for user " + u.name);
-      return nullptr;
-    }
-  }
-  bool any_limit =
-      limits.cpu_millicores || limits.memory_bytes || limits.pids || !limits.io.empty();
-  if (!opt_.cgroups && any_limit) {
-    if (asked) {
-      replyError(id, ErrorCode::kUnavailable,
-                 "resource limits need cgroups, which this jobworkerd runs without");
-      return nullptr;
-    }
-    limits = {};  // configured defaults cannot apply without cgroups; the status says so
-  }
-  if (opt_.cgroups) {
-    // The client's mistakes only root can see (a missing or non-block io device, a cpu share
-    // under the kernel's minimum quota): 400 rather than a 503 from the cgroup's creation.
-    CgroupLimits cl{limits.cpu_millicores, limits.memory_bytes, limits.pids, limits.io};
-    if (Status st = checkLimits(cl); !st) {
-      replyError(id, ErrorCode::kBadRequest, st.error().message, st.error().sys_errno);
-      return nullptr;
-    }
-  }
-
-  uint64_t timeout_ms = r.timeout_ms != 0 ? r.timeout_ms : settings_.default_timeout_ms;
-  if (settings_.max_timeout_ms > 0 && (timeout_ms == 0 || timeout_ms > settings_.max_timeout_ms)) {
-    timeout_ms = settings_.max_timeout_ms;
-  }
-
+  };
+  auto account =
+      resolveAccount(settings_, u, opt_.as_root ? nullptr : &opt_.self, opt_.frontend_account);
+  if (!account) return refuse(account.error());
+  if (auto e = checkNetwork(settings_, u, r.network)) return refuse(*e);
+  auto limits = jobLimits(settings_, u, r.limits, opt_.cgroups != nullptr);
+  if (!limits) return refuse(limits.error());
   auto job_id = newJobId();
-  if (!job_id) {
-    replyError(id, ErrorCode::kInternal, job_id.error().message);
-    return nullptr;
-  }
+  if (!job_id) return refuse({ErrorCode::kInternal, job_id.error().message});
+
   IsolationSpec isolation = isolationFor(u, r, job_id.value());
+  auto job = std::make_unique<Job>(jobSpec(job_id.value(), u, r, *limits, *account, isolation),
+                                   realtimeMs());
+  auto resources =
+      JobResources::create(*job, store_, opt_.cgroups.get(), settings_.output_cap_bytes);
+  if (!resources) return refuse(resources.error());
+
+  SpawnFailure failure = SpawnFailure::kNone;
+  auto spawned = spawnJob(spawnRequest(*job, r, *account, isolation), &failure);
+  if (!spawned) {
+    const Error& e = spawned.error();
+    if (failure == SpawnFailure::kExec || failure == SpawnFailure::kCwd) {
+      // The program or the directory is wrong: the user's mistake, no job record.
+      return refuse(
+          {failure == SpawnFailure::kExec ? ErrorCode::kExecFailed : ErrorCode::kBadRequest,
+           e.message, e.sys_errno});
+    }
+    log::err("job " + job->id() + " of " + u.name + " failed to start: " + e.message);
+    job->markFailed(e.message, realtimeMs());
+    resources->releaseOutput();
+    Job* raw = jobs_.insert(std::move(job));
+    enforceRetention();
+    return raw;
+  }
+  resources->release();
+
+  const SpawnedJob& sj = spawned.value();
+  job->markStarted(sj.pid, realtimeMs());
+  job->pidfd = sj.pidfd;
+  job->has_init = sj.status_fd >= 0;
+  job->status_fd = sj.status_fd;
+  job->streams[0].pipe_fd = sj.out_fd;
+  job->streams[1].pipe_fd = sj.err_fd;
+  Job* raw = jobs_.insert(std::move(job));
+  watchJob(*raw);
+  armJobTimeout(*raw, jobTimeoutMs(settings_, r.timeout_ms));
+  logJobStart(*raw, u, r, account->name);
+  return raw;
+}
+
+JobSpec Supervisor::jobSpec(const std::string& job_id, const UserRecord& u,
+                            const protocol::JobStartRequest& r, const protocol::Limits& limits,
+                            const Account& account, const IsolationSpec& isolation) const {
   JobSpec spec;
-  spec.id = job_id.value();
+  spec.id = job_id;
   spec.isolation = isolationLabels(isolation);
-  // create() below either gives the job its cgroup or refuses the job.
+  // JobResources::create() either gives the job its cgroup or refuses the job.
   if (opt_.cgroups) spec.isolation.push_back("cgroup");
   spec.owner = u.name;
   spec.command = r.argv;
   spec.output = r.output;
   spec.limits = limits;
   spec.run_as = account.name;
-  auto job = std::make_unique<Job>(std::move(spec), realtimeMs());
+  return spec;
+}
 
-  // Output files first: a job never runs without somewhere to put its output.
-  auto dir = store_.createJobDir(job->id());
-  if (!dir) {
-    replyError(id, ErrorCode::kInternal, dir.error().message);
-    return nullptr;
-  }
-  int nstreams = job->separate() ? 2 : 1;
-  for (int s = 0; s < nstreams; s++) {
-    auto log = OutputLog::create(dir.value() + "/" + kStreamFile[s], settings_.output_cap_bytes);
-    if (!log) {
-      replyError(id, ErrorCode::kInternal, log.error().message);
-      (void)store_.removeJobDir(job->id());
-      return nullptr;
-    }
-    job->streams[s].log = std::move(log.value());
-  }
-  auto undo = [&] {
-    if (job->cgroup) (void)job->cgroup->remove();
-    (void)store_.removeJobDir(job->id());
-  };
-
-  if (opt_.cgroups) {
-    CgroupLimits cl{limits.cpu_millicores, limits.memory_bytes, limits.pids, limits.io};
-    auto cg = opt_.cgroups->create(job->id(), cl);
-    if (!cg) {
-      replyError(id, ErrorCode::kUnavailable, "job cgroup: " + cg.error().message);
-      undo();
-      return nullptr;
-    }
-    job->cgroup = std::move(cg.value());
-  }
-
+SpawnRequest Supervisor::spawnRequest(const Job& job, const protocol::JobStartRequest& r,
+                                      const Account& account,
+                                      const IsolationSpec& isolation) const {
   SpawnRequest sr;
   sr.argv = r.argv;
   sr.env = buildJobEnvironment(
@@ -268,64 +177,40 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
   sr.uid = account.uid;
   sr.gid = account.gid;
   sr.groups = account.groups;
-  sr.separate_stderr = job->separate();
+  sr.separate_stderr = job.separate();
   sr.core_dumps = settings_.job_core_dumps;
-  sr.cgroup = job->cgroup.get();
+  sr.cgroup = job.cgroup.get();
   sr.isolation = isolation;
   sr.seccomp = job_seccomp_ ? &*job_seccomp_ : nullptr;
   sr.last_cap = last_cap_;
-  SpawnFailure failure = SpawnFailure::kNone;
-  auto spawned = spawnJob(sr, &failure);
-  if (!spawned) {
-    const Error& e = spawned.error();
-    if (failure == SpawnFailure::kExec || failure == SpawnFailure::kCwd) {
-      // The program or the directory is wrong: the user's mistake, no job record.
-      replyError(id,
-                 failure == SpawnFailure::kExec ? ErrorCode::kExecFailed : ErrorCode::kBadRequest,
-                 e.message, e.sys_errno);
-      undo();
-      return nullptr;
-    }
-    log::err("job " + job->id() + " of " + u.name + " failed to start: " + e.message);
-    job->markFailed(e.message, realtimeMs());
-    if (job->cgroup) (void)job->cgroup->remove();
-    job->cgroup.reset();
-    Job* raw = jobs_.insert(std::move(job));
-    enforceRetention();
-    return raw;
-  }
+  return sr;
+}
 
-  const SpawnedJob& sj = spawned.value();
-  job->markStarted(sj.pid, realtimeMs());
-  job->pidfd = sj.pidfd;
-  job->has_init = sj.status_fd >= 0;
-  job->status_fd = sj.status_fd;
-  job->streams[0].pipe_fd = sj.out_fd;
-  job->streams[1].pipe_fd = sj.err_fd;
-  Job* raw = jobs_.insert(std::move(job));
-  watchJob(*raw);
-  if (timeout_ms > 0) {
-    std::string jid = raw->id();
-    raw->timeout_timer = loop_.addTimer(timeout_ms, [this, jid] {
-      Job* j = jobs_.find(jid);
-      if (j == nullptr) return;
-      j->timeout_timer = 0;
-      if (!j->mainExited()) stopJob(*j, "timeout", settings_.stop_grace_ms);
-    });
-  }
+void Supervisor::armJobTimeout(Job& job, uint64_t timeout_ms) {
+  if (timeout_ms == 0) return;
+  std::string jid = job.id();
+  job.timeout_timer = loop_.addTimer(timeout_ms, [this, jid] {
+    Job* j = jobs_.find(jid);
+    if (j == nullptr) return;
+    j->timeout_timer = 0;
+    if (!j->mainExited()) stopJob(*j, "timeout", settings_.stop_grace_ms);
+  });
+}
+
+void Supervisor::logJobStart(const Job& job, const UserRecord& u,
+                             const protocol::JobStartRequest& r, const std::string& run_as) {
   std::string cmd;
   // Arguments joined by spaces; log::event quotes the whole field for stderr.
   for (const auto& a : r.argv) cmd += (cmd.empty() ? "" : " ") + a;
   log::event(log::Priority::kInfo, log::ids::kJobStart,
-             "job " + raw->id() + " started by " + u.name + " as " + account.name + ": pid " +
-                 std::to_string(sj.pid) + (raw->has_init ? " (job init)" : ""),
-             {{"JOB_ID", raw->id()},
+             "job " + job.id() + " started by " + u.name + " as " + run_as + ": pid " +
+                 std::to_string(job.pid()) + (job.has_init ? " (job init)" : ""),
+             {{"JOB_ID", job.id()},
               {"JOB_USER", u.name},
-              {"JOB_RUN_AS", account.name},
-              {"JOB_PID", std::to_string(sj.pid)},
+              {"JOB_RUN_AS", run_as},
+              {"JOB_PID", std::to_string(job.pid())},
               {"JOB_COMMAND", cmd.substr(0, 1000)},
               {"JOB_ENV_KEYS", std::to_string(r.env.size())}});
-  return raw;
 }
 
 void Supervisor::watchJob(Job& job) {

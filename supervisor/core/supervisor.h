@@ -102,6 +102,14 @@ class Supervisor {
 
   // jobs
   Job* startJob(uint32_t id, const UserRecord& user, const protocol::JobStartRequest& r);
+  JobSpec jobSpec(const std::string& job_id, const UserRecord& u,
+                  const protocol::JobStartRequest& r, const protocol::Limits& limits,
+                  const Account& account, const IsolationSpec& isolation) const;
+  SpawnRequest spawnRequest(const Job& job, const protocol::JobStartRequest& r,
+                            const Account& account, const IsolationSpec& isolation) const;
+  void armJobTimeout(Job& job, uint64_t timeout_ms);
+  void logJobStart(const Job& job, const UserRecord& u, const protocol::JobStartRequest& r,
+                   const std::string& run_as);
   void watchJob(Job& job);
   void onJobPipe(const std::string& job_id, int stream);
   void onJobExit(const std::string& job_id);

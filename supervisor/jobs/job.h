@@ -114,6 +114,7 @@ class Job {
 struct RequestError {
   protocol::ErrorCode code;
   std::string message;
+  int sys_errno = 0;  // the errno behind it, when there is one (exec: ENOENT vs EACCES)
 };
 
 // Re-validates a JobStart the frontend already checked (it may be compromised): sizes, argv

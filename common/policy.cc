@@ -1,0 +1,116 @@
+// The limits policy of policy.h; runs in jobworker-frontend (early check) and jobworkerd (the
+// authoritative one).
+#include "common/policy.h"
+
+#include <algorithm>
+#include <limits>
+#include <type_traits>
+
+namespace jw::policy {
+
+namespace {
+
+using Limit = LimitRefusal::Limit;
+
+// The one lookup: a user's entry overrides its role's, which overrides the global one.
+template <typename Get>
+auto lookup(const config::Settings& s, const std::string& user, protocol::Role role, Get get)
+    -> std::invoke_result_t<Get, const config::Policy&> {
+  if (auto it = s.users.find(user); it != s.users.end() && get(it->second)) {
+    return get(it->second);
+  }
+  if (auto it = s.roles.find(std::string(protocol::roleName(role)));
+      it != s.roles.end() && get(it->second)) {
+    return get(it->second);
+  }
+  return get(s.global);
+}
+
+// One of cpu, memory, pids; false (and *refused set) when a requested value is over max.
+template <typename T>
+bool fitOne(T& value, std::optional<T> def, std::optional<T> max, Limit limit,
+            std::optional<LimitRefusal>* refused) {
+  const bool requested = value != 0;
+  if (!requested && def) value = *def;
+  if (!max) return true;
+  if (requested && value > *max) {
+    *refused = LimitRefusal{limit, value, *max};
+    return false;
+  }
+  if (value > *max || (value == 0 && *max != std::numeric_limits<T>::max())) value = *max;
+  return true;
+}
+
+}  // namespace
+
+config::LimitSet maxima(const config::Settings& s, const std::string& user, protocol::Role role) {
+  auto max = [&](auto field) {
+    return lookup(s, user, role, [&](const config::Policy& p) { return p.max.*field; });
+  };
+  config::LimitSet m;
+  m.cpu_millicores = max(&config::LimitSet::cpu_millicores);
+  m.memory_bytes = max(&config::LimitSet::memory_bytes);
+  m.pids = max(&config::LimitSet::pids);
+  m.io_bps = max(&config::LimitSet::io_bps);
+  m.io_iops = max(&config::LimitSet::io_iops);
+  return m;
+}
+
+bool networkHostAllowed(const config::Settings& s, const std::string& user, protocol::Role role) {
+  auto v = lookup(s, user, role, [](const config::Policy& p) { return p.allow_network_host; });
+  return v.value_or(role == protocol::Role::kAdmin);
+}
+
+bool rootAllowed(const config::Settings& s, const std::string& user, protocol::Role role) {
+  return lookup(s, user, role, [](const config::Policy& p) { return p.allow_root; })
+      .value_or(false);
+}
+
+bool jobSeccomp(const config::Settings& s, const std::string& user, protocol::Role role) {
+  return lookup(s, user, role, [](const config::Policy& p) { return p.seccomp; }).value_or(true);
+}
+
+std::string limitField(Limit limit) {
+  switch (limit) {
+    case Limit::kCpu:
+      return "limits.cpu";
+    case Limit::kMemory:
+      return "limits.memory";
+    case Limit::kPids:
+      return "limits.pids";
+    case Limit::kIoBps:
+    case Limit::kIoIops:
+      return "limits.io";
+  }
+  return "limits";
+}
+
+FittedLimits fitLimits(const protocol::Limits& requested, const config::LimitSet& def,
+                       const config::LimitSet& max) {
+  FittedLimits f{requested, std::nullopt};
+  protocol::Limits& l = f.limits;
+  if (!fitOne(l.cpu_millicores, def.cpu_millicores, max.cpu_millicores, Limit::kCpu, &f.refused) ||
+      !fitOne(l.memory_bytes, def.memory_bytes, max.memory_bytes, Limit::kMemory, &f.refused) ||
+      !fitOne(l.pids, def.pids, max.pids, Limit::kPids, &f.refused)) {
+    return f;
+  }
+  for (const auto& io : l.io) {
+    const uint64_t bps = std::max(io.read_bps, io.write_bps);
+    const uint64_t iops = std::max(io.read_iops, io.write_iops);
+    if (max.io_bps && bps > *max.io_bps) {
+      f.refused = LimitRefusal{Limit::kIoBps, bps, *max.io_bps};
+      return f;
+    }
+    if (max.io_iops && iops > *max.io_iops) {
+      f.refused = LimitRefusal{Limit::kIoIops, iops, *max.io_iops};
+      return f;
+    }
+  }
+  return f;
+}
+
+bool anyLimit(const protocol::Limits& l) {
+  return l.cpu_millicores != 0 || l.memory_bytes != 0 || l.pids != 0 || !l.io.empty();
+}
+
+}  // namespace jw::policy

@@ -1,0 +1,53 @@
+// The limits policy both processes apply: the user > role > global lookup and the fitting of a
+// job's limits within the user's maxima. The frontend uses it for an early 403, jobworkerd again
+// for the decision (it never trusts the frontend's check).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "common/config.h"
+#include "common/protocol/codec.h"
+
+namespace jw::policy {
+
+// Each field resolved on its own: the user's `user.<name>.max.*`, else the role's
+// `role.<role>.max.*`, else the global `max.*`; nullopt where none sets it (no maximum).
+config::LimitSet maxima(const config::Settings& s, const std::string& user, protocol::Role role);
+// `network_host`: whether the job may share the host's network; unset, admins only.
+bool networkHostAllowed(const config::Settings& s, const std::string& user, protocol::Role role);
+// `allow_root`: whether the user's run_as may be root or the frontend's account; unset, no.
+bool rootAllowed(const config::Settings& s, const std::string& user, protocol::Role role);
+// `seccomp`: whether the user's jobs get the default seccomp profile; unset, yes.
+bool jobSeccomp(const config::Settings& s, const std::string& user, protocol::Role role);
+
+// A limit asked for over its maximum. The numbers are in the units of protocol::Limits
+// (millicores, bytes, count, bytes or operations per second); each process words the message.
+struct LimitRefusal {
+  enum class Limit { kCpu, kMemory, kPids, kIoBps, kIoIops };
+  Limit limit;
+  uint64_t asked;
+  uint64_t maximum;
+};
+// "limits.cpu", "limits.memory", "limits.pids", "limits.io" (both io kinds).
+std::string limitField(LimitRefusal::Limit limit);
+
+struct FittedLimits {
+  protocol::Limits limits;              // what the job gets, when nothing is refused
+  std::optional<LimitRefusal> refused;  // the first limit asked for over its maximum
+};
+
+// The one rule for a job's limits: each of cpu, memory and pids is what the request asks (not
+// 0), else the configured default; a requested value over the maximum is refused, while what
+// the user did not ask for is fitted under the maximum instead: a default above it, or no limit
+// at all (`default.<limit> = unlimited`, stored as 0) under a finite one (`max.<limit> =
+// unlimited` is the type's maximum). IO rules have no defaults; each direction's rate must be
+// within max.io_bps / max.io_iops. Pure: no configuration lookup, no host state.
+FittedLimits fitLimits(const protocol::Limits& requested, const config::LimitSet& defaults,
+                       const config::LimitSet& maxima);
+
+// Whether any limit is set (a cpu, memory or pids value, or an io rule).
+bool anyLimit(const protocol::Limits& l);
+
+}  // namespace jw::policy

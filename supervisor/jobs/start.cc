@@ -1,0 +1,120 @@
+// The job-start steps of start.h; runs in jobworkerd.
+#include "supervisor/jobs/start.h"
+
+#include <string>
+#include <utility>
+
+#include "common/log.h"
+#include "common/policy.h"
+
+namespace jw::supervisor {
+
+using protocol::ErrorCode;
+
+namespace {
+
+const char* kStreamFile[2] = {"output", "stderr"};
+
+}  // namespace
+
+Result<Account, RequestError> resolveAccount(const config::Settings& s, const UserRecord& u,
+                                             const Account* self,
+                                             const std::optional<Account>& frontend_account) {
+  if (self != nullptr) return *self;
+  auto a = lookupAccount(u.run_as);
+  if (!a) {
+    return RequestError{ErrorCode::kInternal,
+                        "run_as account of user " + u.name + ": " + a.error().message};
+  }
+  const bool privileged = a->uid == 0 || (frontend_account && a->uid == frontend_account->uid);
+  if (privileged && !policy::rootAllowed(s, u.name, u.role)) {
+    return RequestError{ErrorCode::kForbidden, "user " + u.name + " runs jobs as " +
+                                                   log::quote(a->name) +
+                                                   ", which needs allow_root in the configuration"};
+  }
+  return std::move(a.value());
+}
+
+std::optional<RequestError> checkNetwork(const config::Settings& s, const UserRecord& u,
+                                         protocol::Network network) {
+  if (network == protocol::Network::kHost && !policy::networkHostAllowed(s, u.name, u.role)) {
+    return RequestError{ErrorCode::kForbidden, "network \"host\" is not allowed for user " +
+                                                   u.name + " (network_host in the configuration)"};
+  }
+  return std::nullopt;
+}
+
+Result<protocol::Limits, RequestError> jobLimits(const config::Settings& s, const UserRecord& u,
+                                                 const protocol::Limits& requested,
+                                                 bool have_cgroups) {
+  auto fit = policy::fitLimits(requested, s.default_limits, policy::maxima(s, u.name, u.role));
+  if (fit.refused) {
+    return RequestError{
+        ErrorCode::kLimitExceeded,
+        policy::limitField(fit.refused->limit) + " over the maximum allowed for user " + u.name};
+  }
+  if (!have_cgroups) {
+    if (!policy::anyLimit(fit.limits)) return fit.limits;
+    if (policy::anyLimit(requested)) {
+      return RequestError{ErrorCode::kUnavailable,
+                          "resource limits need cgroups, which this jobworkerd runs without"};
+    }
+    return protocol::Limits{};  // configured defaults cannot apply without cgroups
+  }
+  if (Status st = checkLimits(cgroupLimits(fit.limits)); !st) {
+    return RequestError{ErrorCode::kBadRequest, st.error().message, st.error().sys_errno};
+  }
+  return fit.limits;
+}
+
+uint64_t jobTimeoutMs(const config::Settings& s, uint64_t requested_ms) {
+  uint64_t ms = requested_ms != 0 ? requested_ms : s.default_timeout_ms;
+  if (s.max_timeout_ms > 0 && (ms == 0 || ms > s.max_timeout_ms)) ms = s.max_timeout_ms;
+  return ms;
+}
+
+CgroupLimits cgroupLimits(const protocol::Limits& l) {
+  return CgroupLimits{l.cpu_millicores, l.memory_bytes, l.pids, l.io};
+}
+
+// --- JobResources ---------------------------------------------------------------------------
+
+Result<JobResources, RequestError> JobResources::create(Job& job, OutputStore& store,
+                                                        CgroupBackend* cgroups,
+                                                        uint64_t output_cap) {
+  auto dir = store.createJobDir(job.id());
+  if (!dir) return RequestError{ErrorCode::kInternal, dir.error().message};
+  JobResources guard(job, store);
+  const int nstreams = job.separate() ? 2 : 1;
+  for (int s = 0; s < nstreams; s++) {
+    auto log = OutputLog::create(dir.value() + "/" + kStreamFile[s], output_cap);
+    if (!log) return RequestError{ErrorCode::kInternal, log.error().message};
+    job.streams[s].log = std::move(log.value());
+  }
+  if (cgroups != nullptr) {
+    auto cg = cgroups->create(job.id(), cgroupLimits(job.spec().limits));
+    if (!cg) return RequestError{ErrorCode::kUnavailable, "job cgroup: " + cg.error().message};
+    job.cgroup = std::move(cg.value());
+  }
+  return guard;
+}
+
+JobResources::JobResources(JobResources&& other) noexcept
+    : job_(std::exchange(other.job_, nullptr)), store_(other.store_) {}
+
+JobResources::~JobResources() {
+  if (job_ == nullptr) return;
+  if (job_->cgroup) (void)job_->cgroup->remove();
+  (void)store_->removeJobDir(job_->id());
+}
+
+void JobResources::release() { job_ = nullptr; }
+
+void JobResources::releaseOutput() {
+  if (job_ == nullptr) return;
+  if (job_->cgroup) (void)job_->cgroup->remove();
+  job_->cgroup.reset();
+  job_ = nullptr;
+}
+
+}  // namespace jw::supervisor
