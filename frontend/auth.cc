@@ -48,15 +48,6 @@ bool wellFormedToken(std::string_view token) {
   });
 }
 
-bool validUserName(std::string_view name) {
-  if (name.empty() || name.size() > 32) return false;
-  auto first = [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; };
-  if (!first(name[0])) return false;
-  return std::all_of(name.begin(), name.end(), [&](char c) {
-    return first(c) || (c >= '0' && c <= '9') || c == '.' || c == '-';
-  });
-}
-
 // --- AuthStore --------------------------------------------------------------------------------
 
 std::vector<protocol::TokenHash> AuthStore::setUsers(const protocol::UserTable& table) {

@@ -28,9 +28,6 @@ std::string newToken();
 protocol::TokenHash hashToken(std::string_view token);
 bool wellFormedToken(std::string_view token);
 
-// User names as the users file allows them: [a-z_][a-z0-9_.-]{0,31}.
-bool validUserName(std::string_view name);
-
 struct Principal {
   std::string user;
   protocol::Role role = protocol::Role::kViewer;

@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "common/config.h"
+#include "common/names.h"
 #include "common/protocol/messages.h"
 #include "frontend/api/json_writer.h"
 
@@ -183,16 +184,6 @@ ApiResult<uint32_t> secondsToMs(const Json& j, const std::string& field, bool al
   return static_cast<uint32_t>(ms);
 }
 
-bool validEnvName(std::string_view k) {
-  if (k.empty()) return false;
-  auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
-  if (!alpha(k[0])) return false;
-  for (char c : k) {
-    if (!alpha(c) && !(c >= '0' && c <= '9')) return false;
-  }
-  return true;
-}
-
 std::optional<ApiError> parseCommand(const Json& j, protocol::JobStartRequest& r) {
   if (j.type != Json::Type::kArray) return wrongType("command", "an array of strings");
   if (j.items.empty()) return badRequest("field command must not be empty");
@@ -214,10 +205,11 @@ std::optional<ApiError> parseEnv(const Json& j, protocol::JobStartRequest& r) {
     return tooLarge("env has more than " + std::to_string(protocol::kMaxEnv) + " variables");
   }
   for (const auto& [k, v] : j.members) {
-    if (!validEnvName(k)) {
+    if (!names::validEnvName(k)) {
       JsonWriter quoted;
       quoted.str(k);
-      return badRequest("env name " + quoted.take() + " must match [A-Za-z_][A-Za-z0-9_]*");
+      return badRequest("env name " + quoted.take() + " must match " +
+                        std::string(names::kEnvNamePattern));
     }
     if (auto e = checkText(v, "env." + k)) return e;
     r.env.push_back(k + "=" + v.s);

@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/names.h"
+#include "common/policy.h"
 #include "common/protocol/messages.h"
 #include "frontend/api/request_json.h"
 #include "frontend/api/status_json.h"
@@ -96,23 +98,7 @@ ApiResult<bool> boolParam(const Target& t, const std::string& name) {
 
 // A user name for a log field: as is when well-formed, else quoted.
 std::string logName(const std::string& user) {
-  return validUserName(user) ? user : log::quote(user);
-}
-
-std::string cpuText(uint32_t m) { return coresText(m); }
-
-template <typename T>
-std::optional<T> pick(const std::optional<T>& user, const std::optional<T>& role,
-                      const std::optional<T>& global) {
-  if (user) return user;
-  if (role) return role;
-  return global;
-}
-
-const config::Policy* findPolicy(const std::map<std::string, config::Policy>& m,
-                                 const std::string& key) {
-  auto it = m.find(key);
-  return it == m.end() ? nullptr : &it->second;
+  return names::validUserName(user) ? user : log::quote(user);
 }
 
 }  // namespace
@@ -146,49 +132,20 @@ ApiError fromSupervisor(const protocol::ErrorReply& e) {
   return {500, "internal", e.message};
 }
 
-bool networkHostAllowed(const config::Settings& cfg, const std::string& user, Role role) {
-  const config::Policy* u = findPolicy(cfg.users, user);
-  const config::Policy* r = findPolicy(cfg.roles, std::string(protocol::roleName(role)));
-  auto v = pick(u ? u->allow_network_host : std::nullopt, r ? r->allow_network_host : std::nullopt,
-                cfg.global.allow_network_host);
-  if (v) return *v;
-  return role == Role::kAdmin;
-}
-
 std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std::string& user,
                                          Role role, const protocol::Limits& l) {
-  const config::Policy* u = findPolicy(cfg.users, user);
-  const config::Policy* r = findPolicy(cfg.roles, std::string(protocol::roleName(role)));
-  const config::LimitSet none;
-  const config::LimitSet& um = u ? u->max : none;
-  const config::LimitSet& rm = r ? r->max : none;
-  const config::LimitSet& gm = cfg.global.max;
-  auto over = [](const std::string& what, const std::string& asked, const std::string& max) {
-    return ApiError{403, "limit_exceeded", what + " " + asked + " is over your maximum " + max};
+  using Limit = policy::LimitRefusal::Limit;
+  auto fit = policy::fitLimits(l, cfg.default_limits, policy::maxima(cfg, user, role));
+  if (!fit.refused) return std::nullopt;
+  const policy::LimitRefusal& r = *fit.refused;
+  std::string what = policy::limitField(r.limit);
+  if (r.limit == Limit::kIoBps) what += " bytes per second";
+  if (r.limit == Limit::kIoIops) what += " operations per second";
+  auto text = [&](uint64_t v) {
+    return r.limit == Limit::kCpu ? coresText(static_cast<uint32_t>(v)) : std::to_string(v);
   };
-  if (auto m = pick(um.cpu_millicores, rm.cpu_millicores, gm.cpu_millicores);
-      m && l.cpu_millicores > *m) {
-    return over("limits.cpu", cpuText(l.cpu_millicores), cpuText(*m));
-  }
-  if (auto m = pick(um.memory_bytes, rm.memory_bytes, gm.memory_bytes); m && l.memory_bytes > *m) {
-    return over("limits.memory", std::to_string(l.memory_bytes), std::to_string(*m));
-  }
-  if (auto m = pick(um.pids, rm.pids, gm.pids); m && l.pids > *m) {
-    return over("limits.pids", std::to_string(l.pids), std::to_string(*m));
-  }
-  auto bps = pick(um.io_bps, rm.io_bps, gm.io_bps);
-  auto iops = pick(um.io_iops, rm.io_iops, gm.io_iops);
-  for (const auto& io : l.io) {
-    if (bps && std::max(io.read_bps, io.write_bps) > *bps) {
-      return over("limits.io bytes per second", std::to_string(std::max(io.read_bps, io.write_bps)),
-                  std::to_string(*bps));
-    }
-    if (iops && std::max(io.read_iops, io.write_iops) > *iops) {
-      return over("limits.io operations per second",
-                  std::to_string(std::max(io.read_iops, io.write_iops)), std::to_string(*iops));
-    }
-  }
-  return std::nullopt;
+  return ApiError{403, "limit_exceeded",
+                  what + " " + text(r.asked) + " is over your maximum " + text(r.maximum)};
 }
 
 // --- dispatch ---------------------------------------------------------------------------------
@@ -217,7 +174,7 @@ void Api::handle(const HttpRequest& r, Responder& out) {
   auto principal = authenticate(r);
   if (!principal.ok()) return sendError(out, principal.error());
   const Principal& p = principal.value();
-  if (!route->job_id.empty() && !isJobId(route->job_id)) {
+  if (!route->job_id.empty() && !names::validJobId(route->job_id)) {
     return sendError(out, badRequest("malformed job id (expected a lowercase UUIDv4)"));
   }
   switch (route->endpoint) {
@@ -246,7 +203,7 @@ ApiResult<Role> Api::checkPassword(const std::string& user, const std::string& p
                                    const std::string& addr) {
   // Throttle records are keyed by the name only when it could be a user: anything else shares
   // one key, so garbage names cannot grow the table.
-  const std::string key = validUserName(user) ? user : "<invalid>";
+  const std::string key = names::validUserName(user) ? user : "<invalid>";
   if (uint64_t ms = throttle_.blockedForMs(key, addr); ms > 0) {
     log::event(log::Priority::kNotice, log::ids::kLoginFailed, "login refused: throttled",
                {{"USER", logName(user)}, {"REMOTE_ADDR", addr}});
@@ -255,7 +212,7 @@ ApiResult<Role> Api::checkPassword(const std::string& user, const std::string& p
     return e;
   }
   std::optional<AuthStore::UserInfo> info;
-  if (validUserName(user)) info = store_.user(user);
+  if (names::validUserName(user)) info = store_.user(user);
   auto outcome = passwords_.verify(info ? &info->password_hash : nullptr, password,
                                    std::chrono::milliseconds(2000));
   if (outcome == PasswordChecker::Outcome::kBusy) {
@@ -409,7 +366,8 @@ void Api::startJob(const HttpRequest& r, const Principal& p, Responder& out) {
   auto req = parseJobRequest(r.body);
   if (!req.ok()) return sendError(out, req.error());
   protocol::JobStartRequest& start = req.value();
-  if (start.network == protocol::Network::kHost && !networkHostAllowed(cfg_, p.user, p.role)) {
+  if (start.network == protocol::Network::kHost &&
+      !policy::networkHostAllowed(cfg_, p.user, p.role)) {
     return sendError(out, forbidden("network \"host\" is not allowed for you"));
   }
   if (auto e = checkLimitMaxima(cfg_, p.user, p.role, start.limits)) return sendError(out, *e);

@@ -16,12 +16,9 @@ namespace jw::frontend {
 // HTTP status and API error for a supervisor ErrorReply.
 ApiError fromSupervisor(const protocol::ErrorReply& e);
 
-// Whether `user` with `role` may ask for "network":"host": the user's config entry, else the
-// role's, else the global key; without any, only admins may.
-bool networkHostAllowed(const config::Settings& cfg, const std::string& user, protocol::Role role);
-
-// The first requested limit over the user's configured maximum (user entry, else role, else
-// global), as a 403 limit_exceeded; nullopt when all are within.
+// The early check of a job's limits (policy::fitLimits, the rule jobworkerd applies again): the
+// first requested limit over the user's configured maximum as a 403 limit_exceeded that names
+// it, what was asked and the maximum; nullopt when all are within.
 std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std::string& user,
                                          protocol::Role role, const protocol::Limits& limits);
 

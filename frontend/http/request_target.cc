@@ -87,18 +87,4 @@ ApiResult<Target> parseTarget(std::string_view raw) {
   return t;
 }
 
-bool isJobId(std::string_view id) {
-  if (id.size() != 36) return false;
-  for (size_t i = 0; i < id.size(); i++) {
-    char c = id[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-      return false;
-    }
-  }
-  // Version 4, RFC 4122 variant.
-  return id[14] == '4' && (id[19] == '8' || id[19] == '9' || id[19] == 'a' || id[19] == 'b');
-}
-
 }  // namespace jw::frontend

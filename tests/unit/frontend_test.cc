@@ -24,6 +24,8 @@
 #include <thread>
 
 #include "common/config.h"
+#include "common/names.h"
+#include "common/policy.h"
 #include "common/protocol/channel.h"
 #include "common/protocol/codec.h"
 #include "frontend/api/request_json.h"
@@ -302,24 +304,24 @@ TEST(Tokens, FormatAndHash) {
 }
 
 TEST(Names, UserNames) {
-  EXPECT_TRUE(validUserName("alice"));
-  EXPECT_TRUE(validUserName("_svc.a-1"));
-  EXPECT_FALSE(validUserName("Alice"));
-  EXPECT_FALSE(validUserName("1abc"));
-  EXPECT_FALSE(validUserName(""));
-  EXPECT_FALSE(validUserName(std::string(33, 'a')));
-  EXPECT_FALSE(validUserName("a b"));
+  EXPECT_TRUE(names::validUserName("alice"));
+  EXPECT_TRUE(names::validUserName("_svc.a-1"));
+  EXPECT_FALSE(names::validUserName("Alice"));
+  EXPECT_FALSE(names::validUserName("1abc"));
+  EXPECT_FALSE(names::validUserName(""));
+  EXPECT_FALSE(names::validUserName(std::string(33, 'a')));
+  EXPECT_FALSE(names::validUserName("a b"));
 }
 
 TEST(JobIds, Uuid4Only) {
-  EXPECT_TRUE(isJobId("0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70"));
-  EXPECT_TRUE(isJobId("0b6f3c1e-5d2a-4c8e-af1a-2b3c4d5e6f70"));
-  EXPECT_FALSE(isJobId("0B6F3C1E-5D2A-4C8E-9F1A-2B3C4D5E6F70"));  // uppercase
-  EXPECT_FALSE(isJobId("0b6f3c1e-5d2a-1c8e-9f1a-2b3c4d5e6f70"));  // version 1
-  EXPECT_FALSE(isJobId("0b6f3c1e-5d2a-4c8e-7f1a-2b3c4d5e6f70"));  // variant
-  EXPECT_FALSE(isJobId("0b6f3c1e5d2a4c8e9f1a2b3c4d5e6f70"));
-  EXPECT_FALSE(isJobId("0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f7"));
-  EXPECT_FALSE(isJobId("../../../../etc/passwd-aaaaaaaaaaaaaa"));
+  EXPECT_TRUE(names::validJobId("0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70"));
+  EXPECT_TRUE(names::validJobId("0b6f3c1e-5d2a-4c8e-af1a-2b3c4d5e6f70"));
+  EXPECT_FALSE(names::validJobId("0B6F3C1E-5D2A-4C8E-9F1A-2B3C4D5E6F70"));  // uppercase
+  EXPECT_FALSE(names::validJobId("0b6f3c1e-5d2a-1c8e-9f1a-2b3c4d5e6f70"));  // version 1
+  EXPECT_FALSE(names::validJobId("0b6f3c1e-5d2a-4c8e-7f1a-2b3c4d5e6f70"));  // variant
+  EXPECT_FALSE(names::validJobId("0b6f3c1e5d2a4c8e9f1a2b3c4d5e6f70"));
+  EXPECT_FALSE(names::validJobId("0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f7"));
+  EXPECT_FALSE(names::validJobId("../../../../etc/passwd-aaaaaaaaaaaaaa"));
 }
 
 TEST(Targets, PathsAndQueries) {
@@ -376,10 +378,10 @@ TEST(Policy, NetworkHostAndMaxima) {
       "test");
   ASSERT_TRUE(cfg.ok()) << cfg.error().message;
   const config::Settings& s = cfg.value();
-  EXPECT_TRUE(networkHostAllowed(config::Settings{}, "root", Role::kAdmin));
-  EXPECT_FALSE(networkHostAllowed(config::Settings{}, "alice", Role::kUser));
-  EXPECT_TRUE(networkHostAllowed(s, "alice", Role::kUser));
-  EXPECT_FALSE(networkHostAllowed(s, "bob", Role::kUser));
+  EXPECT_TRUE(policy::networkHostAllowed(config::Settings{}, "root", Role::kAdmin));
+  EXPECT_FALSE(policy::networkHostAllowed(config::Settings{}, "alice", Role::kUser));
+  EXPECT_TRUE(policy::networkHostAllowed(s, "alice", Role::kUser));
+  EXPECT_FALSE(policy::networkHostAllowed(s, "bob", Role::kUser));
 
   protocol::Limits l;
   l.memory_bytes = 600ull << 20;
