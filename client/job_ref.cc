@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "client/output_format.h"
+#include "common/names.h"
 
 namespace jw::client {
 namespace {
@@ -20,14 +21,7 @@ constexpr const char* kListHint = ": list jobs with 'jobworker list --all'";
 
 }  // namespace
 
-bool isFullJobId(const std::string& s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
-  }
-  return true;
-}
+bool isFullJobId(const std::string& s) { return names::validJobId(lower(s)); }
 
 ClientResult<std::string> matchJobPrefix(const std::vector<std::string>& ids,
                                          const std::string& prefix_in) {

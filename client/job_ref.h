@@ -8,7 +8,8 @@
 
 namespace jw::client {
 
-// True for the full text form of a job id (a UUID: 36 characters, dashes at 8/13/18/23).
+// True for the full text form of a job id in any case: names::validJobId once lowercased (the
+// server's ids are lowercase UUIDv4s; a user may paste them uppercased).
 bool isFullJobId(const std::string& s);
 
 // Picks the one id in `ids` that starts with `prefix` (case-insensitive). Errors:
