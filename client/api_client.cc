@@ -332,18 +332,12 @@ ClientError httpError(const Response& r, const std::string& what, const ServerUr
 }
 
 std::string urlEncode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
+  // RFC 3986's whole reserved set: Poco's encode() leaves "&=+/:;?@#" alone by default, which in
+  // a query value would start a new parameter or change the path. Only unreserved bytes
+  // (A-Z a-z 0-9 - _ . ~) stay as they are.
+  static const std::string kReserved = ":/?#[]@!$&'()*+,;=";
   std::string out;
-  for (unsigned char c : s) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
+  Poco::URI::encode(std::string(s), kReserved, out);
   return out;
 }
 

@@ -155,7 +155,8 @@ class ApiClient {
 // 404 says not found, 5xx says to retry, others quote the server.
 ClientError httpError(const Response& r, const std::string& what, const ServerUrl& server);
 
-// Percent-encodes a path segment or query value.
+// Percent-encodes a path segment or query value: every byte but A-Z a-z 0-9 - _ . ~ (uppercase
+// hex).
 std::string urlEncode(std::string_view s);
 
 }  // namespace jw::client

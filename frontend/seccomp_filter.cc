@@ -16,6 +16,8 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include "common/sanitizer.h"
+
 namespace jw::frontend {
 
 namespace {
@@ -58,7 +60,7 @@ const std::vector<Group>& allowlist() {
 // thread an alternate signal stack, and probes memory by writing it into a pipe. Never in a
 // production build; collected the same way (strace under the same workload).
 const std::vector<const char*>& sanitizerExtras() {
-#if defined(__SANITIZE_ADDRESS__)
+#if JW_ASAN
   static const std::vector<const char*> extras = {"sigaltstack", "pipe2"};
 #else
   static const std::vector<const char*> extras;
@@ -75,6 +77,11 @@ Status add(scmp_filter_ctx ctx, uint32_t action, const char* name, unsigned coun
   return okStatus();
 }
 
+// What SCMP_A0()..SCMP_A5() build, without their C99 compound literals (not C++: -Wpedantic).
+constexpr scmp_arg_cmp argCmp(unsigned arg, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0) {
+  return scmp_arg_cmp{arg, op, a, b};
+}
+
 Status build(scmp_filter_ctx ctx) {
   if (int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1); rc != 0) {
     return sysError("seccomp_attr_set(TSYNC)", -rc);
@@ -89,7 +96,7 @@ Status build(scmp_filter_ctx ctx) {
   }
   // Threads only: clone with CLONE_THREAD set. clone3 passes its flags behind a pointer the
   // filter cannot read, so it fails with ENOSYS and glibc falls back to clone.
-  scmp_arg_cmp thread_only = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);
+  scmp_arg_cmp thread_only = argCmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);
   if (Status s = add(ctx, SCMP_ACT_ALLOW, "clone", 1, &thread_only); !s) return s;
   if (Status s = add(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3"); !s) return s;
   // File opens fail instead of killing: glibc (malloc's /proc reads), OpenSSL and Poco probe
@@ -98,10 +105,10 @@ Status build(scmp_filter_ctx ctx) {
     if (Status s = add(ctx, SCMP_ACT_ERRNO(EPERM), call); !s) return s;
   }
   // Sockets: only AF_UNIX datagrams to journald (sd_journal_send); no new network sockets.
-  scmp_arg_cmp unix_only = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+  scmp_arg_cmp unix_only = argCmp(0, SCMP_CMP_EQ, AF_UNIX);
   if (Status s = add(ctx, SCMP_ACT_ALLOW, "socket", 1, &unix_only); !s) return s;
   // ioctl: FIONREAD only (Poco's available() on plain sockets).
-  scmp_arg_cmp fionread = SCMP_A1(SCMP_CMP_EQ, FIONREAD);
+  scmp_arg_cmp fionread = argCmp(1, SCMP_CMP_EQ, FIONREAD);
   if (Status s = add(ctx, SCMP_ACT_ALLOW, "ioctl", 1, &fionread); !s) return s;
   return okStatus();
 }

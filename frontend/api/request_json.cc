@@ -21,6 +21,8 @@ namespace jw::frontend {
 
 namespace {
 
+struct JsonMember;
+
 // A parsed JSON value, detached from Poco so the validators below read plainly.
 struct Json {
   enum class Type { kNull, kBool, kInt, kUint, kDouble, kString, kArray, kObject };
@@ -31,7 +33,9 @@ struct Json {
   double d = 0;
   std::string s;
   std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;
+  // Not std::pair<std::string, Json>: a pair needs a complete Json, and clang's libstdc++
+  // checks that where GCC lets it pass. A vector of an incomplete type is allowed (C++17).
+  std::vector<JsonMember> members;
 
   bool isNumber() const {
     return type == Type::kInt || type == Type::kUint || type == Type::kDouble;
@@ -42,6 +46,11 @@ struct Json {
     if (type == Type::kUint) return static_cast<double>(u);
     return d;
   }
+};
+
+struct JsonMember {
+  std::string key;
+  Json value;
 };
 
 // Request bodies nest at most 4 deep ({"limits":{"io":[{...}]}}); anything deeper is refused
@@ -55,7 +64,7 @@ Json fromVar(const Poco::Dynamic::Var& v) {
     j.type = Json::Type::kObject;
     auto obj = v.extract<Poco::JSON::Object::Ptr>();
     for (auto it = obj->begin(); it != obj->end(); ++it) {
-      j.members.emplace_back(it->first, fromVar(it->second));
+      j.members.push_back({it->first, fromVar(it->second)});
     }
   } else if (v.type() == typeid(Poco::JSON::Array::Ptr)) {
     j.type = Json::Type::kArray;

@@ -2,7 +2,9 @@
 // jobworker-frontend's HTTP worker threads.
 #include "frontend/api/status_json.h"
 
-#include <chrono>
+#include <Poco/DateTimeFormatter.h>
+#include <Poco/Timestamp.h>
+
 #include <cstdio>
 
 #include "common/protocol/messages.h"
@@ -10,21 +12,8 @@
 namespace jw::frontend {
 
 std::string rfc3339Ms(int64_t epoch_ms) {
-  using namespace std::chrono;
-  sys_time<milliseconds> t{milliseconds{epoch_ms}};
-  sys_days day = floor<days>(t);
-  year_month_day ymd{day};
-  hh_mm_ss<milliseconds> tod{t - day};
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                static_cast<int>(tod.hours().count()), static_cast<int>(tod.minutes().count()),
-                static_cast<int>(tod.seconds().count()));
-  std::string s(buf);
-  char ms[8];
-  std::snprintf(ms, sizeof ms, ".%03d", static_cast<int>(tod.subseconds().count()));
-  s.insert(s.size() - 1, ms);
-  return s;
+  // Poco::Timestamp counts microseconds; %i is the milliseconds, always three digits.
+  return Poco::DateTimeFormatter::format(Poco::Timestamp(epoch_ms * 1000), "%Y-%m-%dT%H:%M:%S.%iZ");
 }
 
 std::string coresText(uint32_t millicores) {

@@ -28,6 +28,7 @@
 
 #include "common/protocol/codec.h"
 #include "common/protocol/messages.h"
+#include "common/sanitizer.h"
 #include "tests/integration/daemon.h"
 
 namespace jw::test {
@@ -620,7 +621,7 @@ TEST_F(SupervisorTest, TwoHundredMiBStoredByteExactWithFlatMemory) {
   std::fprintf(stderr, "jobworkerd VmHWM before: %ld KiB, after 200 MiB of output: %ld KiB\n",
                hwm_before, hwm);
   EXPECT_GT(hwm, 0);
-#if defined(__SANITIZE_ADDRESS__)
+#if JW_ASAN
   // ASan keeps freed blocks in a quarantine of up to 256 MiB: RSS says nothing there.
   std::fprintf(stderr, "AddressSanitizer build: peak RSS not checked\n");
 #else

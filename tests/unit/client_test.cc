@@ -512,6 +512,18 @@ TEST(ServerUrl, NormalisedHttpsOnly) {
   EXPECT_FALSE(parseServerUrl("https://user:pw@h:1"));
 }
 
+TEST(UrlEncode, OnlyUnreservedBytesStay) {
+  EXPECT_EQ(urlEncode("AZaz09-_.~"), "AZaz09-_.~");
+  EXPECT_EQ(urlEncode(""), "");
+  // What would end or split a query value, or climb out of a path segment.
+  EXPECT_EQ(urlEncode("a&b=c+d/e"), "a%26b%3Dc%2Bd%2Fe");
+  EXPECT_EQ(urlEncode("?#[]@!$'()*,;:"), "%3F%23%5B%5D%40%21%24%27%28%29%2A%2C%3B%3A");
+  EXPECT_EQ(urlEncode("50% <x> \"q\""), "50%25%20%3Cx%3E%20%22q%22");
+  EXPECT_EQ(urlEncode(std::string("\0\x1f\x7f", 3)), "%00%1F%7F");
+  EXPECT_EQ(urlEncode("h\xc3\xa9"), "h%C3%A9");  // UTF-8 bytes, uppercase hex
+  EXPECT_EQ(urlEncode(".."), "..");  // unreserved; the frontend refuses dot segments itself
+}
+
 TEST(ApiClient, CaFileProblemsAreLocalErrors) {
   auto missing = ApiClient::create({"https://127.0.0.1:1", "/nonexistent/ca.pem", "", {}, {}});
   ASSERT_FALSE(missing);
