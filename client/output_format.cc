@@ -210,113 +210,165 @@ std::string formatJobTable(const Poco::JSON::Array::Ptr& jobs, const Poco::Times
   return table(rows);
 }
 
-std::string formatStatus(const Object::Ptr& job, const Poco::Timestamp& now) {
-  std::vector<std::vector<std::string>> rows;
-  auto add = [&](const std::string& k, const std::string& v) {
-    if (!v.empty()) rows.push_back({k + ":", v});
+namespace {
+
+// The "Key: value" rows of `jobworker status`; a row with nothing to say is left out.
+class StatusBlock {
+ public:
+  void add(const std::string& key, const std::string& value) {
+    if (!value.empty()) rows_.push_back({key + ":", value});
+  }
+  std::string render() const {
+    size_t w = 0;
+    for (const auto& r : rows_) w = std::max(w, r.key.size());
+    std::string out;
+    for (const auto& r : rows_)
+      out += r.key + std::string(w - r.key.size() + 1, ' ') + r.value + "\n";
+    return out;
+  }
+
+ private:
+  struct Row {
+    std::string key, value;
   };
-  add("ID", str(job, "id"));
+  std::vector<Row> rows_;
+};
+
+std::string joinComma(const std::vector<std::string>& parts) {
+  std::string joined;
+  for (const auto& p : parts) joined += (joined.empty() ? "" : ", ") + p;
+  return joined;
+}
+
+std::string ownerLine(const Object::Ptr& job) {
   std::string owner = str(job, "owner");
   if (!str(job, "run_as").empty()) owner += " (runs as " + str(job, "run_as") + ")";
-  add("Owner", owner);
-  add("Command", shellQuote(commandOf(job)));
-  std::string state = str(job, "state");
+  return owner;
+}
+
+// "running (pid 42)", "killed, signal 9 (SIGKILL), stopped by alice", "failed: <error>".
+std::string stateLine(const Object::Ptr& job) {
+  std::string line = str(job, "state");
   double v = 0;
-  std::string line = state;
-  if (state == "running" && num(job, "pid", &v))
+  if (line == "running" && num(job, "pid", &v)) {
     line += " (pid " + std::to_string(static_cast<long>(v)) + ")";
+  }
   if (num(job, "exit_code", &v)) line += ", exit code " + std::to_string(static_cast<int>(v));
-  if (num(job, "signal", &v))
+  if (num(job, "signal", &v)) {
     line += ", signal " + std::to_string(static_cast<int>(v)) + " (" +
             signalName(static_cast<int>(v)) + ")";
+  }
   if (boolean(job, "oom_killed")) line += ", out of memory";
   if (!str(job, "stopped_by").empty()) line += ", stopped by " + str(job, "stopped_by");
   if (!str(job, "error").empty()) line += ": " + str(job, "error");
-  add("State", line);
-  for (const char* key : {"created_at", "started_at", "ended_at"}) {
+  return line;
+}
+
+// Created/Started/Ended with their ages, then how long the job ran (or has been running).
+void addTimes(StatusBlock& block, const Object::Ptr& job, const Poco::Timestamp& now) {
+  static const std::pair<const char*, const char*> kTimes[] = {
+      {"created_at", "Created"}, {"started_at", "Started"}, {"ended_at", "Ended"}};
+  for (const auto& [key, label] : kTimes) {
     std::string t = str(job, key);
     if (t.empty()) continue;
-    std::string label = key == std::string("created_at")   ? "Created"
-                        : key == std::string("started_at") ? "Started"
-                                                           : "Ended";
-    std::string extra = formatAge(t, now);
-    add(label, t + (extra.empty() ? "" : " (" + extra + ")"));
+    std::string age = formatAge(t, now);
+    block.add(label, t + (age.empty() ? "" : " (" + age + ")"));
   }
   Poco::Timestamp started, ended;
   if (parseTime(str(job, "started_at"), &started)) {
     bool done = parseTime(str(job, "ended_at"), &ended);
     double secs = static_cast<double>((done ? ended : now) - started) / 1e6;
-    add(done ? "Ran for" : "Running for", formatSpan(secs));
+    block.add(done ? "Ran for" : "Running for", formatSpan(secs));
   }
-  auto streamLine = [&](const std::string& prefix, const std::string& kind) {
-    double bytes = 0, dropped = 0;
-    if (!num(job, prefix + "_bytes", &bytes)) return std::string();
-    std::string s = kind + formatBytes(static_cast<uint64_t>(bytes));
-    if (boolean(job, prefix + "_truncated")) s += ", truncated";
-    if (num(job, prefix + "_dropped_bytes", &dropped) && dropped > 0) {
-      s += ", " + formatBytes(static_cast<uint64_t>(dropped)) + " dropped";
-    }
-    return s;
-  };
+}
+
+// "<kind>12 KiB, truncated, 3 KiB dropped" for the stream whose fields start with `prefix`.
+std::string streamLine(const Object::Ptr& job, const std::string& prefix, const std::string& kind) {
+  double bytes = 0, dropped = 0;
+  if (!num(job, prefix + "_bytes", &bytes)) return "";
+  std::string s = kind + formatBytes(static_cast<uint64_t>(bytes));
+  if (boolean(job, prefix + "_truncated")) s += ", truncated";
+  if (num(job, prefix + "_dropped_bytes", &dropped) && dropped > 0) {
+    s += ", " + formatBytes(static_cast<uint64_t>(dropped)) + " dropped";
+  }
+  return s;
+}
+
+std::string ioLimitPart(const Object::Ptr& e) {
+  double v = 0;
+  std::string s = "io " + str(e, "device");
+  if (num(e, "read_bps", &v)) s += " read " + formatBytes(static_cast<uint64_t>(v)) + "/s";
+  if (num(e, "write_bps", &v)) s += " write " + formatBytes(static_cast<uint64_t>(v)) + "/s";
+  if (num(e, "read_iops", &v)) s += " read " + std::to_string(static_cast<long>(v)) + " iops";
+  if (num(e, "write_iops", &v)) s += " write " + std::to_string(static_cast<long>(v)) + " iops";
+  return s;
+}
+
+std::string limitsLine(const Object::Ptr& limits) {
+  if (!limits) return "";
+  std::vector<std::string> parts;
+  double v = 0;
+  if (num(limits, "cpu", &v)) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "cpu %g", v);
+    parts.push_back(buf);
+  }
+  if (num(limits, "memory", &v)) parts.push_back("memory " + formatBytes(static_cast<uint64_t>(v)));
+  if (num(limits, "pids", &v)) parts.push_back("pids " + std::to_string(static_cast<long>(v)));
+  auto io = limits->getArray("io");
+  for (size_t i = 0; io && i < io->size(); ++i) {
+    if (auto e = io->getObject(static_cast<unsigned>(i))) parts.push_back(ioLimitPart(e));
+  }
+  return joinComma(parts);
+}
+
+std::string usageLine(const Object::Ptr& usage) {
+  if (!usage) return "";
+  std::vector<std::string> parts;
+  double v = 0;
+  if (num(usage, "cpu_seconds", &v)) parts.push_back("cpu " + formatSpan(v));
+  if (num(usage, "memory_peak_bytes", &v)) {
+    parts.push_back("memory peak " + formatBytes(static_cast<uint64_t>(v)));
+  }
+  if (num(usage, "io_read_bytes", &v)) {
+    parts.push_back("read " + formatBytes(static_cast<uint64_t>(v)));
+  }
+  if (num(usage, "io_write_bytes", &v)) {
+    parts.push_back("written " + formatBytes(static_cast<uint64_t>(v)));
+  }
+  if (num(usage, "pids_peak", &v)) {
+    parts.push_back("pids peak " + std::to_string(static_cast<long>(v)));
+  }
+  return joinComma(parts);
+}
+
+// "" when the job says nothing about isolation, "none" when it says it has none.
+std::string isolationLine(const Poco::JSON::Array::Ptr& iso) {
+  if (!iso) return "";
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < iso->size(); ++i) {
+    parts.push_back(iso->get(static_cast<unsigned>(i)).convert<std::string>());
+  }
+  return parts.empty() ? "none" : joinComma(parts);
+}
+
+}  // namespace
+
+std::string formatStatus(const Object::Ptr& job, const Poco::Timestamp& now) {
+  StatusBlock block;
+  block.add("ID", str(job, "id"));
+  block.add("Owner", ownerLine(job));
+  block.add("Command", shellQuote(commandOf(job)));
+  block.add("State", stateLine(job));
+  addTimes(block, job, now);
   std::string out_kind = str(job, "output");
-  add("Output", streamLine("output", out_kind.empty() ? "" : out_kind + ", "));
-  add("Stderr", streamLine("stderr", ""));
-  auto limits = job ? job->getObject("limits") : nullptr;
-  if (limits) {
-    std::vector<std::string> parts;
-    if (num(limits, "cpu", &v)) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "cpu %g", v);
-      parts.push_back(buf);
-    }
-    if (num(limits, "memory", &v))
-      parts.push_back("memory " + formatBytes(static_cast<uint64_t>(v)));
-    if (num(limits, "pids", &v)) parts.push_back("pids " + std::to_string(static_cast<long>(v)));
-    auto io = limits->getArray("io");
-    for (size_t i = 0; io && i < io->size(); ++i) {
-      auto e = io->getObject(static_cast<unsigned>(i));
-      if (!e) continue;
-      std::string s = "io " + str(e, "device");
-      if (num(e, "read_bps", &v)) s += " read " + formatBytes(static_cast<uint64_t>(v)) + "/s";
-      if (num(e, "write_bps", &v)) s += " write " + formatBytes(static_cast<uint64_t>(v)) + "/s";
-      if (num(e, "read_iops", &v)) s += " read " + std::to_string(static_cast<long>(v)) + " iops";
-      if (num(e, "write_iops", &v)) s += " write " + std::to_string(static_cast<long>(v)) + " iops";
-      parts.push_back(s);
-    }
-    std::string joined;
-    for (const auto& p : parts) joined += (joined.empty() ? "" : ", ") + p;
-    add("Limits", joined);
-  }
-  auto usage = job ? job->getObject("usage") : nullptr;
-  if (usage) {
-    std::vector<std::string> parts;
-    if (num(usage, "cpu_seconds", &v)) parts.push_back("cpu " + formatSpan(v));
-    if (num(usage, "memory_peak_bytes", &v))
-      parts.push_back("memory peak " + formatBytes(static_cast<uint64_t>(v)));
-    if (num(usage, "io_read_bytes", &v))
-      parts.push_back("read " + formatBytes(static_cast<uint64_t>(v)));
-    if (num(usage, "io_write_bytes", &v))
-      parts.push_back("written " + formatBytes(static_cast<uint64_t>(v)));
-    if (num(usage, "pids_peak", &v))
-      parts.push_back("pids peak " + std::to_string(static_cast<long>(v)));
-    std::string joined;
-    for (const auto& p : parts) joined += (joined.empty() ? "" : ", ") + p;
-    add("Usage", joined);
-  }
-  auto iso = job ? job->getArray("isolation") : nullptr;
-  if (iso) {
-    std::string joined;
-    for (size_t i = 0; i < iso->size(); ++i) {
-      joined += (i ? ", " : "") + iso->get(static_cast<unsigned>(i)).convert<std::string>();
-    }
-    add("Isolation", joined.empty() ? "none" : joined);
-  }
-  if (!str(job, "network").empty()) add("Network", str(job, "network"));
-  std::string out;
-  size_t w = 0;
-  for (const auto& r : rows) w = std::max(w, r[0].size());
-  for (const auto& r : rows) out += r[0] + std::string(w - r[0].size() + 1, ' ') + r[1] + "\n";
-  return out;
+  block.add("Output", streamLine(job, "output", out_kind.empty() ? "" : out_kind + ", "));
+  block.add("Stderr", streamLine(job, "stderr", ""));
+  block.add("Limits", limitsLine(job ? job->getObject("limits") : nullptr));
+  block.add("Usage", usageLine(job ? job->getObject("usage") : nullptr));
+  block.add("Isolation", isolationLine(job ? job->getArray("isolation") : nullptr));
+  block.add("Network", str(job, "network"));
+  return block.render();
 }
 
 }  // namespace jw::client
