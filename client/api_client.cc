@@ -108,6 +108,33 @@ ClientError trustError(int verify_error, const ServerUrl& url, const std::string
   return e;
 }
 
+// An SSLException: OpenSSL's reason string is all there is to tell a refused certificate, a
+// server that went away mid-handshake and a port that does not speak TLS apart.
+ClientError mapTlsFailure(const Poco::Exception& ex, const ServerUrl& url,
+                          const std::string& ca_file) {
+  using K = ClientError::Kind;
+  if (tl_verify_error != X509_V_OK) return trustError(tl_verify_error, url, ca_file);
+  std::string reason = pocoReason(ex);
+  if (reason.find("certificate verify failed") != std::string::npos) {
+    return trustError(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, url, ca_file);
+  }
+  if (reason.find("unexpected eof") != std::string::npos ||
+      reason.find("connection reset") != std::string::npos) {
+    // A frontend restarting under us: the kernel accepted, nobody completed the handshake.
+    return {K::kLost, "lost the connection to " + url.text + " (closed during TLS): retry", 0, ""};
+  }
+  if (reason.find("wrong version number") != std::string::npos ||
+      reason.find("packet length too long") != std::string::npos) {
+    return {K::kTls,
+            "cannot reach " + url.text + ": it does not speak TLS: check the port in --server", 0,
+            ""};
+  }
+  return {
+      K::kTls,
+      "TLS handshake with " + url.text + " failed (" + reason + "): check --server and --ca-file",
+      0, ""};
+}
+
 ClientError mapException(const Poco::Exception& ex, Phase phase, const ServerUrl& url,
                          const std::string& ca_file) {
   using K = ClientError::Kind;
@@ -134,26 +161,7 @@ ClientError mapException(const Poco::Exception& ex, Phase phase, const ServerUrl
                 " is a jobworker server",
             0, ""};
   }
-  if (dynamic_cast<const Poco::Net::SSLException*>(&ex)) {
-    if (tl_verify_error != X509_V_OK) return trustError(tl_verify_error, url, ca_file);
-    std::string reason = pocoReason(ex);
-    if (reason.find("certificate verify failed") != std::string::npos) {
-      return trustError(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, url, ca_file);
-    }
-    if (reason.find("unexpected eof") != std::string::npos ||
-        reason.find("connection reset") != std::string::npos) {
-      // A frontend restarting under us: the kernel accepted, nobody completed the handshake.
-      return {K::kLost, lost + "closed during TLS): retry", 0, ""};
-    }
-    if (reason.find("wrong version number") != std::string::npos ||
-        reason.find("packet length too long") != std::string::npos) {
-      return {K::kTls, reach + "it does not speak TLS: check the port in --server", 0, ""};
-    }
-    return {
-        K::kTls,
-        "TLS handshake with " + url.text + " failed (" + reason + "): check --server and --ca-file",
-        0, ""};
-  }
+  if (dynamic_cast<const Poco::Net::SSLException*>(&ex)) return mapTlsFailure(ex, url, ca_file);
   if (dynamic_cast<const Poco::Net::NoMessageException*>(&ex)) {
     return {K::kLost, url.text + " closed the connection without answering: retry", 0, ""};
   }
@@ -189,6 +197,118 @@ class Session : public Poco::Net::HTTPSClientSession {
   int readSome(char* buf, std::streamsize n) { return read(buf, n); }
 };
 
+Poco::Timespan timespan(std::chrono::milliseconds ms) {
+  return Poco::Timespan(static_cast<long>(ms.count() / 1000),
+                        static_cast<long>(ms.count() % 1000) * 1000);
+}
+
+// Reads a whole response body; false when it grows past kMaxResponseBody.
+bool readBoundedBody(std::istream& is, std::string* body) {
+  std::vector<char> buf(kReadSize);
+  while (is && body->size() <= kMaxResponseBody) {
+    is.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    body->append(buf.data(), static_cast<size_t>(is.gcount()));
+  }
+  return body->size() <= kMaxResponseBody;
+}
+
+// How reading a log body ended.
+enum class BodyEnd {
+  kComplete,    // the framing says every byte arrived (or, close-delimited, the server closed)
+  kCut,         // the connection ended first
+  kStopped,     // the sink asked to stop
+  kBadFraming,  // the chunked framing was broken
+};
+using DeliverFn = std::function<bool(std::string_view)>;
+
+BodyEnd readChunkedBody(Session& session, const DeliverFn& deliver, std::string* framing_error) {
+  std::vector<char> buf(kReadSize);
+  ChunkedDecoder decoder;
+  bool stopped = false;
+  const ChunkedDecoder::DataFn pass_on = [&](std::string_view piece) {
+    if (deliver(piece)) return true;
+    stopped = true;
+    return false;
+  };
+  while (!decoder.done()) {
+    int n = session.readSome(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (n <= 0) break;
+    if (!decoder.feed(std::string_view(buf.data(), static_cast<size_t>(n)), pass_on)) {
+      if (stopped) return BodyEnd::kStopped;
+      *framing_error = decoder.error();
+      return BodyEnd::kBadFraming;
+    }
+  }
+  return decoder.done() ? BodyEnd::kComplete : BodyEnd::kCut;
+}
+
+BodyEnd readSizedBody(Session& session, uint64_t left, const DeliverFn& deliver) {
+  std::vector<char> buf(kReadSize);
+  while (left > 0) {
+    auto want = static_cast<std::streamsize>(std::min<uint64_t>(left, buf.size()));
+    int n = session.readSome(buf.data(), want);
+    if (n <= 0) break;
+    left -= static_cast<uint64_t>(n);
+    if (!deliver(std::string_view(buf.data(), static_cast<size_t>(n)))) return BodyEnd::kStopped;
+  }
+  return left == 0 ? BodyEnd::kComplete : BodyEnd::kCut;
+}
+
+// Close-delimited: the end cannot be told from a cut; streamLogs() checks the job's status.
+BodyEnd readUntilClose(Session& session, const DeliverFn& deliver) {
+  std::vector<char> buf(kReadSize);
+  while (true) {
+    int n = session.readSome(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (n <= 0) return BodyEnd::kComplete;
+    if (!deliver(std::string_view(buf.data(), static_cast<size_t>(n)))) return BodyEnd::kStopped;
+  }
+}
+
+BodyEnd readLogBody(Session& session, Poco::Net::HTTPResponse& resp, const DeliverFn& deliver,
+                    std::string* framing_error) {
+  if (resp.getChunkedTransferEncoding()) return readChunkedBody(session, deliver, framing_error);
+  if (resp.hasContentLength()) {
+    return readSizedBody(session, static_cast<uint64_t>(resp.getContentLength64()), deliver);
+  }
+  return readUntilClose(session, deliver);
+}
+
+// What a round that read the body this way has to report; nothing when it ended as it should.
+std::optional<ClientError> bodyEndError(BodyEnd end, const std::string& framing_error,
+                                        const ServerUrl& url) {
+  switch (end) {
+    case BodyEnd::kComplete:
+    case BodyEnd::kStopped:
+      return std::nullopt;
+    case BodyEnd::kBadFraming:
+      return ClientError{ClientError::Kind::kLost,
+                         "bad chunked framing from " + url.text + " (" + framing_error + ")", 0,
+                         ""};
+    case BodyEnd::kCut:
+      break;
+  }
+  return ClientError{ClientError::Kind::kLost,
+                     "lost the connection to " + url.text + " (closed mid-stream)", 0, ""};
+}
+
+// Resuming anywhere but at `offset` would lose or repeat bytes.
+std::optional<ClientError> resumedElsewhere(const Poco::Net::HTTPResponse& resp,
+                                            const std::string& job_id, uint64_t offset) {
+  std::string echoed = resp.get("X-Jobworker-Offset", "");
+  if (echoed.empty() || echoed == std::to_string(offset)) return std::nullopt;
+  return ClientError{ClientError::Kind::kProtocol,
+                     "the server resumed job " + job_id + "'s output at byte " + echoed +
+                         " instead of " + std::to_string(offset),
+                     0, ""};
+}
+
+std::string logsPath(const LogRequest& lr, uint64_t offset) {
+  std::string path = "/v1/jobs/" + urlEncode(lr.job_id) + "/logs?offset=" + std::to_string(offset);
+  if (lr.follow) path += "&follow=true";
+  if (!lr.stream.empty()) path += "&stream=" + urlEncode(lr.stream);
+  return path;
+}
+
 void prepareRequest(Poco::Net::HTTPRequest& req, const std::string& token) {
   req.set("User-Agent", std::string("jobworker/") + JW_VERSION);
   req.set("Accept", "application/json");
@@ -216,6 +336,21 @@ Response collectResponse(Poco::Net::HTTPResponse& resp, std::string body) {
 }
 
 bool isFinalState(const std::string& s) { return s == "exited" || s == "killed" || s == "failed"; }
+
+// The server ends a follow stream when the job has ended. Confirm it, and that every byte the
+// server stored has arrived, before telling the caller "done". A status that cannot be read
+// counts as confirmed: the stream itself ended properly.
+bool followReallyEnded(const ApiClient& api, const LogRequest& lr, uint64_t offset) {
+  auto st = api.request("GET", "/v1/jobs/" + urlEncode(lr.job_id));
+  if (!st || st->status != 200 || !st->object()) return true;
+  auto o = st->object();
+  std::string state = o->optValue<std::string>("state", "");
+  const char* count_field = lr.stream == "stderr" ? "stderr_bytes" : "output_bytes";
+  uint64_t stored = o->has(count_field) && o->get(count_field).isNumeric()
+                        ? o->get(count_field).convert<uint64_t>()
+                        : 0;
+  return isFinalState(state) && offset >= stored;
+}
 
 }  // namespace
 
@@ -415,11 +550,8 @@ ClientResult<Response> ApiClient::requestOnce(const std::string& method, const s
   *before_send = true;
   try {
     Session session(url_.host, url_.port, context_);
-    auto io = Poco::Timespan(static_cast<long>(settings_.io_timeout.count() / 1000),
-                             static_cast<long>(settings_.io_timeout.count() % 1000) * 1000);
-    auto conn = Poco::Timespan(static_cast<long>(settings_.connect_timeout.count() / 1000),
-                               static_cast<long>(settings_.connect_timeout.count() % 1000) * 1000);
-    session.setTimeout(conn, io, io);
+    session.setTimeout(timespan(settings_.connect_timeout), timespan(settings_.io_timeout),
+                       timespan(settings_.io_timeout));
     Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
     prepareRequest(req, settings_.token);
     if (json_body) {
@@ -440,15 +572,10 @@ ClientResult<Response> ApiClient::requestOnce(const std::string& method, const s
     std::istream& is = session.receiveResponse(resp);
     phase = Phase::kBody;
     std::string body;
-    std::vector<char> buf(kReadSize);
-    while (is) {
-      is.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-      body.append(buf.data(), static_cast<size_t>(is.gcount()));
-      if (body.size() > kMaxResponseBody) {
-        return ClientError{ClientError::Kind::kProtocol,
-                           url_.text + " sent an oversized response to " + method + " " + path, 0,
-                           ""};
-      }
+    if (!readBoundedBody(is, &body)) {
+      return ClientError{ClientError::Kind::kProtocol,
+                         url_.text + " sent an oversized response to " + method + " " + path, 0,
+                         ""};
     }
     return collectResponse(resp, std::move(body));
   } catch (const Poco::Exception& e) {
@@ -518,9 +645,6 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
   StreamRound round;
   Phase phase = Phase::kConnect;
   tl_verify_error = X509_V_OK;
-  std::string path = "/v1/jobs/" + urlEncode(lr.job_id) + "/logs?offset=" + std::to_string(offset);
-  if (lr.follow) path += "&follow=true";
-  if (!lr.stream.empty()) path += "&stream=" + urlEncode(lr.stream);
   auto deliver = [&](std::string_view piece) {
     if (piece.empty()) return true;
     round.bytes += piece.size();
@@ -532,13 +656,9 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
   };
   try {
     Session session(url_.host, url_.port, context_);
-    auto ms = lr.follow ? lr.idle_reconnect : settings_.io_timeout;
-    auto recv = Poco::Timespan(static_cast<long>(ms.count() / 1000),
-                               static_cast<long>(ms.count() % 1000) * 1000);
-    auto conn = Poco::Timespan(static_cast<long>(settings_.connect_timeout.count() / 1000),
-                               static_cast<long>(settings_.connect_timeout.count() % 1000) * 1000);
-    session.setTimeout(conn, conn, recv);
-    Poco::Net::HTTPRequest req("GET", path, Poco::Net::HTTPMessage::HTTP_1_1);
+    auto conn = timespan(settings_.connect_timeout);
+    session.setTimeout(conn, conn, timespan(lr.follow ? lr.idle_reconnect : settings_.io_timeout));
+    Poco::Net::HTTPRequest req("GET", logsPath(lr, offset), Poco::Net::HTTPMessage::HTTP_1_1);
     prepareRequest(req, settings_.token);
     req.set("Accept", "application/octet-stream");
     session.sendRequest(req).flush();
@@ -548,62 +668,16 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
     phase = Phase::kBody;
     if (resp.getStatus() != Poco::Net::HTTPResponse::HTTP_OK) {
       std::string body;
-      std::vector<char> buf(kReadSize);
-      while (is && body.size() < kMaxResponseBody) {
-        is.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        body.append(buf.data(), static_cast<size_t>(is.gcount()));
-      }
+      readBoundedBody(is, &body);  // an error reply cut at the cap still says something
       round.error = httpError(collectResponse(resp, std::move(body)), "job " + lr.job_id, url_);
       return round;
     }
     round.responded = true;
-    std::string echoed = resp.get("X-Jobworker-Offset", "");
-    if (!echoed.empty() && echoed != std::to_string(offset)) {
-      // Resuming anywhere else would lose or repeat bytes.
-      return ClientError{ClientError::Kind::kProtocol,
-                         "the server resumed job " + lr.job_id + "'s output at byte " + echoed +
-                             " instead of " + std::to_string(offset),
-                         0, ""};
-    }
-    std::vector<char> buf(kReadSize);
-    if (resp.getChunkedTransferEncoding()) {
-      ChunkedDecoder decoder;
-      while (!decoder.done()) {
-        int n = session.readSome(buf.data(), static_cast<std::streamsize>(buf.size()));
-        if (n <= 0) break;
-        if (!decoder.feed(std::string_view(buf.data(), static_cast<size_t>(n)), deliver)) {
-          if (round.aborted) return round;
-          round.error = ClientError{
-              ClientError::Kind::kLost,
-              "bad chunked framing from " + url_.text + " (" + decoder.error() + ")", 0, ""};
-          return round;
-        }
-      }
-      round.complete = decoder.done();
-    } else if (resp.hasContentLength()) {
-      uint64_t left = static_cast<uint64_t>(resp.getContentLength64());
-      while (left > 0) {
-        auto want = static_cast<std::streamsize>(std::min<uint64_t>(left, buf.size()));
-        int n = session.readSome(buf.data(), want);
-        if (n <= 0) break;
-        left -= static_cast<uint64_t>(n);
-        if (!deliver(std::string_view(buf.data(), static_cast<size_t>(n)))) return round;
-      }
-      round.complete = left == 0;
-    } else {
-      // Close-delimited: the end cannot be told from a cut; streamLogs() checks the status.
-      while (true) {
-        int n = session.readSome(buf.data(), static_cast<std::streamsize>(buf.size()));
-        if (n <= 0) break;
-        if (!deliver(std::string_view(buf.data(), static_cast<size_t>(n)))) return round;
-      }
-      round.complete = true;
-    }
-    if (!round.complete) {
-      round.error =
-          ClientError{ClientError::Kind::kLost,
-                      "lost the connection to " + url_.text + " (closed mid-stream)", 0, ""};
-    }
+    if (auto moved = resumedElsewhere(resp, lr.job_id, offset)) return *moved;
+    std::string framing_error;
+    BodyEnd end = readLogBody(session, resp, deliver, &framing_error);
+    round.complete = end == BodyEnd::kComplete;
+    round.error = bodyEndError(end, framing_error, url_);
     return round;
   } catch (const Poco::Exception& e) {
     ClientError err = mapException(e, phase, url_, settings_.ca_file);
@@ -642,18 +716,7 @@ ClientResult<LogStreamEnd> ApiClient::streamLogs(const LogRequest& lr, const Chu
     }
     ClientError why;
     if (!round.error) {
-      if (!lr.follow) return end;
-      // The server ends a follow stream when the job has ended. Confirm it, and that every byte
-      // the server stored has arrived, before telling the caller "done".
-      auto st = request("GET", "/v1/jobs/" + urlEncode(lr.job_id));
-      if (!st || st->status != 200 || !st->object()) return end;
-      auto o = st->object();
-      std::string state = o->optValue<std::string>("state", "");
-      const char* count_field = lr.stream == "stderr" ? "stderr_bytes" : "output_bytes";
-      uint64_t stored = o->has(count_field) && o->get(count_field).isNumeric()
-                            ? o->get(count_field).convert<uint64_t>()
-                            : 0;
-      if (isFinalState(state) && end.offset >= stored) return end;
+      if (!lr.follow || followReallyEnded(*this, lr, end.offset)) return end;
       why = ClientError{ClientError::Kind::kLost,
                         "the server ended the log stream of job " + lr.job_id + " early", 0, ""};
     } else {
