@@ -211,60 +211,90 @@ Result<uint32_t> parseCount(const std::string& flag, const std::string& v) {
   return static_cast<uint32_t>(std::stoul(v));
 }
 
-// Applies one parsed flag to the invocation; returns a usage error or nothing.
-std::optional<std::string> applyOption(Invocation& inv, const std::string& name,
-                                       const std::string& value) {
-  JobSpec& spec = inv.spec;
-  auto withError = [&](const Error& e) -> std::optional<std::string> { return e.message; };
-  if (name == "server") {
-    inv.server = value;
-  } else if (name == "ca-file") {
-    inv.ca_file = value;
-  } else if (name == "output") {
-    if (value == "json") {
-      inv.output = OutputFormat::kJson;
-    } else if (value == "human" || value == "text") {
-      inv.output = OutputFormat::kHuman;
-    } else {
-      return "bad --output '" + value + "': use human or json";
-    }
-  } else if (name == "help") {
-    inv.help = true;
-  } else if (name == "version") {
-    inv.version = true;
-  } else if (name == "user") {
-    inv.user = value;
-  } else if (name == "password-stdin") {
-    inv.password_stdin = true;
-  } else if (name == "grace" || name == "timeout") {
-    auto d = jw::config::parseDurationMs(value);
-    if (!d) return "bad --" + name + " '" + value + "': use a duration like 500ms, 10s, 2m or 1h";
-    (name == "grace" ? inv.grace_ms : spec.timeout_ms) = d.value();
-    if (name == "timeout" && d.value() == 0) return "bad --timeout '" + value + "': must be > 0";
-  } else if (name == "all") {
-    inv.all = true;
-  } else if (name == "quiet") {
-    inv.quiet = true;
-  } else if (name == "state") {
-    if (value != "running" && value != "exited" && value != "killed" && value != "failed") {
-      return "bad --state '" + value + "': use running, exited, killed or failed";
-    }
-    inv.state = value;
-  } else if (name == "follow") {
-    inv.follow = true;
-  } else if (name == "stream") {
-    if (value != "stdout" && value != "stderr")
-      return "bad --stream '" + value + "': use stdout or stderr";
-    inv.stream = value;
-  } else if (name == "env") {
+using Usage = std::optional<std::string>;  // a usage error, or nothing
+
+// Flags that only switch something on.
+bool* switchFor(Invocation& inv, const std::string& name) {
+  if (name == "help") return &inv.help;
+  if (name == "version") return &inv.version;
+  if (name == "password-stdin") return &inv.password_stdin;
+  if (name == "all") return &inv.all;
+  if (name == "quiet") return &inv.quiet;
+  if (name == "follow") return &inv.follow;
+  if (name == "separate-stderr") return &inv.spec.separate_stderr;
+  return nullptr;
+}
+
+// Flags whose value is taken as given (checked where it is used).
+std::optional<std::string>* textFor(Invocation& inv, const std::string& name) {
+  if (name == "server") return &inv.server;
+  if (name == "ca-file") return &inv.ca_file;
+  if (name == "user") return &inv.user;
+  return nullptr;
+}
+
+Usage setChoice(std::optional<std::string>& field, const std::string& name,
+                const std::string& value, std::initializer_list<std::string_view> allowed,
+                const char* hint) {
+  if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) {
+    return "bad --" + name + " '" + value + "': use " + hint;
+  }
+  field = value;
+  return std::nullopt;
+}
+
+Usage setOutput(Invocation& inv, const std::string& value) {
+  if (value == "json") {
+    inv.output = OutputFormat::kJson;
+  } else if (value == "human" || value == "text") {
+    inv.output = OutputFormat::kHuman;
+  } else {
+    return "bad --output '" + value + "': use human or json";
+  }
+  return std::nullopt;
+}
+
+// --grace and --timeout.
+Usage setDuration(Invocation& inv, const std::string& name, const std::string& value) {
+  auto d = jw::config::parseDurationMs(value);
+  if (!d) return "bad --" + name + " '" + value + "': use a duration like 500ms, 10s, 2m or 1h";
+  (name == "grace" ? inv.grace_ms : inv.spec.timeout_ms) = d.value();
+  if (name == "timeout" && d.value() == 0) return "bad --timeout '" + value + "': must be > 0";
+  return std::nullopt;
+}
+
+// --io-{read,write}-{bps,iops} DEV=VALUE: a size for bandwidth, a count for operations.
+Usage addIoLimit(JobSpec& spec, const std::string& name, const std::string& value) {
+  auto dv = splitDevValue(name, value);
+  if (!dv) return dv.error().message;
+  const auto& [dev, v] = dv.value();
+  bool bps = name.size() > 4 && name.compare(name.size() - 4, 4, "-bps") == 0;
+  Result<uint64_t> n = bps ? jw::config::parseSize(v) : Result<uint64_t>(Error{""});
+  if (!bps) {
+    auto c = parseCount(name, v);
+    if (c) n = static_cast<uint64_t>(c.value());
+  }
+  if (!n || n.value() == 0) {
+    return "bad --" + name + " '" + value +
+           "': use DEVICE=" + (bps ? "SIZE (e.g. /dev/vda=10M)" : "N");
+  }
+  IoLimitArg& io = spec.io[dev];
+  if (name == "io-read-bps") io.read_bps = n.value();
+  if (name == "io-write-bps") io.write_bps = n.value();
+  if (name == "io-read-iops") io.read_iops = n.value();
+  if (name == "io-write-iops") io.write_iops = n.value();
+  return std::nullopt;
+}
+
+// The start/run flags that carry a checked value: --env, --cwd, --cpu, --memory, --pids.
+Usage applyJobFlag(JobSpec& spec, const std::string& name, const std::string& value) {
+  if (name == "env") {
     std::string key = value.substr(0, value.find('='));
     if (key.empty()) return "bad --env '" + value + "': use K=V or K";
     spec.env.push_back(value);
   } else if (name == "cwd") {
     if (value.empty()) return "bad --cwd: empty directory";
     spec.cwd = value;
-  } else if (name == "separate-stderr") {
-    spec.separate_stderr = true;
   } else if (name == "cpu") {
     auto m = jw::config::parseCpuMillicores(value);
     if (!m) return "bad --cpu '" + value + "': use cores, e.g. 0.5 or 2";
@@ -275,35 +305,36 @@ std::optional<std::string> applyOption(Invocation& inv, const std::string& name,
     spec.memory_bytes = s.value();
   } else if (name == "pids") {
     auto n = parseCount(name, value);
-    if (!n) return withError(n.error());
+    if (!n) return n.error().message;
     spec.pids = n.value();
-  } else if (name.rfind("io-", 0) == 0) {
-    auto dv = splitDevValue(name, value);
-    if (!dv) return withError(dv.error());
-    const auto& [dev, v] = dv.value();
-    bool bps = name.size() > 4 && name.compare(name.size() - 4, 4, "-bps") == 0;
-    Result<uint64_t> n = bps ? jw::config::parseSize(v) : Result<uint64_t>(Error{""});
-    if (!bps) {
-      auto c = parseCount(name, v);
-      if (c) n = static_cast<uint64_t>(c.value());
-    }
-    if (!n || n.value() == 0) {
-      return "bad --" + name + " '" + value +
-             "': use DEVICE=" + (bps ? "SIZE (e.g. /dev/vda=10M)" : "N");
-    }
-    IoLimitArg& io = spec.io[dev];
-    if (name == "io-read-bps") io.read_bps = n.value();
-    if (name == "io-write-bps") io.write_bps = n.value();
-    if (name == "io-read-iops") io.read_iops = n.value();
-    if (name == "io-write-iops") io.write_iops = n.value();
-  } else if (name == "network") {
-    if (value != "none" && value != "host")
-      return "bad --network '" + value + "': use none or host";
-    spec.network = value;
   } else {
     return "unknown flag '--" + name + "'";
   }
   return std::nullopt;
+}
+
+// Applies one parsed flag to the invocation.
+Usage applyOption(Invocation& inv, const std::string& name, const std::string& value) {
+  if (bool* on = switchFor(inv, name)) {
+    *on = true;
+    return std::nullopt;
+  }
+  if (std::optional<std::string>* text = textFor(inv, name)) {
+    *text = value;
+    return std::nullopt;
+  }
+  if (name == "state") {
+    return setChoice(inv.state, name, value, {"running", "exited", "killed", "failed"},
+                     "running, exited, killed or failed");
+  }
+  if (name == "stream")
+    return setChoice(inv.stream, name, value, {"stdout", "stderr"}, "stdout or stderr");
+  if (name == "network")
+    return setChoice(inv.spec.network, name, value, {"none", "host"}, "none or host");
+  if (name == "output") return setOutput(inv, value);
+  if (name == "grace" || name == "timeout") return setDuration(inv, name, value);
+  if (name.rfind("io-", 0) == 0) return addIoLimit(inv.spec, name, value);
+  return applyJobFlag(inv.spec, name, value);
 }
 
 // Runs OptionProcessor over args[i..] until a non-flag (or "--"), applying each flag.
@@ -348,6 +379,81 @@ FlagScan scanFlags(const OptionSet& set, const std::vector<std::string>& args, s
   return {i, std::nullopt};
 }
 
+// The flags accepted before the command name: the global ones plus --version.
+OptionSet globalOptions() {
+  OptionSet global;
+  addGlobalOptions(global);
+  global.addOption(Option("version", "V", "print the version and exit"));
+  return global;
+}
+
+// Flags before the command name; *next is set to the index of the command name.
+Usage scanGlobalFlags(const std::vector<std::string>& args, Invocation& inv, size_t* next) {
+  bool early_dashdash = false;
+  FlagScan g = scanFlags(globalOptions(), args, 0, inv, true, nullptr, &early_dashdash);
+  if (g.error) return g.error;
+  if (early_dashdash) {
+    return "'--' before the command: use 'jobworker COMMAND [FLAGS] -- PROG [ARGS...]'";
+  }
+  *next = g.next;
+  return std::nullopt;
+}
+
+// `jobworker help [COMMAND]`: args[i], if there, names the command to explain.
+Usage takeHelpTopic(const std::vector<std::string>& args, size_t i, Invocation& inv) {
+  inv.command = Command::kHelp;
+  if (i >= args.size()) return std::nullopt;
+  const CommandInfo* topic = findCommand(args[i]);
+  if (!topic) return "unknown command '" + args[i] + "'";
+  inv.help_topic = topic->cmd;
+  return std::nullopt;
+}
+
+// start and run: everything after the "--" is the program and its arguments.
+Usage takeProgram(const std::vector<std::string>& args, size_t i, bool dashdash,
+                  const std::string& name, JobSpec& spec) {
+  const std::string how = "use 'jobworker " + name + " [FLAGS] -- PROG [ARGS...]'";
+  if (!dashdash) {
+    return i < args.size() ? "missing '--' before the program '" + args[i] + "': " + how
+                           : "missing '-- PROG [ARGS...]': " + how;
+  }
+  spec.command.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+  if (spec.command.empty() || spec.command[0].empty()) return "missing program after '--': " + how;
+  return std::nullopt;
+}
+
+// stop, status and logs take one job ID; the other commands take no argument.
+Usage takePositionals(std::vector<std::string> positionals, const std::string& name,
+                      Invocation& inv) {
+  const bool takes_id = inv.command == Command::kStop || inv.command == Command::kStatus ||
+                        inv.command == Command::kLogs;
+  if (takes_id) {
+    if (positionals.empty()) return "missing job ID: use 'jobworker " + name + " [FLAGS] ID'";
+    inv.job = positionals[0];
+    if (inv.job.empty()) return "empty job ID";
+    positionals.erase(positionals.begin());
+  }
+  if (!positionals.empty()) return "unexpected argument '" + positionals[0] + "'";
+  return std::nullopt;
+}
+
+// The command's flags and arguments, args[i..].
+Usage parseCommandArgs(const std::vector<std::string>& args, size_t i, const std::string& name,
+                       Invocation& inv) {
+  const bool takes_program = inv.command == Command::kStart || inv.command == Command::kRun;
+  OptionSet set = commandOptions(inv.command);
+  std::vector<std::string> positionals;
+  bool dashdash = false;
+  FlagScan c = scanFlags(set, args, i, inv, takes_program, &positionals, &dashdash);
+  if (c.error) return c.error;
+  if (inv.help) return std::nullopt;
+  if (takes_program) return takeProgram(args, c.next, dashdash, name, inv.spec);
+  // After "--" every remaining argument is positional.
+  positionals.insert(positionals.end(), args.begin() + static_cast<std::ptrdiff_t>(c.next),
+                     args.end());
+  return takePositionals(std::move(positionals), name, inv);
+}
+
 }  // namespace
 
 std::string commandName(Command c) {
@@ -361,35 +467,18 @@ int usageExitCode(Command c) { return c == Command::kRun ? 125 : 2; }
 ParseOutcome parseCommandLine(const std::vector<std::string>& args) {
   ParseOutcome out;
   Invocation& inv = out.inv;
-  // Flags before the command name: the global ones plus --version.
-  OptionSet global;
-  addGlobalOptions(global);
-  global.addOption(Option("version", "V", "print the version and exit"));
-  bool early_dashdash = false;
-  FlagScan g = scanFlags(global, args, 0, inv, true, nullptr, &early_dashdash);
-  if (g.error) {
-    out.usage_error = *g.error;
+  size_t at = 0;  // the command name, after the flags before it
+  if (auto err = scanGlobalFlags(args, inv, &at)) {
+    out.usage_error = err;
     return out;
   }
-  if (early_dashdash) {
-    out.usage_error = "'--' before the command: use 'jobworker COMMAND [FLAGS] -- PROG [ARGS...]'";
-    return out;
-  }
-  if (g.next >= args.size()) {
+  if (at >= args.size()) {
     if (!inv.help && !inv.version) out.usage_error = "missing command";
     return out;
   }
-  const std::string& name = args[g.next];
+  const std::string& name = args[at];
   if (name == "help") {
-    inv.command = Command::kHelp;
-    if (g.next + 1 < args.size()) {
-      const CommandInfo* topic = findCommand(args[g.next + 1]);
-      if (!topic) {
-        out.usage_error = "unknown command '" + args[g.next + 1] + "'";
-        return out;
-      }
-      inv.help_topic = topic->cmd;
-    }
+    out.usage_error = takeHelpTopic(args, at + 1, inv);
     return out;
   }
   const CommandInfo* info = findCommand(name);
@@ -398,52 +487,7 @@ ParseOutcome parseCommandLine(const std::vector<std::string>& args) {
     return out;
   }
   inv.command = info->cmd;
-  const bool takes_program = inv.command == Command::kStart || inv.command == Command::kRun;
-  OptionSet set = commandOptions(inv.command);
-  std::vector<std::string> positionals;
-  bool dashdash = false;
-  FlagScan c = scanFlags(set, args, g.next + 1, inv, takes_program, &positionals, &dashdash);
-  if (c.error) {
-    out.usage_error = *c.error;
-    return out;
-  }
-  if (inv.help) return out;
-  if (takes_program) {
-    if (!dashdash) {
-      out.usage_error = c.next < args.size()
-                            ? "missing '--' before the program '" + args[c.next] +
-                                  "': use 'jobworker " + name + " [FLAGS] -- PROG [ARGS...]'"
-                            : "missing '-- PROG [ARGS...]': use 'jobworker " + name +
-                                  " [FLAGS] -- PROG [ARGS...]'";
-      return out;
-    }
-    inv.spec.command.assign(args.begin() + static_cast<std::ptrdiff_t>(c.next), args.end());
-    if (inv.spec.command.empty() || inv.spec.command[0].empty()) {
-      out.usage_error =
-          "missing program after '--': use 'jobworker " + name + " [FLAGS] -- PROG [ARGS...]'";
-    }
-    return out;
-  }
-  // After "--" every remaining argument is positional.
-  positionals.insert(positionals.end(), args.begin() + static_cast<std::ptrdiff_t>(c.next),
-                     args.end());
-  const bool takes_id = inv.command == Command::kStop || inv.command == Command::kStatus ||
-                        inv.command == Command::kLogs;
-  if (takes_id) {
-    if (positionals.empty()) {
-      out.usage_error = "missing job ID: use 'jobworker " + name + " [FLAGS] ID'";
-      return out;
-    }
-    inv.job = positionals[0];
-    if (inv.job.empty()) {
-      out.usage_error = "empty job ID";
-      return out;
-    }
-    positionals.erase(positionals.begin());
-  }
-  if (!positionals.empty()) {
-    out.usage_error = "unexpected argument '" + positionals[0] + "'";
-  }
+  out.usage_error = parseCommandArgs(args, at + 1, name, inv);
   return out;
 }
 
@@ -456,10 +500,7 @@ std::string helpText(Command c) {
       std::string n = ci.name;
       os << "  " << n << std::string(10 - n.size(), ' ') << ci.summary << "\n";
     }
-    OptionSet global;
-    addGlobalOptions(global);
-    global.addOption(Option("version", "V", "print the version and exit"));
-    os << "\nFlags (also accepted after the command):\n" << optionsHelp(global);
+    os << "\nFlags (also accepted after the command):\n" << optionsHelp(globalOptions());
     os << "\nEnvironment:\n"
           "  JOBWORKER_SERVER    server URL (overridden by --server)\n"
           "  JOBWORKER_TOKEN     session token (instead of the stored one)\n"
