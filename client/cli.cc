@@ -186,9 +186,9 @@ std::optional<std::string> loadContextConfig(Context& ctx) {
   return std::nullopt;
 }
 
-// A ready client for commands that need a session; prints the error and sets `code` otherwise.
-std::optional<ApiClient> connect(Context& ctx, bool need_token, int* code) {
-  *code = ctx.failure_code;
+// A ready client with the session token; prints the error otherwise (exit with
+// ctx.failure_code).
+std::optional<ApiClient> connect(Context& ctx) {
   if (auto err = loadContextConfig(ctx)) {
     printError(*err);
     return std::nullopt;
@@ -198,7 +198,7 @@ std::optional<ApiClient> connect(Context& ctx, bool need_token, int* code) {
     printError("not logged in: " + loginHint(""));
     return std::nullopt;
   }
-  if (need_token && cs.token.empty()) {
+  if (cs.token.empty()) {
     auto url = parseServerUrl(cs.server);
     printError("not logged in: " + loginHint(url ? url->text : cs.server));
     return std::nullopt;
@@ -215,71 +215,109 @@ std::optional<ApiClient> connect(Context& ctx, bool need_token, int* code) {
   return std::move(client.value());
 }
 
-std::string shownId(const std::string& ref, const std::string& id) { return id.empty() ? ref : id; }
+// For stop, status and logs: the client and the job id their ID argument names.
+struct JobTarget {
+  ApiClient client;
+  std::string id;
+};
+
+std::optional<JobTarget> connectToJob(Context& ctx) {
+  auto client = connect(ctx);
+  if (!client) return std::nullopt;
+  auto id = resolveJobId(client.value(), ctx.inv.job);
+  if (!id) {
+    printError(id.error().message);
+    return std::nullopt;
+  }
+  return JobTarget{std::move(client.value()), id.value()};
+}
+
+// The response when it arrived with one of the `ok` statuses; otherwise prints why not (`what`
+// names the object for httpError, "" for none).
+std::optional<Response> expectStatus(const ApiClient& client, ClientResult<Response> r,
+                                     std::initializer_list<int> ok, const std::string& what) {
+  if (!r) {
+    printError(r.error().message);
+    return std::nullopt;
+  }
+  if (std::find(ok.begin(), ok.end(), r->status) == ok.end()) {
+    printError(httpError(r.value(), what, client.server()).message);
+    return std::nullopt;
+  }
+  return std::move(r.value());
+}
 
 // ---- commands ---------------------------------------------------------------------------------
 
-int cmdLogin(Context& ctx) {
-  const Invocation& inv = ctx.inv;
-  if (auto err = loadContextConfig(ctx)) return fail(*err, kExitFailure);
-  ConnectionSettings cs = resolveConnection(inv, realGetenv, ctx.config);
+// Where to log in: the server URL and the CA file (stored absolute: later commands run from
+// other directories). Prints the error and sets *code otherwise.
+struct LoginTarget {
+  ServerUrl url;
+  std::string ca_file;
+};
+
+std::optional<LoginTarget> loginTarget(Context& ctx, int* code) {
+  *code = kExitFailure;
+  if (auto err = loadContextConfig(ctx)) {
+    printError(*err);
+    return std::nullopt;
+  }
+  ConnectionSettings cs = resolveConnection(ctx.inv, realGetenv, ctx.config);
+  *code = kExitUsage;
   if (cs.server.empty()) {
-    return fail("no server given: run 'jobworker login --server https://HOST:PORT'", kExitUsage);
+    printError("no server given: run 'jobworker login --server https://HOST:PORT'");
+    return std::nullopt;
   }
   auto url = parseServerUrl(cs.server);
-  if (!url) return fail(url.error().message, kExitUsage);
-  std::string ca_file = cs.ca_file;
-  if (!ca_file.empty()) {
+  if (!url) {
+    printError(url.error().message);
+    return std::nullopt;
+  }
+  LoginTarget target{url.value(), cs.ca_file};
+  if (!target.ca_file.empty()) {
     char resolved[PATH_MAX];
-    if (realpath(ca_file.c_str(), resolved) == nullptr) {
-      return fail(
-          "cannot read CA file " + ca_file + ": " + std::strerror(errno) + ": check --ca-file",
-          kExitFailure);
+    if (realpath(target.ca_file.c_str(), resolved) == nullptr) {
+      printError("cannot read CA file " + target.ca_file + ": " + std::strerror(errno) +
+                 ": check --ca-file");
+      *code = kExitFailure;
+      return std::nullopt;
     }
-    ca_file = resolved;  // stored absolute: later commands run from other directories
+    target.ca_file = resolved;
   }
-  std::string user;
-  if (inv.user) {
-    user = *inv.user;
-  } else {
-    auto typed = promptTty("User: ", true);
-    if (!typed || typed->empty()) {
-      return fail("no user name: pass --user NAME", kExitUsage);
-    }
-    user = typed.value();
+  return target;
+}
+
+// --user, or asked on the terminal.
+std::optional<std::string> loginUser(const Invocation& inv) {
+  if (inv.user) return *inv.user;
+  auto typed = promptTty("User: ", true);
+  if (!typed || typed->empty()) {
+    printError("no user name: pass --user NAME");
+    return std::nullopt;
   }
-  std::string password;
+  return typed.value();
+}
+
+// The first line of stdin with --password-stdin, or asked on the terminal without echo.
+std::optional<std::string> loginPassword(const Invocation& inv, const std::string& user,
+                                         const ServerUrl& url) {
   if (inv.password_stdin) {
     auto p = readPasswordStdin();
-    if (!p) return fail(p.error().message, kExitFailure);
-    password = std::move(p.value());
-  } else {
-    auto p = promptTty("Password for " + user + " at " + url->text + ": ", false);
     if (!p) {
-      return fail("cannot prompt for the password (no terminal): pipe it in with --password-stdin",
-                  kExitFailure);
+      printError(p.error().message);
+      return std::nullopt;
     }
-    password = std::move(p.value());
+    return std::move(p.value());
   }
-  ApiClient::Settings s;
-  s.server = url->text;
-  s.ca_file = ca_file;
-  auto client = ApiClient::create(s);
-  if (!client) return fail(client.error().message, kExitFailure);
-  auto info = client->login(user, password);
-  std::fill(password.begin(), password.end(), '\0');
-  if (!info) return fail(info.error().message, kExitFailure);
-  CliConfig cfg;
-  cfg.server = url->text;
-  cfg.ca_file = ca_file;
-  cfg.token = info->token;
-  cfg.user = info->user;
-  cfg.role = info->role;
-  cfg.expires_at = info->expires_at;
-  Status saved = saveConfig(ctx.config_path, cfg);
-  if (!saved) {
-    return fail("logged in, but cannot store the session: " + saved.error().message, kExitFailure);
+  auto p = promptTty("Password for " + user + " at " + url.text + ": ", false);
+  if (!p) {
+    printError("cannot prompt for the password (no terminal): pipe it in with --password-stdin");
+    return std::nullopt;
   }
+  return std::move(p.value());
+}
+
+void printLoggedIn(const Invocation& inv, const CliConfig& cfg) {
   if (inv.output == OutputFormat::kJson) {
     Poco::JSON::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
     o.set("server", cfg.server);
@@ -289,11 +327,42 @@ int cmdLogin(Context& ctx) {
     std::ostringstream os;
     o.stringify(os);
     printJson(os.str());
-  } else {
-    printOut("Logged in to " + cfg.server + " as " + cfg.user +
-             (cfg.role.empty() ? "" : " (role " + cfg.role + ")") +
-             (cfg.expires_at.empty() ? "" : "; the session expires at " + cfg.expires_at) + ".\n");
+    return;
   }
+  printOut("Logged in to " + cfg.server + " as " + cfg.user +
+           (cfg.role.empty() ? "" : " (role " + cfg.role + ")") +
+           (cfg.expires_at.empty() ? "" : "; the session expires at " + cfg.expires_at) + ".\n");
+}
+
+int cmdLogin(Context& ctx) {
+  const Invocation& inv = ctx.inv;
+  int code = kExitFailure;
+  auto target = loginTarget(ctx, &code);
+  if (!target) return code;
+  auto user = loginUser(inv);
+  if (!user) return kExitUsage;
+  auto password = loginPassword(inv, *user, target->url);
+  if (!password) return kExitFailure;
+  ApiClient::Settings s;
+  s.server = target->url.text;
+  s.ca_file = target->ca_file;
+  auto client = ApiClient::create(s);
+  if (!client) return fail(client.error().message, kExitFailure);
+  auto info = client->login(*user, *password);
+  std::fill(password->begin(), password->end(), '\0');
+  if (!info) return fail(info.error().message, kExitFailure);
+  CliConfig cfg;
+  cfg.server = target->url.text;
+  cfg.ca_file = target->ca_file;
+  cfg.token = info->token;
+  cfg.user = info->user;
+  cfg.role = info->role;
+  cfg.expires_at = info->expires_at;
+  Status saved = saveConfig(ctx.config_path, cfg);
+  if (!saved) {
+    return fail("logged in, but cannot store the session: " + saved.error().message, kExitFailure);
+  }
+  printLoggedIn(inv, cfg);
   if (realGetenv("JOBWORKER_TOKEN") != nullptr) {
     printError("note: JOBWORKER_TOKEN is set and takes precedence over the stored token: unset it");
   }
@@ -301,9 +370,8 @@ int cmdLogin(Context& ctx) {
 }
 
 int cmdLogout(Context& ctx) {
-  int code = kExitFailure;
-  auto client = connect(ctx, true, &code);
-  if (!client) return code;
+  auto client = connect(ctx);
+  if (!client) return ctx.failure_code;
   ConnectionSettings cs = resolveConnection(ctx.inv, realGetenv, ctx.config);
   auto r = client->request("POST", "/v1/logout");
   std::optional<std::string> revoke_error;
@@ -336,13 +404,10 @@ int cmdLogout(Context& ctx) {
 }
 
 int cmdWhoami(Context& ctx) {
-  int code = kExitFailure;
-  auto client = connect(ctx, true, &code);
-  if (!client) return code;
-  auto r = client->request("GET", "/v1/whoami");
-  if (!r) return fail(r.error().message, kExitFailure);
-  if (r->status != 200)
-    return fail(httpError(r.value(), "", client->server()).message, kExitFailure);
+  auto client = connect(ctx);
+  if (!client) return ctx.failure_code;
+  auto r = expectStatus(*client, client->request("GET", "/v1/whoami"), {200}, "");
+  if (!r) return kExitFailure;
   if (ctx.inv.output == OutputFormat::kJson) {
     printJson(r->body);
     return kExitOk;
@@ -394,9 +459,9 @@ Poco::JSON::Object::Ptr startJob(Context& ctx, const ApiClient& client, std::str
 }
 
 int cmdStart(Context& ctx) {
+  auto client = connect(ctx);
+  if (!client) return ctx.failure_code;
   int code = kExitFailure;
-  auto client = connect(ctx, true, &code);
-  if (!client) return code;
   std::string body;
   auto job = startJob(ctx, client.value(), &body, &code);
   if (!job) return code;
@@ -494,42 +559,32 @@ ClientResult<LogStreamEnd> streamTo(const ApiClient& client, const std::string& 
   return r;
 }
 
-int cmdRun(Context& ctx) {
-  int code = kExitRunFailure;
-  auto client = connect(ctx, true, &code);
-  if (!client) return code;
-  // Blocked before the job exists, so an early Ctrl-C stops the job instead of orphaning it.
-  InterruptWatcher::blockSignals();
-  std::string body;
-  auto job = startJob(ctx, client.value(), &body, &code);
-  if (!job) return code;
-  const std::string id = job->getValue<std::string>("id");
+// Streams the job's output (stdout and stderr apart with --separate-stderr) until it ends.
+std::optional<ClientError> streamRunOutput(const Context& ctx, const ApiClient& client,
+                                           const std::string& id) {
+  if (!ctx.inv.spec.separate_stderr) {
+    auto r = streamTo(client, id, "", true, 1);
+    return r ? std::nullopt : std::optional<ClientError>(r.error());
+  }
+  std::optional<ClientError> err_lost;
+  std::thread err_thread([&] {
+    auto r = streamTo(client, id, "stderr", true, 2);
+    if (!r) err_lost = r.error();
+  });
   std::optional<ClientError> lost;
-  {
-    InterruptWatcher watcher(client.value(), id);
-    if (ctx.inv.spec.separate_stderr) {
-      std::optional<ClientError> err_lost;
-      std::thread err_thread([&] {
-        auto r = streamTo(client.value(), id, "stderr", true, 2);
-        if (!r) err_lost = r.error();
-      });
-      auto r = streamTo(client.value(), id, "stdout", true, 1);
-      if (!r) lost = r.error();
-      err_thread.join();
-      if (!lost) lost = err_lost;
-    } else {
-      auto r = streamTo(client.value(), id, "", true, 1);
-      if (!r) lost = r.error();
-    }
-  }
-  if (lost) {
-    return fail(lost->message + "; the job was not stopped: reattach with: jobworker logs -f " + id,
-                kExitRunFailure);
-  }
-  auto st = client->request("GET", "/v1/jobs/" + id);
+  auto r = streamTo(client, id, "stdout", true, 1);
+  if (!r) lost = r.error();
+  err_thread.join();
+  return lost ? lost : err_lost;
+}
+
+// What `run` exits with once the output has ended: the job's status, with a note on stderr when
+// it was killed for memory or stopped by its timeout.
+int runExitStatus(const ApiClient& client, const std::string& id) {
+  auto st = client.request("GET", "/v1/jobs/" + id);
   if (!st) return fail(st.error().message, kExitRunFailure);
   if (st->status != 200 || !st->object()) {
-    return fail(httpError(st.value(), "job " + shortId(id), client->server()).message,
+    return fail(httpError(st.value(), "job " + shortId(id), client.server()).message,
                 kExitRunFailure);
   }
   auto status = st->object();
@@ -548,74 +603,69 @@ int cmdRun(Context& ctx) {
   return jobExitStatus(status);
 }
 
-// The job id an ID argument names; prints the error otherwise.
-std::optional<std::string> resolveOrFail(const ApiClient& client, const std::string& ref) {
-  auto id = resolveJobId(client, ref);
-  if (!id) {
-    printError(id.error().message);
-    return std::nullopt;
+int cmdRun(Context& ctx) {
+  auto client = connect(ctx);
+  if (!client) return ctx.failure_code;
+  // Blocked before the job exists, so an early Ctrl-C stops the job instead of orphaning it.
+  InterruptWatcher::blockSignals();
+  int code = kExitRunFailure;
+  std::string body;
+  auto job = startJob(ctx, client.value(), &body, &code);
+  if (!job) return code;
+  const std::string id = job->getValue<std::string>("id");
+  std::optional<ClientError> lost;
+  {
+    InterruptWatcher watcher(client.value(), id);
+    lost = streamRunOutput(ctx, client.value(), id);
   }
-  return id.value();
+  if (lost) {
+    return fail(lost->message + "; the job was not stopped: reattach with: jobworker logs -f " + id,
+                kExitRunFailure);
+  }
+  return runExitStatus(client.value(), id);
 }
 
 int cmdStop(Context& ctx) {
-  int code = kExitFailure;
-  auto client = connect(ctx, true, &code);
-  if (!client) return code;
-  auto id = resolveOrFail(client.value(), ctx.inv.job);
-  if (!id) return kExitFailure;
+  auto job = connectToJob(ctx);
+  if (!job) return ctx.failure_code;
   Poco::JSON::Object::Ptr body;
   if (ctx.inv.grace_ms) {
     body = new Poco::JSON::Object;
-    if (*ctx.inv.grace_ms % 1000 == 0) {
-      body->set("grace_s", static_cast<Poco::UInt64>(*ctx.inv.grace_ms / 1000));
-    } else {
-      body->set("grace_s", static_cast<double>(*ctx.inv.grace_ms) / 1000.0);
-    }
+    setSeconds(*body, "grace_s", *ctx.inv.grace_ms);
   }
-  auto r = client->request("POST", "/v1/jobs/" + *id + "/stop", body);
-  if (!r) return fail(r.error().message, kExitFailure);
-  if (r->status == 409) {
-    return fail("job " + shortId(*id) + " has already finished: nothing to stop", kExitFailure);
+  auto r = job->client.request("POST", "/v1/jobs/" + job->id + "/stop", body);
+  if (r && r->status == 409) {
+    return fail("job " + shortId(job->id) + " has already finished: nothing to stop", kExitFailure);
   }
-  if (r->status != 202 && r->status != 200) {
-    return fail(httpError(r.value(), "job " + shownId(ctx.inv.job, *id), client->server()).message,
-                kExitFailure);
-  }
+  auto stopped = expectStatus(job->client, std::move(r), {202, 200}, "job " + job->id);
+  if (!stopped) return kExitFailure;
   if (ctx.inv.output == OutputFormat::kJson) {
-    printJson(r->body);
+    printJson(stopped->body);
   } else {
-    printOut(*id + "\n");
+    printOut(job->id + "\n");
   }
   return kExitOk;
 }
 
 int cmdStatus(Context& ctx) {
-  int code = kExitFailure;
-  auto client = connect(ctx, true, &code);
-  if (!client) return code;
-  auto id = resolveOrFail(client.value(), ctx.inv.job);
-  if (!id) return kExitFailure;
-  auto r = client->request("GET", "/v1/jobs/" + *id);
-  if (!r) return fail(r.error().message, kExitFailure);
-  if (r->status != 200) {
-    return fail(httpError(r.value(), "job " + shownId(ctx.inv.job, *id), client->server()).message,
-                kExitFailure);
-  }
+  auto job = connectToJob(ctx);
+  if (!job) return ctx.failure_code;
+  auto r = expectStatus(job->client, job->client.request("GET", "/v1/jobs/" + job->id), {200},
+                        "job " + job->id);
+  if (!r) return kExitFailure;
   if (ctx.inv.output == OutputFormat::kJson) {
     printJson(r->body);
     return kExitOk;
   }
   auto o = r->object();
-  if (!o) return fail(client->server().text + " sent an unexpected job status", kExitFailure);
+  if (!o) return fail(job->client.server().text + " sent an unexpected job status", kExitFailure);
   printOut(formatStatus(o, Poco::Timestamp()));
   return kExitOk;
 }
 
 int cmdList(Context& ctx) {
-  int code = kExitFailure;
-  auto client = connect(ctx, true, &code);
-  if (!client) return code;
+  auto client = connect(ctx);
+  if (!client) return ctx.failure_code;
   std::string path = "/v1/jobs";
   std::string sep = "?";
   if (ctx.inv.all) {
@@ -623,13 +673,12 @@ int cmdList(Context& ctx) {
     sep = "&";
   }
   if (ctx.inv.state) path += sep + "state=" + urlEncode(*ctx.inv.state);
-  auto r = client->request("GET", path);
-  if (!r) return fail(r.error().message, kExitFailure);
-  if (r->status == 403 && ctx.inv.all) {
+  auto answer = client->request("GET", path);
+  if (answer && answer->status == 403 && ctx.inv.all) {
     return fail("your role may not list every job: drop --all to list your own", kExitFailure);
   }
-  if (r->status != 200)
-    return fail(httpError(r.value(), "", client->server()).message, kExitFailure);
+  auto r = expectStatus(*client, std::move(answer), {200}, "");
+  if (!r) return kExitFailure;
   if (ctx.inv.output == OutputFormat::kJson) {
     printJson(r->body);
     return kExitOk;
@@ -651,22 +700,42 @@ int cmdList(Context& ctx) {
 }
 
 int cmdLogs(Context& ctx) {
-  int code = kExitFailure;
-  auto client = connect(ctx, true, &code);
-  if (!client) return code;
-  auto id = resolveOrFail(client.value(), ctx.inv.job);
-  if (!id) return kExitFailure;
-  auto r = streamTo(client.value(), *id, ctx.inv.stream.value_or(""), ctx.inv.follow, 1);
+  auto job = connectToJob(ctx);
+  if (!job) return ctx.failure_code;
+  auto r = streamTo(job->client, job->id, ctx.inv.stream.value_or(""), ctx.inv.follow, 1);
   if (!r) {
     ClientError e = r.error();
     if (e.kind == ClientError::Kind::kHttp && e.http_status == 404) {
-      e.message =
-          "job " + shownId(ctx.inv.job, *id) + " not found: list jobs with 'jobworker list'";
+      e.message = "job " + job->id + " not found: list jobs with 'jobworker list'";
     }
     return fail(e.message, kExitFailure);
   }
   return kExitOk;
 }
+
+struct CommandHandler {
+  Command command;
+  int (*run)(Context&);
+};
+
+constexpr CommandHandler kHandlers[] = {
+    {Command::kLogin, cmdLogin},   {Command::kLogout, cmdLogout}, {Command::kWhoami, cmdWhoami},
+    {Command::kStart, cmdStart},   {Command::kRun, cmdRun},       {Command::kStop, cmdStop},
+    {Command::kStatus, cmdStatus}, {Command::kList, cmdList},     {Command::kLogs, cmdLogs},
+};
+
+// Every command from kLogin to kLogs has exactly one handler (kNone and kHelp are answered with
+// help texts before dispatch).
+constexpr bool everyHandlerOnce() {
+  for (int c = static_cast<int>(Command::kLogin); c <= static_cast<int>(Command::kLogs); ++c) {
+    int n = 0;
+    for (const auto& h : kHandlers) n += static_cast<int>(h.command) == c ? 1 : 0;
+    if (n != 1) return false;
+  }
+  return std::size(kHandlers) == static_cast<size_t>(static_cast<int>(Command::kLogs) -
+                                                     static_cast<int>(Command::kLogin) + 1);
+}
+static_assert(everyHandlerOnce(), "each CLI command needs exactly one handler in kHandlers");
 
 }  // namespace
 
@@ -719,30 +788,10 @@ int runCli(const std::vector<std::string>& args) {
     printOut(helpText(ctx.inv.command));
     return kExitOk;
   }
-  switch (ctx.inv.command) {
-    case Command::kLogin:
-      return cmdLogin(ctx);
-    case Command::kLogout:
-      return cmdLogout(ctx);
-    case Command::kWhoami:
-      return cmdWhoami(ctx);
-    case Command::kStart:
-      return cmdStart(ctx);
-    case Command::kRun:
-      return cmdRun(ctx);
-    case Command::kStop:
-      return cmdStop(ctx);
-    case Command::kStatus:
-      return cmdStatus(ctx);
-    case Command::kList:
-      return cmdList(ctx);
-    case Command::kLogs:
-      return cmdLogs(ctx);
-    case Command::kNone:
-    case Command::kHelp:
-      break;
+  for (const auto& h : kHandlers) {
+    if (h.command == ctx.inv.command) return h.run(ctx);
   }
-  return kExitOk;
+  return kExitOk;  // not reached: everyHandlerOnce() covers every command
 }
 
 }  // namespace jw::client

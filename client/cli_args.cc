@@ -519,6 +519,15 @@ std::string helpText(Command c) {
   return usage + "\n\n" + info->details + "\nFlags:\n" + optionsHelp(commandOptions(c));
 }
 
+void setSeconds(Poco::JSON::Object& o, const std::string& key, uint64_t ms) {
+  // Whole seconds stay integers; the API takes fractions for sub-second durations.
+  if (ms % 1000 == 0) {
+    o.set(key, static_cast<Poco::UInt64>(ms / 1000));
+  } else {
+    o.set(key, static_cast<double>(ms) / 1000.0);
+  }
+}
+
 Result<Poco::JSON::Object::Ptr> buildJobRequest(const JobSpec& spec, const EnvLookup& getenv_fn) {
   Poco::JSON::Object::Ptr body = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
   Poco::JSON::Array::Ptr cmd = new Poco::JSON::Array;
@@ -540,14 +549,7 @@ Result<Poco::JSON::Object::Ptr> buildJobRequest(const JobSpec& spec, const EnvLo
     body->set("env", env);
   }
   if (spec.cwd) body->set("cwd", *spec.cwd);
-  if (spec.timeout_ms) {
-    // Whole seconds stay integers; the API takes fractions for sub-second timeouts.
-    if (*spec.timeout_ms % 1000 == 0) {
-      body->set("timeout_s", static_cast<Poco::UInt64>(*spec.timeout_ms / 1000));
-    } else {
-      body->set("timeout_s", static_cast<double>(*spec.timeout_ms) / 1000.0);
-    }
-  }
+  if (spec.timeout_ms) setSeconds(*body, "timeout_s", *spec.timeout_ms);
   if (spec.separate_stderr) body->set("output", "separate");
   Poco::JSON::Object::Ptr limits = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
   if (spec.cpu_millicores) limits->set("cpu", static_cast<double>(*spec.cpu_millicores) / 1000.0);

@@ -88,6 +88,9 @@ std::string commandName(Command c);
 // 2 for a usage error, except `run`, whose own failures are all 125 (docker run's convention).
 int usageExitCode(Command c);
 
+// Sets a duration field of a request body ("timeout_s", "grace_s") from milliseconds.
+void setSeconds(Poco::JSON::Object& o, const std::string& key, uint64_t ms);
+
 using EnvLookup = std::function<const char*(const char*)>;
 // POST /v1/jobs body. Fails on `--env K` when K is not set in our environment.
 Result<Poco::JSON::Object::Ptr> buildJobRequest(const JobSpec& spec, const EnvLookup& getenv_fn);
