@@ -35,6 +35,78 @@ bool ChunkedDecoder::trailerByte(char c) {
   return true;
 }
 
+// After the CR LF ending a size line: a zero size begins the trailer, any other its data.
+void ChunkedDecoder::endSizeLine() {
+  size_digits_ = 0;
+  state_ = remaining_ == 0 ? State::kTrailer : State::kData;
+}
+
+bool ChunkedDecoder::sizeByte(char c) {
+  int v = hexValue(c);
+  if (v >= 0) {
+    if (++size_digits_ > kMaxSizeDigits) return fail("chunk size too large");
+    remaining_ = remaining_ * 16 + static_cast<uint64_t>(v);
+  } else if (size_digits_ == 0) {
+    return fail("bad chunk size line");
+  } else if (c == ';' || c == ' ' || c == '\t') {
+    state_ = State::kExtension;
+    trailer_line_len_ = 0;
+  } else if (c == '\r') {
+    state_ = State::kSizeLf;
+  } else if (c == '\n') {
+    endSizeLine();
+  } else {
+    return fail("bad chunk size line");
+  }
+  return true;
+}
+
+bool ChunkedDecoder::extensionByte(char c) {
+  if (c == '\r') {
+    state_ = State::kSizeLf;
+  } else if (c == '\n') {
+    endSizeLine();
+  } else if (++trailer_line_len_ > kMaxLineBytes) {
+    return fail("chunk extension too long");
+  }
+  return true;
+}
+
+// One byte of framing (anything but chunk data); false on a framing error.
+bool ChunkedDecoder::framingByte(char c) {
+  switch (state_) {
+    case State::kSize:
+      return sizeByte(c);
+    case State::kExtension:
+      return extensionByte(c);
+    case State::kSizeLf:
+      if (c != '\n') return fail("bad chunk size line");
+      trailer_line_len_ = 0;
+      endSizeLine();
+      return true;
+    case State::kDataCr:
+      if (c == '\n') {
+        state_ = State::kSize;
+      } else if (c == '\r') {
+        state_ = State::kDataLf;
+      } else {
+        return fail("missing CRLF after chunk data");
+      }
+      return true;
+    case State::kDataLf:
+      if (c != '\n') return fail("missing CRLF after chunk data");
+      state_ = State::kSize;
+      return true;
+    case State::kTrailer:
+      return trailerByte(c);
+    case State::kData:
+    case State::kDone:
+    case State::kError:
+      return true;  // handled by feed()
+  }
+  return true;
+}
+
 bool ChunkedDecoder::feed(std::string_view bytes, const DataFn& on_data) {
   size_t i = 0;
   while (i < bytes.size()) {
@@ -49,65 +121,7 @@ bool ChunkedDecoder::feed(std::string_view bytes, const DataFn& on_data) {
       i += n;
       continue;
     }
-    char c = bytes[i++];
-    switch (state_) {
-      case State::kSize: {
-        int v = hexValue(c);
-        if (v >= 0) {
-          if (++size_digits_ > kMaxSizeDigits) return fail("chunk size too large");
-          remaining_ = remaining_ * 16 + static_cast<uint64_t>(v);
-        } else if (size_digits_ == 0) {
-          return fail("bad chunk size line");
-        } else if (c == ';' || c == ' ' || c == '\t') {
-          state_ = State::kExtension;
-          trailer_line_len_ = 0;
-        } else if (c == '\r') {
-          state_ = State::kSizeLf;
-        } else if (c == '\n') {
-          size_digits_ = 0;
-          state_ = remaining_ == 0 ? State::kTrailer : State::kData;
-        } else {
-          return fail("bad chunk size line");
-        }
-        break;
-      }
-      case State::kExtension:
-        if (c == '\r') {
-          state_ = State::kSizeLf;
-        } else if (c == '\n') {
-          size_digits_ = 0;
-          state_ = remaining_ == 0 ? State::kTrailer : State::kData;
-        } else if (++trailer_line_len_ > kMaxLineBytes) {
-          return fail("chunk extension too long");
-        }
-        break;
-      case State::kSizeLf:
-        if (c != '\n') return fail("bad chunk size line");
-        size_digits_ = 0;
-        trailer_line_len_ = 0;
-        state_ = remaining_ == 0 ? State::kTrailer : State::kData;
-        break;
-      case State::kDataCr:
-        if (c == '\n') {
-          state_ = State::kSize;
-        } else if (c == '\r') {
-          state_ = State::kDataLf;
-        } else {
-          return fail("missing CRLF after chunk data");
-        }
-        break;
-      case State::kDataLf:
-        if (c != '\n') return fail("missing CRLF after chunk data");
-        state_ = State::kSize;
-        break;
-      case State::kTrailer:
-        if (!trailerByte(c)) return false;
-        break;
-      case State::kData:
-      case State::kDone:
-      case State::kError:
-        break;  // handled above the switch
-    }
+    if (!framingByte(bytes[i++])) return false;
   }
   return state_ != State::kError;
 }

@@ -28,6 +28,10 @@ class ChunkedDecoder {
 
  private:
   bool fail(std::string why);
+  bool framingByte(char c);
+  bool sizeByte(char c);
+  bool extensionByte(char c);
+  void endSizeLine();
   bool trailerByte(char c);
 
   State state_ = State::kSize;
