@@ -211,11 +211,7 @@ void TlsServer::streamEnded() {
 
 void TlsServer::stop() {
   if (stopping_.exchange(true)) return;
-  if (wake_fd_ >= 0) {
-    uint64_t one = 1;
-    ssize_t n = ::write(wake_fd_, &one, sizeof one);
-    (void)n;
-  }
+  if (wake_fd_ >= 0) wakeAcceptor();
   work_cv_.notify_all();
   if (acceptor_.joinable()) acceptor_.join();
   std::vector<std::thread> workers;
@@ -366,6 +362,12 @@ void TlsServer::park(std::unique_ptr<Conn> c) {
     std::lock_guard lock(mu_);
     to_park_.push_back(std::move(c));
   }
+  wakeAcceptor();
+}
+
+// The eventfd is non-blocking and only counts: a failed write means it is already non-zero, and
+// the acceptor wakes either way.
+void TlsServer::wakeAcceptor() {
   uint64_t one = 1;
   ssize_t n = ::write(wake_fd_, &one, sizeof one);
   (void)n;
@@ -427,9 +429,7 @@ class Exchange : public Responder {
     r.setChunkedTransferEncoding(true);
     std::ostringstream os;
     r.write(os);
-    state_ = State::kBroken;
-    if (!tryWrite(os.str())) return false;
-    state_ = State::kStreaming;
+    if (!writeThen(os.str(), State::kStreaming)) return false;
     willStream();
     return true;
   }
@@ -449,18 +449,12 @@ class Exchange : public Responder {
     out.append(size_line, static_cast<size_t>(n));
     out.append(data);
     out.append("\r\n");
-    state_ = State::kBroken;
-    if (!tryWrite(out)) return false;
-    state_ = State::kStreaming;
-    return true;
+    return writeThen(out, State::kStreaming);
   }
 
   bool finishChunked() override {
     if (state_ != State::kStreaming) return false;
-    state_ = State::kBroken;
-    if (!tryWrite("0\r\n\r\n")) return false;
-    state_ = State::kDone;
-    return true;
+    return writeThen("0\r\n\r\n", State::kDone);
   }
 
   bool clientGone() override {
@@ -492,13 +486,16 @@ class Exchange : public Responder {
     return r;
   }
 
-  bool tryWrite(std::string_view data) {
+  // kBroken until all of `data` is written, then `after`; false when the client is gone.
+  bool writeThen(std::string_view data, State after) {
+    state_ = State::kBroken;
     try {
       writeAll(socket_, data);
-      return true;
     } catch (const Poco::Exception&) {
       return false;
     }
+    state_ = after;
+    return true;
   }
 
   Poco::Net::StreamSocket& socket_;
@@ -569,77 +566,86 @@ void lingeringDrain(Poco::Net::SecureStreamSocket& s) {
 
 }  // namespace
 
+// The TLS socket over the accepted fd, made on a connection's first turn in a worker.
+void TlsServer::wrapInTls(Conn& c) {
+  if (c.socket) return;
+  Poco::Net::StreamSocket plain(new Poco::Net::StreamSocketImpl(c.fd));
+  c.fd = -1;  // the socket owns it now
+  plain.setBlocking(false);
+  auto* impl = new ServerTlsImpl(static_cast<Poco::Net::StreamSocketImpl*>(plain.impl()), context_);
+  c.socket.emplace(ServerTlsSocket(impl));
+}
+
+// One non-blocking handshake step: a slow or silent client waits parked, not in a worker, and
+// the handshake deadline set at accept time covers the whole handshake.
+TlsServer::Handshake TlsServer::handshakeStep(Conn& c) {
+  int rc = c.socket->completeHandshake();
+  if (rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_READ ||
+      rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_WRITE) {
+    c.wait_events = rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_READ ? POLLIN : POLLOUT;
+    return Handshake::kWaiting;
+  }
+  if (rc <= 0) return Handshake::kClosed;
+  c.handshaken = true;
+  c.wait_events = POLLIN;
+  c.socket->setBlocking(true);
+  c.socket->setReceiveTimeout(msSpan(limits_.idle_timeout_ms));
+  c.socket->setSendTimeout(msSpan(limits_.idle_timeout_ms));
+  c.session = std::make_unique<ServerSession>(*c.socket, params_);
+  return Handshake::kDone;
+}
+
+// Reads one request, has the handler answer it; true when the connection may carry another.
+bool TlsServer::serveRequest(Conn& c) {
+  Poco::Net::HTTPServerResponseImpl response(*c.session);
+  std::optional<Poco::Net::HTTPServerRequestImpl> request;
+  try {
+    request.emplace(response, *c.session, params_.get());
+  } catch (const Poco::Net::NoMessageException&) {
+    return false;  // the client closed the connection between requests
+  } catch (const Poco::Net::MessageException&) {
+    sendPlainError(*c.socket, 400, "bad_request", "malformed HTTP request");
+    return false;
+  }
+  c.requests++;
+  HttpRequest req;
+  req.method = request->getMethod();
+  req.target = request->getURI();
+  req.authorization = request->get("Authorization", "");
+  req.client_addr = c.addr;
+  if (readBody(*request, limits_.max_request_body, &req.body) == BodyRead::kTooLarge) {
+    sendPlainError(*c.socket, 413, "too_large",
+                   "request body over " + std::to_string(limits_.max_request_body) + " bytes");
+    lingeringDrain(*c.socket);
+    return false;  // the rest of the body is unread: the connection cannot be reused
+  }
+  Exchange ex(*c.socket, request->getVersion(), request->getKeepAlive(),
+              [this] { streamStarted(); });
+  struct StreamGuard {  // streamEnded() however handle() leaves
+    TlsServer* server;
+    Exchange& ex;
+    ~StreamGuard() {
+      if (ex.streamed()) server->streamEnded();
+    }
+  } guard{this, ex};
+  handler_.handle(req, ex);
+  if (!ex.answered()) {
+    ex.send(500, {}, "application/json",
+            "{\"error\":{\"code\":\"internal\",\"message\":\"no response\"}}");
+  }
+  return ex.reusable();
+}
+
 void TlsServer::serve(std::unique_ptr<Conn> c) {
   try {
-    if (!c->socket) {
-      Poco::Net::StreamSocket plain(new Poco::Net::StreamSocketImpl(c->fd));
-      c->fd = -1;  // the socket owns it now
-      plain.setBlocking(false);
-      auto* impl =
-          new ServerTlsImpl(static_cast<Poco::Net::StreamSocketImpl*>(plain.impl()), context_);
-      c->socket.emplace(ServerTlsSocket(impl));
-    }
+    wrapInTls(*c);
     if (!c->handshaken) {
-      // Non-blocking handshake step: a slow or silent client waits parked, not in a worker,
-      // and the handshake deadline set at accept time covers the whole handshake.
-      int rc = c->socket->completeHandshake();
-      if (rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_READ ||
-          rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_WRITE) {
-        c->wait_events = rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_READ ? POLLIN : POLLOUT;
-        park(std::move(c));
-        return;
-      }
-      if (rc <= 0) return;  // closed during the handshake
-      c->handshaken = true;
-      c->wait_events = POLLIN;
-      c->socket->setBlocking(true);
-      c->socket->setReceiveTimeout(msSpan(limits_.idle_timeout_ms));
-      c->socket->setSendTimeout(msSpan(limits_.idle_timeout_ms));
-      c->session = std::make_unique<ServerSession>(*c->socket, params_);
+      Handshake h = handshakeStep(*c);
+      if (h == Handshake::kWaiting) park(std::move(c));
+      if (h != Handshake::kDone) return;
     }
-    for (;;) {
-      bool keep = false;
-      {
-        Poco::Net::HTTPServerResponseImpl response(*c->session);
-        std::optional<Poco::Net::HTTPServerRequestImpl> request;
-        try {
-          request.emplace(response, *c->session, params_.get());
-        } catch (const Poco::Net::NoMessageException&) {
-          return;  // the client closed the connection between requests
-        } catch (const Poco::Net::MessageException&) {
-          sendPlainError(*c->socket, 400, "bad_request", "malformed HTTP request");
-          return;
-        }
-        c->requests++;
-        bool keep_alive = request->getKeepAlive();
-        HttpRequest req;
-        req.method = request->getMethod();
-        req.target = request->getURI();
-        req.authorization = request->get("Authorization", "");
-        req.client_addr = c->addr;
-        if (readBody(*request, limits_.max_request_body, &req.body) == BodyRead::kTooLarge) {
-          sendPlainError(
-              *c->socket, 413, "too_large",
-              "request body over " + std::to_string(limits_.max_request_body) + " bytes");
-          lingeringDrain(*c->socket);
-          return;  // the rest of the body is unread: the connection cannot be reused
-        }
-        Exchange ex(*c->socket, request->getVersion(), keep_alive, [this] { streamStarted(); });
-        struct StreamGuard {  // streamEnded() however handle() leaves
-          TlsServer* server;
-          Exchange& ex;
-          ~StreamGuard() {
-            if (ex.streamed()) server->streamEnded();
-          }
-        } guard{this, ex};
-        handler_.handle(req, ex);
-        if (!ex.answered()) {
-          ex.send(500, {}, "application/json",
-                  "{\"error\":{\"code\":\"internal\",\"message\":\"no response\"}}");
-        }
-        keep = ex.reusable();
-      }
-      if (!keep) return;
+    while (serveRequest(*c)) {
+      // A pipelined request already here is served at once; otherwise wait parked.
       if (c->session->bufferedBytes() > 0 || c->socket->available() > 0) continue;
       c->deadline_ms = monotonicMs() + static_cast<int64_t>(limits_.idle_timeout_ms);
       park(std::move(c));

@@ -100,7 +100,12 @@ class TlsServer {
   void workerLoop();
   void acceptNew(int64_t now_ms);
   void serve(std::unique_ptr<Conn> c);
+  void wrapInTls(Conn& c);
+  enum class Handshake { kDone, kWaiting, kClosed };
+  Handshake handshakeStep(Conn& c);
+  bool serveRequest(Conn& c);
   void park(std::unique_ptr<Conn> c);
+  void wakeAcceptor();
   enum class Admission { kAdmitted, kClientFull, kServerFull };
   Admission admit(const std::string& addr);
   bool evictParked(const std::string* addr);  // nullptr: any address
