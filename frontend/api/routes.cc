@@ -422,48 +422,67 @@ void Api::stopJob(const HttpRequest& r, const std::string& id, const Principal& 
   sendJson(out, 202, statusJson(status.value()));
 }
 
-void Api::jobLogs(const Target& t, const std::string& id, const Principal& p, Responder& out) {
+namespace {
+
+// The query of GET /v1/jobs/{id}/logs: offset, follow, stream.
+ApiResult<protocol::OutputReadRequest> logsRequest(const Target& t, const std::string& user,
+                                                   const std::string& id) {
   protocol::OutputReadRequest req;
-  req.user = p.user;
+  req.user = user;
   req.job_id = id;
   if (auto it = t.query.find("offset"); it != t.query.end()) {
     const std::string& v = it->second;
     if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) {
-      return sendError(out, badRequest("offset must be a non-negative integer"));
+      return badRequest("offset must be a non-negative integer");
     }
     req.offset = std::stoull(v);
   }
   auto follow = boolParam(t, "follow");
-  if (!follow.ok()) return sendError(out, follow.error());
+  if (!follow.ok()) return follow.error();
   req.follow = follow.value();
   if (auto it = t.query.find("stream"); it != t.query.end()) {
     if (it->second == "stderr") {
       req.stream = protocol::Stream::kStderr;
     } else if (it->second != "stdout") {
-      return sendError(out, badRequest("stream must be stdout or stderr"));
+      return badRequest("stream must be stdout or stderr");
     }
   }
+  req.max_bytes = static_cast<uint32_t>(protocol::kMaxChunk);
+  return req;
+}
+
+}  // namespace
+
+void Api::jobLogs(const Target& t, const std::string& id, const Principal& p, Responder& out) {
+  auto req = logsRequest(t, p.user, id);
+  if (!req.ok()) return sendError(out, req.error());
   auto job = visibleJob(p, id);
   if (!job.ok()) return sendError(out, job.error());
-  if (req.stream == protocol::Stream::kStderr &&
+  if (req.value().stream == protocol::Stream::kStderr &&
       job.value().output != protocol::OutputMode::kSeparate) {
     return sendError(out, badRequest("job output is merged: read stream=stdout (the default)"));
   }
-  req.max_bytes = static_cast<uint32_t>(protocol::kMaxChunk);
-  if (req.follow) out.willStream();  // may wait for the job's whole life
+  if (req.value().follow) out.willStream();  // may wait for the job's whole life
   // The first read decides the status code; after the head is sent, a failure can only cut
   // the chunked body short, which the client sees as an incomplete response.
-  auto chunk = channel_.outputRead(req);
+  auto chunk = channel_.outputRead(req.value());
   if (!chunk.ok()) return sendError(out, fromSupervisor(chunk.error()));
-  if (!out.startChunked(200, {{"X-Jobworker-Offset", std::to_string(req.offset)}},
+  if (!out.startChunked(200, {{"X-Jobworker-Offset", std::to_string(req.value().offset)}},
                         "application/octet-stream")) {
     return;
   }
+  streamChunks(req.value(), std::move(chunk.value()), out);
+}
+
+// Writes `chunk` and the ones after it as the chunked body, until the end of the output (or,
+// following, of the job), or until the client goes away.
+void Api::streamChunks(protocol::OutputReadRequest& req, protocol::OutputChunk first,
+                       Responder& out) {
   // While a chunk goes out to the client, the next one is already being read by the supervisor.
   uint32_t next = 0;
   std::string send_error;
+  protocol::OutputChunk c = std::move(first);
   for (;;) {
-    protocol::OutputChunk c = std::move(chunk.value());
     req.offset = c.offset + c.data.size();
     bool more = !c.eof && !(c.data.empty() && !req.follow);
     if (more && !c.data.empty()) next = channel_.outputReadSend(req, &send_error);
@@ -474,12 +493,13 @@ void Api::jobLogs(const Target& t, const std::string& id, const Principal& p, Re
     }
     if (c.data.empty() && out.clientGone()) return;  // an idle follow: is anyone listening?
     if (next == 0) next = channel_.outputReadSend(req, &send_error);
-    chunk = channel_.outputReadWait(next, req.follow, send_error);
+    auto chunk = channel_.outputReadWait(next, req.follow, send_error);
     next = 0;
     if (!chunk.ok()) {
-      log::warning("log stream of job " + id + " cut: " + chunk.error().message);
+      log::warning("log stream of job " + req.job_id + " cut: " + chunk.error().message);
       return;
     }
+    c = std::move(chunk.value());
   }
   if (next != 0) channel_.forget(next);  // the client is gone: drop the prefetched chunk
 }

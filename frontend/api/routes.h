@@ -46,6 +46,7 @@ class Api : public RequestHandler {
   void getJob(const std::string& id, const Principal& p, Responder& out);
   void stopJob(const HttpRequest& r, const std::string& id, const Principal& p, Responder& out);
   void jobLogs(const Target& t, const std::string& id, const Principal& p, Responder& out);
+  void streamChunks(protocol::OutputReadRequest& req, protocol::OutputChunk first, Responder& out);
 
   const config::Settings& cfg_;
   AuthStore& store_;
