@@ -175,18 +175,25 @@ std::vector<SupervisorChannel::Frame> SupervisorChannel::call(
   return wait(send(encode, why), timeout, why);
 }
 
+namespace {
+
+// The ErrorReply a frame of that type carries (or, undecodable, an internal error).
+ErrorReply errorFrom(std::string_view payload) {
+  auto e = protocol::decodeErrorReplyPayload(payload);
+  if (!e) return ErrorReply{ErrorCode::kInternal, 0, "bad ErrorReply: " + e.error().message};
+  return e.value();
+}
+
+}  // namespace
+
 template <typename T>
 Reply<T> SupervisorChannel::single(std::vector<Frame> frames, const std::string& why,
-                                   MsgType expected, Result<T> (*decode)(std::string_view)) {
+                                   MsgType expected, Decoder<T> decode) {
   if (frames.empty()) return unavailable(why);
   if (frames.size() != 1)
     return ErrorReply{ErrorCode::kInternal, 0, "unexpected multi-frame reply"};
   const Frame& f = frames.front();
-  if (f.header.type == MsgType::kErrorReply) {
-    auto e = protocol::decodeErrorReplyPayload(f.payload());
-    if (!e) return ErrorReply{ErrorCode::kInternal, 0, "bad ErrorReply: " + e.error().message};
-    return e.value();
-  }
+  if (f.header.type == MsgType::kErrorReply) return errorFrom(f.payload());
   if (f.header.type != expected) {
     return ErrorReply{ErrorCode::kInternal, 0,
                       "unexpected reply " +
@@ -197,25 +204,27 @@ Reply<T> SupervisorChannel::single(std::vector<Frame> frames, const std::string&
   return std::move(v.value());
 }
 
-Reply<protocol::JobStatus> SupervisorChannel::jobStart(const protocol::JobStartRequest& r) {
+template <typename T, typename P>
+Reply<T> SupervisorChannel::request(Encoder<P> encode, const P& payload, MsgType expected,
+                                    Decoder<T> decode, std::chrono::milliseconds timeout) {
   std::string why;
-  auto frames =
-      call([&](uint32_t id) { return protocol::encodeJobStart(id, r); }, kDefaultTimeout, &why);
-  return single(std::move(frames), why, MsgType::kJobStatus, &protocol::decodeJobStatusPayload);
+  auto frames = call([&](uint32_t id) { return encode(id, payload, 0); }, timeout, &why);
+  return single(std::move(frames), why, expected, decode);
+}
+
+Reply<protocol::JobStatus> SupervisorChannel::jobStart(const protocol::JobStartRequest& r) {
+  return request(&protocol::encodeJobStart, r, MsgType::kJobStatus,
+                 &protocol::decodeJobStatusPayload);
 }
 
 Reply<protocol::JobStatus> SupervisorChannel::jobStop(const protocol::JobStopRequest& r) {
-  std::string why;
-  auto frames =
-      call([&](uint32_t id) { return protocol::encodeJobStop(id, r); }, kDefaultTimeout, &why);
-  return single(std::move(frames), why, MsgType::kJobStatus, &protocol::decodeJobStatusPayload);
+  return request(&protocol::encodeJobStop, r, MsgType::kJobStatus,
+                 &protocol::decodeJobStatusPayload);
 }
 
 Reply<protocol::JobStatus> SupervisorChannel::jobGet(const protocol::JobRef& r) {
-  std::string why;
-  auto frames =
-      call([&](uint32_t id) { return protocol::encodeJobGet(id, r); }, kDefaultTimeout, &why);
-  return single(std::move(frames), why, MsgType::kJobStatus, &protocol::decodeJobStatusPayload);
+  return request(&protocol::encodeJobGet, r, MsgType::kJobStatus,
+                 &protocol::decodeJobStatusPayload);
 }
 
 Reply<std::vector<protocol::JobStatus>> SupervisorChannel::jobList(
@@ -226,11 +235,7 @@ Reply<std::vector<protocol::JobStatus>> SupervisorChannel::jobList(
   if (frames.empty()) return unavailable(why);
   std::vector<protocol::JobStatus> jobs;
   for (const auto& f : frames) {
-    if (f.header.type == MsgType::kErrorReply) {
-      auto e = protocol::decodeErrorReplyPayload(f.payload());
-      if (!e) return ErrorReply{ErrorCode::kInternal, 0, "bad ErrorReply: " + e.error().message};
-      return e.value();
-    }
+    if (f.header.type == MsgType::kErrorReply) return errorFrom(f.payload());
     if (f.header.type != MsgType::kJobListReply) {
       return ErrorReply{ErrorCode::kInternal, 0, "unexpected reply to JobList"};
     }
@@ -243,10 +248,8 @@ Reply<std::vector<protocol::JobStatus>> SupervisorChannel::jobList(
 }
 
 Reply<protocol::OutputChunk> SupervisorChannel::outputRead(const protocol::OutputReadRequest& r) {
-  std::string why;
-  auto frames = call([&](uint32_t id) { return protocol::encodeOutputRead(id, r); },
-                     r.follow ? kFollowTimeout : kDefaultTimeout, &why);
-  return single(std::move(frames), why, MsgType::kOutputChunk, &protocol::decodeOutputChunkPayload);
+  return request(&protocol::encodeOutputRead, r, MsgType::kOutputChunk,
+                 &protocol::decodeOutputChunkPayload, r.follow ? kFollowTimeout : kDefaultTimeout);
 }
 
 uint32_t SupervisorChannel::outputReadSend(const protocol::OutputReadRequest& r, std::string* why) {
@@ -261,24 +264,16 @@ Reply<protocol::OutputChunk> SupervisorChannel::outputReadWait(uint32_t id, bool
 }
 
 Reply<protocol::HealthReply> SupervisorChannel::health(std::chrono::milliseconds timeout) {
-  std::string why;
-  auto frames = call([&](uint32_t id) { return protocol::encodeHealth(id, protocol::Empty{}); },
-                     timeout, &why);
-  return single(std::move(frames), why, MsgType::kHealthReply, &protocol::decodeHealthReplyPayload);
+  return request(&protocol::encodeHealth, protocol::Empty{}, MsgType::kHealthReply,
+                 &protocol::decodeHealthReplyPayload, timeout);
 }
 
 Reply<protocol::Empty> SupervisorChannel::sessionAdd(const protocol::SessionEntry& s) {
-  std::string why;
-  auto frames =
-      call([&](uint32_t id) { return protocol::encodeSessionAdd(id, s); }, kDefaultTimeout, &why);
-  return single(std::move(frames), why, MsgType::kOk, &protocol::decodeOkPayload);
+  return request(&protocol::encodeSessionAdd, s, MsgType::kOk, &protocol::decodeOkPayload);
 }
 
 Reply<protocol::Empty> SupervisorChannel::sessionRevoke(const protocol::TokenHash& h) {
-  std::string why;
-  auto frames = call([&](uint32_t id) { return protocol::encodeSessionRevoke(id, h); },
-                     kDefaultTimeout, &why);
-  return single(std::move(frames), why, MsgType::kOk, &protocol::decodeOkPayload);
+  return request(&protocol::encodeSessionRevoke, h, MsgType::kOk, &protocol::decodeOkPayload);
 }
 
 void SupervisorChannel::sessionRevokeAsync(const protocol::TokenHash& h) {

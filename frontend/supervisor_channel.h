@@ -103,9 +103,18 @@ class SupervisorChannel {
   // call() in two halves: send returns the id (0 when the send failed), wait collects.
   uint32_t send(const std::function<std::string(uint32_t)>& encode, std::string* why);
   std::vector<Frame> wait(uint32_t id, std::chrono::milliseconds timeout, std::string* why);
+  template <typename P>
+  using Encoder = std::string (*)(uint32_t request_id, const P& payload, uint16_t flags);
+  template <typename T>
+  using Decoder = Result<T> (*)(std::string_view payload);
+  // The one reply frame of `frames`: an ErrorReply, or `expected` decoded.
   template <typename T>
   Reply<T> single(std::vector<Frame> frames, const std::string& why, protocol::MsgType expected,
-                  Result<T> (*decode)(std::string_view));
+                  Decoder<T> decode);
+  // A request whose answer is one frame: encode(id, payload) out, then single().
+  template <typename T, typename P>
+  Reply<T> request(Encoder<P> encode, const P& payload, protocol::MsgType expected,
+                   Decoder<T> decode, std::chrono::milliseconds timeout = kDefaultTimeout);
   void readerLoop();
 
   int fd_;
