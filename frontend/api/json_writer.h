@@ -30,6 +30,8 @@ class JsonWriter {
 
  private:
   void separate();
+  JsonWriter& open(char bracket);  // '{' or '['
+  JsonWriter& close(char bracket);
   std::string out_;
   std::vector<bool> first_;  // per open container: nothing written in it yet
   bool after_key_ = false;

@@ -6,6 +6,7 @@
 #include <Poco/Timestamp.h>
 
 #include <cstdio>
+#include <type_traits>
 
 #include "common/protocol/messages.h"
 
@@ -40,6 +41,19 @@ void timeOrNull(JsonWriter& w, std::string_view k, int64_t ms) {
   }
 }
 
+// Counts and ids where 0 means "none".
+template <typename N>
+void numberOrNull(JsonWriter& w, std::string_view k, N v) {
+  w.key(k);
+  if (v == 0) {
+    w.null();
+  } else if constexpr (std::is_signed_v<N>) {
+    w.num(v);
+  } else {
+    w.unum(v);
+  }
+}
+
 void textOrNull(JsonWriter& w, std::string_view k, const std::string& v) {
   w.key(k);
   if (v.empty()) {
@@ -57,18 +71,8 @@ void writeLimits(JsonWriter& w, const protocol::Limits& l) {
   } else {
     w.raw(coresText(l.cpu_millicores));
   }
-  w.key("memory");
-  if (l.memory_bytes == 0) {
-    w.null();
-  } else {
-    w.unum(l.memory_bytes);
-  }
-  w.key("pids");
-  if (l.pids == 0) {
-    w.null();
-  } else {
-    w.unum(l.pids);
-  }
+  numberOrNull(w, "memory", l.memory_bytes);
+  numberOrNull(w, "pids", l.pids);
   w.key("io").beginArray();
   for (const auto& io : l.io) {
     w.beginObject();
@@ -106,24 +110,14 @@ void writeStatus(JsonWriter& w, const protocol::JobStatus& s) {
   for (const auto& a : s.command) w.str(a);
   w.endArray();
   w.key("state").str(protocol::jobStateName(s.state));
-  w.key("pid");
-  if (s.pid == 0) {
-    w.null();
-  } else {
-    w.num(s.pid);
-  }
+  numberOrNull(w, "pid", s.pid);
   w.key("exit_code");
   if (s.has_exit_code) {
     w.num(s.exit_code);
   } else {
     w.null();
   }
-  w.key("signal");
-  if (s.signal == 0) {
-    w.null();
-  } else {
-    w.num(s.signal);
-  }
+  numberOrNull(w, "signal", s.signal);
   textOrNull(w, "stopped_by", s.stopped_by);
   textOrNull(w, "error", s.error);
   timeOrNull(w, "created_at", s.created_at_ms);
