@@ -111,6 +111,33 @@ ServerLimits serverLimits(const config::Settings& c) {
                       c.handshake_timeout_ms, c.idle_timeout_ms, c.max_request_body};
 }
 
+// Defaults, or the config file's settings; a bad file is fatal.
+config::Settings loadSettings(const Args& a) {
+  if (a.config_file.empty()) return config::Settings{};
+  auto loaded = config::load(a.config_file);
+  if (!loaded) fatal("config: " + loaded.error().message);
+  return loaded.value();
+}
+
+// The account to drop to (--run-as), or with --no-setuid the current ids, never root.
+DropTarget dropTarget(const Args& a) {
+  if (a.no_setuid) {
+    if (geteuid() == 0) fatal("--no-setuid while running as root: refusing to serve as root");
+    return DropTarget{false, "(no uid change)", getuid(), getgid()};
+  }
+  auto account = lookupAccount(a.run_as);
+  if (!account) fatal("--run-as: " + account.error().message);
+  return account.value();
+}
+
+// The user and session tables jobworkerd sends before anything else.
+void loadInitialTables(SupervisorChannel& channel, AuthStore& store) {
+  auto tables = channel.receiveInitialTables();
+  if (!tables) fatal("start-up exchange with jobworkerd: " + tables.error().message);
+  (void)store.setUsers(tables->users);
+  for (const auto& s : tables->sessions) store.addSession(s);
+}
+
 int run(int argc, char** argv) {
   log::setIdentity("jobworker-frontend");
   auto args = parseArgs(argc, argv);
@@ -127,30 +154,14 @@ int run(int argc, char** argv) {
   if (sodium_init() < 0) fatal("sodium_init failed");
   Poco::Net::initializeSSL();  // reads OpenSSL's configuration: must happen before the drop
 
-  config::Settings cfg;
-  if (!a.config_file.empty()) {
-    auto loaded = config::load(a.config_file);
-    if (!loaded) fatal("config: " + loaded.error().message);
-    cfg = loaded.value();
-  }
+  config::Settings cfg = loadSettings(a);
   auto tls = makeTlsContext(a.tls_cert, a.tls_key);
   if (!tls) fatal(tls.error().message);
-
-  DropTarget target{false, "(no uid change)", getuid(), getgid()};
-  if (a.no_setuid) {
-    if (geteuid() == 0) fatal("--no-setuid while running as root: refusing to serve as root");
-  } else {
-    auto account = lookupAccount(a.run_as);
-    if (!account) fatal("--run-as: " + account.error().message);
-    target = account.value();
-  }
+  DropTarget target = dropTarget(a);
 
   SupervisorChannel channel(a.channel_fd);
-  auto tables = channel.receiveInitialTables();
-  if (!tables) fatal("start-up exchange with jobworkerd: " + tables.error().message);
   AuthStore store;
-  (void)store.setUsers(tables->users);
-  for (const auto& s : tables->sessions) store.addSession(s);
+  loadInitialTables(channel, store);
   PasswordChecker passwords(cfg.max_concurrent_password_checks);
   LoginThrottle throttle(cfg.login_max_failures, cfg.login_lockout_ms);
 
