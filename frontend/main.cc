@@ -106,11 +106,6 @@ Status checkInheritedFds(const Args& a) {
   return okStatus();
 }
 
-ServerLimits serverLimits(const config::Settings& c) {
-  return ServerLimits{c.http_threads,         c.max_connections, c.max_connections_per_client,
-                      c.handshake_timeout_ms, c.idle_timeout_ms, c.max_request_body};
-}
-
 // Defaults, or the config file's settings; a bad file is fatal.
 config::Settings loadSettings(const Args& a) {
   if (a.config_file.empty()) return config::Settings{};
@@ -176,7 +171,7 @@ int run(int argc, char** argv) {
         _exit(0);
       });
   Api api(cfg, store, passwords, throttle, channel);
-  TlsServer server(a.listen_fd, tls.value(), serverLimits(cfg), api);
+  TlsServer server(a.listen_fd, tls.value(), ServerLimits(cfg), api);
   if (Status s = server.start(); !s) fatal("HTTPS server: " + s.error().message);
   if (Status s = channel.sendReady(); !s) fatal("sending Ready: " + s.error().message);
   log::notice(std::string("serving HTTPS with ") + std::to_string(cfg.http_threads) +

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/config.h"
 #include "common/result.h"
 
 namespace jw::frontend {
@@ -34,13 +35,24 @@ namespace jw::frontend {
 Result<Poco::Net::Context::Ptr> makeTlsContext(const std::string& cert_file,
                                                const std::string& key_file);
 
+// The server's part of the settings. The defaults are config::Settings' own, so they are
+// written once (in common/config.h).
 struct ServerLimits {
-  uint32_t threads = 32;
-  uint32_t max_connections = 256;
-  uint32_t max_connections_per_client = 32;
-  uint64_t handshake_timeout_ms = 10'000;
-  uint64_t idle_timeout_ms = 60'000;
-  uint64_t max_request_body = 1 << 20;
+  ServerLimits() : ServerLimits(config::Settings{}) {}
+  explicit ServerLimits(const config::Settings& c)
+      : threads(c.http_threads),
+        max_connections(c.max_connections),
+        max_connections_per_client(c.max_connections_per_client),
+        handshake_timeout_ms(c.handshake_timeout_ms),
+        idle_timeout_ms(c.idle_timeout_ms),
+        max_request_body(c.max_request_body) {}
+
+  uint32_t threads;
+  uint32_t max_connections;
+  uint32_t max_connections_per_client;
+  uint64_t handshake_timeout_ms;
+  uint64_t idle_timeout_ms;
+  uint64_t max_request_body;
 };
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
