@@ -245,7 +245,7 @@ int startDaemon(const CommandLine& cl) {
     log::err("listen on " + settings.listen + ": " + listen_fd.error().message);
     return 1;
   }
-  opt.listen_fd = listen_fd.value();
+  opt.listen_fd = std::move(listen_fd.value());
 
   if (root && settings.use_cgroups) {
     auto backend = CgroupBackend::detect();
@@ -265,7 +265,7 @@ int startDaemon(const CommandLine& cl) {
   }
 
   if (dev_files) {
-    std::string url = loginUrl(settings.listen, opt.listen_fd);
+    std::string url = loginUrl(settings.listen, opt.listen_fd.get());
     log::notice("dev mode: log in as admin with:");
     log::notice("  jobworker login --server " + url + " --ca-file " + dev_files->ca_cert +
                 " --user admin --password-stdin < " + dev_files->admin_password);

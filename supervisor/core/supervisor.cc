@@ -49,7 +49,6 @@ Supervisor::Supervisor(SupervisorOptions options)
 Supervisor::~Supervisor() {
   frontend_.reset();
   for (Job* j : jobs_.all()) dropJob(j->id());
-  if (signal_fd_ >= 0) close(signal_fd_);
 }
 
 Status Supervisor::init() {
@@ -61,7 +60,7 @@ Status Supervisor::init() {
 
   FrontendOptions fo;
   fo.path = opt_.frontend_path;
-  fo.listen_fd = opt_.listen_fd;
+  fo.listen_fd = opt_.listen_fd.get();
   fo.args = {"--channel-fd", "3",           "--listen-fd", "4",
              "--tls-cert",   opt_.tls_cert, "--tls-key",   opt_.tls_key};
   if (!opt_.config_file.empty()) fo.args.insert(fo.args.end(), {"--config", opt_.config_file});
@@ -140,16 +139,16 @@ Status Supervisor::setupSignals() {
   sigset_t set;
   sigemptyset(&set);
   for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
-  signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd_ < 0) return sysError("signalfd");
-  auto w = loop_.watch(signal_fd_, EPOLLIN, [this](uint32_t) { onSignal(); });
+  signal_fd_.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signal_fd_) return sysError("signalfd");
+  auto w = loop_.watch(signal_fd_.get(), EPOLLIN, [this](uint32_t) { onSignal(); });
   if (!w) return w.error();
   return okStatus();
 }
 
 void Supervisor::onSignal() {
   signalfd_siginfo si{};
-  while (read(signal_fd_, &si, sizeof si) == sizeof si) {
+  while (read(signal_fd_.get(), &si, sizeof si) == sizeof si) {
     switch (si.ssi_signo) {
       case SIGTERM:
       case SIGINT:

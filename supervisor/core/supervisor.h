@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/fd.h"
 #include "common/protocol/codec.h"
 #include "supervisor/accounts/accounts.h"
 #include "supervisor/accounts/sessions.h"
@@ -36,7 +37,7 @@ struct SupervisorOptions {
   std::string tls_cert, tls_key;  // handed to the frontend
   std::string config_file;        // handed to the frontend ("" if none)
   std::string frontend_path;
-  int listen_fd = -1;
+  UniqueFd listen_fd;                       // handed to every frontend incarnation as fd 4
   std::optional<Account> frontend_account;  // as root: the account the frontend drops to
   Account self;                             // non-root dev: the account every job runs as
   std::unique_ptr<CgroupBackend> cgroups;   // null: none
@@ -132,7 +133,7 @@ class Supervisor {
   SessionStore sessions_;
   JobTable jobs_;
   std::map<std::string, UserRecord> users_;
-  int signal_fd_ = -1;
+  UniqueFd signal_fd_;
   // Built once before any job: the child only reads it (no allocation between fork and exec).
   std::optional<JobSeccompProfile> job_seccomp_;
   int last_cap_ = 0;  // /proc/sys/kernel/cap_last_cap, for non-root jobs' bounding-set drop
