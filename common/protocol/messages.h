@@ -39,6 +39,19 @@ enum class MsgType : uint16_t {
 #undef JW_ENUM
 };
 
+// Every message of the list with its direction, for compile-time checks (e.g. that the
+// supervisor's dispatch table has exactly one handler per frontend-to-supervisor message).
+struct MessageInfo {
+  MsgType type;
+  Direction direction;
+  std::string_view name;
+};
+inline constexpr MessageInfo kMessages[] = {
+#define JW_INFO(name, num, dir, payload, doc) {MsgType::k##name, Direction::dir, #name},
+    JW_MESSAGES(JW_INFO)
+#undef JW_INFO
+};
+
 // Name for logs; "unknown" for a number not in the list.
 std::string_view msgTypeName(uint16_t type);
 // True when `type` is in the list and flows in direction `dir`. The supervisor drops (and kills)

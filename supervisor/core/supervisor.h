@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -82,13 +83,22 @@ class Supervisor {
   // frontend channel
   void onFrontendConnected();
   void onFrontendGone();
-  Status onRequest(const protocol::FrameHeader& h, std::string_view payload);
   void replyError(uint32_t id, protocol::ErrorCode code, const std::string& message,
                   int sys_errno = 0);
   void replyStatus(uint32_t id, const Job& job);
-  void onReady();
 
-  // requests
+  // The request dispatch (request_dispatch.cc): a table generated from JW_MESSAGES with one
+  // entry per frontend-to-supervisor message, each decoding its payload and calling
+  // handle<Name>(id, payload). An error return is a protocol violation.
+  struct RequestEntry {
+    protocol::MsgType type;
+    Status (*run)(Supervisor& s, uint32_t id, std::string_view payload);
+  };
+  static std::span<const RequestEntry> requestTable();
+  Status onRequest(const protocol::FrameHeader& h, std::string_view payload);
+
+  // requests; each handler replies itself
+  Status handleReady(uint32_t id, const protocol::Empty&);  // once per frontend
   void handleSessionAdd(uint32_t id, const protocol::SessionEntry& s);
   void handleSessionRevoke(uint32_t id, const protocol::TokenHash& h);
   void handleJobStart(uint32_t id, const protocol::JobStartRequest& r);
@@ -96,7 +106,7 @@ class Supervisor {
   void handleJobGet(uint32_t id, const protocol::JobRef& r);
   void handleJobList(uint32_t id, const protocol::JobListRequest& r);
   void handleOutputRead(uint32_t id, const protocol::OutputReadRequest& r);
-  void handleHealth(uint32_t id);
+  void handleHealth(uint32_t id, const protocol::Empty&);
   // Resolves user + job with role and ownership rules; replies with the error itself and
   // returns null when refused.
   Job* accessibleJob(uint32_t id, const std::string& user, const std::string& job_id, Access a);
@@ -137,7 +147,8 @@ class Supervisor {
   // Built once before any job: the child only reads it (no allocation between fork and exec).
   std::optional<JobSeccompProfile> job_seccomp_;
   int last_cap_ = 0;  // /proc/sys/kernel/cap_last_cap, for non-root jobs' bounding-set drop
-  bool ready_notified_ = false;
+  bool ready_notified_ = false;  // systemd heard READY=1 (from the first frontend)
+  bool frontend_ready_ = false;  // the current frontend sent its Ready
   bool shutting_down_ = false;
   std::unordered_map<std::string, std::map<uint64_t, ParkedRead>> parked_;
   size_t parked_count_ = 0;
