@@ -1,6 +1,7 @@
 // The ONE list of message types between the frontend (F) and the supervisor (S), with the frame
-// header and every cap. Codec, logging names, the permitted-request table and the round-trip
-// tests are all generated from JW_MESSAGES below.
+// header and every cap. Codec, logging names, the permitted-request table, the supervisor's
+// dispatch table and the round-trip tests are all generated from JW_MESSAGES below. Compiled
+// into both processes.
 #pragma once
 
 #include <cstddef>
@@ -82,6 +83,7 @@ constexpr size_t kMaxIoRules = 16;
 constexpr size_t kMaxDevicePath = 256;
 constexpr size_t kMaxChunk = 64 * 1024;  // output moves in pulled chunks of at most this
 constexpr size_t kMaxListPerFrame = 64;  // statuses per JobListReply frame
+constexpr size_t kMaxHealthDetails = 64;
 constexpr size_t kTokenHashSize = 32;
 
 }  // namespace jw::protocol

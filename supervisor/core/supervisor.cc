@@ -347,7 +347,7 @@ void Supervisor::handleHealth(uint32_t id, const protocol::Empty&) {
   jobs_.forEach([&](const Job& j) { running += j.ended() ? 0 : 1; });
   h.details.push_back("jobs: " + std::to_string(running) + " running, " +
                       std::to_string(jobs_.size()) + " known");
-  if (h.details.size() > 64) h.details.resize(64);
+  if (h.details.size() > protocol::kMaxHealthDetails) h.details.resize(protocol::kMaxHealthDetails);
   frontend_->send(protocol::encodeHealthReply(id, h));
 }
 
