@@ -233,7 +233,7 @@ Status openListener(SupervisorOptions& opt) {
   if (!listen_fd) {
     return Error{"listen on " + opt.settings.listen + ": " + listen_fd.error().message};
   }
-  opt.listen_fd = listen_fd.value();
+  opt.listen_fd = std::move(listen_fd.value());
   return okStatus();
 }
 
@@ -257,7 +257,7 @@ Status chooseCgroupBackend(SupervisorOptions& opt) {
 }
 
 void printDevLogin(const DevFiles& files, const SupervisorOptions& opt) {
-  std::string url = loginUrl(opt.settings.listen, opt.listen_fd);
+  std::string url = loginUrl(opt.settings.listen, opt.listen_fd.get());
   log::notice("dev mode: log in as admin with:");
   log::notice("  jobworker login --server " + url + " --ca-file " + files.ca_cert +
               " --user admin --password-stdin < " + files.admin_password);

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "common/protocol/wire.h"
 
@@ -22,10 +23,21 @@ void get(Reader& r, Empty&) { (void)r; }
 void put(Writer& w, const TokenHash& h) { w.raw(h.data(), h.size()); }
 void get(Reader& r, TokenHash& h) { r.raw(h.data(), h.size()); }
 
-Role getRole(Reader& r) {
-  uint8_t v = r.u8();
-  if (v < 1 || v > 3) r.fail("role out of range");
-  return static_cast<Role>(v);
+// Reads an enum as its underlying integer and checks it against the enum's EnumRange.
+template <typename E>
+E getEnum(Reader& r, EnumRange<E> range, const char* what) {
+  using U = std::underlying_type_t<E>;
+  static_assert(sizeof(U) <= 2, "the wire carries enums as u8 or u16");
+  U v;
+  if constexpr (sizeof(U) == 1) {
+    v = r.u8();
+  } else {
+    v = r.u16();
+  }
+  if (v < static_cast<U>(range.first) || v > static_cast<U>(range.last)) {
+    r.fail(std::string(what) + " out of range");
+  }
+  return static_cast<E>(v);
 }
 
 void put(Writer& w, const UserEntry& u) {
@@ -36,7 +48,7 @@ void put(Writer& w, const UserEntry& u) {
 void get(Reader& r, UserEntry& u) {
   u.name = r.str(kMaxUserName, "user name");
   u.password_hash = r.str(kMaxPasswordHash, "password hash");
-  u.role = getRole(r);
+  u.role = getEnum(r, kRoleRange, "role");
 }
 
 void put(Writer& w, const UserTable& t) {
@@ -114,13 +126,9 @@ void get(Reader& r, JobStartRequest& j) {
   j.env = r.strList(kMaxEnv, kMaxArgBytes, "env");
   j.cwd = r.str(kMaxArgBytes, "cwd");
   j.timeout_ms = r.u32();
-  uint8_t out = r.u8();
-  if (out > 1) r.fail("output mode out of range");
-  j.output = static_cast<OutputMode>(out);
+  j.output = getEnum(r, kOutputModeRange, "output mode");
   get(r, j.limits);
-  uint8_t net = r.u8();
-  if (net > 2) r.fail("network mode out of range");
-  j.network = static_cast<Network>(net);
+  j.network = getEnum(r, kNetworkRange, "network mode");
   if (!r.failed() && jobSpecBytes(j) > kMaxJobSpecBytes) r.fail("argv + env + cwd over cap");
 }
 
@@ -155,7 +163,10 @@ void get(Reader& r, JobListRequest& j) {
   j.user = r.str(kMaxUserName, "user");
   j.all = r.boolean();
   j.state = r.u8();
-  if (j.state > 4) r.fail("state filter out of range");
+  if (j.state != 0 && (j.state < static_cast<uint8_t>(kJobStateRange.first) ||
+                       j.state > static_cast<uint8_t>(kJobStateRange.last))) {
+    r.fail("state filter out of range");
+  }
 }
 
 void put(Writer& w, const OutputReadRequest& o) {
@@ -169,9 +180,7 @@ void put(Writer& w, const OutputReadRequest& o) {
 void get(Reader& r, OutputReadRequest& o) {
   o.user = r.str(kMaxUserName, "user");
   o.job_id = r.str(kMaxJobId, "job id");
-  uint8_t s = r.u8();
-  if (s > 1) r.fail("stream out of range");
-  o.stream = static_cast<Stream>(s);
+  o.stream = getEnum(r, kStreamRange, "stream");
   o.offset = r.u64();
   o.max_bytes = r.u32();
   if (o.max_bytes == 0 || o.max_bytes > kMaxChunk) r.fail("max_bytes out of range");
@@ -202,8 +211,13 @@ double getDouble(Reader& r) {
   return d;
 }
 
+// Usage's has_* flags, one bit each: cpu, memory, io, pids.
+constexpr uint8_t kUsageCpu = 1, kUsageMemory = 2, kUsageIo = 4, kUsagePids = 8;
+constexpr uint8_t kUsageFlags = kUsageCpu | kUsageMemory | kUsageIo | kUsagePids;
+
 void put(Writer& w, const Usage& u) {
-  w.u8(static_cast<uint8_t>(u.has_cpu | u.has_memory << 1 | u.has_io << 2 | u.has_pids << 3));
+  w.u8(static_cast<uint8_t>((u.has_cpu ? kUsageCpu : 0) | (u.has_memory ? kUsageMemory : 0) |
+                            (u.has_io ? kUsageIo : 0) | (u.has_pids ? kUsagePids : 0)));
   putDouble(w, u.cpu_seconds);
   w.u64(u.memory_peak_bytes);
   w.u64(u.io_read_bytes);
@@ -212,11 +226,11 @@ void put(Writer& w, const Usage& u) {
 }
 void get(Reader& r, Usage& u) {
   uint8_t bits = r.u8();
-  if (bits > 15) r.fail("usage flags out of range");
-  u.has_cpu = bits & 1;
-  u.has_memory = bits & 2;
-  u.has_io = bits & 4;
-  u.has_pids = bits & 8;
+  if ((bits & ~kUsageFlags) != 0) r.fail("usage flags out of range");
+  u.has_cpu = bits & kUsageCpu;
+  u.has_memory = bits & kUsageMemory;
+  u.has_io = bits & kUsageIo;
+  u.has_pids = bits & kUsagePids;
   u.cpu_seconds = getDouble(r);
   u.memory_peak_bytes = r.u64();
   u.io_read_bytes = r.u64();
@@ -255,9 +269,7 @@ void get(Reader& r, JobStatus& s) {
   s.id = r.str(kMaxJobId, "job id");
   s.owner = r.str(kMaxUserName, "owner");
   s.command = r.strList(kMaxArgs, kMaxArgBytes, "command");
-  uint8_t st = r.u8();
-  if (st < 1 || st > 4) r.fail("job state out of range");
-  s.state = static_cast<JobState>(st);
+  s.state = getEnum(r, kJobStateRange, "job state");
   s.pid = r.i32();
   s.has_exit_code = r.boolean();
   s.exit_code = r.i32();
@@ -267,9 +279,7 @@ void get(Reader& r, JobStatus& s) {
   s.created_at_ms = r.i64();
   s.started_at_ms = r.i64();
   s.ended_at_ms = r.i64();
-  uint8_t out = r.u8();
-  if (out > 1) r.fail("output mode out of range");
-  s.output = static_cast<OutputMode>(out);
+  s.output = getEnum(r, kOutputModeRange, "output mode");
   s.output_bytes = r.u64();
   s.output_dropped_bytes = r.u64();
   s.output_truncated = r.boolean();
@@ -299,15 +309,15 @@ void put(Writer& w, const ErrorReply& e) {
   w.str(e.message);
 }
 void get(Reader& r, ErrorReply& e) {
-  uint16_t c = r.u16();
-  if (c < 1 || c > 10) r.fail("error code out of range");
-  e.code = static_cast<ErrorCode>(c);
+  e.code = getEnum(r, kErrorCodeRange, "error code");
   e.sys_errno = r.i32();
   e.message = r.str(kMaxMessage, "error message");
 }
 
 void put(Writer& w, const HealthReply& h) { w.strList(h.details); }
-void get(Reader& r, HealthReply& h) { h.details = r.strList(64, kMaxMessage, "health details"); }
+void get(Reader& r, HealthReply& h) {
+  h.details = r.strList(kMaxHealthDetails, kMaxMessage, "health details");
+}
 
 void putHeader(Writer& w, MsgType type, uint16_t flags, uint32_t request_id) {
   w.u16(static_cast<uint16_t>(type));

@@ -13,17 +13,30 @@
 
 namespace jw::protocol {
 
+// The first and last value of an enum whose values are contiguous: the decoder's range check.
+// Each range sits next to its enum, so a new last value moves the check with it.
+template <typename E>
+struct EnumRange {
+  E first;
+  E last;
+};
+
 enum class Role : uint8_t { kAdmin = 1, kUser = 2, kViewer = 3 };
+inline constexpr EnumRange<Role> kRoleRange{Role::kAdmin, Role::kViewer};
 std::string_view roleName(Role r);
 std::optional<Role> roleFromName(std::string_view name);
 
 enum class JobState : uint8_t { kRunning = 1, kExited = 2, kKilled = 3, kFailed = 4 };
+inline constexpr EnumRange<JobState> kJobStateRange{JobState::kRunning, JobState::kFailed};
 std::string_view jobStateName(JobState s);
 std::optional<JobState> jobStateFromName(std::string_view name);
 
 enum class OutputMode : uint8_t { kMerged = 0, kSeparate = 1 };
+inline constexpr EnumRange<OutputMode> kOutputModeRange{OutputMode::kMerged, OutputMode::kSeparate};
 enum class Stream : uint8_t { kStdout = 0, kStderr = 1 };  // kStdout is the merged log too
+inline constexpr EnumRange<Stream> kStreamRange{Stream::kStdout, Stream::kStderr};
 enum class Network : uint8_t { kDefault = 0, kNone = 1, kHost = 2 };
+inline constexpr EnumRange<Network> kNetworkRange{Network::kDefault, Network::kHost};
 
 // Error codes a reply can carry; the frontend maps them to HTTP statuses.
 enum class ErrorCode : uint16_t {
@@ -38,8 +51,12 @@ enum class ErrorCode : uint16_t {
   kInternal = 9,        // 500
   kLimitExceeded = 10,  // 403: a resource limit over the user's maximum, or too many jobs
 };
+inline constexpr EnumRange<ErrorCode> kErrorCodeRange{ErrorCode::kBadRequest,
+                                                      ErrorCode::kLimitExceeded};
 
-struct Empty {};
+struct Empty {
+  bool operator==(const Empty&) const = default;
+};
 
 using TokenHash = std::array<uint8_t, kTokenHashSize>;
 
@@ -47,23 +64,33 @@ struct UserEntry {
   std::string name;
   std::string password_hash;  // libsodium crypto_pwhash_str (argon2id) string
   Role role = Role::kViewer;
+
+  bool operator==(const UserEntry&) const = default;
 };
 struct UserTable {
   std::vector<UserEntry> users;
+
+  bool operator==(const UserTable&) const = default;
 };
 
 struct SessionEntry {
   TokenHash token_hash{};  // BLAKE2b-256 of the token; the token itself never reaches S
   std::string user;
   int64_t expires_at_ms = 0;  // Unix epoch milliseconds
+
+  bool operator==(const SessionEntry&) const = default;
 };
 struct SessionTable {
   std::vector<SessionEntry> sessions;
+
+  bool operator==(const SessionTable&) const = default;
 };
 
 struct IoLimit {
   std::string device;                                                   // e.g. "/dev/vda"
   uint64_t read_bps = 0, write_bps = 0, read_iops = 0, write_iops = 0;  // 0: not limited
+
+  bool operator==(const IoLimit&) const = default;
 };
 // 0 means "not asked for": the supervisor applies the configured default.
 struct Limits {
@@ -71,6 +98,8 @@ struct Limits {
   uint64_t memory_bytes = 0;
   uint32_t pids = 0;
   std::vector<IoLimit> io;
+
+  bool operator==(const Limits&) const = default;
 };
 
 struct JobStartRequest {
@@ -82,11 +111,15 @@ struct JobStartRequest {
   OutputMode output = OutputMode::kMerged;
   Limits limits;
   Network network = Network::kDefault;
+
+  bool operator==(const JobStartRequest&) const = default;
 };
 
 struct JobRef {
   std::string user;
   std::string job_id;
+
+  bool operator==(const JobRef&) const = default;
 };
 
 struct JobStopRequest {
@@ -94,12 +127,16 @@ struct JobStopRequest {
   std::string job_id;
   bool has_grace = false;
   uint32_t grace_ms = 0;
+
+  bool operator==(const JobStopRequest&) const = default;
 };
 
 struct JobListRequest {
   std::string user;
   bool all = false;
   uint8_t state = 0;  // 0: any, else a JobState
+
+  bool operator==(const JobListRequest&) const = default;
 };
 
 struct OutputReadRequest {
@@ -109,18 +146,24 @@ struct OutputReadRequest {
   uint64_t offset = 0;
   uint32_t max_bytes = kMaxChunk;
   bool follow = false;  // wait for bytes past offset (or the job's end) before answering
+
+  bool operator==(const OutputReadRequest&) const = default;
 };
 
 struct OutputChunk {
   uint64_t offset = 0;  // where data starts
   std::string data;     // at most kMaxChunk bytes
   bool eof = false;     // the job has ended and offset+data.size() is the end of the log
+
+  bool operator==(const OutputChunk&) const = default;
 };
 
 struct Usage {
   bool has_cpu = false, has_memory = false, has_io = false, has_pids = false;
   double cpu_seconds = 0;
   uint64_t memory_peak_bytes = 0, io_read_bytes = 0, io_write_bytes = 0, pids_peak = 0;
+
+  bool operator==(const Usage&) const = default;
 };
 
 struct JobStatus {
@@ -145,26 +188,36 @@ struct JobStatus {
   Usage usage;
   std::vector<std::string> isolation;  // e.g. "pid", "mount", "net", "uts", "ipc", "cgroup"
   std::string run_as;                  // the Unix account the job runs as
+
+  bool operator==(const JobStatus&) const = default;
 };
 
 struct JobListReply {
   std::vector<JobStatus> jobs;  // newest first; the supervisor packs frames by size
+
+  bool operator==(const JobListReply&) const = default;
 };
 
 struct ErrorReply {
   ErrorCode code = ErrorCode::kInternal;
   int32_t sys_errno = 0;
   std::string message;
+
+  bool operator==(const ErrorReply&) const = default;
 };
 
 struct HealthReply {
   std::vector<std::string> details;  // e.g. "cgroup backend: v1", "missing controller: io"
+
+  bool operator==(const HealthReply&) const = default;
 };
 
 struct FrameHeader {
   MsgType type;
   uint16_t flags = 0;
   uint32_t request_id = 0;
+
+  bool operator==(const FrameHeader&) const = default;
 };
 
 // Encoders append the header and payload into one frame.

@@ -1,6 +1,7 @@
 // The ONE list of message types between the frontend (F) and the supervisor (S), with the frame
-// header and every cap. Codec, logging names, the permitted-request table and the round-trip
-// tests are all generated from JW_MESSAGES below.
+// header and every cap. Codec, logging names, the permitted-request table, the supervisor's
+// dispatch table and the round-trip tests are all generated from JW_MESSAGES below. Compiled
+// into both processes.
 #pragma once
 
 #include <cstddef>
@@ -39,6 +40,19 @@ enum class MsgType : uint16_t {
 #undef JW_ENUM
 };
 
+// Every message of the list with its direction, for compile-time checks (e.g. that the
+// supervisor's dispatch table has exactly one handler per frontend-to-supervisor message).
+struct MessageInfo {
+  MsgType type;
+  Direction direction;
+  std::string_view name;
+};
+inline constexpr MessageInfo kMessages[] = {
+#define JW_INFO(name, num, dir, payload, doc) {MsgType::k##name, Direction::dir, #name},
+    JW_MESSAGES(JW_INFO)
+#undef JW_INFO
+};
+
 // Name for logs; "unknown" for a number not in the list.
 std::string_view msgTypeName(uint16_t type);
 // True when `type` is in the list and flows in direction `dir`. The supervisor drops (and kills)
@@ -69,6 +83,7 @@ constexpr size_t kMaxIoRules = 16;
 constexpr size_t kMaxDevicePath = 256;
 constexpr size_t kMaxChunk = 64 * 1024;  // output moves in pulled chunks of at most this
 constexpr size_t kMaxListPerFrame = 64;  // statuses per JobListReply frame
+constexpr size_t kMaxHealthDetails = 64;
 constexpr size_t kTokenHashSize = 32;
 
 }  // namespace jw::protocol

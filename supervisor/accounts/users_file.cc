@@ -12,6 +12,8 @@
 #include <map>
 #include <mutex>
 
+#include "common/fd.h"
+#include "common/io.h"
 #include "common/log.h"
 #include "common/names.h"
 
@@ -20,7 +22,7 @@ namespace jw::supervisor {
 namespace {
 
 // Far above any real users file; stops a mistaken path (a log, a device) from eating memory.
-constexpr off_t kMaxUsersFileBytes = 16 << 20;
+constexpr size_t kMaxUsersFileBytes = 16 << 20;
 constexpr std::string_view kHashPrefix = "$argon2id$";
 
 // A crypto_pwhash_str string: "$argon2id$v=19$m=...,t=...,p=...$salt$hash", printable ASCII,
@@ -74,43 +76,10 @@ Result<UserRecord> parseLine(std::string_view line, const std::string& where) {
   return r;
 }
 
-Result<std::string> readWholeFile(int fd, const std::string& path) {
-  std::string data;
-  char buf[8192];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return sysError("read " + path);
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
-    if (data.size() > static_cast<size_t>(kMaxUsersFileBytes)) {
-      return Error{path + ": larger than " + std::to_string(kMaxUsersFileBytes) + " bytes"};
-    }
-  }
-  return data;
-}
-
-Status writeAll(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return sysError("write " + path);
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return okStatus();
-}
-
 Status fsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return sysError("open directory " + dir);
-  int rc = ::fsync(fd);
-  int saved = errno;
-  ::close(fd);
-  if (rc != 0) return sysError("fsync directory " + dir, saved);
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return sysError("open directory " + dir);
+  if (::fsync(fd.get()) != 0) return sysError("fsync directory " + dir);
   return okStatus();
 }
 
@@ -126,8 +95,8 @@ Status sodiumReady() {
 
 Result<std::vector<UserRecord>> loadUsersFile(const std::string& path) {
   // O_NOFOLLOW: a symlink planted in the config dir must not redirect what root reads.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-  if (fd < 0) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+  if (!fd) {
     if (errno == ENOENT) {
       return Error{path + ": no such file (create it with `jobworker-admin user add --users-file " +
                        path + " NAME --role admin`)",
@@ -136,29 +105,20 @@ Result<std::vector<UserRecord>> loadUsersFile(const std::string& path) {
     return sysError("open users file " + path);
   }
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    Error e = sysError("stat " + path);
-    ::close(fd);
-    return e;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Error{path + ": not a regular file"};
-  }
+  if (::fstat(fd.get(), &st) != 0) return sysError("stat " + path);
+  if (!S_ISREG(st.st_mode)) return Error{path + ": not a regular file"};
   if ((st.st_mode & 077) != 0) {
-    ::close(fd);
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return Error{path + ": mode " + mode +
                  " lets group or others access password hashes; run: chmod 600 " + path};
   }
   if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
-    ::close(fd);
     return Error{path + ": owned by uid " + std::to_string(st.st_uid) +
                  ", expected root or the user running jobworkerd"};
   }
-  auto data = readWholeFile(fd, path);
-  ::close(fd);
+  auto data = readAll(fd.get(), path, kMaxUsersFileBytes);
+  fd.reset();
   if (!data) return data.error();
 
   std::vector<UserRecord> users;
@@ -201,26 +161,25 @@ Status writeFileAtomic(const std::string& path, std::string_view content, unsign
   if (auto s = sodiumReady(); !s) return s;
 
   std::string tmp;
-  int fd = -1;
-  for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
+  UniqueFd fd;
+  for (int attempt = 0; attempt < 16 && !fd; ++attempt) {
     tmp = dir + "/." + base + ".tmp." + std::to_string(randombytes_uniform(1000000000));
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (fd < 0 && errno != EEXIST) return sysError("create " + tmp);
+    fd.reset(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+    if (!fd && errno != EEXIST) return sysError("create " + tmp);
   }
-  if (fd < 0) return sysError("create temp file next to " + path);
+  if (!fd) return sysError("create temp file next to " + path);
 
   auto fail = [&](Error e) -> Status {
-    if (fd >= 0) ::close(fd);
+    fd.reset();
     ::unlink(tmp.c_str());
     return e;
   };
   // The umask may have removed bits; the caller's mode is what we promise.
-  if (::fchmod(fd, mode) != 0) return fail(sysError("chmod " + tmp));
-  if (auto s = writeAll(fd, content, tmp); !s) return fail(s.error());
-  if (::fsync(fd) != 0) return fail(sysError("fsync " + tmp));
-  int rc = ::close(fd);
-  fd = -1;
-  if (rc != 0) return fail(sysError("close " + tmp));
+  if (::fchmod(fd.get(), mode) != 0) return fail(sysError("chmod " + tmp));
+  if (auto s = writeAll(fd.get(), content, tmp); !s) return fail(s.error());
+  if (::fsync(fd.get()) != 0) return fail(sysError("fsync " + tmp));
+  // close's own error matters here: it may be the write's.
+  if (fd.close() != 0) return fail(sysError("close " + tmp));
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     return fail(sysError("rename " + tmp + " to " + path));
   }

@@ -13,9 +13,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <set>
 
+#include "common/fd.h"
+#include "common/io.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "supervisor/cgroup/cgroup_impl.h"
@@ -87,41 +90,11 @@ std::vector<std::string> splitOn(std::string_view s, char sep) {
 }
 }  // namespace
 
-Fd& Fd::operator=(Fd&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = o.release();
-  }
-  return *this;
-}
-
-Fd::~Fd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-Result<std::string> readFile(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return sysError("open " + path);
-  std::string out;
-  char buf[8192];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return sysError("read " + path);
-    }
-    if (n == 0) break;
-    if (out.size() + static_cast<size_t>(n) > kMaxFileBytes) {
-      return Error{"read " + path + ": larger than " + std::to_string(kMaxFileBytes) + " bytes"};
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
+Result<std::string> readFile(const std::string& path) { return jw::readFile(path, kMaxFileBytes); }
 
 Status writeFile(const std::string& path, std::string_view value) {
-  Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (fd.get() < 0) return sysError("open " + path);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return sysError("open " + path);
   // cgroupfs takes one value per write(): never split it.
   ssize_t n;
   do {
@@ -175,14 +148,10 @@ Status removeTree(const std::string& path) {
 
 std::optional<uint64_t> parseU64(std::string_view text) {
   text = trim(text);
-  if (text.empty() || text.size() > 20) return std::nullopt;
   uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-    uint64_t d = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10) return std::nullopt;
-    v = v * 10 + d;
-  }
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (ec != std::errc() || ptr != end) return std::nullopt;  // empty, a sign, junk or overflow
   return v;
 }
 
@@ -430,8 +399,8 @@ bool pidInCgroup(pid_t pid, const Membership& m) {
 }
 
 Status killMember(pid_t pid, const Membership& m) {
-  Fd pidfd(pidfdOpen(pid));
-  if (pidfd.get() < 0) {
+  UniqueFd pidfd(pidfdOpen(pid));
+  if (!pidfd) {
     if (errno == ESRCH) return okStatus();  // gone already
     if (errno != ENOSYS) return sysError("pidfd_open " + std::to_string(pid));
     // Kernel < 5.3: a plain kill after the membership check (a tiny reuse window remains).
@@ -502,29 +471,25 @@ Status freezeKillThaw(const FreezeOps& ops) {
 
 // --- Leftover locks --------------------------------------------------------------------------
 
-BaseLocks::~BaseLocks() {
-  for (int fd : fds_) ::close(fd);
-}
-
 Result<bool> BaseLocks::acquire(const std::vector<std::string>& dirs) {
   for (const std::string& d : dirs) {
-    int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return sysError("open " + d);
-    fds_.push_back(fd);
+    UniqueFd fd(::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return sysError("open " + d);
+    fds_.push_back(std::move(fd));
   }
   bool exclusive = true;
   for (size_t i = 0; i < fds_.size() && exclusive; ++i) {
-    if (::flock(fds_[i], LOCK_EX | LOCK_NB) == 0) continue;
+    if (::flock(fds_[i].get(), LOCK_EX | LOCK_NB) == 0) continue;
     if (errno != EWOULDBLOCK) return sysError("flock " + dirs[i]);
     exclusive = false;
   }
   if (exclusive) return true;
   // Another daemon lives in this subtree: never block while holding an exclusive lock.
-  for (int fd : fds_) ::flock(fd, LOCK_UN);
+  for (const UniqueFd& fd : fds_) ::flock(fd.get(), LOCK_UN);
   for (size_t i = 0; i < fds_.size(); ++i) {
     int rc;
     do {
-      rc = ::flock(fds_[i], LOCK_SH);
+      rc = ::flock(fds_[i].get(), LOCK_SH);
     } while (rc != 0 && errno == EINTR);
     if (rc != 0) return sysError("flock " + dirs[i]);
   }
@@ -532,8 +497,8 @@ Result<bool> BaseLocks::acquire(const std::vector<std::string>& dirs) {
 }
 
 Status BaseLocks::share() {
-  for (int fd : fds_) {
-    if (::flock(fd, LOCK_SH) != 0) return sysError("flock LOCK_SH");
+  for (const UniqueFd& fd : fds_) {
+    if (::flock(fd.get(), LOCK_SH) != 0) return sysError("flock LOCK_SH");
   }
   return okStatus();
 }

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fd.h"
 #include "supervisor/cgroup/cgroup.h"
 
 namespace jw::supervisor::cg {
@@ -25,6 +26,7 @@ inline constexpr uint64_t kMinCpuQuotaUs = 1000;
 inline constexpr std::chrono::milliseconds kFreezeWait{1000};
 
 // --- Files -----------------------------------------------------------------------------------
+// A cgroupfs or procfs file, whole (common/io.h's readFile with the cap of kMaxFileBytes).
 Result<std::string> readFile(const std::string& path);
 Status writeFile(const std::string& path, std::string_view value);
 bool fileExists(const std::string& path);
@@ -126,35 +128,13 @@ class BaseLocks {
   BaseLocks() = default;
   BaseLocks(const BaseLocks&) = delete;
   BaseLocks& operator=(const BaseLocks&) = delete;
-  ~BaseLocks();
   // Opens and locks every directory; returns true when the exclusive lock was had (cleanup is
   // safe), in which case the caller cleans and then calls share().
   Result<bool> acquire(const std::vector<std::string>& dirs);
   Status share();
 
  private:
-  std::vector<int> fds_;
-};
-
-// Owns a file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(o.release()) {}
-  Fd& operator=(Fd&& o) noexcept;
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd();
-  int get() const { return fd_; }
-  int release() {
-    int f = fd_;
-    fd_ = -1;
-    return f;
-  }
-
- private:
-  int fd_ = -1;
+  std::vector<UniqueFd> fds_;
 };
 
 // The backends (cgroup_v1.cc, cgroup_v2.cc).

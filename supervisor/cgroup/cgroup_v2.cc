@@ -55,7 +55,7 @@ namespace {
 
 class V2Job : public JobCgroup {
  public:
-  V2Job(std::string path, std::string rel, Fd dir)
+  V2Job(std::string path, std::string rel, UniqueFd dir)
       : path_(std::move(path)), rel_(std::move(rel)), dir_(std::move(dir)) {}
 
   Status addProcess(pid_t pid) override {
@@ -129,7 +129,7 @@ class V2Job : public JobCgroup {
 
   std::string path_;
   std::string rel_;
-  Fd dir_;
+  UniqueFd dir_;
   uint64_t memory_seen_ = 0;
   uint64_t pids_seen_ = 0;
 };
@@ -177,8 +177,8 @@ class V2Backend : public CgroupBackend {
     std::string path = base_ + "/" + job_id;
     if (::mkdir(path.c_str(), 0755) != 0) return sysError("mkdir " + path);
     Status applied = applyLimits(path, limits, quota, *disks);
-    Fd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (applied && dir.get() < 0) applied = sysError("open " + path);
+    UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (applied && !dir) applied = sysError("open " + path);
     if (!applied) {
       (void)removeTree(path);  // undo; the limit error is the one to report
       return applied.error();
@@ -287,7 +287,7 @@ class V2Backend : public CgroupBackend {
     for (const std::string& n : listSubdirs(base_)) {
       std::string path = base_ + "/" + n;
       V2Job job(path, joinRel(base_rel_, n),
-                Fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+                UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
       Status killed = job.killAll();
       waitUntil([&] { return job.empty(); }, 2 * kFreezeWait);
       Status removed = job.remove();

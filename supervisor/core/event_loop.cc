@@ -11,10 +11,7 @@
 
 namespace jw::supervisor {
 
-EventLoop::~EventLoop() {
-  if (timerfd_ >= 0) close(timerfd_);
-  if (epfd_ >= 0) close(epfd_);
-}
+EventLoop::~EventLoop() = default;
 
 uint64_t EventLoop::monotonicMs() {
   timespec ts{};
@@ -23,14 +20,15 @@ uint64_t EventLoop::monotonicMs() {
 }
 
 Status EventLoop::init() {
-  epfd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (epfd_ < 0) return sysError("epoll_create1");
-  timerfd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (timerfd_ < 0) return sysError("timerfd_create(CLOCK_MONOTONIC)");
+  epfd_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epfd_) return sysError("epoll_create1");
+  timerfd_.reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!timerfd_) return sysError("timerfd_create(CLOCK_MONOTONIC)");
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = 0;  // id 0 is the timerfd; watch ids start at 1
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, timerfd_, &ev) != 0) return sysError("epoll_ctl(timerfd)");
+  if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, timerfd_.get(), &ev) != 0)
+    return sysError("epoll_ctl(timerfd)");
   return okStatus();
 }
 
@@ -39,7 +37,7 @@ Result<EventLoop::WatchId> EventLoop::watch(int fd, uint32_t events, FdHandler h
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = id;
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+  if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
     return sysError("epoll_ctl(ADD, fd " + std::to_string(fd) + ")");
   }
   watches_[id] = Watch{fd, std::make_shared<FdHandler>(std::move(handler))};
@@ -52,7 +50,7 @@ Status EventLoop::modify(WatchId id, uint32_t events) {
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = id;
-  if (epoll_ctl(epfd_, EPOLL_CTL_MOD, it->second.fd, &ev) != 0) {
+  if (epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, it->second.fd, &ev) != 0) {
     return sysError("epoll_ctl(MOD, fd " + std::to_string(it->second.fd) + ")");
   }
   return okStatus();
@@ -62,7 +60,7 @@ void EventLoop::unwatch(WatchId id) {
   auto it = watches_.find(id);
   if (it == watches_.end()) return;
   // Failure means the fd was already closed, which removed it from the epoll set anyway.
-  epoll_ctl(epfd_, EPOLL_CTL_DEL, it->second.fd, nullptr);
+  epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, it->second.fd, nullptr);
   watches_.erase(it);
 }
 
@@ -92,13 +90,13 @@ void EventLoop::armTimerFd() {
   its.it_value.tv_nsec = static_cast<long>((first % 1000) * 1'000'000);
   if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
   // Cannot fail with a valid fd and an in-range value; a failure would stall timers, so abort.
-  if (timerfd_settime(timerfd_, TFD_TIMER_ABSTIME, &its, nullptr) != 0) abort();
+  if (timerfd_settime(timerfd_.get(), TFD_TIMER_ABSTIME, &its, nullptr) != 0) abort();
   armed_deadline_ = first;
 }
 
 void EventLoop::fireDueTimers() {
   uint64_t expirations = 0;
-  ssize_t n = read(timerfd_, &expirations, sizeof expirations);
+  ssize_t n = read(timerfd_.get(), &expirations, sizeof expirations);
   (void)n;  // EAGAIN when another wake-up already consumed it
   armed_deadline_ = 0;
   uint64_t now = monotonicMs();
@@ -114,7 +112,7 @@ Status EventLoop::run() {
   running_ = true;
   std::vector<epoll_event> events(64);
   while (running_) {
-    int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), -1);
+    int n = epoll_wait(epfd_.get(), events.data(), static_cast<int>(events.size()), -1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sysError("epoll_wait");
     for (int i = 0; i < n && running_; i++) {

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/fd.h"
 #include "common/result.h"
 
 namespace jw::supervisor {
@@ -53,8 +54,8 @@ class EventLoop {
   void armTimerFd();
   void fireDueTimers();
 
-  int epfd_ = -1;
-  int timerfd_ = -1;
+  UniqueFd epfd_;
+  UniqueFd timerfd_;
   bool running_ = false;
   uint64_t next_id_ = 1;
   std::unordered_map<WatchId, Watch> watches_;

@@ -36,8 +36,8 @@ std::string describeWait(int wait_code, int wait_value) {
 
 // Signals the job's main process through its pidfd while there is one (never a reused pid).
 int signalMain(const Job& job, int sig) {
-  if (job.pidfd >= 0) {
-    return static_cast<int>(syscall(SYS_pidfd_send_signal, job.pidfd, sig, nullptr, 0U));
+  if (job.pidfd) {
+    return static_cast<int>(syscall(SYS_pidfd_send_signal, job.pidfd.get(), sig, nullptr, 0U));
   }
   return kill(job.pid(), sig);
 }
@@ -133,13 +133,13 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
   }
   resources->release();
 
-  const SpawnedJob& sj = spawned.value();
+  SpawnedJob& sj = spawned.value();
   job->markStarted(sj.pid, realtimeMs());
-  job->pidfd = sj.pidfd;
-  job->has_init = sj.status_fd >= 0;
-  job->status_fd = sj.status_fd;
-  job->streams[0].pipe_fd = sj.out_fd;
-  job->streams[1].pipe_fd = sj.err_fd;
+  job->pidfd = std::move(sj.pidfd);
+  job->has_init = static_cast<bool>(sj.status_fd);
+  job->status_fd = std::move(sj.status_fd);
+  job->streams[0].pipe_fd = std::move(sj.out_fd);
+  job->streams[1].pipe_fd = std::move(sj.err_fd);
   Job* raw = jobs_.insert(std::move(job));
   watchJob(*raw);
   armJobTimeout(*raw, jobTimeoutMs(settings_, r.timeout_ms));
@@ -215,7 +215,7 @@ void Supervisor::logJobStart(const Job& job, const UserRecord& u,
 
 void Supervisor::watchJob(Job& job) {
   std::string jid = job.id();
-  auto pw = loop_.watch(job.pidfd, EPOLLIN, [this, jid](uint32_t) { onJobExit(jid); });
+  auto pw = loop_.watch(job.pidfd.get(), EPOLLIN, [this, jid](uint32_t) { onJobExit(jid); });
   if (!pw) {
     // Without exit notification the job could never end: kill it now rather than leak it.
     log::err("job " + jid + ": watch pidfd: " + pw.error().message + "; killing it");
@@ -224,20 +224,18 @@ void Supervisor::watchJob(Job& job) {
     pid_t r;
     while ((r = waitpid(job.pid(), &status, 0)) < 0 && errno == EINTR) {
     }
-    close(job.pidfd);
-    job.pidfd = -1;
+    job.pidfd.reset();
     recordJobEnd(job, r == job.pid() ? status : W_EXITCODE(0, SIGKILL));
   } else {
     job.pidfd_watch = pw.value();
   }
   for (int s = 0; s < 2; s++) {
-    if (job.streams[s].pipe_fd < 0) continue;
-    auto w = loop_.watch(job.streams[s].pipe_fd, EPOLLIN,
+    if (!job.streams[s].pipe_fd) continue;
+    auto w = loop_.watch(job.streams[s].pipe_fd.get(), EPOLLIN,
                          [this, jid, s](uint32_t) { onJobPipe(jid, s); });
     if (!w) {
       log::err("job " + jid + ": watch output pipe: " + w.error().message);
-      close(job.streams[s].pipe_fd);
-      job.streams[s].pipe_fd = -1;
+      job.streams[s].pipe_fd.reset();
       continue;
     }
     job.streams[s].watch = w.value();
@@ -249,10 +247,10 @@ void Supervisor::onJobPipe(const std::string& job_id, int stream) {
   Job* job = jobs_.find(job_id);
   if (job == nullptr) return;
   Job::Stream& st = job->streams[stream];
-  if (st.pipe_fd < 0) return;
+  if (!st.pipe_fd) return;
   uint64_t before = st.log->size();
   for (int i = 0; i < kReadsPerWakeup; i++) {
-    auto r = st.log->drainOnce(st.pipe_fd);
+    auto r = st.log->drainOnce(st.pipe_fd.get());
     if (!r) {
       log::err("job " + job_id + ": " + r.error().message);
       closeJobPipe(*job, stream);
@@ -270,11 +268,10 @@ void Supervisor::onJobPipe(const std::string& job_id, int stream) {
 
 void Supervisor::closeJobPipe(Job& job, int stream) {
   Job::Stream& st = job.streams[stream];
-  if (st.pipe_fd < 0) return;
+  if (!st.pipe_fd) return;
   loop_.unwatch(st.watch);
   st.watch = 0;
-  close(st.pipe_fd);
-  st.pipe_fd = -1;
+  st.pipe_fd.reset();
 }
 
 // The main process has been reaped with init_wait_status. With an init, the command's own
@@ -282,22 +279,21 @@ void Supervisor::closeJobPipe(Job& job, int stream) {
 // SIGKILLed: stop grace, OOM, a supervisor-side kill).
 void Supervisor::recordJobEnd(Job& job, int init_wait_status) {
   WaitOutcome outcome = waitOutcome(init_wait_status);
-  if (job.status_fd >= 0) {
-    auto reported = readJobStatus(job.status_fd);
+  if (job.status_fd) {
+    auto reported = readJobStatus(job.status_fd.get());
     if (!reported) {
       log::err("job " + job.id() + ": " + reported.error().message);
     } else if (reported.value()) {
       outcome = waitOutcome(*reported.value());
     }
-    close(job.status_fd);
-    job.status_fd = -1;
+    job.status_fd.reset();
   }
   job.recordExit(outcome.code, outcome.value);
 }
 
 void Supervisor::onJobExit(const std::string& job_id) {
   Job* job = jobs_.find(job_id);
-  if (job == nullptr || job->pidfd < 0) return;
+  if (job == nullptr || !job->pidfd) return;
   // Kill the rest while the main process is still a zombie: its pid, which is the process
   // group id, cannot have been reused yet. (With an init the kernel has already killed the whole
   // PID namespace before its exit was reported; the cgroup kill is the backup.)
@@ -308,8 +304,7 @@ void Supervisor::onJobExit(const std::string& job_id) {
   if (r == 0) return;  // spurious wake-up
   loop_.unwatch(job->pidfd_watch);
   job->pidfd_watch = 0;
-  close(job->pidfd);
-  job->pidfd = -1;
+  job->pidfd.reset();
   if (r < 0) {
     log::err("job " + job_id + ": wait4: " + std::string(strerror(errno)));
     status = W_EXITCODE(0, SIGKILL);
@@ -338,7 +333,7 @@ void Supervisor::onJobExit(const std::string& job_id) {
       log::warning("job " + jid + ": output pipe still open " + std::to_string(kDrainDeadlineMs) +
                    " ms after the job ended; closing it");
       for (int s = 0; s < 2; s++) {
-        if (j->streams[s].pipe_fd >= 0) {
+        if (j->streams[s].pipe_fd) {
           onJobPipe(jid, s);  // take what is buffered
           closeJobPipe(*j, s);
         }

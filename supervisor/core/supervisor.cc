@@ -1,5 +1,5 @@
 // jobworkerd's core (see supervisor.h): signals, users and sessions, the frontend channel, and
-// the request dispatch with its re-validation, role and ownership rules. Runs in jobworkerd.
+// the request handlers with their re-validation, role and ownership rules. Runs in jobworkerd.
 #include "supervisor/core/supervisor.h"
 
 #include <signal.h>
@@ -49,7 +49,6 @@ Supervisor::Supervisor(SupervisorOptions options)
 Supervisor::~Supervisor() {
   frontend_.reset();
   for (Job* j : jobs_.all()) dropJob(j->id());
-  if (signal_fd_ >= 0) close(signal_fd_);
 }
 
 Status Supervisor::init() {
@@ -61,7 +60,7 @@ Status Supervisor::init() {
 
   FrontendOptions fo;
   fo.path = opt_.frontend_path;
-  fo.listen_fd = opt_.listen_fd;
+  fo.listen_fd = opt_.listen_fd.get();
   fo.args = {"--channel-fd", "3",           "--listen-fd", "4",
              "--tls-cert",   opt_.tls_cert, "--tls-key",   opt_.tls_key};
   if (!opt_.config_file.empty()) fo.args.insert(fo.args.end(), {"--config", opt_.config_file});
@@ -140,16 +139,16 @@ Status Supervisor::setupSignals() {
   sigset_t set;
   sigemptyset(&set);
   for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
-  signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd_ < 0) return sysError("signalfd");
-  auto w = loop_.watch(signal_fd_, EPOLLIN, [this](uint32_t) { onSignal(); });
+  signal_fd_.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signal_fd_) return sysError("signalfd");
+  auto w = loop_.watch(signal_fd_.get(), EPOLLIN, [this](uint32_t) { onSignal(); });
   if (!w) return w.error();
   return okStatus();
 }
 
 void Supervisor::onSignal() {
   signalfd_siginfo si{};
-  while (read(signal_fd_, &si, sizeof si) == sizeof si) {
+  while (read(signal_fd_.get(), &si, sizeof si) == sizeof si) {
     switch (si.ssi_signo) {
       case SIGTERM:
       case SIGINT:
@@ -204,6 +203,7 @@ void Supervisor::housekeeping() {
 // --- frontend channel --------------------------------------------------------------------------
 
 void Supervisor::onFrontendConnected() {
+  frontend_ready_ = false;
   frontend_->send(userTableFrame());
   sessions_.pruneExpired(realtimeMs());
   for (auto& f : sessions_.encodeTable()) frontend_->send(std::move(f));
@@ -218,83 +218,16 @@ void Supervisor::onFrontendGone() {
   parked_count_ = 0;
 }
 
-void Supervisor::onReady() {
-  if (ready_notified_) return;
+Status Supervisor::handleReady(uint32_t, const protocol::Empty&) {
+  // Ready ends the frontend's start sequence once; a second one means it is not running the code
+  // we started.
+  if (frontend_ready_) return Error{"a second Ready from the same frontend"};
+  frontend_ready_ = true;
+  if (ready_notified_) return okStatus();  // a respawned frontend: systemd heard it already
   ready_notified_ = true;
   log::notice("frontend ready; serving");
   notifySystemd("READY=1");
-}
-
-Status Supervisor::onRequest(const protocol::FrameHeader& h, std::string_view payload) {
-  using protocol::MsgType;
-  const uint32_t id = h.request_id;
-  // Each decode failure is a protocol violation: the frontend encoded it, users cannot.
-  switch (h.type) {
-    case MsgType::kReady: {
-      auto p = protocol::decodeReadyPayload(payload);
-      if (!p) return p.error();
-      onReady();
-      return okStatus();
-    }
-    case MsgType::kSessionAdd: {
-      auto p = protocol::decodeSessionAddPayload(payload);
-      if (!p) return p.error();
-      handleSessionAdd(id, p.value());
-      return okStatus();
-    }
-    case MsgType::kSessionRevoke: {
-      auto p = protocol::decodeSessionRevokePayload(payload);
-      if (!p) return p.error();
-      handleSessionRevoke(id, p.value());
-      return okStatus();
-    }
-    case MsgType::kJobStart: {
-      auto p = protocol::decodeJobStartPayload(payload);
-      if (!p) return p.error();
-      handleJobStart(id, p.value());
-      return okStatus();
-    }
-    case MsgType::kJobStop: {
-      auto p = protocol::decodeJobStopPayload(payload);
-      if (!p) return p.error();
-      handleJobStop(id, p.value());
-      return okStatus();
-    }
-    case MsgType::kJobGet: {
-      auto p = protocol::decodeJobGetPayload(payload);
-      if (!p) return p.error();
-      handleJobGet(id, p.value());
-      return okStatus();
-    }
-    case MsgType::kJobList: {
-      auto p = protocol::decodeJobListPayload(payload);
-      if (!p) return p.error();
-      handleJobList(id, p.value());
-      return okStatus();
-    }
-    case MsgType::kOutputRead: {
-      auto p = protocol::decodeOutputReadPayload(payload);
-      if (!p) return p.error();
-      handleOutputRead(id, p.value());
-      return okStatus();
-    }
-    case MsgType::kHealth: {
-      auto p = protocol::decodeHealthPayload(payload);
-      if (!p) return p.error();
-      handleHealth(id);
-      return okStatus();
-    }
-    case MsgType::kUserTable:
-    case MsgType::kSessionTable:
-    case MsgType::kOk:
-    case MsgType::kErrorReply:
-    case MsgType::kJobStatus:
-    case MsgType::kJobListReply:
-    case MsgType::kOutputChunk:
-    case MsgType::kHealthReply:
-      break;
-  }
-  return Error{"supervisor-to-frontend message sent by the frontend"};
+  return okStatus();
 }
 
 void Supervisor::replyError(uint32_t id, ErrorCode code, const std::string& message,
@@ -400,7 +333,7 @@ void Supervisor::handleJobList(uint32_t id, const protocol::JobListRequest& r) {
   for (auto& f : frames) frontend_->send(std::move(f));
 }
 
-void Supervisor::handleHealth(uint32_t id) {
+void Supervisor::handleHealth(uint32_t id, const protocol::Empty&) {
   protocol::HealthReply h;
   if (opt_.cgroups) {
     h.details.push_back("cgroups: " + opt_.cgroups->name());
@@ -414,7 +347,7 @@ void Supervisor::handleHealth(uint32_t id) {
   jobs_.forEach([&](const Job& j) { running += j.ended() ? 0 : 1; });
   h.details.push_back("jobs: " + std::to_string(running) + " running, " +
                       std::to_string(jobs_.size()) + " known");
-  if (h.details.size() > 64) h.details.resize(64);
+  if (h.details.size() > protocol::kMaxHealthDetails) h.details.resize(protocol::kMaxHealthDetails);
   frontend_->send(protocol::encodeHealthReply(id, h));
 }
 

@@ -8,11 +8,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/config.h"
+#include "common/fd.h"
 #include "common/protocol/codec.h"
 #include "supervisor/accounts/accounts.h"
 #include "supervisor/accounts/sessions.h"
@@ -36,7 +38,7 @@ struct SupervisorOptions {
   std::string tls_cert, tls_key;  // handed to the frontend
   std::string config_file;        // handed to the frontend ("" if none)
   std::string frontend_path;
-  int listen_fd = -1;
+  UniqueFd listen_fd;                       // handed to every frontend incarnation as fd 4
   std::optional<Account> frontend_account;  // as root: the account the frontend drops to
   Account self;                             // non-root dev: the account every job runs as
   std::unique_ptr<CgroupBackend> cgroups;   // null: none
@@ -81,13 +83,22 @@ class Supervisor {
   // frontend channel
   void onFrontendConnected();
   void onFrontendGone();
-  Status onRequest(const protocol::FrameHeader& h, std::string_view payload);
   void replyError(uint32_t id, protocol::ErrorCode code, const std::string& message,
                   int sys_errno = 0);
   void replyStatus(uint32_t id, const Job& job);
-  void onReady();
 
-  // requests
+  // The request dispatch (request_dispatch.cc): a table generated from JW_MESSAGES with one
+  // entry per frontend-to-supervisor message, each decoding its payload and calling
+  // handle<Name>(id, payload). An error return is a protocol violation.
+  struct RequestEntry {
+    protocol::MsgType type;
+    Status (*run)(Supervisor& s, uint32_t id, std::string_view payload);
+  };
+  static std::span<const RequestEntry> requestTable();
+  Status onRequest(const protocol::FrameHeader& h, std::string_view payload);
+
+  // requests; each handler replies itself
+  Status handleReady(uint32_t id, const protocol::Empty&);  // once per frontend
   void handleSessionAdd(uint32_t id, const protocol::SessionEntry& s);
   void handleSessionRevoke(uint32_t id, const protocol::TokenHash& h);
   void handleJobStart(uint32_t id, const protocol::JobStartRequest& r);
@@ -95,7 +106,7 @@ class Supervisor {
   void handleJobGet(uint32_t id, const protocol::JobRef& r);
   void handleJobList(uint32_t id, const protocol::JobListRequest& r);
   void handleOutputRead(uint32_t id, const protocol::OutputReadRequest& r);
-  void handleHealth(uint32_t id);
+  void handleHealth(uint32_t id, const protocol::Empty&);
   // Resolves user + job with role and ownership rules; replies with the error itself and
   // returns null when refused.
   Job* accessibleJob(uint32_t id, const std::string& user, const std::string& job_id, Access a);
@@ -140,11 +151,12 @@ class Supervisor {
   SessionStore sessions_;
   JobTable jobs_;
   std::map<std::string, UserRecord> users_;
-  int signal_fd_ = -1;
+  UniqueFd signal_fd_;
   // Built once before any job: the child only reads it (no allocation between fork and exec).
   std::optional<JobSeccompProfile> job_seccomp_;
   int last_cap_ = 0;  // /proc/sys/kernel/cap_last_cap, for non-root jobs' bounding-set drop
-  bool ready_notified_ = false;
+  bool ready_notified_ = false;  // systemd heard READY=1 (from the first frontend)
+  bool frontend_ready_ = false;  // the current frontend sent its Ready
   bool shutting_down_ = false;
   std::unordered_map<std::string, std::map<uint64_t, ParkedRead>> parked_;
   size_t parked_count_ = 0;

@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/fd.h"
+#include "common/io.h"
 #include "common/log.h"
 #include "common/protocol/channel.h"
 
@@ -91,7 +93,6 @@ FrontendProcess::FrontendProcess(EventLoop& loop, FrontendOptions options, Callb
 FrontendProcess::~FrontendProcess() {
   closeChannel();
   if (pidfd_watch_ != 0) loop_.unwatch(pidfd_watch_);
-  if (pidfd_ >= 0) close(pidfd_);
 }
 
 void FrontendProcess::start() { spawn(); }
@@ -99,18 +100,17 @@ void FrontendProcess::start() { spawn(); }
 void FrontendProcess::spawn() {
   respawn_timer_ = 0;
   if (shutting_down_) return;
-  int fds[2];
-  Status st = protocol::makeChannelPair(fds);
+  int pair[2];
+  Status st = protocol::makeChannelPair(pair);
   if (!st) {
     log::err("cannot start the frontend: " + st.error().message);
     scheduleRespawn();
     return;
   }
-  int report[2];
-  if (pipe2(report, O_CLOEXEC) != 0) {
-    log::err("cannot start the frontend: " + sysError("pipe2").message);
-    close(fds[0]);
-    close(fds[1]);
+  UniqueFd mine(pair[0]), theirs(pair[1]);
+  auto report = makePipe(O_CLOEXEC);
+  if (!report) {
+    log::err("cannot start the frontend: " + report.error().message);
     scheduleRespawn();
     return;
   }
@@ -122,82 +122,76 @@ void FrontendProcess::spawn() {
   pid_t parent = getpid();
 
   pid_t pid = fork();
-  if (pid == 0)
-    execFrontend(parent, fds[1], options_.listen_fd, report[1], argv.data(), envp.data());
+  // execFrontend ends in execve or _exit: no destructor of this frame runs in the child.
+  if (pid == 0) {
+    execFrontend(parent, theirs.get(), options_.listen_fd, report->write.get(), argv.data(),
+                 envp.data());
+  }
   int fork_errno = errno;
-  close(fds[1]);
-  close(report[1]);
+  theirs.reset();
+  report->write.reset();
   if (pid < 0) {
     log::err("cannot start the frontend: " + sysError("fork", fork_errno).message);
-    close(fds[0]);
-    close(report[0]);
     scheduleRespawn();
     return;
   }
   pid_ = pid;
   generation_++;
   started_ms_ = EventLoop::monotonicMs();
-  pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd_ < 0) {
+  pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd_) {
     // Without a pidfd we cannot watch it safely: fail closed, the supervisor cannot run.
     log::err("pidfd_open(frontend): " + std::string(strerror(errno)));
     kill(pid, SIGKILL);
     abort();
   }
   int child_errno = 0;
-  ssize_t n;
-  do {
-    n = read(report[0], &child_errno, sizeof child_errno);
-  } while (n < 0 && errno == EINTR);
-  close(report[0]);
-  if (n == sizeof child_errno) {
+  auto got = readExact(report->read.get(), &child_errno, sizeof child_errno, "frontend report");
+  report->read.reset();
+  const bool exec_failed = got && got.value() == sizeof child_errno;
+  if (!got) log::err("cannot start the frontend: " + got.error().message);
+  if (exec_failed) {
     log::err("cannot execute the frontend " + log::quote(options_.path) + ": " +
              strerror(child_errno));
   }
-  auto pw = loop_.watch(pidfd_, EPOLLIN, [this](uint32_t) { onExit(); });
+  auto pw = loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { onExit(); });
   if (!pw) {
     log::err("watch frontend pidfd: " + pw.error().message);
     abort();
   }
   pidfd_watch_ = pw.value();
-  if (n == sizeof child_errno) {
-    close(fds[0]);
-    return;  // onExit respawns it with back-off
-  }
+  if (exec_failed) return;  // onExit respawns it with back-off
 
-  int fl = fcntl(fds[0], F_GETFL);
-  if (fl < 0 || fcntl(fds[0], F_SETFL, fl | O_NONBLOCK) != 0) {
+  int fl = fcntl(mine.get(), F_GETFL);
+  if (fl < 0 || fcntl(mine.get(), F_SETFL, fl | O_NONBLOCK) != 0) {
     log::err("make the frontend channel non-blocking: " + std::string(strerror(errno)));
-    close(fds[0]);
     signalFrontend(SIGKILL);
     return;
   }
-  channel_fd_ = fds[0];
   interest_ = EPOLLIN;
-  auto cw = loop_.watch(channel_fd_, interest_, [this](uint32_t ev) { onChannel(ev); });
+  auto cw = loop_.watch(mine.get(), interest_, [this](uint32_t ev) { onChannel(ev); });
   if (!cw) {
     log::err("watch the frontend channel: " + cw.error().message);
-    close(channel_fd_);
-    channel_fd_ = -1;
     signalFrontend(SIGKILL);
     return;
   }
+  channel_fd_ = std::move(mine);
   channel_watch_ = cw.value();
   log::info("frontend started: pid " + std::to_string(pid) + ", " + options_.path);
   cb_.on_connected();
 }
 
 void FrontendProcess::signalFrontend(int sig) {
-  if (pidfd_ < 0) return;
-  if (syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) != 0 && errno != ESRCH) {
+  if (!pidfd_) return;
+  if (syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) != 0 && errno != ESRCH) {
     log::err("signal the frontend: " + std::string(strerror(errno)));
   }
 }
 
 void FrontendProcess::onExit() {
   siginfo_t info{};
-  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED | WNOHANG) !=
-      0) {
+  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_.get()), &info,
+             WEXITED | WNOHANG) != 0) {
     log::err("waitid(frontend pidfd): " + std::string(strerror(errno)));
     return;
   }
@@ -205,8 +199,7 @@ void FrontendProcess::onExit() {
   closeChannel();
   loop_.unwatch(pidfd_watch_);
   pidfd_watch_ = 0;
-  close(pidfd_);
-  pidfd_ = -1;
+  pidfd_.reset();
   pid_t old = pid_;
   pid_ = -1;
   if (shutting_down_) return;
@@ -227,11 +220,10 @@ void FrontendProcess::scheduleRespawn() {
 }
 
 void FrontendProcess::closeChannel() {
-  if (channel_fd_ < 0) return;
+  if (!channel_fd_) return;
   loop_.unwatch(channel_watch_);
   channel_watch_ = 0;
-  close(channel_fd_);
-  channel_fd_ = -1;
+  channel_fd_.reset();
   queue_.clear();
   queued_bytes_ = 0;
   if (cb_.on_disconnected) cb_.on_disconnected();
@@ -251,21 +243,21 @@ void FrontendProcess::shutdown() {
   if (respawn_timer_ != 0) loop_.cancelTimer(respawn_timer_);
   respawn_timer_ = 0;
   closeChannel();
-  if (pidfd_ < 0) return;
+  if (!pidfd_) return;
   signalFrontend(SIGKILL);
   siginfo_t info{};
-  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED) != 0 &&
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_.get()), &info, WEXITED) !=
+             0 &&
          errno == EINTR) {
   }
   loop_.unwatch(pidfd_watch_);
   pidfd_watch_ = 0;
-  close(pidfd_);
-  pidfd_ = -1;
+  pidfd_.reset();
   pid_ = -1;
 }
 
 void FrontendProcess::send(std::string frame) {
-  if (channel_fd_ < 0) return;
+  if (!channel_fd_) return;
   if (frame.size() > protocol::kMaxFrame) {
     // Replies are packed under the cap; this would be our bug, not the frontend's.
     log::err("dropping an oversized " + std::to_string(frame.size()) + "-byte frame");
@@ -277,8 +269,8 @@ void FrontendProcess::send(std::string frame) {
 }
 
 void FrontendProcess::flushQueue() {
-  while (channel_fd_ >= 0 && !queue_.empty()) {
-    Status st = protocol::sendFrame(channel_fd_, queue_.front());
+  while (channel_fd_ && !queue_.empty()) {
+    Status st = protocol::sendFrame(channel_fd_.get(), queue_.front());
     if (!st) {
       if (st.error().sys_errno == EAGAIN) break;
       // EPIPE/ECONNRESET: the frontend is going away; its pidfd tells us when it is gone.
@@ -294,7 +286,7 @@ void FrontendProcess::flushQueue() {
 }
 
 void FrontendProcess::updateInterest() {
-  if (channel_fd_ < 0) return;
+  if (!channel_fd_) return;
   // Backpressure: a frontend that does not read its replies gets no new requests served.
   uint32_t want = queued_bytes_ > kQueueHighWater ? 0U : static_cast<uint32_t>(EPOLLIN);
   if (!queue_.empty()) want |= EPOLLOUT;
@@ -306,12 +298,12 @@ void FrontendProcess::updateInterest() {
 
 void FrontendProcess::onChannel(uint32_t events) {
   if (events & EPOLLOUT) flushQueue();
-  if (channel_fd_ < 0) return;
+  if (!channel_fd_) return;
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
   std::string frame;
-  for (int i = 0; i < kFramesPerWakeup && channel_fd_ >= 0; i++) {
+  for (int i = 0; i < kFramesPerWakeup && channel_fd_; i++) {
     if (queued_bytes_ > kQueueHighWater) break;
-    auto r = protocol::recvFrame(channel_fd_, &frame);
+    auto r = protocol::recvFrame(channel_fd_.get(), &frame);
     if (!r) {
       violation(r.error().message);
       return;

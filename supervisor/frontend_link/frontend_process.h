@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/protocol/codec.h"
 #include "common/result.h"
 #include "supervisor/core/event_loop.h"
@@ -21,7 +22,7 @@ namespace jw::supervisor {
 struct FrontendOptions {
   std::string path;               // the frontend binary
   std::vector<std::string> args;  // everything after argv[0]
-  int listen_fd = -1;             // passed as fd 4 to every incarnation
+  int listen_fd = -1;             // borrowed (the Supervisor owns it); fd 4 of every incarnation
 };
 
 class FrontendProcess {
@@ -54,7 +55,7 @@ class FrontendProcess {
   // Kills the frontend for good (shutdown); waits for it.
   void shutdown();
 
-  bool connected() const { return channel_fd_ >= 0; }
+  bool connected() const { return static_cast<bool>(channel_fd_); }
   pid_t pid() const { return pid_; }
   uint64_t generation() const { return generation_; }
 
@@ -73,8 +74,8 @@ class FrontendProcess {
   FrontendOptions options_;
   Callbacks cb_;
   pid_t pid_ = -1;
-  int pidfd_ = -1;
-  int channel_fd_ = -1;
+  UniqueFd pidfd_;
+  UniqueFd channel_fd_;
   EventLoop::WatchId channel_watch_ = 0;
   EventLoop::WatchId pidfd_watch_ = 0;
   EventLoop::TimerId respawn_timer_ = 0;

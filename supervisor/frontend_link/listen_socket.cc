@@ -41,7 +41,7 @@ Result<int> parsePort(const std::string& s, const std::string& listen) {
 
 // Systemd passes the socket as fd 3 when LISTEN_PID names us; the variables are then removed so
 // no child (the frontend, a job) believes it was socket-activated too.
-Result<int> adoptSystemdSocket() {
+Result<UniqueFd> adoptSystemdSocket() {
   const char* fds = std::getenv("LISTEN_FDS");
   long count = std::strtol(fds, nullptr, 10);
   ::unsetenv("LISTEN_PID");
@@ -70,7 +70,7 @@ Result<int> adoptSystemdSocket() {
   if (flags < 0 || ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0) {
     return sysError("socket activation: set close-on-exec on fd 3");
   }
-  return fd;
+  return UniqueFd(fd);
 }
 
 }  // namespace
@@ -114,7 +114,7 @@ Result<ListenAddress> parseListenAddress(const std::string& listen) {
   return a;
 }
 
-Result<int> openListenSocket(const std::string& listen) {
+Result<UniqueFd> openListenSocket(const std::string& listen) {
   const char* pid = std::getenv("LISTEN_PID");
   const char* fds = std::getenv("LISTEN_FDS");
   if (pid != nullptr && fds != nullptr && std::strtol(pid, nullptr, 10) == ::getpid() &&
@@ -142,25 +142,20 @@ Result<int> openListenSocket(const std::string& listen) {
     sa_len = sizeof sa.in4;
   }
 
-  int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return sysError("socket for " + shown);
-  auto fail = [&](const std::string& what) -> Result<int> {
-    Error e = sysError(what);
-    ::close(fd);
-    return e;
-  };
+  UniqueFd fd(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return sysError("socket for " + shown);
   // SO_REUSEADDR lets a restart rebind while old connections sit in TIME_WAIT. Never
   // SO_REUSEPORT: a second daemon on the same port must fail here, not share the traffic.
   int one = 1;
-  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
-    return fail("setsockopt(SO_REUSEADDR) for " + shown);
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+    return sysError("setsockopt(SO_REUSEADDR) for " + shown);
   }
   // "[::]:PORT" means IPv6 only: the address configured is exactly the address served.
-  if (v6 && ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
-    return fail("setsockopt(IPV6_V6ONLY) for " + shown);
+  if (v6 && ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
+    return sysError("setsockopt(IPV6_V6ONLY) for " + shown);
   }
-  if (::bind(fd, &sa.sa, sa_len) != 0) return fail("cannot listen on " + shown);
-  if (::listen(fd, kBacklog) != 0) return fail("listen on " + shown);
+  if (::bind(fd.get(), &sa.sa, sa_len) != 0) return sysError("cannot listen on " + shown);
+  if (::listen(fd.get(), kBacklog) != 0) return sysError("listen on " + shown);
   return fd;
 }
 

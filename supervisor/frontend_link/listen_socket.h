@@ -5,13 +5,14 @@
 
 #include <string>
 
+#include "common/fd.h"
 #include "common/result.h"
 
 namespace jw::supervisor {
 
 // "127.0.0.1:8443", "[::1]:8443", "localhost:8443". Returns a listening, close-on-exec TCP fd.
 // LISTEN_PID/LISTEN_FDS (fd 3) win over `listen` when they name this process.
-Result<int> openListenSocket(const std::string& listen);
+Result<UniqueFd> openListenSocket(const std::string& listen);
 
 // The local port a bound socket listens on (useful with port 0, where the kernel picks one).
 Result<int> boundPort(int fd);

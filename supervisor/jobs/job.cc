@@ -17,14 +17,6 @@ using protocol::JobState;
 Job::Job(JobSpec spec, int64_t created_at_ms)
     : spec_(std::move(spec)), created_at_ms_(created_at_ms) {}
 
-Job::~Job() {
-  for (auto& s : streams) {
-    if (s.pipe_fd >= 0) close(s.pipe_fd);
-  }
-  if (pidfd >= 0) close(pidfd);
-  if (status_fd >= 0) close(status_fd);
-}
-
 void Job::markStarted(pid_t pid, int64_t now_ms) {
   if (phase_ != JobPhase::kStarting) return;
   pid_ = pid;

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/protocol/codec.h"
 #include "supervisor/cgroup/cgroup.h"
 #include "supervisor/core/event_loop.h"
@@ -36,7 +37,6 @@ struct JobSpec {
 class Job {
  public:
   Job(JobSpec spec, int64_t created_at_ms);
-  ~Job();
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
 
@@ -72,17 +72,17 @@ class Job {
   // --- live resources, managed by the supervisor -----------------------------------------------
   struct Stream {
     std::unique_ptr<OutputLog> log;
-    int pipe_fd = -1;
+    UniqueFd pipe_fd;  // non-blocking read end of the job's pipe; closed at EOF
     EventLoop::WatchId watch = 0;
   };
   Stream streams[2];  // [kStdout] (the merged log for merged jobs), [kStderr] for separate jobs
-  int pidfd = -1;     // of the main process: the job init with a PID namespace, else the command
+  UniqueFd pidfd;     // of the main process: the job init with a PID namespace, else the command
   EventLoop::WatchId pidfd_watch = 0;
   // With a PID namespace the main process is the job init (PID 1 of the namespace): signals go
   // to it alone, it forwards them to the command. status_fd: its status pipe (the command's wait
   // status), open until the init has been reaped.
   bool has_init = false;
-  int status_fd = -1;
+  UniqueFd status_fd;
   std::unique_ptr<JobCgroup> cgroup;
   EventLoop::TimerId kill_timer = 0;     // SIGKILL after the stop grace
   EventLoop::TimerId timeout_timer = 0;  // the job's own timeout
@@ -92,7 +92,7 @@ class Job {
   protocol::Usage final_usage;           // captured when the job ended
   bool oom_killed = false;
 
-  bool pipesOpen() const { return streams[0].pipe_fd >= 0 || streams[1].pipe_fd >= 0; }
+  bool pipesOpen() const { return streams[0].pipe_fd || streams[1].pipe_fd; }
   bool separate() const { return spec_.output == protocol::OutputMode::kSeparate; }
 
  private:

@@ -25,13 +25,11 @@ Status removeTreeAt(int dir_fd, const char* name) {
   if (unlinkat(dir_fd, name, 0) == 0) return okStatus();
   if (errno == ENOENT) return okStatus();
   if (errno != EISDIR) return sysError(std::string("unlink ") + name);
-  int fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return sysError(std::string("open directory ") + name);
-  DIR* d = fdopendir(fd);
-  if (d == nullptr) {
-    close(fd);
-    return sysError(std::string("fdopendir ") + name);
-  }
+  UniqueFd fd(openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return sysError(std::string("open directory ") + name);
+  DIR* d = fdopendir(fd.get());
+  if (d == nullptr) return sysError(std::string("fdopendir ") + name);
+  (void)fd.release();  // closedir closes it now
   Status result = okStatus();
   while (dirent* e = readdir(d)) {
     if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
@@ -48,13 +46,9 @@ Status removeTreeAt(int dir_fd, const char* name) {
 }  // namespace
 
 Result<std::unique_ptr<OutputLog>> OutputLog::create(const std::string& path, uint64_t cap_bytes) {
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return sysError("create output log " + path);
-  return std::unique_ptr<OutputLog>(new OutputLog(fd, path, cap_bytes));
-}
-
-OutputLog::~OutputLog() {
-  if (fd_ >= 0) close(fd_);
+  UniqueFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return sysError("create output log " + path);
+  return std::unique_ptr<OutputLog>(new OutputLog(std::move(fd), path, cap_bytes));
 }
 
 Status OutputLog::append(const char* data, size_t len) {
@@ -62,7 +56,7 @@ Status OutputLog::append(const char* data, size_t len) {
   size_t store = static_cast<size_t>(std::min<uint64_t>(room, len));
   size_t done = 0;
   while (done < store) {
-    ssize_t n = pwrite(fd_, data + done, store - done, static_cast<off_t>(size_ + done));
+    ssize_t n = pwrite(fd_.get(), data + done, store - done, static_cast<off_t>(size_ + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       // Disk full or I/O error: count the rest as dropped so the job keeps running and the
@@ -102,7 +96,7 @@ Result<std::string> OutputLog::read(uint64_t offset, size_t max_bytes) const {
   out.resize(want);
   size_t got = 0;
   while (got < want) {
-    ssize_t n = pread(fd_, out.data() + got, want - got, static_cast<off_t>(offset + got));
+    ssize_t n = pread(fd_.get(), out.data() + got, want - got, static_cast<off_t>(offset + got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sysError("read output log " + path_);
     if (n == 0) break;  // cannot happen while we are the only writer; never return garbage
@@ -116,19 +110,12 @@ Status OutputStore::prepare() {
   if (mkdir(jobs_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
     return sysError("mkdir " + jobs_dir_);
   }
-  int fd = open(jobs_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return sysError("open " + jobs_dir_);
-  if (fchmod(fd, 0700) != 0) {
-    Error e = sysError("chmod 0700 " + jobs_dir_);
-    close(fd);
-    return e;
-  }
-  DIR* d = fdopendir(fd);
-  if (d == nullptr) {
-    Error e = sysError("fdopendir " + jobs_dir_);
-    close(fd);
-    return e;
-  }
+  UniqueFd fd(open(jobs_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return sysError("open " + jobs_dir_);
+  if (fchmod(fd.get(), 0700) != 0) return sysError("chmod 0700 " + jobs_dir_);
+  DIR* d = fdopendir(fd.get());
+  if (d == nullptr) return sysError("fdopendir " + jobs_dir_);
+  (void)fd.release();  // closedir closes it now
   Status result = okStatus();
   while (dirent* e = readdir(d)) {
     if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
@@ -146,11 +133,9 @@ Result<std::string> OutputStore::createJobDir(const std::string& job_id) {
 }
 
 Status OutputStore::removeJobDir(const std::string& job_id) {
-  int fd = open(jobs_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return sysError("open " + jobs_dir_);
-  Status st = removeTreeAt(fd, job_id.c_str());
-  close(fd);
-  return st;
+  UniqueFd fd(open(jobs_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return sysError("open " + jobs_dir_);
+  return removeTreeAt(fd.get(), job_id.c_str());
 }
 
 }  // namespace jw::supervisor

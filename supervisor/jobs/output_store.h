@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "common/fd.h"
 #include "common/result.h"
 
 namespace jw::supervisor {
@@ -15,7 +16,6 @@ namespace jw::supervisor {
 class OutputLog {
  public:
   static Result<std::unique_ptr<OutputLog>> create(const std::string& path, uint64_t cap_bytes);
-  ~OutputLog();
   OutputLog(const OutputLog&) = delete;
   OutputLog& operator=(const OutputLog&) = delete;
 
@@ -35,9 +35,10 @@ class OutputLog {
   const std::string& path() const { return path_; }
 
  private:
-  OutputLog(int fd, std::string path, uint64_t cap) : fd_(fd), path_(std::move(path)), cap_(cap) {}
+  OutputLog(UniqueFd fd, std::string path, uint64_t cap)
+      : fd_(std::move(fd)), path_(std::move(path)), cap_(cap) {}
 
-  int fd_;
+  UniqueFd fd_;
   std::string path_;
   uint64_t cap_;
   uint64_t size_ = 0;

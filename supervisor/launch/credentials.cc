@@ -9,23 +9,23 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <string>
+
+#include "common/io.h"
 
 namespace jw::supervisor {
 
 Result<int> lastCapability() {
-  const char* path = "/proc/sys/kernel/cap_last_cap";
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return sysError(std::string("open ") + path);
-  char buf[16] = {};
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  int err = errno;
-  close(fd);
-  if (n < 0) return sysError(std::string("read ") + path, err);
+  const std::string path = "/proc/sys/kernel/cap_last_cap";
+  auto text = readFile(path, 16);
+  if (!text) return text.error();
   int value = 0;
-  ssize_t i = 0;
-  for (; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) value = value * 10 + (buf[i] - '0');
-  if (i == 0 || value > 1023) return Error{std::string("unexpected content in ") + path};
+  const char* begin = text->data();
+  auto [end, ec] = std::from_chars(begin, begin + text->size(), value);
+  if (ec != std::errc() || end == begin || value < 0 || value > 1023) {
+    return Error{"unexpected content in " + path};
+  }
   return value;
 }
 

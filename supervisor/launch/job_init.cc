@@ -13,6 +13,8 @@
 
 #include <cerrno>
 
+#include "common/io.h"
+
 namespace jw::supervisor {
 
 namespace {
@@ -136,18 +138,11 @@ void runJobInit(pid_t command, int status_fd) {
 
 Result<std::optional<int>> readJobStatus(int status_read_fd) {
   int status = 0;
-  char* p = reinterpret_cast<char*>(&status);
-  size_t got = 0;
-  while (got < sizeof status) {
-    ssize_t n = read(status_read_fd, p + got, sizeof status - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;  // non-blocking and empty: the init wrote nothing
-    if (n < 0) return sysError("read job init status pipe");
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  if (got == 0) return std::optional<int>{};
-  if (got != sizeof status) return Error{"short status from job init"};
+  // Non-blocking: an empty pipe (EAGAIN) means the init wrote nothing, like EOF.
+  auto got = readExact(status_read_fd, &status, sizeof status, "job init status pipe");
+  if (!got) return got.error();
+  if (got.value() == 0) return std::optional<int>{};
+  if (got.value() != sizeof status) return Error{"short status from job init"};
   return std::optional<int>{status};
 }
 

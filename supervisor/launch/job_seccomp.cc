@@ -17,6 +17,8 @@
 #include <memory>
 #include <string>
 
+#include "common/fd.h"
+
 namespace jw::supervisor {
 
 namespace {
@@ -124,19 +126,18 @@ Result<Ok> denyUserNamespaces(void* ctx) {
 }
 
 Result<std::vector<sock_filter>> exportBpf(void* ctx) {
-  int fd = memfd_create("jw-job-seccomp", MFD_CLOEXEC);
-  if (fd < 0) return sysError("memfd_create for the seccomp program");
-  auto close_fd = std::unique_ptr<int, void (*)(int*)>(&fd, [](int* f) { close(*f); });
-  int rc = seccomp_export_bpf(ctx, fd);
+  UniqueFd fd(memfd_create("jw-job-seccomp", MFD_CLOEXEC));
+  if (!fd) return sysError("memfd_create for the seccomp program");
+  int rc = seccomp_export_bpf(ctx, fd.get());
   if (rc < 0) return seccompError("export BPF", rc);
   struct stat st {};
-  if (fstat(fd, &st) != 0) return sysError("fstat the seccomp program");
+  if (fstat(fd.get(), &st) != 0) return sysError("fstat the seccomp program");
   auto size = static_cast<size_t>(st.st_size);
   if (size == 0 || size % sizeof(sock_filter) != 0 || size / sizeof(sock_filter) > BPF_MAXINSNS) {
     return Error{"seccomp: exported program has a bad size: " + std::to_string(size)};
   }
   std::vector<sock_filter> filter(size / sizeof(sock_filter));
-  ssize_t n = pread(fd, filter.data(), size, 0);
+  ssize_t n = pread(fd.get(), filter.data(), size, 0);
   if (n < 0) return sysError("read the seccomp program");
   if (static_cast<size_t>(n) != size) return Error{"seccomp: short read of the program"};
   return filter;

@@ -15,6 +15,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/fd.h"
+
 namespace jw::supervisor {
 
 namespace {
@@ -52,19 +54,15 @@ int mountShm(const char* options) {
 
 // A new network namespace starts with `lo` down: bring it up so the job can talk to itself.
 int bringLoopbackUp() {
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return errno;
+  // UniqueFd is async-signal-safe: its destructor is a bare close(2).
+  UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) return errno;
   ifreq ifr{};
   std::memcpy(ifr.ifr_name, "lo", 3);
-  int err = 0;
-  if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
-    err = errno;
-  } else {
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) err = errno;
-  }
-  close(s);
-  return err;
+  if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return errno;
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+  if (ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return errno;
+  return 0;
 }
 
 int setHostname(const std::string& name) {

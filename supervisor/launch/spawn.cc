@@ -16,7 +16,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
+#include "common/fd.h"
+#include "common/io.h"
 #include "supervisor/launch/credentials.h"
 #include "supervisor/launch/job_init.h"
 
@@ -258,14 +261,6 @@ bool dropsCapabilities(const ChildPlan& p) { return p.change_credentials && p.ui
 
 // --- parent side ------------------------------------------------------------------------------
 
-// Closes every fd in the list that is open, and resets it to -1.
-void closeAll(std::initializer_list<int*> fds) {
-  for (int* fd : fds) {
-    if (*fd >= 0) close(*fd);
-    *fd = -1;
-  }
-}
-
 std::vector<char*> cStrings(const std::vector<std::string>& v) {
   std::vector<char*> out;
   out.reserve(v.size() + 1);
@@ -282,17 +277,10 @@ void killAndReap(pid_t pid) {
 
 // Reads the child's report: 0 bytes (EOF at execve) means the program runs.
 Result<bool> readReport(int fd, ChildReport* r) {
-  size_t got = 0;
-  auto* p = reinterpret_cast<char*>(r);
-  while (got < sizeof *r) {
-    ssize_t n = read(fd, p + got, sizeof *r - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sysError("read job report pipe");
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  if (got == 0) return false;
-  if (got != sizeof *r) return Error{"short report from job child"};
+  auto got = readExact(fd, r, sizeof *r, "job report pipe");
+  if (!got) return got.error();
+  if (got.value() == 0) return false;
+  if (got.value() != sizeof *r) return Error{"short report from job child"};
   return true;
 }
 
@@ -368,6 +356,28 @@ Result<ChildPlan> buildPlan(const SpawnRequest& req, SpawnFailure* failure) {
   return plan;
 }
 
+// Every fd of one job start. The child gets its ends through the ChildPlan (borrowed ints); the
+// parent closes them right after the fork, and whatever is left closes on any early return.
+struct JobPipes {
+  UniqueFd devnull;
+  Pipe out, err, release, report, status;
+};
+
+Result<JobPipes> makeJobPipes(bool separate_stderr, bool with_init) {
+  JobPipes p;
+  p.devnull.reset(open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!p.devnull) return sysError("open /dev/null");
+  for (auto [pipe, wanted] :
+       {std::pair{&p.out, true}, std::pair{&p.err, separate_stderr}, std::pair{&p.release, true},
+        std::pair{&p.report, true}, std::pair{&p.status, with_init}}) {
+    if (!wanted) continue;
+    auto made = makePipe(O_CLOEXEC, "pipe2 for a job");
+    if (!made) return made.error();
+    *pipe = std::move(made.value());
+  }
+  return p;
+}
+
 }  // namespace
 
 Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
@@ -376,96 +386,76 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
   auto planned = buildPlan(req, failure);
   if (!planned) return planned.error();
   ChildPlan& plan = planned.value();
-
-  int out[2] = {-1, -1}, err[2] = {-1, -1}, release[2] = {-1, -1}, report[2] = {-1, -1};
-  int status[2] = {-1, -1};
-  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (devnull < 0) return sysError("open /dev/null");
-  auto cleanup = [&] {
-    closeAll({&out[0], &out[1], &err[0], &err[1], &release[0], &release[1], &report[0], &report[1],
-              &status[0], &status[1], &devnull});
-  };
-  if (pipe2(out, O_CLOEXEC) != 0 || (req.separate_stderr && pipe2(err, O_CLOEXEC) != 0) ||
-      pipe2(release, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0 ||
-      (plan.with_init && pipe2(status, O_CLOEXEC) != 0)) {
-    Error e = sysError("pipe2 for a job");
-    cleanup();
-    return e;
-  }
-  plan.devnull = devnull;
-  plan.out_w = out[1];
-  plan.err_w = err[1];
-  plan.release_r = release[0];
-  plan.report_w = report[1];
-  plan.status_w = status[1];
+  auto made = makeJobPipes(req.separate_stderr, plan.with_init);
+  if (!made) return made.error();
+  JobPipes& io = made.value();
+  plan.devnull = io.devnull.get();
+  plan.out_w = io.out.write.get();
+  plan.err_w = io.err.write.get();  // -1 when merged
+  plan.release_r = io.release.read.get();
+  plan.report_w = io.report.write.get();
+  plan.status_w = io.status.write.get();  // -1 without an init
 
   // With namespaces, clone3 creates the child directly in its v2 cgroup (no moment outside it).
   const int flags = cloneFlags(req.isolation);
   const int cgroup_dir = req.cgroup != nullptr ? req.cgroup->directoryFd() : -1;
   pid_t pid = flags != 0 ? cloneJobProcess(flags, cgroup_dir) : fork();
-  if (pid < 0) {
-    Error e = sysError(flags != 0 ? "clone the job into its namespaces" : "fork");
-    cleanup();
-    return e;
-  }
+  if (pid < 0) return sysError(flags != 0 ? "clone the job into its namespaces" : "fork");
+  // runChild ends in execve or _exit: no destructor of this frame ever runs in the child.
   if (pid == 0) runChild(plan);
 
-  closeAll({&out[1], &err[1], &release[0], &report[1], &status[1], &devnull});
+  for (UniqueFd* child_end : {&io.out.write, &io.err.write, &io.release.read, &io.report.write,
+                              &io.status.write, &io.devnull}) {
+    child_end->reset();
+  }
   // Both sides set the group, so a stop sent right after this returns reaches the whole job.
   // (With an init, the init leads its own group and the command makes another.)
   setpgid(pid, pid);
 
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) {
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) {
     Error e = sysError("pidfd_open");
     killAndReap(pid);
-    cleanup();
     return e;
   }
   if (req.cgroup != nullptr) {
     Status st = req.cgroup->addProcess(pid);
     if (!st) {
       killAndReap(pid);
-      close(pidfd);
-      cleanup();
       return Error{"move the job into its cgroup: " + st.error().message, st.error().sys_errno};
     }
   }
   char go = 1;
-  if (write(release[1], &go, 1) != 1) {
+  if (write(io.release.write.get(), &go, 1) != 1) {
     // EPIPE: the child already died; its report (or its exit) tells the rest.
   }
-  closeAll({&release[1]});
+  io.release.write.reset();
 
   // EOF: every writer is gone, i.e. the command exec'd (and the init, if any, closed its copy
   // on entering its loop).
   ChildReport r{};
-  Result<bool> got = readReport(report[0], &r);
-  closeAll({&report[0]});
+  Result<bool> got = readReport(io.report.read.get(), &r);
+  io.report.read.reset();
   if (!got || got.value()) {
     killAndReap(pid);  // with an init: the whole namespace goes with it
-    close(pidfd);
-    cleanup();
     if (!got) return got.error();
     return reportedError(req, r, failure);
   }
 
-  for (int fd : {out[0], err[0], status[0]}) {
-    if (fd < 0) continue;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+  for (const UniqueFd* fd : {&io.out.read, &io.err.read, &io.status.read}) {
+    if (!*fd) continue;
+    int fl = fcntl(fd->get(), F_GETFL);
+    if (fl < 0 || fcntl(fd->get(), F_SETFL, fl | O_NONBLOCK) != 0) {
       Error e = sysError("make job pipe non-blocking");
       killAndReap(pid);
-      close(pidfd);
-      cleanup();
       return e;
     }
     // A bigger pipe means fewer wake-ups for chatty jobs; failure only costs speed.
-    if (fd != status[0]) fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+    if (fd != &io.status.read) fcntl(fd->get(), F_SETPIPE_SZ, 1 << 20);
   }
   *failure = SpawnFailure::kNone;
-  SpawnedJob job{pid, pidfd, out[0], err[0], status[0]};
-  return job;
+  return SpawnedJob{pid, std::move(pidfd), std::move(io.out.read), std::move(io.err.read),
+                    std::move(io.status.read)};
 }
 
 }  // namespace jw::supervisor

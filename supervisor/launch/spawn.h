@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/result.h"
 #include "supervisor/cgroup/cgroup.h"
 #include "supervisor/launch/job_seccomp.h"
@@ -41,12 +42,12 @@ struct SpawnRequest {
 
 struct SpawnedJob {
   pid_t pid = -1;   // with isolation.pid: the job init's (host) pid; else the command's
-  int pidfd = -1;   // close-on-exec; of `pid`
-  int out_fd = -1;  // non-blocking read end: stdout (and stderr when merged)
-  int err_fd = -1;  // separate stderr, else -1
+  UniqueFd pidfd;   // close-on-exec; of `pid`
+  UniqueFd out_fd;  // non-blocking read end: stdout (and stderr when merged)
+  UniqueFd err_fd;  // separate stderr, else empty
   // With isolation.pid: non-blocking read end of the init's status pipe (the command's raw wait
-  // status, see readJobStatus), read once the init has exited. -1 without an init.
-  int status_fd = -1;
+  // status, see readJobStatus), read once the init has exited. Empty without an init.
+  UniqueFd status_fd;
 };
 
 enum class SpawnFailure {

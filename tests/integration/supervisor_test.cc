@@ -844,6 +844,7 @@ TEST_F(SupervisorTest, ProtocolViolationsKillAndRespawnTheFrontend) {
       {"flags on a request", encodeHealth(6, {}, kFlagMore)},
       {"payload that does not decode", encodeHealth(7, {}) + "trailing"},
       {"oversized frame", oversized},
+      {"a second Ready", encodeReady(0, {})},  // acceptFrontend() sent the first
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);

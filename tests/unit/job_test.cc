@@ -219,10 +219,11 @@ std::string readAll(int fd) {
   return out;
 }
 
-int reap(const SpawnedJob& j) {
+int reap(SpawnedJob& j) {
   siginfo_t info{};
-  EXPECT_EQ(waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(j.pidfd), &info, WEXITED), 0);
-  close(j.pidfd);
+  EXPECT_EQ(
+      waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(j.pidfd.get()), &info, WEXITED), 0);
+  j.pidfd.reset();
   return info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
 }
 
@@ -241,9 +242,9 @@ TEST(Spawn, RunsTheProgramWithOnlyItsEnvironmentAndMergedOutput) {
   auto j = spawnJob(r, &f);
   ASSERT_TRUE(j.ok()) << j.error().message;
   EXPECT_EQ(f, SpawnFailure::kNone);
-  EXPECT_EQ(j->err_fd, -1);
-  std::string out = readAll(j->out_fd);
-  close(j->out_fd);
+  EXPECT_EQ(j->err_fd.get(), -1);
+  std::string out = readAll(j->out_fd.get());
+  j->out_fd.reset();
   EXPECT_EQ(reap(j.value()), 4);
   EXPECT_NE(out.find("ONLY=this\n"), std::string::npos) << out;
   EXPECT_NE(out.find("err\n/tmp\n"), std::string::npos) << out;
@@ -261,11 +262,11 @@ TEST(Spawn, SeparateStderrAndOwnProcessGroupAndNoInheritedFds) {
   auto j = spawnJob(r, &f);
   close(leak);
   ASSERT_TRUE(j.ok()) << j.error().message;
-  ASSERT_GE(j->err_fd, 0);
-  std::string err = readAll(j->err_fd);
-  std::string out = readAll(j->out_fd);
-  close(j->out_fd);
-  close(j->err_fd);
+  ASSERT_GE(j->err_fd.get(), 0);
+  std::string err = readAll(j->err_fd.get());
+  std::string out = readAll(j->out_fd.get());
+  j->out_fd.reset();
+  j->err_fd.reset();
   EXPECT_EQ(reap(j.value()), 0);
   EXPECT_EQ(out.rfind("out\n", 0), 0u) << out;
   EXPECT_NE(out.find(std::to_string(j->pid)), std::string::npos) << "pgid: " << out;
@@ -317,8 +318,8 @@ TEST(Spawn, SignalsAreResetForTheJob) {
   sigprocmask(SIG_SETMASK, &old, nullptr);
   signal(SIGPIPE, SIG_DFL);
   ASSERT_TRUE(j.ok()) << j.error().message;
-  std::string out = readAll(j->out_fd);
-  close(j->out_fd);
+  std::string out = readAll(j->out_fd.get());
+  j->out_fd.reset();
   EXPECT_EQ(reap(j.value()), 0);
   EXPECT_NE(out.find("SigBlk:\t0000000000000000"), std::string::npos) << out;
   EXPECT_NE(out.find("SigIgn:\t0000000000000000"), std::string::npos) << out;

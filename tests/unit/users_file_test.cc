@@ -442,17 +442,17 @@ TEST(ListenSocket, ParsesAddresses) {
 TEST(ListenSocket, BindsWithoutReusePortAndNamesTheAddressOnConflict) {
   auto fd = openListenSocket("127.0.0.1:0");
   ASSERT_TRUE(fd.ok()) << fd.error().message;
-  auto port = boundPort(*fd);
+  auto port = boundPort(fd->get());
   ASSERT_TRUE(port.ok());
   EXPECT_GT(*port, 0);
 
   int value = -1;
   socklen_t len = sizeof value;
-  ASSERT_EQ(::getsockopt(*fd, SOL_SOCKET, SO_REUSEPORT, &value, &len), 0);
+  ASSERT_EQ(::getsockopt(fd->get(), SOL_SOCKET, SO_REUSEPORT, &value, &len), 0);
   EXPECT_EQ(value, 0);
-  ASSERT_EQ(::getsockopt(*fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &len), 0);
+  ASSERT_EQ(::getsockopt(fd->get(), SOL_SOCKET, SO_ACCEPTCONN, &value, &len), 0);
   EXPECT_EQ(value, 1);
-  EXPECT_TRUE(::fcntl(*fd, F_GETFD) & FD_CLOEXEC);
+  EXPECT_TRUE(::fcntl(fd->get(), F_GETFD) & FD_CLOEXEC);
 
   const std::string addr = "127.0.0.1:" + std::to_string(*port);
   auto second = openListenSocket(addr);
@@ -460,12 +460,12 @@ TEST(ListenSocket, BindsWithoutReusePortAndNamesTheAddressOnConflict) {
   EXPECT_NE(second.error().message.find(addr + ": Address already in use"), std::string::npos)
       << second.error().message;
   EXPECT_EQ(second.error().sys_errno, EADDRINUSE);
-  ::close(*fd);
+  fd->reset();
 
   auto v6 = openListenSocket("[::1]:0");
   if (v6.ok()) {  // hosts without IPv6 loopback skip this half
-    EXPECT_GT(boundPort(*v6).value(), 0);
-    ::close(*v6);
+    EXPECT_GT(boundPort(v6->get()).value(), 0);
+    v6->reset();
   }
 }
 
@@ -474,28 +474,31 @@ TEST(ListenSocket, AdoptsSocketActivationFd) {
   int saved3 = ::fcntl(3, F_DUPFD_CLOEXEC, 10);  // whatever the test runner has at fd 3
   auto listener = openListenSocket("127.0.0.1:0");
   ASSERT_TRUE(listener.ok());
-  const int port = boundPort(*listener).value();
-  if (*listener != 3) {  // when fd 3 was free, the listener may already sit there
-    ASSERT_EQ(::dup2(*listener, 3), 3);
-    ::close(*listener);
+  const int port = boundPort(listener->get()).value();
+  if (listener->get() != 3) {  // when fd 3 was free, the listener may already sit there
+    ASSERT_EQ(::dup2(listener->get(), 3), 3);
+    listener->reset();
+  } else {
+    (void)listener->release();  // fd 3 now stands for systemd's socket
   }
   ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
   ::setenv("LISTEN_FDS", "1", 1);
   auto fd = openListenSocket("127.0.0.1:1");  // ignored: systemd's socket wins
   ASSERT_TRUE(fd.ok()) << fd.error().message;
-  EXPECT_EQ(*fd, 3);
+  EXPECT_EQ(fd->get(), 3);
   EXPECT_EQ(boundPort(3).value(), port);
   EXPECT_EQ(std::getenv("LISTEN_PID"), nullptr);
   EXPECT_EQ(std::getenv("LISTEN_FDS"), nullptr);
   EXPECT_TRUE(::fcntl(3, F_GETFD) & FD_CLOEXEC);
+  (void)fd->release();  // fd 3 stays the test's to juggle (and to restore at the end)
 
   // Another process's variables are not ours: bind normally.
   ::setenv("LISTEN_PID", "1", 1);
   ::setenv("LISTEN_FDS", "1", 1);
   auto own = openListenSocket("127.0.0.1:0");
   ASSERT_TRUE(own.ok());
-  EXPECT_NE(*own, 3);
-  ::close(*own);
+  EXPECT_NE(own->get(), 3);
+  own->reset();
   ::unsetenv("LISTEN_PID");
   ::unsetenv("LISTEN_FDS");
 
