@@ -24,6 +24,7 @@
 
 #include "supervisor/cgroup/cgroup.h"
 #include "supervisor/cgroup/cgroup_impl.h"
+#include "tests/wait_until.h"
 
 namespace jw::supervisor {
 namespace {
@@ -133,16 +134,8 @@ class HeldChild {
   }
   // Waits for the exit; false on timeout.
   bool wait(int* status, milliseconds timeout) {
-    auto deadline = steady_clock::now() + timeout;
-    while (steady_clock::now() < deadline) {
-      pid_t r = ::waitpid(pid_, status, WNOHANG);
-      if (r == pid_) {
-        reaped_ = true;
-        return true;
-      }
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-    return false;
+    reaped_ = jw::test::waitUntil([&] { return ::waitpid(pid_, status, WNOHANG) == pid_; }, timeout);
+    return reaped_;
   }
 
  private:
@@ -161,12 +154,7 @@ class HeldChild {
 
 // Waits for pid (our child, or an orphan reparented to us as subreaper); false on timeout.
 bool reap(pid_t pid, int* status, milliseconds timeout) {
-  auto deadline = steady_clock::now() + timeout;
-  while (steady_clock::now() < deadline) {
-    if (::waitpid(pid, status, WNOHANG) == pid) return true;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return false;
+  return jw::test::waitUntil([&] { return ::waitpid(pid, status, WNOHANG) == pid; }, timeout);
 }
 
 void reapAllOrphans() {

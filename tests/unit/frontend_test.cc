@@ -33,10 +33,13 @@
 #include "frontend/http/tls_server.h"
 #include "frontend/seccomp_filter.h"
 #include "frontend/supervisor_channel.h"
+#include "tests/wait_until.h"
 
 namespace jw::frontend {
 namespace {
 
+using jw::test::acceptQueueLength;
+using jw::test::waitUntil;
 using protocol::JobStartRequest;
 
 // --- request bodies ---------------------------------------------------------------------------
@@ -520,8 +523,11 @@ TEST(Passwords, VerifyAndBusy) {
   ASSERT_GT(one_check, ms(100)) << "the slow hash must take long enough for this test";
   auto held =
       std::async(std::launch::async, [&] { return checker.verify(&slow_hash, "pw", ms(1000)); });
-  std::this_thread::sleep_for(ms(30));
-  EXPECT_EQ(checker.verify(&h, "secret", ms(0)), PasswordChecker::Outcome::kBusy);
+  // Busy as soon as the slow check holds the slot (until then a probe passes, cheaply).
+  EXPECT_TRUE(waitUntil(
+      [&] { return checker.verify(&h, "secret", ms(0)) == PasswordChecker::Outcome::kBusy; },
+      std::chrono::seconds(2)))
+      << "a caller that cannot wait was never told busy while the slot was held";
   EXPECT_EQ(held.get(), PasswordChecker::Outcome::kOk);
   EXPECT_EQ(checker.verify(&h, "secret", ms(0)), PasswordChecker::Outcome::kOk);
 }
@@ -693,6 +699,7 @@ class EchoHandler : public RequestHandler {
       out.finishChunked();
       return;
     }
+    // A slow handler is what /slow tests (a worker held busy), not a wait for an event.
     if (r.target == "/slow") std::this_thread::sleep_for(std::chrono::milliseconds(300));
     out.send(200, {}, "text/plain",
              r.method + " " + r.target + " " + std::to_string(r.body.size()) + " " +
@@ -838,7 +845,9 @@ TEST_F(ServerTest, SilentConnectionsDoNotStarveTheWorkers) {
   start(l);
   std::vector<int> silent;
   for (int i = 0; i < 40; i++) silent.push_back(rawConnect());
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Measure only once the acceptor has taken all of them off the listening socket.
+  ASSERT_TRUE(waitUntil([&] { return acceptQueueLength(port_) == 0; }, std::chrono::seconds(5)))
+      << acceptQueueLength(port_) << " connections still in the accept queue";
   auto t0 = std::chrono::steady_clock::now();
   Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
   EXPECT_EQ(request(s, "GET", "/ok").first, 200);
@@ -853,9 +862,9 @@ TEST_F(ServerTest, PerClientCapEvictsIdleConnections) {
   start(l);
   std::vector<int> silent;
   for (int i = 0; i < 10; i++) silent.push_back(rawConnect());
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   // The oldest silent ones were closed to make room: reading them gives EOF.
   char c;
+  waitUntil([&] { return ::recv(silent[0], &c, 1, MSG_DONTWAIT) == 0; }, std::chrono::seconds(5));
   EXPECT_EQ(::recv(silent[0], &c, 1, MSG_DONTWAIT), 0);
   Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
   EXPECT_EQ(request(s, "GET", "/ok").first, 200);
