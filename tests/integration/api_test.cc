@@ -474,8 +474,8 @@ TEST_F(Api, SilentConnectionsDoNotStarveTheServer) {
     silent.push_back(fd);
   }
   // Measure only once the frontend has taken all of them off the listening socket.
-  ASSERT_TRUE(waitUntil([&] { return acceptQueueLength(d().port()) == 0; },
-                        std::chrono::seconds(5)))
+  ASSERT_TRUE(
+      waitUntil([&] { return acceptQueueLength(d().port()) == 0; }, std::chrono::seconds(5)))
       << "connections still waiting in the accept queue: " << acceptQueueLength(d().port());
   auto t0 = Clock::now();
   HttpResponse r = get("/v1/whoami");
@@ -606,8 +606,8 @@ TEST(ApiConfig, ManyFollowersDoNotStarveShortRequests) {
   // Every follower is being streamed to: the server adds one worker thread per log stream.
   EXPECT_TRUE(waitUntil([&] { return d->frontendThreads() >= threads_before + 12; },
                         std::chrono::seconds(10)))
-      << "frontend threads: " << threads_before << " before the followers, "
-      << d->frontendThreads() << " now";
+      << "frontend threads: " << threads_before << " before the followers, " << d->frontendThreads()
+      << " now";
   auto t0 = std::chrono::steady_clock::now();
   HttpResponse r = https(*d, "GET", "/v1/jobs/" + id, "", tok);
   EXPECT_EQ(r.status, 200);

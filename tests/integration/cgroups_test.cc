@@ -134,7 +134,8 @@ class HeldChild {
   }
   // Waits for the exit; false on timeout.
   bool wait(int* status, milliseconds timeout) {
-    reaped_ = jw::test::waitUntil([&] { return ::waitpid(pid_, status, WNOHANG) == pid_; }, timeout);
+    reaped_ =
+        jw::test::waitUntil([&] { return ::waitpid(pid_, status, WNOHANG) == pid_; }, timeout);
     return reaped_;
   }
 

@@ -441,21 +441,21 @@ TEST_F(CliTest, FollowResumesExactlyAfterTheFrontendIsKilled) {
   pid_t old_frontend = d().frontendPid();
   ASSERT_GT(old_frontend, 0);
 
-  int threads_before = d().frontendThreads();
-  ASSERT_GT(threads_before, 0);
-  CmdResult follow;
-  std::thread follower([&] { follow = cli({"logs", "-f", id}); });
-  // Kill mid-stream: once the frontend streams to the follower (it adds a worker thread per log
-  // stream) and the job has printed a part, not all, of its 60 lines.
-  bool streaming = waitUntil(
-      [&] {
-        return d().frontendThreads() > threads_before &&
-               cli({"logs", id}).out.find("line 10\n") != std::string::npos;
-      },
-      std::chrono::seconds(10));
-  EXPECT_TRUE(streaming) << "the follower never started streaming";
+  // The follower writes to files so that the test sees how far it got.
+  const std::string out_path = xdg_ + "/follow.out", err_path = xdg_ + "/follow.err";
+  pid_t follower = spawnLogged({binary("jobworker"), "logs", "-f", id}, {"XDG_CONFIG_HOME=" + xdg_},
+                               out_path, err_path);
+  ASSERT_GT(follower, 0);
+  // Kill mid-stream: once the follower has printed a part, not all, of the 60 lines.
+  bool streaming =
+      waitUntil([&] { return readFile(out_path).find("line 10\n") != std::string::npos; },
+                std::chrono::seconds(10));
+  EXPECT_TRUE(streaming) << "the follower printed: " << readFile(out_path) << readFile(err_path);
   ASSERT_EQ(kill(old_frontend, SIGKILL), 0);
-  follower.join();
+  CmdResult follow;
+  follow.exit_code = waitExit(follower, 60);
+  follow.out = readFile(out_path);
+  follow.err = readFile(err_path);
 
   EXPECT_EQ(follow.exit_code, 0) << follow.err;
   EXPECT_EQ(follow.out, numberedLines(60));

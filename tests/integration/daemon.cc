@@ -277,21 +277,25 @@ std::string readFile(const std::string& path) {
 }
 
 pid_t spawnLogged(const std::vector<std::string>& argv_in, const std::vector<std::string>& env_in,
-                  const std::string& log_path) {
+                  const std::string& log_path, const std::string& err_path) {
   std::vector<std::string> argv = argv_in;
   std::vector<std::string> env = mergedEnv(env_in);
   auto cargv = cstrings(argv);
   auto cenv = cstrings(env);
-  int logfd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  const int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC;
+  int logfd = open(log_path.c_str(), flags, 0600);
+  int errfd = err_path.empty() ? logfd : open(err_path.c_str(), flags, 0600);
+  if (logfd < 0 || errfd < 0) ADD_FAILURE() << "spawnLogged: open: " << std::strerror(errno);
   pid_t pid = fork();
   if (pid == 0) {
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
     dup2(logfd, 1);
-    dup2(logfd, 2);
+    dup2(errfd, 2);
     execve(cargv[0], cargv.data(), cenv.data());
     _exit(127);
   }
+  if (errfd != logfd) close(errfd);
   close(logfd);
   return pid;
 }

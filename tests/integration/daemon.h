@@ -48,9 +48,10 @@ CmdResult run(const std::vector<std::string>& argv, const std::string& stdin_dat
               const std::vector<std::string>& env = {}, int timeout_s = 120);
 
 // Starts argv in the background (no shell) with stdin /dev/null and stdout+stderr appended to
-// log_path; env entries "K=V" are added to (and override) the test's environment.
+// log_path (stderr to err_path instead when that is given); env entries "K=V" are added to (and
+// override) the test's environment. A test waits on what the program writes there.
 pid_t spawnLogged(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                  const std::string& log_path);
+                  const std::string& log_path, const std::string& err_path = "");
 
 class Daemon {
  public:

@@ -350,9 +350,9 @@ TEST_F(IsolationApi, StopKillsAJobWhoseChildIgnoresSigtermAndOrphansAGrandchild)
       *daemon_, token_,
       jobBody(sh("trap '' TERM; sh -c 'sleep 1000 & echo orphaned'; echo ready; sleep 1000")));
   ASSERT_FALSE(id.empty());
-  ASSERT_TRUE(waitUntil(
-      [&] { return logsOf(*daemon_, token_, id).find("ready") != std::string::npos; },
-      std::chrono::seconds(10)))
+  ASSERT_TRUE(
+      waitUntil([&] { return logsOf(*daemon_, token_, id).find("ready") != std::string::npos; },
+                std::chrono::seconds(10)))
       << logsOf(*daemon_, token_, id);
   HttpResponse st = https(*daemon_, "GET", "/v1/jobs/" + id, "", token_);
   pid_t init = std::stoi(jsonField(st.body, "pid"));

@@ -58,7 +58,9 @@ class RelayDaemon {
   explicit RelayDaemon(const std::string& config_text = "",
                        const std::vector<std::string>& prefix = {}) {
     if (!prefix.empty()) staged_ = std::make_unique<StagedBinaries>();
-    auto bin = [&](const std::string& name) { return staged_ ? staged_->path(name) : binary(name); };
+    auto bin = [&](const std::string& name) {
+      return staged_ ? staged_->path(name) : binary(name);
+    };
     dir_ = makeTempDir("jwsup");
     chmod(dir_.c_str(), prefix.empty() ? 0755 : 0777);
     state_dir_ = dir_ + "/state";
@@ -72,9 +74,9 @@ class RelayDaemon {
     EXPECT_EQ(listen(listen_fd_, 8), 0);
     chmod(sock_path_.c_str(), 0666);
     std::vector<std::string> argv = prefix;
-    argv.insert(argv.end(), {bin("jobworkerd"), "--dev", "--state-dir", state_dir_, "--listen",
-                             "127.0.0.1:" + std::to_string(freePort()), "--frontend",
-                             bin("relay_frontend")});
+    argv.insert(argv.end(),
+                {bin("jobworkerd"), "--dev", "--state-dir", state_dir_, "--listen",
+                 "127.0.0.1:" + std::to_string(freePort()), "--frontend", bin("relay_frontend")});
     if (!config_text.empty()) {
       std::ofstream(dir_ + "/jobworkerd.conf") << config_text;
       argv.insert(argv.end(), {"--config", dir_ + "/jobworkerd.conf"});
