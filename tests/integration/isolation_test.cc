@@ -282,7 +282,9 @@ Finished run(const JobOptions& o, std::vector<std::string> argv) {
   return run(o, Command{std::move(argv), {}});
 }
 
-Finished run(const JobOptions& o, std::function<int()> fn) { return run(o, Command{{}, fn}); }
+Finished run(const JobOptions& o, std::function<int()> fn) {
+  return run(o, Command{{}, std::move(fn)});
+}
 
 JobOptions defaults() {
   JobOptions o;

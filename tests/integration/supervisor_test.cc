@@ -380,7 +380,7 @@ RelayDaemon* SupervisorTest::d_ = nullptr;
 
 TEST_F(SupervisorTest, FrontendGetsItsCommandLineAndFds) {
   std::string log = d_->log();
-  std::string state = d_->stateDir();
+  const std::string& state = d_->stateDir();
   EXPECT_NE(log.find("relay_frontend: argv: --channel-fd 3 --listen-fd 4 --tls-cert " + state +
                      "/server.pem --tls-key " + state + "/server.key --config " + d_->dir() +
                      "/jobworkerd.conf --run-as jobworker --dev (fd 4: listening socket)"),

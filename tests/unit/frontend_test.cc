@@ -603,8 +603,9 @@ TEST_F(ChannelTest, ConcurrentRequestsGetTheirOwnReplies) {
   channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
   std::atomic<int> user_tables{0};
   std::promise<std::string> closed;
-  channel_->start([&](protocol::UserTable t) { user_tables += static_cast<int>(t.users.size()); },
-                  [&](const std::string& why) { closed.set_value(why); });
+  channel_->start(
+      [&](const protocol::UserTable& t) { user_tables += static_cast<int>(t.users.size()); },
+      [&](const std::string& why) { closed.set_value(why); });
   constexpr int kN = 8;
   std::vector<std::future<Reply<protocol::JobStatus>>> replies;
   for (int i = 0; i < kN; i++) {
@@ -691,7 +692,7 @@ class EchoHandler : public RequestHandler {
     if (r.target == "/big") {
       // 3 MiB in 64 KiB chunks, as the log route sends it.
       out.startChunked(200, {{"X-Test", "1"}}, "application/octet-stream");
-      std::string piece(64 * 1024, 'x');
+      std::string piece(size_t{64} * 1024, 'x');
       for (int i = 0; i < 48; i++) {
         piece[0] = static_cast<char>('a' + i % 26);
         if (!out.writeChunk(piece)) return;
