@@ -50,7 +50,10 @@ void ensureFrontendAccount() {
 // {"command":[...]} plus extra members (",\"network\":\"host\"").
 std::string jobBody(const std::vector<std::string>& argv, const std::string& extra = "") {
   std::string body = "{\"command\":[";
-  for (size_t i = 0; i < argv.size(); i++) body += (i ? "," : "") + jsonString(argv[i]);
+  for (size_t i = 0; i < argv.size(); i++) {
+    if (i > 0) body += ',';  // not `(i ? "," : "") + ...`: GCC 12 -O3's false -Wrestrict
+    body += jsonString(argv[i]);
+  }
   return body + "]" + extra + "}";
 }
 

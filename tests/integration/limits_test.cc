@@ -253,7 +253,10 @@ std::vector<pid_t> waitDead(const std::vector<pid_t>& pids, const std::string& j
 
 std::string joinPids(const std::vector<pid_t>& pids) {
   std::string s;
-  for (pid_t p : pids) s += (s.empty() ? "" : " ") + std::to_string(p);
+  for (pid_t p : pids) {
+    if (!s.empty()) s += ' ';  // not `(... ? "" : " ") + ...`: GCC 12 -O3's false -Wrestrict
+    s += std::to_string(p);
+  }
   return s;
 }
 
