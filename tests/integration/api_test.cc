@@ -175,12 +175,9 @@ TEST_F(Api, NewPasswordRevokesTheUsersSessions) {
                     "second-password\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   daemon_->reload();
-  auto deadline = Clock::now() + std::chrono::seconds(10);
   int status = 200;
-  while (Clock::now() < deadline &&
-         (status = https(d(), "GET", "/v1/whoami", "", t).status) == 200) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  waitUntil([&] { return (status = https(d(), "GET", "/v1/whoami", "", t).status) != 200; },
+            std::chrono::seconds(10));
   EXPECT_EQ(status, 401);
   login(d(), "pwchange", "second-password");
 }
@@ -476,7 +473,10 @@ TEST_F(Api, SilentConnectionsDoNotStarveTheServer) {
     ASSERT_GE(fd, 0);
     silent.push_back(fd);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Measure only once the frontend has taken all of them off the listening socket.
+  ASSERT_TRUE(
+      waitUntil([&] { return acceptQueueLength(d().port()) == 0; }, std::chrono::seconds(5)))
+      << "connections still waiting in the accept queue: " << acceptQueueLength(d().port());
   auto t0 = Clock::now();
   HttpResponse r = get("/v1/whoami");
   EXPECT_EQ(r.status, 200);
@@ -504,6 +504,8 @@ TEST(ApiConfig, ExpiredTokenIs401) {
   ASSERT_EQ(r.status, 201);
   std::string token = jsonField(r.body, "token");
   EXPECT_EQ(https(*d, "GET", "/v1/whoami", "", token).status, 200);
+  // Not a wait for an event: the passing of time is what is tested, a token older than its 2 s
+  // TTL is refused. (Polling whoami instead would keep using the token while it expires.)
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   HttpResponse late = https(*d, "GET", "/v1/whoami", "", token);
   EXPECT_EQ(late.status, 401);
@@ -547,6 +549,8 @@ TEST(ApiConfig, FailedLoginsAreThrottled) {
   EXPECT_NE(log.find("REMOTE_ADDR=\"127.0.0.1\""), std::string::npos);
   EXPECT_EQ(log.find("right-password"), std::string::npos);
   EXPECT_EQ(log.find("\"wrong\""), std::string::npos);
+  // Not a wait for an event: the passing of time is what is tested, the lock lifts by itself once
+  // Retry-After has passed. (Polling with logins instead would make attempts during the lock.)
   std::this_thread::sleep_for(std::chrono::seconds(retry) + std::chrono::milliseconds(300));
   EXPECT_EQ(
       https(*d, "POST", "/v1/login", R"({"username":"victim","password":"right-password"})").status,
@@ -591,13 +595,19 @@ TEST(ApiConfig, ManyFollowersDoNotStarveShortRequests) {
   std::string tok = login(*d, "admin", d->adminPassword());
   std::string id = startJob(
       *d, tok, R"({"command":["sh","-c","sleep 2; for i in $(seq 1 50); do echo line $i; done"]})");
+  int threads_before = d->frontendThreads();
+  ASSERT_GT(threads_before, 0);
   std::vector<std::string> bodies(12);
   std::vector<std::thread> followers;
   for (auto& body : bodies) {
     followers.emplace_back(
         [&, id] { body = https(*d, "GET", "/v1/jobs/" + id + "/logs?follow=true", "", tok).body; });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // every follower is parked
+  // Every follower is being streamed to: the server adds one worker thread per log stream.
+  EXPECT_TRUE(waitUntil([&] { return d->frontendThreads() >= threads_before + 12; },
+                        std::chrono::seconds(10)))
+      << "frontend threads: " << threads_before << " before the followers, " << d->frontendThreads()
+      << " now";
   auto t0 = std::chrono::steady_clock::now();
   HttpResponse r = https(*d, "GET", "/v1/jobs/" + id, "", tok);
   EXPECT_EQ(r.status, 200);

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -53,9 +54,14 @@ void ensureFrontendAccount() {
 // One jobworkerd whose frontend is the relay, and the test's end of the relay.
 class RelayDaemon {
  public:
-  // prefix: e.g. setpriv to run jobworkerd as another user.
+  // prefix: e.g. setpriv to run jobworkerd as another user, who then runs staged copies of the
+  // binaries (the build tree may be out of that user's reach).
   explicit RelayDaemon(const std::string& config_text = "",
                        const std::vector<std::string>& prefix = {}) {
+    if (!prefix.empty()) staged_ = std::make_unique<StagedBinaries>();
+    auto bin = [&](const std::string& name) {
+      return staged_ ? staged_->path(name) : binary(name);
+    };
     dir_ = makeTempDir("jwsup");
     chmod(dir_.c_str(), prefix.empty() ? 0755 : 0777);
     state_dir_ = dir_ + "/state";
@@ -69,9 +75,9 @@ class RelayDaemon {
     EXPECT_EQ(listen(listen_fd_, 8), 0);
     chmod(sock_path_.c_str(), 0666);
     std::vector<std::string> argv = prefix;
-    argv.insert(argv.end(), {binary("jobworkerd"), "--dev", "--state-dir", state_dir_, "--listen",
-                             "127.0.0.1:" + std::to_string(freePort()), "--frontend",
-                             binary("relay_frontend")});
+    argv.insert(argv.end(),
+                {bin("jobworkerd"), "--dev", "--state-dir", state_dir_, "--listen",
+                 "127.0.0.1:" + std::to_string(freePort()), "--frontend", bin("relay_frontend")});
     if (!config_text.empty()) {
       std::ofstream(dir_ + "/jobworkerd.conf") << config_text;
       argv.insert(argv.end(), {"--config", dir_ + "/jobworkerd.conf"});
@@ -259,14 +265,14 @@ class RelayDaemon {
 
   // Polls until the job's final state is published.
   JobStatus waitEnded(const std::string& user, const std::string& job_id, int timeout_ms = 20'000) {
-    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
     JobStatus s;
-    while (Clock::now() < deadline) {
-      s = status(get(user, job_id));
-      if (s.state != JobState::kRunning) return s;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ADD_FAILURE() << "job " << job_id << " still running after " << timeout_ms << " ms";
+    bool ended = waitUntil(
+        [&] {
+          s = status(get(user, job_id));
+          return s.state != JobState::kRunning;
+        },
+        std::chrono::milliseconds(timeout_ms));
+    if (!ended) ADD_FAILURE() << "job " << job_id << " still running after " << timeout_ms << " ms";
     return s;
   }
 
@@ -314,16 +320,13 @@ class RelayDaemon {
   }
 
   int waitExit(int timeout_ms) {
-    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (Clock::now() < deadline) {
-      int st = 0;
-      if (waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    int st = 0;
+    if (!waitUntil([&] { return waitpid(pid_, &st, WNOHANG) == pid_; },
+                   std::chrono::milliseconds(timeout_ms))) {
+      return -1;
     }
-    return -1;
+    pid_ = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   }
 
   long vmHwmKiB() const {
@@ -347,6 +350,7 @@ class RelayDaemon {
   const SessionTable& sessions() const { return sessions_; }
 
  private:
+  std::unique_ptr<StagedBinaries> staged_;  // set when jobworkerd runs as another user
   std::string dir_, state_dir_, sock_path_, log_path_;
   int listen_fd_ = -1;
   int conn_ = -1;
@@ -377,7 +381,7 @@ RelayDaemon* SupervisorTest::d_ = nullptr;
 
 TEST_F(SupervisorTest, FrontendGetsItsCommandLineAndFds) {
   std::string log = d_->log();
-  std::string state = d_->stateDir();
+  const std::string& state = d_->stateDir();
   EXPECT_NE(log.find("relay_frontend: argv: --channel-fd 3 --listen-fd 4 --tls-cert " + state +
                      "/server.pem --tls-key " + state + "/server.key --config " + d_->dir() +
                      "/jobworkerd.conf --run-as jobworker --dev (fd 4: listening socket)"),
@@ -812,11 +816,8 @@ TEST_F(SupervisorTest, BrokenUsersFileOnSighupKeepsTheOldTable) {
   ASSERT_FALSE(good.empty());
   std::ofstream(users, std::ios::app) << "this is not a users line\n";
   kill(d_->pid(), SIGHUP);
-  auto deadline = Clock::now() + std::chrono::seconds(5);
-  while (d_->log().find("keeping the previous users") == std::string::npos &&
-         Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  waitUntil([&] { return d_->log().find("keeping the previous users") != std::string::npos; },
+            std::chrono::seconds(5));
   EXPECT_NE(d_->log().find("keeping the previous users"), std::string::npos);
   // The old table still holds: admin works, and no new (empty) table reached the frontend.
   JobStatus s = d_->mustStart("admin", {"true"});
@@ -902,9 +903,10 @@ TEST(SupervisorLifecycle, NonRootNeedsDevModeAndSaysWhatIsOff) {
   if (access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "setpriv not installed";
   std::string dir = makeTempDir("jwnonroot");
   chmod(dir.c_str(), 0777);
+  StagedBinaries staged;  // nobody may not reach the build tree
   auto asNobody = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup",
-                                     "--clear-groups", binary("jobworkerd")};
+                                     "--clear-groups", staged.path("jobworkerd")};
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv, "", {}, 30);
   };

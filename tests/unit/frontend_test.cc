@@ -36,10 +36,13 @@
 #include "frontend/http/tls_server.h"
 #include "frontend/seccomp_filter.h"
 #include "frontend/supervisor_channel.h"
+#include "tests/wait_until.h"
 
 namespace jw::frontend {
 namespace {
 
+using jw::test::acceptQueueLength;
+using jw::test::waitUntil;
 using protocol::JobStartRequest;
 
 // --- request bodies ---------------------------------------------------------------------------
@@ -525,8 +528,11 @@ TEST(Passwords, VerifyAndBusy) {
   ASSERT_GT(one_check, ms(100)) << "the slow hash must take long enough for this test";
   auto held =
       std::async(std::launch::async, [&] { return checker.verify(&slow_hash, "pw", ms(1000)); });
-  std::this_thread::sleep_for(ms(30));
-  EXPECT_EQ(checker.verify(&h, "secret", ms(0)), PasswordChecker::Outcome::kBusy);
+  // Busy as soon as the slow check holds the slot (until then a probe passes, cheaply).
+  EXPECT_TRUE(waitUntil(
+      [&] { return checker.verify(&h, "secret", ms(0)) == PasswordChecker::Outcome::kBusy; },
+      std::chrono::seconds(2)))
+      << "a caller that cannot wait was never told busy while the slot was held";
   EXPECT_EQ(held.get(), PasswordChecker::Outcome::kOk);
   EXPECT_EQ(checker.verify(&h, "secret", ms(0)), PasswordChecker::Outcome::kOk);
 }
@@ -602,8 +608,9 @@ TEST_F(ChannelTest, ConcurrentRequestsGetTheirOwnReplies) {
   channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
   std::atomic<int> user_tables{0};
   std::promise<std::string> closed;
-  channel_->start([&](protocol::UserTable t) { user_tables += static_cast<int>(t.users.size()); },
-                  [&](const std::string& why) { closed.set_value(why); });
+  channel_->start(
+      [&](const protocol::UserTable& t) { user_tables += static_cast<int>(t.users.size()); },
+      [&](const std::string& why) { closed.set_value(why); });
   constexpr int kN = 8;
   std::vector<std::future<Reply<protocol::JobStatus>>> replies;
   for (int i = 0; i < kN; i++) {
@@ -690,7 +697,7 @@ class EchoHandler : public RequestHandler {
     if (r.target == "/big") {
       // 3 MiB in 64 KiB chunks, as the log route sends it.
       out.startChunked(200, {{"X-Test", "1"}}, "application/octet-stream");
-      std::string piece(64 * 1024, 'x');
+      std::string piece(size_t{64} * 1024, 'x');
       for (int i = 0; i < 48; i++) {
         piece[0] = static_cast<char>('a' + i % 26);
         if (!out.writeChunk(piece)) return;
@@ -698,6 +705,7 @@ class EchoHandler : public RequestHandler {
       out.finishChunked();
       return;
     }
+    // A slow handler is what /slow tests (a worker held busy), not a wait for an event.
     if (r.target == "/slow") std::this_thread::sleep_for(std::chrono::milliseconds(300));
     out.send(200, {}, "text/plain",
              r.method + " " + r.target + " " + std::to_string(r.body.size()) + " " +
@@ -843,7 +851,9 @@ TEST_F(ServerTest, SilentConnectionsDoNotStarveTheWorkers) {
   start(l);
   std::vector<int> silent;
   for (int i = 0; i < 40; i++) silent.push_back(rawConnect());
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Measure only once the acceptor has taken all of them off the listening socket.
+  ASSERT_TRUE(waitUntil([&] { return acceptQueueLength(port_) == 0; }, std::chrono::seconds(5)))
+      << acceptQueueLength(port_) << " connections still in the accept queue";
   auto t0 = std::chrono::steady_clock::now();
   Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
   EXPECT_EQ(request(s, "GET", "/ok").first, 200);
@@ -858,9 +868,9 @@ TEST_F(ServerTest, PerClientCapEvictsIdleConnections) {
   start(l);
   std::vector<int> silent;
   for (int i = 0; i < 10; i++) silent.push_back(rawConnect());
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   // The oldest silent ones were closed to make room: reading them gives EOF.
   char c;
+  waitUntil([&] { return ::recv(silent[0], &c, 1, MSG_DONTWAIT) == 0; }, std::chrono::seconds(5));
   EXPECT_EQ(::recv(silent[0], &c, 1, MSG_DONTWAIT), 0);
   Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
   EXPECT_EQ(request(s, "GET", "/ok").first, 200);
