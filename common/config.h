@@ -45,7 +45,7 @@ struct Settings {
   uint64_t max_request_body = 1 << 20;
   uint32_t max_concurrent_password_checks = 4;
   // Authentication
-  uint64_t session_ttl_ms = 12 * 3600'000ULL;
+  uint64_t session_ttl_ms = 12ULL * 3600'000;
   uint32_t login_max_failures = 5;  // failures before 429 (per user and per address)
   uint64_t login_lockout_ms = 60'000;
   // Supervisor and jobs
@@ -57,7 +57,7 @@ struct Settings {
   uint64_t default_timeout_ms = 0;  // 0: none
   uint64_t max_timeout_ms = 0;      // 0: none
   uint32_t retention_count = 1000;
-  uint64_t retention_age_ms = 7 * 24 * 3600'000ULL;
+  uint64_t retention_age_ms = 7ULL * 24 * 3600'000;
   uint32_t max_running_jobs_per_user = 64;
   std::string job_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   std::string job_lang = "C.UTF-8";

@@ -25,7 +25,9 @@ void writeLine(const std::string& line) {
 
 [[maybe_unused]] bool underJournald() {
 #ifdef JW_HAVE_SYSTEMD
-  static const bool yes = std::getenv("JOURNAL_STREAM") != nullptr;
+  // Read once; no thread of ours ever calls setenv.
+  static const bool yes =
+      std::getenv("JOURNAL_STREAM") != nullptr;  // NOLINT(concurrency-mt-unsafe)
   return yes;
 #else
   return false;

@@ -13,6 +13,7 @@ struct Error {
 };
 
 // E is the error type: Error everywhere but the CLI, whose errors carry a retry kind.
+// NOLINTNEXTLINE(bugprone-exception-escape): moving the T and E we use does not throw.
 template <typename T, typename E = Error>
 class [[nodiscard]] Result {
  public:

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <optional>
 #include <string>
 #include <thread>
@@ -163,7 +164,7 @@ int run(int argc, char** argv) {
   if (Status s = dropPrivileges(target); !s) fatal(s.error().message);
 
   channel.start(
-      [&](protocol::UserTable users) {
+      [&](const protocol::UserTable& users) {
         for (const auto& h : store.setUsers(users)) channel.sessionRevokeAsync(h);
       },
       [](const std::string& why) {
@@ -183,4 +184,12 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace jw::frontend
 
-int main(int argc, char** argv) { return jw::frontend::run(argc, argv); }
+int main(int argc, char** argv) {
+  // An exception that escaped a Poco call at start-up: say what it was, exit, be respawned.
+  try {
+    return jw::frontend::run(argc, argv);
+  } catch (const std::exception& e) {
+    jw::log::err(std::string("uncaught exception: ") + e.what());
+    return 1;
+  }
+}

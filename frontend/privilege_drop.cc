@@ -89,7 +89,8 @@ Status noNewPrivs() {
 
 Result<DropTarget> lookupAccount(const std::string& name) {
   errno = 0;
-  struct passwd* pw = getpwnam(name.c_str());
+  // Before any thread starts (the drop runs single-threaded): getpwnam's buffer is ours.
+  struct passwd* pw = getpwnam(name.c_str());  // NOLINT(concurrency-mt-unsafe)
   if (pw == nullptr) {
     if (errno != 0) return sysError("getpwnam(" + name + ")");
     return Error{"no such account '" + name + "' (create it: see README, 'useradd --system')"};

@@ -375,26 +375,26 @@ size_t encodedSize(const JobStatus& s) {
   return w.size();
 }
 
-std::string_view msgTypeName(uint16_t type) {
-  switch (type) {
-#define JW_NAME(name, num, dir, payload, doc) \
-  case num:                                   \
-    return #name;
-    JW_MESSAGES(JW_NAME)
-#undef JW_NAME
+namespace {
+
+// The list's entry for a wire number, or null: one lookup serves names and permissions.
+const MessageInfo* findMessage(uint16_t type) {
+  for (const MessageInfo& m : kMessages) {
+    if (static_cast<uint16_t>(m.type) == type) return &m;
   }
-  return "unknown";
+  return nullptr;
+}
+
+}  // namespace
+
+std::string_view msgTypeName(uint16_t type) {
+  const MessageInfo* m = findMessage(type);
+  return m != nullptr ? m->name : "unknown";
 }
 
 bool isPermitted(uint16_t type, Direction dir) {
-  switch (type) {
-#define JW_PERMIT(name, num, direction, payload, doc) \
-  case num:                                           \
-    return dir == Direction::direction;
-    JW_MESSAGES(JW_PERMIT)
-#undef JW_PERMIT
-  }
-  return false;
+  const MessageInfo* m = findMessage(type);
+  return m != nullptr && m->direction == dir;
 }
 
 std::string_view roleName(Role r) {

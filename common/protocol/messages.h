@@ -35,7 +35,7 @@ enum class Direction : uint8_t { kFrontendToSupervisor, kSupervisorToFrontend };
   X(HealthReply, 71, kSupervisorToFrontend, HealthReply, "supervisor health details")
 
 enum class MsgType : uint16_t {
-#define JW_ENUM(name, num, dir, payload, doc) k##name = num,
+#define JW_ENUM(name, num, dir, payload, doc) k##name = (num),
   JW_MESSAGES(JW_ENUM)
 #undef JW_ENUM
 };
@@ -67,10 +67,10 @@ constexpr uint16_t kKnownFlags = kFlagMore;
 
 // One SEQPACKET message is bounded by the socket send buffer (~208 KiB with Linux's default
 // 212992-byte wmem_default). 192 KiB leaves headroom for skb overhead on every host.
-constexpr size_t kMaxFrame = 192 * 1024;
+constexpr size_t kMaxFrame = size_t{192} * 1024;
 
 // Caps enforced by the decoder (and again by the supervisor's own validation).
-constexpr size_t kMaxJobSpecBytes = 128 * 1024;  // argv + env + cwd bytes of one job
+constexpr size_t kMaxJobSpecBytes = size_t{128} * 1024;  // argv + env + cwd bytes of one job
 constexpr size_t kMaxArgs = 4096;
 constexpr size_t kMaxEnv = 1024;
 constexpr size_t kMaxUserName = 64;
@@ -81,8 +81,8 @@ constexpr size_t kMaxJobId = 36;               // UUIDv4 text form
 constexpr size_t kMaxMessage = 1024;           // error and detail text
 constexpr size_t kMaxIoRules = 16;
 constexpr size_t kMaxDevicePath = 256;
-constexpr size_t kMaxChunk = 64 * 1024;  // output moves in pulled chunks of at most this
-constexpr size_t kMaxListPerFrame = 64;  // statuses per JobListReply frame
+constexpr size_t kMaxChunk = size_t{64} * 1024;  // output moves in pulled chunks of at most this
+constexpr size_t kMaxListPerFrame = 64;          // statuses per JobListReply frame
 constexpr size_t kMaxHealthDetails = 64;
 constexpr size_t kTokenHashSize = 32;
 

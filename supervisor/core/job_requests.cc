@@ -325,8 +325,7 @@ void Supervisor::onJobExit(const std::string& job_id) {
   if (job->pipesOpen()) {
     // A process that escaped the group may keep the pipe open forever: stop waiting at some
     // point, the main process's output is complete by then.
-    std::string jid = job_id;
-    job->drain_timer = loop_.addTimer(kDrainDeadlineMs, [this, jid] {
+    job->drain_timer = loop_.addTimer(kDrainDeadlineMs, [this, jid = job_id] {
       Job* j = jobs_.find(jid);
       if (j == nullptr) return;
       j->drain_timer = 0;
