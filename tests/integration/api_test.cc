@@ -557,12 +557,16 @@ TEST(ApiConfig, FailedLoginsAreThrottled) {
       201);
 
   // Spraying many names from one address locks the address (4 x login_max_failures), in
-  // parallel so the per-failure delays overlap.
+  // parallel so the per-failure delays overlap. A sprayer told 503 (more than
+  // max_concurrent_password_checks at once: its password was never checked) asks again, as a
+  // client honouring Retry-After would, so that all 12 failures count.
   std::vector<std::thread> sprayers;
   for (int i = 0; i < 12; i++) {
     sprayers.emplace_back([&d, i] {
-      https(*d, "POST", "/v1/login",
-            "{\"username\":\"guess" + std::to_string(i) + "\",\"password\":\"x\"}");
+      const std::string body =
+          "{\"username\":\"guess" + std::to_string(i) + "\",\"password\":\"x\"}";
+      waitUntil([&] { return https(*d, "POST", "/v1/login", body).status != 503; },
+                std::chrono::seconds(30));
     });
   }
   for (auto& t : sprayers) t.join();
