@@ -352,29 +352,34 @@ std::string Daemon::adminPassword() const {
 
 std::string Daemon::log() const { return readFile(log_file_); }
 
+pid_t childWithComm(pid_t parent, std::initializer_list<std::string_view> comm_prefixes) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = readFile(e.path().string() + "/stat");
+    size_t rp = stat.rfind(')');
+    if (rp == std::string::npos) continue;
+    std::istringstream rest(stat.substr(rp + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    if (ppid != parent || state == 'Z') continue;
+    std::string comm = readFile(e.path().string() + "/comm");
+    for (std::string_view prefix : comm_prefixes) {
+      if (comm.rfind(prefix, 0) == 0) return std::stoi(name);
+    }
+  }
+  return -1;
+}
+
 pid_t Daemon::frontendPid() const {
   pid_t found = -1;
-  auto scan = [&] {
-    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-      std::string name = e.path().filename();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::string stat = readFile(e.path().string() + "/stat");
-      size_t rp = stat.rfind(')');
-      if (rp == std::string::npos) continue;
-      std::istringstream rest(stat.substr(rp + 2));
-      char state;
-      pid_t ppid;
-      rest >> state >> ppid;
-      if (ppid != pid_ || state == 'Z') continue;
-      std::string comm = readFile(e.path().string() + "/comm");
-      if (comm.rfind("jobworker-front", 0) == 0 || comm.rfind("relay_frontend", 0) == 0) {
-        found = std::stoi(name);
-        return true;
-      }
-    }
-    return false;
-  };
-  waitUntil(scan, std::chrono::seconds(5));
+  waitUntil(
+      [&] {
+        found = childWithComm(pid_, {"jobworker-front", "relay_frontend"});
+        return found > 0;
+      },
+      std::chrono::seconds(5));
   return found;
 }
 

@@ -4,9 +4,11 @@
 
 #include <sys/types.h>
 
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tests/wait_until.h"  // waitUntil: how every test here waits
@@ -16,6 +18,8 @@ namespace jw::test {
 // Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker-admin", "jobworker",
 // "relay_frontend".
 std::string binary(const std::string& name);
+// The live (not zombie) child of `parent` whose /proc comm starts with one of the prefixes, or -1.
+pid_t childWithComm(pid_t parent, std::initializer_list<std::string_view> comm_prefixes);
 
 // Copies of the programs a jobworkerd run by another user must execute, for tests that run it
 // as `nobody`: the checkout may sit below a directory that user cannot traverse (a clone inside

@@ -778,24 +778,7 @@ TEST_F(SupervisorTest, SessionsAreCheckedAndSurviveAFrontendRestart) {
 }
 
 // The relay process that jobworkerd runs now, or -1.
-pid_t relayPid(pid_t daemon) {
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string stat = readFile(e.path().string() + "/stat");
-    size_t rp = stat.rfind(')');
-    if (rp == std::string::npos) continue;
-    std::istringstream rest(stat.substr(rp + 2));
-    char state;
-    pid_t ppid;
-    rest >> state >> ppid;
-    if (ppid == daemon && state != 'Z' &&
-        readFile(e.path().string() + "/comm").rfind("relay_frontend", 0) == 0) {
-      return std::stoi(name);
-    }
-  }
-  return -1;
-}
+pid_t relayPid(pid_t daemon) { return childWithComm(daemon, {"relay_frontend"}); }
 
 TEST_F(SupervisorTest, DeadFrontendIsRespawnedAndLogged) {
   pid_t relay = relayPid(d_->pid());
