@@ -683,7 +683,14 @@ TEST_F(SupervisorTest, JobListIsNewestFirstAndPackedIntoFrames) {
   std::vector<std::string> ids;
   for (int i = 0; i < 70; i++) ids.push_back(d_->mustStart("admin", {"true"}).id);
   size_t frames = 0;
-  auto jobs = d_->list("admin", true, static_cast<uint8_t>(JobState::kExited), &frames);
+  std::vector<JobStatus> jobs;
+  // `true` exits at once, but a start returns while it runs: wait until all 70 have exited.
+  waitUntil(
+      [&] {
+        jobs = d_->list("admin", true, static_cast<uint8_t>(JobState::kExited), &frames);
+        return jobs.size() >= 70u;
+      },
+      std::chrono::seconds(30));
   ASSERT_GE(jobs.size(), 70u);
   EXPECT_GE(frames, 2u) << "70+ statuses need more than one frame of at most 64";
   // Newest first: our ids appear in reverse start order (others may be interleaved later).
