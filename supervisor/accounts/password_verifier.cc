@@ -69,7 +69,7 @@ PasswordVerifier::~PasswordVerifier() {
   if (respawn_timer_ != 0) loop_.cancelTimer(respawn_timer_);
   closeLink();
   if (pidfd_ >= 0) {
-    syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+    signalVerifier(SIGKILL);
     siginfo_t info{};
     while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED) != 0 &&
            errno == EINTR) {
@@ -183,15 +183,15 @@ void PasswordVerifier::onLink(uint32_t events) {
   std::string frame;
   for (int i = 0; i < kFramesPerWakeup && link_fd_ >= 0; i++) {
     auto r = protocol::recvFrame(link_fd_, &frame);
-    if (!r) {
-      killVerifier(r.error().message);
+    if (!r || r.value() == protocol::RecvStatus::kClosed) {
+      // Usually it died (ECONNRESET or EOF); onExit() reports how. Killed anyway, to be sure.
+      log::warning("password verifier (pid " + std::to_string(pid_) +
+                   ") link lost: " + (r ? std::string("closed") : r.error().message));
+      signalVerifier(SIGKILL);
+      closeLink();
       return;
     }
     if (r.value() == protocol::RecvStatus::kWouldBlock) return;
-    if (r.value() == protocol::RecvStatus::kClosed) {
-      killVerifier("it closed its link");
-      return;
-    }
     if (Status st = handleFrame(frame); !st) {
       killVerifier("protocol violation: " + st.error().message);
       return;
@@ -252,12 +252,16 @@ void PasswordVerifier::failAllPending() {
   }
 }
 
-void PasswordVerifier::killVerifier(const std::string& why) {
-  log::err("password verifier (pid " + std::to_string(pid_) + "): " + why + "; killing it");
-  if (pidfd_ >= 0 && syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0) != 0 &&
+void PasswordVerifier::signalVerifier(int sig) {
+  if (pidfd_ >= 0 && syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) != 0 &&
       errno != ESRCH) {
     log::err("signal the password verifier: " + std::string(strerror(errno)));
   }
+}
+
+void PasswordVerifier::killVerifier(const std::string& why) {
+  log::err("password verifier (pid " + std::to_string(pid_) + "): " + why + "; killing it");
+  signalVerifier(SIGKILL);
   closeLink();
   // onExit() reaps it and schedules the restart.
 }
@@ -309,7 +313,7 @@ void PasswordVerifier::shutdown() {
   respawn_timer_ = 0;
   closeLink();
   if (pidfd_ < 0) return;
-  syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+  signalVerifier(SIGKILL);
   siginfo_t info{};
   while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED) != 0 &&
          errno == EINTR) {

@@ -93,6 +93,7 @@ class PasswordVerifier {
   void complete(uint32_t request_id, PasswordVerdict verdict);
   void later(Callback done, PasswordVerdict verdict);
   void failAllPending();
+  void signalVerifier(int sig);
   void killVerifier(const std::string& why);
   void closeLink();
   void scheduleRespawn();

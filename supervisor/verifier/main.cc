@@ -93,7 +93,7 @@ int run(int argc, char** argv) {
   if (Status s = checkLink(); !s) fatal(s.error().message);
   if (sodium_init() < 0) fatal("sodium_init failed");
   auto target = dropTarget(args.value());
-  if (!target) fatal("--run-as: " + target.error().message);
+  if (!target) fatal("account: " + target.error().message);
   if (Status s = notDumpable(); !s) fatal(s.error().message);
   if (Status s = sandbox::dropPrivileges(target.value(), installSeccompFilter); !s) {
     fatal(s.error().message);
