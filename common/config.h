@@ -52,6 +52,10 @@ struct Settings {
   std::string state_dir = "/var/lib/jobworker";
   std::string users_file = "/etc/jobworker/users";
   std::string frontend_user = "jobworker";
+  // The password verifier's account (jobworker-verifier --run-as). A job of the same account
+  // outside a PID namespace could stop or kill it (logins answer 503 until it is restarted);
+  // it is not dumpable, so none can read it.
+  std::string verifier_user = "nobody";
   uint64_t output_cap_bytes = 1ULL << 30;
   uint64_t stop_grace_ms = 10'000;
   uint64_t default_timeout_ms = 0;  // 0: none
