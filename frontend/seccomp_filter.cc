@@ -16,8 +16,8 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
-#include "common/sanitizer.h"
 #include "common/sandbox/seccomp_allowlist.h"
+#include "common/sanitizer.h"
 
 namespace jw::frontend {
 

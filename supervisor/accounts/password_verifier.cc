@@ -68,14 +68,15 @@ PasswordVerifier::~PasswordVerifier() {
   pending_.clear();
   if (respawn_timer_ != 0) loop_.cancelTimer(respawn_timer_);
   closeLink();
-  if (pidfd_ >= 0) {
+  if (pidfd_) {
     signalVerifier(SIGKILL);
     siginfo_t info{};
-    while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED) != 0 &&
+    while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_.get()), &info,
+                  WEXITED) != 0 &&
            errno == EINTR) {
     }
     if (pidfd_watch_ != 0) loop_.unwatch(pidfd_watch_);
-    close(pidfd_);
+    pidfd_.reset();
   }
 }
 
@@ -84,36 +85,37 @@ void PasswordVerifier::start() { spawn(); }
 void PasswordVerifier::spawn() {
   respawn_timer_ = 0;
   if (shutting_down_) return;
-  int fds[2];
-  if (Status st = protocol::makeChannelPair(fds); !st) {
+  int raw[2];
+  if (Status st = protocol::makeChannelPair(raw); !st) {
     log::err("cannot start the password verifier: " + st.error().message);
     scheduleRespawn();
     return;
   }
-  HelperSpec spec{options_.path, options_.args, sanitizerEnvironment(), {fds[1]}};
+  UniqueFd ours(raw[0]);
+  UniqueFd theirs(raw[1]);
+  HelperSpec spec{options_.path, options_.args, sanitizerEnvironment(), {theirs.get()}};
   auto child = spawnHelper(spec);
-  close(fds[1]);
+  theirs.reset();
   if (!child) {
     log::err("cannot start the password verifier: " + child.error().message);
-    close(fds[0]);
     scheduleRespawn();
     return;
   }
   pid_ = child->pid;
-  pidfd_ = child->pidfd;
-  link_fd_ = fds[0];
+  pidfd_ = std::move(child->pidfd);
+  link_fd_ = std::move(ours);
   ready_ = false;
   generation_++;
   started_ms_ = EventLoop::monotonicMs();
-  auto pw = loop_.watch(pidfd_, EPOLLIN, [this](uint32_t) { onExit(); });
+  auto pw = loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { onExit(); });
   if (!pw) {
     // Without a watch on its pidfd we could never reap or replace it: fail closed.
     log::err("watch the verifier's pidfd: " + pw.error().message);
     abort();
   }
   pidfd_watch_ = pw.value();
-  Status nb = makeNonBlocking(link_fd_);
-  auto lw = nb ? loop_.watch(link_fd_, EPOLLIN, [this](uint32_t ev) { onLink(ev); })
+  Status nb = makeNonBlocking(link_fd_.get());
+  auto lw = nb ? loop_.watch(link_fd_.get(), EPOLLIN, [this](uint32_t ev) { onLink(ev); })
                : Result<EventLoop::WatchId>(nb.error());
   if (!lw) {
     killVerifier("set up its link: " + lw.error().message);
@@ -138,7 +140,7 @@ void PasswordVerifier::later(Callback done, PasswordVerdict verdict) {
 
 void PasswordVerifier::check(std::string_view user, std::string_view password,
                              std::string_view stored_hash, Callback done) {
-  if (link_fd_ < 0) {
+  if (!link_fd_) {
     later(std::move(done), PasswordVerdict::kUnavailable);
     return;
   }
@@ -156,7 +158,7 @@ void PasswordVerifier::check(std::string_view user, std::string_view password,
   uint32_t id = nextRequestId();
   std::string frame =
       pv::encodeVerifyPassword(id, pv::VerifyRequest{password, dummy ? kDummyHash : stored_hash});
-  Status sent = protocol::sendFrame(link_fd_, frame);
+  Status sent = protocol::sendFrame(link_fd_.get(), frame);
   sodium_memzero(frame.data(), frame.size());
   if (!sent) {
     // EAGAIN cannot happen under kMaxInFlight small frames; anything else means it is dying.
@@ -178,11 +180,11 @@ void PasswordVerifier::onTimeout(uint32_t request_id) {
 }
 
 void PasswordVerifier::onLink(uint32_t events) {
-  if (link_fd_ < 0) return;
+  if (!link_fd_) return;
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
   std::string frame;
-  for (int i = 0; i < kFramesPerWakeup && link_fd_ >= 0; i++) {
-    auto r = protocol::recvFrame(link_fd_, &frame);
+  for (int i = 0; i < kFramesPerWakeup && link_fd_; i++) {
+    auto r = protocol::recvFrame(link_fd_.get(), &frame);
     if (!r || r.value() == protocol::RecvStatus::kClosed) {
       // Usually it died (ECONNRESET or EOF); onExit() reports how. Killed anyway, to be sure.
       log::warning("password verifier (pid " + std::to_string(pid_) +
@@ -253,7 +255,7 @@ void PasswordVerifier::failAllPending() {
 }
 
 void PasswordVerifier::signalVerifier(int sig) {
-  if (pidfd_ >= 0 && syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) != 0 &&
+  if (pidfd_ && syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) != 0 &&
       errno != ESRCH) {
     log::err("signal the password verifier: " + std::string(strerror(errno)));
   }
@@ -267,19 +269,18 @@ void PasswordVerifier::killVerifier(const std::string& why) {
 }
 
 void PasswordVerifier::closeLink() {
-  if (link_fd_ < 0) return;
+  if (!link_fd_) return;
   if (link_watch_ != 0) loop_.unwatch(link_watch_);
   link_watch_ = 0;
-  close(link_fd_);
-  link_fd_ = -1;
+  link_fd_.reset();
   ready_ = false;
   failAllPending();  // none left in the destructor, which drops them unanswered first
 }
 
 void PasswordVerifier::onExit() {
   siginfo_t info{};
-  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED | WNOHANG) !=
-      0) {
+  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_.get()), &info,
+             WEXITED | WNOHANG) != 0) {
     log::err("waitid(verifier pidfd): " + std::string(strerror(errno)));
     return;
   }
@@ -287,8 +288,7 @@ void PasswordVerifier::onExit() {
   closeLink();
   loop_.unwatch(pidfd_watch_);
   pidfd_watch_ = 0;
-  close(pidfd_);
-  pidfd_ = -1;
+  pidfd_.reset();
   pid_t old = pid_;
   pid_ = -1;
   if (shutting_down_) return;
@@ -312,16 +312,16 @@ void PasswordVerifier::shutdown() {
   if (respawn_timer_ != 0) loop_.cancelTimer(respawn_timer_);
   respawn_timer_ = 0;
   closeLink();
-  if (pidfd_ < 0) return;
+  if (!pidfd_) return;
   signalVerifier(SIGKILL);
   siginfo_t info{};
-  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info, WEXITED) != 0 &&
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_.get()), &info, WEXITED) !=
+             0 &&
          errno == EINTR) {
   }
   loop_.unwatch(pidfd_watch_);
   pidfd_watch_ = 0;
-  close(pidfd_);
-  pidfd_ = -1;
+  pidfd_.reset();
   pid_ = -1;
 }
 

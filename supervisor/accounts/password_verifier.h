@@ -102,8 +102,8 @@ class PasswordVerifier {
   EventLoop& loop_;
   PasswordVerifierOptions options_;
   pid_t pid_ = -1;
-  int pidfd_ = -1;    // owned; closed once the verifier is reaped
-  int link_fd_ = -1;  // owned; our end of the SEQPACKET link
+  UniqueFd pidfd_;    // closed once the verifier is reaped
+  UniqueFd link_fd_;  // our end of the SEQPACKET link
   EventLoop::WatchId link_watch_ = 0;
   EventLoop::WatchId pidfd_watch_ = 0;
   EventLoop::TimerId respawn_timer_ = 0;

@@ -69,8 +69,8 @@ std::vector<char*> cStrings(std::vector<std::string>& v) {
 
 Result<HelperChild> spawnHelper(const HelperSpec& spec) {
   if (spec.fds.size() > kMaxHelperFds) return Error{"too many descriptors for a helper"};
-  int report[2];
-  if (pipe2(report, O_CLOEXEC) != 0) return sysError("pipe2 (exec report of " + spec.path + ")");
+  auto report = makePipe(O_CLOEXEC, "pipe2 (exec report of " + spec.path + ")");
+  if (!report) return report.error();
   std::vector<std::string> argv_s = {spec.path};
   argv_s.insert(argv_s.end(), spec.args.begin(), spec.args.end());
   std::vector<std::string> env_s = spec.env;
@@ -80,32 +80,29 @@ Result<HelperChild> spawnHelper(const HelperSpec& spec) {
 
   pid_t pid = fork();
   if (pid == 0) {
-    execHelper(parent, spec.fds.data(), spec.fds.size(), report[1], argv.data(), envp.data());
+    execHelper(parent, spec.fds.data(), spec.fds.size(), report->write.get(), argv.data(),
+               envp.data());
   }
   int fork_errno = errno;
-  close(report[1]);
-  if (pid < 0) {
-    close(report[0]);
-    return sysError("fork (" + spec.path + ")", fork_errno);
-  }
+  report->write.reset();
+  if (pid < 0) return sysError("fork (" + spec.path + ")", fork_errno);
   // Opened before anything can reap it: the pid cannot be reused while it is our unwaited child.
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   int pidfd_errno = errno;
   int child_errno = 0;
   ssize_t n;
   do {
-    n = read(report[0], &child_errno, sizeof child_errno);
+    n = read(report->read.get(), &child_errno, sizeof child_errno);
   } while (n < 0 && errno == EINTR);
-  close(report[0]);
-  if (pidfd < 0 || n == sizeof child_errno) {
-    if (pidfd < 0) kill(pid, SIGKILL);
+  report->read.reset();
+  if (!pidfd || n == sizeof child_errno) {
+    if (!pidfd) kill(pid, SIGKILL);
     while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
-    if (pidfd >= 0) close(pidfd);
-    if (pidfd < 0) return sysError("pidfd_open(" + spec.path + ")", pidfd_errno);
+    if (!pidfd) return sysError("pidfd_open(" + spec.path + ")", pidfd_errno);
     return sysError("execute " + spec.path, child_errno);
   }
-  return HelperChild{pid, pidfd};
+  return HelperChild{pid, std::move(pidfd)};
 }
 
 std::vector<std::string> sanitizerEnvironment() {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/result.h"
 
 namespace jw::supervisor {
@@ -20,10 +21,10 @@ struct HelperSpec {
   std::vector<int> fds;           // borrowed; the child gets fds[i] as descriptor 3 + i
 };
 
-// The running helper. The caller owns pidfd (close it after reaping the child through it).
+// The running helper; pidfd is close-on-exec (keep it until the child is reaped through it).
 struct HelperChild {
   pid_t pid = -1;
-  int pidfd = -1;
+  UniqueFd pidfd;
 };
 
 // Forks; the child resets every signal disposition and the signal mask, asks for SIGKILL when
