@@ -46,7 +46,9 @@ struct Settings {
   uint32_t max_concurrent_password_checks = 4;
   // Authentication
   uint64_t session_ttl_ms = 12ULL * 3600'000;
-  uint32_t login_max_failures = 5;  // failures before 429 (per user and per address)
+  // jobworkerd's login throttle (supervisor/accounts/login_throttle.h): failures of one
+  // (user, address) pair before its back-off starts, and the cap of that exponential back-off.
+  uint32_t login_max_failures = 5;
   uint64_t login_lockout_ms = 60'000;
   // Supervisor and jobs
   std::string state_dir = "/var/lib/jobworker";

@@ -41,12 +41,11 @@ bool isPermitted(uint16_t type, Direction dir);
 // Frames have the frontend channel's header (u16 type | u16 flags | u32 request_id, kHeaderSize)
 // and no flags. The largest one is a VerifyPassword at its caps; 4 KiB leaves room.
 constexpr size_t kMaxFrame = 4096;
-// A password longer than this is refused by the frontend before it costs anything; argon2id
-// itself takes any length, but nobody types a kilobyte.
-constexpr size_t kMaxPassword = 1024;
-// The stored hash: crypto_pwhash_str output is under 128 bytes; protocol::kMaxPasswordHash caps
-// it on every link.
-constexpr size_t kMaxHash = kMaxPasswordHash;
+// A password longer than the frontend channel's Login carries never reaches the verifier;
+// argon2id itself takes any length, but nobody types a kilobyte.
+constexpr size_t kMaxPassword = protocol::kMaxPassword;
+// The stored hash: crypto_pwhash_str output is under 128 bytes. Hashes travel on this link only.
+constexpr size_t kMaxHash = 256;
 static_assert(kHeaderSize + 4 + kMaxPassword + 4 + kMaxHash <= kMaxFrame);
 
 namespace detail {

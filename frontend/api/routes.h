@@ -24,17 +24,13 @@ std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std:
 
 class Api : public RequestHandler {
  public:
-  Api(const config::Settings& cfg, AuthStore& store, PasswordChecker& passwords,
-      LoginThrottle& throttle, SupervisorChannel& channel)
-      : cfg_(cfg), store_(store), passwords_(passwords), throttle_(throttle), channel_(channel) {}
+  Api(const config::Settings& cfg, SupervisorChannel& channel) : cfg_(cfg), channel_(channel) {}
 
   void handle(const HttpRequest& request, Responder& out) override;
 
  private:
   ApiResult<Principal> authenticate(const HttpRequest& r);
-  ApiResult<protocol::Role> checkPassword(const std::string& user, const std::string& password,
-                                          const std::string& addr);
-  // The job if `p` may see it; another user's job is "not found" for the role `user`.
+  // The job if `p` may see it (jobworkerd decides; another user's job is "not found").
   ApiResult<protocol::JobStatus> visibleJob(const Principal& p, const std::string& id);
 
   void healthz(Responder& out);
@@ -49,9 +45,6 @@ class Api : public RequestHandler {
   void streamChunks(protocol::OutputReadRequest& req, protocol::OutputChunk first, Responder& out);
 
   const config::Settings& cfg_;
-  AuthStore& store_;
-  PasswordChecker& passwords_;
-  LoginThrottle& throttle_;
   SupervisorChannel& channel_;
 };
 

@@ -1,49 +1,47 @@
 // Session table (see sessions.h); runs in jobworkerd.
 #include "supervisor/accounts/sessions.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 
 namespace jw::supervisor {
 
-Status SessionStore::add(const protocol::SessionEntry& s, int64_t now_ms) {
-  if (s.expires_at_ms <= now_ms) return Error{"session already expired"};
-  if (s.expires_at_ms > now_ms + static_cast<int64_t>(ttl_ms_) + kExpirySlackMs) {
-    return Error{"session expiry beyond the configured session_ttl"};
-  }
+SessionStore::Hash SessionStore::hashToken(const protocol::Token& token) {
+  Hash h{};
+  crypto_generichash(h.data(), h.size(), token.bytes.data(), token.bytes.size(), nullptr, 0);
+  return h;
+}
+
+SessionStore::Minted SessionStore::mint(const std::string& user, int64_t now_ms) {
   if (by_hash_.size() >= kMaxSessions) pruneExpired(now_ms);  // housekeeping prunes the rest
-  if (by_hash_.size() >= kMaxSessions && by_hash_.find(s.token_hash) == by_hash_.end()) {
+  if (by_hash_.size() >= kMaxSessions) {
     auto soonest = std::min_element(by_hash_.begin(), by_hash_.end(), [](auto& a, auto& b) {
       return a.second.expires_at_ms < b.second.expires_at_ms;
     });
     by_hash_.erase(soonest);
   }
-  by_hash_[s.token_hash] = s;
-  return okStatus();
+  Minted m{{}, now_ms + static_cast<int64_t>(ttl_ms_)};
+  randombytes_buf(m.token.bytes.data(), m.token.bytes.size());
+  by_hash_[hashToken(m.token)] = Session{user, m.expires_at_ms};
+  return m;
 }
 
-void SessionStore::revoke(const protocol::TokenHash& h) { by_hash_.erase(h); }
+const SessionStore::Session* SessionStore::find(const protocol::Token& token,
+                                                int64_t now_ms) const {
+  auto it = by_hash_.find(hashToken(token));
+  if (it == by_hash_.end() || it->second.expires_at_ms <= now_ms) return nullptr;
+  return &it->second;
+}
+
+bool SessionStore::revoke(const protocol::Token& token) {
+  return by_hash_.erase(hashToken(token)) != 0;
+}
 
 void SessionStore::pruneExpired(int64_t now_ms) {
   for (auto it = by_hash_.begin(); it != by_hash_.end();) {
     it = it->second.expires_at_ms <= now_ms ? by_hash_.erase(it) : std::next(it);
   }
-}
-
-std::vector<std::string> SessionStore::encodeTable() const {
-  std::vector<std::string> frames;
-  protocol::SessionTable part;
-  auto flush = [&](bool more) {
-    frames.push_back(protocol::encodeSessionTable(0, part, more ? protocol::kFlagMore : 0));
-    part.sessions.clear();
-  };
-  size_t left = by_hash_.size();
-  for (const auto& [hash, entry] : by_hash_) {
-    part.sessions.push_back(entry);
-    left--;
-    if (part.sessions.size() == protocol::kMaxSessionsPerFrame && left > 0) flush(true);
-  }
-  flush(false);
-  return frames;
 }
 
 }  // namespace jw::supervisor

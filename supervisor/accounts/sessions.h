@@ -1,29 +1,42 @@
-// The session table (token hashes, never tokens): the supervisor keeps it so sessions survive a
-// frontend restart. Runs in jobworkerd.
+// The session table: the supervisor mints every session token (256 random bits) and keeps only
+// its hash, the user and the expiry. Tokens arrive with each request and are hashed here; the
+// table never leaves this process, so sessions survive a frontend restart. Runs in jobworkerd.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
-#include <vector>
 
 #include "common/protocol/codec.h"
-#include "common/result.h"
 
 namespace jw::supervisor {
 
 class SessionStore {
  public:
   static constexpr size_t kMaxSessions = 10000;
-  // Clock skew and request latency between the frontend's "now" and ours.
-  static constexpr int64_t kExpirySlackMs = 60'000;
+  using Hash = std::array<uint8_t, 32>;  // BLAKE2b-256 of the token's bytes
+
+  struct Session {
+    std::string user;
+    int64_t expires_at_ms = 0;  // Unix epoch milliseconds
+  };
 
   explicit SessionStore(uint64_t session_ttl_ms) : ttl_ms_(session_ttl_ms) {}
 
-  // The caller has checked that the user exists. Refuses an expiry in the past or beyond
-  // now + ttl + slack. At the cap, the session expiring soonest is evicted.
-  Status add(const protocol::SessionEntry& s, int64_t now_ms);
-  void revoke(const protocol::TokenHash& h);
+  // A new session for `user` (the caller checked the password), expiring now + ttl. Only the
+  // token's hash is stored; the token itself is returned once, for the LoginReply. At the cap,
+  // the session expiring soonest is evicted.
+  struct Minted {
+    protocol::Token token;
+    int64_t expires_at_ms;
+  };
+  Minted mint(const std::string& user, int64_t now_ms);
+
+  // The live session of `token`, or null (unknown, expired or revoked).
+  const Session* find(const protocol::Token& token, int64_t now_ms) const;
+  // Ends the session of `token`; false if there was none.
+  bool revoke(const protocol::Token& token);
   void pruneExpired(int64_t now_ms);
   // Drops the sessions of users that no longer exist (after a users-file reload).
   template <typename Pred>
@@ -33,16 +46,14 @@ class SessionStore {
     }
   }
 
-  // Frames for a new frontend: SessionTable with request id 0, kFlagMore on all but the last,
-  // at most kMaxSessionsPerFrame each; an empty table is one frame.
-  std::vector<std::string> encodeTable() const;
-
   size_t size() const { return by_hash_.size(); }
   void setTtl(uint64_t ttl_ms) { ttl_ms_ = ttl_ms; }
 
+  static Hash hashToken(const protocol::Token& token);
+
  private:
   uint64_t ttl_ms_;
-  std::map<protocol::TokenHash, protocol::SessionEntry> by_hash_;
+  std::map<Hash, Session> by_hash_;
 };
 
 }  // namespace jw::supervisor

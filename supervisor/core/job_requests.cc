@@ -63,11 +63,8 @@ IsolationSpec Supervisor::isolationFor(const UserRecord& u, const protocol::JobS
 }
 
 void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r) {
-  const UserRecord* u = findUser(r.user);
-  if (u == nullptr) {
-    replyError(id, ErrorCode::kUnauthorized, "unknown user " + log::quote(r.user));
-    return;
-  }
+  const UserRecord* u = authenticate(id, r.token);
+  if (u == nullptr) return;
   if (u->role == Role::kViewer) {
     replyError(id, ErrorCode::kForbidden, "role viewer cannot start jobs");
     return;

@@ -409,9 +409,9 @@ bool Daemon::waitHealthy(int timeout_s) const {
 }
 
 void Daemon::reload() {
-  // The frontend logs every user table it receives, and the supervisor logs a reload it refuses:
-  // one more of either line than before the signal means the reload has been handled.
-  const std::string applied = "user table updated: ", refused = "SIGHUP: keeping the previous";
+  // jobworkerd alone holds the users (and their sessions): it logs every users file it loads,
+  // and a reload it refuses; one more of either line than before the signal means it is done.
+  const std::string applied = " user(s) from ", refused = "SIGHUP: keeping the previous";
   std::string before = log();
   size_t seen = occurrences(before, applied) + occurrences(before, refused);
   kill(pid_, SIGHUP);
@@ -421,8 +421,7 @@ void Daemon::reload() {
         return occurrences(now, applied) + occurrences(now, refused) > seen;
       },
       std::chrono::seconds(10));
-  EXPECT_TRUE(done) << "SIGHUP: no new user table reached the frontend within 10 s; log:\n"
-                    << log();
+  EXPECT_TRUE(done) << "SIGHUP: jobworkerd did not reload its users within 10 s; log:\n" << log();
 }
 
 void Daemon::addUser(const std::string& name, const std::string& role, const std::string& password,

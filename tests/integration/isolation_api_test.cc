@@ -493,17 +493,7 @@ class RelayedDaemon {
     EXPECT_EQ(poll(&p, 1, 20'000), 1) << readFile(dir_ + "/log");
     conn_ = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     EXPECT_GE(conn_, 0);
-    // UserTable, then SessionTable frame(s), then we are ready.
-    auto ut = recvFrame();
-    EXPECT_TRUE(ut && ut->first.type == protocol::MsgType::kUserTable);
-    for (;;) {
-      auto f = recvFrame();
-      if (!f || f->first.type != protocol::MsgType::kSessionTable) {
-        ADD_FAILURE() << "no session table";
-        break;
-      }
-      if (!(f->first.flags & protocol::kFlagMore)) break;
-    }
+    // The supervisor sends nothing first; Ready and we serve.
     send(protocol::encodeReady(0, {}));
   }
   ~RelayedDaemon() {
@@ -536,7 +526,7 @@ class RelayedDaemon {
     if (!h) return std::nullopt;
     return std::make_pair(h.value(), std::string(payload));
   }
-  // The reply to request `id` (other frames, e.g. a UserTable after SIGHUP, are skipped).
+  // The reply to request `id`.
   std::optional<std::pair<protocol::FrameHeader, std::string>> reply(uint32_t id) {
     for (;;) {
       auto f = recvFrame();
@@ -550,8 +540,28 @@ class RelayedDaemon {
             "password-of-" + name + "\n");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     kill(pid_, SIGHUP);
-    auto f = reply(0);
-    ASSERT_TRUE(f && f->first.type == protocol::MsgType::kUserTable);
+    // Reloaded once the new user can log in (a login before the reload is a 401; its
+    // throttle allowance is far more than the few polls this takes).
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!login(name, "password-of-" + name)) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no reload after SIGHUP";
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  // Logs in; the token, or nullopt when refused.
+  std::optional<protocol::Token> login(const std::string& user, const std::string& password) {
+    uint32_t id = next_id_++;
+    send(protocol::encodeLogin(id, protocol::LoginRequest{user, password, "127.0.0.1"}));
+    auto f = reply(id);
+    if (!f || f->first.type != protocol::MsgType::kLoginReply) return std::nullopt;
+    auto r = protocol::decodeLoginReplyPayload(f->second);
+    if (!r) return std::nullopt;
+    return r->token;
+  }
+  std::string adminPassword() const {
+    std::string pw = readFile(dir_ + "/state/admin-password");
+    while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
+    return pw;
   }
   std::string log() const { return readFile(dir_ + "/log"); }
 
@@ -559,6 +569,7 @@ class RelayedDaemon {
   std::string dir_;
   int listen_fd_ = -1, conn_ = -1;
   pid_t pid_ = -1;
+  uint32_t next_id_ = 1000;
 };
 
 TEST(IsolationSupervisor, RefusesNetworkHostToRoleUserWhateverTheFrontendSays) {
@@ -566,7 +577,9 @@ TEST(IsolationSupervisor, RefusesNetworkHostToRoleUserWhateverTheFrontendSays) {
   RelayedDaemon d;
   d.addUser("rudi", "user");
   protocol::JobStartRequest r;
-  r.user = "rudi";
+  auto rudi = d.login("rudi", "password-of-rudi");
+  ASSERT_TRUE(rudi);
+  r.token = *rudi;
   r.argv = {"true"};
   r.network = protocol::Network::kHost;
   d.send(protocol::encodeJobStart(7, r));
@@ -579,7 +592,9 @@ TEST(IsolationSupervisor, RefusesNetworkHostToRoleUserWhateverTheFrontendSays) {
   EXPECT_NE(e->message.find("network_host"), std::string::npos) << e->message;
 
   // Admin may, and the job then has no network namespace.
-  r.user = "admin";
+  auto admin = d.login("admin", d.adminPassword());
+  ASSERT_TRUE(admin) << d.log();
+  r.token = *admin;
   d.send(protocol::encodeJobStart(8, r));
   auto ok = d.reply(8);
   ASSERT_TRUE(ok);
