@@ -346,7 +346,16 @@ void Api::whoami(const Principal& p, Responder& out) {
 // come back as 403s naming the rule.
 void Api::startJob(const HttpRequest& r, const Principal& p, Responder& out) {
   auto req = parseJobRequest(r.body);
-  if (!req.ok()) return sendError(out, req.error());
+  if (!req.ok()) {
+    // Role before body: a viewer (or a dead session) learns nothing from a bad body. Asked of
+    // jobworkerd only on this error path.
+    auto info = channel_.sessionGet(protocol::SessionRef{p.token});
+    if (!info.ok()) return sendError(out, fromSupervisor(info.error()));
+    if (info.value().role == Role::kViewer) {
+      return sendError(out, forbidden("role viewer cannot start jobs"));
+    }
+    return sendError(out, req.error());
+  }
   protocol::JobStartRequest& start = req.value();
   start.token = p.token;
   auto status = channel_.jobStart(start);
@@ -389,11 +398,7 @@ void Api::getJob(const std::string& id, const Principal& p, Responder& out) {
 void Api::stopJob(const HttpRequest& r, const std::string& id, const Principal& p, Responder& out) {
   auto grace = parseStopBody(r.body);
   if (!grace.ok()) return sendError(out, grace.error());
-  auto job = visibleJob(p, id);
-  if (!job.ok()) return sendError(out, job.error());
-  if (job.value().state != protocol::JobState::kRunning) {
-    return sendError(out, ApiError{409, "conflict", "job has already ended"});
-  }
+  // Role, visibility and "already ended" (409) are jobworkerd's answers, in that order.
   protocol::JobStopRequest req{p.token, id, grace.value().has_value(), grace.value().value_or(0)};
   auto status = channel_.jobStop(req);
   if (!status.ok()) return sendError(out, fromSupervisor(status.error()));

@@ -284,6 +284,11 @@ Job* Supervisor::accessibleJob(uint32_t id, const UserRecord& user, const std::s
 void Supervisor::handleJobStop(uint32_t id, const protocol::JobStopRequest& r) {
   const UserRecord* u = authenticate(id, r.token);
   if (u == nullptr) return;
+  // Role first: a viewer learns nothing about which jobs exist from a stop.
+  if (u->role == Role::kViewer) {
+    replyError(id, ErrorCode::kForbidden, "role viewer cannot stop jobs");
+    return;
+  }
   Job* job = accessibleJob(id, *u, r.job_id, Access::kWrite);
   if (job == nullptr) return;
   if (job->ended()) {
