@@ -797,11 +797,7 @@ TEST(ApiAuthority, SessionsSurviveAFrontendRestart) {
   pid_t fe = d->frontendPid();
   ASSERT_GT(fe, 0);
   ASSERT_EQ(kill(fe, SIGKILL), 0);
-  auto deadline = Clock::now() + std::chrono::seconds(15);
-  while (Clock::now() < deadline && (d->frontendPid() == fe || !d->waitHealthy(1))) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_NE(d->frontendPid(), fe);
+  ASSERT_TRUE(waitUntil([&] { return d->frontendPid() != fe; }, std::chrono::seconds(15)));
   ASSERT_TRUE(d->waitHealthy());
   HttpResponse r = https(*d, "GET", "/v1/whoami", "", t);
   EXPECT_EQ(r.status, 200);
@@ -821,11 +817,11 @@ TEST(ApiAuthority, FollowStreamEndsCleanlyWhenItsSessionIsRevoked) {
     done = true;
   });
   // Some bytes flow first (observable: the job's output count grows), then log out.
-  auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (Clock::now() < deadline &&
-         jsonField(https(*d, "GET", "/v1/jobs/" + id, "", admin).body, "output_bytes") == "0") {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  EXPECT_TRUE(waitUntil(
+      [&] {
+        return jsonField(https(*d, "GET", "/v1/jobs/" + id, "", admin).body, "output_bytes") != "0";
+      },
+      std::chrono::seconds(10)));
   EXPECT_EQ(https(*d, "POST", "/v1/logout", "", t).status, 204);
   auto t0 = Clock::now();
   f.join();

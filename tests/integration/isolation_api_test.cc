@@ -542,11 +542,9 @@ class RelayedDaemon {
     kill(pid_, SIGHUP);
     // Reloaded once the new user can log in (a login before the reload is a 401; its
     // throttle allowance is far more than the few polls this takes).
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!login(name, "password-of-" + name)) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no reload after SIGHUP";
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    ASSERT_TRUE(waitUntil([&] { return login(name, "password-of-" + name).has_value(); },
+                          std::chrono::seconds(10)))
+        << "no reload after SIGHUP";
   }
   // Logs in; the token, or nullopt when refused.
   std::optional<protocol::Token> login(const std::string& user, const std::string& password) {

@@ -334,12 +334,7 @@ class RelayDaemon {
     return n;
   }
   bool waitLoads(size_t n, int timeout_ms = 10'000) {
-    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (countLoads() < n) {
-      if (Clock::now() > deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return true;
+    return waitUntil([&] { return countLoads() >= n; }, std::chrono::milliseconds(timeout_ms));
   }
 
   // The relay's connection ends (the supervisor killed it) within timeout.
