@@ -465,6 +465,36 @@ TEST_F(CliTest, FollowResumesExactlyAfterTheFrontendIsKilled) {
   EXPECT_EQ(cli({"logs", id}).out, numberedLines(60));
 }
 
+TEST_F(CliTest, FollowSaysWhyWhenItsSessionIsRevoked) {
+  loginAdmin();
+  std::string token = parseObject(readFile(configFile()))->getValue<std::string>("token");
+  std::vector<std::string> args = {"start", "--"};
+  for (const auto& a : slowPrinter(200, "0.1")) args.push_back(a);
+  CmdResult start = cli(args);
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  std::string id = start.out.substr(0, 36);
+  const std::string out_path = xdg_ + "/follow.out", err_path = xdg_ + "/follow.err";
+  pid_t follower = spawnLogged({binary("jobworker"), "logs", "-f", id}, {"XDG_CONFIG_HOME=" + xdg_},
+                               out_path, err_path);
+  ASSERT_GT(follower, 0);
+  ASSERT_TRUE(waitUntil([&] { return readFile(out_path).find("line 5\n") != std::string::npos; },
+                        std::chrono::seconds(10)));
+  // The session ends under the stream (as a logout elsewhere, or an administrator, would do).
+  EXPECT_EQ(https(d(), "POST", "/v1/logout", "", token).status, 204);
+  int code = waitExit(follower, 30);
+  std::string out = readFile(out_path), err = readFile(err_path);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(err.find("session expired or revoked"), std::string::npos) << err;
+  EXPECT_NE(err.find("jobworker login --server " + d().url()), std::string::npos) << err;
+  // Whole lines only, and fewer than the job will print: it ended early, cleanly.
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back(), '\n');
+  EXPECT_LT(out.size(), numberedLines(200).size());
+  EXPECT_EQ(numberedLines(200).rfind(out, 0), 0u);
+  std::string admin = login(d(), "admin", d().adminPassword());
+  https(d(), "POST", "/v1/jobs/" + id + "/stop", "{}", admin);
+}
+
 TEST_F(CliTest, AmbiguousPrefixIsReported) {
   std::string token = login(d(), "admin", d().adminPassword());
   // 17 jobs: two of them must share their first hex digit.

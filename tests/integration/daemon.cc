@@ -89,6 +89,7 @@ std::string buildTreePath(const std::string& name) {
   if (name == "jobworker-admin") return "tools/jobworker-admin";
   if (name == "jobworker") return "client/jobworker";
   if (name == "relay_frontend") return "tests/integration/relay_frontend";
+  if (name == "jobworker-verifier") return "supervisor/verifier/jobworker-verifier";
   return name;
 }
 
@@ -98,6 +99,7 @@ std::string binary(const std::string& name) {
   std::string built = envOr("JW_BUILD_ROOT", ".") + "/" + buildTreePath(name);
   if (name == "jobworkerd") return envOr("JW_JOBWORKERD", built);
   if (name == "relay_frontend") return envOr("JW_RELAY_FRONTEND", built);
+  if (name == "jobworker-verifier") return envOr("JW_VERIFIER", built);
   return built;
 }
 
@@ -108,8 +110,8 @@ StagedBinaries::StagedBinaries() : dir_(makeTempDir("jwbin")) {
   std::error_code ec;
   fs::permissions(dir_, reachable, ec);
   if (ec) ADD_FAILURE() << "chmod 0755 " << dir_ << ": " << ec.message();
-  for (const char* name :
-       {"jobworkerd", "jobworker-frontend", "jobworker-admin", "relay_frontend"}) {
+  for (const char* name : {"jobworkerd", "jobworker-frontend", "jobworker-admin", "relay_frontend",
+                           "jobworker-verifier"}) {
     fs::path to = fs::path(dir_) / buildTreePath(name);
     for (fs::path d = to.parent_path(); d != fs::path(dir_); d = d.parent_path()) {
       fs::create_directories(d, ec);

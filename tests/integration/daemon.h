@@ -15,7 +15,8 @@
 
 namespace jw::test {
 
-// Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker-admin", "jobworker",
+// Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker-verifier",
+// "jobworker-admin", "jobworker",
 // "relay_frontend".
 std::string binary(const std::string& name);
 // The live (not zombie) child of `parent` whose /proc comm starts with one of the prefixes, or -1.

@@ -303,7 +303,12 @@ class RelayDaemon {
                       Stream stream = Stream::kStdout) {
     std::string out;
     for (;;) {
-      OutputChunk c = chunk(read(user, job_id, out.size(), true, stream));
+      Frame f = read(user, job_id, out.size(), true, stream);
+      if (f.h.type != MsgType::kOutputChunk) {
+        ADD_FAILURE() << "reading " << job_id << ": " << error(f).message;
+        return out;
+      }
+      OutputChunk c = chunk(f);
       EXPECT_EQ(c.offset, out.size());
       out += c.data;
       if (c.eof) return out;
