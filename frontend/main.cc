@@ -155,7 +155,7 @@ int run(int argc, char** argv) {
     log::notice("leaving: " + why);
     _exit(0);
   });
-  Api api(cfg, channel);
+  Api api(channel);
   TlsServer server(a.listen_fd, tls.value(), ServerLimits(cfg), api);
   if (Status s = server.start(); !s) fatal("HTTPS server: " + s.error().message);
   if (Status s = channel.sendReady(); !s) fatal("sending Ready: " + s.error().message);

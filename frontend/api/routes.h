@@ -24,7 +24,8 @@ std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std:
 
 class Api : public RequestHandler {
  public:
-  Api(const config::Settings& cfg, SupervisorChannel& channel) : cfg_(cfg), channel_(channel) {}
+  // Every rule about users is jobworkerd's: the API needs no settings, only the channel.
+  explicit Api(SupervisorChannel& channel) : channel_(channel) {}
 
   void handle(const HttpRequest& request, Responder& out) override;
 
@@ -44,7 +45,6 @@ class Api : public RequestHandler {
   void jobLogs(const Target& t, const std::string& id, const Principal& p, Responder& out);
   void streamChunks(protocol::OutputReadRequest& req, protocol::OutputChunk first, Responder& out);
 
-  const config::Settings& cfg_;
   SupervisorChannel& channel_;
 };
 
