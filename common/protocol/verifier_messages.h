@@ -28,7 +28,7 @@ enum class Direction : uint8_t { kSupervisorToVerifier, kVerifierToSupervisor };
   X(VerifyResult, 194, kVerifierToSupervisor, VerifyResult, "whether the password matched")
 
 enum class MsgType : uint16_t {
-#define JW_VERIFIER_ENUM(name, num, dir, payload, doc) k##name = num,
+#define JW_VERIFIER_ENUM(name, num, dir, payload, doc) k##name = (num),
   JW_VERIFIER_MESSAGES(JW_VERIFIER_ENUM)
 #undef JW_VERIFIER_ENUM
 };

@@ -42,8 +42,8 @@ struct LoginThrottleLimits {
   uint32_t pair_free_failures = 3;
   uint32_t address_free_failures = 10;
   uint64_t backoff_base_ms = 1000;
-  uint64_t backoff_cap_ms = 5 * 60'000;
-  uint64_t failure_memory_ms = 15 * 60'000;
+  uint64_t backoff_cap_ms = 5ULL * 60'000;
+  uint64_t failure_memory_ms = 15ULL * 60'000;
   uint32_t user_checks_per_minute = 30;    // the whole ceiling, open + reserved
   uint32_t user_reserved_per_minute = 10;  // of which only trusted addresses may use
   uint64_t trusted_for_ms = 30ULL * 24 * 3600'000;

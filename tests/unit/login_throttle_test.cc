@@ -88,7 +88,7 @@ TEST_F(Throttle, FailuresAreForgottenAfterFifteenMinutes) {
   // 15 minutes after its last failure a record is still remembered: one more failure brings
   // back the 5 min cap at once (a guesser pacing at the cap never starts over).
   guessAtTheCap("10.0.0.1");
-  now_ += 15 * 60'000;
+  now_ += 15ULL * 60'000;
   ASSERT_TRUE(failOnce("alice", "10.0.0.1"));
   EXPECT_EQ(t_.admit("alice", "10.0.0.1").retry_after_ms, 300'000u);
   // 1 ms later it is gone: the count starts over, with 3 free failures.
