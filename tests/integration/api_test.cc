@@ -669,8 +669,14 @@ std::vector<std::string> findInMemory(pid_t pid, const std::vector<std::string>&
   int mem = ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
   EXPECT_GE(mem, 0) << strerror(errno);
   std::vector<std::string> found;
+  size_t overlap = 0;  // a needle may straddle two chunks
+  for (const auto& needle : needles) overlap = std::max(overlap, needle.size());
+  // Regions are read in chunks; a region above 4 GiB is a reservation (ASan's shadow is 14 TiB),
+  // never memory the frontend wrote a hash into.
+  constexpr size_t kChunk = size_t{1} << 20;
+  constexpr unsigned long kMaxRegion = 4UL << 30;
   std::string line;
-  std::string buf;
+  std::string buf(kChunk + overlap, '\0');
   while (std::getline(maps, line)) {
     unsigned long lo = 0, hi = 0;
     char perms[5] = {};
@@ -678,14 +684,17 @@ std::vector<std::string> findInMemory(pid_t pid, const std::vector<std::string>&
       continue;
     }
     if (line.find("[vvar]") != std::string::npos) continue;  // not readable through mem
-    buf.resize(hi - lo);
-    ssize_t n = ::pread(mem, buf.data(), buf.size(), static_cast<off_t>(lo));
-    if (n <= 0) continue;
-    std::string_view region(buf.data(), static_cast<size_t>(n));
-    for (const auto& needle : needles) {
-      if (region.find(needle) != std::string_view::npos &&
-          std::find(found.begin(), found.end(), needle) == found.end()) {
-        found.push_back(needle);
+    if (hi - lo > kMaxRegion) continue;
+    for (unsigned long at = lo; at < hi; at += kChunk) {
+      size_t want = std::min<unsigned long>(kChunk + overlap, hi - at);
+      ssize_t n = ::pread(mem, buf.data(), want, static_cast<off_t>(at));
+      if (n <= 0) break;
+      std::string_view chunk(buf.data(), static_cast<size_t>(n));
+      for (const auto& needle : needles) {
+        if (chunk.find(needle) != std::string_view::npos &&
+            std::find(found.begin(), found.end(), needle) == found.end()) {
+          found.push_back(needle);
+        }
       }
     }
   }
