@@ -6,13 +6,9 @@
 #include <signal.h>
 #include <sodium.h>
 #include <sys/epoll.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 
 #include "common/log.h"
 #include "common/protocol/channel.h"
@@ -26,12 +22,6 @@ namespace pv = protocol::verifier;
 namespace {
 
 constexpr int kFramesPerWakeup = 64;  // fairness: the frontend and jobs' pipes get their turn
-
-std::string describeExit(const siginfo_t& info) {
-  if (info.si_code == CLD_EXITED) return "exited with status " + std::to_string(info.si_status);
-  return std::string("killed by signal ") + std::to_string(info.si_status) + " (" +
-         strsignal(info.si_status) + ")";
-}
 
 Status makeNonBlocking(int fd) {
   int fl = fcntl(fd, F_GETFL);
@@ -58,62 +48,35 @@ std::string_view verdictName(PasswordVerdict v) {
 }
 
 PasswordVerifier::PasswordVerifier(EventLoop& loop, PasswordVerifierOptions options)
-    : loop_(loop), options_(std::move(options)) {
+    : loop_(loop),
+      options_(std::move(options)),
+      process_(loop,
+               RestartingHelperOptions{
+                   "password verifier", options_.path, options_.args, sanitizerEnvironment(), {}},
+               RestartingHelper::Callbacks{
+                   [this](UniqueFd link) { attachLink(std::move(link)); },
+                   [this](pid_t pid, const std::string& how, uint64_t ran_ms, uint64_t restart) {
+                     closeLink();
+                     if (restart == 0) return;  // shut down
+                     log::warning("password verifier pid " + std::to_string(pid) + " " + how +
+                                  " after " + std::to_string(ran_ms) + " ms; restarting in " +
+                                  std::to_string(restart) + " ms");
+                   }}) {
   options_.max_in_flight = std::clamp<uint32_t>(options_.max_in_flight, 1, kMaxInFlight);
 }
 
 PasswordVerifier::~PasswordVerifier() {
-  shutting_down_ = true;
   for (auto& [id, p] : pending_) loop_.cancelTimer(p.timeout);
   pending_.clear();
-  if (respawn_timer_ != 0) loop_.cancelTimer(respawn_timer_);
   closeLink();
-  if (pidfd_) {
-    signalVerifier(SIGKILL);
-    siginfo_t info{};
-    while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_.get()), &info,
-                  WEXITED) != 0 &&
-           errno == EINTR) {
-    }
-    if (pidfd_watch_ != 0) loop_.unwatch(pidfd_watch_);
-    pidfd_.reset();
-  }
+  // process_, destroyed next, kills and reaps the verifier.
 }
 
-void PasswordVerifier::start() { spawn(); }
+void PasswordVerifier::start() { process_.start(); }
 
-void PasswordVerifier::spawn() {
-  respawn_timer_ = 0;
-  if (shutting_down_) return;
-  int raw[2];
-  if (Status st = protocol::makeChannelPair(raw); !st) {
-    log::err("cannot start the password verifier: " + st.error().message);
-    scheduleRespawn();
-    return;
-  }
-  UniqueFd ours(raw[0]);
-  UniqueFd theirs(raw[1]);
-  HelperSpec spec{options_.path, options_.args, sanitizerEnvironment(), {theirs.get()}};
-  auto child = spawnHelper(spec);
-  theirs.reset();
-  if (!child) {
-    log::err("cannot start the password verifier: " + child.error().message);
-    scheduleRespawn();
-    return;
-  }
-  pid_ = child->pid;
-  pidfd_ = std::move(child->pidfd);
-  link_fd_ = std::move(ours);
+void PasswordVerifier::attachLink(UniqueFd link) {
+  link_fd_ = std::move(link);
   ready_ = false;
-  generation_++;
-  started_ms_ = EventLoop::monotonicMs();
-  auto pw = loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { onExit(); });
-  if (!pw) {
-    // Without a watch on its pidfd we could never reap or replace it: fail closed.
-    log::err("watch the verifier's pidfd: " + pw.error().message);
-    abort();
-  }
-  pidfd_watch_ = pw.value();
   Status nb = makeNonBlocking(link_fd_.get());
   auto lw = nb ? loop_.watch(link_fd_.get(), EPOLLIN, [this](uint32_t ev) { onLink(ev); })
                : Result<EventLoop::WatchId>(nb.error());
@@ -122,7 +85,6 @@ void PasswordVerifier::spawn() {
     return;
   }
   link_watch_ = lw.value();
-  log::info("password verifier started: pid " + std::to_string(pid_) + ", " + options_.path);
 }
 
 uint32_t PasswordVerifier::nextRequestId() {
@@ -187,9 +149,9 @@ void PasswordVerifier::onLink(uint32_t events) {
     auto r = protocol::recvFrame(link_fd_.get(), &frame);
     if (!r || r.value() == protocol::RecvStatus::kClosed) {
       // Usually it died (ECONNRESET or EOF); onExit() reports how. Killed anyway, to be sure.
-      log::warning("password verifier (pid " + std::to_string(pid_) +
+      log::warning("password verifier (pid " + std::to_string(process_.pid()) +
                    ") link lost: " + (r ? std::string("closed") : r.error().message));
-      signalVerifier(SIGKILL);
+      process_.signal(SIGKILL);
       closeLink();
       return;
     }
@@ -254,18 +216,12 @@ void PasswordVerifier::failAllPending() {
   }
 }
 
-void PasswordVerifier::signalVerifier(int sig) {
-  if (pidfd_ && syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) != 0 &&
-      errno != ESRCH) {
-    log::err("signal the password verifier: " + std::string(strerror(errno)));
-  }
-}
-
 void PasswordVerifier::killVerifier(const std::string& why) {
-  log::err("password verifier (pid " + std::to_string(pid_) + "): " + why + "; killing it");
-  signalVerifier(SIGKILL);
+  log::err("password verifier (pid " + std::to_string(process_.pid()) + "): " + why +
+           "; killing it");
+  process_.signal(SIGKILL);
   closeLink();
-  // onExit() reaps it and schedules the restart.
+  // process_ reaps it and schedules the restart.
 }
 
 void PasswordVerifier::closeLink() {
@@ -277,52 +233,9 @@ void PasswordVerifier::closeLink() {
   failAllPending();  // none left in the destructor, which drops them unanswered first
 }
 
-void PasswordVerifier::onExit() {
-  siginfo_t info{};
-  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_.get()), &info,
-             WEXITED | WNOHANG) != 0) {
-    log::err("waitid(verifier pidfd): " + std::string(strerror(errno)));
-    return;
-  }
-  if (info.si_pid == 0) return;  // not exited yet (spurious wake-up)
-  closeLink();
-  loop_.unwatch(pidfd_watch_);
-  pidfd_watch_ = 0;
-  pidfd_.reset();
-  pid_t old = pid_;
-  pid_ = -1;
-  if (shutting_down_) return;
-  uint64_t ran = EventLoop::monotonicMs() - started_ms_;
-  if (ran >= kStableRunMs) backoff_ms_ = kInitialBackoffMs;
-  log::warning("password verifier pid " + std::to_string(old) + " " + describeExit(info) +
-               " after " + std::to_string(ran) + " ms; restarting in " +
-               std::to_string(backoff_ms_) + " ms");
-  scheduleRespawn();
-}
-
-void PasswordVerifier::scheduleRespawn() {
-  if (shutting_down_ || respawn_timer_ != 0) return;
-  uint64_t delay = backoff_ms_;
-  backoff_ms_ = std::min(backoff_ms_ * 2, kMaxBackoffMs);
-  respawn_timer_ = loop_.addTimer(delay, [this] { spawn(); });
-}
-
 void PasswordVerifier::shutdown() {
-  shutting_down_ = true;
-  if (respawn_timer_ != 0) loop_.cancelTimer(respawn_timer_);
-  respawn_timer_ = 0;
   closeLink();
-  if (!pidfd_) return;
-  signalVerifier(SIGKILL);
-  siginfo_t info{};
-  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_.get()), &info, WEXITED) !=
-             0 &&
-         errno == EINTR) {
-  }
-  loop_.unwatch(pidfd_watch_);
-  pidfd_watch_ = 0;
-  pidfd_.reset();
-  pid_ = -1;
+  process_.shutdown();
 }
 
 }  // namespace jw::supervisor

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "supervisor/core/event_loop.h"
+#include "supervisor/core/restarting_helper.h"
 
 namespace jw::supervisor {
 
@@ -42,9 +43,6 @@ class PasswordVerifier {
   // The verifier answers one check at a time; the checks in flight wait in its socket. 32 small
   // frames stay far below a socket buffer, so a send never has to wait.
   static constexpr uint32_t kMaxInFlight = 32;
-  static constexpr uint64_t kInitialBackoffMs = 100;
-  static constexpr uint64_t kMaxBackoffMs = 5000;
-  static constexpr uint64_t kStableRunMs = 30'000;  // ran this long: back-off starts over
 
   // What an unknown user's password is checked against: an argon2id hash with the parameters
   // jobworker-admin gives every user (OPSLIMIT/MEMLIMIT_INTERACTIVE) of a random password that
@@ -72,10 +70,10 @@ class PasswordVerifier {
   // Kills the verifier for good and answers every pending check kUnavailable.
   void shutdown();
 
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return process_.pid(); }
   bool ready() const { return ready_; }  // the current verifier finished its privilege drop
   size_t inFlight() const { return pending_.size(); }
-  uint64_t generation() const { return generation_; }  // verifiers started so far
+  uint64_t generation() const { return process_.generation(); }  // verifiers started so far
 
  private:
   struct Pending {
@@ -85,35 +83,25 @@ class PasswordVerifier {
     EventLoop::TimerId timeout = 0;
   };
 
-  void spawn();
+  void attachLink(UniqueFd link);
   void onLink(uint32_t events);
-  void onExit();
   void onTimeout(uint32_t request_id);
   Status handleFrame(std::string_view frame);
   void complete(uint32_t request_id, PasswordVerdict verdict);
   void later(Callback done, PasswordVerdict verdict);
   void failAllPending();
-  void signalVerifier(int sig);
   void killVerifier(const std::string& why);
   void closeLink();
-  void scheduleRespawn();
   uint32_t nextRequestId();
 
   EventLoop& loop_;
   PasswordVerifierOptions options_;
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;    // closed once the verifier is reaped
   UniqueFd link_fd_;  // our end of the SEQPACKET link
   EventLoop::WatchId link_watch_ = 0;
-  EventLoop::WatchId pidfd_watch_ = 0;
-  EventLoop::TimerId respawn_timer_ = 0;
   bool ready_ = false;
-  bool shutting_down_ = false;
-  uint64_t backoff_ms_ = kInitialBackoffMs;
-  uint64_t started_ms_ = 0;
-  uint64_t generation_ = 0;
   uint32_t last_request_id_ = 0;
   std::map<uint32_t, Pending> pending_;  // by request id
+  RestartingHelper process_;             // last: destroyed (killed) first
 };
 
 }  // namespace jw::supervisor

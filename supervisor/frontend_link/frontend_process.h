@@ -1,6 +1,6 @@
-// The frontend child: fork + exec with the channel as fd 3 and the listening socket as fd 4,
-// frame checks against the permitted-request table, queued replies, and respawn with back-off
-// when it dies or misbehaves. Runs in jobworkerd.
+// The frontend child (a RestartingHelper: the channel as fd 3, the listening socket as fd 4,
+// respawned with back-off when it dies or misbehaves): frame checks against the
+// permitted-request table and queued replies. Runs in jobworkerd.
 #pragma once
 
 #include <sys/types.h>
@@ -16,6 +16,7 @@
 #include "common/protocol/codec.h"
 #include "common/result.h"
 #include "supervisor/core/event_loop.h"
+#include "supervisor/core/restarting_helper.h"
 
 namespace jw::supervisor {
 
@@ -37,9 +38,6 @@ class FrontendProcess {
     std::function<void()> on_disconnected;
   };
 
-  static constexpr uint64_t kInitialBackoffMs = 100;
-  static constexpr uint64_t kMaxBackoffMs = 5000;
-  static constexpr uint64_t kStableRunMs = 30'000;    // ran this long: back-off starts over
   static constexpr size_t kQueueHighWater = 8 << 20;  // stop reading requests above this
 
   FrontendProcess(EventLoop& loop, FrontendOptions options, Callbacks callbacks);
@@ -56,43 +54,26 @@ class FrontendProcess {
   void shutdown();
 
   bool connected() const { return static_cast<bool>(channel_fd_); }
-  pid_t pid() const { return pid_; }
-  uint64_t generation() const { return generation_; }
+  pid_t pid() const { return process_.pid(); }
+  uint64_t generation() const { return process_.generation(); }
 
  private:
-  void spawn();
-  struct ForkedChild {
-    UniqueFd channel;  // the supervisor's end
-    UniqueFd report;   // read end of the exec report pipe
-  };
-  Result<ForkedChild> forkFrontend();
-  bool watchChild(UniqueFd& report);
   void attachChannel(UniqueFd mine);
+  void onExited(pid_t pid, const std::string& how, uint64_t ran_ms, uint64_t restart_in_ms);
   void onChannel(uint32_t events);
-  void onExit();
   void closeChannel();
   void flushQueue();
   void updateInterest();
-  void signalFrontend(int sig);
-  void scheduleRespawn();
   Status checkAndDispatch(const std::string& frame);
 
   EventLoop& loop_;
-  FrontendOptions options_;
   Callbacks cb_;
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;
   UniqueFd channel_fd_;
   EventLoop::WatchId channel_watch_ = 0;
-  EventLoop::WatchId pidfd_watch_ = 0;
-  EventLoop::TimerId respawn_timer_ = 0;
   std::deque<std::string> queue_;
   size_t queued_bytes_ = 0;
   uint32_t interest_ = 0;
-  uint64_t backoff_ms_ = kInitialBackoffMs;
-  uint64_t started_ms_ = 0;
-  uint64_t generation_ = 0;
-  bool shutting_down_ = false;
+  RestartingHelper process_;  // last: destroyed (killed) first, while the channel still exists
 };
 
 }  // namespace jw::supervisor
