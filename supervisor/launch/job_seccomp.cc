@@ -3,11 +3,13 @@
 #include "supervisor/launch/job_seccomp.h"
 
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -125,6 +127,49 @@ Result<Ok> denyUserNamespaces(void* ctx) {
   return Ok{};
 }
 
+// The socket families a job may create: local IPC, IP (its own loopback, or the host's network
+// with "network": "host") and route netlink (what `ip addr` and getaddrinfo's interface checks
+// use). Every other family is kernel code a job has no use for: vsock reaches the hypervisor,
+// packet sockets the raw wire, other netlink protocols audit, netfilter or uevents, and the long
+// tail (bluetooth, can, rds, tipc, xdp, alg, ...) is where socket CVEs cluster.
+constexpr int kAllowedSocketFamilies[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
+// Families are small numbers; the kernel itself refuses anything at or above AF_MAX (46 on 6.1).
+constexpr int kFamilyCeiling = 64;
+
+// Compares the low 32 bits only: the kernel truncates socket()'s int arguments, so a job passing
+// 1<<32 | AF_VSOCK must still match AF_VSOCK.
+scmp_arg_cmp intArgEquals(unsigned arg, int value) {
+  scmp_arg_cmp c{};
+  c.arg = arg;
+  c.op = SCMP_CMP_MASKED_EQ;
+  c.datum_a = 0xffffffffULL;
+  c.datum_b = static_cast<uint32_t>(value);
+  return c;
+}
+
+Result<Ok> denySocketFamilies(void* ctx) {
+  for (int family = 0; family < kFamilyCeiling; family++) {
+    bool allowed = false;
+    for (int ok : kAllowedSocketFamilies) allowed = allowed || ok == family;
+    if (allowed) continue;
+    scmp_arg_cmp is_family = intArgEquals(0, family);
+    for (int nr : {SCMP_SYS(socket), SCMP_SYS(socketpair)}) {
+      int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, 1, &is_family);
+      if (rc < 0) return seccompError("rule for socket family " + std::to_string(family), rc);
+    }
+  }
+  // Netlink only as NETLINK_ROUTE (0): any other protocol value, whatever its high bits, differs
+  // from 0 as a 64-bit value too, so the unmasked comparison cannot be slipped past.
+  scmp_arg_cmp netlink[2] = {intArgEquals(0, AF_NETLINK), {}};
+  netlink[1].arg = 2;
+  netlink[1].op = SCMP_CMP_NE;
+  netlink[1].datum_a = NETLINK_ROUTE;
+  int rc =
+      seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPROTONOSUPPORT), SCMP_SYS(socket), 2, netlink);
+  if (rc < 0) return seccompError("rule for netlink protocols", rc);
+  return Ok{};
+}
+
 Result<std::vector<sock_filter>> exportBpf(void* ctx) {
   UniqueFd fd(memfd_create("jw-job-seccomp", MFD_CLOEXEC));
   if (!fd) return sysError("memfd_create for the seccomp program");
@@ -165,6 +210,8 @@ Result<JobSeccompProfile> JobSeccompProfile::build() {
   }
   auto userns = denyUserNamespaces(ctx.get());
   if (!userns) return userns.error();
+  auto families = denySocketFamilies(ctx.get());
+  if (!families) return families.error();
   auto filter = exportBpf(ctx.get());
   if (!filter) return filter.error();
   JobSeccompProfile profile;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <linux/keyctl.h>
 #include <linux/magic.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -755,6 +756,41 @@ TEST(Isolation, BlockedSyscallsGetEperm) {
   // The supervisor (this process) is not filtered.
   EXPECT_EQ(procStatusField(getpid(), "Seccomp"), "0");
   EXPECT_NE(keyctlErrno(), EPERM);
+}
+
+TEST(Isolation, OnlyUnixIpAndRouteNetlinkSocketsCanBeCreated) {
+  auto probe = [] {
+    auto errnoOf = [](long domain, int type, long protocol) {
+      long fd = syscall(SYS_socket, domain, type, protocol);
+      if (fd < 0) return errno;
+      close(static_cast<int>(fd));
+      return 0;
+    };
+    std::printf("unix=%d inet=%d inet6=%d route=%d ", errnoOf(AF_UNIX, SOCK_STREAM, 0),
+                errnoOf(AF_INET, SOCK_STREAM, 0), errnoOf(AF_INET6, SOCK_DGRAM, 0),
+                errnoOf(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE));
+    std::printf("vsock=%d vsock_high_bits=%d packet=%d ", errnoOf(AF_VSOCK, SOCK_STREAM, 0),
+                errnoOf((1L << 32) | AF_VSOCK, SOCK_STREAM, 0), errnoOf(AF_PACKET, SOCK_RAW, 0));
+    std::printf("audit=%d uevent=%d audit_high_bits=%d ",
+                errnoOf(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT),
+                errnoOf(AF_NETLINK, SOCK_RAW, NETLINK_KOBJECT_UEVENT),
+                errnoOf(AF_NETLINK, SOCK_RAW, (1L << 32) | NETLINK_AUDIT));
+    int sv[2];
+    std::printf("vsock_pair=%d\n", socketpair(AF_VSOCK, SOCK_STREAM, 0, sv) == 0 ? 0 : errno);
+    return 0;
+  };
+  // As root, so that packet and audit sockets would otherwise be allowed.
+  Finished f = run(defaults(), probe);
+  expectExited(f, 0);
+  EXPECT_EQ(f.output,
+            "unix=0 inet=0 inet6=0 route=0 vsock=97 vsock_high_bits=97 packet=97 audit=93 "
+            "uevent=93 audit_high_bits=93 vsock_pair=97\n");  // EAFNOSUPPORT, EPROTONOSUPPORT
+  // The control: without the profile root gets a packet socket.
+  JobOptions off = defaults();
+  off.spec.seccomp = false;
+  Finished c = run(off, probe);
+  expectExited(c, 0);
+  EXPECT_NE(c.output.find("packet=0 "), std::string::npos) << c.output;
 }
 
 TEST(Isolation, UnshareOfAUserNamespaceFailsForAProgram) {
