@@ -113,4 +113,16 @@ bool anyLimit(const protocol::Limits& l) {
   return l.cpu_millicores != 0 || l.memory_bytes != 0 || l.pids != 0 || !l.io.empty();
 }
 
+std::optional<std::string> outOfRange(const protocol::Limits& l) {
+  if (l.cpu_millicores != 0 &&
+      (l.cpu_millicores < kMinCpuMillicores || l.cpu_millicores > kMaxCpuMillicores)) {
+    return "field limits.cpu must be in 0.01..4096 cores";
+  }
+  if (l.memory_bytes > kMaxMemoryBytes) {
+    return "field limits.memory must be in 1..4611686018427387904 bytes (4 EiB)";
+  }
+  if (l.pids > kMaxPids) return "field limits.pids must be in 1.." + std::to_string(kMaxPids);
+  return std::nullopt;
+}
+
 }  // namespace jw::policy

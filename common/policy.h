@@ -47,6 +47,17 @@ struct FittedLimits {
 FittedLimits fitLimits(const protocol::Limits& requested, const config::LimitSet& defaults,
                        const config::LimitSet& maxima);
 
+// The range each limit can have at all, whatever the configuration says: outside it the kernel
+// would refuse the value (a failed cgroup write) or wrap it.
+constexpr uint32_t kMinCpuMillicores = 10;         // the kernel's smallest quota: 1 ms per 100 ms
+constexpr uint32_t kMaxCpuMillicores = 4'096'000;  // 4096 cores
+constexpr uint64_t kMaxMemoryBytes = 1ULL << 62;   // 4 EiB; v1 keeps a signed count of bytes
+constexpr uint32_t kMaxPids = 4'194'304;           // the kernel's PID_MAX_LIMIT on 64-bit
+// The first requested limit (0 = not asked) outside its range, worded for a client as
+// "field limits.pids must be in 1..4194304"; nullopt when every one is in range. Both
+// processes call it: the frontend for its 400, jobworkerd again before anything is created.
+std::optional<std::string> outOfRange(const protocol::Limits& requested);
+
 // Whether any limit is set (a cpu, memory or pids value, or an io rule).
 bool anyLimit(const protocol::Limits& l);
 

@@ -14,6 +14,7 @@
 
 #include "common/config.h"
 #include "common/names.h"
+#include "common/policy.h"
 #include "common/protocol/messages.h"
 #include "frontend/api/json_writer.h"
 
@@ -91,8 +92,61 @@ Json fromVar(const Poco::Dynamic::Var& v) {
   return j;
 }
 
+// Poco's parser wraps integers past 64 bits (18446744073709551616 becomes 0) and saturates
+// negative ones, silently. The raw text is checked first: any integer literal outside
+// [INT64_MIN, UINT64_MAX] makes the body a 400, never a different number.
+std::optional<ApiError> checkIntegerLiterals(std::string_view body) {
+  constexpr std::string_view kMaxUnsigned = "18446744073709551615";
+  constexpr std::string_view kMaxNegated = "9223372036854775808";
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); i++) {
+    char c = body[i];
+    if (in_string) {
+      if (c == '\\') {
+        i++;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      continue;
+    }
+    bool negative = c == '-';
+    if (!negative && (c < '0' || c > '9')) continue;
+    size_t start = negative ? i + 1 : i;
+    size_t end = start;
+    while (end < body.size() && body[end] >= '0' && body[end] <= '9') end++;
+    std::string_view digits = body.substr(start, end - start);
+    auto fractionOrExponent = [&](size_t k) {
+      return k < body.size() && (body[k] == '.' || body[k] == 'e' || body[k] == 'E');
+    };
+    if (fractionOrExponent(end)) {
+      // A double: Poco parses it as one (its range is checked where a field is read). Skip the
+      // whole token so its fraction's digits are not taken for an integer.
+      while (end < body.size() && (fractionOrExponent(end) || body[end] == '+' ||
+                                   body[end] == '-' || (body[end] >= '0' && body[end] <= '9'))) {
+        end++;
+      }
+      i = end - 1;
+      continue;
+    }
+    std::string_view limit = negative ? kMaxNegated : kMaxUnsigned;
+    if (digits.size() > limit.size() || (digits.size() == limit.size() && digits > limit)) {
+      return ApiError{400, "bad_request",
+                      "number " + std::string(negative ? "-" : "") +
+                          std::string(digits.substr(0, 40)) + (digits.size() > 40 ? "..." : "") +
+                          " is out of range (a 64-bit integer)"};
+    }
+    i = end > i ? end - 1 : i;
+  }
+  return std::nullopt;
+}
+
 ApiResult<Json> parseJson(std::string_view body) {
   if (!validUtf8(body)) return ApiError{400, "invalid_json", "request body is not valid UTF-8"};
+  if (auto e = checkIntegerLiterals(body)) return *e;
   try {
     Poco::JSON::Parser parser;
     parser.setDepth(kMaxDepth);
@@ -285,16 +339,15 @@ std::optional<ApiError> parseLimits(const Json& j, protocol::Limits& l) {
       l.cpu_millicores = m.value();
     } else if (cpu->isNumber()) {
       double cores = cpu->asDouble();
-      if (!std::isfinite(cores) || cores <= 0 || cores > 4096) {
-        return badRequest("field limits.cpu must be a number of cores in (0, 4096]");
+      // Millicores, rounded; anything that rounds below the minimum is refused below.
+      if (!std::isfinite(cores) || cores <= 0 || cores > policy::kMaxCpuMillicores / 1000.0) {
+        return badRequest("field limits.cpu must be in 0.01..4096 cores");
       }
       l.cpu_millicores = static_cast<uint32_t>(std::llround(cores * 1000));
     } else {
       return wrongType("limits.cpu", "a number of cores");
     }
-    // The kernel's smallest CFS quota is 1 ms per 100 ms period (v1 and v2 alike): a smaller
-    // value is the client's mistake, better said here than as a failed cgroup write.
-    if (l.cpu_millicores < 10) return badRequest("field limits.cpu is too small (at least 0.01)");
+    if (l.cpu_millicores == 0) return badRequest("field limits.cpu must be in 0.01..4096 cores");
   }
   if (const Json* mem = member(j, "memory")) {
     auto m = sizeValue(*mem, "limits.memory");
@@ -311,6 +364,7 @@ std::optional<ApiError> parseLimits(const Json& j, protocol::Limits& l) {
   if (const Json* io = member(j, "io")) {
     if (auto e = parseIo(*io, l)) return e;
   }
+  if (auto range = policy::outOfRange(l)) return badRequest(*range);
   return std::nullopt;
 }
 

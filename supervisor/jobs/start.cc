@@ -47,6 +47,10 @@ std::optional<RequestError> checkNetwork(const config::Settings& s, const UserRe
 Result<protocol::Limits, RequestError> jobLimits(const config::Settings& s, const UserRecord& u,
                                                  const protocol::Limits& requested,
                                                  bool have_cgroups) {
+  // Re-checked here: the frontend that checked it first may be compromised.
+  if (auto range = policy::outOfRange(requested)) {
+    return RequestError{ErrorCode::kBadRequest, *range};
+  }
   auto fit = policy::fitLimits(requested, s.default_limits, policy::maxima(s, u.name, u.role));
   if (fit.refused) {
     return RequestError{
@@ -82,18 +86,27 @@ CgroupLimits cgroupLimits(const protocol::Limits& l) {
 Result<JobResources, RequestError> JobResources::create(Job& job, OutputStore& store,
                                                         CgroupBackend* cgroups,
                                                         uint64_t output_cap) {
+  // The details (paths, errno) go to the log only: they describe the host, not the request.
+  auto internal = [&job](const std::string& what, const Error& e) {
+    log::err("job " + job.id() + ": " + what + ": " + e.message);
+    return RequestError{ErrorCode::kInternal, what + " failed (details in the daemon's log)"};
+  };
   auto dir = store.createJobDir(job.id());
-  if (!dir) return RequestError{ErrorCode::kInternal, dir.error().message};
+  if (!dir) return internal("creating the job's output directory", dir.error());
   JobResources guard(job, store);
   const int nstreams = job.separate() ? 2 : 1;
   for (int s = 0; s < nstreams; s++) {
     auto log = OutputLog::create(dir.value() + "/" + kStreamFile[s], output_cap);
-    if (!log) return RequestError{ErrorCode::kInternal, log.error().message};
+    if (!log) return internal("creating the job's output file", log.error());
     job.streams[s].log = std::move(log.value());
   }
   if (cgroups != nullptr) {
     auto cg = cgroups->create(job.id(), cgroupLimits(job.spec().limits));
-    if (!cg) return RequestError{ErrorCode::kUnavailable, "job cgroup: " + cg.error().message};
+    if (!cg) {
+      log::err("job " + job.id() + ": creating its cgroup: " + cg.error().message);
+      return RequestError{ErrorCode::kUnavailable,
+                          "the job's cgroup could not be created (details in the daemon's log)"};
+    }
     job.cgroup = std::move(cg.value());
   }
   return guard;

@@ -607,6 +607,10 @@ TEST_F(LimitsTest, MalformedLimitsAre400NamingTheField) {
       {"{\"io\":[{\"device\":\"/etc/passwd\",\"write_bps\":1}]}", "limits.io[0].device"},
       {"{\"io\":[{\"device\":\"/dev/vda\"}]}", "limits.io[0]"},  // limits nothing
       {"\"64M\"", "limits"},
+      // Outside what the kernel takes: a 400 naming the range, never a 503 with a cgroup path.
+      {"{\"pids\":1000000000}", "limits.pids must be in 1..4194304"},
+      {"{\"memory\":18446744073709551616}", "is out of range"},  // 2^64: Poco wraps it to 0
+      {"{\"memory\":\"8388608T\"}", "limits.memory must be in"},
   };
   for (const auto& c : cases) {
     HttpResponse r =
@@ -615,6 +619,7 @@ TEST_F(LimitsTest, MalformedLimitsAre400NamingTheField) {
     auto msg = valueAt(r.body, {"error", "message"});
     EXPECT_TRUE(msg && msg->toString().find(c.names) != std::string::npos)
         << c.limits << " should name " << c.names << ": " << r.body;
+    EXPECT_EQ(r.body.find("/sys/fs/cgroup"), std::string::npos) << r.body;
   }
 }
 

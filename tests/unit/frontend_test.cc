@@ -139,6 +139,19 @@ TEST(JobRequest, WrongTypesNameTheField) {
       {R"({"command":["x"],"network":"bridge"})", "network"},
       {R"({"command":["x"],"limits":[]})", "limits"},
       {R"({"command":["x"],"limits":{"cpu":true}})", "limits.cpu"},
+      {R"({"command":["x"],"limits":{"cpu":0.001}})", "limits.cpu must be in 0.01..4096"},
+      {R"({"command":["x"],"limits":{"cpu":4097}})", "limits.cpu must be in 0.01..4096"},
+      {R"({"command":["x"],"limits":{"pids":1000000000}})", "limits.pids must be in 1..4194304"},
+      {R"({"command":["x"],"limits":{"pids":0}})", "limits.pids must be > 0"},
+      {R"({"command":["x"],"limits":{"memory":4611686018427387905}})", "limits.memory must be in"},
+      {R"({"command":["x"],"limits":{"memory":"8388608T"}})", "limits.memory must be in"},
+      // Past 64 bits Poco would wrap these to 0 and 1, or saturate: refused from the raw text.
+      {R"({"command":["x"],"limits":{"memory":18446744073709551616}})",
+       "number 18446744073709551616 is out of range"},
+      {R"({"command":["x"],"limits":{"pids":18446744073709551617}})",
+       "number 18446744073709551617 is out of range"},
+      {R"({"command":["x"],"timeout_s":-9223372036854775809})",
+       "number -9223372036854775809 is out of range"},
   };
   for (const auto& c : cases) {
     ApiError e = jobError(c.body);
@@ -146,6 +159,17 @@ TEST(JobRequest, WrongTypesNameTheField) {
     EXPECT_EQ(e.code, "bad_request") << c.body;
     EXPECT_NE(e.message.find(c.field), std::string::npos) << c.body << " -> " << e.message;
   }
+}
+
+TEST(JobRequest, LongNumbersInsideStringsAndFractionsAreNotIntegers) {
+  auto r = parseJobRequest(
+      R"({"command":["echo","123456789012345678901234567890"],"timeout_s":1.123456789012345678901234})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().argv[1], "123456789012345678901234567890");
+  r = parseJobRequest(R"({"command":["x"],"limits":{"memory":18446744073709551615}})");
+  ASSERT_FALSE(r.ok());  // a valid 64-bit number, but over the memory range
+  EXPECT_NE(r.error().message.find("limits.memory must be in"), std::string::npos);
+  EXPECT_TRUE(parseJobRequest(R"({"command":["x"],"limits":{"pids":4194304}})").ok());
 }
 
 TEST(JobRequest, NulBytesAreRefused) {

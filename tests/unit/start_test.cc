@@ -51,6 +51,25 @@ TEST(JobStart, LimitsOverTheMaximumNameTheLimitAndTheUser) {
   EXPECT_EQ(l.error().message, "limits.memory over the maximum allowed for user bob");
 }
 
+TEST(JobStart, LimitsOutsideTheKernelsRangeAreBadRequestsWhateverTheFrontendChecked) {
+  config::Settings s;
+  s.global.max.pids = UINT32_MAX;  // even where the configuration sets no maximum
+  protocol::Limits asked;
+  asked.pids = 1'000'000'000;
+  auto l = jobLimits(s, user("bob", Role::kUser), asked, true);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.error().code, ErrorCode::kBadRequest);
+  EXPECT_EQ(l.error().message, "field limits.pids must be in 1..4194304");
+  asked = {};
+  asked.memory_bytes = UINT64_MAX;
+  l = jobLimits(s, user("bob", Role::kUser), asked, true);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.error().code, ErrorCode::kBadRequest);
+  asked = {};
+  asked.cpu_millicores = 5;
+  EXPECT_FALSE(jobLimits(s, user("bob", Role::kUser), asked, true).ok());
+}
+
 TEST(JobStart, WithoutCgroupsAskedLimitsAreRefusedAndDefaultsDropped) {
   config::Settings s;  // built-in defaults: 1 core, 1G, 1024 pids
   auto l = jobLimits(s, user("alice", Role::kUser), {}, false);
