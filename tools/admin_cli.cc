@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/file.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -46,8 +47,10 @@ constexpr const char* kUsage =
     "Edits the jobworker users file (one `name:argon2id-hash:role:run_as` per line, mode 0600).\n"
     "  --users-file FILE   the users file (production: /etc/jobworker/users); `add` creates it\n"
     "  --role ROLE         admin (everything), user (own jobs), viewer (reads every job)\n"
-    "  --run-as ACCOUNT    Unix account the user's jobs run as (default: nobody); root and the\n"
-    "                      frontend's account `jobworker` need --allow-root (and the config's\n"
+    "  --run-as ACCOUNT    Unix account the user's jobs run as. Default: a dedicated system\n"
+    "                      account jw-NAME, created if missing, so that no two users' jobs share\n"
+    "                      files or can signal each other. root and the frontend's account\n"
+    "                      `jobworker` need --allow-root (and the config's\n"
     "                      user.NAME.allow_root = true)\n"
     "  --password-stdin    read the password from the first line of stdin instead of a prompt\n"
     "Passwords need at least 8 characters. Changes apply when jobworkerd receives SIGHUP.\n"
@@ -365,12 +368,60 @@ Result<std::string> readAndHashPassword(const Args& a) {
   return hash;
 }
 
+// The account a user's jobs run as when --run-as is not given: jw-NAME, never a shared one.
+std::string dedicatedAccountName(const std::string& user) { return "jw-" + user; }
+
+// Creates the dedicated system account (no home, no login shell, its own group) unless it
+// exists. useradd is run with an empty environment and its output passed through.
+Status ensureDedicatedAccount(const std::string& account) {
+  if (lookupAccount(account)) return okStatus();
+  pid_t pid = fork();
+  if (pid < 0) return sysError("fork (useradd)");
+  if (pid == 0) {
+    const char* argv[] = {"/usr/sbin/useradd", "--system",     "--user-group", "--no-create-home",
+                          "--home-dir",        "/nonexistent", "--shell",      "/usr/sbin/nologin",
+                          account.c_str(),     nullptr};
+    const char* envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", nullptr};
+    execve(argv[0], const_cast<char* const*>(argv), const_cast<char* const*>(envp));
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return sysError("waitpid (useradd)");
+  }
+  // Another admin run may have created it meanwhile: what counts is that it exists now.
+  if (lookupAccount(account)) return okStatus();
+  return Error{"useradd " + account + " failed (exit status " +
+               std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) +
+               ")"};
+}
+
+// Users whose jobs would share an account with `user` (same name or same uid).
+std::vector<std::string> sharingUsers(const std::vector<UserRecord>& users, const std::string& user,
+                                      const Account& acct) {
+  std::vector<std::string> out;
+  for (const auto& u : users) {
+    if (u.name == user) continue;
+    auto other = lookupAccount(u.run_as);
+    if (u.run_as == acct.name || (other && other->uid == acct.uid)) out.push_back(u.name);
+  }
+  return out;
+}
+
 int cmdAdd(const Args& a) {
-  const std::string run_as = a.run_as.value_or("nobody");
-  auto acct = lookupAccount(run_as);
+  const std::string run_as = a.run_as.value_or(dedicatedAccountName(a.name));
+  if (!a.run_as && !names::validAccountName(run_as)) {
+    return failure(a, "cannot derive a dedicated account for " + a.name + " (" +
+                          log::quote(run_as) +
+                          " is not a valid Unix account name); pick one with --run-as ACCOUNT");
+  }
+  Result<Account> acct = a.run_as ? lookupAccount(run_as) : Result<Account>(Account{});
   if (!acct) return failure(a, "--run-as " + run_as + ": " + acct.error().message);
-  if (auto s = checkRunAs(a.name, acct.value(), a.allow_root); !s)
-    return failure(a, s.error().message);
+  if (a.run_as) {
+    if (auto s = checkRunAs(a.name, acct.value(), a.allow_root); !s) {
+      return failure(a, s.error().message);
+    }
+  }
   // Refuse a duplicate before asking for a password nobody will use.
   auto before = load(a.users_file, true);
   if (!before) return failure(a, before.error().message);
@@ -380,6 +431,23 @@ int cmdAdd(const Args& a) {
   }
   auto hash = readAndHashPassword(a);
   if (!hash) return failure(a, hash.error().message);
+  if (!a.run_as) {
+    const bool existed = static_cast<bool>(lookupAccount(run_as));
+    if (Status st = ensureDedicatedAccount(run_as); !st) return failure(a, st.error().message);
+    acct = lookupAccount(run_as);
+    if (!acct) return failure(a, run_as + ": " + acct.error().message);
+    if (!existed)
+      std::printf("created system account %s for %s's jobs\n", run_as.c_str(), a.name.c_str());
+  }
+  if (auto shared = sharingUsers(before.value(), a.name, acct.value()); !shared.empty()) {
+    std::string names;
+    for (const auto& n : shared) names += (names.empty() ? "" : ", ") + n;
+    std::fprintf(stderr,
+                 "warning: jobs of %s and of %s all run as %s (uid %u): they can read each "
+                 "other's files and signal each other's processes; give each user an account "
+                 "of its own (--run-as, or none for jw-%s)\n",
+                 a.name.c_str(), names.c_str(), run_as.c_str(), acct->uid, a.name.c_str());
+  }
 
   auto lock = DirLock::take(a.users_file);
   if (!lock) return failure(a, lock.error().message);

@@ -4,12 +4,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -50,7 +52,13 @@ class UserCommand : public ::testing::Test {
     dir_ = makeTempDir("jwusers");
     file_ = dir_ + "/users";
   }
-  void TearDown() override { removeTree(dir_); }
+  void TearDown() override {
+    removeTree(dir_);
+    // The dedicated accounts `add` created (jw-NAME) go with the test.
+    for (const std::string& account : dedicated_) {
+      if (getpwnam(account.c_str()) != nullptr) run({"/usr/sbin/userdel", account});
+    }
+  }
 
   // `jobworker-admin user ARGS...` under setsid: no controlling terminal, so a missing
   // --password-stdin can never block on a prompt.
@@ -64,10 +72,14 @@ class UserCommand : public ::testing::Test {
     std::vector<std::string> args = {"add", "--users-file",    file_, name, "--role",
                                      role,  "--password-stdin"};
     args.insert(args.end(), extra.begin(), extra.end());
+    if (std::find(extra.begin(), extra.end(), "--run-as") == extra.end()) {
+      dedicated_.push_back("jw-" + name);
+    }
     return user(args, password + "\n");
   }
 
   std::string dir_, file_;
+  std::vector<std::string> dedicated_;
 };
 
 TEST_F(UserCommand, AddCreatesPrivateFileWithArgon2idHash) {
@@ -77,7 +89,13 @@ TEST_F(UserCommand, AddCreatesPrivateFileWithArgon2idHash) {
   EXPECT_EQ(modeOf(file_), 0600u);
   const std::string hash = hashOf(file_, "alice");
   EXPECT_EQ(hash.rfind("$argon2id$", 0), 0u) << readFile(file_);
-  EXPECT_NE(readFile(file_).find("alice:" + hash + ":user:nobody\n"), std::string::npos);
+  // No --run-as: a dedicated system account, created for alice's jobs alone.
+  EXPECT_NE(readFile(file_).find("alice:" + hash + ":user:jw-alice\n"), std::string::npos);
+  EXPECT_NE(r.out.find("created system account jw-alice"), std::string::npos) << r.out;
+  struct passwd* pw = getpwnam("jw-alice");
+  ASSERT_NE(pw, nullptr);
+  EXPECT_NE(pw->pw_uid, 0u);
+  EXPECT_STREQ(pw->pw_shell, "/usr/sbin/nologin");
   EXPECT_EQ(readFile(file_).find("alice-password"), std::string::npos);
 
   r = add("bob", "viewer", "bob-password", {"--run-as", "daemon"});
@@ -90,6 +108,29 @@ TEST_F(UserCommand, AddCreatesPrivateFileWithArgon2idHash) {
   EXPECT_NE(list.out.find("viewer"), std::string::npos);
   EXPECT_NE(list.out.find("daemon"), std::string::npos);
   EXPECT_EQ(list.out.find("argon2"), std::string::npos) << "list must never show hashes";
+}
+
+TEST_F(UserCommand, SharedRunAsAccountsAreWarnedAbout) {
+  CmdResult r = add("bob", "user", "bob-password", {"--run-as", "daemon"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+  r = add("carol", "user", "carol-password", {"--run-as", "daemon"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: jobs of carol and of bob all run as daemon"), std::string::npos)
+      << r.err;
+  // A dedicated account is nobody else's: no warning, and a second user gets another one.
+  r = add("dave", "user", "dave-password");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+  EXPECT_NE(readFile(file_).find(":user:jw-dave\n"), std::string::npos);
+}
+
+TEST_F(UserCommand, AUserNameTooLongForAnAccountNeedsRunAs) {
+  const std::string name(31, 'a');  // a valid user name; jw- makes it 34 bytes
+  CmdResult r = add(name, "user", "long-password");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("pick one with --run-as"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file_));
 }
 
 TEST_F(UserCommand, DuplicateAddFailsAndKeepsTheFile) {
@@ -165,7 +206,7 @@ TEST_F(UserCommand, PasswdChangesOnlyThatHash) {
   EXPECT_EQ(alice_after.rfind("$argon2id$", 0), 0u);
   EXPECT_NE(alice_after, alice_before);
   EXPECT_EQ(hashOf(file_, "bob"), bob_before);
-  EXPECT_NE(readFile(file_).find("alice:" + alice_after + ":user:nobody"), std::string::npos);
+  EXPECT_NE(readFile(file_).find("alice:" + alice_after + ":user:jw-alice"), std::string::npos);
   EXPECT_EQ(user({"passwd", "--users-file", file_, "carol", "--password-stdin"}, "pw-carol-1\n")
                 .exit_code,
             1);
