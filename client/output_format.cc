@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <limits>
 #include <sstream>
 
 namespace jw::client {
@@ -25,6 +26,17 @@ std::string str(const Object::Ptr& o, const std::string& key) {
   } catch (const Poco::Exception&) {
     return "";
   }
+}
+
+// A number from the server, as T: clamped into T's range. The server is not trusted, and a cast
+// of an out-of-range double (exit_code 3.3e9, bytes -2) is undefined behaviour.
+template <typename T>
+T clampTo(double v) {
+  constexpr auto lo = static_cast<double>(std::numeric_limits<T>::lowest());
+  constexpr auto hi = static_cast<double>(std::numeric_limits<T>::max());
+  if (!(v > lo)) return std::numeric_limits<T>::lowest();  // also NaN
+  if (v >= hi) return std::numeric_limits<T>::max();
+  return static_cast<T>(v);
 }
 
 bool num(const Object::Ptr& o, const std::string& key, double* out) {
@@ -121,8 +133,8 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
 
 int jobExitStatus(const Object::Ptr& job) {
   double v = 0;
-  if (num(job, "exit_code", &v)) return std::clamp(static_cast<int>(v), 0, 255);
-  if (num(job, "signal", &v) && v > 0 && v < 128) return 128 + static_cast<int>(v);
+  if (num(job, "exit_code", &v)) return std::clamp(clampTo<int>(v), 0, 255);
+  if (num(job, "signal", &v) && v > 0 && v < 128) return 128 + clampTo<int>(v);
   return kExitRunFailure;
 }
 
@@ -188,11 +200,11 @@ std::string describeOutcome(const Object::Ptr& job) {
   std::string state = str(job, "state");
   double v = 0;
   if (state == "exited" && num(job, "exit_code", &v)) {
-    return "exited " + std::to_string(static_cast<int>(v));
+    return "exited " + std::to_string(clampTo<int>(v));
   }
   if (state == "killed") {
     if (boolean(job, "oom_killed")) return "killed (out of memory)";
-    if (num(job, "signal", &v)) return "killed (" + signalName(static_cast<int>(v)) + ")";
+    if (num(job, "signal", &v)) return "killed (" + signalName(clampTo<int>(v)) + ")";
   }
   return state.empty() ? "?" : state;
 }
@@ -251,12 +263,12 @@ std::string stateLine(const Object::Ptr& job) {
   std::string line = str(job, "state");
   double v = 0;
   if (line == "running" && num(job, "pid", &v)) {
-    line += " (pid " + std::to_string(static_cast<long>(v)) + ")";
+    line += " (pid " + std::to_string(clampTo<long>(v)) + ")";
   }
-  if (num(job, "exit_code", &v)) line += ", exit code " + std::to_string(static_cast<int>(v));
+  if (num(job, "exit_code", &v)) line += ", exit code " + std::to_string(clampTo<int>(v));
   if (num(job, "signal", &v)) {
-    line += ", signal " + std::to_string(static_cast<int>(v)) + " (" +
-            signalName(static_cast<int>(v)) + ")";
+    line +=
+        ", signal " + std::to_string(clampTo<int>(v)) + " (" + signalName(clampTo<int>(v)) + ")";
   }
   if (boolean(job, "oom_killed")) line += ", out of memory";
   if (!str(job, "stopped_by").empty()) line += ", stopped by " + str(job, "stopped_by");
@@ -286,10 +298,10 @@ void addTimes(StatusBlock& block, const Object::Ptr& job, const Poco::Timestamp&
 std::string streamLine(const Object::Ptr& job, const std::string& prefix, const std::string& kind) {
   double bytes = 0, dropped = 0;
   if (!num(job, prefix + "_bytes", &bytes)) return "";
-  std::string s = kind + formatBytes(static_cast<uint64_t>(bytes));
+  std::string s = kind + formatBytes(clampTo<uint64_t>(bytes));
   if (boolean(job, prefix + "_truncated")) s += ", truncated";
   if (num(job, prefix + "_dropped_bytes", &dropped) && dropped > 0) {
-    s += ", " + formatBytes(static_cast<uint64_t>(dropped)) + " dropped";
+    s += ", " + formatBytes(clampTo<uint64_t>(dropped)) + " dropped";
   }
   return s;
 }
@@ -297,10 +309,10 @@ std::string streamLine(const Object::Ptr& job, const std::string& prefix, const 
 std::string ioLimitPart(const Object::Ptr& e) {
   double v = 0;
   std::string s = "io " + str(e, "device");
-  if (num(e, "read_bps", &v)) s += " read " + formatBytes(static_cast<uint64_t>(v)) + "/s";
-  if (num(e, "write_bps", &v)) s += " write " + formatBytes(static_cast<uint64_t>(v)) + "/s";
-  if (num(e, "read_iops", &v)) s += " read " + std::to_string(static_cast<long>(v)) + " iops";
-  if (num(e, "write_iops", &v)) s += " write " + std::to_string(static_cast<long>(v)) + " iops";
+  if (num(e, "read_bps", &v)) s += " read " + formatBytes(clampTo<uint64_t>(v)) + "/s";
+  if (num(e, "write_bps", &v)) s += " write " + formatBytes(clampTo<uint64_t>(v)) + "/s";
+  if (num(e, "read_iops", &v)) s += " read " + std::to_string(clampTo<long>(v)) + " iops";
+  if (num(e, "write_iops", &v)) s += " write " + std::to_string(clampTo<long>(v)) + " iops";
   return s;
 }
 
@@ -313,8 +325,8 @@ std::string limitsLine(const Object::Ptr& limits) {
     std::snprintf(buf, sizeof buf, "cpu %g", v);
     parts.push_back(buf);
   }
-  if (num(limits, "memory", &v)) parts.push_back("memory " + formatBytes(static_cast<uint64_t>(v)));
-  if (num(limits, "pids", &v)) parts.push_back("pids " + std::to_string(static_cast<long>(v)));
+  if (num(limits, "memory", &v)) parts.push_back("memory " + formatBytes(clampTo<uint64_t>(v)));
+  if (num(limits, "pids", &v)) parts.push_back("pids " + std::to_string(clampTo<long>(v)));
   auto io = limits->getArray("io");
   for (size_t i = 0; io && i < io->size(); ++i) {
     if (auto e = io->getObject(static_cast<unsigned>(i))) parts.push_back(ioLimitPart(e));
@@ -328,16 +340,16 @@ std::string usageLine(const Object::Ptr& usage) {
   double v = 0;
   if (num(usage, "cpu_seconds", &v)) parts.push_back("cpu " + formatSpan(v));
   if (num(usage, "memory_peak_bytes", &v)) {
-    parts.push_back("memory peak " + formatBytes(static_cast<uint64_t>(v)));
+    parts.push_back("memory peak " + formatBytes(clampTo<uint64_t>(v)));
   }
   if (num(usage, "io_read_bytes", &v)) {
-    parts.push_back("read " + formatBytes(static_cast<uint64_t>(v)));
+    parts.push_back("read " + formatBytes(clampTo<uint64_t>(v)));
   }
   if (num(usage, "io_write_bytes", &v)) {
-    parts.push_back("written " + formatBytes(static_cast<uint64_t>(v)));
+    parts.push_back("written " + formatBytes(clampTo<uint64_t>(v)));
   }
   if (num(usage, "pids_peak", &v)) {
-    parts.push_back("pids peak " + std::to_string(static_cast<long>(v)));
+    parts.push_back("pids peak " + std::to_string(clampTo<long>(v)));
   }
   return joinComma(parts);
 }

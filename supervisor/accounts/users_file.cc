@@ -120,10 +120,13 @@ Result<std::vector<UserRecord>> loadUsersFile(const std::string& path) {
   auto data = readAll(fd.get(), path, kMaxUsersFileBytes);
   fd.reset();
   if (!data) return data.error();
+  return parseUsersFile(data.value(), path);
+}
 
+Result<std::vector<UserRecord>> parseUsersFile(std::string_view text, const std::string& path) {
   std::vector<UserRecord> users;
   std::map<std::string, size_t> first_line;
-  std::string_view rest = data.value();
+  std::string_view rest = text;
   size_t line_no = 0;
   while (!rest.empty()) {
     ++line_no;

@@ -22,6 +22,8 @@ struct UserRecord {
 // line fails the whole load with "FILE:LINE: what": a half-read users file is never used.
 // A file readable or writable by group/other is refused (it holds password hashes).
 Result<std::vector<UserRecord>> loadUsersFile(const std::string& path);
+// The text part of loadUsersFile (no file checks); `path` names it in errors.
+Result<std::vector<UserRecord>> parseUsersFile(std::string_view text, const std::string& path);
 
 // Writes all records to path atomically (temp file in the same dir, fsync, rename), mode 0600.
 Status saveUsersFile(const std::string& path, const std::vector<UserRecord>& users);
