@@ -1,5 +1,5 @@
 // The session table (token hashes, never tokens): the supervisor keeps it so sessions survive a
-// frontend restart. Runs in jobworkerd.
+// frontend restart, and lists and revokes them for the control socket. Runs in jobworkerd.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/protocol/codec.h"
+#include "common/protocol/control_codec.h"
 #include "common/result.h"
 
 namespace jw::supervisor {
@@ -24,12 +25,16 @@ class SessionStore {
   // now + ttl + slack. At the cap, the session expiring soonest is evicted.
   Status add(const protocol::SessionEntry& s, int64_t now_ms);
   void revoke(const protocol::TokenHash& h);
+  // Ends every session of `user`; returns how many there were.
+  size_t revokeUser(const std::string& user);
+  // What the control socket shows of each live session (no token hash), oldest first.
+  std::vector<protocol::ControlSessionInfo> summaries() const;
   void pruneExpired(int64_t now_ms);
   // Drops the sessions of users that no longer exist (after a users-file reload).
   template <typename Pred>
   void removeUsersIf(Pred gone) {
     for (auto it = by_hash_.begin(); it != by_hash_.end();) {
-      it = gone(it->second.user) ? by_hash_.erase(it) : std::next(it);
+      it = gone(it->second.entry.user) ? by_hash_.erase(it) : std::next(it);
     }
   }
 
@@ -41,8 +46,13 @@ class SessionStore {
   void setTtl(uint64_t ttl_ms) { ttl_ms_ = ttl_ms; }
 
  private:
+  struct Stored {
+    protocol::SessionEntry entry;
+    int64_t created_at_ms = 0;  // when add() first saw it
+  };
+
   uint64_t ttl_ms_;
-  std::map<protocol::TokenHash, protocol::SessionEntry> by_hash_;
+  std::map<protocol::TokenHash, Stored> by_hash_;
 };
 
 }  // namespace jw::supervisor

@@ -57,6 +57,12 @@ Status Supervisor::init() {
   if (Status st = setupSignals(); !st) return st;
   if (Status st = loadUsers(); !st) return st;
   if (Status st = store_.prepare(); !st) return st;
+  control_ = std::make_unique<ControlServer>(
+      loop_, [this](ControlServer::ConnId c, const protocol::ControlFrameHeader& h,
+                    std::string_view p) { return onControlRequest(c, h, p); });
+  if (Status st = control_->listen(config::controlSocketPath(settings_)); !st) {
+    return Error{"control socket: " + st.error().message, st.error().sys_errno};
+  }
 
   FrontendOptions fo;
   fo.path = opt_.frontend_path;
@@ -441,6 +447,7 @@ void Supervisor::beginShutdown() {
   notifySystemd("STOPPING=1");
   log::notice("shutting down: stopping every running job");
   frontend_->shutdown();
+  control_->shutdown();
   uint64_t grace = std::min(settings_.stop_grace_ms, kMaxShutdownGraceMs);
   for (Job* j : jobs_.all()) {
     if (!j->mainExited()) stopJob(*j, "shutdown", grace);

@@ -20,6 +20,7 @@
 #include "supervisor/accounts/sessions.h"
 #include "supervisor/accounts/users_file.h"
 #include "supervisor/cgroup/cgroup.h"
+#include "supervisor/core/control_socket.h"
 #include "supervisor/core/event_loop.h"
 #include "supervisor/frontend_link/frontend_process.h"
 #include "supervisor/jobs/job_table.h"
@@ -97,6 +98,20 @@ class Supervisor {
   static std::span<const RequestEntry> requestTable();
   Status onRequest(const protocol::FrameHeader& h, std::string_view payload);
 
+  // The control socket's dispatch (control_dispatch.cc): a table generated from
+  // JW_CONTROL_MESSAGES, one entry per admin-to-supervisor message calling handle<Name>(conn,
+  // id, payload). An error return closes that control connection.
+  struct ControlEntry {
+    protocol::ControlMsgType type;
+    Status (*run)(Supervisor& s, ControlServer::ConnId c, uint32_t id, std::string_view payload);
+  };
+  static std::span<const ControlEntry> controlTable();
+  Status onControlRequest(ControlServer::ConnId c, const protocol::ControlFrameHeader& h,
+                          std::string_view payload);
+  void handleControlSessionList(ControlServer::ConnId c, uint32_t id, const protocol::Empty&);
+  void handleControlSessionRevoke(ControlServer::ConnId c, uint32_t id,
+                                  const protocol::ControlUser& u);
+
   // requests; each handler replies itself
   Status handleReady(uint32_t id, const protocol::Empty&);  // once per frontend
   void handleSessionAdd(uint32_t id, const protocol::SessionEntry& s);
@@ -147,6 +162,7 @@ class Supervisor {
   const config::Settings& settings_;
   EventLoop loop_;
   std::unique_ptr<FrontendProcess> frontend_;
+  std::unique_ptr<ControlServer> control_;
   OutputStore store_;
   SessionStore sessions_;
   JobTable jobs_;
