@@ -89,7 +89,7 @@ void Supervisor::handleControlSessionRevoke(ControlServer::ConnId c, uint32_t id
   size_t n = sessions_.revokeUser(u.user);
   log::event(log::Priority::kNotice, log::ids::kSessionsRevoked,
              "administrator revoked " + std::to_string(n) + " session(s) of " + log::quote(u.user),
-             {{"JOB_USER", u.user}, {"SESSIONS", std::to_string(n)}});
+             {{"USER", u.user}, {"SESSIONS", std::to_string(n)}});
   // Until requests carry their token to the supervisor ("[authority]"), the frontend checks
   // tokens against its own copy of the session table, which it receives only when it starts: a
   // fresh frontend is what makes the revocation take effect, and it ends open follow streams.

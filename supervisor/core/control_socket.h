@@ -11,6 +11,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/fd.h"
 #include "common/protocol/control_codec.h"
@@ -36,7 +37,8 @@ class ControlServer {
   using RequestHandler =
       std::function<Status(ConnId, const protocol::ControlFrameHeader&, std::string_view)>;
 
-  ControlServer(EventLoop& loop, RequestHandler handler) : loop_(loop), handler_(handler) {}
+  ControlServer(EventLoop& loop, RequestHandler handler)
+      : loop_(loop), handler_(std::move(handler)) {}
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
