@@ -337,19 +337,22 @@ Response collectResponse(Poco::Net::HTTPResponse& resp, std::string body) {
 
 bool isFinalState(const std::string& s) { return s == "exited" || s == "killed" || s == "failed"; }
 
-// The server ends a follow stream when the job has ended. Confirm it, and that every byte the
-// server stored has arrived, before telling the caller "done". A status that cannot be read
-// counts as confirmed: the stream itself ended properly.
-bool followReallyEnded(const ApiClient& api, const LogRequest& lr, uint64_t offset) {
+// The server ends a follow stream when the job has ended, or when the session has expired or
+// was revoked. Confirm the first, and that every byte the server stored has arrived, before
+// telling the caller "done"; a 401 is the second. Any other status that cannot be read counts
+// as confirmed: the stream itself ended properly.
+enum class FollowEnd { kEnded, kEarly, kSessionEnded };
+FollowEnd followEnd(const ApiClient& api, const LogRequest& lr, uint64_t offset) {
   auto st = api.request("GET", "/v1/jobs/" + urlEncode(lr.job_id));
-  if (!st || st->status != 200 || !st->object()) return true;
+  if (st && st->status == 401) return FollowEnd::kSessionEnded;
+  if (!st || st->status != 200 || !st->object()) return FollowEnd::kEnded;
   auto o = st->object();
   std::string state = o->optValue<std::string>("state", "");
   const char* count_field = lr.stream == "stderr" ? "stderr_bytes" : "output_bytes";
   uint64_t stored = o->has(count_field) && o->get(count_field).isNumeric()
                         ? o->get(count_field).convert<uint64_t>()
                         : 0;
-  return isFinalState(state) && offset >= stored;
+  return isFinalState(state) && offset >= stored ? FollowEnd::kEnded : FollowEnd::kEarly;
 }
 
 }  // namespace
@@ -716,7 +719,16 @@ ClientResult<LogStreamEnd> ApiClient::streamLogs(const LogRequest& lr, const Chu
     }
     ClientError why;
     if (!round.error) {
-      if (!lr.follow || followReallyEnded(*this, lr, end.offset)) return end;
+      FollowEnd how = lr.follow ? followEnd(*this, lr, end.offset) : FollowEnd::kEnded;
+      if (how == FollowEnd::kEnded) return end;
+      if (how == FollowEnd::kSessionEnded) {
+        return ClientError{ClientError::Kind::kHttp,
+                           "log stream of job " + lr.job_id + " ended at byte " +
+                               std::to_string(end.offset) +
+                               ": session expired or revoked: run 'jobworker login --server " +
+                               server().text + "'",
+                           401, "unauthorized"};
+      }
       why = ClientError{ClientError::Kind::kLost,
                         "the server ended the log stream of job " + lr.job_id + " early", 0, ""};
     } else {

@@ -43,11 +43,10 @@ void ChunkedDecoder::endSizeLine() {
 
 bool ChunkedDecoder::sizeByte(char c) {
   int v = hexValue(c);
+  if (v < 0 && size_digits_ == 0) return fail("bad chunk size line");  // a size comes first
   if (v >= 0) {
     if (++size_digits_ > kMaxSizeDigits) return fail("chunk size too large");
     remaining_ = remaining_ * 16 + static_cast<uint64_t>(v);
-  } else if (size_digits_ == 0) {
-    return fail("bad chunk size line");
   } else if (c == ';' || c == ' ' || c == '\t') {
     state_ = State::kExtension;
     trailer_line_len_ = 0;

@@ -732,8 +732,8 @@ constexpr bool everyHandlerOnce() {
     for (const auto& h : kHandlers) n += static_cast<int>(h.command) == c ? 1 : 0;
     if (n != 1) return false;
   }
-  return std::size(kHandlers) == static_cast<size_t>(static_cast<int>(Command::kLogs) -
-                                                     static_cast<int>(Command::kLogin) + 1);
+  return std::size(kHandlers) ==
+         static_cast<size_t>(Command::kLogs) - static_cast<size_t>(Command::kLogin) + 1;
 }
 static_assert(everyHandlerOnce(), "each CLI command needs exactly one handler in kHandlers");
 

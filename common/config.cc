@@ -141,6 +141,7 @@ Status setKey(Settings& s, const std::string& key, const std::string& v, bool* k
       {"control_socket", str(s.control_socket)},
       {"users_file", str(s.users_file)},
       {"frontend_user", str(s.frontend_user)},
+      {"verifier_user", str(s.verifier_user)},
       {"output_cap", size(s.output_cap_bytes)},
       {"stop_grace", dur(s.stop_grace_ms)},
       {"default_timeout", dur(s.default_timeout_ms)},

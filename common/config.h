@@ -45,8 +45,10 @@ struct Settings {
   uint64_t max_request_body = 1 << 20;
   uint32_t max_concurrent_password_checks = 4;
   // Authentication
-  uint64_t session_ttl_ms = 12 * 3600'000ULL;
-  uint32_t login_max_failures = 5;  // failures before 429 (per user and per address)
+  uint64_t session_ttl_ms = 12ULL * 3600'000;
+  // jobworkerd's login throttle (supervisor/accounts/login_throttle.h): failures of one
+  // (user, address) pair before its back-off starts, and the cap of that exponential back-off.
+  uint32_t login_max_failures = 5;
   uint64_t login_lockout_ms = 60'000;
   // Supervisor and jobs
   std::string state_dir = "/var/lib/jobworker";
@@ -54,12 +56,16 @@ struct Settings {
   std::string control_socket;
   std::string users_file = "/etc/jobworker/users";
   std::string frontend_user = "jobworker";
+  // The password verifier's account (jobworker-verifier --run-as). A job of the same account
+  // outside a PID namespace could stop or kill it (logins answer 503 until it is restarted);
+  // it is not dumpable, so none can read it.
+  std::string verifier_user = "nobody";
   uint64_t output_cap_bytes = 1ULL << 30;
   uint64_t stop_grace_ms = 10'000;
   uint64_t default_timeout_ms = 0;  // 0: none
   uint64_t max_timeout_ms = 0;      // 0: none
   uint32_t retention_count = 1000;
-  uint64_t retention_age_ms = 7 * 24 * 3600'000ULL;
+  uint64_t retention_age_ms = 7ULL * 24 * 3600'000;
   uint32_t max_running_jobs_per_user = 64;
   std::string job_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   std::string job_lang = "C.UTF-8";

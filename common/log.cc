@@ -25,7 +25,9 @@ void writeLine(const std::string& line) {
 
 [[maybe_unused]] bool underJournald() {
 #ifdef JW_HAVE_SYSTEMD
-  static const bool yes = std::getenv("JOURNAL_STREAM") != nullptr;
+  // Read once; no thread of ours ever calls setenv.
+  static const bool yes =
+      std::getenv("JOURNAL_STREAM") != nullptr;  // NOLINT(concurrency-mt-unsafe)
   return yes;
 #else
   return false;
@@ -36,7 +38,17 @@ void writeLine(const std::string& line) {
 void setIdentity(std::string_view name) { g_identity = std::string(name); }
 
 void write(Priority p, std::string_view message) {
-  std::string line = "<" + std::to_string(static_cast<int>(p)) + ">" + g_identity + ": ";
+  // Appended piece by piece rather than `"<" + std::to_string(...) + ...`: GCC 12 at -O3 inlines
+  // operator+(const char*, std::string&&) into a memcpy it wrongly reports as overlapping
+  // (-Wrestrict), which broke the release build.
+  std::string prio = std::to_string(static_cast<int>(p));
+  std::string line;
+  line.reserve(prio.size() + g_identity.size() + message.size() + 5);
+  line.push_back('<');
+  line.append(prio);
+  line.push_back('>');
+  line.append(g_identity);
+  line.append(": ");
   line.append(message);
   line.push_back('\n');
   writeLine(line);

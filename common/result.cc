@@ -7,7 +7,9 @@
 namespace jw {
 
 Error sysError(const std::string& what, int err) {
-  return Error{what + ": " + std::strerror(err), err};
+  // strerror_r (GNU): frontend threads report errors concurrently; strerror's buffer is shared.
+  char buf[256];
+  return Error{what + ": " + strerror_r(err, buf, sizeof buf), err};
 }
 
 Error sysError(const std::string& what) { return sysError(what, errno); }

@@ -14,6 +14,7 @@ struct Error {
 
 // E is the error type: Error everywhere but the CLI, whose errors carry a retry kind.
 template <typename T, typename E = Error>
+// NOLINTNEXTLINE(bugprone-exception-escape): moving the T and E we use does not throw.
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)

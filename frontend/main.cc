@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <optional>
 #include <string>
 #include <thread>
@@ -125,14 +126,6 @@ DropTarget dropTarget(const Args& a) {
   return account.value();
 }
 
-// The user and session tables jobworkerd sends before anything else.
-void loadInitialTables(SupervisorChannel& channel, AuthStore& store) {
-  auto tables = channel.receiveInitialTables();
-  if (!tables) fatal("start-up exchange with jobworkerd: " + tables.error().message);
-  (void)store.setUsers(tables->users);
-  for (const auto& s : tables->sessions) store.addSession(s);
-}
-
 int run(int argc, char** argv) {
   log::setIdentity("jobworker-frontend");
   auto args = parseArgs(argc, argv);
@@ -155,22 +148,14 @@ int run(int argc, char** argv) {
   DropTarget target = dropTarget(a);
 
   SupervisorChannel channel(a.channel_fd);
-  AuthStore store;
-  loadInitialTables(channel, store);
-  PasswordChecker passwords(cfg.max_concurrent_password_checks);
-  LoginThrottle throttle(cfg.login_max_failures, cfg.login_lockout_ms);
 
   if (Status s = dropPrivileges(target); !s) fatal(s.error().message);
 
-  channel.start(
-      [&](protocol::UserTable users) {
-        for (const auto& h : store.setUsers(users)) channel.sessionRevokeAsync(h);
-      },
-      [](const std::string& why) {
-        log::notice("leaving: " + why);
-        _exit(0);
-      });
-  Api api(cfg, store, passwords, throttle, channel);
+  channel.start([](const std::string& why) {
+    log::notice("leaving: " + why);
+    _exit(0);
+  });
+  Api api(channel);
   TlsServer server(a.listen_fd, tls.value(), ServerLimits(cfg), api);
   if (Status s = server.start(); !s) fatal("HTTPS server: " + s.error().message);
   if (Status s = channel.sendReady(); !s) fatal("sending Ready: " + s.error().message);
@@ -183,4 +168,12 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace jw::frontend
 
-int main(int argc, char** argv) { return jw::frontend::run(argc, argv); }
+int main(int argc, char** argv) {
+  // An exception that escaped a Poco call at start-up: say what it was, exit, be respawned.
+  try {
+    return jw::frontend::run(argc, argv);
+  } catch (const std::exception& e) {
+    jw::log::err(std::string("uncaught exception: ") + e.what());
+    return 1;
+  }
+}

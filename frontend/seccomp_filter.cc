@@ -16,16 +16,15 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include "common/sandbox/seccomp_allowlist.h"
 #include "common/sanitizer.h"
 
 namespace jw::frontend {
 
 namespace {
 
-struct Group {
-  const char* why;
-  std::vector<const char*> calls;
-};
+using sandbox::addRule;
+using Group = sandbox::SyscallGroup;
 
 // Every unconditionally allowed call, grouped by why the frontend needs it.
 const std::vector<Group>& allowlist() {
@@ -68,15 +67,6 @@ const std::vector<const char*>& sanitizerExtras() {
   return extras;
 }
 
-Status add(scmp_filter_ctx ctx, uint32_t action, const char* name, unsigned count = 0,
-           const scmp_arg_cmp* args = nullptr) {
-  int nr = seccomp_syscall_resolve_name(name);
-  if (nr == __NR_SCMP_ERROR) return Error{std::string("unknown system call ") + name};
-  int rc = seccomp_rule_add_array(ctx, action, nr, count, args);
-  if (rc != 0) return sysError(std::string("seccomp_rule_add(") + name + ")", -rc);
-  return okStatus();
-}
-
 // What SCMP_A0()..SCMP_A5() build, without their C99 compound literals (not C++: -Wpedantic).
 constexpr scmp_arg_cmp argCmp(unsigned arg, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0) {
   return scmp_arg_cmp{arg, op, a, b};
@@ -86,52 +76,33 @@ Status build(scmp_filter_ctx ctx) {
   if (int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1); rc != 0) {
     return sysError("seccomp_attr_set(TSYNC)", -rc);
   }
-  for (const Group& g : allowlist()) {
-    for (const char* call : g.calls) {
-      if (Status s = add(ctx, SCMP_ACT_ALLOW, call); !s) return s;
-    }
-  }
+  if (Status s = sandbox::allowGroups(ctx, allowlist()); !s) return s;
   for (const char* call : sanitizerExtras()) {
-    if (Status s = add(ctx, SCMP_ACT_ALLOW, call); !s) return s;
+    if (Status s = addRule(ctx, SCMP_ACT_ALLOW, call); !s) return s;
   }
   // Threads only: clone with CLONE_THREAD set. clone3 passes its flags behind a pointer the
   // filter cannot read, so it fails with ENOSYS and glibc falls back to clone.
   scmp_arg_cmp thread_only = argCmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);
-  if (Status s = add(ctx, SCMP_ACT_ALLOW, "clone", 1, &thread_only); !s) return s;
-  if (Status s = add(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3"); !s) return s;
+  if (Status s = addRule(ctx, SCMP_ACT_ALLOW, "clone", 1, &thread_only); !s) return s;
+  if (Status s = addRule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3"); !s) return s;
   // File opens fail instead of killing: glibc (malloc's /proc reads), OpenSSL and Poco probe
   // files lazily and cope with a failure; nothing the frontend needs is a file after the drop.
   for (const char* call : {"open", "openat", "openat2", "creat"}) {
-    if (Status s = add(ctx, SCMP_ACT_ERRNO(EPERM), call); !s) return s;
+    if (Status s = addRule(ctx, SCMP_ACT_ERRNO(EPERM), call); !s) return s;
   }
   // Sockets: only AF_UNIX datagrams to journald (sd_journal_send); no new network sockets.
   scmp_arg_cmp unix_only = argCmp(0, SCMP_CMP_EQ, AF_UNIX);
-  if (Status s = add(ctx, SCMP_ACT_ALLOW, "socket", 1, &unix_only); !s) return s;
+  if (Status s = addRule(ctx, SCMP_ACT_ALLOW, "socket", 1, &unix_only); !s) return s;
   // ioctl: FIONREAD only (Poco's available() on plain sockets).
   scmp_arg_cmp fionread = argCmp(1, SCMP_CMP_EQ, FIONREAD);
-  if (Status s = add(ctx, SCMP_ACT_ALLOW, "ioctl", 1, &fionread); !s) return s;
+  if (Status s = addRule(ctx, SCMP_ACT_ALLOW, "ioctl", 1, &fionread); !s) return s;
   return okStatus();
 }
 
 }  // namespace
 
-Status installSeccompFilter() {
-  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
-  if (ctx == nullptr) return Error{"seccomp_init failed"};
-  Status st = build(ctx);
-  if (st) {
-    if (int rc = seccomp_load(ctx); rc != 0) st = sysError("seccomp_load", -rc);
-  }
-  seccomp_release(ctx);
-  return st;
-}
+Status installSeccompFilter() { return sandbox::loadKillByDefault(build); }
 
-std::vector<std::string> seccompAllowedSyscalls() {
-  std::vector<std::string> out;
-  for (const Group& g : allowlist()) {
-    for (const char* c : g.calls) out.emplace_back(c);
-  }
-  return out;
-}
+std::vector<std::string> seccompAllowedSyscalls() { return sandbox::callNames(allowlist()); }
 
 }  // namespace jw::frontend

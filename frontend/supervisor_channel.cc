@@ -2,6 +2,7 @@
 // jobworker-frontend: call() on HTTP worker threads, readerLoop() on its own thread.
 #include "frontend/supervisor_channel.h"
 
+#include <sodium.h>
 #include <sys/socket.h>
 
 #include "common/log.h"
@@ -29,49 +30,11 @@ SupervisorChannel::~SupervisorChannel() {
   }
 }
 
-Result<InitialTables> SupervisorChannel::receiveInitialTables() {
-  InitialTables t;
-  bool have_users = false;
-  std::string frame;
-  for (;;) {
-    auto r = protocol::recvFrame(fd_, &frame);
-    if (!r) return r.error();
-    if (r.value() != protocol::RecvStatus::kFrame) {
-      return Error{"channel closed before the user and session tables arrived"};
-    }
-    std::string_view payload;
-    auto h = protocol::decodeHeader(frame, &payload);
-    if (!h) return Error{"malformed frame at start-up: " + h.error().message};
-    if (h->request_id != 0) return Error{"start-up frame with a non-zero request id"};
-    if (!have_users) {
-      if (h->type != MsgType::kUserTable) {
-        return Error{"expected UserTable first, got " +
-                     std::string(protocol::msgTypeName(static_cast<uint16_t>(h->type)))};
-      }
-      auto users = protocol::decodeUserTablePayload(payload);
-      if (!users) return Error{"bad UserTable: " + users.error().message};
-      t.users = std::move(users.value());
-      have_users = true;
-      continue;
-    }
-    if (h->type != MsgType::kSessionTable) {
-      return Error{"expected SessionTable, got " +
-                   std::string(protocol::msgTypeName(static_cast<uint16_t>(h->type)))};
-    }
-    auto sessions = protocol::decodeSessionTablePayload(payload);
-    if (!sessions) return Error{"bad SessionTable: " + sessions.error().message};
-    for (auto& s : sessions->sessions) t.sessions.push_back(std::move(s));
-    if ((h->flags & protocol::kFlagMore) == 0) return t;
-  }
-}
-
 Status SupervisorChannel::sendReady() {
   return protocol::sendFrame(fd_, protocol::encodeReady(0, protocol::Empty{}));
 }
 
-void SupervisorChannel::start(std::function<void(protocol::UserTable)> on_users,
-                              std::function<void(const std::string&)> on_closed) {
-  on_users_ = std::move(on_users);
+void SupervisorChannel::start(std::function<void(const std::string&)> on_closed) {
   on_closed_ = std::move(on_closed);
   reader_ = std::thread([this] { readerLoop(); });
 }
@@ -102,18 +65,9 @@ void SupervisorChannel::readerLoop() {
       break;
     }
     if (h->request_id == 0) {
-      if (h->type == MsgType::kUserTable) {
-        auto users = protocol::decodeUserTablePayload(payload);
-        if (!users) {
-          why = "bad UserTable: " + users.error().message;
-          break;
-        }
-        log::info("user table updated: " + std::to_string(users->users.size()) + " users");
-        if (on_users_) on_users_(std::move(users.value()));
-      } else {
-        log::warning("ignoring unsolicited " + std::string(protocol::msgTypeName(type)));
-      }
-      continue;
+      // Every supervisor message answers a request: one that does not is a broken stream.
+      why = "unsolicited " + std::string(protocol::msgTypeName(type)) + " from the supervisor";
+      break;
     }
     std::lock_guard lock(mu_);
     auto it = pending_.find(h->request_id);
@@ -141,7 +95,10 @@ uint32_t SupervisorChannel::send(const std::function<std::string(uint32_t)>& enc
     if (next_id_ == 0) next_id_ = 1;  // 0 is reserved for unsolicited frames
     pending_[id] = Pending{};
   }
-  Status sent = protocol::sendFrame(fd_, encode(id));
+  std::string frame = encode(id);
+  Status sent = protocol::sendFrame(fd_, frame);
+  // Every request carries a token, and Login a password: neither outlives its send here.
+  sodium_memzero(frame.data(), frame.size());
   if (!sent) {
     std::lock_guard lock(mu_);
     pending_.erase(id);
@@ -268,22 +225,18 @@ Reply<protocol::HealthReply> SupervisorChannel::health(std::chrono::milliseconds
                  &protocol::decodeHealthReplyPayload, timeout);
 }
 
-Reply<protocol::Empty> SupervisorChannel::sessionAdd(const protocol::SessionEntry& s) {
-  return request(&protocol::encodeSessionAdd, s, MsgType::kOk, &protocol::decodeOkPayload);
+Reply<protocol::LoginReply> SupervisorChannel::login(const protocol::LoginRequest& r) {
+  return request(&protocol::encodeLogin, r, MsgType::kLoginReply,
+                 &protocol::decodeLoginReplyPayload);
 }
 
-Reply<protocol::Empty> SupervisorChannel::sessionRevoke(const protocol::TokenHash& h) {
-  return request(&protocol::encodeSessionRevoke, h, MsgType::kOk, &protocol::decodeOkPayload);
+Reply<protocol::SessionInfo> SupervisorChannel::sessionGet(const protocol::SessionRef& s) {
+  return request(&protocol::encodeSessionGet, s, MsgType::kSessionInfo,
+                 &protocol::decodeSessionInfoPayload);
 }
 
-void SupervisorChannel::sessionRevokeAsync(const protocol::TokenHash& h) {
-  std::string why;
-  uint32_t id = send([&](uint32_t i) { return protocol::encodeSessionRevoke(i, h); }, &why);
-  if (id == 0) {
-    log::warning("could not send SessionRevoke: " + why);
-    return;
-  }
-  forget(id);
+Reply<protocol::Empty> SupervisorChannel::sessionRevoke(const protocol::SessionRef& s) {
+  return request(&protocol::encodeSessionRevoke, s, MsgType::kOk, &protocol::decodeOkPayload);
 }
 
 void SupervisorChannel::forget(uint32_t id) {

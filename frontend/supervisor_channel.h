@@ -1,7 +1,7 @@
 // The frontend's end of the SEQPACKET channel to jobworkerd (fd 3): the blocking start-up
 // exchange, then thread-safe request/reply multiplexing: any worker thread sends a request with
-// a fresh id and waits; one reader thread routes replies by id and applies unsolicited user
-// tables. Runs in jobworker-frontend.
+// a fresh id and waits; one reader thread routes replies by id. The supervisor sends nothing
+// unasked. Runs in jobworker-frontend.
 #pragma once
 
 #include <chrono>
@@ -38,11 +38,6 @@ class [[nodiscard]] Reply {
   std::variant<T, protocol::ErrorReply> v_;
 };
 
-struct InitialTables {
-  protocol::UserTable users;
-  std::vector<protocol::SessionEntry> sessions;
-};
-
 class SupervisorChannel {
  public:
   explicit SupervisorChannel(int fd) : fd_(fd) {}
@@ -50,15 +45,12 @@ class SupervisorChannel {
   SupervisorChannel(const SupervisorChannel&) = delete;
   SupervisorChannel& operator=(const SupervisorChannel&) = delete;
 
-  // Start-up, single-threaded: the UserTable then every SessionTable frame, blocking.
-  Result<InitialTables> receiveInitialTables();
   Status sendReady();
 
-  // Starts the reader thread. `on_users` runs on it for every later UserTable. When the
-  // channel closes or breaks, `on_closed` runs on it (the frontend exits: the supervisor
-  // respawns it, and a frontend without its supervisor cannot serve anything).
-  void start(std::function<void(protocol::UserTable)> on_users,
-             std::function<void(const std::string& why)> on_closed);
+  // Starts the reader thread. When the channel closes or breaks, `on_closed` runs on it (the
+  // frontend exits: the supervisor respawns it, and a frontend without its supervisor cannot
+  // serve anything).
+  void start(std::function<void(const std::string& why)> on_closed);
 
   // Typed requests; each waits for its whole reply up to `timeout`.
   Reply<protocol::JobStatus> jobStart(const protocol::JobStartRequest& r);
@@ -73,10 +65,11 @@ class SupervisorChannel {
   // Nobody will wait for request `id`: its reply is dropped when it comes.
   void forget(uint32_t id);
   Reply<protocol::HealthReply> health(std::chrono::milliseconds timeout);
-  Reply<protocol::Empty> sessionAdd(const protocol::SessionEntry& s);
-  Reply<protocol::Empty> sessionRevoke(const protocol::TokenHash& h);
-  // Fire and forget (from the reader thread, which must never wait for a reply).
-  void sessionRevokeAsync(const protocol::TokenHash& h);
+  // The password check happens in the supervisor; the request's password is the caller's to
+  // wipe (the encoded frame is wiped by call()).
+  Reply<protocol::LoginReply> login(const protocol::LoginRequest& r);
+  Reply<protocol::SessionInfo> sessionGet(const protocol::SessionRef& s);
+  Reply<protocol::Empty> sessionRevoke(const protocol::SessionRef& s);
 
   static constexpr std::chrono::milliseconds kDefaultTimeout{30'000};
   // A parked follow read is answered within 15 s; leave room on top.
@@ -122,7 +115,6 @@ class SupervisorChannel {
   std::condition_variable cv_;
   uint32_t next_id_ = 1;
   std::map<uint32_t, Pending> pending_;
-  std::function<void(protocol::UserTable)> on_users_;
   std::function<void(const std::string&)> on_closed_;
   std::thread reader_;
 };

@@ -166,6 +166,7 @@ Status loadSettings(const CommandLine& cl, SupervisorOptions& opt) {
   opt.dev = cl.dev;
   opt.state_dir = settings.state_dir;
   opt.frontend_path = resolveFrontendPath(cl.frontend ? absolutePath(*cl.frontend) : "");
+  opt.verifier_path = resolveVerifierPath();
   return okStatus();
 }
 

@@ -90,9 +90,10 @@ bool allowed(const std::string& command, const std::string& option) {
   return false;
 }
 
-std::optional<UsageError> parseArgs(int argc, char** argv, Args& a) {
-  std::vector<std::string> words;    // subcommand, then NAME
-  std::vector<std::string> options;  // option names seen, checked once the subcommand is known
+// Splits argv into words (subcommand, then NAME) and options, storing option values in `a`; the
+// option names seen go to `options`, to be checked once the subcommand is known.
+std::optional<UsageError> scanArgs(int argc, char** argv, Args& a, std::vector<std::string>& words,
+                                   std::vector<std::string>& options) {
   bool options_done = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -135,7 +136,12 @@ std::optional<UsageError> parseArgs(int argc, char** argv, Args& a) {
     if (arg == "--allow-root") a.allow_root = true;
     options.push_back(arg);
   }
-  if (a.help) return std::nullopt;
+  return std::nullopt;
+}
+
+// What each subcommand needs: its options, its NAME, a valid role and run-as account for `add`.
+std::optional<UsageError> checkArgs(const std::vector<std::string>& words,
+                                    const std::vector<std::string>& options, Args& a) {
   if (words.empty()) return UsageError{"missing subcommand (add, del, passwd or list)"};
   a.command = words[0];
   if (a.command != "add" && a.command != "del" && a.command != "passwd" && a.command != "list") {
@@ -170,6 +176,13 @@ std::optional<UsageError> parseArgs(int argc, char** argv, Args& a) {
     }
   }
   return std::nullopt;
+}
+
+std::optional<UsageError> parseArgs(int argc, char** argv, Args& a) {
+  std::vector<std::string> words, options;
+  if (auto err = scanArgs(argc, argv, a, words, options)) return err;
+  if (a.help) return std::nullopt;
+  return checkArgs(words, options, a);
 }
 
 // ---- Passwords -------------------------------------------------------------------------------

@@ -131,6 +131,23 @@ Result<X509Ptr> readCert(const std::string& path) {
   return cert;
 }
 
+struct KeyPair {
+  PkeyPtr key;
+  X509Ptr cert;
+};
+
+// A key and the certificate stored beside it, refused unless the certificate is for that key.
+Result<KeyPair> readPair(const std::string& key_path, const std::string& cert_path) {
+  auto key = readKey(key_path);
+  if (!key) return key.error();
+  auto cert = readCert(cert_path);
+  if (!cert) return cert.error();
+  if (X509_check_private_key(cert->get(), key->get()) != 1) {
+    return sslError(cert_path + " does not match " + key_path);
+  }
+  return KeyPair{std::move(key).value(), std::move(cert).value()};
+}
+
 Result<PkeyPtr> newP256Key() {
   PkeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
   if (!key) return sslError("generate P-256 key");
@@ -234,15 +251,10 @@ Result<Ca> ensureCa(const std::string& key_path, const std::string& cert_path) {
   const bool have_key = exists(key_path), have_cert = exists(cert_path);
   Ca ca;
   if (have_key && have_cert) {
-    auto key = readKey(key_path);
-    if (!key) return key.error();
-    auto cert = readCert(cert_path);
-    if (!cert) return cert.error();
-    if (X509_check_private_key(cert->get(), key->get()) != 1) {
-      return sslError(cert_path + " does not match " + key_path);
-    }
-    ca.key = std::move(key).value();
-    ca.cert = std::move(cert).value();
+    auto pair = readPair(key_path, cert_path);
+    if (!pair) return pair.error();
+    ca.key = std::move(pair->key);
+    ca.cert = std::move(pair->cert);
     return ca;
   }
   if (have_key || have_cert) {
@@ -270,14 +282,9 @@ Result<Ca> ensureCa(const std::string& key_path, const std::string& cert_path) {
 
 Status ensureServerCert(Ca& ca, const std::string& key_path, const std::string& cert_path) {
   if (!ca.fresh && exists(key_path) && exists(cert_path)) {
-    auto key = readKey(key_path);
-    if (!key) return key.error();
-    auto cert = readCert(cert_path);
-    if (!cert) return cert.error();
-    if (X509_check_private_key(cert->get(), key->get()) != 1) {
-      return sslError(cert_path + " does not match " + key_path);
-    }
-    auto ok = verifyServerCert(ca.cert.get(), cert->get(), cert_path);
+    auto pair = readPair(key_path, cert_path);
+    if (!pair) return pair.error();
+    auto ok = verifyServerCert(ca.cert.get(), pair->cert.get(), cert_path);
     if (ok) return ok;
     // An expired dev certificate is renewed; any other mismatch is someone's edit, not ours.
     if (ok.error().sys_errno != X509_V_ERR_CERT_HAS_EXPIRED) return ok;

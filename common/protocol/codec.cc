@@ -20,8 +20,8 @@ constexpr size_t kMaxShortText = 64;
 void put(Writer& w, const Empty&) { (void)w; }
 void get(Reader& r, Empty&) { (void)r; }
 
-void put(Writer& w, const TokenHash& h) { w.raw(h.data(), h.size()); }
-void get(Reader& r, TokenHash& h) { r.raw(h.data(), h.size()); }
+void put(Writer& w, const Token& t) { w.raw(t.bytes.data(), t.bytes.size()); }
+void get(Reader& r, Token& t) { r.raw(t.bytes.data(), t.bytes.size()); }
 
 // Reads an enum as its underlying integer and checks it against the enum's EnumRange.
 template <typename E>
@@ -40,46 +40,40 @@ E getEnum(Reader& r, EnumRange<E> range, const char* what) {
   return static_cast<E>(v);
 }
 
-void put(Writer& w, const UserEntry& u) {
-  w.str(u.name);
-  w.str(u.password_hash);
-  w.u8(static_cast<uint8_t>(u.role));
+void put(Writer& w, const SessionRef& s) { put(w, s.token); }
+void get(Reader& r, SessionRef& s) { get(r, s.token); }
+
+void put(Writer& w, const LoginRequest& l) {
+  w.str(l.user);
+  w.str(l.password);
+  w.str(l.remote_address);
 }
-void get(Reader& r, UserEntry& u) {
-  u.name = r.str(kMaxUserName, "user name");
-  u.password_hash = r.str(kMaxPasswordHash, "password hash");
-  u.role = getEnum(r, kRoleRange, "role");
+void get(Reader& r, LoginRequest& l) {
+  l.user = r.str(kMaxUserName, "user name");
+  l.password = r.str(kMaxPassword, "password");
+  l.remote_address = r.str(kMaxRemoteAddress, "remote address");
 }
 
-void put(Writer& w, const UserTable& t) {
-  w.u32(static_cast<uint32_t>(t.users.size()));
-  for (const auto& u : t.users) put(w, u);
+void put(Writer& w, const LoginReply& l) {
+  put(w, l.token);
+  w.u8(static_cast<uint8_t>(l.role));
+  w.i64(l.expires_at_ms);
 }
-void get(Reader& r, UserTable& t) {
-  uint32_t n = r.count(kMaxUsers, 9, "users");
-  t.users.resize(n);
-  for (auto& u : t.users) get(r, u);
-}
-
-void put(Writer& w, const SessionEntry& s) {
-  put(w, s.token_hash);
-  w.str(s.user);
-  w.i64(s.expires_at_ms);
-}
-void get(Reader& r, SessionEntry& s) {
-  get(r, s.token_hash);
-  s.user = r.str(kMaxUserName, "session user");
-  s.expires_at_ms = r.i64();
+void get(Reader& r, LoginReply& l) {
+  get(r, l.token);
+  l.role = getEnum(r, kRoleRange, "role");
+  l.expires_at_ms = r.i64();
 }
 
-void put(Writer& w, const SessionTable& t) {
-  w.u32(static_cast<uint32_t>(t.sessions.size()));
-  for (const auto& s : t.sessions) put(w, s);
+void put(Writer& w, const SessionInfo& i) {
+  w.str(i.user);
+  w.u8(static_cast<uint8_t>(i.role));
+  w.i64(i.expires_at_ms);
 }
-void get(Reader& r, SessionTable& t) {
-  uint32_t n = r.count(kMaxSessionsPerFrame, kTokenHashSize + 12, "sessions");
-  t.sessions.resize(n);
-  for (auto& s : t.sessions) get(r, s);
+void get(Reader& r, SessionInfo& i) {
+  i.user = r.str(kMaxUserName, "user name");
+  i.role = getEnum(r, kRoleRange, "role");
+  i.expires_at_ms = r.i64();
 }
 
 void put(Writer& w, const Limits& l) {
@@ -111,7 +105,7 @@ void get(Reader& r, Limits& l) {
 }
 
 void put(Writer& w, const JobStartRequest& j) {
-  w.str(j.user);
+  put(w, j.token);
   w.strList(j.argv);
   w.strList(j.env);
   w.str(j.cwd);
@@ -121,7 +115,7 @@ void put(Writer& w, const JobStartRequest& j) {
   w.u8(static_cast<uint8_t>(j.network));
 }
 void get(Reader& r, JobStartRequest& j) {
-  j.user = r.str(kMaxUserName, "user");
+  get(r, j.token);
   j.argv = r.strList(kMaxArgs, kMaxArgBytes, "argv");
   j.env = r.strList(kMaxEnv, kMaxArgBytes, "env");
   j.cwd = r.str(kMaxArgBytes, "cwd");
@@ -133,34 +127,34 @@ void get(Reader& r, JobStartRequest& j) {
 }
 
 void put(Writer& w, const JobRef& j) {
-  w.str(j.user);
+  put(w, j.token);
   w.str(j.job_id);
 }
 void get(Reader& r, JobRef& j) {
-  j.user = r.str(kMaxUserName, "user");
+  get(r, j.token);
   j.job_id = r.str(kMaxJobId, "job id");
 }
 
 void put(Writer& w, const JobStopRequest& j) {
-  w.str(j.user);
+  put(w, j.token);
   w.str(j.job_id);
   w.boolean(j.has_grace);
   w.u32(j.grace_ms);
 }
 void get(Reader& r, JobStopRequest& j) {
-  j.user = r.str(kMaxUserName, "user");
+  get(r, j.token);
   j.job_id = r.str(kMaxJobId, "job id");
   j.has_grace = r.boolean();
   j.grace_ms = r.u32();
 }
 
 void put(Writer& w, const JobListRequest& j) {
-  w.str(j.user);
+  put(w, j.token);
   w.boolean(j.all);
   w.u8(j.state);
 }
 void get(Reader& r, JobListRequest& j) {
-  j.user = r.str(kMaxUserName, "user");
+  get(r, j.token);
   j.all = r.boolean();
   j.state = r.u8();
   if (j.state != 0 && (j.state < static_cast<uint8_t>(kJobStateRange.first) ||
@@ -170,7 +164,7 @@ void get(Reader& r, JobListRequest& j) {
 }
 
 void put(Writer& w, const OutputReadRequest& o) {
-  w.str(o.user);
+  put(w, o.token);
   w.str(o.job_id);
   w.u8(static_cast<uint8_t>(o.stream));
   w.u64(o.offset);
@@ -178,7 +172,7 @@ void put(Writer& w, const OutputReadRequest& o) {
   w.boolean(o.follow);
 }
 void get(Reader& r, OutputReadRequest& o) {
-  o.user = r.str(kMaxUserName, "user");
+  get(r, o.token);
   o.job_id = r.str(kMaxJobId, "job id");
   o.stream = getEnum(r, kStreamRange, "stream");
   o.offset = r.u64();
@@ -307,11 +301,13 @@ void put(Writer& w, const ErrorReply& e) {
   w.u16(static_cast<uint16_t>(e.code));
   w.i32(e.sys_errno);
   w.str(e.message);
+  w.u32(e.retry_after_s);
 }
 void get(Reader& r, ErrorReply& e) {
   e.code = getEnum(r, kErrorCodeRange, "error code");
   e.sys_errno = r.i32();
   e.message = r.str(kMaxMessage, "error message");
+  e.retry_after_s = r.u32();
 }
 
 void put(Writer& w, const HealthReply& h) { w.strList(h.details); }
@@ -375,26 +371,26 @@ size_t encodedSize(const JobStatus& s) {
   return w.size();
 }
 
-std::string_view msgTypeName(uint16_t type) {
-  switch (type) {
-#define JW_NAME(name, num, dir, payload, doc) \
-  case num:                                   \
-    return #name;
-    JW_MESSAGES(JW_NAME)
-#undef JW_NAME
+namespace {
+
+// The list's entry for a wire number, or null: one lookup serves names and permissions.
+const MessageInfo* findMessage(uint16_t type) {
+  for (const MessageInfo& m : kMessages) {
+    if (static_cast<uint16_t>(m.type) == type) return &m;
   }
-  return "unknown";
+  return nullptr;
+}
+
+}  // namespace
+
+std::string_view msgTypeName(uint16_t type) {
+  const MessageInfo* m = findMessage(type);
+  return m != nullptr ? m->name : "unknown";
 }
 
 bool isPermitted(uint16_t type, Direction dir) {
-  switch (type) {
-#define JW_PERMIT(name, num, direction, payload, doc) \
-  case num:                                           \
-    return dir == Direction::direction;
-    JW_MESSAGES(JW_PERMIT)
-#undef JW_PERMIT
-  }
-  return false;
+  const MessageInfo* m = findMessage(type);
+  return m != nullptr && m->direction == dir;
 }
 
 std::string_view roleName(Role r) {

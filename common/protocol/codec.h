@@ -50,40 +50,56 @@ enum class ErrorCode : uint16_t {
   kUnavailable = 8,     // 503: e.g. a requested cgroup controller is missing
   kInternal = 9,        // 500
   kLimitExceeded = 10,  // 403: a resource limit over the user's maximum, or too many jobs
+  kThrottled = 11,      // 429 + Retry-After: too many failed logins (the supervisor's throttle)
+  kBusy = 12,           // 503 + Retry-After: every password check slot is taken
 };
-inline constexpr EnumRange<ErrorCode> kErrorCodeRange{ErrorCode::kBadRequest,
-                                                      ErrorCode::kLimitExceeded};
+inline constexpr EnumRange<ErrorCode> kErrorCodeRange{ErrorCode::kBadRequest, ErrorCode::kBusy};
 
 struct Empty {
   bool operator==(const Empty&) const = default;
 };
 
-using TokenHash = std::array<uint8_t, kTokenHashSize>;
+// A session token's 256 random bits. Its own type, so that nothing else (a stored hash above
+// all) can be passed where the channel expects the credential itself.
+struct Token {
+  // Not an aggregate: a string literal (a user name, say) must not brace-initialise the bytes.
+  Token() = default;
+  explicit Token(const std::array<uint8_t, kTokenSize>& b) : bytes(b) {}
 
-struct UserEntry {
-  std::string name;
-  std::string password_hash;  // libsodium crypto_pwhash_str (argon2id) string
-  Role role = Role::kViewer;
+  std::array<uint8_t, kTokenSize> bytes{};
 
-  bool operator==(const UserEntry&) const = default;
-};
-struct UserTable {
-  std::vector<UserEntry> users;
-
-  bool operator==(const UserTable&) const = default;
+  bool operator==(const Token&) const = default;
 };
 
-struct SessionEntry {
-  TokenHash token_hash{};  // BLAKE2b-256 of the token; the token itself never reaches S
+// What every request names: the session it is made in.
+struct SessionRef {
+  Token token;
+
+  bool operator==(const SessionRef&) const = default;
+};
+
+struct LoginRequest {
   std::string user;
+  std::string password;        // lives only in this message; both sides wipe it after use
+  std::string remote_address;  // as the frontend saw it; asserted, so only a throttle key
+
+  bool operator==(const LoginRequest&) const = default;
+};
+
+struct LoginReply {
+  Token token;
+  Role role = Role::kViewer;
   int64_t expires_at_ms = 0;  // Unix epoch milliseconds
 
-  bool operator==(const SessionEntry&) const = default;
+  bool operator==(const LoginReply&) const = default;
 };
-struct SessionTable {
-  std::vector<SessionEntry> sessions;
 
-  bool operator==(const SessionTable&) const = default;
+struct SessionInfo {
+  std::string user;
+  Role role = Role::kViewer;
+  int64_t expires_at_ms = 0;
+
+  bool operator==(const SessionInfo&) const = default;
 };
 
 struct IoLimit {
@@ -103,7 +119,7 @@ struct Limits {
 };
 
 struct JobStartRequest {
-  std::string user;  // authenticated user name; S derives role and run-as account itself
+  Token token;  // the session; S derives user, role and run-as account itself
   std::vector<std::string> argv;
   std::vector<std::string> env;  // "KEY=VALUE"
   std::string cwd;               // empty: the run-as account's home, else "/"
@@ -116,14 +132,14 @@ struct JobStartRequest {
 };
 
 struct JobRef {
-  std::string user;
+  Token token;
   std::string job_id;
 
   bool operator==(const JobRef&) const = default;
 };
 
 struct JobStopRequest {
-  std::string user;
+  Token token;
   std::string job_id;
   bool has_grace = false;
   uint32_t grace_ms = 0;
@@ -132,7 +148,7 @@ struct JobStopRequest {
 };
 
 struct JobListRequest {
-  std::string user;
+  Token token;
   bool all = false;
   uint8_t state = 0;  // 0: any, else a JobState
 
@@ -140,7 +156,7 @@ struct JobListRequest {
 };
 
 struct OutputReadRequest {
-  std::string user;
+  Token token;
   std::string job_id;
   Stream stream = Stream::kStdout;
   uint64_t offset = 0;
@@ -202,6 +218,7 @@ struct ErrorReply {
   ErrorCode code = ErrorCode::kInternal;
   int32_t sys_errno = 0;
   std::string message;
+  uint32_t retry_after_s = 0;  // kThrottled, kBusy: the Retry-After to send; else 0
 
   bool operator==(const ErrorReply&) const = default;
 };

@@ -14,28 +14,31 @@ enum class Direction : uint8_t { kFrontendToSupervisor, kSupervisorToFrontend };
 
 // X(name, number, direction, payload struct, what it is)
 // Requests (F→S) carry a non-zero request id; every reply carries the id of its request.
-// Unsolicited S→F messages (user and session tables) carry request id 0.
+// Every request but Ready, Login and Health carries the client's session token (never a user
+// name): the supervisor alone hashes it and resolves session -> user -> role. Nothing secret
+// flows S→F but a freshly minted token in LoginReply.
 #define JW_MESSAGES(X)                                                                           \
   X(Ready, 1, kFrontendToSupervisor, Empty, "frontend finished its privilege drop, serving")     \
-  X(SessionAdd, 2, kFrontendToSupervisor, SessionEntry, "store a new session -> Ok|Error")       \
-  X(SessionRevoke, 3, kFrontendToSupervisor, TokenHash, "revoke a session -> Ok|Error")          \
+  X(Login, 2, kFrontendToSupervisor, LoginRequest, "check a password -> LoginReply|Error")       \
+  X(SessionRevoke, 3, kFrontendToSupervisor, SessionRef, "log out this session -> Ok|Error")     \
   X(JobStart, 4, kFrontendToSupervisor, JobStartRequest, "start a job -> JobStatus|Error")       \
   X(JobStop, 5, kFrontendToSupervisor, JobStopRequest, "stop a job -> JobStatus|Error")          \
   X(JobGet, 6, kFrontendToSupervisor, JobRef, "one job's status -> JobStatus|Error")             \
   X(JobList, 7, kFrontendToSupervisor, JobListRequest, "jobs -> JobListReply...|Error")          \
   X(OutputRead, 8, kFrontendToSupervisor, OutputReadRequest, "pull output -> OutputChunk|Error") \
   X(Health, 9, kFrontendToSupervisor, Empty, "liveness -> HealthReply")                          \
-  X(UserTable, 64, kSupervisorToFrontend, UserTable, "every user: name, hash, role")             \
-  X(SessionTable, 65, kSupervisorToFrontend, SessionTable, "every live session")                 \
+  X(SessionGet, 10, kFrontendToSupervisor, SessionRef, "whose session -> SessionInfo|Error")     \
+  X(LoginReply, 65, kSupervisorToFrontend, LoginReply, "a new session: token, role, expiry")     \
   X(Ok, 66, kSupervisorToFrontend, Empty, "request done, nothing to return")                     \
   X(ErrorReply, 67, kSupervisorToFrontend, ErrorReply, "request refused or failed")              \
   X(JobStatus, 68, kSupervisorToFrontend, JobStatus, "one job's status")                         \
   X(JobListReply, 69, kSupervisorToFrontend, JobListReply, "part of a list (kFlagMore: more)")   \
   X(OutputChunk, 70, kSupervisorToFrontend, OutputChunk, "bytes of a job's log")                 \
-  X(HealthReply, 71, kSupervisorToFrontend, HealthReply, "supervisor health details")
+  X(HealthReply, 71, kSupervisorToFrontend, HealthReply, "supervisor health details")            \
+  X(SessionInfo, 72, kSupervisorToFrontend, SessionInfo, "a session's user, role and expiry")
 
 enum class MsgType : uint16_t {
-#define JW_ENUM(name, num, dir, payload, doc) k##name = num,
+#define JW_ENUM(name, num, dir, payload, doc) k##name = (num),
   JW_MESSAGES(JW_ENUM)
 #undef JW_ENUM
 };
@@ -67,23 +70,22 @@ constexpr uint16_t kKnownFlags = kFlagMore;
 
 // One SEQPACKET message is bounded by the socket send buffer (~208 KiB with Linux's default
 // 212992-byte wmem_default). 192 KiB leaves headroom for skb overhead on every host.
-constexpr size_t kMaxFrame = 192 * 1024;
+constexpr size_t kMaxFrame = size_t{192} * 1024;
 
 // Caps enforced by the decoder (and again by the supervisor's own validation).
-constexpr size_t kMaxJobSpecBytes = 128 * 1024;  // argv + env + cwd bytes of one job
+constexpr size_t kMaxJobSpecBytes = size_t{128} * 1024;  // argv + env + cwd bytes of one job
 constexpr size_t kMaxArgs = 4096;
 constexpr size_t kMaxEnv = 1024;
 constexpr size_t kMaxUserName = 64;
-constexpr size_t kMaxPasswordHash = 256;
-constexpr size_t kMaxUsers = 512;
-constexpr size_t kMaxSessionsPerFrame = 1024;  // SessionTable continues with kFlagMore
-constexpr size_t kMaxJobId = 36;               // UUIDv4 text form
-constexpr size_t kMaxMessage = 1024;           // error and detail text
+constexpr size_t kMaxPassword = 1024;     // the frontend refuses longer ones before asking
+constexpr size_t kMaxRemoteAddress = 64;  // an IPv6 address with scope, as text
+constexpr size_t kMaxJobId = 36;          // UUIDv4 text form
+constexpr size_t kMaxMessage = 1024;      // error and detail text
 constexpr size_t kMaxIoRules = 16;
 constexpr size_t kMaxDevicePath = 256;
-constexpr size_t kMaxChunk = 64 * 1024;  // output moves in pulled chunks of at most this
-constexpr size_t kMaxListPerFrame = 64;  // statuses per JobListReply frame
+constexpr size_t kMaxChunk = size_t{64} * 1024;  // output moves in pulled chunks of at most this
+constexpr size_t kMaxListPerFrame = 64;          // statuses per JobListReply frame
 constexpr size_t kMaxHealthDetails = 64;
-constexpr size_t kTokenHashSize = 32;
+constexpr size_t kTokenSize = 32;  // 256 random bits, minted by the supervisor
 
 }  // namespace jw::protocol

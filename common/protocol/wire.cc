@@ -81,6 +81,10 @@ bool Reader::boolean() {
 }
 
 std::string Reader::str(size_t max_len, const char* field) {
+  return std::string(view(max_len, field));
+}
+
+std::string_view Reader::view(size_t max_len, const char* field) {
   uint32_t len = u32();
   if (failed_) return {};
   if (len > max_len) {
@@ -89,7 +93,7 @@ std::string Reader::str(size_t max_len, const char* field) {
     return {};
   }
   if (!need(len, field)) return {};
-  std::string s(p_, len);
+  std::string_view s(p_, len);
   p_ += len;
   return s;
 }

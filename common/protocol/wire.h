@@ -26,6 +26,9 @@ class Writer {
   void str(std::string_view s);                        // u32 length + bytes
   void strList(const std::vector<std::string>& list);  // u32 count + strings
   void raw(const void* data, size_t len);
+  // Room for n more bytes at once: a frame holding a secret is never reallocated, so no freed
+  // buffer keeps a copy of it.
+  void reserve(size_t n) { buf_.reserve(buf_.size() + n); }
 
   const std::string& bytes() const { return buf_; }
   std::string take() { return std::move(buf_); }
@@ -48,6 +51,9 @@ class Reader {
   int64_t i64() { return static_cast<int64_t>(u64()); }
   bool boolean();  // only 0 or 1 are valid
   std::string str(size_t max_len, const char* field);
+  // Like str() but a view into the reader's buffer, valid as long as that buffer: for a secret
+  // that must not be copied out of a frame its owner wipes.
+  std::string_view view(size_t max_len, const char* field);
   std::vector<std::string> strList(size_t max_count, size_t max_each, const char* field);
   // Reads an element count for an array of structs, bounded by max_count and by the bytes left
   // (each element needs at least min_elem_bytes), so a forged count cannot cause a big reserve().

@@ -24,17 +24,14 @@ std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std:
 
 class Api : public RequestHandler {
  public:
-  Api(const config::Settings& cfg, AuthStore& store, PasswordChecker& passwords,
-      LoginThrottle& throttle, SupervisorChannel& channel)
-      : cfg_(cfg), store_(store), passwords_(passwords), throttle_(throttle), channel_(channel) {}
+  // Every rule about users is jobworkerd's: the API needs no settings, only the channel.
+  explicit Api(SupervisorChannel& channel) : channel_(channel) {}
 
   void handle(const HttpRequest& request, Responder& out) override;
 
  private:
   ApiResult<Principal> authenticate(const HttpRequest& r);
-  ApiResult<protocol::Role> checkPassword(const std::string& user, const std::string& password,
-                                          const std::string& addr);
-  // The job if `p` may see it; another user's job is "not found" for the role `user`.
+  // The job if `p` may see it (jobworkerd decides; another user's job is "not found").
   ApiResult<protocol::JobStatus> visibleJob(const Principal& p, const std::string& id);
 
   void healthz(Responder& out);
@@ -48,10 +45,6 @@ class Api : public RequestHandler {
   void jobLogs(const Target& t, const std::string& id, const Principal& p, Responder& out);
   void streamChunks(protocol::OutputReadRequest& req, protocol::OutputChunk first, Responder& out);
 
-  const config::Settings& cfg_;
-  AuthStore& store_;
-  PasswordChecker& passwords_;
-  LoginThrottle& throttle_;
   SupervisorChannel& channel_;
 };
 

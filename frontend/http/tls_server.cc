@@ -81,7 +81,7 @@ class ServerSession : public Poco::Net::HTTPServerSession {
 // plain socket throws, so a stalled client is dropped instead.
 class ServerTlsImpl : public Poco::Net::SecureStreamSocketImpl {
  public:
-  ServerTlsImpl(Poco::Net::StreamSocketImpl* plain, Poco::Net::Context::Ptr ctx)
+  ServerTlsImpl(Poco::Net::StreamSocketImpl* plain, const Poco::Net::Context::Ptr& ctx)
       : SecureStreamSocketImpl(plain, ctx) {
     acceptSSL();  // server side: the handshake itself runs later, step by step
   }
@@ -641,7 +641,10 @@ void TlsServer::serve(std::unique_ptr<Conn> c) {
     wrapInTls(*c);
     if (!c->handshaken) {
       Handshake h = handshakeStep(*c);
-      if (h == Handshake::kWaiting) park(std::move(c));
+      if (h == Handshake::kWaiting) {
+        park(std::move(c));
+        return;
+      }
       if (h != Handshake::kDone) return;
     }
     while (serveRequest(*c)) {

@@ -1,29 +1,42 @@
 // Session table (see sessions.h); runs in jobworkerd.
 #include "supervisor/accounts/sessions.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 
 namespace jw::supervisor {
 
-Status SessionStore::add(const protocol::SessionEntry& s, int64_t now_ms) {
-  if (s.expires_at_ms <= now_ms) return Error{"session already expired"};
-  if (s.expires_at_ms > now_ms + static_cast<int64_t>(ttl_ms_) + kExpirySlackMs) {
-    return Error{"session expiry beyond the configured session_ttl"};
-  }
+SessionStore::Hash SessionStore::hashToken(const protocol::Token& token) {
+  Hash h{};
+  crypto_generichash(h.data(), h.size(), token.bytes.data(), token.bytes.size(), nullptr, 0);
+  return h;
+}
+
+SessionStore::Minted SessionStore::mint(const std::string& user, int64_t now_ms) {
   if (by_hash_.size() >= kMaxSessions) pruneExpired(now_ms);  // housekeeping prunes the rest
-  if (by_hash_.size() >= kMaxSessions && by_hash_.find(s.token_hash) == by_hash_.end()) {
+  if (by_hash_.size() >= kMaxSessions) {
     auto soonest = std::min_element(by_hash_.begin(), by_hash_.end(), [](auto& a, auto& b) {
-      return a.second.entry.expires_at_ms < b.second.entry.expires_at_ms;
+      return a.second.expires_at_ms < b.second.expires_at_ms;
     });
     by_hash_.erase(soonest);
   }
-  Stored& stored = by_hash_[s.token_hash];
-  if (stored.created_at_ms == 0) stored.created_at_ms = now_ms;
-  stored.entry = s;
-  return okStatus();
+  Minted m{{}, now_ms + static_cast<int64_t>(ttl_ms_)};
+  randombytes_buf(m.token.bytes.data(), m.token.bytes.size());
+  by_hash_[hashToken(m.token)] = Session{user, m.expires_at_ms, now_ms};
+  return m;
 }
 
-void SessionStore::revoke(const protocol::TokenHash& h) { by_hash_.erase(h); }
+const SessionStore::Session* SessionStore::find(const protocol::Token& token,
+                                                int64_t now_ms) const {
+  auto it = by_hash_.find(hashToken(token));
+  if (it == by_hash_.end() || it->second.expires_at_ms <= now_ms) return nullptr;
+  return &it->second;
+}
+
+bool SessionStore::revoke(const protocol::Token& token) {
+  return by_hash_.erase(hashToken(token)) != 0;
+}
 
 size_t SessionStore::revokeUser(const std::string& user) {
   size_t before = by_hash_.size();
@@ -34,10 +47,7 @@ size_t SessionStore::revokeUser(const std::string& user) {
 std::vector<protocol::ControlSessionInfo> SessionStore::summaries() const {
   std::vector<protocol::ControlSessionInfo> out;
   out.reserve(by_hash_.size());
-  for (const auto& [hash, s] : by_hash_) {
-    // The remote address is not known until logins go through the supervisor ("[authority]").
-    out.push_back({s.entry.user, s.created_at_ms, s.entry.expires_at_ms, ""});
-  }
+  for (const auto& [hash, s] : by_hash_) out.push_back({s.user, s.created_at_ms, s.expires_at_ms, ""});
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
     return a.created_at_ms != b.created_at_ms ? a.created_at_ms < b.created_at_ms : a.user < b.user;
   });
@@ -46,25 +56,8 @@ std::vector<protocol::ControlSessionInfo> SessionStore::summaries() const {
 
 void SessionStore::pruneExpired(int64_t now_ms) {
   for (auto it = by_hash_.begin(); it != by_hash_.end();) {
-    it = it->second.entry.expires_at_ms <= now_ms ? by_hash_.erase(it) : std::next(it);
+    it = it->second.expires_at_ms <= now_ms ? by_hash_.erase(it) : std::next(it);
   }
-}
-
-std::vector<std::string> SessionStore::encodeTable() const {
-  std::vector<std::string> frames;
-  protocol::SessionTable part;
-  auto flush = [&](bool more) {
-    frames.push_back(protocol::encodeSessionTable(0, part, more ? protocol::kFlagMore : 0));
-    part.sessions.clear();
-  };
-  size_t left = by_hash_.size();
-  for (const auto& [hash, stored] : by_hash_) {
-    part.sessions.push_back(stored.entry);
-    left--;
-    if (part.sessions.size() == protocol::kMaxSessionsPerFrame && left > 0) flush(true);
-  }
-  flush(false);
-  return frames;
 }
 
 }  // namespace jw::supervisor

@@ -1,7 +1,10 @@
-// The session table (token hashes, never tokens): the supervisor keeps it so sessions survive a
-// frontend restart, and lists and revokes them for the control socket. Runs in jobworkerd.
+// The session table: the supervisor mints every session token (256 random bits) and keeps only
+// its hash, the user and the expiry. Tokens arrive with each request and are hashed here; the
+// table never leaves this process, so sessions survive a frontend restart; the control socket
+// lists and revokes them. Runs in jobworkerd.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -9,22 +12,35 @@
 
 #include "common/protocol/codec.h"
 #include "common/protocol/control_codec.h"
-#include "common/result.h"
 
 namespace jw::supervisor {
 
 class SessionStore {
  public:
   static constexpr size_t kMaxSessions = 10000;
-  // Clock skew and request latency between the frontend's "now" and ours.
-  static constexpr int64_t kExpirySlackMs = 60'000;
+  using Hash = std::array<uint8_t, 32>;  // BLAKE2b-256 of the token's bytes
+
+  struct Session {
+    std::string user;
+    int64_t expires_at_ms = 0;  // Unix epoch milliseconds
+    int64_t created_at_ms = 0;
+  };
 
   explicit SessionStore(uint64_t session_ttl_ms) : ttl_ms_(session_ttl_ms) {}
 
-  // The caller has checked that the user exists. Refuses an expiry in the past or beyond
-  // now + ttl + slack. At the cap, the session expiring soonest is evicted.
-  Status add(const protocol::SessionEntry& s, int64_t now_ms);
-  void revoke(const protocol::TokenHash& h);
+  // A new session for `user` (the caller checked the password), expiring now + ttl. Only the
+  // token's hash is stored; the token itself is returned once, for the LoginReply. At the cap,
+  // the session expiring soonest is evicted.
+  struct Minted {
+    protocol::Token token;
+    int64_t expires_at_ms;
+  };
+  Minted mint(const std::string& user, int64_t now_ms);
+
+  // The live session of `token`, or null (unknown, expired or revoked).
+  const Session* find(const protocol::Token& token, int64_t now_ms) const;
+  // Ends the session of `token`; false if there was none.
+  bool revoke(const protocol::Token& token);
   // Ends every session of `user`; returns how many there were.
   size_t revokeUser(const std::string& user);
   // What the control socket shows of each live session (no token hash), oldest first.
@@ -34,25 +50,18 @@ class SessionStore {
   template <typename Pred>
   void removeUsersIf(Pred gone) {
     for (auto it = by_hash_.begin(); it != by_hash_.end();) {
-      it = gone(it->second.entry.user) ? by_hash_.erase(it) : std::next(it);
+      it = gone(it->second.user) ? by_hash_.erase(it) : std::next(it);
     }
   }
-
-  // Frames for a new frontend: SessionTable with request id 0, kFlagMore on all but the last,
-  // at most kMaxSessionsPerFrame each; an empty table is one frame.
-  std::vector<std::string> encodeTable() const;
 
   size_t size() const { return by_hash_.size(); }
   void setTtl(uint64_t ttl_ms) { ttl_ms_ = ttl_ms; }
 
- private:
-  struct Stored {
-    protocol::SessionEntry entry;
-    int64_t created_at_ms = 0;  // when add() first saw it
-  };
+  static Hash hashToken(const protocol::Token& token);
 
+ private:
   uint64_t ttl_ms_;
-  std::map<protocol::TokenHash, Stored> by_hash_;
+  std::map<Hash, Session> by_hash_;
 };
 
 }  // namespace jw::supervisor

@@ -33,6 +33,10 @@ std::string resolveFrontendPath(const std::string& flag) {
   return nextToSelf({"../frontend/jobworker-frontend"}, JW_FRONTEND_PATH);
 }
 
+std::string resolveVerifierPath() {
+  return nextToSelf({"verifier/jobworker-verifier"}, JW_VERIFIER_PATH);
+}
+
 // Installed, jobworker-admin sits in the same sbin directory as jobworkerd.
 std::string resolveAdminPath() {
   return nextToSelf({"../tools/jobworker-admin", "jobworker-admin"}, JW_ADMIN_PATH);

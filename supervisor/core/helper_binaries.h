@@ -1,5 +1,5 @@
-// Where jobworkerd finds the programs it execs: the frontend and the admin tool. Runs in
-// jobworkerd at startup.
+// Where jobworkerd finds the programs it execs: the frontend, the password verifier and the admin
+// tool. Runs in jobworkerd at startup.
 #pragma once
 
 #include <string>
@@ -9,6 +9,9 @@ namespace jw::supervisor {
 // `flag` (--frontend) when given, else <dir of /proc/self/exe>/../frontend/jobworker-frontend when
 // it exists (a build tree), else the installed libexec path.
 std::string resolveFrontendPath(const std::string& flag);
+// <dir of /proc/self/exe>/verifier/jobworker-verifier in a build tree (jobworkerd is
+// build/supervisor/jobworkerd), else the installed libexec path.
+std::string resolveVerifierPath();
 // <dir of /proc/self/exe>/../tools/jobworker-admin in a build tree, else jobworker-admin next to
 // jobworkerd, else the installed sbin path.
 std::string resolveAdminPath();

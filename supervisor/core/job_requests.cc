@@ -63,11 +63,8 @@ IsolationSpec Supervisor::isolationFor(const UserRecord& u, const protocol::JobS
 }
 
 void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r) {
-  const UserRecord* u = findUser(r.user);
-  if (u == nullptr) {
-    replyError(id, ErrorCode::kUnauthorized, "unknown user " + log::quote(r.user));
-    return;
-  }
+  const UserRecord* u = authenticate(id, r.token);
+  if (u == nullptr) return;
   if (u->role == Role::kViewer) {
     replyError(id, ErrorCode::kForbidden, "role viewer cannot start jobs");
     return;
@@ -325,8 +322,7 @@ void Supervisor::onJobExit(const std::string& job_id) {
   if (job->pipesOpen()) {
     // A process that escaped the group may keep the pipe open forever: stop waiting at some
     // point, the main process's output is complete by then.
-    std::string jid = job_id;
-    job->drain_timer = loop_.addTimer(kDrainDeadlineMs, [this, jid] {
+    job->drain_timer = loop_.addTimer(kDrainDeadlineMs, [this, jid = job_id] {
       Job* j = jobs_.find(jid);
       if (j == nullptr) return;
       j->drain_timer = 0;

@@ -3,10 +3,12 @@
 #include "supervisor/core/supervisor.h"
 
 #include <signal.h>
+#include <sodium.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -38,13 +40,34 @@ std::string clip(std::string s) {
   return s;
 }
 
+PasswordVerifierOptions verifierOptions(const SupervisorOptions& o) {
+  PasswordVerifierOptions v;
+  v.path = o.verifier_path;
+  if (o.as_root) {
+    v.args = {"--run-as", o.settings.verifier_user};
+  } else {
+    v.args = {"--no-setuid"};
+  }
+  v.max_in_flight = o.settings.max_concurrent_password_checks;
+  return v;
+}
+
+LoginThrottleLimits throttleLimits(const config::Settings& s) {
+  LoginThrottleLimits l;
+  l.pair_free_failures = s.login_max_failures;
+  l.backoff_cap_ms = std::max<uint64_t>(s.login_lockout_ms, l.backoff_base_ms);
+  return l;
+}
+
 }  // namespace
 
 Supervisor::Supervisor(SupervisorOptions options)
     : opt_(std::move(options)),
       settings_(opt_.settings),
       store_(opt_.state_dir),
-      sessions_(opt_.settings.session_ttl_ms) {}
+      sessions_(opt_.settings.session_ttl_ms),
+      verifier_(loop_, verifierOptions(opt_)),
+      throttle_([] { return EventLoop::monotonicMs(); }, throttleLimits(opt_.settings)) {}
 
 Supervisor::~Supervisor() {
   frontend_.reset();
@@ -57,6 +80,8 @@ Status Supervisor::init() {
   if (Status st = setupSignals(); !st) return st;
   if (Status st = loadUsers(); !st) return st;
   if (Status st = store_.prepare(); !st) return st;
+  if (sodium_init() < 0) return Error{"sodium_init failed"};
+  verifier_.start();
   control_ = std::make_unique<ControlServer>(
       loop_, [this](ControlServer::ConnId c, const protocol::ControlFrameHeader& h,
                     std::string_view p) { return onControlRequest(c, h, p); });
@@ -180,19 +205,19 @@ Status Supervisor::loadUsers() {
 }
 
 void Supervisor::reloadUsers() {
+  std::map<std::string, std::string> old_hashes;
+  for (const auto& [name, u] : users_) old_hashes[name] = u.password_hash;
   Status st = loadUsers();
   if (!st) {
     log::err("SIGHUP: keeping the previous users: " + st.error().message);
     return;
   }
-  sessions_.removeUsersIf([this](const std::string& u) { return users_.count(u) == 0; });
-  frontend_->send(userTableFrame());
-}
-
-std::string Supervisor::userTableFrame() const {
-  protocol::UserTable t;
-  for (const auto& [name, u] : users_) t.users.push_back({u.name, u.password_hash, u.role});
-  return protocol::encodeUserTable(0, t);
+  // A removed user's sessions end, and so do those of a user whose password changed: a new
+  // password is how an administrator locks out whoever knew the old one.
+  sessions_.removeUsersIf([&](const std::string& name) {
+    const UserRecord* u = findUser(name);
+    return u == nullptr || u->password_hash != old_hashes[name];
+  });
 }
 
 const UserRecord* Supervisor::findUser(const std::string& name) const {
@@ -210,9 +235,7 @@ void Supervisor::housekeeping() {
 
 void Supervisor::onFrontendConnected() {
   frontend_ready_ = false;
-  frontend_->send(userTableFrame());
-  sessions_.pruneExpired(realtimeMs());
-  for (auto& f : sessions_.encodeTable()) frontend_->send(std::move(f));
+  frontend_generation_++;  // the sessions stay here; the new frontend gets nothing
 }
 
 void Supervisor::onFrontendGone() {
@@ -248,31 +271,9 @@ void Supervisor::replyStatus(uint32_t id, const Job& job) {
 
 // --- requests ----------------------------------------------------------------------------------
 
-void Supervisor::handleSessionAdd(uint32_t id, const protocol::SessionEntry& s) {
-  if (findUser(s.user) == nullptr) {
-    replyError(id, ErrorCode::kUnauthorized, "unknown user " + log::quote(s.user));
-    return;
-  }
-  Status st = sessions_.add(s, realtimeMs());
-  if (!st) {
-    replyError(id, ErrorCode::kBadRequest, st.error().message);
-    return;
-  }
-  frontend_->send(protocol::encodeOk(id, {}));
-}
-
-void Supervisor::handleSessionRevoke(uint32_t id, const protocol::TokenHash& h) {
-  sessions_.revoke(h);
-  frontend_->send(protocol::encodeOk(id, {}));
-}
-
-Job* Supervisor::accessibleJob(uint32_t id, const std::string& user, const std::string& job_id,
+Job* Supervisor::accessibleJob(uint32_t id, const UserRecord& user, const std::string& job_id,
                                Access access) {
-  const UserRecord* u = findUser(user);
-  if (u == nullptr) {
-    replyError(id, ErrorCode::kUnauthorized, "unknown user " + log::quote(user));
-    return nullptr;
-  }
+  const UserRecord* u = &user;
   Job* job = jobs_.find(job_id);
   // A user never learns whether another user's job exists.
   if (job == nullptr || (u->role == Role::kUser && job->owner() != u->name)) {
@@ -287,7 +288,14 @@ Job* Supervisor::accessibleJob(uint32_t id, const std::string& user, const std::
 }
 
 void Supervisor::handleJobStop(uint32_t id, const protocol::JobStopRequest& r) {
-  Job* job = accessibleJob(id, r.user, r.job_id, Access::kWrite);
+  const UserRecord* u = authenticate(id, r.token);
+  if (u == nullptr) return;
+  // Role first: a viewer learns nothing about which jobs exist from a stop.
+  if (u->role == Role::kViewer) {
+    replyError(id, ErrorCode::kForbidden, "role viewer cannot stop jobs");
+    return;
+  }
+  Job* job = accessibleJob(id, *u, r.job_id, Access::kWrite);
   if (job == nullptr) return;
   if (job->ended()) {
     replyError(id, ErrorCode::kConflict,
@@ -297,22 +305,21 @@ void Supervisor::handleJobStop(uint32_t id, const protocol::JobStopRequest& r) {
   }
   // A job whose main process already exited is being finalised: nothing left to stop.
   if (!job->mainExited()) {
-    stopJob(*job, r.user, r.has_grace ? r.grace_ms : settings_.stop_grace_ms);
+    stopJob(*job, u->name, r.has_grace ? r.grace_ms : settings_.stop_grace_ms);
   }
   replyStatus(id, *job);
 }
 
 void Supervisor::handleJobGet(uint32_t id, const protocol::JobRef& r) {
-  Job* job = accessibleJob(id, r.user, r.job_id, Access::kRead);
+  const UserRecord* u = authenticate(id, r.token);
+  if (u == nullptr) return;
+  Job* job = accessibleJob(id, *u, r.job_id, Access::kRead);
   if (job != nullptr) replyStatus(id, *job);
 }
 
 void Supervisor::handleJobList(uint32_t id, const protocol::JobListRequest& r) {
-  const UserRecord* u = findUser(r.user);
-  if (u == nullptr) {
-    replyError(id, ErrorCode::kUnauthorized, "unknown user " + log::quote(r.user));
-    return;
-  }
+  const UserRecord* u = authenticate(id, r.token);
+  if (u == nullptr) return;
   // Role user asking for `all` gets its own jobs: the list is still correct for what it may see.
   bool everyone = r.all && u->role != Role::kUser;
   std::vector<std::string> frames;
@@ -375,7 +382,9 @@ protocol::OutputChunk Supervisor::readChunk(const Job& job, const protocol::Outp
 }
 
 void Supervisor::handleOutputRead(uint32_t id, const protocol::OutputReadRequest& r) {
-  Job* job = accessibleJob(id, r.user, r.job_id, Access::kRead);
+  const UserRecord* u = authenticate(id, r.token);
+  if (u == nullptr) return;
+  Job* job = accessibleJob(id, *u, r.job_id, Access::kRead);
   if (job == nullptr) return;
   if (r.stream == protocol::Stream::kStderr && !job->separate()) {
     replyError(id, ErrorCode::kBadRequest,

@@ -17,6 +17,8 @@
 #include "common/fd.h"
 #include "common/protocol/codec.h"
 #include "supervisor/accounts/accounts.h"
+#include "supervisor/accounts/login_throttle.h"
+#include "supervisor/accounts/password_verifier.h"
 #include "supervisor/accounts/sessions.h"
 #include "supervisor/accounts/users_file.h"
 #include "supervisor/cgroup/cgroup.h"
@@ -39,6 +41,7 @@ struct SupervisorOptions {
   std::string tls_cert, tls_key;  // handed to the frontend
   std::string config_file;        // handed to the frontend ("" if none)
   std::string frontend_path;
+  std::string verifier_path;                // jobworker-verifier
   UniqueFd listen_fd;                       // handed to every frontend incarnation as fd 4
   std::optional<Account> frontend_account;  // as root: the account the frontend drops to
   Account self;                             // non-root dev: the account every job runs as
@@ -77,7 +80,6 @@ class Supervisor {
   void onSignal();
   Status loadUsers();
   void reloadUsers();
-  std::string userTableFrame() const;
   const UserRecord* findUser(const std::string& name) const;
   void housekeeping();
 
@@ -114,8 +116,14 @@ class Supervisor {
 
   // requests; each handler replies itself
   Status handleReady(uint32_t id, const protocol::Empty&);  // once per frontend
-  void handleSessionAdd(uint32_t id, const protocol::SessionEntry& s);
-  void handleSessionRevoke(uint32_t id, const protocol::TokenHash& h);
+  // session_requests.cc: Login is answered from the verifier's callback (finishLogin); every
+  // other request starts with authenticate(), which replies `unauthorized` itself on null.
+  void handleLogin(uint32_t id, protocol::LoginRequest& r);  // wipes r.password
+  void finishLogin(uint32_t id, uint64_t generation, const std::string& user,
+                   const std::string& address, PasswordVerdict v);
+  void handleSessionRevoke(uint32_t id, const protocol::SessionRef& s);
+  void handleSessionGet(uint32_t id, const protocol::SessionRef& s);
+  const UserRecord* authenticate(uint32_t id, const protocol::Token& token);
   void handleJobStart(uint32_t id, const protocol::JobStartRequest& r);
   void handleJobStop(uint32_t id, const protocol::JobStopRequest& r);
   void handleJobGet(uint32_t id, const protocol::JobRef& r);
@@ -124,7 +132,7 @@ class Supervisor {
   void handleHealth(uint32_t id, const protocol::Empty&);
   // Resolves user + job with role and ownership rules; replies with the error itself and
   // returns null when refused.
-  Job* accessibleJob(uint32_t id, const std::string& user, const std::string& job_id, Access a);
+  Job* accessibleJob(uint32_t id, const UserRecord& u, const std::string& job_id, Access a);
 
   // jobs
   Job* startJob(uint32_t id, const UserRecord& user, const protocol::JobStartRequest& r);
@@ -165,6 +173,9 @@ class Supervisor {
   std::unique_ptr<ControlServer> control_;
   OutputStore store_;
   SessionStore sessions_;
+  PasswordVerifier verifier_;  // after loop_: destroyed first, while its timers can be cancelled
+  LoginThrottle throttle_;
+  uint64_t frontend_generation_ = 0;  // bumped per frontend connection; Login replies check it
   JobTable jobs_;
   std::map<std::string, UserRecord> users_;
   UniqueFd signal_fd_;

@@ -100,20 +100,23 @@ void FrontendProcess::start() { spawn(); }
 void FrontendProcess::spawn() {
   respawn_timer_ = 0;
   if (shutting_down_) return;
-  int pair[2];
-  Status st = protocol::makeChannelPair(pair);
-  if (!st) {
-    log::err("cannot start the frontend: " + st.error().message);
+  auto child = forkFrontend();
+  if (!child) {
+    log::err("cannot start the frontend: " + child.error().message);
     scheduleRespawn();
     return;
   }
+  if (!watchChild(child->report)) return;  // exec failed: onExit respawns it with back-off
+  attachChannel(std::move(child->channel));
+}
+
+// The channel pair and the exec report pipe, then fork; the child execs the frontend binary.
+Result<FrontendProcess::ForkedChild> FrontendProcess::forkFrontend() {
+  int pair[2];
+  if (Status st = protocol::makeChannelPair(pair); !st) return st.error();
   UniqueFd mine(pair[0]), theirs(pair[1]);
   auto report = makePipe(O_CLOEXEC);
-  if (!report) {
-    log::err("cannot start the frontend: " + report.error().message);
-    scheduleRespawn();
-    return;
-  }
+  if (!report) return report.error();
   std::vector<std::string> argv_s = {options_.path};
   argv_s.insert(argv_s.end(), options_.args.begin(), options_.args.end());
   std::vector<std::string> env_s = frontendEnvironment();
@@ -127,27 +130,26 @@ void FrontendProcess::spawn() {
     execFrontend(parent, theirs.get(), options_.listen_fd, report->write.get(), argv.data(),
                  envp.data());
   }
-  int fork_errno = errno;
-  theirs.reset();
-  report->write.reset();
-  if (pid < 0) {
-    log::err("cannot start the frontend: " + sysError("fork", fork_errno).message);
-    scheduleRespawn();
-    return;
-  }
+  if (pid < 0) return sysError("fork");
   pid_ = pid;
+  return ForkedChild{std::move(mine), std::move(report->read)};
+}
+
+// Watches the new child through its pidfd (fail closed without one) and reads its exec report.
+// False when the exec failed.
+bool FrontendProcess::watchChild(UniqueFd& report) {
   generation_++;
   started_ms_ = EventLoop::monotonicMs();
-  pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));
   if (!pidfd_) {
     // Without a pidfd we cannot watch it safely: fail closed, the supervisor cannot run.
     log::err("pidfd_open(frontend): " + std::string(strerror(errno)));
-    kill(pid, SIGKILL);
+    kill(pid_, SIGKILL);
     abort();
   }
   int child_errno = 0;
-  auto got = readExact(report->read.get(), &child_errno, sizeof child_errno, "frontend report");
-  report->read.reset();
+  auto got = readExact(report.get(), &child_errno, sizeof child_errno, "frontend report");
+  report.reset();
   const bool exec_failed = got && got.value() == sizeof child_errno;
   if (!got) log::err("cannot start the frontend: " + got.error().message);
   if (exec_failed) {
@@ -160,8 +162,11 @@ void FrontendProcess::spawn() {
     abort();
   }
   pidfd_watch_ = pw.value();
-  if (exec_failed) return;  // onExit respawns it with back-off
+  return !exec_failed;
+}
 
+// The supervisor's end of the channel, non-blocking, in the event loop; then the frontend is on.
+void FrontendProcess::attachChannel(UniqueFd mine) {
   int fl = fcntl(mine.get(), F_GETFL);
   if (fl < 0 || fcntl(mine.get(), F_SETFL, fl | O_NONBLOCK) != 0) {
     log::err("make the frontend channel non-blocking: " + std::string(strerror(errno)));
@@ -177,7 +182,7 @@ void FrontendProcess::spawn() {
   }
   channel_fd_ = std::move(mine);
   channel_watch_ = cw.value();
-  log::info("frontend started: pid " + std::to_string(pid) + ", " + options_.path);
+  log::info("frontend started: pid " + std::to_string(pid_) + ", " + options_.path);
   cb_.on_connected();
 }
 

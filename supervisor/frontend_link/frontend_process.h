@@ -64,6 +64,13 @@ class FrontendProcess {
 
  private:
   void spawn();
+  struct ForkedChild {
+    UniqueFd channel;  // the supervisor's end
+    UniqueFd report;   // read end of the exec report pipe
+  };
+  Result<ForkedChild> forkFrontend();
+  bool watchChild(UniqueFd& report);
+  void attachChannel(UniqueFd mine);
   void onChannel(uint32_t events);
   void onExit();
   void closeChannel();

@@ -378,6 +378,47 @@ Result<JobPipes> makeJobPipes(bool separate_stderr, bool with_init) {
   return p;
 }
 
+// In the parent after the fork: its pidfd, the job's cgroup, then the go-ahead through the
+// release pipe. Kills the child on failure.
+Result<UniqueFd> placeAndRelease(pid_t pid, const SpawnRequest& req, JobPipes& io) {
+  // Both sides set the group, so a stop sent right after this returns reaches the whole job.
+  // (With an init, the init leads its own group and the command makes another.)
+  setpgid(pid, pid);
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) {
+    Error e = sysError("pidfd_open");
+    killAndReap(pid);
+    return e;
+  }
+  if (req.cgroup != nullptr) {
+    Status st = req.cgroup->addProcess(pid);
+    if (!st) {
+      killAndReap(pid);
+      return Error{"move the job into its cgroup: " + st.error().message, st.error().sys_errno};
+    }
+  }
+  char go = 1;
+  if (write(io.release.write.get(), &go, 1) != 1) {
+    // EPIPE: the child already died; its report (or its exit) tells the rest.
+  }
+  io.release.write.reset();
+  return pidfd;
+}
+
+// The supervisor's ends of the output and status pipes never block the event loop.
+Status makeParentEndsNonBlocking(JobPipes& io) {
+  for (const UniqueFd* fd : {&io.out.read, &io.err.read, &io.status.read}) {
+    if (!*fd) continue;
+    int fl = fcntl(fd->get(), F_GETFL);
+    if (fl < 0 || fcntl(fd->get(), F_SETFL, fl | O_NONBLOCK) != 0) {
+      return sysError("make job pipe non-blocking");
+    }
+    // A bigger pipe means fewer wake-ups for chatty jobs; failure only costs speed.
+    if (fd != &io.status.read) fcntl(fd->get(), F_SETPIPE_SZ, 1 << 20);
+  }
+  return okStatus();
+}
+
 }  // namespace
 
 Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
@@ -408,28 +449,8 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
                               &io.status.write, &io.devnull}) {
     child_end->reset();
   }
-  // Both sides set the group, so a stop sent right after this returns reaches the whole job.
-  // (With an init, the init leads its own group and the command makes another.)
-  setpgid(pid, pid);
-
-  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) {
-    Error e = sysError("pidfd_open");
-    killAndReap(pid);
-    return e;
-  }
-  if (req.cgroup != nullptr) {
-    Status st = req.cgroup->addProcess(pid);
-    if (!st) {
-      killAndReap(pid);
-      return Error{"move the job into its cgroup: " + st.error().message, st.error().sys_errno};
-    }
-  }
-  char go = 1;
-  if (write(io.release.write.get(), &go, 1) != 1) {
-    // EPIPE: the child already died; its report (or its exit) tells the rest.
-  }
-  io.release.write.reset();
+  auto pidfd = placeAndRelease(pid, req, io);
+  if (!pidfd) return pidfd.error();
 
   // EOF: every writer is gone, i.e. the command exec'd (and the init, if any, closed its copy
   // on entering its loop).
@@ -441,20 +462,12 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
     if (!got) return got.error();
     return reportedError(req, r, failure);
   }
-
-  for (const UniqueFd* fd : {&io.out.read, &io.err.read, &io.status.read}) {
-    if (!*fd) continue;
-    int fl = fcntl(fd->get(), F_GETFL);
-    if (fl < 0 || fcntl(fd->get(), F_SETFL, fl | O_NONBLOCK) != 0) {
-      Error e = sysError("make job pipe non-blocking");
-      killAndReap(pid);
-      return e;
-    }
-    // A bigger pipe means fewer wake-ups for chatty jobs; failure only costs speed.
-    if (fd != &io.status.read) fcntl(fd->get(), F_SETPIPE_SZ, 1 << 20);
+  if (Status st = makeParentEndsNonBlocking(io); !st) {
+    killAndReap(pid);
+    return st.error();
   }
   *failure = SpawnFailure::kNone;
-  return SpawnedJob{pid, std::move(pidfd), std::move(io.out.read), std::move(io.err.read),
+  return SpawnedJob{pid, std::move(pidfd.value()), std::move(io.out.read), std::move(io.err.read),
                     std::move(io.status.read)};
 }
 

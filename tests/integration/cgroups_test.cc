@@ -24,6 +24,7 @@
 
 #include "supervisor/cgroup/cgroup.h"
 #include "supervisor/cgroup/cgroup_impl.h"
+#include "tests/wait_until.h"
 
 namespace jw::supervisor {
 namespace {
@@ -133,16 +134,9 @@ class HeldChild {
   }
   // Waits for the exit; false on timeout.
   bool wait(int* status, milliseconds timeout) {
-    auto deadline = steady_clock::now() + timeout;
-    while (steady_clock::now() < deadline) {
-      pid_t r = ::waitpid(pid_, status, WNOHANG);
-      if (r == pid_) {
-        reaped_ = true;
-        return true;
-      }
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-    return false;
+    reaped_ =
+        jw::test::waitUntil([&] { return ::waitpid(pid_, status, WNOHANG) == pid_; }, timeout);
+    return reaped_;
   }
 
  private:
@@ -161,12 +155,7 @@ class HeldChild {
 
 // Waits for pid (our child, or an orphan reparented to us as subreaper); false on timeout.
 bool reap(pid_t pid, int* status, milliseconds timeout) {
-  auto deadline = steady_clock::now() + timeout;
-  while (steady_clock::now() < deadline) {
-    if (::waitpid(pid, status, WNOHANG) == pid) return true;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return false;
+  return jw::test::waitUntil([&] { return ::waitpid(pid, status, WNOHANG) == pid; }, timeout);
 }
 
 void reapAllOrphans() {
@@ -314,12 +303,14 @@ TEST_F(HostCgroups, MemoryLimitEndsInOomKill) {
   std::string id = jobId("oom");
   auto job = create(id, limits);
   ASSERT_TRUE(job);
-  // Touches 512 MiB in 1 MiB steps: far past the limit, in user mode.
+  // Touches 512 MiB in 1 MiB steps: far past the limit, in user mode. One volatile write per
+  // page: memory nobody reads again is fair game for the optimiser, and clang -O2 removed a
+  // plain malloc + memset loop altogether (the child then exited 0).
   HeldChild child([] {
     for (int i = 0; i < 512; ++i) {
-      char* p = static_cast<char*>(std::malloc(kMiB));
+      auto* p = static_cast<volatile char*>(std::malloc(kMiB));
       if (p == nullptr) ::_exit(3);
-      std::memset(p, i + 1, kMiB);
+      for (size_t off = 0; off < kMiB; off += 4096) p[off] = static_cast<char>(i + 1);
     }
     ::_exit(0);
   });

@@ -104,19 +104,25 @@ class CliTest : public ::testing::Test {
 
   // Polls `status --output json` until the job is no longer running.
   Poco::JSON::Object::Ptr waitEnded(const std::string& id) {
-    auto deadline = Clock::now() + std::chrono::seconds(60);
-    while (Clock::now() < deadline) {
-      CmdResult r = cli({"status", "--output", "json", id});
-      if (r.exit_code != 0) {
-        ADD_FAILURE() << r.err;
-        return nullptr;
-      }
-      auto o = parseObject(r.out);
-      if (o->getValue<std::string>("state") != "running") return o;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Poco::JSON::Object::Ptr o;
+    CmdResult r;
+    bool ended = waitUntil(
+        [&] {
+          r = cli({"status", "--output", "json", id});
+          if (r.exit_code != 0) return true;
+          o = parseObject(r.out);
+          return o->getValue<std::string>("state") != "running";
+        },
+        std::chrono::seconds(60));
+    if (r.exit_code != 0) {
+      ADD_FAILURE() << r.err;
+      return nullptr;
     }
-    ADD_FAILURE() << "job " << id << " did not end";
-    return nullptr;
+    if (!ended) {
+      ADD_FAILURE() << "job " << id << " did not end";
+      return nullptr;
+    }
+    return o;
   }
 
   static Daemon* daemon_;
@@ -281,13 +287,10 @@ std::string readUntil(int fd, const std::string& needle, int timeout_ms) {
 }
 
 int waitExit(pid_t pid, int timeout_s) {
-  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
-  while (Clock::now() < deadline) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  int status = 0;
+  if (waitUntil([&] { return waitpid(pid, &status, WNOHANG) == pid; },
+                std::chrono::seconds(timeout_s))) {
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
@@ -438,11 +441,21 @@ TEST_F(CliTest, FollowResumesExactlyAfterTheFrontendIsKilled) {
   pid_t old_frontend = d().frontendPid();
   ASSERT_GT(old_frontend, 0);
 
-  CmdResult follow;
-  std::thread follower([&] { follow = cli({"logs", "-f", id}); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // The follower writes to files so that the test sees how far it got.
+  const std::string out_path = xdg_ + "/follow.out", err_path = xdg_ + "/follow.err";
+  pid_t follower = spawnLogged({binary("jobworker"), "logs", "-f", id}, {"XDG_CONFIG_HOME=" + xdg_},
+                               out_path, err_path);
+  ASSERT_GT(follower, 0);
+  // Kill mid-stream: once the follower has printed a part, not all, of the 60 lines.
+  bool streaming =
+      waitUntil([&] { return readFile(out_path).find("line 10\n") != std::string::npos; },
+                std::chrono::seconds(10));
+  EXPECT_TRUE(streaming) << "the follower printed: " << readFile(out_path) << readFile(err_path);
   ASSERT_EQ(kill(old_frontend, SIGKILL), 0);
-  follower.join();
+  CmdResult follow;
+  follow.exit_code = waitExit(follower, 60);
+  follow.out = readFile(out_path);
+  follow.err = readFile(err_path);
 
   EXPECT_EQ(follow.exit_code, 0) << follow.err;
   EXPECT_EQ(follow.out, numberedLines(60));
@@ -450,6 +463,36 @@ TEST_F(CliTest, FollowResumesExactlyAfterTheFrontendIsKilled) {
   EXPECT_NE(follow.err.find("interrupted; reconnecting"), std::string::npos) << follow.err;
   EXPECT_NE(d().frontendPid(), old_frontend);
   EXPECT_EQ(cli({"logs", id}).out, numberedLines(60));
+}
+
+TEST_F(CliTest, FollowSaysWhyWhenItsSessionIsRevoked) {
+  loginAdmin();
+  std::string token = parseObject(readFile(configFile()))->getValue<std::string>("token");
+  std::vector<std::string> args = {"start", "--"};
+  for (const auto& a : slowPrinter(200, "0.1")) args.push_back(a);
+  CmdResult start = cli(args);
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  std::string id = start.out.substr(0, 36);
+  const std::string out_path = xdg_ + "/follow.out", err_path = xdg_ + "/follow.err";
+  pid_t follower = spawnLogged({binary("jobworker"), "logs", "-f", id}, {"XDG_CONFIG_HOME=" + xdg_},
+                               out_path, err_path);
+  ASSERT_GT(follower, 0);
+  ASSERT_TRUE(waitUntil([&] { return readFile(out_path).find("line 5\n") != std::string::npos; },
+                        std::chrono::seconds(10)));
+  // The session ends under the stream (as a logout elsewhere, or an administrator, would do).
+  EXPECT_EQ(https(d(), "POST", "/v1/logout", "", token).status, 204);
+  int code = waitExit(follower, 30);
+  std::string out = readFile(out_path), err = readFile(err_path);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(err.find("session expired or revoked"), std::string::npos) << err;
+  EXPECT_NE(err.find("jobworker login --server " + d().url()), std::string::npos) << err;
+  // Whole lines only, and fewer than the job will print: it ended early, cleanly.
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back(), '\n');
+  EXPECT_LT(out.size(), numberedLines(200).size());
+  EXPECT_EQ(numberedLines(200).rfind(out, 0), 0u);
+  std::string admin = login(d(), "admin", d().adminPassword());
+  https(d(), "POST", "/v1/jobs/" + id + "/stop", "{}", admin);
 }
 
 TEST_F(CliTest, AmbiguousPrefixIsReported) {
@@ -543,10 +586,7 @@ class TlsServer {
       _exit(127);
     }
     // Ready when it accepts connections.
-    auto deadline = Clock::now() + std::chrono::seconds(10);
-    while (Clock::now() < deadline && !accepting()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    waitUntil([&] { return accepting(); }, std::chrono::seconds(10));
   }
   ~TlsServer() {
     if (pid_ > 0) {

@@ -69,29 +69,64 @@ int decodeWait(int status) {
 
 // Waits for pid up to timeout; returns the decoded status or -1 on timeout.
 int waitFor(pid_t pid, std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  for (;;) {
-    int status = 0;
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return decodeWait(status);
-    if (r < 0) return -1;
-    if (Clock::now() > deadline) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  int status = 0;
+  pid_t r = 0;
+  waitUntil([&] { return (r = waitpid(pid, &status, WNOHANG)) != 0; }, timeout);
+  return r == pid ? decodeWait(status) : -1;
+}
+
+// How many times needle occurs in text.
+size_t occurrences(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) n++;
+  return n;
+}
+
+// Where binary(name) sits below the build root.
+std::string buildTreePath(const std::string& name) {
+  if (name == "jobworkerd") return "supervisor/jobworkerd";
+  if (name == "jobworker-frontend") return "frontend/jobworker-frontend";
+  if (name == "jobworker-admin") return "tools/jobworker-admin";
+  if (name == "jobworker") return "client/jobworker";
+  if (name == "relay_frontend") return "tests/integration/relay_frontend";
+  if (name == "jobworker-verifier") return "supervisor/verifier/jobworker-verifier";
+  return name;
 }
 
 }  // namespace
 
 std::string binary(const std::string& name) {
-  std::string build = envOr("JW_BUILD_ROOT", ".");
-  if (name == "jobworkerd") return envOr("JW_JOBWORKERD", build + "/supervisor/jobworkerd");
-  if (name == "jobworker-frontend") return build + "/frontend/jobworker-frontend";
-  if (name == "jobworker-admin") return build + "/tools/jobworker-admin";
-  if (name == "jobworker") return build + "/client/jobworker";
-  if (name == "relay_frontend") {
-    return envOr("JW_RELAY_FRONTEND", build + "/tests/integration/relay_frontend");
+  std::string built = envOr("JW_BUILD_ROOT", ".") + "/" + buildTreePath(name);
+  if (name == "jobworkerd") return envOr("JW_JOBWORKERD", built);
+  if (name == "relay_frontend") return envOr("JW_RELAY_FRONTEND", built);
+  if (name == "jobworker-verifier") return envOr("JW_VERIFIER", built);
+  return built;
+}
+
+StagedBinaries::StagedBinaries() : dir_(makeTempDir("jwbin")) {
+  namespace fs = std::filesystem;
+  auto reachable = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                   fs::perms::others_read | fs::perms::others_exec;
+  std::error_code ec;
+  fs::permissions(dir_, reachable, ec);
+  if (ec) ADD_FAILURE() << "chmod 0755 " << dir_ << ": " << ec.message();
+  for (const char* name : {"jobworkerd", "jobworker-frontend", "jobworker-admin", "relay_frontend",
+                           "jobworker-verifier"}) {
+    fs::path to = fs::path(dir_) / buildTreePath(name);
+    for (fs::path d = to.parent_path(); d != fs::path(dir_); d = d.parent_path()) {
+      fs::create_directories(d, ec);
+      fs::permissions(d, reachable, ec);
+    }
+    fs::copy_file(binary(name), to, fs::copy_options::overwrite_existing, ec);
+    if (!ec) fs::permissions(to, reachable, ec);
+    if (ec) ADD_FAILURE() << "staging " << binary(name) << " as " << to << ": " << ec.message();
   }
-  return build + "/" + name;
+}
+
+StagedBinaries::~StagedBinaries() { removeTree(dir_); }
+
+std::string StagedBinaries::path(const std::string& name) const {
+  return dir_ + "/" + buildTreePath(name);
 }
 
 CmdResult run(const std::vector<std::string>& argv_in, const std::string& stdin_data,
@@ -244,21 +279,25 @@ std::string readFile(const std::string& path) {
 }
 
 pid_t spawnLogged(const std::vector<std::string>& argv_in, const std::vector<std::string>& env_in,
-                  const std::string& log_path) {
+                  const std::string& log_path, const std::string& err_path) {
   std::vector<std::string> argv = argv_in;
   std::vector<std::string> env = mergedEnv(env_in);
   auto cargv = cstrings(argv);
   auto cenv = cstrings(env);
-  int logfd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  const int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC;
+  int logfd = open(log_path.c_str(), flags, 0600);
+  int errfd = err_path.empty() ? logfd : open(err_path.c_str(), flags, 0600);
+  if (logfd < 0 || errfd < 0) ADD_FAILURE() << "spawnLogged: open: " << std::strerror(errno);
   pid_t pid = fork();
   if (pid == 0) {
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
     dup2(logfd, 1);
-    dup2(logfd, 2);
+    dup2(errfd, 2);
     execve(cargv[0], cargv.data(), cenv.data());
     _exit(127);
   }
+  if (errfd != logfd) close(errfd);
   close(logfd);
   return pid;
 }
@@ -315,52 +354,76 @@ std::string Daemon::adminPassword() const {
 
 std::string Daemon::log() const { return readFile(log_file_); }
 
-pid_t Daemon::frontendPid() const {
-  auto deadline = Clock::now() + std::chrono::seconds(5);
-  do {
-    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-      std::string name = e.path().filename();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::string stat = readFile(e.path().string() + "/stat");
-      size_t rp = stat.rfind(')');
-      if (rp == std::string::npos) continue;
-      std::istringstream rest(stat.substr(rp + 2));
-      char state;
-      pid_t ppid;
-      rest >> state >> ppid;
-      if (ppid != pid_ || state == 'Z') continue;
-      std::string comm = readFile(e.path().string() + "/comm");
-      if (comm.rfind("jobworker-front", 0) == 0 || comm.rfind("relay_frontend", 0) == 0) {
-        return std::stoi(name);
-      }
+pid_t childWithComm(pid_t parent, std::initializer_list<std::string_view> comm_prefixes) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = readFile(e.path().string() + "/stat");
+    size_t rp = stat.rfind(')');
+    if (rp == std::string::npos) continue;
+    std::istringstream rest(stat.substr(rp + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    if (ppid != parent || state == 'Z') continue;
+    std::string comm = readFile(e.path().string() + "/comm");
+    for (std::string_view prefix : comm_prefixes) {
+      if (comm.rfind(prefix, 0) == 0) return std::stoi(name);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  } while (Clock::now() < deadline);
+  }
   return -1;
 }
 
+pid_t Daemon::frontendPid() const {
+  pid_t found = -1;
+  waitUntil(
+      [&] {
+        found = childWithComm(pid_, {"jobworker-front", "relay_frontend"});
+        return found > 0;
+      },
+      std::chrono::seconds(5));
+  return found;
+}
+
+int Daemon::frontendThreads() const {
+  std::string n = procStatusField(frontendPid(), "Threads");
+  return n.empty() ? -1 : std::stoi(n);
+}
+
 bool Daemon::waitHealthy(int timeout_s) const {
-  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
-  while (Clock::now() < deadline) {
-    int status = 0;
-    if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
-      ADD_FAILURE() << "jobworkerd exited early (" << decodeWait(status) << ")";
-      const_cast<Daemon*>(this)->pid_ = -1;
-      return false;
-    }
-    try {
-      if (https(*this, "GET", "/v1/healthz").status == 200) return true;
-    } catch (...) {
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
+  bool healthy = false;
+  waitUntil(
+      [&] {
+        int status = 0;
+        if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
+          ADD_FAILURE() << "jobworkerd exited early (" << decodeWait(status) << ")";
+          const_cast<Daemon*>(this)->pid_ = -1;
+          return true;  // nothing left to wait for
+        }
+        try {
+          healthy = https(*this, "GET", "/v1/healthz").status == 200;
+        } catch (...) {
+        }
+        return healthy;
+      },
+      std::chrono::seconds(timeout_s));
+  return healthy;
 }
 
 void Daemon::reload() {
+  // jobworkerd alone holds the users (and their sessions): it logs every users file it loads,
+  // and a reload it refuses; one more of either line than before the signal means it is done.
+  const std::string applied = " user(s) from ", refused = "SIGHUP: keeping the previous";
+  std::string before = log();
+  size_t seen = occurrences(before, applied) + occurrences(before, refused);
   kill(pid_, SIGHUP);
-  // The reload reaches the frontend as one message; give it a moment.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  bool done = waitUntil(
+      [&] {
+        std::string now = log();
+        return occurrences(now, applied) + occurrences(now, refused) > seen;
+      },
+      std::chrono::seconds(10));
+  EXPECT_TRUE(done) << "SIGHUP: jobworkerd did not reload its users within 10 s; log:\n" << log();
 }
 
 void Daemon::addUser(const std::string& name, const std::string& role, const std::string& password,
@@ -370,13 +433,10 @@ void Daemon::addUser(const std::string& name, const std::string& role, const std
                     password + "\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   kill(pid_, SIGHUP);
-  auto deadline = Clock::now() + std::chrono::seconds(10);
   std::string body = "{\"username\":\"" + name + "\",\"password\":\"" + password + "\"}";
-  while (Clock::now() < deadline) {
-    if (https(*this, "POST", "/v1/login", body).status == 201) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ADD_FAILURE() << "user " << name << " could not log in after SIGHUP";
+  bool in = waitUntil([&] { return https(*this, "POST", "/v1/login", body).status == 201; },
+                      std::chrono::seconds(10));
+  if (!in) ADD_FAILURE() << "user " << name << " could not log in after SIGHUP";
 }
 
 HttpResponse https(const Daemon& d, const std::string& method, const std::string& path,
@@ -428,14 +488,14 @@ std::string startJob(const Daemon& d, const std::string& token, const std::strin
 
 std::string waitJob(const Daemon& d, const std::string& token, const std::string& id,
                     int timeout_s) {
-  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
   HttpResponse r;
-  while (Clock::now() < deadline) {
-    r = https(d, "GET", "/v1/jobs/" + id, "", token);
-    if (r.status != 200 || jsonField(r.body, "state") != "running") return r.body;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << "job " << id << " still running after " << timeout_s << " s";
+  bool ended = waitUntil(
+      [&] {
+        r = https(d, "GET", "/v1/jobs/" + id, "", token);
+        return r.status != 200 || jsonField(r.body, "state") != "running";
+      },
+      std::chrono::seconds(timeout_s));
+  if (!ended) ADD_FAILURE() << "job " << id << " still running after " << timeout_s << " s";
   return r.body;
 }
 

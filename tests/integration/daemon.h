@@ -4,16 +4,43 @@
 
 #include <sys/types.h>
 
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "tests/wait_until.h"  // waitUntil: how every test here waits
 
 namespace jw::test {
 
-// Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker-admin", "jobworker",
+// Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker-verifier",
+// "jobworker-admin", "jobworker",
 // "relay_frontend".
 std::string binary(const std::string& name);
+// The live (not zombie) child of `parent` whose /proc comm starts with one of the prefixes, or -1.
+pid_t childWithComm(pid_t parent, std::initializer_list<std::string_view> comm_prefixes);
+
+// Copies of the programs a jobworkerd run by another user must execute, for tests that run it
+// as `nobody`: the checkout may sit below a directory that user cannot traverse (a clone inside
+// `mktemp -d`, mode 0700), so the build tree's binaries are out of its reach. The copies keep
+// the build tree's layout (supervisor/jobworkerd, frontend/jobworker-frontend,
+// tools/jobworker-admin, tests/integration/relay_frontend) because jobworkerd finds the
+// frontend and jobworker-admin relative to itself. One fresh 0755 directory under /tmp, removed
+// by the destructor.
+class StagedBinaries {
+ public:
+  StagedBinaries();
+  ~StagedBinaries();
+  StagedBinaries(const StagedBinaries&) = delete;
+  StagedBinaries& operator=(const StagedBinaries&) = delete;
+  // The staged copy of binary(name).
+  std::string path(const std::string& name) const;
+
+ private:
+  std::string dir_;
+};
 
 struct CmdResult {
   int exit_code = -1;  // exit status, or 128+N when killed by signal N
@@ -26,9 +53,10 @@ CmdResult run(const std::vector<std::string>& argv, const std::string& stdin_dat
               const std::vector<std::string>& env = {}, int timeout_s = 120);
 
 // Starts argv in the background (no shell) with stdin /dev/null and stdout+stderr appended to
-// log_path; env entries "K=V" are added to (and override) the test's environment.
+// log_path (stderr to err_path instead when that is given); env entries "K=V" are added to (and
+// override) the test's environment. A test waits on what the program writes there.
 pid_t spawnLogged(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                  const std::string& log_path);
+                  const std::string& log_path, const std::string& err_path = "");
 
 class Daemon {
  public:
@@ -52,13 +80,17 @@ class Daemon {
   pid_t pid() const { return pid_; }
   // The current frontend process (a child of jobworkerd), or -1. Waits up to 5 s for one.
   pid_t frontendPid() const;
+  // Threads of the current frontend (/proc/PID/status), -1 without one. The HTTPS server adds a
+  // worker for each log stream it serves, so this tells when followers are being streamed to.
+  int frontendThreads() const;
   // Everything jobworkerd wrote to stdout and stderr so far.
   std::string log() const;
 
   // `jobworker-admin user add`, then SIGHUP, then waits until the user can log in.
   void addUser(const std::string& name, const std::string& role, const std::string& password,
                const std::string& run_as = "nobody");
-  // SIGHUP and wait for the reload to reach the frontend.
+  // SIGHUP, then waits (fails the test after 10 s) until the log shows the reload handled: a new
+  // user table reached the frontend, or the supervisor refused a broken users file.
   void reload();
   // Sends SIGTERM and waits for exit; returns the exit status (or 128+signal).
   int stop();

@@ -231,32 +231,31 @@ class DevProcess {
   }
   // True once 127.0.0.1:port accepts TCP connections (the dev files exist by then).
   bool waitListening(int port, int timeout_s) {
-    auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
-    while (Clock::now() < deadline) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;
-      }
-      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(static_cast<uint16_t>(port));
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-      ::close(fd);
-      if (ok) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
+    bool ok = false;
+    waitUntil(
+        [&] {
+          int status = 0;
+          if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            pid_ = -1;
+            return true;  // exited: nothing left to wait for
+          }
+          int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+          sockaddr_in a{};
+          a.sin_family = AF_INET;
+          a.sin_port = htons(static_cast<uint16_t>(port));
+          a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+          ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+          ::close(fd);
+          return ok;
+        },
+        std::chrono::seconds(timeout_s));
+    return ok;
   }
   void stop() {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGTERM);
     int status = 0;
-    for (int i = 0; i < 400 && ::waitpid(pid_, &status, WNOHANG) == 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    waitUntil([&] { return ::waitpid(pid_, &status, WNOHANG) != 0; }, std::chrono::seconds(20));
     if (::kill(pid_, 0) == 0) {
       ADD_FAILURE() << "jobworkerd ignored SIGTERM for 20 s";
       ::kill(pid_, SIGKILL);

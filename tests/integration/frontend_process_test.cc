@@ -84,7 +84,11 @@ TEST_F(FrontendProcess, KillNineWhileAJobRuns) {
   std::string id = startJob(
       *d_, token,
       R"({"command":["sh","-c","i=1; while [ $i -le 40 ]; do echo line $i; i=$((i+1)); sleep 0.1; done"]})");
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Kill while the job is part-way through its output.
+  auto logs_so_far = [&] { return https(*d_, "GET", "/v1/jobs/" + id + "/logs", "", token).body; };
+  ASSERT_TRUE(waitUntil([&] { return logs_so_far().find("line 3\n") != std::string::npos; },
+                        std::chrono::seconds(10)))
+      << logs_so_far();
   pid_t old_pid = d_->frontendPid();
   ASSERT_GT(old_pid, 0);
   ASSERT_EQ(kill(old_pid, SIGKILL), 0);
@@ -116,8 +120,13 @@ TEST_F(FrontendProcess, AFollowerCanResumeAfterARestart) {
   std::string token = login(*d_, "admin", d_->adminPassword());
   std::string id =
       startJob(*d_, token, R"({"command":["sh","-c","echo first; sleep 2; echo second"]})");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  HttpResponse part = https(*d_, "GET", "/v1/jobs/" + id + "/logs", "", token);
+  HttpResponse part;
+  waitUntil(
+      [&] {
+        part = https(*d_, "GET", "/v1/jobs/" + id + "/logs", "", token);
+        return !part.body.empty();
+      },
+      std::chrono::seconds(10));
   ASSERT_EQ(part.body, "first\n");
   ASSERT_EQ(kill(d_->frontendPid(), SIGKILL), 0);
   ASSERT_TRUE(d_->waitHealthy(5));
@@ -136,10 +145,16 @@ TEST_F(FrontendProcess, LoginsAreLoggedWithoutSecrets) {
   ASSERT_EQ(ok.status, 201);
   std::string token = jsonField(ok.body, "token");
   https(*d_, "POST", "/v1/login", R"({"username":"admin","password":"not-the-password"})");
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // jobworkerd logs each outcome before it answers; its log reaches the daemon's log file
+  // through a pipe: wait for the last line.
+  waitUntil([&] { return d_->log().find("LOGIN_RESULT=\"failed\"") != std::string::npos; },
+            std::chrono::seconds(5));
   std::string log = d_->log();
-  EXPECT_NE(log.find("login USER=\"admin\" REMOTE_ADDR=\"127.0.0.1\""), std::string::npos) << log;
-  EXPECT_NE(log.find("login failed USER=\"admin\" REMOTE_ADDR=\"127.0.0.1\""), std::string::npos);
+  EXPECT_NE(log.find("USER=\"admin\" REMOTE_ADDR=\"127.0.0.1\" LOGIN_RESULT=\"ok\""),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("USER=\"admin\" REMOTE_ADDR=\"127.0.0.1\" LOGIN_RESULT=\"failed\""),
+            std::string::npos);
   EXPECT_EQ(log.find(password), std::string::npos);
   EXPECT_EQ(log.find("not-the-password"), std::string::npos);
   EXPECT_EQ(log.find(token), std::string::npos);

@@ -47,8 +47,10 @@ namespace {
 using jw::test::nsOf;
 using jw::test::processesInPidNs;
 using jw::test::procStatusField;
+using jw::test::waitUntil;
 
 using std::chrono::milliseconds;
+using std::chrono::seconds;
 using std::chrono::steady_clock;
 
 constexpr const char* kPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -280,7 +282,9 @@ Finished run(const JobOptions& o, std::vector<std::string> argv) {
   return run(o, Command{std::move(argv), {}});
 }
 
-Finished run(const JobOptions& o, std::function<int()> fn) { return run(o, Command{{}, fn}); }
+Finished run(const JobOptions& o, std::function<int()> fn) {
+  return run(o, Command{{}, std::move(fn)});
+}
 
 JobOptions defaults() {
   JobOptions o;
@@ -290,15 +294,6 @@ JobOptions defaults() {
 }
 
 bool hasProgram(const char* path) { return access(path, X_OK) == 0; }
-
-bool waitFor(const std::function<bool()>& cond, int timeout_ms = 10000) {
-  auto deadline = steady_clock::now() + milliseconds(timeout_ms);
-  while (steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return cond();
-}
 
 void expectExited(const Finished& f, int code) {
   ASSERT_TRUE(f.reported.has_value()) << "init reported no status; output: " << f.output;
@@ -408,7 +403,19 @@ TEST(Isolation, SigtermToTheInitIsForwardedToTheCommand) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
     RunningJob job;
     ASSERT_TRUE(startJob(defaults(), Command{{"sleep", "60"}, {}}, &job));
-    std::this_thread::sleep_for(milliseconds(100));  // let sleep start
+    // The signal must reach the command, not the init still setting up (the next test covers
+    // that case): wait until the job's PID namespace runs `sleep`.
+    std::string ns = nsOf(job.init_pid, "pid");
+    ASSERT_NE(ns, nsOf(getpid(), "pid"));  // else a `sleep` of the host would do
+    ASSERT_TRUE(waitUntil(
+        [&] {
+          for (pid_t p : processesInPidNs(ns)) {
+            if (procStatusField(p, "Name") == "sleep") return true;
+          }
+          return false;
+        },
+        seconds(10)))
+        << "the job's command never started";
     ASSERT_EQ(syscall(SYS_pidfd_send_signal, job.pidfd, sig, nullptr, 0), 0) << strerror(errno);
     Finished f;
     ASSERT_TRUE(finishJob(&job, &f, 10000));
@@ -497,7 +504,7 @@ TEST(Isolation, StopKillsAJobWhoseChildIgnoresSigtermAndOrphansAGrandchild) {
     }
     return pids.size() == 4 && sleeps == 2 && orphans == 1;
   };
-  ASSERT_TRUE(waitFor(settled)) << pids.size() << " processes";
+  ASSERT_TRUE(waitUntil(settled, seconds(10))) << pids.size() << " processes";
 
   // SIGTERM is forwarded and ignored: nothing ends.
   ASSERT_EQ(syscall(SYS_pidfd_send_signal, job.pidfd, SIGTERM, nullptr, 0), 0);
@@ -812,7 +819,7 @@ TEST(Isolation, CloneIntoACgroup) {
   Finished f;
   ASSERT_TRUE(finishJob(&job, &f));
   close(fd);
-  EXPECT_TRUE(waitFor([&] { return rmdir(dir.c_str()) == 0; })) << strerror(errno);
+  EXPECT_TRUE(waitUntil([&] { return rmdir(dir.c_str()) == 0; }, seconds(10))) << strerror(errno);
 }
 
 }  // namespace

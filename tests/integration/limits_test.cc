@@ -183,16 +183,16 @@ std::vector<std::string> jobCgroupDirs(pid_t daemon, const std::string& id) {
 
 // The dirs still present after waiting up to timeout for all of them to go.
 std::vector<std::string> waitGone(const std::vector<std::string>& dirs, seconds timeout) {
-  auto deadline = Clock::now() + timeout;
   std::vector<std::string> left;
-  do {
-    left.clear();
-    for (const auto& d : dirs) {
-      if (exists(d)) left.push_back(d);
-    }
-    if (left.empty()) break;
-    std::this_thread::sleep_for(milliseconds(100));
-  } while (Clock::now() < deadline);
+  waitUntil(
+      [&] {
+        left.clear();
+        for (const auto& d : dirs) {
+          if (exists(d)) left.push_back(d);
+        }
+        return left.empty();
+      },
+      timeout);
   return left;
 }
 
@@ -225,35 +225,38 @@ std::vector<pid_t> hostPidsOf(const std::string& job_id, const std::vector<std::
 // Polls until at least n such processes exist (at most timeout).
 std::vector<pid_t> waitHostPids(const std::string& job_id, const std::vector<std::string>& argv,
                                 size_t n, seconds timeout) {
-  auto deadline = Clock::now() + timeout;
   std::vector<pid_t> pids;
-  do {
-    pids = hostPidsOf(job_id, argv);
-    if (pids.size() >= n) break;
-    std::this_thread::sleep_for(milliseconds(100));
-  } while (Clock::now() < deadline);
+  waitUntil(
+      [&] {
+        pids = hostPidsOf(job_id, argv);
+        return pids.size() >= n;
+      },
+      timeout);
   return pids;
 }
 
 // The pids still alive in the job after waiting up to timeout for all of them to die.
 std::vector<pid_t> waitDead(const std::vector<pid_t>& pids, const std::string& job_id,
                             seconds timeout) {
-  auto deadline = Clock::now() + timeout;
   std::vector<pid_t> alive;
-  do {
-    alive.clear();
-    for (pid_t p : pids) {
-      if (liveInJob(p, job_id)) alive.push_back(p);
-    }
-    if (alive.empty()) break;
-    std::this_thread::sleep_for(milliseconds(100));
-  } while (Clock::now() < deadline);
+  waitUntil(
+      [&] {
+        alive.clear();
+        for (pid_t p : pids) {
+          if (liveInJob(p, job_id)) alive.push_back(p);
+        }
+        return alive.empty();
+      },
+      timeout);
   return alive;
 }
 
 std::string joinPids(const std::vector<pid_t>& pids) {
   std::string s;
-  for (pid_t p : pids) s += (s.empty() ? "" : " ") + std::to_string(p);
+  for (pid_t p : pids) {
+    if (!s.empty()) s += ' ';  // not `(... ? "" : " ") + ...`: GCC 12 -O3's false -Wrestrict
+    s += std::to_string(p);
+  }
   return s;
 }
 
@@ -322,13 +325,13 @@ class LimitsTest : public ::testing::Test {
   std::string output(const std::string& id) { return get("/v1/jobs/" + id + "/logs").body; }
   // Polls the output until it contains text (at most timeout); returns the output.
   std::string waitOutput(const std::string& id, const std::string& text, seconds timeout) {
-    auto deadline = Clock::now() + timeout;
     std::string out;
-    do {
-      out = output(id);
-      if (out.find(text) != std::string::npos) break;
-      std::this_thread::sleep_for(milliseconds(100));
-    } while (Clock::now() < deadline);
+    waitUntil(
+        [&] {
+          out = output(id);
+          return out.find(text) != std::string::npos;
+        },
+        timeout);
     return out;
   }
   // Checks the job's cgroup directories exist (so that their absence later means something).
@@ -382,8 +385,14 @@ TEST_F(LimitsTest, CpuLimitHoldsABusyLoopNearItsShare) {
   std::string id = startJob(
       d(), token_, shJob("while :; do :; done", ",\"limits\":{\"cpu\":0.2},\"timeout_s\":3"));
   ASSERT_FALSE(id.empty());
-  std::this_thread::sleep_for(milliseconds(1500));
-  std::string live = status(id);
+  // Live usage is published while the job runs: wait for the first CPU time it reports.
+  std::string live;
+  waitUntil(
+      [&] {
+        live = status(id);
+        return numberAt(live, {"usage", "cpu_seconds"}).value_or(0) > 0;
+      },
+      seconds(2));
   EXPECT_EQ(jsonField(live, "state"), "running") << live;
   auto live_cpu = numberAt(live, {"usage", "cpu_seconds"});
   ASSERT_TRUE(live_cpu.has_value()) << "no live usage: " << live;

@@ -24,6 +24,8 @@ int connectRelay(const char* path) {
   a.sun_family = AF_UNIX;
   if (std::strlen(path) >= sizeof a.sun_path) return -1;
   std::strcpy(a.sun_path, path);
+  // A bounded retry, not a wait for an event: the tests listen on the path before they start
+  // jobworkerd, so the first attempt connects; the retries only ride out a transient refusal.
   for (int attempt = 0; attempt < 50; attempt++) {
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;

@@ -30,7 +30,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-ParseOutcome parse(std::vector<std::string> args) { return parseCommandLine(args); }
+ParseOutcome parse(const std::vector<std::string>& args) { return parseCommandLine(args); }
 
 std::string jsonText(const Poco::JSON::Object::Ptr& o) {
   std::ostringstream os;
@@ -588,7 +588,7 @@ std::string decodeAll(const std::string& wire, size_t step, bool* done, bool* fa
 }
 
 TEST(ChunkedDecoder, DecodesInAnySplit) {
-  std::string payload("binary\0\r\n\xff data", 16);
+  std::string payload("binary\0\r\n\xff data\0", 16);  // NULs inside and at the end
   std::string wire =
       "6\r\nbinary\r\n" + std::string("A;ext=1\r\n") + payload.substr(6) + "\r\n0\r\n\r\n";
   for (size_t step : {1u, 2u, 3u, 7u, 1000u}) {

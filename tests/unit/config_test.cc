@@ -12,6 +12,8 @@ TEST(Config, DefaultsWithoutAnyKey) {
   EXPECT_EQ(s->output_cap_bytes, 1ULL << 30);
   EXPECT_EQ(s->stop_grace_ms, 10000u);
   EXPECT_TRUE(s->isolate_pid);
+  EXPECT_EQ(s->verifier_user, "nobody");
+  EXPECT_EQ(parse("verifier_user = jobworker-verify\n", "t")->verifier_user, "jobworker-verify");
 }
 
 TEST(Config, ParsesTypedValues) {

@@ -36,10 +36,13 @@
 #include "frontend/http/tls_server.h"
 #include "frontend/seccomp_filter.h"
 #include "frontend/supervisor_channel.h"
+#include "tests/wait_until.h"
 
 namespace jw::frontend {
 namespace {
 
+using jw::test::acceptQueueLength;
+using jw::test::waitUntil;
 using protocol::JobStartRequest;
 
 // --- request bodies ---------------------------------------------------------------------------
@@ -288,21 +291,21 @@ TEST(ErrorJson, Shape) {
 
 // --- tokens, names, ids, paths ----------------------------------------------------------------
 
-TEST(Tokens, FormatAndHash) {
-  std::string a = newToken(), b = newToken();
+TEST(Tokens, TextFormRoundTrips) {
+  protocol::Token t;
+  for (size_t i = 0; i < t.bytes.size(); i++) t.bytes[i] = static_cast<uint8_t>(i * 37 + 251);
+  std::string a = tokenText(t);
   EXPECT_EQ(a.size(), 46u);
   EXPECT_EQ(a.substr(0, 3), "jw_");
-  EXPECT_NE(a, b);
-  EXPECT_TRUE(wellFormedToken(a));
   EXPECT_EQ(a.find_first_of("+/="), std::string::npos);
-  EXPECT_FALSE(wellFormedToken(a.substr(0, 45)));
-  EXPECT_FALSE(wellFormedToken("jx_" + a.substr(3)));
-  EXPECT_FALSE(wellFormedToken(a.substr(0, 45) + "="));
-  // BLAKE2b-256 test vector ("abc").
-  auto h = hashToken("abc");
-  char hex[65];
-  sodium_bin2hex(hex, sizeof hex, h.data(), h.size());
-  EXPECT_STREQ(hex, "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319");
+  auto back = parseToken(a);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, t);
+  EXPECT_FALSE(parseToken(a.substr(0, 45)).has_value());
+  EXPECT_FALSE(parseToken("jx_" + a.substr(3)).has_value());
+  EXPECT_FALSE(parseToken(a.substr(0, 45) + "=").has_value());
+  EXPECT_FALSE(parseToken(a.substr(0, 45) + "+").has_value());
+  EXPECT_FALSE(parseToken("").has_value());
 }
 
 TEST(Names, UserNames) {
@@ -401,136 +404,6 @@ TEST(Policy, NetworkHostAndMaxima) {
   EXPECT_TRUE(checkLimitMaxima(s, "root", Role::kAdmin, l).has_value());
 }
 
-// --- throttling, sessions, passwords ----------------------------------------------------------
-
-TEST(Throttle, GrowingDelayThenLockout) {
-  int64_t now = 1'000'000;
-  LoginThrottle t(5, 60'000, [&] { return now; });
-  using ms = std::chrono::milliseconds;
-  EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 0u);
-  EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(250));
-  EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(500));
-  EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(1000));
-  EXPECT_EQ(t.recordFailure("alice", "10.0.0.1"), ms(2000));
-  EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 0u);
-  t.recordFailure("alice", "10.0.0.1");  // the 5th: alice is locked
-  EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 60'000u);
-  EXPECT_EQ(t.blockedForMs("alice", "10.9.9.9"), 60'000u);  // from any address
-  EXPECT_EQ(t.blockedForMs("bob", "10.0.0.1"), 0u);         // the address is not (yet)
-  now += 30'000;
-  EXPECT_EQ(t.blockedForMs("alice", "10.9.9.9"), 30'000u);
-  now += 30'001;
-  EXPECT_EQ(t.blockedForMs("alice", "10.0.0.1"), 0u);
-  EXPECT_EQ(t.recordFailure("alice", "10.0.0.2"), ms(250));  // counting starts again
-}
-
-TEST(Throttle, AddressLockedAfterSprayingNames) {
-  int64_t now = 2'000'000;
-  LoginThrottle t(3, 10'000, [&] { return now; });
-  const uint32_t limit = 3 * LoginThrottle::kAddressFactor;
-  for (uint32_t i = 0; i + 1 < limit; i++) {
-    auto delay = t.recordFailure("name" + std::to_string(i), "10.0.0.1");  // new name each time
-    EXPECT_EQ(delay, std::chrono::milliseconds(250 << std::min(i, 3u))) << i;
-    EXPECT_EQ(t.blockedForMs("someone", "10.0.0.1"), 0u) << i;
-  }
-  // The address's own count delays answers although every name was new.
-  EXPECT_EQ(t.recordFailure("next", "10.0.0.2"), std::chrono::milliseconds(250));
-  t.recordFailure("last", "10.0.0.1");  // the address's limit: locked
-  EXPECT_EQ(t.blockedForMs("someone", "10.0.0.1"), 10'000u);
-  EXPECT_EQ(t.blockedForMs("someone", "10.0.0.2"), 0u);
-}
-
-TEST(Throttle, SuccessClearsTheUserButNotTheAddress) {
-  int64_t now = 5'000'000;
-  LoginThrottle t(3, 10'000, [&] { return now; });
-  t.recordFailure("alice", "a1");
-  t.recordFailure("alice", "a1");
-  t.recordSuccess("alice");
-  EXPECT_EQ(t.recordFailure("alice", "a2"), std::chrono::milliseconds(250));  // fresh for alice
-  EXPECT_EQ(t.blockedForMs("alice", "a2"), 0u);
-  // a1 still remembers its two failures: the next one there is delayed more.
-  EXPECT_EQ(t.recordFailure("mallory", "a1"), std::chrono::milliseconds(1000));
-  // Old failures are forgiven after the window.
-  LoginThrottle u(3, 10'000, [&] { return now; });
-  u.recordFailure("x", "b");
-  u.recordFailure("x", "b");
-  now += 10'000;
-  EXPECT_EQ(u.recordFailure("x", "b"), std::chrono::milliseconds(250));
-  EXPECT_EQ(u.blockedForMs("x", "b"), 0u);
-}
-
-TEST(Throttle, ZeroDisables) {
-  LoginThrottle t(0, 10'000);
-  for (int i = 0; i < 20; i++) t.recordFailure("a", "b");
-  EXPECT_EQ(t.blockedForMs("a", "b"), 0u);
-}
-
-protocol::UserTable users(
-    std::initializer_list<std::tuple<const char*, const char*, protocol::Role>> l) {
-  protocol::UserTable t;
-  for (const auto& [n, h, r] : l) t.users.push_back({n, h, r});
-  return t;
-}
-
-TEST(AuthStore, SessionsExpireAndFollowTheUserTable) {
-  int64_t now = 1'000'000;
-  AuthStore store([&] { return now; });
-  (void)store.setUsers(
-      users({{"alice", "h1", protocol::Role::kUser}, {"bob", "h2", protocol::Role::kViewer}}));
-  std::string ta = newToken(), tb = newToken(), tc = newToken();
-  store.addSession({hashToken(ta), "alice", now + 1000});
-  store.addSession({hashToken(tb), "bob", now + 1000});
-  store.addSession({hashToken(tc), "ghost", now + 1000});
-  auto p = store.checkToken(ta);
-  ASSERT_TRUE(p.has_value());
-  EXPECT_EQ(p->user, "alice");
-  EXPECT_EQ(p->role, protocol::Role::kUser);
-  EXPECT_FALSE(store.checkToken(tc).has_value());  // no such user
-  EXPECT_FALSE(store.checkToken(newToken()).has_value());
-  EXPECT_FALSE(store.checkToken("Bearer " + ta).has_value());
-
-  // Role changes apply at once; a new password hash drops the user's sessions.
-  auto dropped = store.setUsers(
-      users({{"alice", "h1", protocol::Role::kAdmin}, {"bob", "h2-new", protocol::Role::kViewer}}));
-  ASSERT_EQ(dropped.size(), 2u);  // bob's (re-passworded) and ghost's (no such user)
-  EXPECT_EQ(store.checkToken(ta)->role, protocol::Role::kAdmin);
-  EXPECT_FALSE(store.checkToken(tb).has_value());
-
-  store.removeSession(hashToken(ta));
-  EXPECT_FALSE(store.checkToken(ta).has_value());
-  std::string td = newToken();
-  store.addSession({hashToken(td), "alice", now + 1000});
-  now += 1000;
-  EXPECT_FALSE(store.checkToken(td).has_value());  // expired
-}
-
-TEST(Passwords, VerifyAndBusy) {
-  char hash[crypto_pwhash_STRBYTES];
-  // Cheap parameters for the test (the real users file uses INTERACTIVE).
-  ASSERT_EQ(crypto_pwhash_str(hash, "secret", 6, 3, 8 << 20), 0);
-  std::string h = hash;
-  PasswordChecker checker(1);
-  using ms = std::chrono::milliseconds;
-  EXPECT_EQ(checker.verify(&h, "secret", ms(1000)), PasswordChecker::Outcome::kOk);
-  EXPECT_EQ(checker.verify(&h, "Secret", ms(1000)), PasswordChecker::Outcome::kWrong);
-  EXPECT_EQ(checker.verify(nullptr, "secret", ms(1000)), PasswordChecker::Outcome::kWrong);
-
-  // One slot held by a slow check: a second caller that cannot wait is told "busy".
-  char slow[crypto_pwhash_STRBYTES];
-  ASSERT_EQ(crypto_pwhash_str(slow, "pw", 2, 40, 32 << 20), 0);
-  std::string slow_hash = slow;
-  auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(checker.verify(&slow_hash, "pw", ms(1000)), PasswordChecker::Outcome::kOk);
-  auto one_check = std::chrono::steady_clock::now() - t0;
-  ASSERT_GT(one_check, ms(100)) << "the slow hash must take long enough for this test";
-  auto held =
-      std::async(std::launch::async, [&] { return checker.verify(&slow_hash, "pw", ms(1000)); });
-  std::this_thread::sleep_for(ms(30));
-  EXPECT_EQ(checker.verify(&h, "secret", ms(0)), PasswordChecker::Outcome::kBusy);
-  EXPECT_EQ(held.get(), PasswordChecker::Outcome::kOk);
-  EXPECT_EQ(checker.verify(&h, "secret", ms(0)), PasswordChecker::Outcome::kOk);
-}
-
 TEST(Seccomp, AllowlistHasNoDangerousCalls) {
   auto calls = seccompAllowedSyscalls();
   EXPECT_GT(calls.size(), 20u);
@@ -570,21 +443,14 @@ class ChannelTest : public ::testing::Test {
   std::unique_ptr<SupervisorChannel> channel_;
 };
 
-TEST_F(ChannelTest, StartUpTablesThenReady) {
-  protocol::UserTable u;
-  u.users.push_back({"alice", "$argon2id$x", protocol::Role::kAdmin});
-  send(protocol::encodeUserTable(0, u));
-  protocol::SessionTable s1, s2;
-  s1.sessions.push_back({hashToken("jw_a"), "alice", 111});
-  s2.sessions.push_back({hashToken("jw_b"), "alice", 222});
-  send(protocol::encodeSessionTable(0, s1, protocol::kFlagMore));
-  send(protocol::encodeSessionTable(0, s2));
+protocol::Token token(uint8_t fill) {
+  protocol::Token t;
+  t.bytes.fill(fill);
+  return t;
+}
+
+TEST_F(ChannelTest, ReadyIsAllTheStartUpThereIs) {
   channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
-  auto t = channel_->receiveInitialTables();
-  ASSERT_TRUE(t.ok()) << t.error().message;
-  ASSERT_EQ(t.value().users.users.size(), 1u);
-  ASSERT_EQ(t.value().sessions.size(), 2u);
-  EXPECT_EQ(t.value().sessions[1].expires_at_ms, 222);
   ASSERT_TRUE(channel_->sendReady().ok());
   std::string f;
   auto h = receive(&f);
@@ -592,26 +458,49 @@ TEST_F(ChannelTest, StartUpTablesThenReady) {
   EXPECT_EQ(h.request_id, 0u);
 }
 
-TEST_F(ChannelTest, WrongFirstFrameIsAnError) {
-  send(protocol::encodeSessionTable(0, protocol::SessionTable{}));
+TEST_F(ChannelTest, LoginCarriesThePasswordAndGetsTheToken) {
   channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
-  EXPECT_FALSE(channel_->receiveInitialTables().ok());
+  std::promise<std::string> closed;
+  channel_->start([&](const std::string& why) { closed.set_value(why); });
+  auto reply = std::async(std::launch::async, [&] {
+    return channel_->login(protocol::LoginRequest{"alice", "secret", "192.0.2.7"});
+  });
+  std::string f;
+  auto h = receive(&f);
+  ASSERT_EQ(h.type, protocol::MsgType::kLogin);
+  auto req = protocol::decodeLoginPayload(payloadOf(f));
+  ASSERT_TRUE(req.ok());
+  EXPECT_EQ(req.value(), (protocol::LoginRequest{"alice", "secret", "192.0.2.7"}));
+  send(protocol::encodeLoginReply(h.request_id, {token(9), protocol::Role::kUser, 42}));
+  auto r = reply.get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value().token, token(9));
+  EXPECT_EQ(r.value().role, protocol::Role::kUser);
+  channel_.reset();  // before `closed` goes out of scope: the reader reports the close to it
+}
+
+TEST_F(ChannelTest, UnsolicitedFrameClosesTheChannel) {
+  channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
+  std::promise<std::string> closed;
+  channel_->start([&](const std::string& why) { closed.set_value(why); });
+  send(protocol::encodeOk(0, {}));  // request id 0: the supervisor sends nothing unasked
+  auto fut = closed.get_future();
+  ASSERT_EQ(fut.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_NE(fut.get().find("unsolicited"), std::string::npos);
 }
 
 TEST_F(ChannelTest, ConcurrentRequestsGetTheirOwnReplies) {
   channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
-  std::atomic<int> user_tables{0};
   std::promise<std::string> closed;
-  channel_->start([&](protocol::UserTable t) { user_tables += static_cast<int>(t.users.size()); },
-                  [&](const std::string& why) { closed.set_value(why); });
+  channel_->start([&](const std::string& why) { closed.set_value(why); });
   constexpr int kN = 8;
   std::vector<std::future<Reply<protocol::JobStatus>>> replies;
   for (int i = 0; i < kN; i++) {
     replies.push_back(std::async(std::launch::async, [&, i] {
-      return channel_->jobGet(protocol::JobRef{"alice", "job-" + std::to_string(i)});
+      return channel_->jobGet(protocol::JobRef{token(1), "job-" + std::to_string(i)});
     }));
   }
-  // Collect all requests, then answer in reverse order, with an unsolicited table between.
+  // Collect all requests, then answer in reverse order.
   std::vector<std::pair<uint32_t, std::string>> got;
   for (int i = 0; i < kN; i++) {
     std::string f;
@@ -621,13 +510,9 @@ TEST_F(ChannelTest, ConcurrentRequestsGetTheirOwnReplies) {
     ASSERT_TRUE(ref.ok());
     got.emplace_back(h.request_id, ref.value().job_id);
   }
-  protocol::UserTable u;
-  u.users.push_back({"x", "h", protocol::Role::kUser});
-  u.users.push_back({"y", "h", protocol::Role::kUser});
-  send(protocol::encodeUserTable(0, u));
   for (auto it = got.rbegin(); it != got.rend(); ++it) {
     if (it->second == "job-3") {
-      send(protocol::encodeErrorReply(it->first, {protocol::ErrorCode::kNotFound, 0, "nope"}));
+      send(protocol::encodeErrorReply(it->first, {protocol::ErrorCode::kNotFound, 0, "nope", 0}));
       continue;
     }
     protocol::JobStatus s;
@@ -644,10 +529,11 @@ TEST_F(ChannelTest, ConcurrentRequestsGetTheirOwnReplies) {
       EXPECT_EQ(r.value().id, "job-" + std::to_string(i));
     }
   }
-  EXPECT_EQ(user_tables.load(), 2);
 
   // Multi-frame list reply.
-  auto list = std::async(std::launch::async, [&] { return channel_->jobList({"alice", true, 0}); });
+  auto list = std::async(std::launch::async, [&] {
+    return channel_->jobList({token(1), true, 0});
+  });
   std::string f;
   auto h = receive(&f);
   ASSERT_EQ(h.type, protocol::MsgType::kJobList);
@@ -674,7 +560,7 @@ TEST_F(ChannelTest, ConcurrentRequestsGetTheirOwnReplies) {
 TEST_F(ChannelTest, MalformedFrameClosesTheChannel) {
   channel_ = std::make_unique<SupervisorChannel>(fds_[1]);
   std::promise<std::string> closed;
-  channel_->start(nullptr, [&](const std::string& why) { closed.set_value(why); });
+  channel_->start([&](const std::string& why) { closed.set_value(why); });
   send(std::string("\x01\x00\x00\x00\x05\x00\x00\x00", 8));  // Ready (F->S) sent by S
   auto fut = closed.get_future();
   ASSERT_EQ(fut.wait_for(std::chrono::seconds(5)), std::future_status::ready);
@@ -690,7 +576,7 @@ class EchoHandler : public RequestHandler {
     if (r.target == "/big") {
       // 3 MiB in 64 KiB chunks, as the log route sends it.
       out.startChunked(200, {{"X-Test", "1"}}, "application/octet-stream");
-      std::string piece(64 * 1024, 'x');
+      std::string piece(size_t{64} * 1024, 'x');
       for (int i = 0; i < 48; i++) {
         piece[0] = static_cast<char>('a' + i % 26);
         if (!out.writeChunk(piece)) return;
@@ -698,6 +584,7 @@ class EchoHandler : public RequestHandler {
       out.finishChunked();
       return;
     }
+    // A slow handler is what /slow tests (a worker held busy), not a wait for an event.
     if (r.target == "/slow") std::this_thread::sleep_for(std::chrono::milliseconds(300));
     out.send(200, {}, "text/plain",
              r.method + " " + r.target + " " + std::to_string(r.body.size()) + " " +
@@ -843,7 +730,9 @@ TEST_F(ServerTest, SilentConnectionsDoNotStarveTheWorkers) {
   start(l);
   std::vector<int> silent;
   for (int i = 0; i < 40; i++) silent.push_back(rawConnect());
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Measure only once the acceptor has taken all of them off the listening socket.
+  ASSERT_TRUE(waitUntil([&] { return acceptQueueLength(port_) == 0; }, std::chrono::seconds(5)))
+      << acceptQueueLength(port_) << " connections still in the accept queue";
   auto t0 = std::chrono::steady_clock::now();
   Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
   EXPECT_EQ(request(s, "GET", "/ok").first, 200);
@@ -858,9 +747,9 @@ TEST_F(ServerTest, PerClientCapEvictsIdleConnections) {
   start(l);
   std::vector<int> silent;
   for (int i = 0; i < 10; i++) silent.push_back(rawConnect());
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   // The oldest silent ones were closed to make room: reading them gives EOF.
   char c;
+  waitUntil([&] { return ::recv(silent[0], &c, 1, MSG_DONTWAIT) == 0; }, std::chrono::seconds(5));
   EXPECT_EQ(::recv(silent[0], &c, 1, MSG_DONTWAIT), 0);
   Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
   EXPECT_EQ(request(s, "GET", "/ok").first, 200);

@@ -143,7 +143,6 @@ TEST(JobId, IsARandomUuidV4) {
 
 protocol::JobStartRequest request(std::vector<std::string> argv) {
   protocol::JobStartRequest r;
-  r.user = "alice";
   r.argv = std::move(argv);
   return r;
 }
@@ -351,72 +350,47 @@ TEST(JobTable, NewestFirstAndRetentionByCountAndAge) {
   EXPECT_EQ(t.size(), 4u);
 }
 
-protocol::SessionEntry session(uint8_t tag, const std::string& user, int64_t expires) {
-  protocol::SessionEntry s;
-  s.token_hash.fill(tag);
-  s.token_hash[1] = static_cast<uint8_t>(tag >> 8);
-  s.user = user;
-  s.expires_at_ms = expires;
-  return s;
-}
-
-TEST(Sessions, ExpiryRulesRevokeAndPrune) {
+TEST(Sessions, MintFindExpireRevokeAndPrune) {
   SessionStore store(3600'000);
   const int64_t now = 1'000'000;
-  EXPECT_TRUE(store.add(session(1, "alice", now + 1000), now).ok());
-  EXPECT_FALSE(store.add(session(2, "alice", now), now).ok());  // already expired
-  EXPECT_FALSE(
-      store.add(session(3, "alice", now + 3600'000 + SessionStore::kExpirySlackMs + 1), now).ok());
-  EXPECT_TRUE(store.add(session(4, "bob", now + 3600'000), now).ok());
-  EXPECT_EQ(store.size(), 2u);
-  store.revoke(session(4, "", 0).token_hash);
+  auto a = store.mint("alice", now);
+  auto b = store.mint("bob", now);
+  EXPECT_EQ(a.expires_at_ms, now + 3600'000);
+  EXPECT_NE(a.token, b.token);  // 256 random bits each
+  ASSERT_NE(store.find(a.token, now), nullptr);
+  EXPECT_EQ(store.find(a.token, now)->user, "alice");
+  EXPECT_EQ(store.find(b.token, now)->user, "bob");
+  EXPECT_EQ(store.find(a.token, now + 3600'000), nullptr);  // expired at its expiry
+  protocol::Token never_seen;
+  never_seen.bytes.fill(7);
+  EXPECT_EQ(store.find(never_seen, now), nullptr);
+  // The stored hash of a token is not a token: presented as one, it is unknown.
+  protocol::Token hash_as_token;
+  hash_as_token.bytes = SessionStore::hashToken(a.token);
+  EXPECT_EQ(store.find(hash_as_token, now), nullptr);
+  EXPECT_TRUE(store.revoke(b.token));
+  EXPECT_FALSE(store.revoke(b.token));
+  EXPECT_EQ(store.find(b.token, now), nullptr);
   EXPECT_EQ(store.size(), 1u);
-  store.pruneExpired(now + 1000);
+  store.pruneExpired(now + 3600'000);
   EXPECT_EQ(store.size(), 0u);
-  EXPECT_TRUE(store.add(session(5, "carol", now + 1000), now).ok());
+  auto c = store.mint("carol", now);
   store.removeUsersIf([](const std::string& u) { return u == "carol"; });
-  EXPECT_EQ(store.size(), 0u);
+  EXPECT_EQ(store.find(c.token, now), nullptr);
 }
 
-TEST(Sessions, CapEvictsSoonestExpiringAndTableIsFramed) {
+TEST(Sessions, CapEvictsSoonestExpiring) {
   SessionStore store(3600'000);
   const int64_t now = 1'000'000;
-  for (size_t i = 0; i < SessionStore::kMaxSessions; i++) {
-    protocol::SessionEntry s;
-    s.token_hash.fill(0);
-    std::memcpy(s.token_hash.data(), &i, sizeof i);
-    s.user = "u";
-    s.expires_at_ms = now + 10'000 + static_cast<int64_t>(i);
-    ASSERT_TRUE(store.add(s, now).ok());
+  auto first = store.mint("u", now);
+  for (size_t i = 1; i < SessionStore::kMaxSessions; i++) {
+    (void)store.mint("u", now + static_cast<int64_t>(i));
   }
-  protocol::SessionEntry extra = session(0xff, "u", now + 3600'000);
-  ASSERT_TRUE(store.add(extra, now).ok());
   EXPECT_EQ(store.size(), SessionStore::kMaxSessions);
-  auto frames = store.encodeTable();
-  size_t total = 0;
-  bool saw_extra = false, saw_first = false;
-  for (size_t f = 0; f < frames.size(); f++) {
-    std::string_view payload;
-    auto h = protocol::decodeHeader(frames[f], &payload);
-    ASSERT_TRUE(h.ok());
-    EXPECT_EQ(h->type, protocol::MsgType::kSessionTable);
-    EXPECT_EQ(h->request_id, 0u);
-    EXPECT_EQ(h->flags, f + 1 < frames.size() ? protocol::kFlagMore : 0);
-    EXPECT_LE(frames[f].size(), protocol::kMaxFrame);
-    auto t = protocol::decodeSessionTablePayload(payload);
-    ASSERT_TRUE(t.ok());
-    total += t->sessions.size();
-    for (const auto& s : t->sessions) {
-      saw_extra |= s.token_hash == extra.token_hash;
-      saw_first |= s.expires_at_ms == now + 10'000;  // the soonest-expiring: evicted
-    }
-  }
-  EXPECT_EQ(total, SessionStore::kMaxSessions);
-  EXPECT_TRUE(saw_extra);
-  EXPECT_FALSE(saw_first);
-  EXPECT_EQ(frames.size(), (SessionStore::kMaxSessions + protocol::kMaxSessionsPerFrame - 1) /
-                               protocol::kMaxSessionsPerFrame);
-  EXPECT_EQ(SessionStore(1000).encodeTable().size(), 1u);  // empty table: one frame
+  auto extra = store.mint("u", now + 20'000);
+  EXPECT_EQ(store.size(), SessionStore::kMaxSessions);
+  EXPECT_NE(store.find(extra.token, now + 20'000), nullptr);
+  EXPECT_EQ(store.find(first.token, now), nullptr);  // the soonest-expiring: evicted
 }
 
 }  // namespace

@@ -4,9 +4,11 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -43,6 +45,13 @@ std::unique_ptr<OutputLog> makeLog(const std::string& path, uint64_t cap) {
   auto log = OutputLog::create(path, cap);
   EXPECT_TRUE(log.ok()) << (log.ok() ? "" : log.error().message);
   return log.ok() ? std::move(log.value()) : nullptr;
+}
+
+// Blocks until fd has data or its writer closed it: how the supervisor's loop waits, too.
+void waitReadable(int fd) {
+  pollfd pfd{fd, POLLIN, 0};
+  while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+  }
 }
 
 TEST(OutputLog, AppendsAndReadsBackAtOffsets) {
@@ -127,7 +136,7 @@ TEST(OutputLog, DrainsAPipeToEofPastTheCap) {
     auto r = log->drainOnce(p[0]);
     ASSERT_TRUE(r.ok());
     if (r.value() == OutputLog::Drain::kEof) break;
-    if (r.value() == OutputLog::Drain::kWouldBlock) usleep(1000);
+    if (r.value() == OutputLog::Drain::kWouldBlock) waitReadable(p[0]);
   }
   writer.join();
   close(p[0]);
@@ -197,7 +206,7 @@ TEST(OutputLog, MemoryStaysFlatWhileStoringMuchOutput) {
     auto r = log->drainOnce(p[0]);
     ASSERT_TRUE(r.ok());
     if (r.value() == OutputLog::Drain::kEof) break;
-    if (r.value() == OutputLog::Drain::kWouldBlock) usleep(200);
+    if (r.value() == OutputLog::Drain::kWouldBlock) waitReadable(p[0]);
   }
   writer.join();
   close(p[0]);

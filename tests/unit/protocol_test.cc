@@ -65,20 +65,32 @@ template <>
 Empty sample<Empty>() {
   return {};
 }
-template <>
-TokenHash sample<TokenHash>() {
-  TokenHash h;
-  h.fill(0xab);
-  return h;
+Token sampleToken(uint8_t fill) {
+  Token t;
+  t.bytes.fill(fill);
+  t.bytes[31] = 0x01;
+  return t;
 }
 template <>
-SessionEntry sample<SessionEntry>() {
-  return {sample<TokenHash>(), "alice", 1234567};
+SessionRef sample<SessionRef>() {
+  return {sampleToken(0xab)};
+}
+template <>
+LoginRequest sample<LoginRequest>() {
+  return {"alice", std::string("p\0ss word", 9), "2001:db8::1"};
+}
+template <>
+LoginReply sample<LoginReply>() {
+  return {sampleToken(0xcd), Role::kUser, 1234567};
+}
+template <>
+SessionInfo sample<SessionInfo>() {
+  return {"alice", Role::kAdmin, 7654321};
 }
 template <>
 JobStartRequest sample<JobStartRequest>() {
   JobStartRequest js;
-  js.user = "alice";
+  js.token = sampleToken(0x11);
   js.argv = {"/bin/echo", "a b", std::string("\xff\x01", 2)};
   js.env = {"A=1", "B="};
   js.cwd = "/tmp";
@@ -90,35 +102,23 @@ JobStartRequest sample<JobStartRequest>() {
 }
 template <>
 JobStopRequest sample<JobStopRequest>() {
-  return {"alice", "id", true, 1500};
+  return {sampleToken(0x22), "id", true, 1500};
 }
 template <>
 JobRef sample<JobRef>() {
-  return {"bob", "xyz"};
+  return {sampleToken(0x33), "xyz"};
 }
 template <>
 JobListRequest sample<JobListRequest>() {
-  return {"bob", true, 2};
+  return {sampleToken(0x44), true, 2};
 }
 template <>
 OutputReadRequest sample<OutputReadRequest>() {
-  return {"bob", "xyz", Stream::kStderr, 1ULL << 40, 4096, true};
-}
-template <>
-UserTable sample<UserTable>() {
-  return {{{"alice", "$argon2id$v=19$m=65536,t=2,p=1$x$y", Role::kUser},
-           {"root_admin", "$argon2id$z", Role::kAdmin}}};
-}
-template <>
-SessionTable sample<SessionTable>() {
-  SessionEntry other = sample<SessionEntry>();
-  other.token_hash.fill(0x01);
-  other.user = "bob";
-  return {{sample<SessionEntry>(), other}};
+  return {sampleToken(0x55), "xyz", Stream::kStderr, 1ULL << 40, 4096, true};
 }
 template <>
 ErrorReply sample<ErrorReply>() {
-  return {ErrorCode::kExecFailed, 2, "no such file"};
+  return {ErrorCode::kThrottled, 2, "no such file", 17};
 }
 template <>
 JobStatus sample<JobStatus>() {
@@ -169,15 +169,16 @@ TEST(Codec, FlagsSurviveAndUnknownFlagsFail) {
 
 TEST(Codec, EveryTruncationOfEveryMessageFails) {
   JobStartRequest js;
-  js.user = "alice";
+  js.token = sampleToken(0x66);
   js.argv = {"echo", "x"};
   js.env = {"A=B"};
   std::vector<std::string> frames = {
       encodeJobStart(1, js),
       encodeJobStatus(1, sampleStatus()),
       encodeOutputChunk(1, OutputChunk{1, "abc", false}),
-      encodeUserTable(1, UserTable{{{"a", "h", Role::kViewer}}}),
-      encodeErrorReply(1, ErrorReply{ErrorCode::kNotFound, 0, "nope"}),
+      encodeLogin(1, LoginRequest{"a", "pw", "127.0.0.1"}),
+      encodeLoginReply(1, sample<LoginReply>()),
+      encodeErrorReply(1, ErrorReply{ErrorCode::kNotFound, 0, "nope", 0}),
   };
   for (const auto& frame : frames) {
     std::string_view payload;
@@ -196,8 +197,11 @@ TEST(Codec, EveryTruncationOfEveryMessageFails) {
         case MsgType::kOutputChunk:
           ok = decodeOutputChunkPayload(p).ok();
           break;
-        case MsgType::kUserTable:
-          ok = decodeUserTablePayload(p).ok();
+        case MsgType::kLogin:
+          ok = decodeLoginPayload(p).ok();
+          break;
+        case MsgType::kLoginReply:
+          ok = decodeLoginReplyPayload(p).ok();
           break;
         case MsgType::kErrorReply:
           ok = decodeErrorReplyPayload(p).ok();
@@ -232,35 +236,38 @@ TEST(Codec, HeaderRejectsShortOversizedAndUnknown) {
 }
 
 TEST(Codec, ForgedLengthsAndCountsFailWithoutAllocating) {
+  const Token t = sampleToken(0x88);
   Writer w;
-  w.u32(0xffffffff);  // user name length
+  w.raw(t.bytes.data(), t.bytes.size());
+  w.u32(0xffffffff);  // job id length
   EXPECT_FALSE(decodeJobGetPayload(w.bytes()).ok());
 
   Writer w2;
-  w2.str("alice");
+  w2.raw(t.bytes.data(), t.bytes.size());
   w2.u32(4000);  // argv count within cap but far beyond the bytes present
   EXPECT_FALSE(decodeJobStartPayload(w2.bytes()).ok());
 
   Writer w3;
-  w3.str("alice");
+  w3.raw(t.bytes.data(), t.bytes.size());
   w3.u32(static_cast<uint32_t>(kMaxArgs + 1));
   EXPECT_FALSE(decodeJobStartPayload(w3.bytes()).ok());
 }
 
 TEST(Codec, OutOfRangeEnumsFail) {
+  const Token t = sampleToken(0x99);
   Writer w;
-  w.str("bob");
+  w.raw(t.bytes.data(), t.bytes.size());
   w.boolean(false);
   w.u8(9);  // state filter
   EXPECT_FALSE(decodeJobListPayload(w.bytes()).ok());
 
   Writer w2;
-  w2.str("bob");
+  w2.raw(t.bytes.data(), t.bytes.size());
   w2.u8(2);  // boolean must be 0 or 1
   w2.u8(0);
   EXPECT_FALSE(decodeJobListPayload(w2.bytes()).ok());
 
-  OutputReadRequest bad{"bob", "x", Stream::kStdout, 0, 0, false};  // max_bytes 0
+  OutputReadRequest bad{sampleToken(0x77), "x", Stream::kStdout, 0, 0, false};  // max_bytes 0
   std::string f = encodeOutputRead(1, bad);
   EXPECT_FALSE(decodeOutputReadPayload(std::string_view(f).substr(kHeaderSize)).ok());
 }
@@ -274,13 +281,13 @@ TEST(Codec, EnumRangesBoundTheDecoder) {
   auto past = [](auto range) {
     return static_cast<decltype(range.last)>(static_cast<int>(range.last) + 1);
   };
-  UserTable ut = sample<UserTable>();
-  ut.users[0].role = kRoleRange.last;
-  std::string f = encodeUserTable(1, ut);
-  EXPECT_TRUE(decodeUserTablePayload(payloadOf(f)).ok());
-  ut.users[0].role = past(kRoleRange);
-  f = encodeUserTable(1, ut);
-  EXPECT_FALSE(decodeUserTablePayload(payloadOf(f)).ok());
+  LoginReply lr = sample<LoginReply>();
+  lr.role = kRoleRange.last;
+  std::string f = encodeLoginReply(1, lr);
+  EXPECT_TRUE(decodeLoginReplyPayload(payloadOf(f)).ok());
+  lr.role = past(kRoleRange);
+  f = encodeLoginReply(1, lr);
+  EXPECT_FALSE(decodeLoginReplyPayload(payloadOf(f)).ok());
 
   JobStatus js = sampleStatus();
   js.state = kJobStateRange.last;
@@ -323,7 +330,6 @@ TEST(Codec, EnumRangesBoundTheDecoder) {
 
 TEST(Codec, JobSpecCapIsEnforced) {
   JobStartRequest js;
-  js.user = "alice";
   js.argv = {"echo", std::string(kMaxJobSpecBytes, 'a')};  // over by 4 bytes ("echo")
   std::string f = encodeJobStart(1, js);
   EXPECT_FALSE(decodeJobStartPayload(std::string_view(f).substr(kHeaderSize)).ok());
@@ -348,7 +354,7 @@ TEST(Codec, RandomGarbageNeverCrashes) {
     if (!h.ok()) continue;
     (void)decodeJobStartPayload(payload).ok();
     (void)decodeJobStatusPayload(payload).ok();
-    (void)decodeUserTablePayload(payload).ok();
+    (void)decodeLoginPayload(payload).ok();
     (void)decodeJobListReplyPayload(payload).ok();
   }
   SUCCEED();
@@ -391,9 +397,12 @@ TEST(Messages, PermittedTableFollowsDirections) {
   EXPECT_FALSE(
       isPermitted(static_cast<uint16_t>(MsgType::kJobStatus), Direction::kFrontendToSupervisor));
   EXPECT_FALSE(
-      isPermitted(static_cast<uint16_t>(MsgType::kUserTable), Direction::kFrontendToSupervisor));
+      isPermitted(static_cast<uint16_t>(MsgType::kLoginReply), Direction::kFrontendToSupervisor));
   EXPECT_TRUE(
-      isPermitted(static_cast<uint16_t>(MsgType::kUserTable), Direction::kSupervisorToFrontend));
+      isPermitted(static_cast<uint16_t>(MsgType::kLoginReply), Direction::kSupervisorToFrontend));
+  EXPECT_TRUE(
+      isPermitted(static_cast<uint16_t>(MsgType::kLogin), Direction::kFrontendToSupervisor));
+  EXPECT_FALSE(isPermitted(64, Direction::kSupervisorToFrontend));  // UserTable is gone
   EXPECT_FALSE(isPermitted(999, Direction::kFrontendToSupervisor));
   EXPECT_EQ(msgTypeName(4), "JobStart");
   EXPECT_EQ(msgTypeName(1000), "unknown");

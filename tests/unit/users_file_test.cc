@@ -359,7 +359,7 @@ TEST(DevBootstrap, CreatesVerifiableCertificatesAndAdmin) {
 
 TEST(DevBootstrap, ReusesWhatExists) {
   TempDir top;
-  const std::string dir = top.path();
+  const std::string& dir = top.path();
   ASSERT_TRUE(admin::ensureDevFiles(dir).ok());
   const std::vector<std::string> names = {"ca.pem",     "ca.key", "server.pem",
                                           "server.key", "users",  "admin-password"};
