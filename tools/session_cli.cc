@@ -35,10 +35,14 @@ constexpr uint32_t kRequestId = 1;
 constexpr const char* kUsage =
     "usage: jobworker-admin session list [--control PATH] [--config FILE] [-o table|json]\n"
     "       jobworker-admin session revoke USER [--control PATH] [--config FILE]\n"
+    "       jobworker-admin session revoke --id ID [--control PATH] [--config FILE]\n"
     "\n"
-    "  list    every live session: user, created, expires, remote address (never tokens)\n"
-    "  revoke  end every session of USER at once (their next request is refused, open follow\n"
-    "          streams end); the account itself stays (see `user del`)\n"
+    "  list    every live session: id, user, role, remote address of the login, created,\n"
+    "          expires, last used (never a token)\n"
+    "  revoke  end every session of USER, or the one session ID from `list`, at once: its next\n"
+    "          request is refused (401) and open follow streams end; the account stays (see\n"
+    "          `user del`)\n"
+    "  --id ID         the session's id as `list` shows it (12 hex digits)\n"
     "  --control PATH  jobworkerd's control socket (default: control_socket from the config,\n"
     "                  else <state_dir>/control.sock, i.e. /var/lib/jobworker/control.sock)\n"
     "  --config FILE   read control_socket / state_dir from FILE (default\n"
@@ -46,7 +50,8 @@ constexpr const char* kUsage =
 
 struct Options {
   std::string verb;
-  std::string user;  // revoke
+  std::string user;                       // revoke USER
+  std::optional<std::string> session_id;  // revoke --id ID
   std::optional<std::string> control, config;
   bool json = false;
 };
@@ -67,7 +72,9 @@ int parseArgs(int argc, char** argv, Options* o) {
       *out = argv[++i];
       return true;
     };
-    if (a == "--control") {
+    if (a == "--id") {
+      if (!value(&o->session_id)) return usage("--id needs a session ID");
+    } else if (a == "--control") {
       if (!value(&o->control)) return usage("--control needs a PATH");
     } else if (a == "--config") {
       if (!value(&o->config)) return usage("--config needs a FILE");
@@ -85,11 +92,22 @@ int parseArgs(int argc, char** argv, Options* o) {
   o->verb = positional[0];
   if (o->verb == "list") {
     if (positional.size() != 1) return usage("list takes no arguments");
+    if (o->session_id) return usage("--id is for revoke");
   } else if (o->verb == "revoke") {
-    if (positional.size() != 2) return usage("revoke takes one USER");
     if (o->json) return usage("-o is for list");
-    o->user = positional[1];
-    if (!names::validUserName(o->user)) return usage("invalid user name " + log::quote(o->user));
+    if (o->session_id) {
+      if (positional.size() != 1) return usage("revoke takes either USER or --id ID");
+      if (!protocol::validSessionId(*o->session_id)) {
+        return usage("invalid session id " + log::quote(*o->session_id) + " (" +
+                     std::to_string(protocol::kSessionIdLength) + " hex digits, as `list` shows)");
+      }
+    } else {
+      if (positional.size() != 2) return usage("revoke takes one USER (or --id ID)");
+      o->user = positional[1];
+      if (!names::validUserName(o->user)) {
+        return usage("invalid user name " + log::quote(o->user));
+      }
+    }
   } else {
     return usage("unknown verb " + log::quote(o->verb));
   }
@@ -166,42 +184,51 @@ std::string isoTime(int64_t ms) {
   return buf;
 }
 
+// The remote address is whatever the frontend asserted: nothing but printable ASCII reaches
+// the administrator's terminal or JSON.
+std::string printable(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
 std::string jsonString(std::string_view s) {
   std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
+  for (char c : printable(s)) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
   }
   return out + "\"";
 }
 
-void printSessions(const std::vector<protocol::ControlSessionInfo>& all, bool json) {
-  if (json) {
-    std::string out = "[";
-    for (size_t i = 0; i < all.size(); i++) {
-      const auto& s = all[i];
-      out += (i ? ",\n " : "") + std::string("{\"user\":") + jsonString(s.user) +
-             ",\"created_at\":" + jsonString(isoTime(s.created_at_ms)) +
-             ",\"expires_at\":" + jsonString(isoTime(s.expires_at_ms)) +
-             ",\"remote_addr\":" + (s.remote_addr.empty() ? "null" : jsonString(s.remote_addr)) +
-             "}";
-    }
-    std::printf("%s]\n", out.c_str());
-    return;
+std::string jsonTimeOrNull(int64_t ms) { return ms == 0 ? "null" : jsonString(isoTime(ms)); }
+
+void printJson(const std::vector<protocol::ControlSessionInfo>& all) {
+  std::string out = "[";
+  for (size_t i = 0; i < all.size(); i++) {
+    const auto& s = all[i];
+    out += (i ? ",\n " : "") + std::string("{\"id\":") + jsonString(s.id) +
+           ",\"user\":" + jsonString(s.user) +
+           ",\"role\":" + jsonString(protocol::roleName(s.role)) +
+           ",\"remote_addr\":" + (s.remote_addr.empty() ? "null" : jsonString(s.remote_addr)) +
+           ",\"created_at\":" + jsonTimeOrNull(s.created_at_ms) +
+           ",\"expires_at\":" + jsonTimeOrNull(s.expires_at_ms) +
+           ",\"last_used_at\":" + jsonTimeOrNull(s.last_used_at_ms) + "}";
   }
-  std::printf("%-20s %-20s %-20s %s\n", "USER", "CREATED", "EXPIRES", "REMOTE");
+  std::printf("%s]\n", out.c_str());
+}
+
+void printTable(const std::vector<protocol::ControlSessionInfo>& all) {
+  constexpr const char* kRow = "%-12s  %-16s  %-6s  %-39s  %-20s  %-20s  %s\n";
+  std::printf(kRow, "ID", "USER", "ROLE", "REMOTE", "CREATED", "EXPIRES", "LAST USED");
   for (const auto& s : all) {
-    std::printf("%-20s %-20s %-20s %s\n", s.user.c_str(), isoTime(s.created_at_ms).c_str(),
-                isoTime(s.expires_at_ms).c_str(),
-                s.remote_addr.empty() ? "-" : s.remote_addr.c_str());
+    std::string remote = s.remote_addr.empty() ? "-" : printable(s.remote_addr);
+    std::string used = s.last_used_at_ms == 0 ? "-" : isoTime(s.last_used_at_ms);
+    std::printf(kRow, s.id.c_str(), s.user.c_str(), std::string(protocol::roleName(s.role)).c_str(),
+                remote.c_str(), isoTime(s.created_at_ms).c_str(), isoTime(s.expires_at_ms).c_str(),
+                used.c_str());
   }
 }
 
@@ -225,15 +252,17 @@ Status listSessions(int fd, bool json) {
     all.insert(all.end(), part->sessions.begin(), part->sessions.end());
     if ((h->flags & protocol::kFlagMore) == 0) break;
   }
-  printSessions(all, json);
+  if (json) {
+    printJson(all);
+  } else {
+    printTable(all);
+  }
   return okStatus();
 }
 
-Status revokeSessions(int fd, const std::string& user) {
-  if (Status st = protocol::sendFrame(fd, protocol::encodeControlSessionRevoke(kRequestId, {user}));
-      !st) {
-    return st;
-  }
+// Sends a revocation and prints how many sessions it ended, naming `what` was revoked.
+Status revoke(int fd, const std::string& request, const std::string& what) {
+  if (Status st = protocol::sendFrame(fd, request); !st) return st;
   auto frame = receive(fd);
   if (!frame) return frame.error();
   std::string_view payload;
@@ -244,8 +273,17 @@ Status revokeSessions(int fd, const std::string& user) {
   }
   auto n = protocol::decodeControlRevokedPayload(payload);
   if (!n) return Error{"bad reply from jobworkerd: " + n.error().message};
-  std::printf("revoked %u session(s) of %s\n", n->count, user.c_str());
+  std::printf("revoked %u session(s) %s\n", n->count, what.c_str());
   return okStatus();
+}
+
+Status runVerb(int fd, const Options& o) {
+  if (o.verb == "list") return listSessions(fd, o.json);
+  if (o.session_id) {
+    return revoke(fd, protocol::encodeControlSessionRevokeId(kRequestId, {*o.session_id}),
+                  "with id " + *o.session_id);
+  }
+  return revoke(fd, protocol::encodeControlSessionRevokeUser(kRequestId, {o.user}), "of " + o.user);
 }
 
 }  // namespace
@@ -267,9 +305,7 @@ int runSessionCommand(int argc, char** argv) {
     log::err(fd.error().message);
     return kExitFailure;
   }
-  Status st =
-      o.verb == "list" ? listSessions(fd->get(), o.json) : revokeSessions(fd->get(), o.user);
-  if (!st) {
+  if (Status st = runVerb(fd->get(), o); !st) {
     log::err(st.error().message);
     return kExitFailure;
   }

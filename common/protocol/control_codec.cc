@@ -14,21 +14,35 @@ void get(Reader&, Empty&) {}
 void put(Writer& w, const ControlUser& u) { w.str(u.user); }
 void get(Reader& r, ControlUser& u) { u.user = r.str(kMaxUserName, "user"); }
 
+void put(Writer& w, const ControlSessionId& s) { w.str(s.id); }
+void get(Reader& r, ControlSessionId& s) {
+  s.id = r.str(kSessionIdLength, "session id");
+  if (!r.failed() && !validSessionId(s.id)) {
+    r.fail("session id is not " + std::to_string(kSessionIdLength) + " hex digits");
+  }
+}
+
 void put(Writer& w, const ControlSessionInfo& s) {
+  w.str(s.id);
   w.str(s.user);
+  w.u8(static_cast<uint8_t>(s.role));
   w.i64(s.created_at_ms);
   w.i64(s.expires_at_ms);
+  w.i64(s.last_used_at_ms);
   w.str(s.remote_addr);
 }
 void get(Reader& r, ControlSessionInfo& s) {
+  s.id = r.str(kSessionIdLength, "session id");
   s.user = r.str(kMaxUserName, "user");
+  s.role = getEnum(r, kRoleRange, "role");
   s.created_at_ms = r.i64();
   s.expires_at_ms = r.i64();
-  s.remote_addr = r.str(kMaxRemoteAddr, "remote_addr");
+  s.last_used_at_ms = r.i64();
+  s.remote_addr = r.str(kMaxRemoteAddress, "remote_addr");
 }
 
-// The smallest encoded session: two empty strings (u32 lengths) and two i64.
-constexpr size_t kMinSessionBytes = 4 + 8 + 8 + 4;
+// The smallest encoded session: three empty strings (u32 lengths), the role and three i64.
+constexpr size_t kMinSessionBytes = 4 + 4 + 1 + 8 + 8 + 8 + 4;
 
 void put(Writer& w, const ControlSessionsPart& p) {
   w.u32(static_cast<uint32_t>(p.sessions.size()));
@@ -48,12 +62,7 @@ void put(Writer& w, const ControlErrorReply& e) {
   w.str(e.message);
 }
 void get(Reader& r, ControlErrorReply& e) {
-  uint16_t code = r.u16();
-  if (code < static_cast<uint16_t>(kErrorCodeRange.first) ||
-      code > static_cast<uint16_t>(kErrorCodeRange.last)) {
-    r.fail("error code " + std::to_string(code) + " out of range");
-  }
-  e.code = static_cast<ErrorCode>(code);
+  e.code = getEnum(r, kErrorCodeRange, "error code");
   e.message = r.str(kMaxMessage, "message");
 }
 
@@ -96,6 +105,14 @@ Result<ControlFrameHeader> decodeControlHeader(std::string_view frame, std::stri
   if (flags & ~kKnownFlags) return Error{"unknown flags " + std::to_string(flags)};
   *payload = frame.substr(kHeaderSize);
   return ControlFrameHeader{static_cast<ControlMsgType>(type), flags, id};
+}
+
+bool validSessionId(std::string_view id) {
+  if (id.size() != kSessionIdLength) return false;
+  for (char c : id) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
 }
 
 std::string_view controlMsgTypeName(uint16_t type) {

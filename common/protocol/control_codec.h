@@ -20,12 +20,25 @@ struct ControlUser {
   bool operator==(const ControlUser&) const = default;
 };
 
-// What an administrator may see of a session: never its token or the token's hash.
+// Names one session for ControlSessionRevokeId: kSessionIdLength lowercase hex digits.
+struct ControlSessionId {
+  std::string id;
+
+  bool operator==(const ControlSessionId&) const = default;
+};
+// The one rule for a session id's form; jobworker-admin and jobworkerd both check it.
+bool validSessionId(std::string_view id);
+
+// What an administrator may see of a session: never its token, and of the token's hash only
+// the kSessionIdLength hex digits of its id.
 struct ControlSessionInfo {
+  std::string id;
   std::string user;
+  Role role = Role::kViewer;  // the user's role now
   int64_t created_at_ms = 0;  // Unix epoch milliseconds
   int64_t expires_at_ms = 0;
-  std::string remote_addr;  // "" when not known
+  int64_t last_used_at_ms = 0;  // 0: no request since the login
+  std::string remote_addr;      // of the login, as the frontend asserted it; "" when not known
 
   bool operator==(const ControlSessionInfo&) const = default;
 };

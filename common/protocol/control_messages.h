@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "common/protocol/messages.h"
+#include "common/protocol/verifier_messages.h"
 
 namespace jw::protocol {
 
@@ -20,8 +21,10 @@ enum class ControlDirection : uint8_t { kAdminToSupervisor, kSupervisorToAdmin }
 // Adding a verb: one line here (and its reply, if new) plus one Supervisor::control<Name> handler.
 #define JW_CONTROL_MESSAGES(X)                                                                    \
   X(ControlSessionList, 1000, kAdminToSupervisor, Empty, "live sessions -> ControlSessions...")   \
-  X(ControlSessionRevoke, 1001, kAdminToSupervisor, ControlUser,                                  \
+  X(ControlSessionRevokeUser, 1001, kAdminToSupervisor, ControlUser,                              \
     "end every session of a user -> ControlRevoked|ControlError")                                 \
+  X(ControlSessionRevokeId, 1002, kAdminToSupervisor, ControlSessionId,                           \
+    "end the session with this id -> ControlRevoked|ControlError")                                \
   X(ControlSessions, 1064, kSupervisorToAdmin, ControlSessionsPart, "sessions (kFlagMore: more)") \
   X(ControlRevoked, 1065, kSupervisorToAdmin, ControlCount, "how many sessions were ended")       \
   X(ControlError, 1066, kSupervisorToAdmin, ControlErrorReply, "request refused or failed")
@@ -44,8 +47,9 @@ inline constexpr ControlMessageInfo kControlMessages[] = {
 #undef JW_CONTROL_INFO
 };
 
-// True when no number of list `a` is also a number of list `b`. A further list (e.g. the
-// password verifier's link) gets its own static_assert against both.
+// True when no number of list `a` is also a number of list `b`: a frame sent down the wrong
+// link is an unknown type there. Checked against the frontend channel's and the verifier link's
+// lists.
 template <typename A, typename B>
 constexpr bool disjointNumbers(const A& a, const B& b) {
   for (const auto& x : a) {
@@ -57,6 +61,18 @@ constexpr bool disjointNumbers(const A& a, const B& b) {
 }
 static_assert(disjointNumbers(kControlMessages, kMessages),
               "control message numbers must differ from every JW_MESSAGES number");
+namespace detail {
+struct NumberOnly {
+  uint16_t type;
+};
+inline constexpr NumberOnly kVerifierNumbers[] = {
+#define JW_VERIFIER_NUMBER(name, num, dir, payload, doc) {num},
+    JW_VERIFIER_MESSAGES(JW_VERIFIER_NUMBER)
+#undef JW_VERIFIER_NUMBER
+};
+}  // namespace detail
+static_assert(disjointNumbers(kControlMessages, detail::kVerifierNumbers),
+              "control message numbers must differ from every JW_VERIFIER_MESSAGES number");
 
 // Name for logs; "unknown" for a number not in the control list.
 std::string_view controlMsgTypeName(uint16_t type);
@@ -69,6 +85,10 @@ bool isControlPermitted(uint16_t type, ControlDirection dir);
 // Requests are tiny; 64 KiB leaves room for a part of the session list.
 constexpr size_t kMaxControlFrame = 64 * 1024;
 constexpr size_t kMaxControlSessionsPerFrame = 256;  // ControlSessions continues with kFlagMore
-constexpr size_t kMaxRemoteAddr = 64;                // an IPv6 address with brackets and port
+// A session's id on the control socket: this many lowercase hex digits of its token's hash.
+// 48 bits: a collision among kMaxSessions live sessions is a one in ~10^7 event, and then
+// `revoke --id` ends both.
+constexpr size_t kSessionIdLength = 12;
+static_assert(kSessionIdLength % 2 == 0 && kSessionIdLength <= 64);
 
 }  // namespace jw::protocol

@@ -65,8 +65,15 @@ Status Supervisor::onControlRequest(ControlServer::ConnId c, const protocol::Con
 
 void Supervisor::handleControlSessionList(ControlServer::ConnId c, uint32_t id,
                                           const protocol::Empty&) {
-  sessions_.pruneExpired(realtimeMs());
-  std::vector<protocol::ControlSessionInfo> all = sessions_.summaries();
+  std::vector<protocol::ControlSessionInfo> all;
+  for (const SessionStore::Listed& l : sessions_.list(realtimeMs())) {
+    // A session whose user is gone is refused on its next request and pruned at the next
+    // reload; it is no live session to show.
+    const UserRecord* u = findUser(l.session.user);
+    if (u == nullptr) continue;
+    all.push_back({l.id, l.session.user, u->role, l.session.created_at_ms, l.session.expires_at_ms,
+                   l.session.last_used_at_ms, l.session.remote_address});
+  }
   protocol::ControlSessionsPart part;
   size_t i = 0;
   do {
@@ -79,8 +86,8 @@ void Supervisor::handleControlSessionList(ControlServer::ConnId c, uint32_t id,
   } while (i < all.size());
 }
 
-void Supervisor::handleControlSessionRevoke(ControlServer::ConnId c, uint32_t id,
-                                            const protocol::ControlUser& u) {
+void Supervisor::handleControlSessionRevokeUser(ControlServer::ConnId c, uint32_t id,
+                                                const protocol::ControlUser& u) {
   if (!names::validUserName(u.user)) {
     control_->send(c, protocol::encodeControlError(
                           id, {protocol::ErrorCode::kBadRequest, "invalid user name"}));
@@ -90,11 +97,25 @@ void Supervisor::handleControlSessionRevoke(ControlServer::ConnId c, uint32_t id
   log::event(log::Priority::kNotice, log::ids::kSessionsRevoked,
              "administrator revoked " + std::to_string(n) + " session(s) of " + log::quote(u.user),
              {{"USER", u.user}, {"SESSIONS", std::to_string(n)}});
-  // Until requests carry their token to the supervisor ("[authority]"), the frontend checks
-  // tokens against its own copy of the session table, which it receives only when it starts: a
-  // fresh frontend is what makes the revocation take effect, and it ends open follow streams.
-  if (n > 0 && frontend_) frontend_->restart("sessions of " + log::quote(u.user) + " revoked");
-  control_->send(c, protocol::encodeControlRevoked(id, {static_cast<uint32_t>(n)}));
+  finishRevocation(c, id, n);
+}
+
+void Supervisor::handleControlSessionRevokeId(ControlServer::ConnId c, uint32_t id,
+                                              const protocol::ControlSessionId& s) {
+  // The decoder checked the id's form (validSessionId).
+  size_t n = sessions_.revokeId(s.id);
+  log::event(log::Priority::kNotice, log::ids::kSessionsRevoked,
+             "administrator revoked " + std::to_string(n) + " session(s) with id " + s.id,
+             {{"SESSION_ID", s.id}, {"SESSIONS", std::to_string(n)}});
+  finishRevocation(c, id, n);
+}
+
+// Every request checks its token against the store, so the revocation holds from here on; the
+// follow reads parked with a now dead token are answered at once, so their streams end now
+// rather than at the next parked-read timeout.
+void Supervisor::finishRevocation(ControlServer::ConnId c, uint32_t id, size_t revoked) {
+  if (revoked > 0) releaseParkedWithoutSession();
+  control_->send(c, protocol::encodeControlRevoked(id, {static_cast<uint32_t>(revoked)}));
 }
 
 }  // namespace jw::supervisor

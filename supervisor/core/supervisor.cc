@@ -441,6 +441,25 @@ void Supervisor::expireParked(const std::string& job_id, uint64_t key) {
   if (it->second.empty()) parked_.erase(it);
 }
 
+void Supervisor::releaseParkedWithoutSession() {
+  struct Dead {
+    std::string job_id;
+    uint64_t key;
+    EventLoop::TimerId timer;
+  };
+  std::vector<Dead> dead;  // collected first: expireParked erases from parked_
+  int64_t now = realtimeMs();
+  for (const auto& [job_id, reads] : parked_) {
+    for (const auto& [key, p] : reads) {
+      if (sessions_.find(p.req.token, now) == nullptr) dead.push_back({job_id, key, p.timer});
+    }
+  }
+  for (const Dead& d : dead) {
+    loop_.cancelTimer(d.timer);
+    expireParked(d.job_id, d.key);
+  }
+}
+
 // --- shutdown ----------------------------------------------------------------------------------
 
 void Supervisor::beginShutdown() {

@@ -111,8 +111,11 @@ class Supervisor {
   Status onControlRequest(ControlServer::ConnId c, const protocol::ControlFrameHeader& h,
                           std::string_view payload);
   void handleControlSessionList(ControlServer::ConnId c, uint32_t id, const protocol::Empty&);
-  void handleControlSessionRevoke(ControlServer::ConnId c, uint32_t id,
-                                  const protocol::ControlUser& u);
+  void handleControlSessionRevokeUser(ControlServer::ConnId c, uint32_t id,
+                                      const protocol::ControlUser& u);
+  void handleControlSessionRevokeId(ControlServer::ConnId c, uint32_t id,
+                                    const protocol::ControlSessionId& s);
+  void finishRevocation(ControlServer::ConnId c, uint32_t id, size_t revoked);
 
   // requests; each handler replies itself
   Status handleReady(uint32_t id, const protocol::Empty&);  // once per frontend
@@ -161,6 +164,9 @@ class Supervisor {
   protocol::OutputChunk readChunk(const Job& job, const protocol::OutputReadRequest& r);
   void answerParked(Job& job, int stream, bool all);
   void expireParked(const std::string& job_id, uint64_t key);
+  // Answers every parked follow read whose token no longer has a session (after a revocation)
+  // as its timeout would: the frontend asks again and is told `unauthorized`.
+  void releaseParkedWithoutSession();
 
   // shutdown
   void beginShutdown();

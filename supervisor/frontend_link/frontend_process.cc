@@ -243,13 +243,6 @@ void FrontendProcess::violation(const std::string& why) {
   closeChannel();
 }
 
-void FrontendProcess::restart(const std::string& why) {
-  log::notice("restarting the frontend (pid " + std::to_string(pid_) + "): " + why);
-  backoff_ms_ = kInitialBackoffMs;
-  signalFrontend(SIGKILL);
-  closeChannel();
-}
-
 void FrontendProcess::shutdown() {
   shutting_down_ = true;
   if (respawn_timer_ != 0) loop_.cancelTimer(respawn_timer_);

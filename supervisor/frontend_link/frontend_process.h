@@ -52,9 +52,6 @@ class FrontendProcess {
   void send(std::string frame);
   // Logs a protocol violation, SIGKILLs the frontend and closes the channel (never re-syncs).
   void violation(const std::string& why);
-  // Kills the frontend on purpose (e.g. so that its next incarnation gets a changed session
-  // table) and respawns it at once, without the back-off a crash earns.
-  void restart(const std::string& why);
   // Kills the frontend for good (shutdown); waits for it.
   void shutdown();
 

@@ -14,8 +14,13 @@ namespace jw::protocol {
 namespace {
 
 ControlSessionInfo fullSession(char c) {
-  return {std::string(kMaxUserName, c), 1700000000123, 1700043200123,
-          std::string(kMaxRemoteAddr, '1')};
+  return {std::string(kSessionIdLength, 'f'),
+          std::string(kMaxUserName, c),
+          Role::kViewer,
+          1700000000123,
+          1700043200123,
+          1700000000999,
+          std::string(kMaxRemoteAddress, '1')};
 }
 
 template <typename T>
@@ -29,9 +34,14 @@ ControlUser sample<ControlUser>() {
   return {"alice"};
 }
 template <>
+ControlSessionId sample<ControlSessionId>() {
+  return {"0123456789ab"};
+}
+template <>
 ControlSessionsPart sample<ControlSessionsPart>() {
-  return {{{"alice", 1700000000123, 1700043200123, "[::1]:50000"},
-           {"bob", 1700000000456, 1700043200456, ""}}};
+  return {
+      {{"0123456789ab", "alice", Role::kAdmin, 1700000000123, 1700043200123, 1700000000200, "::1"},
+       {"ba9876543210", "bob", Role::kUser, 1700000000456, 1700043200456, 0, ""}}};
 }
 template <>
 ControlCount sample<ControlCount>() {
@@ -69,19 +79,36 @@ JW_CONTROL_MESSAGES(JW_CONTROL_ROUND_TRIP_TEST)
 #undef JW_CONTROL_ROUND_TRIP_TEST
 
 TEST(ControlCodec, FieldCapsAreEnforced) {
-  EXPECT_FALSE(
-      decodeControlSessionRevokePayload(
-          encodeControlSessionRevoke(1, {std::string(kMaxUserName + 1, 'a')}).substr(kHeaderSize))
-          .ok());
-  ControlSessionsPart long_addr{{{"alice", 1, 2, std::string(kMaxRemoteAddr + 1, '1')}}};
+  EXPECT_FALSE(decodeControlSessionRevokeUserPayload(
+                   encodeControlSessionRevokeUser(1, {std::string(kMaxUserName + 1, 'a')})
+                       .substr(kHeaderSize))
+                   .ok());
+  ControlSessionsPart long_addr{
+      {{"0123456789ab", "alice", Role::kUser, 1, 2, 3, std::string(kMaxRemoteAddress + 1, '1')}}};
   EXPECT_FALSE(
       decodeControlSessionsPayload(encodeControlSessions(1, long_addr).substr(kHeaderSize)).ok());
   ControlSessionsPart too_many;
-  too_many.sessions.assign(kMaxControlSessionsPerFrame + 1, {"a", 1, 2, ""});
+  too_many.sessions.assign(kMaxControlSessionsPerFrame + 1, fullSession('a'));
   EXPECT_FALSE(
       decodeControlSessionsPayload(encodeControlSessions(1, too_many).substr(kHeaderSize)).ok());
+  ControlSessionsPart bad_role{{fullSession('a')}};
+  bad_role.sessions[0].role = static_cast<Role>(9);
+  EXPECT_FALSE(
+      decodeControlSessionsPayload(encodeControlSessions(1, bad_role).substr(kHeaderSize)).ok());
   ControlErrorReply bad_code{static_cast<ErrorCode>(999), "x"};
   EXPECT_FALSE(decodeControlErrorPayload(encodeControlError(1, bad_code).substr(kHeaderSize)).ok());
+}
+
+TEST(ControlCodec, SessionIdsAreTwelveLowercaseHexDigits) {
+  EXPECT_TRUE(validSessionId("0123456789ab"));
+  for (const char* bad : {"", "0123456789a", "0123456789abc", "0123456789AB", "0123456789ag",
+                          "01234567 9ab", "../../../etc"}) {
+    EXPECT_FALSE(validSessionId(bad)) << bad;
+    EXPECT_FALSE(decodeControlSessionRevokeIdPayload(
+                     encodeControlSessionRevokeId(1, {bad}).substr(kHeaderSize))
+                     .ok())
+        << bad;
+  }
 }
 
 TEST(ControlCodec, ForgedCountFailsWithoutAllocating) {
