@@ -30,7 +30,7 @@ enum class ControlDirection : uint8_t { kAdminToSupervisor, kSupervisorToAdmin }
   X(ControlError, 1066, kSupervisorToAdmin, ControlErrorReply, "request refused or failed")
 
 enum class ControlMsgType : uint16_t {
-#define JW_CONTROL_ENUM(name, num, dir, payload, doc) k##name = num,
+#define JW_CONTROL_ENUM(name, num, dir, payload, doc) k##name = (num),
   JW_CONTROL_MESSAGES(JW_CONTROL_ENUM)
 #undef JW_CONTROL_ENUM
 };
@@ -83,7 +83,7 @@ bool isControlPermitted(uint16_t type, ControlDirection dir);
 // Frames use the channel's header layout (u16 type | u16 flags | u32 request_id | payload),
 // with kFlagMore for replies in several frames, one SEQPACKET message per frame.
 // Requests are tiny; 64 KiB leaves room for a part of the session list.
-constexpr size_t kMaxControlFrame = 64 * 1024;
+constexpr size_t kMaxControlFrame = size_t{64} * 1024;
 constexpr size_t kMaxControlSessionsPerFrame = 256;  // ControlSessions continues with kFlagMore
 // A session's id on the control socket: this many lowercase hex digits of its token's hash.
 // 48 bits: a collision among kMaxSessions live sessions is a one in ~10^7 event, and then

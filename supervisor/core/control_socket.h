@@ -29,8 +29,8 @@ Result<UniqueFd> bindControlSocket(const std::string& path);
 class ControlServer {
  public:
   static constexpr size_t kMaxConnections = 8;
-  static constexpr uint64_t kConnectionDeadlineMs = 10'000;  // from accept to close, whatever
-  static constexpr size_t kMaxQueuedBytes = 4 << 20;         // replies waiting for the peer
+  static constexpr uint64_t kConnectionDeadlineMs = 10'000;   // from accept to close, whatever
+  static constexpr size_t kMaxQueuedBytes = size_t{4} << 20;  // replies waiting for the peer
   using ConnId = uint64_t;
   // A frame that passed the header and permission checks. An error return (e.g. a payload that
   // does not decode) closes that connection and only that one.

@@ -266,8 +266,9 @@ TEST_F(Control, AMalformedFrameClosesOnlyThatConnection) {
       protocol::encodeHealth(1, {}),                    // a frontend message
       protocol::encodeControlSessionList(1, {}) + "x",  // a trailing byte
       protocol::encodeControlSessions(1, {}),           // a reply sent as a request
-      protocol::encodeControlSessionList(1, {}) + std::string(100 * 1024, 'x'),  // over the cap
-      protocol::encodeControlSessionRevokeId(1, {"../../etc/pa"}),               // not a session id
+      protocol::encodeControlSessionList(1, {}) +
+          std::string(size_t{100} * 1024, 'x'),                             // over the cap
+      protocol::encodeControlSessionRevokeId(1, {"../../etc/pa"}),          // not a session id
       protocol::encodeControlSessionRevokeId(1, {std::string(4000, 'a')}),  // over the id's cap
       std::string("\xe9\x03\x00\x00\x01\x00\x00\x00\xff\xff\xff\xff", 12),  // forged length
   };
