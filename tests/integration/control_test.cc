@@ -212,6 +212,8 @@ TEST_F(Control, RevokeEndsAnOpenFollowStream) {
               static_cast<long long>(took.count()));
   EXPECT_LT(took, std::chrono::seconds(10)) << "parked reads are released at the revocation";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << readFile(log_path);
+  EXPECT_NE(readFile(log_path).find("session expired or revoked"), std::string::npos)
+      << "the CLI says why the stream ended: " << readFile(log_path);
   removeTree(xdg);
   std::string admin_token = login(*d_, "admin", d_->adminPassword());
   https(*d_, "POST", "/v1/jobs/" + id + "/stop", "", admin_token);
