@@ -138,6 +138,7 @@ Status setKey(Settings& s, const std::string& key, const std::string& v, bool* k
       {"login_max_failures", u32(s.login_max_failures)},
       {"login_lockout", dur(s.login_lockout_ms)},
       {"state_dir", str(s.state_dir)},
+      {"control_socket", str(s.control_socket)},
       {"users_file", str(s.users_file)},
       {"frontend_user", str(s.frontend_user)},
       {"verifier_user", str(s.verifier_user)},
@@ -315,6 +316,11 @@ void applyHostMaxima(Settings& s) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores > 0) s.global.max.cpu_millicores = static_cast<uint32_t>(cores) * 1000;
   }
+}
+
+std::string controlSocketPath(const Settings& s) {
+  if (!s.control_socket.empty()) return s.control_socket;
+  return s.state_dir + "/control.sock";
 }
 
 Result<Settings> load(const std::string& path) {

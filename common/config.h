@@ -52,6 +52,8 @@ struct Settings {
   uint64_t login_lockout_ms = 60'000;
   // Supervisor and jobs
   std::string state_dir = "/var/lib/jobworker";
+  // The root-only control socket of jobworker-admin; "" means <state_dir>/control.sock.
+  std::string control_socket;
   std::string users_file = "/etc/jobworker/users";
   std::string frontend_user = "jobworker";
   // The password verifier's account (jobworker-verifier --run-as). A job of the same account
@@ -82,6 +84,9 @@ struct Settings {
 
 // Parses FILE; unknown keys and bad values are errors naming the line.
 Result<Settings> load(const std::string& path);
+// Where the control socket lives: control_socket if set, else <state_dir>/control.sock. Both
+// jobworkerd and jobworker-admin call this, so the two always agree.
+std::string controlSocketPath(const Settings& s);
 // Parses text (for tests and for load()).
 Result<Settings> parse(const std::string& text, const std::string& origin);
 

@@ -31,6 +31,8 @@ inline constexpr std::string_view kJobStop = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a63";
 inline constexpr std::string_view kJobExit = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a64";
 inline constexpr std::string_view kFrontendRestart = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a65";
 inline constexpr std::string_view kProtocolViolation = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a66";
+inline constexpr std::string_view kControlRefused = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a70";
+inline constexpr std::string_view kSessionsRevoked = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a71";
 }  // namespace ids
 
 // A structured event. Under journald (JOURNAL_STREAM set and libsystemd linked) it is sent with

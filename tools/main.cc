@@ -1,5 +1,6 @@
-// jobworker-admin's entry point: `user ...` edits the users file, `dev-bootstrap` creates dev
-// mode's CA, certificate and first user. Runs as root (or the dev-mode user), never in the daemon.
+// jobworker-admin's entry point: `user ...` edits the users file, `session ...` lists and revokes
+// sessions over jobworkerd's control socket, `dev-bootstrap` creates dev mode's CA, certificate
+// and first user. Runs as root (or the dev-mode user), never in the daemon.
 #include <cstdio>
 #include <string>
 
@@ -7,14 +8,20 @@
 #include "jw_build_config.h"
 #include "tools/admin_cli.h"
 #include "tools/dev_bootstrap.h"
+#include "tools/session_cli.h"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: jobworker-admin user add|del|passwd|list --users-file FILE [NAME] [...]\n"
+    "       jobworker-admin session list [--control PATH] [-o table|json]\n"
+    "       jobworker-admin session revoke USER|--id ID [--control PATH]\n"
     "       jobworker-admin dev-bootstrap --state-dir DIR\n"
     "\n"
     "  user           edit the users file (`jobworker-admin user --help` for the options)\n"
+    "  session        list live sessions, or end those of a user or one of them, over "
+    "jobworkerd's\n"
+    "                 root-only control socket (`jobworker-admin session --help`)\n"
     "  dev-bootstrap  create what `jobworkerd --dev` needs in DIR (a CA, a server certificate\n"
     "                 for localhost and a users file with `admin`); keeps what already exists\n"
     "  --help, --version\n";
@@ -38,6 +45,7 @@ int main(int argc, char** argv) {
   jw::log::setIdentity("jobworker-admin");
   std::string command = argc >= 2 ? argv[1] : "";
   if (command == "user") return jw::admin::runUserCommand(argc - 1, argv + 1);
+  if (command == "session") return jw::admin::runSessionCommand(argc - 1, argv + 1);
   if (command == "dev-bootstrap") return devBootstrap(argc - 1, argv + 1);
   if (command == "--help" || command == "-h") {
     std::fputs(kUsage, stdout);

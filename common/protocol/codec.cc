@@ -23,23 +23,6 @@ void get(Reader& r, Empty&) { (void)r; }
 void put(Writer& w, const Token& t) { w.raw(t.bytes.data(), t.bytes.size()); }
 void get(Reader& r, Token& t) { r.raw(t.bytes.data(), t.bytes.size()); }
 
-// Reads an enum as its underlying integer and checks it against the enum's EnumRange.
-template <typename E>
-E getEnum(Reader& r, EnumRange<E> range, const char* what) {
-  using U = std::underlying_type_t<E>;
-  static_assert(sizeof(U) <= 2, "the wire carries enums as u8 or u16");
-  U v;
-  if constexpr (sizeof(U) == 1) {
-    v = r.u8();
-  } else {
-    v = r.u16();
-  }
-  if (v < static_cast<U>(range.first) || v > static_cast<U>(range.last)) {
-    r.fail(std::string(what) + " out of range");
-  }
-  return static_cast<E>(v);
-}
-
 void put(Writer& w, const SessionRef& s) { put(w, s.token); }
 void get(Reader& r, SessionRef& s) { get(r, s.token); }
 

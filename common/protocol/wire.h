@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace jw::protocol {
@@ -75,5 +76,24 @@ class Reader {
   bool failed_ = false;
   std::string error_;
 };
+
+// Reads an enum as its underlying integer and checks it against range.first..range.last (an
+// EnumRange of codec.h): the one enum getter of every codec.
+template <typename Range>
+auto getEnum(Reader& r, Range range, const char* what) {
+  using E = std::remove_cv_t<decltype(range.first)>;
+  using U = std::underlying_type_t<E>;
+  static_assert(sizeof(U) <= 2, "the wire carries enums as u8 or u16");
+  U v;
+  if constexpr (sizeof(U) == 1) {
+    v = r.u8();
+  } else {
+    v = r.u16();
+  }
+  if (v < static_cast<U>(range.first) || v > static_cast<U>(range.last)) {
+    r.fail(std::string(what) + " out of range");
+  }
+  return static_cast<E>(v);
+}
 
 }  // namespace jw::protocol

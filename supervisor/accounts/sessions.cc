@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "common/protocol/control_messages.h"
+
 namespace jw::supervisor {
 
 SessionStore::Hash SessionStore::hashToken(const protocol::Token& token) {
@@ -13,7 +15,18 @@ SessionStore::Hash SessionStore::hashToken(const protocol::Token& token) {
   return h;
 }
 
-SessionStore::Minted SessionStore::mint(const std::string& user, int64_t now_ms) {
+std::string SessionStore::idOf(const Hash& hash) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (size_t i = 0; id.size() < protocol::kSessionIdLength; i++) {
+    id += kHex[hash[i] >> 4];
+    id += kHex[hash[i] & 0xf];
+  }
+  return id;
+}
+
+SessionStore::Minted SessionStore::mint(const std::string& user, const std::string& remote_address,
+                                        int64_t now_ms) {
   if (by_hash_.size() >= kMaxSessions) pruneExpired(now_ms);  // housekeeping prunes the rest
   if (by_hash_.size() >= kMaxSessions) {
     auto soonest = std::min_element(by_hash_.begin(), by_hash_.end(), [](auto& a, auto& b) {
@@ -23,7 +36,7 @@ SessionStore::Minted SessionStore::mint(const std::string& user, int64_t now_ms)
   }
   Minted m{{}, now_ms + static_cast<int64_t>(ttl_ms_)};
   randombytes_buf(m.token.bytes.data(), m.token.bytes.size());
-  by_hash_[hashToken(m.token)] = Session{user, m.expires_at_ms};
+  by_hash_[hashToken(m.token)] = Session{user, m.expires_at_ms, now_ms, 0, remote_address};
   return m;
 }
 
@@ -34,8 +47,44 @@ const SessionStore::Session* SessionStore::find(const protocol::Token& token,
   return &it->second;
 }
 
+const SessionStore::Session* SessionStore::use(const protocol::Token& token, int64_t now_ms) {
+  auto it = by_hash_.find(hashToken(token));
+  if (it == by_hash_.end() || it->second.expires_at_ms <= now_ms) return nullptr;
+  it->second.last_used_at_ms = now_ms;
+  return &it->second;
+}
+
 bool SessionStore::revoke(const protocol::Token& token) {
   return by_hash_.erase(hashToken(token)) != 0;
+}
+
+size_t SessionStore::revokeUser(const std::string& user) {
+  size_t before = by_hash_.size();
+  removeUsersIf([&](const std::string& u) { return u == user; });
+  return before - by_hash_.size();
+}
+
+size_t SessionStore::revokeId(std::string_view id) {
+  size_t before = by_hash_.size();
+  for (auto it = by_hash_.begin(); it != by_hash_.end();) {
+    it = idOf(it->first) == id ? by_hash_.erase(it) : std::next(it);
+  }
+  return before - by_hash_.size();
+}
+
+std::vector<SessionStore::Listed> SessionStore::list(int64_t now_ms) const {
+  std::vector<Listed> out;
+  out.reserve(by_hash_.size());
+  for (const auto& [hash, s] : by_hash_) {
+    if (s.expires_at_ms > now_ms) out.push_back({idOf(hash), s});
+  }
+  std::sort(out.begin(), out.end(), [](const Listed& a, const Listed& b) {
+    if (a.session.created_at_ms != b.session.created_at_ms) {
+      return a.session.created_at_ms < b.session.created_at_ms;
+    }
+    return a.id < b.id;
+  });
+  return out;
 }
 
 void SessionStore::pruneExpired(int64_t now_ms) {

@@ -23,7 +23,7 @@ void wipe(std::string& s) {
 }  // namespace
 
 const UserRecord* Supervisor::authenticate(uint32_t id, const protocol::Token& token) {
-  const SessionStore::Session* s = sessions_.find(token, realtimeMs());
+  const SessionStore::Session* s = sessions_.use(token, realtimeMs());
   const UserRecord* u = s != nullptr ? findUser(s->user) : nullptr;
   // One answer for unknown, expired, revoked and orphaned sessions: the frontend learns nothing.
   if (u == nullptr) replyError(id, ErrorCode::kUnauthorized, "unknown or expired session");
@@ -81,7 +81,7 @@ void Supervisor::finishLogin(uint32_t id, uint64_t generation, const std::string
     return;
   }
   throttle_.recordSuccess(user, address);
-  SessionStore::Minted m = sessions_.mint(user, realtimeMs());
+  SessionStore::Minted m = sessions_.mint(user, address, realtimeMs());
   log::event(log::Priority::kInfo, log::ids::kLogin,
              "login for " + log::quote(user) + " from " + log::quote(address),
              {{"USER", user}, {"REMOTE_ADDR", address}, {"LOGIN_RESULT", "ok"}});

@@ -82,6 +82,12 @@ Status Supervisor::init() {
   if (Status st = store_.prepare(); !st) return st;
   if (sodium_init() < 0) return Error{"sodium_init failed"};
   verifier_.start();
+  control_ = std::make_unique<ControlServer>(
+      loop_, [this](ControlServer::ConnId c, const protocol::ControlFrameHeader& h,
+                    std::string_view p) { return onControlRequest(c, h, p); });
+  if (Status st = control_->listen(config::controlSocketPath(settings_)); !st) {
+    return Error{"control socket: " + st.error().message, st.error().sys_errno};
+  }
 
   FrontendOptions fo;
   fo.path = opt_.frontend_path;
@@ -435,6 +441,25 @@ void Supervisor::expireParked(const std::string& job_id, uint64_t key) {
   if (it->second.empty()) parked_.erase(it);
 }
 
+void Supervisor::releaseParkedWithoutSession() {
+  struct Dead {
+    std::string job_id;
+    uint64_t key;
+    EventLoop::TimerId timer;
+  };
+  std::vector<Dead> dead;  // collected first: expireParked erases from parked_
+  int64_t now = realtimeMs();
+  for (const auto& [job_id, reads] : parked_) {
+    for (const auto& [key, p] : reads) {
+      if (sessions_.find(p.req.token, now) == nullptr) dead.push_back({job_id, key, p.timer});
+    }
+  }
+  for (const Dead& d : dead) {
+    loop_.cancelTimer(d.timer);
+    expireParked(d.job_id, d.key);
+  }
+}
+
 // --- shutdown ----------------------------------------------------------------------------------
 
 void Supervisor::beginShutdown() {
@@ -450,6 +475,7 @@ void Supervisor::beginShutdown() {
   notifySystemd("STOPPING=1");
   log::notice("shutting down: stopping every running job");
   frontend_->shutdown();
+  control_->shutdown();
   uint64_t grace = std::min(settings_.stop_grace_ms, kMaxShutdownGraceMs);
   for (Job* j : jobs_.all()) {
     if (!j->mainExited()) stopJob(*j, "shutdown", grace);

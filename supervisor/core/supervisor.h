@@ -22,6 +22,7 @@
 #include "supervisor/accounts/sessions.h"
 #include "supervisor/accounts/users_file.h"
 #include "supervisor/cgroup/cgroup.h"
+#include "supervisor/core/control_socket.h"
 #include "supervisor/core/event_loop.h"
 #include "supervisor/frontend_link/frontend_process.h"
 #include "supervisor/jobs/job_table.h"
@@ -99,6 +100,23 @@ class Supervisor {
   static std::span<const RequestEntry> requestTable();
   Status onRequest(const protocol::FrameHeader& h, std::string_view payload);
 
+  // The control socket's dispatch (control_dispatch.cc): a table generated from
+  // JW_CONTROL_MESSAGES, one entry per admin-to-supervisor message calling handle<Name>(conn,
+  // id, payload). An error return closes that control connection.
+  struct ControlEntry {
+    protocol::ControlMsgType type;
+    Status (*run)(Supervisor& s, ControlServer::ConnId c, uint32_t id, std::string_view payload);
+  };
+  static std::span<const ControlEntry> controlTable();
+  Status onControlRequest(ControlServer::ConnId c, const protocol::ControlFrameHeader& h,
+                          std::string_view payload);
+  void handleControlSessionList(ControlServer::ConnId c, uint32_t id, const protocol::Empty&);
+  void handleControlSessionRevokeUser(ControlServer::ConnId c, uint32_t id,
+                                      const protocol::ControlUser& u);
+  void handleControlSessionRevokeId(ControlServer::ConnId c, uint32_t id,
+                                    const protocol::ControlSessionId& s);
+  void finishRevocation(ControlServer::ConnId c, uint32_t id, size_t revoked);
+
   // requests; each handler replies itself
   Status handleReady(uint32_t id, const protocol::Empty&);  // once per frontend
   // session_requests.cc: Login is answered from the verifier's callback (finishLogin); every
@@ -146,6 +164,9 @@ class Supervisor {
   protocol::OutputChunk readChunk(const Job& job, const protocol::OutputReadRequest& r);
   void answerParked(Job& job, int stream, bool all);
   void expireParked(const std::string& job_id, uint64_t key);
+  // Answers every parked follow read whose token no longer has a session (after a revocation)
+  // as its timeout would: the frontend asks again and is told `unauthorized`.
+  void releaseParkedWithoutSession();
 
   // shutdown
   void beginShutdown();
@@ -155,6 +176,7 @@ class Supervisor {
   const config::Settings& settings_;
   EventLoop loop_;
   std::unique_ptr<FrontendProcess> frontend_;
+  std::unique_ptr<ControlServer> control_;
   OutputStore store_;
   SessionStore sessions_;
   PasswordVerifier verifier_;  // after loop_: destroyed first, while its timers can be cancelled

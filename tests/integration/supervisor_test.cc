@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "common/protocol/codec.h"
+#include "common/protocol/control_codec.h"
 #include "common/protocol/messages.h"
 #include "common/sanitizer.h"
 #include "tests/integration/daemon.h"
@@ -988,6 +989,28 @@ TEST_F(SupervisorTest, ProtocolViolationsKillAndRespawnTheFrontend) {
   std::string log = d_->log();
   EXPECT_NE(log.find("protocol violation"), std::string::npos);
   EXPECT_NE(log.find("restarting in"), std::string::npos);
+}
+
+// The control socket's verbs are for root on its own socket: on the frontend channel their
+// numbers are unknown, so a frontend sending one is killed as any violator, and nothing is done.
+TEST_F(SupervisorTest, ControlMessagesOnTheFrontendChannelAreViolationsAndDoNothing) {
+  Token admin = d_->tokenFor("admin");
+  const std::string before = d_->log();
+  std::vector<std::string> frames = {
+      encodeControlSessionRevokeUser(11, ControlUser{"admin"}),
+      encodeControlSessionRevokeId(12, ControlSessionId{"0123456789ab"}),
+  };
+  for (const std::string& frame : frames) {
+    d_->sendRaw(frame);
+    ASSERT_TRUE(d_->waitConnectionClosed(5000)) << "the frontend survived a control message";
+    ASSERT_TRUE(d_->acceptFrontend()) << "no respawn after a control message";
+  }
+  // admin's session was not revoked by the frontend's "ControlSessionRevokeUser".
+  Frame info = d_->call([&](uint32_t id) { return encodeSessionGet(id, SessionRef{admin}); });
+  EXPECT_EQ(info.h.type, MsgType::kSessionInfo);
+  std::string log = d_->log().substr(before.size());
+  EXPECT_NE(log.find("unknown message type 1001"), std::string::npos) << log;
+  EXPECT_EQ(log.find("administrator revoked"), std::string::npos) << log;
 }
 
 // Daemons of their own: shutdown, retention.

@@ -16,6 +16,7 @@
 #include <regex>
 #include <set>
 
+#include "common/protocol/control_codec.h"
 #include "supervisor/accounts/sessions.h"
 #include "supervisor/jobs/job_table.h"
 #include "supervisor/launch/spawn.h"
@@ -353,8 +354,8 @@ TEST(JobTable, NewestFirstAndRetentionByCountAndAge) {
 TEST(Sessions, MintFindExpireRevokeAndPrune) {
   SessionStore store(3600'000);
   const int64_t now = 1'000'000;
-  auto a = store.mint("alice", now);
-  auto b = store.mint("bob", now);
+  auto a = store.mint("alice", "127.0.0.1", now);
+  auto b = store.mint("bob", "127.0.0.1", now);
   EXPECT_EQ(a.expires_at_ms, now + 3600'000);
   EXPECT_NE(a.token, b.token);  // 256 random bits each
   ASSERT_NE(store.find(a.token, now), nullptr);
@@ -374,7 +375,7 @@ TEST(Sessions, MintFindExpireRevokeAndPrune) {
   EXPECT_EQ(store.size(), 1u);
   store.pruneExpired(now + 3600'000);
   EXPECT_EQ(store.size(), 0u);
-  auto c = store.mint("carol", now);
+  auto c = store.mint("carol", "127.0.0.1", now);
   store.removeUsersIf([](const std::string& u) { return u == "carol"; });
   EXPECT_EQ(store.find(c.token, now), nullptr);
 }
@@ -382,15 +383,63 @@ TEST(Sessions, MintFindExpireRevokeAndPrune) {
 TEST(Sessions, CapEvictsSoonestExpiring) {
   SessionStore store(3600'000);
   const int64_t now = 1'000'000;
-  auto first = store.mint("u", now);
+  auto first = store.mint("u", "127.0.0.1", now);
   for (size_t i = 1; i < SessionStore::kMaxSessions; i++) {
-    (void)store.mint("u", now + static_cast<int64_t>(i));
+    (void)store.mint("u", "127.0.0.1", now + static_cast<int64_t>(i));
   }
   EXPECT_EQ(store.size(), SessionStore::kMaxSessions);
-  auto extra = store.mint("u", now + 20'000);
+  auto extra = store.mint("u", "127.0.0.1", now + 20'000);
   EXPECT_EQ(store.size(), SessionStore::kMaxSessions);
   EXPECT_NE(store.find(extra.token, now + 20'000), nullptr);
   EXPECT_EQ(store.find(first.token, now), nullptr);  // the soonest-expiring: evicted
+}
+
+TEST(Sessions, ListShowsIdsAddressesAndLastUseNeverTokens) {
+  SessionStore store(3600'000);
+  const int64_t now = 1'000'000;
+  auto a = store.mint("alice", "192.0.2.7", now);
+  auto b = store.mint("bob", "2001:db8::1", now + 5);
+  EXPECT_NE(store.use(a.token, now + 10), nullptr);
+  auto listed = store.list(now + 20);
+  ASSERT_EQ(listed.size(), 2u);
+  const SessionStore::Listed& la = listed[0];  // oldest first
+  const SessionStore::Listed& lb = listed[1];
+  EXPECT_EQ(la.session.user, "alice");
+  EXPECT_EQ(la.session.remote_address, "192.0.2.7");
+  EXPECT_EQ(la.session.created_at_ms, now);
+  EXPECT_EQ(la.session.last_used_at_ms, now + 10);
+  EXPECT_EQ(lb.session.user, "bob");
+  EXPECT_EQ(lb.session.last_used_at_ms, 0);  // find() is no use
+  (void)store.find(b.token, now + 30);
+  EXPECT_EQ(store.list(now + 40)[1].session.last_used_at_ms, 0);
+  // The id: the first hex digits of the token's hash, never of the token.
+  EXPECT_TRUE(protocol::validSessionId(la.id)) << la.id;
+  EXPECT_EQ(la.id, SessionStore::idOf(SessionStore::hashToken(a.token)));
+  EXPECT_NE(la.id, lb.id);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string token_hex;
+  for (uint8_t byte : a.token.bytes) token_hex += {kHex[byte >> 4], kHex[byte & 0xf]};
+  EXPECT_EQ(token_hex.find(la.id), std::string::npos);
+  // An expired session is not listed.
+  EXPECT_TRUE(store.list(now + 3600'000 + 5).empty());
+}
+
+TEST(Sessions, RevokeByUserAndById) {
+  SessionStore store(3600'000);
+  const int64_t now = 1'000'000;
+  auto a1 = store.mint("alice", "127.0.0.1", now);
+  auto a2 = store.mint("alice", "127.0.0.1", now);
+  auto b = store.mint("bob", "127.0.0.1", now);
+  std::string b_id = SessionStore::idOf(SessionStore::hashToken(b.token));
+  EXPECT_EQ(store.revokeId("000000000000"), 0u);
+  EXPECT_EQ(store.revokeId(b_id), 1u);
+  EXPECT_EQ(store.find(b.token, now), nullptr);
+  EXPECT_NE(store.find(a1.token, now), nullptr);
+  EXPECT_EQ(store.revokeUser("carol"), 0u);
+  EXPECT_EQ(store.revokeUser("alice"), 2u);
+  EXPECT_EQ(store.find(a1.token, now), nullptr);
+  EXPECT_EQ(store.find(a2.token, now), nullptr);
+  EXPECT_EQ(store.size(), 0u);
 }
 
 }  // namespace

@@ -1,0 +1,82 @@
+// Payload structs of the control socket's messages (control_messages.h) and their field-by-field
+// encoding. Used by jobworkerd and jobworker-admin; decoding never throws and never trusts a
+// length, and consumes exactly the bytes it was given.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/protocol/codec.h"
+#include "common/protocol/control_messages.h"
+#include "common/result.h"
+
+namespace jw::protocol {
+
+struct ControlUser {
+  std::string user;
+
+  bool operator==(const ControlUser&) const = default;
+};
+
+// Names one session for ControlSessionRevokeId: kSessionIdLength lowercase hex digits.
+struct ControlSessionId {
+  std::string id;
+
+  bool operator==(const ControlSessionId&) const = default;
+};
+// The one rule for a session id's form; jobworker-admin and jobworkerd both check it.
+bool validSessionId(std::string_view id);
+
+// What an administrator may see of a session: never its token, and of the token's hash only
+// the kSessionIdLength hex digits of its id.
+struct ControlSessionInfo {
+  std::string id;
+  std::string user;
+  Role role = Role::kViewer;  // the user's role now
+  int64_t created_at_ms = 0;  // Unix epoch milliseconds
+  int64_t expires_at_ms = 0;
+  int64_t last_used_at_ms = 0;  // 0: no request since the login
+  std::string remote_addr;      // of the login, as the frontend asserted it; "" when not known
+
+  bool operator==(const ControlSessionInfo&) const = default;
+};
+struct ControlSessionsPart {
+  std::vector<ControlSessionInfo> sessions;
+
+  bool operator==(const ControlSessionsPart&) const = default;
+};
+
+struct ControlCount {
+  uint32_t count = 0;
+
+  bool operator==(const ControlCount&) const = default;
+};
+
+struct ControlErrorReply {
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+
+  bool operator==(const ControlErrorReply&) const = default;
+};
+
+struct ControlFrameHeader {
+  ControlMsgType type;
+  uint16_t flags = 0;
+  uint32_t request_id = 0;
+
+  bool operator==(const ControlFrameHeader&) const = default;
+};
+
+#define JW_DECLARE_CONTROL_CODEC(name, num, dir, payload, doc)                         \
+  std::string encode##name(uint32_t request_id, const payload& p, uint16_t flags = 0); \
+  Result<payload> decode##name##Payload(std::string_view payload_bytes);
+JW_CONTROL_MESSAGES(JW_DECLARE_CONTROL_CODEC)
+#undef JW_DECLARE_CONTROL_CODEC
+
+// Splits a control frame into header and payload; checks the size (kMaxControlFrame), that the
+// type is a control message and that the flags are known.
+Result<ControlFrameHeader> decodeControlHeader(std::string_view frame, std::string_view* payload);
+
+}  // namespace jw::protocol
