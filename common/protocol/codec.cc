@@ -329,16 +329,11 @@ JW_MESSAGES(JW_DEFINE_CODEC)
 #undef JW_DEFINE_CODEC
 
 Result<FrameHeader> decodeHeader(std::string_view frame, std::string_view* payload) {
-  if (frame.size() < kHeaderSize) return Error{"frame shorter than its header"};
-  if (frame.size() > kMaxFrame) return Error{"frame over kMaxFrame"};
-  Reader r(frame.substr(0, kHeaderSize));
-  uint16_t type = r.u16();
-  uint16_t flags = r.u16();
-  uint32_t id = r.u32();
-  if (msgTypeName(type) == "unknown") return Error{"unknown message type " + std::to_string(type)};
-  if (flags & ~kKnownFlags) return Error{"unknown flags " + std::to_string(flags)};
-  *payload = frame.substr(kHeaderSize);
-  return FrameHeader{static_cast<MsgType>(type), flags, id};
+  static constexpr FrameRules kRules{"frame", kMaxFrame, kKnownFlags,
+                                     [](uint16_t t) { return msgTypeName(t) != "unknown"; }};
+  auto h = splitFrame(frame, kRules, payload);
+  if (!h) return h.error();
+  return FrameHeader{static_cast<MsgType>(h->type), h->flags, h->request_id};
 }
 
 size_t jobSpecBytes(const JobStartRequest& r) {

@@ -93,18 +93,11 @@ JW_CONTROL_MESSAGES(JW_DEFINE_CONTROL_CODEC)
 #undef JW_DEFINE_CONTROL_CODEC
 
 Result<ControlFrameHeader> decodeControlHeader(std::string_view frame, std::string_view* payload) {
-  if (frame.size() < kHeaderSize) return Error{"control frame shorter than its header"};
-  if (frame.size() > kMaxControlFrame) return Error{"control frame over kMaxControlFrame"};
-  Reader r(frame.substr(0, kHeaderSize));
-  uint16_t type = r.u16();
-  uint16_t flags = r.u16();
-  uint32_t id = r.u32();
-  if (controlMsgTypeName(type) == "unknown") {
-    return Error{"unknown control message type " + std::to_string(type)};
-  }
-  if (flags & ~kKnownFlags) return Error{"unknown flags " + std::to_string(flags)};
-  *payload = frame.substr(kHeaderSize);
-  return ControlFrameHeader{static_cast<ControlMsgType>(type), flags, id};
+  static constexpr FrameRules kRules{"control frame", kMaxControlFrame, kKnownFlags,
+                                     [](uint16_t t) { return controlMsgTypeName(t) != "unknown"; }};
+  auto h = splitFrame(frame, kRules, payload);
+  if (!h) return h.error();
+  return ControlFrameHeader{static_cast<ControlMsgType>(h->type), h->flags, h->request_id};
 }
 
 bool validSessionId(std::string_view id) {

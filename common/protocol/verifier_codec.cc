@@ -56,18 +56,12 @@ JW_VERIFIER_MESSAGES(JW_VERIFIER_DEFINE_CODEC)
 #undef JW_VERIFIER_DEFINE_CODEC
 
 Result<FrameHeader> decodeHeader(std::string_view frame, std::string_view* payload) {
-  if (frame.size() < kHeaderSize) return Error{"frame shorter than its header"};
-  if (frame.size() > kMaxFrame) return Error{"frame over the verifier link's kMaxFrame"};
-  Reader r(frame.substr(0, kHeaderSize));
-  uint16_t type = r.u16();
-  uint16_t flags = r.u16();
-  uint32_t id = r.u32();
-  if (msgTypeName(type) == "unknown") {
-    return Error{"unknown verifier message type " + std::to_string(type)};
-  }
-  if (flags != 0) return Error{"verifier frames carry no flags, got " + std::to_string(flags)};
-  *payload = frame.substr(kHeaderSize);
-  return FrameHeader{static_cast<MsgType>(type), id};
+  // Verifier frames carry no flags.
+  static constexpr FrameRules kRules{"verifier frame", kMaxFrame, 0,
+                                     [](uint16_t t) { return msgTypeName(t) != "unknown"; }};
+  auto h = splitFrame(frame, kRules, payload);
+  if (!h) return h.error();
+  return FrameHeader{static_cast<MsgType>(h->type), h->request_id};
 }
 
 std::string_view msgTypeName(uint16_t type) {

@@ -141,4 +141,26 @@ bool Reader::finish() {
   return true;
 }
 
+Result<RawFrameHeader> splitFrame(std::string_view frame, const FrameRules& rules,
+                                  std::string_view* payload) {
+  constexpr size_t kHeaderBytes = 8;
+  const std::string link(rules.link);
+  if (frame.size() < kHeaderBytes) return Error{link + " shorter than its header"};
+  if (frame.size() > rules.max_frame) {
+    return Error{link + " of " + std::to_string(frame.size()) + " bytes is over its cap of " +
+                 std::to_string(rules.max_frame)};
+  }
+  Reader r(frame.substr(0, kHeaderBytes));
+  RawFrameHeader h;
+  h.type = r.u16();
+  h.flags = r.u16();
+  h.request_id = r.u32();
+  if (!rules.known_type(h.type)) return Error{"unknown message type " + std::to_string(h.type)};
+  if ((h.flags & ~rules.known_flags) != 0) {
+    return Error{"unknown flags " + std::to_string(h.flags) + " on a " + link};
+  }
+  *payload = frame.substr(kHeaderBytes);
+  return h;
+}
+
 }  // namespace jw::protocol

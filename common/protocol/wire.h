@@ -13,6 +13,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/result.h"
+
 namespace jw::protocol {
 
 class Writer {
@@ -95,5 +97,25 @@ auto getEnum(Reader& r, Range range, const char* what) {
   }
   return static_cast<E>(v);
 }
+
+// The 8-byte header every link's frames start with (u16 type, u16 flags, u32 request id), and the
+// rules one link applies to it. splitFrame() is the one header decoder: the frontend channel's,
+// the verifier link's and the control socket's codecs each wrap it with their own rules and
+// message type.
+struct RawFrameHeader {
+  uint16_t type = 0;
+  uint16_t flags = 0;
+  uint32_t request_id = 0;
+};
+struct FrameRules {
+  std::string_view link;         // "frame", "verifier frame", "control frame": for errors
+  size_t max_frame = 0;          // the link's cap on a whole frame
+  uint16_t known_flags = 0;      // any other bit set is an error
+  bool (*known_type)(uint16_t);  // whether the link's message list has this number
+};
+// Checks the size (header to max_frame), the type and the flags; *payload is what follows the
+// header.
+Result<RawFrameHeader> splitFrame(std::string_view frame, const FrameRules& rules,
+                                  std::string_view* payload);
 
 }  // namespace jw::protocol
