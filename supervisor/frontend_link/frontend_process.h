@@ -75,7 +75,7 @@ class FrontendProcess {
   void updateInterest();
   void signalFrontend(int sig);
   void scheduleRespawn();
-  Status checkAndDispatch(const std::string& frame);
+  Status checkAndDispatch(std::string_view frame);
 
   EventLoop& loop_;
   FrontendOptions options_;
