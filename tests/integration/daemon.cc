@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -288,8 +289,13 @@ pid_t spawnLogged(const std::vector<std::string>& argv_in, const std::vector<std
   int logfd = open(log_path.c_str(), flags, 0600);
   int errfd = err_path.empty() ? logfd : open(err_path.c_str(), flags, 0600);
   if (logfd < 0 || errfd < 0) ADD_FAILURE() << "spawnLogged: open: " << std::strerror(errno);
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    // A test process that dies (a crash, an abort, a harness's SIGKILL) must not leave its
+    // daemon serving: the kernel sends SIGTERM (jobworkerd's clean shutdown, jobs included)
+    // when the forking thread ends. A parent already gone before the prctl is caught by getppid.
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0 || getppid() != parent) _exit(127);
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
     dup2(logfd, 1);

@@ -54,7 +54,10 @@ CmdResult run(const std::vector<std::string>& argv, const std::string& stdin_dat
 
 // Starts argv in the background (no shell) with stdin /dev/null and stdout+stderr appended to
 // log_path (stderr to err_path instead when that is given); env entries "K=V" are added to (and
-// override) the test's environment. A test waits on what the program writes there.
+// override) the test's environment. A test waits on what the program writes there. The program
+// gets SIGTERM when the calling thread ends (PR_SET_PDEATHSIG), so a test process that dies
+// leaks no daemon: call it from the thread that outlives the program (the test's main thread).
+// The setting does not survive a change of uid (setpriv prefixes): such a daemon can still leak.
 pid_t spawnLogged(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                   const std::string& log_path, const std::string& err_path = "");
 
