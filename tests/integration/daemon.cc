@@ -90,6 +90,7 @@ std::string buildTreePath(const std::string& name) {
   if (name == "jobworker-admin") return "tools/jobworker-admin";
   if (name == "jobworker") return "client/jobworker";
   if (name == "relay_frontend") return "tests/integration/relay_frontend";
+  if (name == "hostile_frontend") return "tests/integration/hostile_frontend";
   if (name == "jobworker-verifier") return "supervisor/verifier/jobworker-verifier";
   return name;
 }
@@ -100,6 +101,7 @@ std::string binary(const std::string& name) {
   std::string built = envOr("JW_BUILD_ROOT", ".") + "/" + buildTreePath(name);
   if (name == "jobworkerd") return envOr("JW_JOBWORKERD", built);
   if (name == "relay_frontend") return envOr("JW_RELAY_FRONTEND", built);
+  if (name == "hostile_frontend") return envOr("JW_HOSTILE_FRONTEND", built);
   if (name == "jobworker-verifier") return envOr("JW_VERIFIER", built);
   return built;
 }

@@ -16,8 +16,7 @@
 namespace jw::test {
 
 // Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker-verifier",
-// "jobworker-admin", "jobworker",
-// "relay_frontend".
+// "jobworker-admin", "jobworker", "relay_frontend", "hostile_frontend".
 std::string binary(const std::string& name);
 // The live (not zombie) child of `parent` whose /proc comm starts with one of the prefixes, or -1.
 pid_t childWithComm(pid_t parent, std::initializer_list<std::string_view> comm_prefixes);
