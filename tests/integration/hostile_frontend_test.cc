@@ -360,9 +360,9 @@ TEST(HostileFrontendProtocol, ForbiddenFramesGetTheFrontendKilledNotTheSuperviso
       {"HealthReply (supervisor to frontend)", "raw " + hexOf(encodeHealthReply(9, {})),
        "message type HealthReply" + kNotPermitted},
       {"unknown type 0", "raw " + hexOf(std::string("\x00\x00\x00\x00\x09\x00\x00\x00", 8)),
-       "message type unknown" + kNotPermitted},
+       "malformed frame: unknown message type 0; killing it"},
       {"unknown type 0x7fff", "raw " + hexOf(std::string("\xff\x7f\x00\x00\x09\x00\x00\x00", 8)),
-       "message type unknown" + kNotPermitted},
+       "malformed frame: unknown message type 32767; killing it"},
       {"frame one byte over kMaxFrame", "oversized " + std::to_string(kMaxFrame + 1),
        "frame of " + std::to_string(kMaxFrame + 1) + " bytes over kMaxFrame"},
   };
