@@ -1,6 +1,7 @@
 // Whole-frame send/receive over the SEQPACKET channel; runs in both processes.
 #include "common/protocol/channel.h"
 
+#include <string.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -44,12 +45,25 @@ Result<RecvStatus> recvFrame(int fd, std::string* out) {
       return RecvStatus::kClosed;
     }
     if (static_cast<size_t>(n) > kMaxFrame) {
+      // recv filled the whole buffer with the refused message: it may hold a credential too.
+      explicit_bzero(out->data(), out->size());
       out->clear();
       return Error{"frame of " + std::to_string(n) + " bytes over kMaxFrame"};
     }
     out->resize(static_cast<size_t>(n));
     return RecvStatus::kFrame;
   }
+}
+
+Result<RecvStatus> ReceiveBuffer::receive(int fd) {
+  wipe();
+  return recvFrame(fd, &bytes_);
+}
+
+void ReceiveBuffer::wipe() {
+  // recvFrame leaves nothing outside size(): zeroing size() bytes zeroes every received byte.
+  explicit_bzero(bytes_.data(), bytes_.size());
+  bytes_.clear();
 }
 
 }  // namespace jw::protocol

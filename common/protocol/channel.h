@@ -19,7 +19,30 @@ Status sendFrame(int fd, std::string_view frame);
 enum class RecvStatus { kFrame, kWouldBlock, kClosed };
 
 // Receives one frame into *out. A message larger than kMaxFrame is an error (MSG_TRUNC),
-// never silently cut.
+// never silently cut. No received byte is left in *out's storage outside out->size() (a refused
+// message is wiped before the error), so a caller that wipes what it consumed wipes everything.
 Result<RecvStatus> recvFrame(int fd, std::string* out);
+
+// The receiving end of a process that handles credentials: every request frame carries a session
+// token and a Login frame a password, so no frame outlives its use. Each receive() wipes the
+// previous frame first, wipe() wipes the current one, and the destructor wipes what is left.
+// The storage is kept (and reused) from one frame to the next.
+class ReceiveBuffer {
+ public:
+  ReceiveBuffer() = default;
+  ~ReceiveBuffer() { wipe(); }
+  ReceiveBuffer(const ReceiveBuffer&) = delete;
+  ReceiveBuffer& operator=(const ReceiveBuffer&) = delete;
+
+  // recvFrame into the buffer, after wiping the previous frame.
+  Result<RecvStatus> receive(int fd);
+  // The frame last received; valid until the next receive() or wipe().
+  std::string_view frame() const { return bytes_; }
+  // Zeroes the current frame (explicit_bzero: not optimised away) and empties the buffer.
+  void wipe();
+
+ private:
+  std::string bytes_;
+};
 
 }  // namespace jw::protocol

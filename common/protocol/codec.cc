@@ -1,6 +1,7 @@
 // Field-by-field encoding of every payload in codec.h; runs in both processes.
 #include "common/protocol/codec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -33,7 +34,11 @@ void put(Writer& w, const LoginRequest& l) {
 }
 void get(Reader& r, LoginRequest& l) {
   l.user = r.str(kMaxUserName, "user name");
-  l.password = r.str(kMaxPassword, "password");
+  // Straight from the frame into a heap buffer: no temporary, and never the string's inline
+  // buffer, whose bytes a move copies (leaving them behind on the stack) instead of handing over.
+  std::string_view password = r.view(kMaxPassword, "password");
+  l.password.reserve(std::max<size_t>(password.size(), sizeof(std::string) + 1));
+  l.password.assign(password);
   l.remote_address = r.str(kMaxRemoteAddress, "remote address");
 }
 
@@ -304,12 +309,23 @@ void putHeader(Writer& w, MsgType type, uint16_t flags, uint32_t request_id) {
   w.u32(request_id);
 }
 
+// A payload's secrets, wiped when its decoding fails: the caller never gets it to wipe.
+template <typename T>
+void wipeSecrets(T& /*payload*/) {}
+void wipeSecrets(LoginRequest& l) {
+  explicit_bzero(l.password.data(), l.password.size());
+  l.password.clear();
+}
+
 template <typename T>
 Result<T> decodeWith(std::string_view bytes, const char* what) {
   Reader r(bytes);
   T out{};
   get(r, out);
-  if (!r.finish()) return Error{std::string(what) + ": " + r.error()};
+  if (!r.finish()) {
+    wipeSecrets(out);
+    return Error{std::string(what) + ": " + r.error()};
+  }
   return out;
 }
 

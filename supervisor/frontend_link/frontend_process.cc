@@ -152,10 +152,12 @@ void FrontendProcess::onChannel(uint32_t events) {
   if (events & EPOLLOUT) flushQueue();
   if (!channel_fd_) return;
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-  std::string frame;
+  // Every request carries a token and a Login a password: the buffer wipes each frame once it
+  // is handled, and whatever it holds when this returns (a violation's frame too).
+  protocol::ReceiveBuffer buffer;
   for (int i = 0; i < kFramesPerWakeup && channel_fd_; i++) {
     if (queued_bytes_ > kQueueHighWater) break;
-    auto r = protocol::recvFrame(channel_fd_.get(), &frame);
+    auto r = buffer.receive(channel_fd_.get());
     if (!r) {
       violation(r.error().message);
       return;
@@ -167,7 +169,7 @@ void FrontendProcess::onChannel(uint32_t events) {
       closeChannel();
       return;
     }
-    Status st = checkAndDispatch(frame);
+    Status st = checkAndDispatch(buffer.frame());
     if (!st) {
       violation(st.error().message);
       return;
@@ -175,7 +177,7 @@ void FrontendProcess::onChannel(uint32_t events) {
   }
 }
 
-Status FrontendProcess::checkAndDispatch(const std::string& frame) {
+Status FrontendProcess::checkAndDispatch(std::string_view frame) {
   std::string_view payload;
   auto h = protocol::decodeHeader(frame, &payload);
   if (!h) return Error{"malformed frame: " + h.error().message};

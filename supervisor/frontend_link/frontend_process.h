@@ -64,7 +64,7 @@ class FrontendProcess {
   void closeChannel();
   void flushQueue();
   void updateInterest();
-  Status checkAndDispatch(const std::string& frame);
+  Status checkAndDispatch(std::string_view frame);
 
   EventLoop& loop_;
   Callbacks cb_;

@@ -11,18 +11,6 @@ namespace jw::verifier {
 
 namespace pv = protocol::verifier;
 
-namespace {
-
-// Wipes the whole buffer, capacity included: recvFrame reuses it and only overwrites what the
-// next frame brings.
-void wipe(std::string& s) {
-  s.resize(s.capacity());
-  sodium_memzero(s.data(), s.size());
-  s.clear();
-}
-
-}  // namespace
-
 Result<std::string> answerFrame(std::string_view frame) {
   std::string_view payload;
   auto h = pv::decodeHeader(frame, &payload);
@@ -45,14 +33,14 @@ Result<std::string> answerFrame(std::string_view frame) {
 }
 
 Status serve(int fd) {
-  std::string frame;
+  protocol::ReceiveBuffer buffer;  // wipes each frame (password and hash) after its answer
   for (;;) {
-    auto r = protocol::recvFrame(fd, &frame);
+    auto r = buffer.receive(fd);
     if (!r) return r.error();
     if (r.value() == protocol::RecvStatus::kClosed) return okStatus();
     if (r.value() == protocol::RecvStatus::kWouldBlock) continue;  // a blocking fd: not expected
-    auto reply = answerFrame(frame);
-    wipe(frame);
+    auto reply = answerFrame(buffer.frame());
+    buffer.wipe();
     if (!reply) return Error{"from jobworkerd: " + reply.error().message};
     if (Status s = protocol::sendFrame(fd, reply.value()); !s) return s;
   }

@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -89,6 +90,7 @@ std::string buildTreePath(const std::string& name) {
   if (name == "jobworker-admin") return "tools/jobworker-admin";
   if (name == "jobworker") return "client/jobworker";
   if (name == "relay_frontend") return "tests/integration/relay_frontend";
+  if (name == "hostile_frontend") return "tests/integration/hostile_frontend";
   if (name == "jobworker-verifier") return "supervisor/verifier/jobworker-verifier";
   return name;
 }
@@ -99,6 +101,7 @@ std::string binary(const std::string& name) {
   std::string built = envOr("JW_BUILD_ROOT", ".") + "/" + buildTreePath(name);
   if (name == "jobworkerd") return envOr("JW_JOBWORKERD", built);
   if (name == "relay_frontend") return envOr("JW_RELAY_FRONTEND", built);
+  if (name == "hostile_frontend") return envOr("JW_HOSTILE_FRONTEND", built);
   if (name == "jobworker-verifier") return envOr("JW_VERIFIER", built);
   return built;
 }
@@ -288,8 +291,13 @@ pid_t spawnLogged(const std::vector<std::string>& argv_in, const std::vector<std
   int logfd = open(log_path.c_str(), flags, 0600);
   int errfd = err_path.empty() ? logfd : open(err_path.c_str(), flags, 0600);
   if (logfd < 0 || errfd < 0) ADD_FAILURE() << "spawnLogged: open: " << std::strerror(errno);
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    // A test process that dies (a crash, an abort, a harness's SIGKILL) must not leave its
+    // daemon serving: the kernel sends SIGTERM (jobworkerd's clean shutdown, jobs included)
+    // when the forking thread ends. A parent already gone before the prctl is caught by getppid.
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0 || getppid() != parent) _exit(127);
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
     dup2(logfd, 1);

@@ -16,8 +16,7 @@
 namespace jw::test {
 
 // Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker-verifier",
-// "jobworker-admin", "jobworker",
-// "relay_frontend".
+// "jobworker-admin", "jobworker", "relay_frontend", "hostile_frontend".
 std::string binary(const std::string& name);
 // The live (not zombie) child of `parent` whose /proc comm starts with one of the prefixes, or -1.
 pid_t childWithComm(pid_t parent, std::initializer_list<std::string_view> comm_prefixes);
@@ -54,7 +53,10 @@ CmdResult run(const std::vector<std::string>& argv, const std::string& stdin_dat
 
 // Starts argv in the background (no shell) with stdin /dev/null and stdout+stderr appended to
 // log_path (stderr to err_path instead when that is given); env entries "K=V" are added to (and
-// override) the test's environment. A test waits on what the program writes there.
+// override) the test's environment. A test waits on what the program writes there. The program
+// gets SIGTERM when the calling thread ends (PR_SET_PDEATHSIG), so a test process that dies
+// leaks no daemon: call it from the thread that outlives the program (the test's main thread).
+// The setting does not survive a change of uid (setpriv prefixes): such a daemon can still leak.
 pid_t spawnLogged(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                   const std::string& log_path, const std::string& err_path = "");
 

@@ -391,6 +391,48 @@ TEST(Channel, OversizedPeerMessageIsAnErrorNotATruncation) {
   close(fds[1]);
 }
 
+// The supervisor's read path keeps no credential after a frame is handled: a Login's password
+// is gone from the buffer once the next frame arrives, when wiped, and a refused oversized
+// message is not left behind either. The storage is reused, so the old bytes can be inspected.
+TEST(Channel, ReceiveBufferWipesEveryFrameItHeld) {
+  int fds[2];
+  ASSERT_TRUE(makeChannelPair(fds).ok());
+  const std::string password = "correct horse battery staple, long enough to see";
+  std::string login = encodeLogin(7, LoginRequest{"alice", password, "192.0.2.1"});
+  ReceiveBuffer buffer;
+  ASSERT_TRUE(sendFrame(fds[1], login).ok());
+  ASSERT_EQ(buffer.receive(fds[0]).value(), RecvStatus::kFrame);
+  ASSERT_EQ(buffer.frame(), login);
+  const char* storage = buffer.frame().data();
+  const std::string_view held(storage, login.size());
+  ASSERT_NE(held.find(password), std::string_view::npos);
+
+  // A shorter frame: the Login's tail, where the password sat, is zero, not left over.
+  std::string health = encodeHealth(8, {});
+  ASSERT_LT(health.size(), login.size());
+  ASSERT_TRUE(sendFrame(fds[1], health).ok());
+  ASSERT_EQ(buffer.receive(fds[0]).value(), RecvStatus::kFrame);
+  ASSERT_EQ(buffer.frame().data(), storage) << "the buffer must reuse its storage";
+  EXPECT_EQ(held.find(password), std::string_view::npos);
+  EXPECT_EQ(held.substr(health.size()).find_first_not_of('\0'), std::string_view::npos);
+
+  // wipe() zeroes the frame it holds.
+  ASSERT_TRUE(sendFrame(fds[1], login).ok());
+  ASSERT_EQ(buffer.receive(fds[0]).value(), RecvStatus::kFrame);
+  buffer.wipe();
+  EXPECT_TRUE(buffer.frame().empty());
+  EXPECT_EQ(held.find_first_not_of('\0'), std::string_view::npos);
+
+  // A message over kMaxFrame is refused, and what recv wrote of it is wiped as well.
+  std::string big = login + std::string(kMaxFrame, 'q');
+  ASSERT_EQ(send(fds[1], big.data(), big.size(), 0), static_cast<ssize_t>(big.size()));
+  EXPECT_FALSE(buffer.receive(fds[0]).ok());
+  const std::string_view refused(storage, kMaxFrame + 1);
+  EXPECT_EQ(refused.find_first_not_of('\0'), std::string_view::npos);
+  close(fds[0]);
+  close(fds[1]);
+}
+
 TEST(Messages, PermittedTableFollowsDirections) {
   EXPECT_TRUE(
       isPermitted(static_cast<uint16_t>(MsgType::kJobStart), Direction::kFrontendToSupervisor));
