@@ -233,6 +233,7 @@ void Supervisor::watchJob(Job& job) {
     if (!w) {
       log::err("job " + jid + ": watch output pipe: " + w.error().message);
       job.streams[s].pipe_fd.reset();
+      job.streams[s].log->seal();
       continue;
     }
     job.streams[s].watch = w.value();
@@ -246,6 +247,7 @@ void Supervisor::onJobPipe(const std::string& job_id, int stream) {
   Job::Stream& st = job->streams[stream];
   if (!st.pipe_fd) return;
   uint64_t before = st.log->size();
+  const bool had_error = !st.log->error().empty();
   for (int i = 0; i < kReadsPerWakeup; i++) {
     auto r = st.log->drainOnce(st.pipe_fd.get());
     if (!r) {
@@ -259,6 +261,11 @@ void Supervisor::onJobPipe(const std::string& job_id, int stream) {
       break;
     }
   }
+  if (!had_error && !st.log->error().empty()) {
+    // Once per log: the job keeps running, its status says what is missing.
+    log::warning("job " + job_id + ": " + st.log->path() + ": " + st.log->error() +
+                 "; its further output is counted as dropped");
+  }
   if (st.log->size() != before) answerParked(*job, stream, false);
   maybePublish(*job);
 }
@@ -269,6 +276,7 @@ void Supervisor::closeJobPipe(Job& job, int stream) {
   loop_.unwatch(st.watch);
   st.watch = 0;
   st.pipe_fd.reset();
+  st.log->seal();  // a finished job holds no fd: reads open the file
 }
 
 // The main process has been reaped with init_wait_status. With an init, the command's own

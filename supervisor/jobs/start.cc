@@ -114,6 +114,9 @@ void JobResources::releaseOutput() {
   if (job_ == nullptr) return;
   if (job_->cgroup) (void)job_->cgroup->remove();
   job_->cgroup.reset();
+  for (auto& st : job_->streams) {
+    if (st.log) st.log->seal();
+  }
   job_ = nullptr;
 }
 
