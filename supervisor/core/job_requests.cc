@@ -84,8 +84,21 @@ void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r)
                    " jobs (max_running_jobs_per_user)");
     return;
   }
+  if (auto e = checkStartCapacity()) {
+    replyError(id, e->code, e->message);
+    return;
+  }
   Job* job = startJob(id, *u, r);
   if (job != nullptr) replyStatus(id, *job);
+}
+
+// Room for one more job: disk (507). Checked per start, so starts work again as soon as space
+// comes back.
+std::optional<RequestError> Supervisor::checkStartCapacity() const {
+  if (auto shortage = stateSpaceShortage(store_, settings_.state_reserve_bytes)) {
+    return RequestError{ErrorCode::kInsufficientStorage, "cannot store job output: " + *shortage};
+  }
+  return std::nullopt;
 }
 
 // Returns the new job, or null after replying with the error. Each step refuses with the code

@@ -120,6 +120,7 @@ class Supervisor {
   Job* accessibleJob(uint32_t id, const UserRecord& u, const std::string& job_id, Access a);
 
   // jobs
+  std::optional<RequestError> checkStartCapacity() const;
   Job* startJob(uint32_t id, const UserRecord& user, const protocol::JobStartRequest& r);
   JobSpec jobSpec(const std::string& job_id, const UserRecord& u,
                   const protocol::JobStartRequest& r, const protocol::Limits& limits,

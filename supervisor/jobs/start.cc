@@ -1,6 +1,8 @@
 // The job-start steps of start.h; runs in jobworkerd.
 #include "supervisor/jobs/start.h"
 
+#include <cerrno>
+#include <cstdio>
 #include <string>
 #include <utility>
 
@@ -77,18 +79,46 @@ CgroupLimits cgroupLimits(const protocol::Limits& l) {
   return CgroupLimits{l.cpu_millicores, l.memory_bytes, l.pids, l.io};
 }
 
+namespace {
+
+std::string mebibytes(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+// A full disk or quota while creating the job's files is the same shortage as the reserve's.
+RequestError storageError(const Error& e) {
+  bool full = e.sys_errno == ENOSPC || e.sys_errno == EDQUOT;
+  return RequestError{full ? ErrorCode::kInsufficientStorage : ErrorCode::kInternal, e.message,
+                      e.sys_errno};
+}
+
+}  // namespace
+
+std::optional<std::string> stateSpaceShortage(const OutputStore& store, uint64_t reserve_bytes) {
+  auto space = store.space();
+  if (!space) return "cannot check free space: " + space.error().message;
+  if (space->out_of_inodes) return "no free inodes on the filesystem of " + store.jobsDir();
+  if (space->available_bytes < reserve_bytes) {
+    return mebibytes(space->available_bytes) + " free on the filesystem of " + store.jobsDir() +
+           ", under the state_reserve of " + mebibytes(reserve_bytes);
+  }
+  return std::nullopt;
+}
+
 // --- JobResources ---------------------------------------------------------------------------
 
 Result<JobResources, RequestError> JobResources::create(Job& job, OutputStore& store,
                                                         CgroupBackend* cgroups,
                                                         uint64_t output_cap) {
   auto dir = store.createJobDir(job.id());
-  if (!dir) return RequestError{ErrorCode::kInternal, dir.error().message};
+  if (!dir) return storageError(dir.error());
   JobResources guard(job, store);
   const int nstreams = job.separate() ? 2 : 1;
   for (int s = 0; s < nstreams; s++) {
     auto log = OutputLog::create(dir.value() + "/" + kStreamFile[s], output_cap);
-    if (!log) return RequestError{ErrorCode::kInternal, log.error().message};
+    if (!log) return storageError(log.error());
     job.streams[s].log = std::move(log.value());
   }
   if (cgroups != nullptr) {
