@@ -92,13 +92,16 @@ void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r)
   if (job != nullptr) replyStatus(id, *job);
 }
 
-// Room for one more job: disk (507). Checked per start, so starts work again as soon as space
-// comes back.
+// Room for one more job: disk (507) and file descriptors (503). Checked per start, so starts
+// work again as soon as space or fds come back.
 std::optional<RequestError> Supervisor::checkStartCapacity() const {
   if (auto shortage = stateSpaceShortage(store_, settings_.state_reserve_bytes)) {
     return RequestError{ErrorCode::kInsufficientStorage, "cannot store job output: " + *shortage};
   }
-  return std::nullopt;
+  if (opt_.fd_limits.soft == 0) return std::nullopt;
+  auto open_fds = countOpenFds();
+  if (!open_fds) return RequestError{ErrorCode::kUnavailable, open_fds.error().message};
+  return checkFdHeadroom(open_fds.value(), opt_.fd_limits.soft);
 }
 
 // Returns the new job, or null after replying with the error. Each step refuses with the code
@@ -189,6 +192,7 @@ SpawnRequest Supervisor::spawnRequest(const Job& job, const protocol::JobStartRe
   sr.groups = account.groups;
   sr.separate_stderr = job.separate();
   sr.core_dumps = settings_.job_core_dumps;
+  sr.nofile_soft = opt_.fd_limits.original_soft;
   sr.cgroup = job.cgroup.get();
   sr.isolation = isolation;
   sr.seccomp = job_seccomp_ ? &*job_seccomp_ : nullptr;

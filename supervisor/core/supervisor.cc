@@ -360,6 +360,10 @@ void Supervisor::handleHealth(uint32_t id, const protocol::Empty&) {
     h.details.insert(h.details.begin(),
                      clip("degraded: new jobs are refused: " + refused->message));
   }
+  if (auto open_fds = countOpenFds()) {
+    h.details.push_back("file descriptors: " + std::to_string(open_fds.value()) + " open of " +
+                        std::to_string(opt_.fd_limits.soft));
+  }
   if (h.details.size() > protocol::kMaxHealthDetails) h.details.resize(protocol::kMaxHealthDetails);
   frontend_->send(protocol::encodeHealthReply(id, h));
 }

@@ -24,6 +24,7 @@
 #include "supervisor/cgroup/cgroup.h"
 #include "supervisor/core/event_loop.h"
 #include "supervisor/frontend_link/frontend_process.h"
+#include "supervisor/jobs/fd_budget.h"
 #include "supervisor/jobs/job_table.h"
 #include "supervisor/jobs/output_store.h"
 #include "supervisor/launch/job_seccomp.h"
@@ -45,6 +46,7 @@ struct SupervisorOptions {
   std::optional<Account> frontend_account;  // as root: the account the frontend drops to
   Account self;                             // non-root dev: the account every job runs as
   std::unique_ptr<CgroupBackend> cgroups;   // null: none
+  FdLimits fd_limits;                       // RLIMIT_NOFILE as started and as raised
 };
 
 class Supervisor {
