@@ -62,7 +62,7 @@ struct Settings {
   uint64_t stop_grace_ms = 10'000;
   uint64_t default_timeout_ms = 0;  // 0: none
   uint64_t max_timeout_ms = 0;      // 0: none
-  uint32_t retention_count = 1000;
+  uint32_t retention_count = 1000;  // finished jobs kept per owner
   uint64_t retention_age_ms = 7ULL * 24 * 3600'000;
   uint32_t retention_total =
       10'000;  // finished jobs kept on the host, the largest owner's go first

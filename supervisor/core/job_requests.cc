@@ -479,10 +479,9 @@ void Supervisor::killJob(Job& job) {
 }
 
 void Supervisor::enforceRetention() {
-  for (const auto& id :
-       jobs_.expired(settings_.retention_count, settings_.retention_age_ms, realtimeMs())) {
-    dropJob(id);
-  }
+  JobTable::Retention rules{settings_.retention_count, settings_.retention_age_ms,
+                            settings_.retention_total};
+  for (const auto& id : jobs_.expired(rules, realtimeMs())) dropJob(id);
 }
 
 void Supervisor::dropJob(const std::string& job_id) {
