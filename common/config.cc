@@ -148,6 +148,8 @@ Status setKey(Settings& s, const std::string& key, const std::string& v, bool* k
       {"max_timeout", dur(s.max_timeout_ms)},
       {"retention_count", u32(s.retention_count)},
       {"retention_age", dur(s.retention_age_ms)},
+      {"retention_total", u32(s.retention_total)},
+      {"state_reserve", size(s.state_reserve_bytes)},
       {"max_running_jobs_per_user", u32(s.max_running_jobs_per_user)},
       {"job_path", str(s.job_path)},
       {"job_lang", str(s.job_lang)},

@@ -64,8 +64,12 @@ struct Settings {
   uint64_t stop_grace_ms = 10'000;
   uint64_t default_timeout_ms = 0;  // 0: none
   uint64_t max_timeout_ms = 0;      // 0: none
-  uint32_t retention_count = 1000;
+  uint32_t retention_count = 1000;  // finished jobs kept per owner
   uint64_t retention_age_ms = 7ULL * 24 * 3600'000;
+  uint32_t retention_total =
+      10'000;  // finished jobs kept on the host, the largest owner's go first
+  // Free space the state filesystem keeps: under it healthz says degraded and starts get 507.
+  uint64_t state_reserve_bytes = 64ULL << 20;
   uint32_t max_running_jobs_per_user = 64;
   std::string job_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   std::string job_lang = "C.UTF-8";

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -265,6 +266,21 @@ void printDevLogin(const DevFiles& files, const SupervisorOptions& opt) {
   log::notice("  (the admin password is in " + files.admin_password + ")");
 }
 
+// Thousands of finished jobs hold no fd, but running jobs and reads do: use all the hard limit
+// allows. Jobs get the original soft limit back (SpawnRequest::nofile_soft).
+void raiseOwnFdLimit(SupervisorOptions& opt) {
+  auto lim = raiseFdLimit();
+  if (!lim) {
+    log::warning("file descriptors: " + lim.error().message);
+    rlimit cur{};
+    if (getrlimit(RLIMIT_NOFILE, &cur) == 0) opt.fd_limits = {cur.rlim_cur, cur.rlim_cur};
+    return;
+  }
+  opt.fd_limits = lim.value();
+  log::info("file descriptors: RLIMIT_NOFILE " + std::to_string(lim->soft) + " (jobs get " +
+            std::to_string(lim->original_soft) + ")");
+}
+
 // The startup sequence: each step either fills in the options or says why we cannot start.
 Status prepareOptions(const CommandLine& cl, SupervisorOptions& opt) {
   opt.as_root = geteuid() == 0;
@@ -274,6 +290,7 @@ Status prepareOptions(const CommandLine& cl, SupervisorOptions& opt) {
         "cgroup. To try it out as an ordinary user, run `jobworkerd --dev`."};
   }
   if (Status st = loadSettings(cl, opt); !st) return st;
+  raiseOwnFdLimit(opt);
   if (Status st = resolveAccounts(opt); !st) return st;
   std::optional<DevFiles> dev_files;
   if (cl.dev) {

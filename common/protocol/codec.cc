@@ -241,6 +241,8 @@ void put(Writer& w, const JobStatus& s) {
   w.u64(s.stderr_bytes);
   w.u64(s.stderr_dropped_bytes);
   w.boolean(s.stderr_truncated);
+  w.str(s.output_error);
+  w.str(s.stderr_error);
   w.boolean(s.oom_killed);
   put(w, s.limits);
   put(w, s.usage);
@@ -268,6 +270,8 @@ void get(Reader& r, JobStatus& s) {
   s.stderr_bytes = r.u64();
   s.stderr_dropped_bytes = r.u64();
   s.stderr_truncated = r.boolean();
+  s.output_error = r.str(kMaxMessage, "output_error");
+  s.stderr_error = r.str(kMaxMessage, "stderr_error");
   s.oom_killed = r.boolean();
   get(r, s.limits);
   get(r, s.usage);
@@ -298,8 +302,12 @@ void get(Reader& r, ErrorReply& e) {
   e.retry_after_s = r.u32();
 }
 
-void put(Writer& w, const HealthReply& h) { w.strList(h.details); }
+void put(Writer& w, const HealthReply& h) {
+  w.boolean(h.degraded);
+  w.strList(h.details);
+}
 void get(Reader& r, HealthReply& h) {
+  h.degraded = r.boolean();
   h.details = r.strList(kMaxHealthDetails, kMaxMessage, "health details");
 }
 

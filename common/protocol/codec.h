@@ -52,8 +52,10 @@ enum class ErrorCode : uint16_t {
   kLimitExceeded = 10,  // 403: a resource limit over the user's maximum, or too many jobs
   kThrottled = 11,      // 429 + Retry-After: too many failed logins (the supervisor's throttle)
   kBusy = 12,           // 503 + Retry-After: every password check slot is taken
+  kInsufficientStorage = 13,  // 507: the state filesystem is under its reserve (state_reserve)
 };
-inline constexpr EnumRange<ErrorCode> kErrorCodeRange{ErrorCode::kBadRequest, ErrorCode::kBusy};
+inline constexpr EnumRange<ErrorCode> kErrorCodeRange{ErrorCode::kBadRequest,
+                                                      ErrorCode::kInsufficientStorage};
 
 struct Empty {
   bool operator==(const Empty&) const = default;
@@ -199,6 +201,9 @@ struct JobStatus {
   bool output_truncated = false;
   uint64_t stderr_bytes = 0, stderr_dropped_bytes = 0;
   bool stderr_truncated = false;
+  // Why a log stopped storing before its cap ("no space left on device at byte 12288"); "": it
+  // did not.
+  std::string output_error, stderr_error;
   bool oom_killed = false;
   Limits limits;  // what was applied
   Usage usage;
@@ -224,6 +229,7 @@ struct ErrorReply {
 };
 
 struct HealthReply {
+  bool degraded = false;             // serving, but new jobs are refused (e.g. disk under reserve)
   std::vector<std::string> details;  // e.g. "cgroup backend: v1", "missing controller: io"
 
   bool operator==(const HealthReply&) const = default;

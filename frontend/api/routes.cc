@@ -127,6 +127,8 @@ ApiError fromSupervisor(const protocol::ErrorReply& e) {
       return {429, "too_many_requests", e.message, static_cast<int>(std::max(e.retry_after_s, 1U))};
     case ErrorCode::kBusy:
       return {503, "unavailable", e.message, static_cast<int>(std::max(e.retry_after_s, 1U))};
+    case ErrorCode::kInsufficientStorage:
+      return {507, "insufficient_storage", e.message};
   }
   return {500, "internal", e.message};
 }
@@ -267,7 +269,8 @@ void Api::healthz(Responder& out) {
   JsonWriter w;
   w.beginObject();
   if (h.ok()) {
-    w.key("status").str("ok");
+    // Degraded still answers 200: the daemon serves status and output, it refuses new jobs.
+    w.key("status").str(h.value().degraded ? "degraded" : "ok");
     w.key("details").beginArray();
     for (const auto& d : h.value().details) w.str(d);
     w.endArray().endObject();

@@ -127,10 +127,12 @@ void writeStatus(JsonWriter& w, const protocol::JobStatus& s) {
   w.key("output_bytes").unum(s.output_bytes);
   w.key("output_truncated").boolean(s.output_truncated);
   w.key("output_dropped_bytes").unum(s.output_dropped_bytes);
+  textOrNull(w, "output_error", s.output_error);
   if (s.output == OutputMode::kSeparate) {
     w.key("stderr_bytes").unum(s.stderr_bytes);
     w.key("stderr_truncated").boolean(s.stderr_truncated);
     w.key("stderr_dropped_bytes").unum(s.stderr_dropped_bytes);
+    textOrNull(w, "stderr_error", s.stderr_error);
   }
   w.key("oom_killed").boolean(s.oom_killed);
   writeLimits(w, s.limits);

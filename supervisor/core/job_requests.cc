@@ -84,8 +84,24 @@ void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r)
                    " jobs (max_running_jobs_per_user)");
     return;
   }
+  if (auto e = checkStartCapacity()) {
+    replyError(id, e->code, e->message);
+    return;
+  }
   Job* job = startJob(id, *u, r);
   if (job != nullptr) replyStatus(id, *job);
+}
+
+// Room for one more job: disk (507) and file descriptors (503). Checked per start, so starts
+// work again as soon as space or fds come back.
+std::optional<RequestError> Supervisor::checkStartCapacity() const {
+  if (auto shortage = stateSpaceShortage(store_, settings_.state_reserve_bytes)) {
+    return RequestError{ErrorCode::kInsufficientStorage, "cannot store job output: " + *shortage};
+  }
+  if (opt_.fd_limits.soft == 0) return std::nullopt;
+  auto open_fds = countOpenFds();
+  if (!open_fds) return RequestError{ErrorCode::kUnavailable, open_fds.error().message};
+  return checkFdHeadroom(open_fds.value(), opt_.fd_limits.soft);
 }
 
 // Returns the new job, or null after replying with the error. Each step refuses with the code
@@ -176,6 +192,7 @@ SpawnRequest Supervisor::spawnRequest(const Job& job, const protocol::JobStartRe
   sr.groups = account.groups;
   sr.separate_stderr = job.separate();
   sr.core_dumps = settings_.job_core_dumps;
+  sr.nofile_soft = opt_.fd_limits.original_soft;
   sr.cgroup = job.cgroup.get();
   sr.isolation = isolation;
   sr.seccomp = job_seccomp_ ? &*job_seccomp_ : nullptr;
@@ -233,6 +250,7 @@ void Supervisor::watchJob(Job& job) {
     if (!w) {
       log::err("job " + jid + ": watch output pipe: " + w.error().message);
       job.streams[s].pipe_fd.reset();
+      job.streams[s].log->seal();
       continue;
     }
     job.streams[s].watch = w.value();
@@ -246,6 +264,7 @@ void Supervisor::onJobPipe(const std::string& job_id, int stream) {
   Job::Stream& st = job->streams[stream];
   if (!st.pipe_fd) return;
   uint64_t before = st.log->size();
+  const bool had_error = !st.log->error().empty();
   for (int i = 0; i < kReadsPerWakeup; i++) {
     auto r = st.log->drainOnce(st.pipe_fd.get());
     if (!r) {
@@ -259,6 +278,11 @@ void Supervisor::onJobPipe(const std::string& job_id, int stream) {
       break;
     }
   }
+  if (!had_error && !st.log->error().empty()) {
+    // Once per log: the job keeps running, its status says what is missing.
+    log::warning("job " + job_id + ": " + st.log->path() + ": " + st.log->error() +
+                 "; its further output is counted as dropped");
+  }
   if (st.log->size() != before) answerParked(*job, stream, false);
   maybePublish(*job);
 }
@@ -269,6 +293,7 @@ void Supervisor::closeJobPipe(Job& job, int stream) {
   loop_.unwatch(st.watch);
   st.watch = 0;
   st.pipe_fd.reset();
+  st.log->seal();  // a finished job holds no fd: reads open the file
 }
 
 // The main process has been reaped with init_wait_status. With an init, the command's own
@@ -454,10 +479,9 @@ void Supervisor::killJob(Job& job) {
 }
 
 void Supervisor::enforceRetention() {
-  for (const auto& id :
-       jobs_.expired(settings_.retention_count, settings_.retention_age_ms, realtimeMs())) {
-    dropJob(id);
-  }
+  JobTable::Retention rules{settings_.retention_count, settings_.retention_age_ms,
+                            settings_.retention_total};
+  for (const auto& id : jobs_.expired(rules, realtimeMs())) dropJob(id);
 }
 
 void Supervisor::dropJob(const std::string& job_id) {

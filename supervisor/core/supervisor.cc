@@ -360,6 +360,16 @@ void Supervisor::handleHealth(uint32_t id, const protocol::Empty&) {
   jobs_.forEach([&](const Job& j) { running += j.ended() ? 0 : 1; });
   h.details.push_back("jobs: " + std::to_string(running) + " running, " +
                       std::to_string(jobs_.size()) + " known");
+  // Degraded: still serving status and output, but checkStartCapacity() refuses new jobs.
+  if (auto refused = checkStartCapacity()) {
+    h.degraded = true;
+    h.details.insert(h.details.begin(),
+                     clip("degraded: new jobs are refused: " + refused->message));
+  }
+  if (auto open_fds = countOpenFds()) {
+    h.details.push_back("file descriptors: " + std::to_string(open_fds.value()) + " open of " +
+                        std::to_string(opt_.fd_limits.soft));
+  }
   if (h.details.size() > protocol::kMaxHealthDetails) h.details.resize(protocol::kMaxHealthDetails);
   frontend_->send(protocol::encodeHealthReply(id, h));
 }

@@ -25,6 +25,7 @@
 #include "supervisor/core/control_socket.h"
 #include "supervisor/core/event_loop.h"
 #include "supervisor/frontend_link/frontend_process.h"
+#include "supervisor/jobs/fd_budget.h"
 #include "supervisor/jobs/job_table.h"
 #include "supervisor/jobs/output_store.h"
 #include "supervisor/launch/job_seccomp.h"
@@ -46,6 +47,7 @@ struct SupervisorOptions {
   std::optional<Account> frontend_account;  // as root: the account the frontend drops to
   Account self;                             // non-root dev: the account every job runs as
   std::unique_ptr<CgroupBackend> cgroups;   // null: none
+  FdLimits fd_limits;                       // RLIMIT_NOFILE as started and as raised
 };
 
 class Supervisor {
@@ -138,6 +140,7 @@ class Supervisor {
   Job* accessibleJob(uint32_t id, const UserRecord& u, const std::string& job_id, Access a);
 
   // jobs
+  std::optional<RequestError> checkStartCapacity() const;
   Job* startJob(uint32_t id, const UserRecord& user, const protocol::JobStartRequest& r);
   JobSpec jobSpec(const std::string& job_id, const UserRecord& u,
                   const protocol::JobStartRequest& r, const protocol::Limits& limits,

@@ -85,11 +85,13 @@ protocol::JobStatus Job::status() const {
     s.output_bytes = log->size();
     s.output_dropped_bytes = log->dropped();
     s.output_truncated = log->truncated();
+    s.output_error = log->error();
   }
   if (const auto& log = streams[1].log) {
     s.stderr_bytes = log->size();
     s.stderr_dropped_bytes = log->dropped();
     s.stderr_truncated = log->truncated();
+    s.stderr_error = log->error();
   }
   s.oom_killed = oom_killed;
   s.limits = spec_.limits;

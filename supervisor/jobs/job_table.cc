@@ -1,6 +1,8 @@
 // The job table and its retention rules (see job_table.h); runs in jobworkerd.
 #include "supervisor/jobs/job_table.h"
 
+#include <map>
+
 namespace jw::supervisor {
 
 Job* JobTable::insert(std::unique_ptr<Job> job) {
@@ -37,18 +39,39 @@ size_t JobTable::runningJobsOf(const std::string& owner) const {
   return n;
 }
 
-std::vector<std::string> JobTable::expired(uint32_t keep_count, uint64_t max_age_ms,
-                                           int64_t now_ms) const {
+std::vector<std::string> JobTable::expired(const Retention& rules, int64_t now_ms) const {
   std::vector<std::string> out;
-  uint32_t kept = 0;
+  // Per owner, newest first: what the owner's own rules keep.
+  std::map<std::string, std::vector<const Job*>> kept;
+  size_t total = 0;
   for (const auto& j : order_) {
     if (!j->ended()) continue;
-    bool too_old = max_age_ms > 0 && j->endedAtMs() + static_cast<int64_t>(max_age_ms) < now_ms;
-    if (too_old || kept >= keep_count) {
+    auto& mine = kept[j->owner()];
+    bool too_old =
+        rules.max_age_ms > 0 && j->endedAtMs() + static_cast<int64_t>(rules.max_age_ms) < now_ms;
+    if (too_old || mine.size() >= rules.per_owner) {
       out.push_back(j->id());
     } else {
-      kept++;
+      mine.push_back(j.get());
+      total++;
     }
+  }
+  // The host-wide cap: the owner keeping the most gives up its oldest, one at a time, so owners
+  // under the fair share are the last to lose anything. Between owners keeping as many, the
+  // older job goes.
+  while (total > rules.total) {
+    auto largest = kept.begin();
+    for (auto it = kept.begin(); it != kept.end(); ++it) {
+      const auto& a = it->second;
+      const auto& b = largest->second;
+      if (a.size() > b.size() ||
+          (a.size() == b.size() && !a.empty() && a.back()->endedAtMs() < b.back()->endedAtMs())) {
+        largest = it;
+      }
+    }
+    out.push_back(largest->second.back()->id());
+    largest->second.pop_back();
+    total--;
   }
   return out;
 }

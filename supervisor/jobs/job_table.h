@@ -1,5 +1,5 @@
-// Every job the supervisor knows, newest first, with retention of finished jobs by count and
-// age. Runs in jobworkerd.
+// Every job the supervisor knows, newest first, with retention of finished jobs per owner (count
+// and age) and a host-wide cap taken from the largest owner. Runs in jobworkerd.
 #pragma once
 
 #include <cstdint>
@@ -32,9 +32,15 @@ class JobTable {
   size_t size() const { return order_.size(); }
   size_t runningJobsOf(const std::string& owner) const;
 
-  // Ended jobs beyond `keep_count` (oldest first) or ended before `now_ms - max_age_ms`. The
-  // caller deletes their output and erases them.
-  std::vector<std::string> expired(uint32_t keep_count, uint64_t max_age_ms, int64_t now_ms) const;
+  struct Retention {
+    uint32_t per_owner = 0;   // ended jobs kept per owner, newest first
+    uint64_t max_age_ms = 0;  // 0: no age limit
+    uint32_t total = 0;  // ended jobs kept on the host; beyond it the owner keeping the most loses
+                         // its oldest, so one user's volume never evicts another's history
+  };
+  // Ended jobs the retention rules no longer keep. The caller deletes their output and erases
+  // them. Running jobs are never expired.
+  std::vector<std::string> expired(const Retention& rules, int64_t now_ms) const;
 
  private:
   std::list<std::unique_ptr<Job>> order_;  // front: newest

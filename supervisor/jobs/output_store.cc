@@ -4,11 +4,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "common/protocol/messages.h"
 
@@ -51,35 +54,39 @@ Result<std::unique_ptr<OutputLog>> OutputLog::create(const std::string& path, ui
   return std::unique_ptr<OutputLog>(new OutputLog(std::move(fd), path, cap_bytes));
 }
 
-Status OutputLog::append(const char* data, size_t len) {
-  uint64_t room = size_ < cap_ ? cap_ - size_ : 0;
+void OutputLog::append(const char* data, size_t len) {
+  uint64_t room = size_ < cap_ && fd_ ? cap_ - size_ : 0;
   size_t store = static_cast<size_t>(std::min<uint64_t>(room, len));
   size_t done = 0;
   while (done < store) {
     ssize_t n = pwrite(fd_.get(), data + done, store - done, static_cast<off_t>(size_ + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      // Disk full or I/O error: count the rest as dropped so the job keeps running and the
-      // status shows that output is missing.
-      Error e = sysError("write output log " + path_, n < 0 ? errno : ENOSPC);
       size_ += done;
+      recordWriteError(n < 0 ? errno : ENOSPC);
       dropped_ += len - done;
-      cap_ = size_;
-      return e;
+      return;
     }
     done += static_cast<size_t>(n);
   }
   size_ += store;
   dropped_ += len - store;
-  return okStatus();
+}
+
+// Storing stops at the first failure: later bytes written after a gap would read as if they
+// followed what was lost. The pipe keeps being drained, so the job never sees EPIPE.
+void OutputLog::recordWriteError(int err) {
+  std::string what = std::strerror(err);
+  if (!what.empty()) what[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(what[0])));
+  error_ = what + " at byte " + std::to_string(size_);
+  cap_ = size_;
 }
 
 Result<OutputLog::Drain> OutputLog::drainOnce(int pipe_fd) {
   for (;;) {
     ssize_t n = ::read(pipe_fd, g_pipe_buffer, sizeof g_pipe_buffer);
     if (n > 0) {
-      Status st = append(g_pipe_buffer, static_cast<size_t>(n));
-      if (!st) return st.error();
+      append(g_pipe_buffer, static_cast<size_t>(n));
       return Drain::kData;
     }
     if (n == 0) return Drain::kEof;
@@ -93,10 +100,17 @@ Result<std::string> OutputLog::read(uint64_t offset, size_t max_bytes) const {
   std::string out;
   if (offset >= size_) return out;
   size_t want = static_cast<size_t>(std::min<uint64_t>(max_bytes, size_ - offset));
+  UniqueFd opened;
+  int fd = fd_.get();
+  if (!fd_) {
+    opened.reset(open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!opened) return sysError("open output log " + path_);
+    fd = opened.get();
+  }
   out.resize(want);
   size_t got = 0;
   while (got < want) {
-    ssize_t n = pread(fd_.get(), out.data() + got, want - got, static_cast<off_t>(offset + got));
+    ssize_t n = pread(fd, out.data() + got, want - got, static_cast<off_t>(offset + got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sysError("read output log " + path_);
     if (n == 0) break;  // cannot happen while we are the only writer; never return garbage
@@ -130,6 +144,15 @@ Result<std::string> OutputStore::createJobDir(const std::string& job_id) {
   std::string dir = jobs_dir_ + "/" + job_id;
   if (mkdir(dir.c_str(), 0700) != 0) return sysError("mkdir " + dir);
   return dir;
+}
+
+Result<OutputStore::Space> OutputStore::space() const {
+  struct statvfs vfs {};
+  if (statvfs(jobs_dir_.c_str(), &vfs) != 0) return sysError("statvfs " + jobs_dir_);
+  Space sp;
+  sp.available_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  sp.out_of_inodes = vfs.f_files > 0 && vfs.f_favail == 0;
+  return sp;
 }
 
 Status OutputStore::removeJobDir(const std::string& job_id) {

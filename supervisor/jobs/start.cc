@@ -1,6 +1,8 @@
 // The job-start steps of start.h; runs in jobworkerd.
 #include "supervisor/jobs/start.h"
 
+#include <cerrno>
+#include <cstdio>
 #include <string>
 #include <utility>
 
@@ -81,23 +83,51 @@ CgroupLimits cgroupLimits(const protocol::Limits& l) {
   return CgroupLimits{l.cpu_millicores, l.memory_bytes, l.pids, l.io};
 }
 
+namespace {
+
+std::string mebibytes(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+// A full disk or quota while creating the job's files is the same shortage as the reserve's.
+// A job's files could not be created: a full state filesystem is the client's 507, anything
+// else internal. The details (paths, errno) go to the log only: they describe the host.
+RequestError storageError(const Job& job, const std::string& what, const Error& e) {
+  log::err("job " + job.id() + ": " + what + ": " + e.message);
+  bool full = e.sys_errno == ENOSPC || e.sys_errno == EDQUOT;
+  return RequestError{full ? ErrorCode::kInsufficientStorage : ErrorCode::kInternal,
+                      what + (full ? " failed: the state filesystem is full"
+                                   : " failed (details in the daemon's log)"),
+                      e.sys_errno};
+}
+
+}  // namespace
+
+std::optional<std::string> stateSpaceShortage(const OutputStore& store, uint64_t reserve_bytes) {
+  auto space = store.space();
+  if (!space) return "cannot check free space: " + space.error().message;
+  if (space->out_of_inodes) return "no free inodes on the state filesystem";
+  if (space->available_bytes < reserve_bytes) {
+    return mebibytes(space->available_bytes) + " free on the state filesystem" +
+           ", under the state_reserve of " + mebibytes(reserve_bytes);
+  }
+  return std::nullopt;
+}
+
 // --- JobResources ---------------------------------------------------------------------------
 
 Result<JobResources, RequestError> JobResources::create(Job& job, OutputStore& store,
                                                         CgroupBackend* cgroups,
                                                         uint64_t output_cap) {
-  // The details (paths, errno) go to the log only: they describe the host, not the request.
-  auto internal = [&job](const std::string& what, const Error& e) {
-    log::err("job " + job.id() + ": " + what + ": " + e.message);
-    return RequestError{ErrorCode::kInternal, what + " failed (details in the daemon's log)"};
-  };
   auto dir = store.createJobDir(job.id());
-  if (!dir) return internal("creating the job's output directory", dir.error());
+  if (!dir) return storageError(job, "creating the job's output directory", dir.error());
   JobResources guard(job, store);
   const int nstreams = job.separate() ? 2 : 1;
   for (int s = 0; s < nstreams; s++) {
     auto log = OutputLog::create(dir.value() + "/" + kStreamFile[s], output_cap);
-    if (!log) return internal("creating the job's output file", log.error());
+    if (!log) return storageError(job, "creating the job's output file", log.error());
     job.streams[s].log = std::move(log.value());
   }
   if (cgroups != nullptr) {
@@ -127,6 +157,9 @@ void JobResources::releaseOutput() {
   if (job_ == nullptr) return;
   if (job_->cgroup) (void)job_->cgroup->remove();
   job_->cgroup.reset();
+  for (auto& st : job_->streams) {
+    if (st.log) st.log->seal();
+  }
   job_ = nullptr;
 }
 

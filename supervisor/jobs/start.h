@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "common/config.h"
 #include "common/protocol/codec.h"
@@ -42,6 +43,11 @@ Result<protocol::Limits, RequestError> jobLimits(const config::Settings& s, cons
 uint64_t jobTimeoutMs(const config::Settings& s, uint64_t requested_ms);
 
 CgroupLimits cgroupLimits(const protocol::Limits& l);
+
+// Why the state filesystem cannot take new jobs ("2.0 MiB free, under the state_reserve of
+// 64.0 MiB"), or nullopt. The one rule behind healthz's `degraded` and the starts' 507; a
+// filesystem that cannot be checked counts as short (fail closed).
+std::optional<std::string> stateSpaceShortage(const OutputStore& store, uint64_t reserve_bytes);
 
 // What a job needs before it runs: its output directory, one log per stream, and with a cgroup
 // backend its cgroup (limits from the job's spec), attached to the job. Until released, the

@@ -105,6 +105,7 @@ struct ChildPlan {
   const gid_t* groups = nullptr;
   size_t ngroups = 0;
   bool core_dumps = false;
+  rlimit nofile{0, 0};  // rlim_cur 0: keep the supervisor's
   int devnull = -1;
   int out_w = -1;
   int err_w = -1;  // -1: stderr goes to out_w
@@ -167,6 +168,7 @@ int setResourceLimits(const ChildPlan& p) {
     rlimit none{0, 0};
     if (setrlimit(RLIMIT_CORE, &none) != 0) return errno;
   }
+  if (p.nofile.rlim_cur != 0 && setrlimit(RLIMIT_NOFILE, &p.nofile) != 0) return errno;
   return 0;
 }
 
@@ -341,6 +343,8 @@ Result<ChildPlan> buildPlan(const SpawnRequest& req, SpawnFailure* failure) {
   rlimit nofile{};
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
     plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 65536));
+    if (req.nofile_soft != 0)
+      plan.nofile = {std::min<rlim_t>(req.nofile_soft, nofile.rlim_max), nofile.rlim_max};
   }
   auto containment = planContainment(req.isolation);
   if (!containment) return containment.error();

@@ -28,6 +28,9 @@ struct SpawnRequest {
   std::vector<gid_t> groups;
   bool separate_stderr = false;
   bool core_dumps = false;
+  // The command's soft RLIMIT_NOFILE (the one jobworkerd was started with: it raised its own);
+  // 0: inherit jobworkerd's.
+  uint64_t nofile_soft = 0;
   JobCgroup* cgroup = nullptr;  // the child is moved in before it runs anything of the job's
   // Namespaces; by default none and no seccomp (a plain fork): the supervisor states what it
   // wants. With isolation.pid the first process is the job init (job_init.h), PID 1 of the

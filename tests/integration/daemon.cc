@@ -312,7 +312,8 @@ pid_t spawnLogged(const std::vector<std::string>& argv_in, const std::vector<std
 
 std::unique_ptr<Daemon> Daemon::start(const Options& options) {
   std::unique_ptr<Daemon> d(new Daemon());
-  d->state_dir_ = makeTempDir("jwstate");
+  d->own_state_dir_ = options.state_dir.empty();
+  d->state_dir_ = d->own_state_dir_ ? makeTempDir("jwstate") : options.state_dir;
   // The frontend runs as `jobworker` and never opens files after its drop; the state dir only
   // needs to be reachable by root.
   d->log_file_ = d->state_dir_ + ".log";
@@ -327,6 +328,7 @@ std::unique_ptr<Daemon> Daemon::start(const Options& options) {
     argv.push_back(conf);
   }
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+  argv.insert(argv.begin(), options.exec_prefix.begin(), options.exec_prefix.end());
   d->pid_ = spawnLogged(argv, options.env, d->log_file_);
   if (!d->waitHealthy(30)) {
     ADD_FAILURE() << "jobworkerd did not become healthy; its log:\n" << d->log();
@@ -336,7 +338,12 @@ std::unique_ptr<Daemon> Daemon::start(const Options& options) {
 
 Daemon::~Daemon() {
   if (pid_ > 0) stop();
-  removeTree(state_dir_);
+  if (own_state_dir_) {
+    removeTree(state_dir_);
+  } else {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(state_dir_, ec)) removeTree(e.path());
+  }
   ::unlink(log_file_.c_str());
   ::unlink((state_dir_ + ".conf").c_str());
 }

@@ -66,6 +66,12 @@ class Daemon {
     std::string config_text;              // written to a file and passed with --config when set
     std::vector<std::string> extra_args;  // appended to the jobworkerd command line
     std::vector<std::string> env;         // added to jobworkerd's environment
+    // An existing empty directory to use as the state dir (e.g. a small tmpfs the test mounted);
+    // the destructor empties it but leaves the directory to the caller. Empty: a fresh temp dir.
+    std::string state_dir;
+    // Runs jobworkerd through this command, which must exec it in place (same pid), e.g.
+    // {"/usr/bin/prlimit", "--nofile=1024:1024", "--"}.
+    std::vector<std::string> exec_prefix;
   };
   // Starts `jobworkerd --dev --state-dir <tmp> --listen 127.0.0.1:<free port>` and waits until
   // GET /v1/healthz answers 200 (fails the test after 30 s).
@@ -104,6 +110,7 @@ class Daemon {
   pid_t pid_ = -1;
   int port_ = 0;
   std::string state_dir_;
+  bool own_state_dir_ = true;
   std::string log_file_;
 };
 

@@ -14,6 +14,18 @@ TEST(Config, DefaultsWithoutAnyKey) {
   EXPECT_TRUE(s->isolate_pid);
   EXPECT_EQ(s->verifier_user, "nobody");
   EXPECT_EQ(parse("verifier_user = jobworker-verify\n", "t")->verifier_user, "jobworker-verify");
+  EXPECT_EQ(s->retention_count, 1000u);
+  EXPECT_EQ(s->retention_total, 10000u);
+  EXPECT_EQ(s->state_reserve_bytes, 64ULL << 20);
+}
+
+TEST(Config, StoreKeys) {
+  auto s = parse("retention_count = 5\nretention_total = 7\nstate_reserve = 2M\n", "t");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s->retention_count, 5u);
+  EXPECT_EQ(s->retention_total, 7u);
+  EXPECT_EQ(s->state_reserve_bytes, 2u << 20);
+  EXPECT_FALSE(parse("state_reserve = lots\n", "t").ok());
 }
 
 TEST(Config, ParsesTypedValues) {

@@ -283,7 +283,7 @@ TEST(StatusJson, RendersEveryField) {
             "\"created_at\":\"2026-11-30T02:43:09.123Z\","
             "\"started_at\":\"2026-11-30T02:43:09.200Z\",\"ended_at\":null,"
             "\"output\":\"merged\",\"output_bytes\":42,\"output_truncated\":false,"
-            "\"output_dropped_bytes\":0,\"oom_killed\":false,"
+            "\"output_dropped_bytes\":0,\"output_error\":null,\"oom_killed\":false,"
             "\"limits\":{\"cpu\":0.5,\"memory\":1048576,\"pids\":null,\"io\":[]},"
             "\"usage\":{\"cpu_seconds\":0.25,\"pids_peak\":3},"
             "\"isolation\":[\"pid\",\"mount\"],\"run_as\":\"nobody\"}");
@@ -298,12 +298,15 @@ TEST(StatusJson, SeparateKilledAndInvalidUtf8) {
   s.stopped_by = "timeout";
   s.stderr_bytes = 7;
   s.stderr_truncated = true;
+  s.stderr_error = "no space left on device at byte 7";
   s.command = {"bad\xff", "\x01"};
   std::string j = statusJson(s);
   EXPECT_NE(j.find("\"exit_code\":null,\"signal\":9,\"stopped_by\":\"timeout\""),
             std::string::npos);
-  EXPECT_NE(j.find("\"stderr_bytes\":7,\"stderr_truncated\":true,\"stderr_dropped_bytes\":0"),
-            std::string::npos);
+  EXPECT_NE(j.find("\"stderr_bytes\":7,\"stderr_truncated\":true,\"stderr_dropped_bytes\":0,"
+                   "\"stderr_error\":\"no space left on device at byte 7\""),
+            std::string::npos)
+      << j;
   EXPECT_NE(j.find("[\"bad\\ufffd\",\"\\u0001\"]"), std::string::npos) << j;
   EXPECT_TRUE(validUtf8(j));
 }
@@ -388,6 +391,8 @@ TEST(Policy, SupervisorErrorsMapToHttp) {
   EXPECT_EQ(fromSupervisor({ErrorCode::kExecFailed, EACCES, "x"}).code, "program_not_executable");
   EXPECT_EQ(fromSupervisor({ErrorCode::kExecFailed, ENOEXEC, "x"}).status, 422);
   EXPECT_EQ(fromSupervisor({ErrorCode::kNotFound, 0, "x"}).status, 404);
+  EXPECT_EQ(fromSupervisor({ErrorCode::kInsufficientStorage, 0, "x"}).status, 507);
+  EXPECT_EQ(fromSupervisor({ErrorCode::kInsufficientStorage, 0, "x"}).code, "insufficient_storage");
   EXPECT_EQ(fromSupervisor({ErrorCode::kConflict, 0, "x"}).status, 409);
   EXPECT_EQ(fromSupervisor({ErrorCode::kTooLarge, 0, "x"}).status, 413);
   EXPECT_EQ(fromSupervisor({ErrorCode::kUnavailable, 0, "x"}).status, 503);

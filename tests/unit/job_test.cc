@@ -341,14 +341,41 @@ TEST(JobTable, NewestFirstAndRetentionByCountAndAge) {
   EXPECT_EQ(order, (std::vector<std::string>{"job-4", "job-3", "job-2", "job-1", "job-0"}));
   EXPECT_EQ(t.runningJobsOf("alice"), 1u);
   EXPECT_EQ(t.runningJobsOf("bob"), 0u);
-  // Keep 2 ended jobs: the two oldest ended ones go; the running one is never evicted.
-  EXPECT_EQ(t.expired(2, 0, 10'000), (std::vector<std::string>{"job-1", "job-0"}));
+  // Keep 1 ended job per owner: each owner's older one goes; the running one is never evicted.
+  EXPECT_EQ(t.expired({1, 0, 100}, 10'000), (std::vector<std::string>{"job-1", "job-0"}));
+  EXPECT_TRUE(t.expired({2, 0, 100}, 10'000).empty());
   // Age: ended before now - 2 ms.
-  EXPECT_EQ(t.expired(100, 2, 2004), (std::vector<std::string>{"job-1", "job-0"}));
+  EXPECT_EQ(t.expired({100, 2, 100}, 2004), (std::vector<std::string>{"job-1", "job-0"}));
+  // Host-wide cap of 2 with 2 + 2 kept: of two owners keeping as many, the older job goes
+  // (alice's job-0), then bob's oldest, bob now keeping the most.
+  EXPECT_EQ(t.expired({100, 0, 2}, 10'000), (std::vector<std::string>{"job-0", "job-1"}));
   t.erase("job-1");
   EXPECT_EQ(t.find("job-1"), nullptr);
   EXPECT_NE(t.find("job-2"), nullptr);
   EXPECT_EQ(t.size(), 4u);
+}
+
+// One owner's volume never evicts another's history: the host-wide cap takes from the largest
+// owner, and per-owner counts only count the owner's own jobs.
+TEST(JobTable, RetentionIsPerOwner) {
+  JobTable t;
+  auto ended = [&](const std::string& id, const std::string& owner, int64_t at) {
+    auto j = makeJob(id, owner, at);
+    j->markStarted(100, at);
+    j->recordExit(CLD_EXITED, 0);
+    j->publish(at + 1);
+    t.insert(std::move(j));
+  };
+  ended("b-0", "bob", 1000);
+  for (int i = 0; i < 6; i++) ended("a-" + std::to_string(i), "alice", 2000 + i);
+  // Per owner 3: alice's three oldest go, bob's only job stays.
+  EXPECT_EQ(t.expired({3, 0, 100}, 10'000), (std::vector<std::string>{"a-2", "a-1", "a-0"}));
+  // Host-wide 4 of 7: alice loses three, bob keeps his one.
+  EXPECT_EQ(t.expired({100, 0, 4}, 10'000), (std::vector<std::string>{"a-0", "a-1", "a-2"}));
+  // A cap of 1 reaches bob only once alice is down to one job too (then his is the older).
+  auto all = t.expired({100, 0, 1}, 10'000);
+  ASSERT_EQ(all.size(), 6u);
+  EXPECT_EQ(all[5], "b-0");
 }
 
 TEST(Sessions, MintFindExpireRevokeAndPrune) {

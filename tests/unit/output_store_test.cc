@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,8 +60,8 @@ TEST(OutputLog, AppendsAndReadsBackAtOffsets) {
   TempDir dir;
   auto log = makeLog(dir.path() + "/output", 1 << 20);
   ASSERT_TRUE(log);
-  ASSERT_TRUE(log->append("hello", 5).ok());
-  ASSERT_TRUE(log->append(" world", 6).ok());
+  log->append("hello", 5);
+  log->append(" world", 6);
   EXPECT_EQ(log->size(), 11u);
   EXPECT_EQ(log->read(0, 5).value(), "hello");
   EXPECT_EQ(log->read(6, 100).value(), "world");
@@ -84,7 +86,7 @@ TEST(OutputLog, ReadsAtArbitraryOffsets) {
   std::string data = pattern(3 << 20);
   for (size_t off = 0; off < data.size(); off += 100'003) {
     size_t n = std::min<size_t>(100'003, data.size() - off);
-    ASSERT_TRUE(log->append(data.data() + off, n).ok());
+    log->append(data.data() + off, n);
   }
   ASSERT_EQ(log->size(), data.size());
   std::mt19937_64 rng(7);
@@ -102,9 +104,9 @@ TEST(OutputLog, CapStoresPrefixAndCountsDroppedBytes) {
   TempDir dir;
   auto log = makeLog(dir.path() + "/output", 10);
   ASSERT_TRUE(log);
-  ASSERT_TRUE(log->append("0123456", 7).ok());
-  ASSERT_TRUE(log->append("789abcdef", 9).ok());
-  ASSERT_TRUE(log->append("XYZ", 3).ok());
+  log->append("0123456", 7);
+  log->append("789abcdef", 9);
+  log->append("XYZ", 3);
   EXPECT_EQ(log->size(), 10u);
   EXPECT_EQ(log->dropped(), 9u);
   EXPECT_TRUE(log->truncated());
@@ -160,7 +162,7 @@ TEST(OutputLog, ConcurrentReadersGetIdenticalBytes) {
          got[2].size() < data.size()) {
     if (written < data.size()) {
       size_t n = std::min<size_t>(1 + rng() % 80'000, data.size() - written);
-      ASSERT_TRUE(log->append(data.data() + written, n).ok());
+      log->append(data.data() + written, n);
       written += n;
     }
     for (int r = 0; r < 3; r++) {
@@ -179,6 +181,61 @@ long vmHwmKiB() {
     if (line.rfind("VmHWM:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
   }
   return -1;
+}
+
+// A write the filesystem refuses (here EFBIG from RLIMIT_FSIZE, as ENOSPC would be on a full
+// disk) stops storing at that byte, says so, and keeps draining: the job never sees EPIPE.
+// In a child process: the limit must not reach the rest of the suite.
+void appendPastFileSizeLimit() {
+  signal(SIGXFSZ, SIG_IGN);
+  rlimit fsize{12288, 12288};
+  if (setrlimit(RLIMIT_FSIZE, &fsize) != 0) _exit(10);
+  TempDir dir;
+  auto log = OutputLog::create(dir.path() + "/output", 1 << 20);
+  if (!log.ok()) _exit(11);
+  OutputLog& l = *log.value();
+  std::string block(10000, 'a');
+  l.append(block.data(), block.size());
+  l.append(block.data(), block.size());  // crosses the limit at 12288
+  if (l.size() != 12288 || l.dropped() != 20000 - 12288) _exit(12);
+  if (l.error() != "file too large at byte 12288") _exit(13);
+  int p[2];
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) _exit(14);
+  if (write(p[1], "more", 4) != 4) _exit(15);
+  close(p[1]);
+  auto r = l.drainOnce(p[0]);
+  if (!r.ok() || r.value() != OutputLog::Drain::kData) _exit(16);  // still drained
+  if (l.size() != 12288 || l.dropped() != 20000 - 12288 + 4) _exit(17);
+  if (l.read(12280, 100).value() != std::string(8, 'a')) _exit(18);
+  _exit(0);
+}
+
+TEST(OutputLog, AFailedWriteStopsStoringAndKeepsDraining) {
+  EXPECT_EXIT(appendPastFileSizeLimit(), testing::ExitedWithCode(0), "");
+}
+
+size_t openFds() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) n++;
+  return n;
+}
+
+TEST(OutputLog, ASealedLogHoldsNoFdAndStillReads) {
+  TempDir dir;
+  size_t before = openFds();
+  auto log = makeLog(dir.path() + "/output", 1 << 20);
+  ASSERT_TRUE(log);
+  log->append("sealed bytes", 12);
+  EXPECT_EQ(openFds(), before + 1);
+  log->seal();
+  EXPECT_TRUE(log->sealed());
+  EXPECT_EQ(openFds(), before);
+  EXPECT_EQ(log->read(7, 100).value(), "bytes");
+  EXPECT_EQ(openFds(), before);  // opened for the read, closed after it
+  log->append("x", 1);           // no pipe feeds a sealed log; if one did, it would be dropped
+  EXPECT_EQ(log->size(), 12u);
+  EXPECT_EQ(log->dropped(), 1u);
+  EXPECT_EQ(log->error(), "");
 }
 
 TEST(OutputLog, MemoryStaysFlatWhileStoringMuchOutput) {

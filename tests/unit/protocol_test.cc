@@ -37,6 +37,8 @@ JobStatus sampleStatus() {
   s.stderr_bytes = 7;
   s.stderr_dropped_bytes = 6;
   s.stderr_truncated = true;
+  s.output_error = "no space left on device at byte 12288";
+  s.stderr_error = "input/output error at byte 7";
   s.oom_killed = true;
   s.limits.cpu_millicores = 500;
   s.limits.memory_bytes = 256 << 20;
@@ -137,7 +139,7 @@ OutputChunk sample<OutputChunk>() {
 }
 template <>
 HealthReply sample<HealthReply>() {
-  return {{"cgroups: v1", "missing controller: io"}};
+  return {true, {"cgroups: v1", "missing controller: io"}};
 }
 
 // One round-trip test per message of JW_MESSAGES: encode the sample of its payload type, then
