@@ -28,7 +28,7 @@ struct IntakeRequest {
 };
 
 struct IntakeLimits {
-  size_t max_head_bytes = 16 * 1024;  // request line + header fields (and chunked trailers)
+  size_t max_head_bytes = size_t{16} * 1024;  // request line + header fields (and chunked trailers)
   uint64_t max_body_bytes = 1 << 20;
 };
 
@@ -84,7 +84,6 @@ class RequestIntake {
   IntakeError error_;
   IntakeRequest request_;
   std::string head_;        // the head as received, until its empty line
-  size_t scanned_ = 0;      // head_ bytes already checked for line endings
   size_t fields_ = 0;       // header fields seen
   size_t empty_lines_ = 0;  // CRLFs before the request line (RFC 9112 2.2 tolerates a few)
   bool has_host_ = false;

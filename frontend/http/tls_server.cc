@@ -54,7 +54,7 @@ constexpr int64_t kReceiveRateGraceMs = 5'000;
 constexpr int64_t kTickMs = 1'000;
 constexpr int kMaxAcceptsPerTurn = 256;
 constexpr uint64_t kCountersLogEveryMs = 60'000;
-constexpr size_t kReadChunk = 16 * 1024;  // one TLS record
+constexpr size_t kReadChunk = size_t{16} * 1024;  // one TLS record
 
 int64_t monotonicMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
