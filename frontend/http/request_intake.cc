@@ -245,7 +245,8 @@ bool RequestIntake::checkFraming() {
                 "request body over " + std::to_string(limits_.max_body_bytes) + " bytes");
   }
   bool has_body = chunked_ || content_length_ > 0;
-  if (!has_body) request_.expect_continue = false;  // nothing to continue with
+  // Nothing to continue with, or a 1.0 client, which must never get a 1xx (RFC 9110 15.2).
+  if (!has_body || http10) request_.expect_continue = false;
   if (has_body) {
     phase_ = Phase::kBody;
   } else {

@@ -78,6 +78,13 @@ TEST(RequestIntake, ConnectionAndVersions) {
   Fed e =
       feedAll("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
   EXPECT_EQ(e.phase, Phase::kBody);
+  RequestIntake in10(IntakeLimits{});
+  in10.feed("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+  EXPECT_EQ(in10.phase(), Phase::kBody);
+  EXPECT_FALSE(in10.request().expect_continue);  // a 1.0 client never gets a 100
+  RequestIntake in11(IntakeLimits{});
+  in11.feed("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n");
+  EXPECT_TRUE(in11.request().expect_continue);
   Fed g = feedAll("GET / HTTP/1.1\r\n\r\n");
   EXPECT_EQ(g.phase, Phase::kFailed);  // HTTP/1.1 needs a Host
 }
