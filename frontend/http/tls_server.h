@@ -217,8 +217,6 @@ class TlsServer {
   int64_t counters_logged_ms_ = 0;
   uint64_t counters_logged_sum_ = 0;
   std::thread acceptor_;
-
-  friend struct ConnSlot;
 };
 
 }  // namespace jw::frontend
