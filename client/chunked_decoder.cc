@@ -38,6 +38,7 @@ bool ChunkedDecoder::trailerByte(char c) {
 // After the CR LF ending a size line: a zero size begins the trailer, any other its data.
 void ChunkedDecoder::endSizeLine() {
   size_digits_ = 0;
+  trailer_line_len_ = 0;  // the extension's bytes counted here must not start the trailer line
   state_ = remaining_ == 0 ? State::kTrailer : State::kData;
 }
 
@@ -80,7 +81,6 @@ bool ChunkedDecoder::framingByte(char c) {
       return extensionByte(c);
     case State::kSizeLf:
       if (c != '\n') return fail("bad chunk size line");
-      trailer_line_len_ = 0;
       endSizeLine();
       return true;
     case State::kDataCr:

@@ -38,11 +38,20 @@ struct Settings {
   std::string tls_cert = "/etc/jobworker/server.pem";
   std::string tls_key = "/etc/jobworker/server.key";
   uint32_t http_threads = 32;
-  uint32_t max_connections = 256;
-  uint32_t max_connections_per_client = 32;
+  // A waiting connection costs a buffer, not a thread: thousands are cheap (the frontend raises
+  // its descriptor limit to fit them).
+  uint32_t max_connections = 4096;
+  uint32_t max_connections_per_client = 32;  // IPv6 clients counted per /64
   uint64_t handshake_timeout_ms = 10'000;
-  uint64_t idle_timeout_ms = 60'000;
+  uint64_t idle_timeout_ms = 60'000;    // between keep-alive requests
+  uint64_t header_timeout_ms = 10'000;  // the whole request head
+  uint64_t body_timeout_ms = 60'000;    // the whole request body
+  uint64_t min_receive_rate = 1024;     // body bytes per second, after a grace; 0: no minimum
+  uint64_t send_timeout_ms = 60'000;    // a response the client does not read
+  uint64_t max_request_head = 16 << 10;
   uint64_t max_request_body = 1 << 20;
+  uint64_t max_buffered_bytes = 64ULL << 20;  // all connections' request buffers together
+  uint32_t max_queued_requests = 256;         // complete requests waiting for a worker
   uint32_t max_concurrent_password_checks = 4;
   // Authentication
   uint64_t session_ttl_ms = 12ULL * 3600'000;

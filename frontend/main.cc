@@ -4,9 +4,11 @@
 #include <Poco/Net/SSLManager.h>
 #include <signal.h>
 #include <sodium.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <exception>
@@ -115,6 +117,29 @@ config::Settings loadSettings(const Args& a) {
   return loaded.value();
 }
 
+// Waiting connections cost a descriptor each: raise the soft limit to the hard one when the
+// configured connections need it (no privilege needed; done before seccomp, which has no
+// setrlimit). If even the hard limit is short, serve fewer connections rather than fail accept.
+void fitDescriptorLimit(config::Settings& cfg) {
+  uint64_t needed = ServerLimits(cfg).descriptorsNeeded();
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) fatal(sysError("getrlimit(RLIMIT_NOFILE)").message);
+  if (rl.rlim_cur < needed && rl.rlim_cur < rl.rlim_max) {
+    rlimit raised{std::min<rlim_t>(rl.rlim_max, needed), rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+      fatal(sysError("setrlimit(RLIMIT_NOFILE, " + std::to_string(raised.rlim_cur) + ")").message);
+    }
+    rl = raised;
+  }
+  if (rl.rlim_cur >= needed) return;
+  uint64_t spare = needed - cfg.max_connections;
+  auto fitting = static_cast<uint32_t>(rl.rlim_cur > spare ? rl.rlim_cur - spare : 1);
+  log::warning("max_connections " + std::to_string(cfg.max_connections) +
+               " does not fit the descriptor limit " + std::to_string(rl.rlim_cur) +
+               "; serving at most " + std::to_string(fitting));
+  cfg.max_connections = fitting;
+}
+
 // The account to drop to (--run-as), or with --no-setuid the current ids, never root.
 DropTarget dropTarget(const Args& a) {
   if (a.no_setuid) {
@@ -143,6 +168,7 @@ int run(int argc, char** argv) {
   Poco::Net::initializeSSL();  // reads OpenSSL's configuration: must happen before the drop
 
   config::Settings cfg = loadSettings(a);
+  fitDescriptorLimit(cfg);
   auto tls = makeTlsContext(a.tls_cert, a.tls_key);
   if (!tls) fatal(tls.error().message);
   DropTarget target = dropTarget(a);

@@ -1,37 +1,33 @@
-// The HTTPS server (see tls_server.h): one acceptor thread that accepts, parks and times out
-// connections with poll(), and worker threads that run TLS handshakes and HTTP requests; runs
-// in jobworker-frontend after its privilege drop.
+// The HTTPS server (see tls_server.h): one acceptor thread that accepts connections, runs their
+// TLS handshakes and reads their requests without blocking, and worker threads that answer
+// complete requests; runs in jobworker-frontend after its privilege drop.
 #include "frontend/http/tls_server.h"
 
 #include <Poco/DateTimeFormat.h>
 #include <Poco/DateTimeFormatter.h>
 #include <Poco/Exception.h>
 #include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/HTTPServerRequestImpl.h>
-#include <Poco/Net/HTTPServerResponseImpl.h>
-#include <Poco/Net/HTTPServerSession.h>
-#include <Poco/Net/NetException.h>
-#include <Poco/Net/SecureStreamSocket.h>
-#include <Poco/Net/SecureStreamSocketImpl.h>
-#include <Poco/Net/StreamSocketImpl.h>
 #include <Poco/Timestamp.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <sstream>
 
+#include "common/fd.h"
 #include "common/log.h"
 
 namespace jw::frontend {
@@ -46,59 +42,76 @@ constexpr const char* kTls13Suites =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 constexpr const char* kGroups = "X25519:P-256:P-384";
 
+// Connections over a cap are answered (429/503) by the acceptor after their handshake; past this
+// many at once, further ones are closed unanswered (a handshake flood costs us nothing more).
+constexpr uint32_t kMaxAnswering = 64;
+// An answered error waits this long for the client to read it and close, discarding its input,
+// so that closing with unread bytes (a TCP reset) does not destroy the answer.
+constexpr int64_t kLingerMs = 2'000;
+// The minimum receive rate is measured only after this long in the body.
+constexpr int64_t kReceiveRateGraceMs = 5'000;
+// The acceptor looks at every deadline at least this often (minimum rates need no exact time).
+constexpr int64_t kTickMs = 1'000;
+constexpr int kMaxAcceptsPerTurn = 256;
+constexpr uint64_t kCountersLogEveryMs = 60'000;
+constexpr size_t kReadChunk = size_t{16} * 1024;  // one TLS record
+
 int64_t monotonicMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
-std::string addressText(const sockaddr_storage& ss) {
-  char buf[INET6_ADDRSTRLEN] = "?";
-  if (ss.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(ss).sin_addr, buf, sizeof buf);
-  } else if (ss.ss_family == AF_INET6) {
-    const auto& a6 = reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr;
-    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-      inet_ntop(AF_INET, &a6.s6_addr[12], buf, sizeof buf);  // one client, one key
-    } else {
-      inet_ntop(AF_INET6, &a6, buf, sizeof buf);
-    }
+struct SslFree {
+  void operator()(SSL* s) const { SSL_free(s); }
+};
+using SslPtr = std::unique_ptr<SSL, SslFree>;
+
+// The head of a response, formatted by Poco (reason phrases, the Date format).
+std::string responseHead(int status, const std::string& version, const Headers& headers,
+                         std::string_view content_type, const std::optional<uint64_t>& length,
+                         bool keep_alive) {
+  Poco::Net::HTTPResponse r;
+  r.setVersion(version == Poco::Net::HTTPMessage::HTTP_1_0 ? version
+                                                           : Poco::Net::HTTPMessage::HTTP_1_1);
+  r.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+  r.set("Date",
+        Poco::DateTimeFormatter::format(Poco::Timestamp(), Poco::DateTimeFormat::HTTP_FORMAT));
+  if (!content_type.empty()) r.setContentType(std::string(content_type));
+  r.set("X-Content-Type-Options", "nosniff");
+  r.set("Cache-Control", "no-store");
+  for (const auto& [k, v] : headers) r.set(k, v);
+  if (length) {
+    r.setContentLength64(static_cast<Poco::Int64>(*length));
+  } else {
+    r.setChunkedTransferEncoding(true);
   }
-  return buf;
+  r.setKeepAlive(keep_alive);
+  std::ostringstream os;
+  r.write(os);
+  return os.str();
 }
 
-// HTTPSession::buffered() is protected: a worker needs it to know whether a pipelined request
-// is already read before parking the connection.
-class ServerSession : public Poco::Net::HTTPServerSession {
- public:
-  using HTTPServerSession::HTTPServerSession;
-  int bufferedBytes() const { return buffered(); }
-};
-
-// Poco 1.11's TLS socket reports a blocking receive that hit SO_RCVTIMEO as a negative count
-// (SSL "want read"), which its HTTP parser then takes for the end of the stream: a request
-// stalled mid-header would be handled as if complete. Turn it into the TimeoutException a
-// plain socket throws, so a stalled client is dropped instead.
-class ServerTlsImpl : public Poco::Net::SecureStreamSocketImpl {
- public:
-  ServerTlsImpl(Poco::Net::StreamSocketImpl* plain, const Poco::Net::Context::Ptr& ctx)
-      : SecureStreamSocketImpl(plain, ctx) {
-    acceptSSL();  // server side: the handshake itself runs later, step by step
+std::string jsonText(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    if (static_cast<unsigned char>(c) < 0x20) continue;  // our own messages: never controls
+    out.push_back(c);
   }
-  int receiveBytes(void* buffer, int length, int flags = 0) override {
-    int n = SecureStreamSocketImpl::receiveBytes(buffer, length, flags);
-    if (n < 0 && getBlocking()) throw Poco::TimeoutException("TLS receive timed out");
-    return n;
-  }
-};
+  return out;
+}
 
-class ServerTlsSocket : public Poco::Net::SecureStreamSocket {
- public:
-  explicit ServerTlsSocket(Poco::Net::SocketImpl* impl) : SecureStreamSocket(impl) {}
-};
-
-Poco::Timespan msSpan(uint64_t ms) {
-  return Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(ms) * 1000);
+// A complete error answer that closes the connection: {"error":{"code","message"}}.
+std::string errorAnswer(int status, const char* code, const std::string& message,
+                        int retry_after_s) {
+  std::string body = "{\"error\":{\"code\":\"" + std::string(code) + "\",\"message\":\"" +
+                     jsonText(message) + "\"}}";
+  Headers h;
+  if (retry_after_s > 0) h.emplace_back("Retry-After", std::to_string(retry_after_s));
+  return responseHead(status, Poco::Net::HTTPMessage::HTTP_1_1, h, "application/json", body.size(),
+                      false) +
+         body;
 }
 
 }  // namespace
@@ -132,46 +145,105 @@ Result<Poco::Net::Context::Ptr> makeTlsContext(const std::string& cert_file,
   }
 }
 
+ClientAddress clientAddress(const sockaddr_storage& ss) {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(ss).sin_addr, buf, sizeof buf);
+    return {buf, buf};
+  }
+  if (ss.ss_family != AF_INET6) return {buf, buf};
+  in6_addr a6 = reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr;
+  if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+    inet_ntop(AF_INET, &a6.s6_addr[12], buf, sizeof buf);  // one client, one key
+    return {buf, buf};
+  }
+  inet_ntop(AF_INET6, &a6, buf, sizeof buf);
+  ClientAddress out{buf, ""};
+  std::memset(&a6.s6_addr[8], 0, 8);
+  inet_ntop(AF_INET6, &a6, buf, sizeof buf);
+  out.key = std::string(buf) + "/64";
+  return out;
+}
+
+uint64_t ServerLimits::descriptorsNeeded() const {
+  return static_cast<uint64_t>(max_connections) + kMaxAnswering + 64;
+}
+
 // --- connections ------------------------------------------------------------------------------
 
+// One client connection. Owned by the acceptor (conns_) while it waits for bytes, by one worker
+// while its request is answered; whoever owns it alone touches its SSL*.
 struct TlsServer::Conn {
-  TlsServer* server = nullptr;
-  int fd = -1;  // owned here until `socket` wraps it
-  std::string addr;
-  std::optional<Poco::Net::SecureStreamSocket> socket;
-  bool handshaken = false;
-  short wait_events = POLLIN;
-  std::unique_ptr<ServerSession> session;
+  enum class Stage {
+    kHandshake,  // TLS handshake under way
+    kReading,    // reading a request (or waiting for the next one on a kept-alive connection)
+    kAnswering,  // the acceptor is writing an error answer, then closes
+    kLingering,  // answered: discarding the client's input until it closes or time runs out
+  };
+
+  Conn(TlsServer& s, UniqueFd f, ClientAddress a, bool counted_in_caps, IntakeLimits limits)
+      : server(s), fd(std::move(f)), addr(std::move(a)), counted(counted_in_caps), intake(limits) {}
+  ~Conn() {
+    setBuffered(0);
+    if (ssl && stage != Stage::kHandshake) {
+      ERR_clear_error();
+      SSL_shutdown(ssl.get());  // close_notify, without waiting for the client's
+    }
+    ssl.reset();
+    fd.reset();
+    if (counted) {
+      server.release(addr.key);
+    } else {
+      server.answering_--;
+    }
+  }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  // Keeps the server-wide buffered byte count in step with this connection's buffers.
+  void setBuffered(size_t n) {
+    if (n >= accounted) {
+      server.buffered_bytes_ += n - accounted;
+    } else {
+      server.buffered_bytes_ -= accounted - n;
+    }
+    accounted = n;
+  }
+  size_t buffered() const { return intake.bufferedBytes() + pending.size(); }
+  // A connection between requests (or before its first one): evictable, never mid-request.
+  bool idle() const {
+    return stage == Stage::kHandshake ||
+           (stage == Stage::kReading && intake.phase() == RequestIntake::Phase::kIdle &&
+            pending.empty() && requests > 0);
+  }
+
+  TlsServer& server;
+  UniqueFd fd;
+  SslPtr ssl;
+  ClientAddress addr;
+  bool counted;  // holds a slot of max_connections / max_connections_per_client
+  Stage stage = Stage::kHandshake;
+  short events = POLLIN;
+  RequestIntake intake;
+  std::string pending;      // bytes read beyond the request in progress (a pipelined next one)
+  std::string out;          // what the acceptor still has to write (100 Continue, an error answer)
+  int over_cap_status = 0;  // 429/503: answer that after the handshake
   int64_t accepted_ms = 0;
   int64_t deadline_ms = 0;
+  int64_t body_started_ms = 0;
   uint64_t requests = 0;
+  size_t accounted = 0;
+};
 
-  ~Conn() {
-    session.reset();
-    if (socket) {
-      try {
-        socket->close();
-      } catch (...) {  // a peer that went away mid-shutdown: nothing left to do
-      }
-      socket.reset();
-    } else if (fd >= 0) {
-      ::close(fd);
-    }
-    if (server != nullptr) server->release(addr);
-  }
-  int pollFd() const { return socket ? socket->impl()->sockfd() : fd; }
+// A connection with the complete request a worker is to answer.
+struct TlsServer::Work {
+  std::unique_ptr<Conn> conn;
+  IntakeRequest request;
 };
 
 TlsServer::TlsServer(int listen_fd, Poco::Net::Context::Ptr context, ServerLimits limits,
                      RequestHandler& handler)
-    : listen_fd_(listen_fd),
-      context_(std::move(context)),
-      limits_(limits),
-      handler_(handler),
-      params_(new Poco::Net::HTTPServerParams) {
-  params_->setTimeout(msSpan(limits_.idle_timeout_ms));
-  params_->setKeepAlive(true);
-}
+    : listen_fd_(listen_fd), context_(std::move(context)), limits_(limits), handler_(handler) {}
 
 TlsServer::~TlsServer() { stop(); }
 
@@ -180,28 +252,39 @@ Status TlsServer::start() {
   if (flags < 0 || fcntl(listen_fd_, F_SETFL, flags | O_NONBLOCK) != 0) {
     return sysError("fcntl(O_NONBLOCK) on listening fd " + std::to_string(listen_fd_));
   }
+  // OpenSSL's socket BIO writes with write(2), not send(MSG_NOSIGNAL): a client that resets
+  // mid-answer must cost an EPIPE, not the process.
+  std::signal(SIGPIPE, SIG_IGN);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) return sysError("eventfd");
   acceptor_ = std::thread([this] { acceptorLoop(); });
   std::lock_guard lock(mu_);
-  for (uint32_t i = 0; i < std::max<uint32_t>(limits_.threads, 1); i++) {
-    workers_.emplace_back([this] { workerLoop(); });
-  }
+  for (uint32_t i = 0; i < std::max<uint32_t>(limits_.threads, 1); i++) spawnWorker();
   return okStatus();
+}
+
+void TlsServer::spawnWorker() {
+  uint64_t id = next_worker_++;
+  live_workers_++;
+  workers_.emplace(id, std::thread([this, id] { workerLoop(id); }));
+}
+
+size_t TlsServer::workerThreads() {
+  std::lock_guard lock(mu_);
+  return live_workers_;
 }
 
 // A log stream (follow) holds its worker for as long as the job runs. So that followers never
 // starve short requests, each stream adds a worker while fewer than `threads` are free; the
-// total stays bounded by threads + max_connections (every stream is a connection).
+// total stays bounded by threads + max_connections (every stream is a connection). When a
+// stream ends, its worker leaves the pool again if the pool is above what it needs.
 void TlsServer::streamStarted() {
   std::lock_guard lock(mu_);
   streaming_++;
   if (stopping_) return;
   size_t wanted = static_cast<size_t>(streaming_) + std::max<uint32_t>(limits_.threads, 1);
   size_t cap = static_cast<size_t>(limits_.threads) + limits_.max_connections;
-  if (workers_.size() < wanted && workers_.size() < cap) {
-    workers_.emplace_back([this] { workerLoop(); });
-  }
+  if (live_workers_ < wanted && live_workers_ < cap) spawnWorker();
 }
 
 void TlsServer::streamEnded() {
@@ -214,15 +297,15 @@ void TlsServer::stop() {
   if (wake_fd_ >= 0) wakeAcceptor();
   work_cv_.notify_all();
   if (acceptor_.joinable()) acceptor_.join();
-  std::vector<std::thread> workers;
+  std::map<uint64_t, std::thread> workers;
   {
     std::lock_guard lock(mu_);  // streamStarted() may add a worker until it sees stopping_
     workers.swap(workers_);
   }
-  for (auto& w : workers) {
+  for (auto& [id, w] : workers) {
     if (w.joinable()) w.join();
   }
-  std::deque<std::unique_ptr<Conn>> work;
+  std::deque<Work> work;
   std::vector<std::unique_ptr<Conn>> to_park;
   {
     std::lock_guard lock(mu_);
@@ -231,104 +314,387 @@ void TlsServer::stop() {
   }
   work.clear();  // outside the lock: each Conn's destructor releases its slot under mu_
   to_park.clear();
-  parked_.clear();
+  conns_.clear();
   if (wake_fd_ >= 0) ::close(wake_fd_);
   wake_fd_ = -1;
 }
 
-TlsServer::Admission TlsServer::admit(const std::string& addr) {
+// --- admission --------------------------------------------------------------------------------
+
+TlsServer::Admission TlsServer::admit(const std::string& key) {
   std::lock_guard lock(mu_);
   if (total_ >= limits_.max_connections) return Admission::kServerFull;
-  uint32_t& n = per_client_[addr];
-  if (n >= limits_.max_connections_per_client) return Admission::kClientFull;
+  uint32_t& n = per_client_[key];
+  if (n >= limits_.max_connections_per_client) {
+    if (n == 0) per_client_.erase(key);
+    return Admission::kClientFull;
+  }
   n++;
   total_++;
   return Admission::kAdmitted;
 }
 
-bool TlsServer::evictParked(const std::string* addr) {
-  // Connections doing nothing make room for a new one: first those that never completed a
-  // handshake, then idle keep-alive ones; the oldest first. Busy connections are never cut.
-  auto best = parked_.end();
-  for (auto it = parked_.begin(); it != parked_.end(); ++it) {
-    if (addr != nullptr && (*it)->addr != *addr) continue;
-    if (best == parked_.end() || (!(*it)->handshaken && (*best)->handshaken) ||
-        ((*it)->handshaken == (*best)->handshaken && (*it)->accepted_ms < (*best)->accepted_ms)) {
-      best = it;
-    }
-  }
-  if (best == parked_.end()) return false;
-  parked_.erase(best);  // the destructor closes it and releases its slot
-  return true;
-}
-
-void TlsServer::release(const std::string& addr) {
+void TlsServer::release(const std::string& key) {
   std::lock_guard lock(mu_);
-  auto it = per_client_.find(addr);
+  auto it = per_client_.find(key);
   if (it == per_client_.end()) return;
   if (--it->second == 0) per_client_.erase(it);
   total_--;
 }
 
+bool TlsServer::evictIdle(const std::string* key) {
+  // Connections doing nothing make room for a new one: first those still in their handshake,
+  // then idle keep-alive ones; the oldest first. A connection in the middle of a request (however
+  // slow) is never cut for another: it has its own deadlines.
+  auto best = conns_.end();
+  for (auto it = conns_.begin(); it != conns_.end(); ++it) {
+    const Conn& c = **it;
+    if (!c.counted || !c.idle() || (key != nullptr && c.addr.key != *key)) continue;
+    if (best == conns_.end()) {
+      best = it;
+      continue;
+    }
+    const Conn& b = **best;
+    bool c_hs = c.stage == Conn::Stage::kHandshake, b_hs = b.stage == Conn::Stage::kHandshake;
+    if ((c_hs && !b_hs) || (c_hs == b_hs && c.accepted_ms < b.accepted_ms)) best = it;
+  }
+  if (best == conns_.end()) return false;
+  conns_.erase(best);  // the destructor closes it and releases its slot
+  counters_.evicted++;
+  return true;
+}
+
 void TlsServer::acceptNew(int64_t now_ms) {
-  for (;;) {
+  for (int accepted = 0; accepted < kMaxAcceptsPerTurn; accepted++) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
-    int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
-    if (fd < 0) {
+    UniqueFd fd(
+        accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!fd) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
         log::warning(sysError("accept4 on fd " + std::to_string(listen_fd_)).message);
       }
       return;
     }
-    std::string addr = addressText(ss);
-    Admission a = admit(addr);
+    ClientAddress addr = clientAddress(ss);
+    Admission a = admit(addr.key);
     for (int tries = 0; a != Admission::kAdmitted && tries < 2; tries++) {
-      if (!evictParked(a == Admission::kClientFull ? &addr : nullptr)) break;
-      a = admit(addr);
+      if (!evictIdle(a == Admission::kClientFull ? &addr.key : nullptr)) break;
+      a = admit(addr.key);
     }
-    if (a != Admission::kAdmitted) {
-      // Full of busy connections: closing at once costs the client a retry, the server nothing.
-      ::close(fd);
+    bool counted = a == Admission::kAdmitted;
+    if (!counted && answering_.load() >= kMaxAnswering) {
+      counters_.dropped++;  // fd closes here: a flood of them gets no handshake from us
       continue;
     }
+    if (!counted) answering_++;
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    auto c = std::make_unique<Conn>();
-    c->server = this;
-    c->fd = fd;
-    c->addr = std::move(addr);
+    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    IntakeLimits il{static_cast<size_t>(limits_.max_request_head), limits_.max_request_body};
+    auto c = std::make_unique<Conn>(*this, std::move(fd), std::move(addr), counted, il);
+    c->ssl.reset(SSL_new(context_->sslContext()));
+    if (!c->ssl || SSL_set_fd(c->ssl.get(), c->fd.get()) != 1) {
+      log::warning("TLS: cannot set up a connection (out of memory?)");
+      continue;
+    }
+    SSL_set_accept_state(c->ssl.get());
+    // Partial writes and moving buffers: a non-blocking write may go out in pieces; released
+    // buffers: an idle connection holds no 16 KiB record buffers.
+    SSL_set_mode(c->ssl.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                   SSL_MODE_RELEASE_BUFFERS);
+    if (!counted) c->over_cap_status = a == Admission::kClientFull ? 429 : 503;
     c->accepted_ms = now_ms;
     c->deadline_ms = now_ms + static_cast<int64_t>(limits_.handshake_timeout_ms);
-    parked_.push_back(std::move(c));
+    conns_.push_back(std::move(c));
   }
+}
+
+// --- the acceptor: handshakes, reading requests, deadlines --------------------------------------
+
+bool TlsServer::overBudget() const { return buffered_bytes_.load() >= limits_.max_buffered_bytes; }
+
+// Answers with an error the acceptor writes itself, then closes (after lingering).
+void TlsServer::answerAndClose(Conn& c, int status, const char* code, const std::string& message,
+                               int retry_after_s, int64_t now_ms) {
+  c.out = errorAnswer(status, code, message, retry_after_s);
+  c.pending.clear();
+  c.stage = Conn::Stage::kAnswering;
+  c.deadline_ms = now_ms + static_cast<int64_t>(limits_.send_timeout_ms);
+  c.setBuffered(0);
+}
+
+TlsServer::Step TlsServer::step(Conn& c, int64_t now_ms) {
+  switch (c.stage) {
+    case Conn::Stage::kHandshake:
+      return handshake(c, now_ms);
+    case Conn::Stage::kReading:
+      return readRequest(c, now_ms);
+    case Conn::Stage::kAnswering:
+      return flushAnswer(c, now_ms);
+    case Conn::Stage::kLingering:
+      return linger(c);
+  }
+  return Step::kClose;
+}
+
+TlsServer::Step TlsServer::handshake(Conn& c, int64_t now_ms) {
+  ERR_clear_error();
+  int rc = SSL_do_handshake(c.ssl.get());
+  if (rc != 1) {
+    int e = SSL_get_error(c.ssl.get(), rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      c.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+      return Step::kKeep;
+    }
+    return Step::kClose;  // scanners, clients refusing our certificate: not worth a line
+  }
+  if (c.over_cap_status != 0) {
+    counters_.over_capacity++;
+    bool per_client = c.over_cap_status == 429;
+    answerAndClose(c, c.over_cap_status, per_client ? "too_many_connections" : "unavailable",
+                   per_client ? "too many connections from your address" : "server at capacity", 2,
+                   now_ms);
+    return flushAnswer(c, now_ms);
+  }
+  c.stage = Conn::Stage::kReading;
+  c.deadline_ms = now_ms + static_cast<int64_t>(limits_.header_timeout_ms);
+  return readRequest(c, now_ms);
+}
+
+// Writes c.out without blocking; once it is all out, an answering connection starts lingering.
+TlsServer::Step TlsServer::flushAnswer(Conn& c, int64_t now_ms) {
+  while (!c.out.empty()) {
+    ERR_clear_error();
+    int n = SSL_write(c.ssl.get(), c.out.data(), static_cast<int>(c.out.size()));
+    if (n > 0) {
+      c.out.erase(0, static_cast<size_t>(n));
+      continue;
+    }
+    int e = SSL_get_error(c.ssl.get(), n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      c.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+      return Step::kKeep;
+    }
+    return Step::kClose;
+  }
+  if (c.stage != Conn::Stage::kAnswering) return Step::kKeep;
+  ERR_clear_error();
+  SSL_shutdown(c.ssl.get());
+  ::shutdown(c.fd.get(), SHUT_WR);
+  c.stage = Conn::Stage::kLingering;
+  c.events = POLLIN;
+  c.deadline_ms = now_ms + kLingerMs;
+  return linger(c);
+}
+
+TlsServer::Step TlsServer::linger(Conn& c) {
+  char buf[kReadChunk];
+  for (;;) {
+    ERR_clear_error();
+    int n = SSL_read(c.ssl.get(), buf, sizeof buf);
+    if (n > 0) continue;
+    int e = SSL_get_error(c.ssl.get(), n);
+    if (e == SSL_ERROR_WANT_READ) return Step::kKeep;
+    return Step::kClose;  // the client closed (or broke) its side: done
+  }
+}
+
+// Reads what the client sent, feeding the intake, until it would block, the request is
+// complete (to a worker) or refused (answered), or the buffer budget is spent (paused).
+TlsServer::Step TlsServer::readRequest(Conn& c, int64_t now_ms) {
+  if (!c.out.empty()) {  // a 100 Continue still going out
+    if (Step s = flushAnswer(c, now_ms); s != Step::kKeep || !c.out.empty()) return s;
+  }
+  char buf[kReadChunk];
+  for (;;) {
+    RequestIntake::Phase before = c.intake.phase();
+    if (!c.pending.empty()) {
+      size_t used = c.intake.feed(c.pending);
+      c.pending.erase(0, used);
+    }
+    RequestIntake::Phase after = c.intake.phase();
+    c.setBuffered(c.buffered());
+    if (after == RequestIntake::Phase::kFailed) {
+      const IntakeError& e = c.intake.error();
+      counters_.bad_requests++;
+      answerAndClose(c, e.status, e.code, e.message, 0, now_ms);
+      return flushAnswer(c, now_ms);
+    }
+    if (after == RequestIntake::Phase::kComplete) return Step::kToWorker;
+    if (before == RequestIntake::Phase::kIdle && after != RequestIntake::Phase::kIdle &&
+        c.requests > 0) {
+      // The first byte of a request on a kept-alive connection: its head has header_timeout.
+      c.deadline_ms = now_ms + static_cast<int64_t>(limits_.header_timeout_ms);
+    }
+    if (before != RequestIntake::Phase::kBody && after == RequestIntake::Phase::kBody) {
+      c.body_started_ms = now_ms;
+      c.deadline_ms = now_ms + static_cast<int64_t>(limits_.body_timeout_ms);
+      if (c.intake.request().expect_continue) {
+        c.out = c.intake.request().version + " 100 Continue\r\n\r\n";
+        if (Step s = flushAnswer(c, now_ms); s != Step::kKeep || !c.out.empty()) return s;
+      }
+    }
+    if (overBudget()) return Step::kKeep;  // paused: polled again once the budget has room
+    ERR_clear_error();
+    int n = SSL_read(c.ssl.get(), buf, sizeof buf);
+    if (n > 0) {
+      c.pending.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    int e = SSL_get_error(c.ssl.get(), n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      c.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+      return Step::kKeep;
+    }
+    return Step::kClose;  // the client closed or reset: whatever it sent is dropped with it
+  }
+}
+
+// Deadlines: a silent handshake or idle keep-alive closes quietly; an incomplete head is closed;
+// a body that is late or under the minimum rate gets 408.
+void TlsServer::expire(int64_t now_ms) {
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    Conn& c = **it;
+    bool in_body =
+        c.stage == Conn::Stage::kReading && c.intake.phase() == RequestIntake::Phase::kBody;
+    bool too_slow = false;
+    if (in_body && limits_.min_receive_rate > 0 &&
+        now_ms - c.body_started_ms >= kReceiveRateGraceMs) {
+      auto elapsed = static_cast<uint64_t>(now_ms - c.body_started_ms);
+      too_slow = c.intake.bodyBytesReceived() * 1000 < limits_.min_receive_rate * elapsed;
+    }
+    if (c.deadline_ms > now_ms && !too_slow) {
+      ++it;
+      continue;
+    }
+    if (in_body) {
+      (too_slow ? counters_.slow_bodies : counters_.body_timeouts)++;
+      answerAndClose(c, 408, "timeout",
+                     too_slow ? "request body arriving slower than the minimum rate"
+                              : "request body not complete in time",
+                     0, now_ms);
+      if (flushAnswer(c, now_ms) != Step::kClose) {
+        ++it;
+        continue;
+      }
+    } else if (c.stage == Conn::Stage::kHandshake) {
+      counters_.handshake_timeouts++;
+    } else if (c.stage == Conn::Stage::kReading &&
+               (c.intake.phase() != RequestIntake::Phase::kIdle || c.requests == 0)) {
+      counters_.header_timeouts++;
+    }
+    it = conns_.erase(it);
+  }
+}
+
+// Hands a complete request to the workers (true: `c` is theirs now), or answers 503 when their
+// queue is full.
+bool TlsServer::dispatch(std::unique_ptr<Conn>& c, int64_t now_ms) {
+  std::unique_lock lock(mu_);
+  if (work_.size() >= limits_.max_queued_requests) {
+    lock.unlock();
+    counters_.queue_full++;
+    answerAndClose(*c, 503, "unavailable", "every worker is busy", 1, now_ms);
+    return false;
+  }
+  IntakeRequest r = c->intake.take();
+  c->requests++;
+  work_.push_back(Work{std::move(c), std::move(r)});
+  work_cv_.notify_one();
+  return true;
+}
+
+// One step of a connection; true when the acceptor is done with it (closed, or a worker's now).
+bool TlsServer::stepAndDispatch(std::unique_ptr<Conn>& c, int64_t now_ms) {
+  Step s = step(*c, now_ms);
+  if (s == Step::kToWorker) {
+    if (dispatch(c, now_ms)) return true;
+    s = flushAnswer(*c, now_ms);  // the 503
+  }
+  return s == Step::kClose;
+}
+
+void TlsServer::takeBack() {
+  std::vector<std::unique_ptr<Conn>> back;
+  {
+    std::lock_guard lock(mu_);
+    back.swap(to_park_);
+  }
+  int64_t now = monotonicMs();
+  for (auto& c : back) {
+    c->deadline_ms = now + static_cast<int64_t>(limits_.idle_timeout_ms);
+    c->events = POLLIN;
+    conns_.push_back(std::move(c));
+  }
+}
+
+void TlsServer::joinExitedWorkers() {
+  std::vector<std::thread> done;
+  {
+    std::lock_guard lock(mu_);
+    for (uint64_t id : exited_) {
+      auto it = workers_.find(id);
+      if (it == workers_.end()) continue;
+      done.push_back(std::move(it->second));
+      workers_.erase(it);
+    }
+    exited_.clear();
+  }
+  for (auto& t : done) t.join();
+}
+
+void TlsServer::logCounters(int64_t now_ms) {
+  if (now_ms - counters_logged_ms_ < static_cast<int64_t>(kCountersLogEveryMs)) return;
+  const IntakeCounters& k = counters_;
+  uint64_t sum = k.handshake_timeouts + k.header_timeouts + k.body_timeouts + k.slow_bodies +
+                 k.bad_requests + k.over_capacity + k.queue_full + k.dropped + k.evicted;
+  counters_logged_ms_ = now_ms;
+  if (sum == counters_logged_sum_) return;
+  counters_logged_sum_ = sum;
+  log::notice("HTTPS intake since start: " + std::to_string(k.handshake_timeouts) +
+              " handshake timeouts, " + std::to_string(k.header_timeouts) + " header timeouts, " +
+              std::to_string(k.body_timeouts) + " body timeouts, " + std::to_string(k.slow_bodies) +
+              " slow bodies, " + std::to_string(k.bad_requests) + " refused requests, " +
+              std::to_string(k.over_capacity) + " over a connection cap, " +
+              std::to_string(k.queue_full) + " queue full, " + std::to_string(k.dropped) +
+              " dropped unanswered, " + std::to_string(k.evicted) + " idle evicted");
 }
 
 void TlsServer::acceptorLoop() {
   std::vector<pollfd> fds;
+  std::vector<Conn*> polled;
   while (!stopping_) {
-    {
-      std::lock_guard lock(mu_);
-      for (auto& c : to_park_) parked_.push_back(std::move(c));
-      to_park_.clear();
-    }
+    takeBack();
+    joinExitedWorkers();
     int64_t now = monotonicMs();
-    // Expire parked connections: silent before the handshake, or idle between requests.
-    int64_t next_deadline = now + 60'000;
-    for (auto it = parked_.begin(); it != parked_.end();) {
-      if ((*it)->deadline_ms <= now) {
-        it = parked_.erase(it);
-      } else {
-        next_deadline = std::min(next_deadline, (*it)->deadline_ms);
-        ++it;
-      }
-    }
+    expire(now);
+    logCounters(now);
+    // Step every connection that has work without waiting: handed back with a pipelined
+    // request, TLS bytes already decrypted, or reads paused by the budget now lifted.
+    bool paused = overBudget();
+    int64_t next = now + kTickMs;
     fds.clear();
+    polled.clear();
     fds.push_back({listen_fd_, POLLIN, 0});
     fds.push_back({wake_fd_, POLLIN, 0});
-    for (auto& c : parked_) fds.push_back({c->pollFd(), c->wait_events, 0});
-    int timeout = static_cast<int>(std::max<int64_t>(0, next_deadline - now)) + 1;
+    for (size_t i = 0; i < conns_.size();) {
+      Conn& c = *conns_[i];
+      bool reading = c.stage == Conn::Stage::kReading;
+      if (reading && !paused && (!c.pending.empty() || SSL_pending(c.ssl.get()) > 0)) {
+        if (stepAndDispatch(conns_[i], now)) {
+          conns_.erase(conns_.begin() + static_cast<std::ptrdiff_t>(i));
+          continue;
+        }
+      }
+      next = std::min(next, c.deadline_ms);
+      if (!(paused && c.stage == Conn::Stage::kReading && c.out.empty())) {
+        fds.push_back({c.fd.get(), c.events, 0});
+        polled.push_back(&c);
+      }
+      i++;
+    }
+    int timeout = static_cast<int>(std::clamp<int64_t>(next - now, 0, kTickMs));
     int n = ::poll(fds.data(), fds.size(), timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -340,24 +706,30 @@ void TlsServer::acceptorLoop() {
       ssize_t r = ::read(wake_fd_, &v, sizeof v);
       (void)r;
     }
-    // Hand readable connections to the workers (from the back, so erasing keeps indexes).
-    std::vector<std::unique_ptr<Conn>> ready;
-    for (size_t i = parked_.size(); i-- > 0;) {
-      if (fds[i + 2].revents != 0) {
-        ready.push_back(std::move(parked_[i]));
-        parked_.erase(parked_.begin() + static_cast<std::ptrdiff_t>(i));
-      }
+    now = monotonicMs();
+    std::vector<Conn*> ready;
+    for (size_t i = 2; i < fds.size(); i++) {
+      if (fds[i].revents != 0) ready.push_back(polled[i - 2]);
     }
     if (!ready.empty()) {
-      std::lock_guard lock(mu_);
-      for (auto& c : ready) work_.push_back(std::move(c));
-      work_cv_.notify_all();
+      std::sort(ready.begin(), ready.end());
+      for (size_t i = 0; i < conns_.size();) {
+        if (!std::binary_search(ready.begin(), ready.end(), conns_[i].get())) {
+          i++;
+          continue;
+        }
+        if (stepAndDispatch(conns_[i], now)) {
+          conns_.erase(conns_.begin() + static_cast<std::ptrdiff_t>(i));
+          continue;
+        }
+        i++;
+      }
     }
-    if (fds[0].revents != 0) acceptNew(monotonicMs());  // poll may have slept for a minute
+    if (fds[0].revents != 0) acceptNew(now);
   }
 }
 
-void TlsServer::park(std::unique_ptr<Conn> c) {
+void TlsServer::handBack(std::unique_ptr<Conn> c) {
   {
     std::lock_guard lock(mu_);
     to_park_.push_back(std::move(c));
@@ -373,63 +745,87 @@ void TlsServer::wakeAcceptor() {
   (void)n;
 }
 
-void TlsServer::workerLoop() {
+void TlsServer::workerLoop(uint64_t id) {
   for (;;) {
-    std::unique_ptr<Conn> c;
+    Work w;
     {
       std::unique_lock lock(mu_);
       work_cv_.wait(lock, [&] { return stopping_ || !work_.empty(); });
       if (stopping_) return;
-      c = std::move(work_.front());
+      w = std::move(work_.front());
       work_.pop_front();
     }
-    serve(std::move(c));
+    serve(std::move(w));
+    std::lock_guard lock(mu_);
+    // A worker added for a stream that has ended leaves; the acceptor joins it.
+    if (live_workers_ > static_cast<size_t>(streaming_) + std::max<uint32_t>(limits_.threads, 1)) {
+      live_workers_--;
+      exited_.push_back(id);
+      wakeAcceptor();
+      return;
+    }
   }
 }
 
-// --- one request ------------------------------------------------------------------------------
+// --- answering one request (worker threads) -----------------------------------------------------
 
 namespace {
 
-void writeAll(Poco::Net::StreamSocket& s, std::string_view data) {
+// Writes all of `data` over a non-blocking TLS connection, waiting at most `timeout_ms` for the
+// client to make room each time; false once the client is gone or has stopped reading.
+bool sslWriteAll(SSL* ssl, int fd, std::string_view data, uint64_t timeout_ms) {
   while (!data.empty()) {
-    int n = s.sendBytes(data.data(), static_cast<int>(std::min<size_t>(data.size(), 1 << 20)));
-    if (n <= 0) throw Poco::Net::NetException("connection closed while writing");
-    data.remove_prefix(static_cast<size_t>(n));
+    ERR_clear_error();
+    int n = SSL_write(ssl, data.data(), static_cast<int>(std::min<size_t>(data.size(), 1 << 20)));
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    int e = SSL_get_error(ssl, n);
+    if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) return false;
+    pollfd p{fd, static_cast<short>(e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN), 0};
+    int r;
+    do {
+      r = ::poll(&p, 1, static_cast<int>(std::min<uint64_t>(timeout_ms, INT32_MAX)));
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) return false;  // a client that does not read costs a socket buffer, no more
+    if ((p.revents & (POLLERR | POLLNVAL)) != 0) return false;
   }
+  return true;
 }
 
-// Implements Responder over one request of a connection.
+// Implements Responder over one request of a connection. For a HEAD request every answer
+// carries its head only (with the Content-Length the GET would have had).
 class Exchange : public Responder {
  public:
-  Exchange(Poco::Net::StreamSocket& socket, const std::string& version, bool keep_alive,
-           std::function<void()> on_stream_start = {})
-      : socket_(socket),
-        version_(version),
-        keep_alive_(keep_alive),
+  Exchange(SSL* ssl, int fd, const IntakeRequest& r, uint64_t send_timeout_ms,
+           std::function<void()> on_stream_start)
+      : ssl_(ssl),
+        fd_(fd),
+        version_(r.version),
+        keep_alive_(r.keep_alive),
+        head_only_(r.method == "HEAD"),
+        send_timeout_ms_(send_timeout_ms),
         on_stream_start_(std::move(on_stream_start)) {}
 
   void send(int status, const Headers& headers, std::string_view content_type,
             std::string_view body) override {
     if (state_ != State::kIdle) return;
-    Poco::Net::HTTPResponse r = head(status, headers, content_type);
-    r.setContentLength64(static_cast<Poco::Int64>(body.size()));
-    std::ostringstream os;
-    r.write(os);
-    std::string out = os.str();
-    out.append(body);
-    state_ = State::kBroken;  // until fully written
-    writeAll(socket_, out);
-    state_ = State::kDone;
+    std::string out =
+        responseHead(status, version_, headers, content_type, body.size(), keep_alive_);
+    if (!head_only_) out.append(body);
+    writeThen(out, State::kDone);
   }
 
   bool startChunked(int status, const Headers& headers, std::string_view content_type) override {
     if (state_ != State::kIdle) return false;
-    Poco::Net::HTTPResponse r = head(status, headers, content_type);
-    r.setChunkedTransferEncoding(true);
-    std::ostringstream os;
-    r.write(os);
-    if (!writeThen(os.str(), State::kStreaming)) return false;
+    std::string head =
+        responseHead(status, version_, headers, content_type, std::nullopt, keep_alive_);
+    if (head_only_) {
+      writeThen(head, State::kDone);
+      return false;  // nothing more to send: the handler stops
+    }
+    if (!writeThen(head, State::kStreaming)) return false;
     willStream();
     return true;
   }
@@ -458,7 +854,7 @@ class Exchange : public Responder {
   }
 
   bool clientGone() override {
-    pollfd p{socket_.impl()->sockfd(), POLLIN | POLLRDHUP, 0};
+    pollfd p{fd_, POLLIN | POLLRDHUP, 0};
     if (::poll(&p, 1, 0) <= 0) return false;
     return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
   }
@@ -471,155 +867,38 @@ class Exchange : public Responder {
  private:
   enum class State { kIdle, kStreaming, kDone, kBroken };
 
-  Poco::Net::HTTPResponse head(int status, const Headers& headers, std::string_view content_type) {
-    Poco::Net::HTTPResponse r;
-    r.setVersion(version_ == Poco::Net::HTTPMessage::HTTP_1_0 ? version_
-                                                              : Poco::Net::HTTPMessage::HTTP_1_1);
-    r.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
-    r.set("Date",
-          Poco::DateTimeFormatter::format(Poco::Timestamp(), Poco::DateTimeFormat::HTTP_FORMAT));
-    if (!content_type.empty()) r.setContentType(std::string(content_type));
-    r.set("X-Content-Type-Options", "nosniff");
-    r.set("Cache-Control", "no-store");
-    for (const auto& [k, v] : headers) r.set(k, v);
-    r.setKeepAlive(keep_alive_);
-    return r;
-  }
-
   // kBroken until all of `data` is written, then `after`; false when the client is gone.
   bool writeThen(std::string_view data, State after) {
     state_ = State::kBroken;
-    try {
-      writeAll(socket_, data);
-    } catch (const Poco::Exception&) {
-      return false;
-    }
+    if (!sslWriteAll(ssl_, fd_, data, send_timeout_ms_)) return false;
     state_ = after;
     return true;
   }
 
-  Poco::Net::StreamSocket& socket_;
+  SSL* ssl_;
+  int fd_;
   std::string version_;
   bool keep_alive_;
+  bool head_only_;
+  uint64_t send_timeout_ms_;
   std::function<void()> on_stream_start_;
   bool streamed_ = false;
   State state_ = State::kIdle;
 };
 
-void sendPlainError(Poco::Net::StreamSocket& s, int status, const std::string& code,
-                    const std::string& message) {
-  Exchange e(s, Poco::Net::HTTPMessage::HTTP_1_1, false);
-  std::string body = "{\"error\":{\"code\":\"" + code + "\",\"message\":\"" + message + "\"}}";
-  try {
-    e.send(status, {}, "application/json", body);
-  } catch (const Poco::Exception&) {
-  }
-}
-
-enum class BodyRead { kOk, kTooLarge };
-
-// Reads the request body into *out, at most `max` bytes (Content-Length checked before
-// reading anything, chunked bodies cut off at max + 1).
-BodyRead readBody(Poco::Net::HTTPServerRequestImpl& req, uint64_t max, std::string* out) {
-  out->clear();
-  bool chunked = req.getChunkedTransferEncoding();
-  Poco::Int64 len = req.getContentLength64();
-  if (!chunked && len == Poco::Net::HTTPMessage::UNKNOWN_CONTENT_LENGTH) return BodyRead::kOk;
-  if (!chunked && static_cast<uint64_t>(len) > max) return BodyRead::kTooLarge;
-  if (req.getExpectContinue()) {
-    std::string cont = req.getVersion() + " 100 Continue\r\n\r\n";
-    writeAll(req.socket(), cont);
-  }
-  std::istream& in = req.stream();
-  char buf[16384];
-  while (in) {
-    in.read(buf, sizeof buf);
-    std::streamsize n = in.gcount();
-    if (n <= 0) break;
-    out->append(buf, static_cast<size_t>(n));
-    if (out->size() > max) return BodyRead::kTooLarge;
-  }
-  if (!chunked && out->size() != static_cast<uint64_t>(len)) {
-    throw Poco::Net::MessageException("request body shorter than its Content-Length");
-  }
-  return BodyRead::kOk;
-}
-
-// Closing a socket with unread input makes the kernel send a reset, which can destroy the 413
-// response before the client reads it. Read and discard what the client is still sending, for
-// a bounded time and amount, then close.
-void lingeringDrain(Poco::Net::SecureStreamSocket& s) {
-  constexpr size_t kMaxDrain = 16 << 20;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  try {
-    s.setReceiveTimeout(Poco::Timespan(0, 500'000));
-    char buf[16384];
-    size_t drained = 0;
-    while (drained < kMaxDrain && std::chrono::steady_clock::now() < deadline) {
-      int n = s.receiveBytes(buf, sizeof buf);
-      if (n <= 0) break;
-      drained += static_cast<size_t>(n);
-    }
-  } catch (const Poco::Exception&) {  // timeout or reset: done either way
-  }
-}
-
 }  // namespace
 
-// The TLS socket over the accepted fd, made on a connection's first turn in a worker.
-void TlsServer::wrapInTls(Conn& c) {
-  if (c.socket) return;
-  Poco::Net::StreamSocket plain(new Poco::Net::StreamSocketImpl(c.fd));
-  c.fd = -1;  // the socket owns it now
-  plain.setBlocking(false);
-  auto* impl = new ServerTlsImpl(static_cast<Poco::Net::StreamSocketImpl*>(plain.impl()), context_);
-  c.socket.emplace(ServerTlsSocket(impl));
-}
-
-// One non-blocking handshake step: a slow or silent client waits parked, not in a worker, and
-// the handshake deadline set at accept time covers the whole handshake.
-TlsServer::Handshake TlsServer::handshakeStep(Conn& c) {
-  int rc = c.socket->completeHandshake();
-  if (rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_READ ||
-      rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_WRITE) {
-    c.wait_events = rc == Poco::Net::SecureStreamSocket::ERR_SSL_WANT_READ ? POLLIN : POLLOUT;
-    return Handshake::kWaiting;
-  }
-  if (rc <= 0) return Handshake::kClosed;
-  c.handshaken = true;
-  c.wait_events = POLLIN;
-  c.socket->setBlocking(true);
-  c.socket->setReceiveTimeout(msSpan(limits_.idle_timeout_ms));
-  c.socket->setSendTimeout(msSpan(limits_.idle_timeout_ms));
-  c.session = std::make_unique<ServerSession>(*c.socket, params_);
-  return Handshake::kDone;
-}
-
-// Reads one request, has the handler answer it; true when the connection may carry another.
-bool TlsServer::serveRequest(Conn& c) {
-  Poco::Net::HTTPServerResponseImpl response(*c.session);
-  std::optional<Poco::Net::HTTPServerRequestImpl> request;
-  try {
-    request.emplace(response, *c.session, params_.get());
-  } catch (const Poco::Net::NoMessageException&) {
-    return false;  // the client closed the connection between requests
-  } catch (const Poco::Net::MessageException&) {
-    sendPlainError(*c.socket, 400, "bad_request", "malformed HTTP request");
-    return false;
-  }
-  c.requests++;
+void TlsServer::serve(Work w) {
+  Conn& c = *w.conn;
+  // The request has left the intake: it counts against the pool's size, no more the budget.
+  c.setBuffered(c.buffered());
   HttpRequest req;
-  req.method = request->getMethod();
-  req.target = request->getURI();
-  req.authorization = request->get("Authorization", "");
-  req.client_addr = c.addr;
-  if (readBody(*request, limits_.max_request_body, &req.body) == BodyRead::kTooLarge) {
-    sendPlainError(*c.socket, 413, "too_large",
-                   "request body over " + std::to_string(limits_.max_request_body) + " bytes");
-    lingeringDrain(*c.socket);
-    return false;  // the rest of the body is unread: the connection cannot be reused
-  }
-  Exchange ex(*c.socket, request->getVersion(), request->getKeepAlive(),
+  req.method = w.request.method == "HEAD" ? "GET" : w.request.method;
+  req.target = std::move(w.request.target);
+  req.authorization = std::move(w.request.authorization);
+  req.body = std::move(w.request.body);
+  req.client_addr = c.addr.text;
+  Exchange ex(c.ssl.get(), c.fd.get(), w.request, limits_.send_timeout_ms,
               [this] { streamStarted(); });
   struct StreamGuard {  // streamEnded() however handle() leaves
     TlsServer* server;
@@ -628,40 +907,17 @@ bool TlsServer::serveRequest(Conn& c) {
       if (ex.streamed()) server->streamEnded();
     }
   } guard{this, ex};
-  handler_.handle(req, ex);
-  if (!ex.answered()) {
-    ex.send(500, {}, "application/json",
-            "{\"error\":{\"code\":\"internal\",\"message\":\"no response\"}}");
-  }
-  return ex.reusable();
-}
-
-void TlsServer::serve(std::unique_ptr<Conn> c) {
   try {
-    wrapInTls(*c);
-    if (!c->handshaken) {
-      Handshake h = handshakeStep(*c);
-      if (h == Handshake::kWaiting) {
-        park(std::move(c));
-        return;
-      }
-      if (h != Handshake::kDone) return;
+    handler_.handle(req, ex);
+    if (!ex.answered()) {
+      ex.send(500, {}, "application/json",
+              "{\"error\":{\"code\":\"internal\",\"message\":\"no response\"}}");
     }
-    while (serveRequest(*c)) {
-      // A pipelined request already here is served at once; otherwise wait parked.
-      if (c->session->bufferedBytes() > 0 || c->socket->available() > 0) continue;
-      c->deadline_ms = monotonicMs() + static_cast<int64_t>(limits_.idle_timeout_ms);
-      park(std::move(c));
-      return;
-    }
-  } catch (const Poco::TimeoutException&) {
-    // A client that stopped sending mid-request: drop it.
-  } catch (const Poco::Exception& e) {
-    // Port scanners and clients refusing our certificate fail the handshake: not worth a line.
-    if (c->handshaken) log::info("connection from " + c->addr + " dropped: " + e.displayText());
   } catch (const std::exception& e) {
-    log::warning("connection from " + c->addr + " dropped: " + e.what());
+    log::warning("request from " + c.addr.text + " failed: " + e.what());
+    return;
   }
+  if (ex.reusable() && !stopping_) handBack(std::move(w.conn));
 }
 
 }  // namespace jw::frontend

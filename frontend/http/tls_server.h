@@ -1,16 +1,18 @@
-// The HTTPS server of jobworker-frontend: TLS context set-up, an acceptor over the inherited
-// listening socket (fd 4), and a fixed set of worker threads running Poco's HTTP request
-// parsing over per-connection SecureStreamSockets.
+// The HTTPS server of jobworker-frontend: TLS context set-up, and over the inherited listening
+// socket (fd 4) one acceptor thread that owns every waiting connection and a pool of workers that
+// only ever see complete requests.
 //
-// Why not Poco's TCPServer: its dispatcher hands every accepted socket to a pool thread, where
-// the TLS handshake blocks; a few silent connections then occupy the whole pool. Here one
-// acceptor thread parks connections in poll() until they have bytes to read (with the
-// handshake timeout), and parks keep-alive connections again between requests (with the idle
-// timeout), so a worker thread is only ever busy with a connection that is talking.
+// Why this shape: a worker thread must never wait on a client. The acceptor runs the TLS
+// handshake and reads requests with non-blocking SSL calls, feeding a strict incremental parser
+// (request_intake.h), until a request head and body are complete; only then does it hand the
+// connection to a worker, which answers and hands it back. So a silent or slow client costs a
+// buffer, never a thread, and deadlines bound each phase. Exactly one thread owns a
+// connection's SSL* at a time: the acceptor while it waits, a worker while it answers.
 #pragma once
 
 #include <Poco/Net/Context.h>
-#include <Poco/Net/HTTPServerParams.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -27,6 +29,7 @@
 
 #include "common/config.h"
 #include "common/result.h"
+#include "frontend/http/request_intake.h"
 
 namespace jw::frontend {
 
@@ -45,21 +48,62 @@ struct ServerLimits {
         max_connections_per_client(c.max_connections_per_client),
         handshake_timeout_ms(c.handshake_timeout_ms),
         idle_timeout_ms(c.idle_timeout_ms),
-        max_request_body(c.max_request_body) {}
+        header_timeout_ms(c.header_timeout_ms),
+        body_timeout_ms(c.body_timeout_ms),
+        min_receive_rate(c.min_receive_rate),
+        send_timeout_ms(c.send_timeout_ms),
+        max_request_head(c.max_request_head),
+        max_request_body(c.max_request_body),
+        max_buffered_bytes(c.max_buffered_bytes),
+        max_queued_requests(c.max_queued_requests) {}
+
+  // Descriptors the server may hold at once: every admitted connection, the few being answered
+  // over a cap, and a margin for the process's own (channel, eventfd, stderr, journald).
+  uint64_t descriptorsNeeded() const;
 
   uint32_t threads;
   uint32_t max_connections;
   uint32_t max_connections_per_client;
   uint64_t handshake_timeout_ms;
   uint64_t idle_timeout_ms;
+  uint64_t header_timeout_ms;
+  uint64_t body_timeout_ms;
+  uint64_t min_receive_rate;
+  uint64_t send_timeout_ms;
+  uint64_t max_request_head;
   uint64_t max_request_body;
+  uint64_t max_buffered_bytes;
+  uint32_t max_queued_requests;
 };
+
+// What the intake refused or cut, since start: what an operator under attack looks at (logged
+// every minute while it changes) and what the tests assert.
+struct IntakeCounters {
+  std::atomic<uint64_t> handshake_timeouts{0};
+  std::atomic<uint64_t> header_timeouts{0};  // closed with an incomplete head
+  std::atomic<uint64_t> body_timeouts{0};    // 408: body not complete within body_timeout
+  std::atomic<uint64_t> slow_bodies{0};      // 408: body under min_receive_rate
+  std::atomic<uint64_t> bad_requests{0};     // 4xx from the intake (strict HTTP/1.1, caps)
+  std::atomic<uint64_t> over_capacity{0};    // 429/503 after the handshake: connection caps
+  std::atomic<uint64_t> queue_full{0};       // 503: every worker busy and the queue full
+  std::atomic<uint64_t> dropped{0};          // closed unanswered: too many being answered already
+  std::atomic<uint64_t> evicted{0};          // idle connections closed to make room
+};
+
+// A client's address as logged, and the key its connections are counted under: the address
+// itself for IPv4 (and IPv4-mapped IPv6), its /64 for IPv6 (one host usually holds a whole /64,
+// so counting single addresses would give it 2^64 quotas).
+struct ClientAddress {
+  std::string text;  // "127.0.0.1", "2001:db8::5"
+  std::string key;   // "127.0.0.1", "2001:db8::/64"
+};
+ClientAddress clientAddress(const sockaddr_storage& ss);
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // One request as a handler sees it: the body is already read (and capped).
 struct HttpRequest {
-  std::string method;
+  std::string method;         // a HEAD arrives as GET: the server drops the body of its answer
   std::string target;         // raw request-target, e.g. "/v1/jobs?all=true"
   std::string authorization;  // the Authorization header, "" if absent
   std::string body;
@@ -101,54 +145,78 @@ class TlsServer {
 
   // Creates the wake-up eventfd and the threads. The listening socket must already listen.
   Status start();
-  // Stops accepting, closes parked connections and joins the threads (tests; the frontend
+  // Stops accepting, closes waiting connections and joins the threads (tests; the frontend
   // itself just exits).
   void stop();
 
-  struct Conn;  // one client connection (defined in tls_server.cc)
+  const IntakeCounters& counters() const { return counters_; }
+  // Worker threads alive now (tests: stream workers are released when their stream ends).
+  size_t workerThreads();
 
- private:
-  void acceptorLoop();
-  void workerLoop();
-  void acceptNew(int64_t now_ms);
-  void serve(std::unique_ptr<Conn> c);
-  void wrapInTls(Conn& c);
-  enum class Handshake { kDone, kWaiting, kClosed };
-  Handshake handshakeStep(Conn& c);
-  bool serveRequest(Conn& c);
-  void park(std::unique_ptr<Conn> c);
-  void wakeAcceptor();
-  enum class Admission { kAdmitted, kClientFull, kServerFull };
-  Admission admit(const std::string& addr);
-  bool evictParked(const std::string* addr);  // nullptr: any address
-  void release(const std::string& addr);
+  struct Conn;  // one client connection (defined in tls_server.cc)
+  struct Work;  // a connection with its complete request, for a worker
 
  public:  // called by a worker's exchange when a log stream starts and when it ends
   void streamStarted();
   void streamEnded();
 
  private:
+  // Acceptor thread.
+  void acceptorLoop();
+  void acceptNew(int64_t now_ms);
+  void expire(int64_t now_ms);
+  enum class Step { kKeep, kClose, kToWorker };
+  Step step(Conn& c, int64_t now_ms);
+  Step handshake(Conn& c, int64_t now_ms);
+  Step readRequest(Conn& c, int64_t now_ms);
+  Step flushAnswer(Conn& c, int64_t now_ms);
+  Step linger(Conn& c);
+  void answerAndClose(Conn& c, int status, const char* code, const std::string& message,
+                      int retry_after_s, int64_t now_ms);
+  bool dispatch(std::unique_ptr<Conn>& c, int64_t now_ms);
+  bool stepAndDispatch(std::unique_ptr<Conn>& c, int64_t now_ms);
+  void takeBack();
+  void joinExitedWorkers();
+  void logCounters(int64_t now_ms);
+  bool overBudget() const;
+  enum class Admission { kAdmitted, kClientFull, kServerFull };
+  Admission admit(const std::string& key);
+  bool evictIdle(const std::string* key);  // nullptr: any client
+  // Any thread.
+  void release(const std::string& key);
+  void wakeAcceptor();
+  // Worker threads.
+  void workerLoop(uint64_t id);
+  void spawnWorker();  // with mu_ held
+  void serve(Work w);
+  void handBack(std::unique_ptr<Conn> c);
+
   int listen_fd_;
   Poco::Net::Context::Ptr context_;
   ServerLimits limits_;
   RequestHandler& handler_;
-  Poco::Net::HTTPServerParams::Ptr params_;
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};
+  IntakeCounters counters_;
+  std::atomic<uint64_t> buffered_bytes_{0};  // request bytes held by all connections
+  std::atomic<uint32_t> answering_{0};       // over-cap connections being answered
 
   std::mutex mu_;
   std::condition_variable work_cv_;
-  std::deque<std::unique_ptr<Conn>> work_;      // readable, waiting for a worker
+  std::deque<Work> work_;                       // complete requests waiting for a worker
   std::vector<std::unique_ptr<Conn>> to_park_;  // handed back by workers to the acceptor
   std::map<std::string, uint32_t> per_client_;
   uint32_t total_ = 0;
-  uint32_t streaming_ = 0;  // workers busy with a log stream
+  uint32_t streaming_ = 0;    // workers busy with a log stream
+  uint64_t next_worker_ = 0;  // ids of worker threads
+  size_t live_workers_ = 0;
+  std::map<uint64_t, std::thread> workers_;
+  std::vector<uint64_t> exited_;  // workers that left the pool, to be joined
 
-  std::vector<std::unique_ptr<Conn>> parked_;  // acceptor thread only
+  std::vector<std::unique_ptr<Conn>> conns_;  // acceptor thread only: connections it owns
+  int64_t counters_logged_ms_ = 0;
+  uint64_t counters_logged_sum_ = 0;
   std::thread acceptor_;
-  std::vector<std::thread> workers_;
-
-  friend struct ConnTicket;
 };
 
 }  // namespace jw::frontend

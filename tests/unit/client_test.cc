@@ -605,6 +605,17 @@ TEST(ChunkedDecoder, TrailersAndLfOnlyLines) {
   EXPECT_TRUE(done);
 }
 
+TEST(ChunkedDecoder, ExtensionEndedByBareLfDoesNotLeakIntoTheTrailer) {
+  // The last chunk's extension once kept its length counted, so the empty line after it was
+  // taken for a trailer line and the stream never ended.
+  for (size_t step : {1u, 3u, 100u}) {
+    bool done = false, failed = false;
+    EXPECT_EQ(decodeAll("2\r\nab\r\n0;ext=1\n\r\n", step, &done, &failed), "ab") << step;
+    EXPECT_TRUE(done) << step;
+    EXPECT_FALSE(failed) << step;
+  }
+}
+
 TEST(ChunkedDecoder, CutStreamIsNotDone) {
   // What a killed frontend leaves behind: the follower must reconnect, not declare the end.
   for (const std::string wire : {"5\r\nhel", "5\r\nhello\r\n", "5\r\nhello\r\n0\r\n", ""}) {

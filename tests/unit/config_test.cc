@@ -46,6 +46,25 @@ TEST(Config, ParsesTypedValues) {
   EXPECT_EQ(*s->users["alice"].max.memory_bytes, 1ULL << 30);
 }
 
+TEST(Config, RequestIntakeKeys) {
+  Settings d;
+  EXPECT_EQ(d.max_connections, 4096u);
+  EXPECT_EQ(d.header_timeout_ms, 10000u);
+  auto s = parse(
+      "header_timeout = 3s\nbody_timeout = 20s\nmin_receive_rate = 2K\nsend_timeout = 5s\n"
+      "max_request_head = 8K\nmax_buffered_bytes = 32M\nmax_queued_requests = 10\n",
+      "t");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s->header_timeout_ms, 3000u);
+  EXPECT_EQ(s->body_timeout_ms, 20000u);
+  EXPECT_EQ(s->min_receive_rate, 2048u);
+  EXPECT_EQ(s->send_timeout_ms, 5000u);
+  EXPECT_EQ(s->max_request_head, 8192u);
+  EXPECT_EQ(s->max_buffered_bytes, 32u << 20);
+  EXPECT_EQ(s->max_queued_requests, 10u);
+  EXPECT_FALSE(parse("header_timeout = soon\n", "t").ok());
+}
+
 TEST(Config, UnknownKeysAndBadValuesNameTheLine) {
   auto a = parse("output_cap = 1M\noutptu_cap = 2M\n", "f.conf");
   ASSERT_FALSE(a.ok());

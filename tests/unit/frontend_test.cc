@@ -18,9 +18,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "common/config.h"
@@ -613,13 +615,45 @@ class EchoHandler : public RequestHandler {
       out.finishChunked();
       return;
     }
+    if (r.target == "/stream") {  // a finite log stream: its worker must leave the pool after
+      out.willStream();
+      if (!out.startChunked(200, {}, "application/octet-stream")) return;
+      out.writeChunk("streamed");
+      out.finishChunked();
+      return;
+    }
+    if (r.target == "/endless") {  // a follower that never reads: writes must give up
+      out.willStream();
+      out.startChunked(200, {}, "application/octet-stream");
+      std::string piece(size_t{64} * 1024, 'e');
+      while (out.writeChunk(piece)) {
+      }
+      endless_ended = true;
+      return;
+    }
+    if (r.target == "/block") {  // holds its worker until the test releases it
+      std::unique_lock lock(block_mu);
+      blocked++;
+      block_cv.notify_all();
+      block_cv.wait(lock, [&] { return released; });
+    }
     // A slow handler is what /slow tests (a worker held busy), not a wait for an event.
     if (r.target == "/slow") std::this_thread::sleep_for(std::chrono::milliseconds(300));
     out.send(200, {}, "text/plain",
              r.method + " " + r.target + " " + std::to_string(r.body.size()) + " " +
                  r.authorization + " " + r.client_addr);
   }
+  void release() {
+    std::lock_guard lock(block_mu);
+    released = true;
+    block_cv.notify_all();
+  }
   std::atomic<int> calls{0};
+  std::atomic<bool> endless_ended{false};
+  std::mutex block_mu;
+  std::condition_variable block_cv;
+  int blocked = 0;
+  bool released = false;
 };
 
 std::string tempDir() {
@@ -661,6 +695,7 @@ class ServerTest : public ::testing::Test {
     ASSERT_TRUE(server_->start().ok());
   }
   void TearDown() override {
+    handler_.release();
     server_.reset();
     if (listen_fd_ >= 0) ::close(listen_fd_);
   }
@@ -693,6 +728,45 @@ class ServerTest : public ::testing::Test {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
     return fd;
+  }
+
+  // A TLS connection for raw bytes; SSL_read/SSL_write through Poco's socket.
+  std::unique_ptr<Poco::Net::SecureStreamSocket> tlsConnect() {
+    auto sock = std::make_unique<Poco::Net::SecureStreamSocket>(clientContext());
+    sock->connect(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port_)));
+    sock->setReceiveTimeout(Poco::Timespan(10, 0));
+    return sock;
+  }
+  struct RawReply {
+    std::string bytes;
+    bool closed = false;  // the server closed the connection (EOF or reset) within 10 s
+  };
+  // Reads until the server closes, or `until` appears, or 10 s pass.
+  static RawReply readReply(Poco::Net::SecureStreamSocket& sock, const std::string& until = "") {
+    RawReply r;
+    char buf[4096];
+    for (;;) {
+      if (!until.empty() && r.bytes.find(until) != std::string::npos) return r;
+      int n = 0;
+      try {
+        n = sock.receiveBytes(buf, sizeof buf);
+      } catch (const Poco::TimeoutException&) {
+        return r;
+      } catch (const Poco::Exception&) {
+        n = 0;  // a reset after the answer: closed as well
+      }
+      if (n < 0) return r;  // Poco 1.11: a TLS receive that timed out
+      if (n == 0) {
+        r.closed = true;
+        return r;
+      }
+      r.bytes.append(buf, static_cast<size_t>(n));
+    }
+  }
+  RawReply rawTls(const std::string& bytes) {
+    auto sock = tlsConnect();
+    sock->sendBytes(bytes.data(), static_cast<int>(bytes.size()));
+    return readReply(*sock);
   }
 
   static std::string dir_;
@@ -819,10 +893,10 @@ TEST_F(ServerTest, IdleKeepAliveConnectionsDoNotHoldWorkers) {
   EXPECT_EQ(request(*idle[0], "GET", "/again").first, 200);
 }
 
-TEST_F(ServerTest, StalledRequestIsDroppedAfterTheIdleTimeout) {
+TEST_F(ServerTest, StalledRequestIsDroppedAfterTheHeaderTimeout) {
   ServerLimits l;
   l.threads = 1;
-  l.idle_timeout_ms = 500;
+  l.header_timeout_ms = 500;
   start(l);
   Poco::Net::SecureStreamSocket sock(clientContext());
   sock.connect(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port_)));
@@ -857,6 +931,302 @@ TEST_F(ServerTest, MalformedHttpIs400) {
   int n = sock.receiveBytes(buf, sizeof buf);
   ASSERT_GT(n, 0);
   EXPECT_EQ(std::string(buf, static_cast<size_t>(n)).substr(0, 12), "HTTP/1.1 400");
+}
+
+// Each rule of strict HTTP/1.1, sent as raw bytes over TLS: a 400 that says it closes, then the
+// close, and the handler never ran.
+TEST_F(ServerTest, StrictHttpRulesAre400AndClose) {
+  start(ServerLimits{});
+  const std::string host = "Host: a\r\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"Content-Length with Transfer-Encoding",
+       "POST /p HTTP/1.1\r\n" + host +
+           "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+      {"two Content-Length",
+       "POST /p HTTP/1.1\r\n" + host + "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab"},
+      {"negative length", "POST /p HTTP/1.1\r\n" + host + "Content-Length: -1\r\n\r\n"},
+      {"signed length", "POST /p HTTP/1.1\r\n" + host + "Content-Length: +2\r\n\r\nab"},
+      {"Transfer-Encoding gzip", "POST /p HTTP/1.1\r\n" + host + "Transfer-Encoding: gzip\r\n\r\n"},
+      {"obs-fold", "GET /x HTTP/1.1\r\n" + host + "X-A: 1\r\n folded\r\n\r\n"},
+      {"bare LF", "GET /x HTTP/1.1\n" + host + "\n"},
+      {"invalid header name", "GET /x HTTP/1.1\r\n" + host + "X A: 1\r\n\r\n"},
+      {"request line", "GET /x  HTTP/1.1\r\n" + host + "\r\n"},
+      {"HTTP/1.2", "GET /x HTTP/1.2\r\n" + host + "\r\n"},
+      {"no Host", "GET /x HTTP/1.1\r\n\r\n"},
+  };
+  for (const auto& [what, bytes] : cases) {
+    RawReply r = rawTls(bytes);
+    EXPECT_EQ(r.bytes.substr(0, 12), "HTTP/1.1 400") << what << ": " << r.bytes;
+    EXPECT_NE(r.bytes.find("Connection: Close"), std::string::npos) << what;
+    EXPECT_NE(r.bytes.find("\"bad_request\""), std::string::npos) << what;
+    EXPECT_TRUE(r.closed) << what;
+  }
+  EXPECT_EQ(handler_.calls.load(), 0);
+  EXPECT_EQ(server_->counters().bad_requests.load(), cases.size());
+}
+
+// A request a lenient parser would split into two (CL.TE and TE.CL smuggling): the second is
+// never served, whatever the order of the headers.
+TEST_F(ServerTest, SmuggledSecondRequestIsNeverServed) {
+  start(ServerLimits{});
+  for (const std::string& framing :
+       {std::string("Content-Length: 6\r\nTransfer-Encoding: chunked\r\n"),
+        std::string("Transfer-Encoding: chunked\r\nContent-Length: 6\r\n")}) {
+    RawReply r = rawTls("POST /first HTTP/1.1\r\nHost: a\r\n" + framing +
+                        "\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(r.bytes.substr(0, 12), "HTTP/1.1 400") << r.bytes;
+    EXPECT_EQ(r.bytes.find("HTTP/1.1", 1), std::string::npos) << "a second answer: " << r.bytes;
+    EXPECT_TRUE(r.closed);
+  }
+  EXPECT_EQ(handler_.calls.load(), 0);
+}
+
+TEST_F(ServerTest, HeadAnswersHeadersOnly) {
+  start(ServerLimits{});
+  auto sock = tlsConnect();
+  // HEAD, then a GET pipelined behind it: the GET's answer must start right after the head.
+  std::string two = "HEAD /h HTTP/1.1\r\nHost: a\r\n\r\nGET /g HTTP/1.1\r\nHost: a\r\n\r\n";
+  sock->sendBytes(two.data(), static_cast<int>(two.size()));
+  RawReply r = readReply(*sock, "127.0.0.1");
+  size_t second = r.bytes.find("HTTP/1.1 200", 1);
+  ASSERT_NE(second, std::string::npos) << r.bytes;
+  std::string head = r.bytes.substr(0, second);
+  EXPECT_EQ(head.substr(0, 12), "HTTP/1.1 200");
+  EXPECT_NE(head.find("Content-Length: 19"), std::string::npos) << head;  // "GET /h 0  127.0.0.1"
+  EXPECT_EQ(head.substr(head.size() - 4), "\r\n\r\n");                    // no body after it
+  EXPECT_NE(r.bytes.find("GET /g 0  127.0.0.1"), std::string::npos);
+  // A stream answered to HEAD is its head only, and the connection stays usable.
+  std::string stream =
+      "HEAD /stream HTTP/1.1\r\nHost: a\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n";
+  sock->sendBytes(stream.data(), static_cast<int>(stream.size()));
+  RawReply s = readReply(*sock, "GET /after");
+  EXPECT_EQ(s.bytes.find("streamed"), std::string::npos) << s.bytes;
+  EXPECT_NE(s.bytes.find("Transfer-Encoding: chunked"), std::string::npos) << s.bytes;
+}
+
+TEST_F(ServerTest, ExpectContinueWorksAndOversizedIsRefusedFirst) {
+  ServerLimits l;
+  l.max_request_body = 100;
+  start(l);
+  auto sock = tlsConnect();
+  std::string head =
+      "POST /c HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+  sock->sendBytes(head.data(), static_cast<int>(head.size()));
+  RawReply interim = readReply(*sock, "\r\n\r\n");
+  EXPECT_EQ(interim.bytes, "HTTP/1.1 100 Continue\r\n\r\n");
+  sock->sendBytes("hello", 5);
+  RawReply r = readReply(*sock, "127.0.0.1");
+  EXPECT_EQ(r.bytes.substr(0, 12), "HTTP/1.1 200") << r.bytes;
+  EXPECT_NE(r.bytes.find("POST /c 5"), std::string::npos);
+  // Too large: 413 at once, no 100 Continue, and the body is never waited for.
+  RawReply big =
+      rawTls("POST /c HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 101\r\n\r\n");
+  EXPECT_EQ(big.bytes.substr(0, 12), "HTTP/1.1 413") << big.bytes;
+  EXPECT_TRUE(big.closed);
+  // An expectation we do not know: 417.
+  RawReply odd =
+      rawTls("POST /c HTTP/1.1\r\nHost: a\r\nExpect: magic\r\nContent-Length: 1\r\n\r\nx");
+  EXPECT_EQ(odd.bytes.substr(0, 12), "HTTP/1.1 417") << odd.bytes;
+}
+
+TEST_F(ServerTest, OversizedHeadIs431) {
+  ServerLimits l;
+  l.max_request_head = 1024;
+  start(l);
+  RawReply r =
+      rawTls("GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(2000, 'b') + "\r\n\r\n");
+  EXPECT_EQ(r.bytes.substr(0, 12), "HTTP/1.1 431") << r.bytes;
+  EXPECT_TRUE(r.closed);
+}
+
+TEST_F(ServerTest, SlowBodyGets408AndCounts) {
+  ServerLimits l;
+  l.body_timeout_ms = 800;
+  start(l);
+  auto sock = tlsConnect();
+  std::string head = "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc";
+  sock->sendBytes(head.data(), static_cast<int>(head.size()));
+  auto t0 = std::chrono::steady_clock::now();
+  RawReply r = readReply(*sock);
+  EXPECT_EQ(r.bytes.substr(0, 12), "HTTP/1.1 408") << r.bytes;
+  EXPECT_NE(r.bytes.find("\"timeout\""), std::string::npos);
+  EXPECT_TRUE(r.closed);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_EQ(server_->counters().body_timeouts.load(), 1u);
+  EXPECT_EQ(handler_.calls.load(), 0);
+}
+
+TEST_F(ServerTest, BodyUnderTheMinimumRateGets408) {
+  ServerLimits l;
+  l.min_receive_rate = 1 << 20;  // no client trickling a byte at a time keeps up with this
+  start(l);
+  auto sock = tlsConnect();
+  std::string head = "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n";
+  sock->sendBytes(head.data(), static_cast<int>(head.size()));
+  std::atomic<bool> stop{false};
+  std::thread trickle([&] {  // a byte every 100 ms until the answer came
+    while (!stop) {
+      try {
+        sock->sendBytes("x", 1);
+      } catch (const Poco::Exception&) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  RawReply r = readReply(*sock);
+  stop = true;
+  trickle.join();
+  EXPECT_EQ(r.bytes.substr(0, 12), "HTTP/1.1 408") << r.bytes;
+  EXPECT_NE(r.bytes.find("minimum rate"), std::string::npos);
+  EXPECT_EQ(server_->counters().slow_bodies.load(), 1u);
+}
+
+TEST_F(ServerTest, HeaderTimeoutClosesASlowHeadAndCounts) {
+  ServerLimits l;
+  l.header_timeout_ms = 500;
+  start(l);
+  auto sock = tlsConnect();
+  sock->sendBytes("GET /x HT", 9);
+  RawReply r = readReply(*sock);
+  EXPECT_TRUE(r.closed);
+  EXPECT_TRUE(r.bytes.empty()) << r.bytes;
+  EXPECT_TRUE(waitUntil([&] { return server_->counters().header_timeouts.load() == 1; },
+                        std::chrono::seconds(5)));
+}
+
+// Parses a status line and the Retry-After of an over-cap answer.
+void expectOverCapAnswer(const std::string& bytes, int status) {
+  std::string line = "HTTP/1.1 " + std::to_string(status);
+  EXPECT_EQ(bytes.substr(0, line.size()), line) << bytes;
+  EXPECT_NE(bytes.find("Retry-After: "), std::string::npos) << bytes;
+  EXPECT_NE(bytes.find("Connection: Close"), std::string::npos) << bytes;
+  EXPECT_NE(bytes.find("{\"error\":{\"code\":"), std::string::npos) << bytes;
+}
+
+TEST_F(ServerTest, OverPerClientCapIs429WithRetryAfter) {
+  ServerLimits l;
+  l.max_connections_per_client = 2;
+  start(l);
+  // Two connections in the middle of a request: never evicted for a newcomer.
+  std::vector<std::unique_ptr<Poco::Net::SecureStreamSocket>> busy;
+  for (int i = 0; i < 2; i++) {
+    busy.push_back(tlsConnect());
+    busy.back()->sendBytes("GET /x HTTP/1.1\r\n", 17);
+  }
+  RawReply r = rawTls("GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+  expectOverCapAnswer(r.bytes, 429);
+  EXPECT_TRUE(r.closed);
+  EXPECT_GE(server_->counters().over_capacity.load(), 1u);
+}
+
+TEST_F(ServerTest, OverTotalCapIs503WithRetryAfter) {
+  ServerLimits l;
+  l.max_connections = 2;
+  start(l);
+  std::vector<std::unique_ptr<Poco::Net::SecureStreamSocket>> busy;
+  for (int i = 0; i < 2; i++) {
+    busy.push_back(tlsConnect());
+    busy.back()->sendBytes("GET /x HTTP/1.1\r\n", 17);
+  }
+  RawReply r = rawTls("GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+  expectOverCapAnswer(r.bytes, 503);
+}
+
+TEST_F(ServerTest, FullWorkerQueueIs503WithRetryAfter) {
+  ServerLimits l;
+  l.threads = 1;
+  l.max_queued_requests = 1;
+  start(l);
+  auto first = tlsConnect();
+  std::string block = "GET /block HTTP/1.1\r\nHost: a\r\n\r\n";
+  first->sendBytes(block.data(), static_cast<int>(block.size()));
+  {
+    std::unique_lock lock(handler_.block_mu);
+    ASSERT_TRUE(handler_.block_cv.wait_for(lock, std::chrono::seconds(10),
+                                           [&] { return handler_.blocked == 1; }));
+  }
+  // The only worker is held: one request may wait in the queue, the one after it may not.
+  auto second = tlsConnect();
+  auto third = tlsConnect();
+  second->sendBytes(block.data(), static_cast<int>(block.size()));
+  third->sendBytes(block.data(), static_cast<int>(block.size()));
+  RawReply refused = readReply(*third, "}}");
+  RawReply* answer = &refused;
+  RawReply other;
+  if (refused.bytes.substr(0, 12) != "HTTP/1.1 503") {  // the two raced: the second was refused
+    other = readReply(*second, "}}");
+    answer = &other;
+  }
+  expectOverCapAnswer(answer->bytes, 503);
+  EXPECT_EQ(server_->counters().queue_full.load(), 1u);
+  handler_.release();
+}
+
+TEST_F(ServerTest, StreamWorkersLeaveThePoolWhenTheirStreamEnds) {
+  ServerLimits l;
+  l.threads = 2;
+  start(l);
+  for (int i = 0; i < 5; i++) {
+    Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+    EXPECT_EQ(request(s, "GET", "/stream"), std::make_pair(200, std::string("streamed")));
+  }
+  EXPECT_TRUE(waitUntil([&] { return server_->workerThreads() == 2; }, std::chrono::seconds(10)))
+      << server_->workerThreads() << " workers";
+}
+
+TEST_F(ServerTest, FollowerThatNeverReadsIsCutAfterTheSendTimeout) {
+  ServerLimits l;
+  l.threads = 1;
+  l.send_timeout_ms = 500;
+  start(l);
+  auto sock = tlsConnect();
+  std::string req = "GET /endless HTTP/1.1\r\nHost: a\r\n\r\n";
+  sock->sendBytes(req.data(), static_cast<int>(req.size()));
+  // Never read: the socket buffers fill, the write times out, the stream and its worker end.
+  EXPECT_TRUE(waitUntil([&] { return handler_.endless_ended.load(); }, std::chrono::seconds(20)));
+  EXPECT_TRUE(waitUntil([&] { return server_->workerThreads() == 1; }, std::chrono::seconds(10)));
+  Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+  EXPECT_EQ(request(s, "GET", "/ok").first, 200);
+}
+
+TEST_F(ServerTest, BufferBudgetPausesReadsWithoutLosingRequests) {
+  ServerLimits l;
+  l.max_buffered_bytes = 4096;
+  l.body_timeout_ms = 1500;
+  start(l);
+  // One upload holds more than the whole budget, then stalls: everyone's reads pause until its
+  // body deadline frees the budget; the other request is then served, late but intact.
+  auto hog = tlsConnect();
+  std::string head =
+      "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + std::string(8000, 'h');
+  hog->sendBytes(head.data(), static_cast<int>(head.size()));
+  Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+  auto [st, body] = request(s, "POST", "/q", std::string(3000, 'q'));
+  EXPECT_EQ(st, 200);
+  EXPECT_EQ(body, "POST /q 3000  127.0.0.1");
+  RawReply r = readReply(*hog);
+  EXPECT_EQ(r.bytes.substr(0, 12), "HTTP/1.1 408") << r.bytes;
+}
+
+TEST(ClientAddresses, Ipv6CountsPerSlash64) {
+  auto v6 = [](const char* text) {
+    sockaddr_storage ss{};
+    auto& a = reinterpret_cast<sockaddr_in6&>(ss);
+    a.sin6_family = AF_INET6;
+    EXPECT_EQ(inet_pton(AF_INET6, text, &a.sin6_addr), 1);
+    return clientAddress(ss);
+  };
+  EXPECT_EQ(v6("2001:db8:1:2::5").key, "2001:db8:1:2::/64");
+  EXPECT_EQ(v6("2001:db8:1:2:ffff:1:2:3").key, "2001:db8:1:2::/64");
+  EXPECT_EQ(v6("2001:db8:1:2:ffff:1:2:3").text, "2001:db8:1:2:ffff:1:2:3");
+  EXPECT_NE(v6("2001:db8:1:3::5").key, v6("2001:db8:1:2::5").key);
+  EXPECT_EQ(v6("::ffff:192.0.2.7").key, "192.0.2.7");  // IPv4-mapped: the IPv4 address
+  sockaddr_storage ss{};
+  auto& a4 = reinterpret_cast<sockaddr_in&>(ss);
+  a4.sin_family = AF_INET;
+  a4.sin_addr.s_addr = htonl(0x7f000002);
+  EXPECT_EQ(clientAddress(ss).key, "127.0.0.2");
 }
 
 }  // namespace
