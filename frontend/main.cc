@@ -132,8 +132,11 @@ void fitDescriptorLimit(config::Settings& cfg) {
     rl = raised;
   }
   if (rl.rlim_cur >= needed) return;
+  // Under a small limit the reserve for over-cap answers and our own files shrinks with it:
+  // half the descriptors still serve connections (an accept past the rest fails and is retried).
   uint64_t spare = needed - cfg.max_connections;
-  auto fitting = static_cast<uint32_t>(rl.rlim_cur > spare ? rl.rlim_cur - spare : 1);
+  uint64_t after_reserve = rl.rlim_cur > spare ? rl.rlim_cur - spare : 0;
+  auto fitting = static_cast<uint32_t>(std::max<uint64_t>({after_reserve, rl.rlim_cur / 2, 1}));
   log::warning("max_connections " + std::to_string(cfg.max_connections) +
                " does not fit the descriptor limit " + std::to_string(rl.rlim_cur) +
                "; serving at most " + std::to_string(fitting));
