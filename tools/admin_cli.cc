@@ -357,6 +357,21 @@ Status checkRunAs(const std::string& user, const Account& acct, bool allow_root)
 }
 
 // Reads the new password (prompt or stdin) and hashes it; the clear text is wiped either way.
+// The audit event of a change to the users file (MESSAGE_ID kAdminUserChange): which change,
+// to whom, by which Unix user; never the password or its hash.
+void logUserChange(const Args& a, std::string_view action, const std::string& role,
+                   const std::string& run_as) {
+  log::event(log::Priority::kNotice, log::ids::kAdminUserChange,
+             "users file " + a.users_file + ": " + std::string(action) + " " + a.name + " by uid " +
+                 std::to_string(getuid()),
+             {{"ADMIN_ACTION", std::string(action)},
+              {"USER", a.name},
+              {"USER_ROLE", role},
+              {"USER_RUN_AS", run_as},
+              {"USERS_FILE", a.users_file},
+              {"ADMIN_UID", std::to_string(getuid())}});
+}
+
 Result<std::string> readAndHashPassword(const Args& a) {
   auto password = readPassword(a);
   if (!password) return password.error();
@@ -393,6 +408,7 @@ int cmdAdd(const Args& a) {
   rec.run_as = run_as;
   users->push_back(rec);
   if (auto s = saveUsersFile(a.users_file, users.value()); !s) return failure(a, s.error().message);
+  logUserChange(a, "user_add", *a.role, run_as);
   std::printf("added user %s (role %s, jobs run as %s) to %s\n%s\n", a.name.c_str(),
               a.role->c_str(), run_as.c_str(), a.users_file.c_str(), kReloadHint);
   return kExitOk;
@@ -408,6 +424,7 @@ int cmdDel(const Args& a) {
   std::erase_if(list, [&](const UserRecord& u) { return u.name == a.name; });
   if (list.size() == before) return failure(a, "no user " + a.name + " in " + a.users_file);
   if (auto s = saveUsersFile(a.users_file, list); !s) return failure(a, s.error().message);
+  logUserChange(a, "user_del", "", "");
   std::printf("removed user %s from %s (their running jobs continue)\n%s\n", a.name.c_str(),
               a.users_file.c_str(), kReloadHint);
   return kExitOk;
@@ -428,6 +445,7 @@ int cmdPasswd(const Args& a) {
   if (u == nullptr) return failure(a, "user " + a.name + " was removed meanwhile");
   u->password_hash = hash.value();
   if (auto s = saveUsersFile(a.users_file, users.value()); !s) return failure(a, s.error().message);
+  logUserChange(a, "user_passwd", std::string(protocol::roleName(u->role)), u->run_as);
   std::printf("changed the password of %s in %s\n%s\n", a.name.c_str(), a.users_file.c_str(),
               kReloadHint);
   return kExitOk;

@@ -795,9 +795,10 @@ TEST_F(SupervisorTest, SessionsAreCheckedAndSurviveAFrontendRestart) {
   Frame second = d_->login("admin", d_->passwordOf("admin"));
   ASSERT_EQ(second.h.type, MsgType::kLoginReply);
   Token revoked = decodeLoginReplyPayload(second.payload)->token;
-  EXPECT_EQ(
-      d_->call([&](uint32_t id) { return encodeSessionRevoke(id, SessionRef{revoked}); }).h.type,
-      MsgType::kOk);
+  EXPECT_EQ(d_->call([&](uint32_t id) {
+                return encodeSessionRevoke(id, SessionEnd{revoked, ""});
+              }).h.type,
+            MsgType::kOk);
   JobListRequest replay{revoked, true, 0};
   EXPECT_EQ(
       RelayDaemon::error(d_->call([&](uint32_t id) { return encodeJobList(id, replay); })).code,
@@ -848,7 +849,10 @@ TEST_F(SupervisorTest, HostileFrontendCannotActWithoutASessionItSawMinted) {
       {"JobList", [&](uint32_t id) { return encodeJobList(id, list); }},
       {"OutputRead", [&](uint32_t id) { return encodeOutputRead(id, read); }},
       {"SessionGet", [&](uint32_t id) { return encodeSessionGet(id, whose); }},
-      {"SessionRevoke", [&](uint32_t id) { return encodeSessionRevoke(id, whose); }},
+      {"SessionRevoke",
+       [&](uint32_t id) {
+         return encodeSessionRevoke(id, SessionEnd{forged, ""});
+       }},
   };
   for (const auto& [what, encode] : requests) {
     SCOPED_TRACE(what);
@@ -862,7 +866,9 @@ TEST_F(SupervisorTest, HostileFrontendCannotActWithoutASessionItSawMinted) {
   Frame f = d_->login("admin", d_->passwordOf("admin"), "198.51.100.2");
   ASSERT_EQ(f.h.type, MsgType::kLoginReply);
   Token t = decodeLoginReplyPayload(f.payload)->token;
-  EXPECT_EQ(d_->call([&](uint32_t id) { return encodeSessionRevoke(id, SessionRef{t}); }).h.type,
+  EXPECT_EQ(d_->call([&](uint32_t id) {
+                return encodeSessionRevoke(id, SessionEnd{t, ""});
+              }).h.type,
             MsgType::kOk);
   ref.token = t;
   stop.token = t;
