@@ -228,7 +228,6 @@ Result<std::string> readLine(int fd, const char* what) {
 }
 
 Result<std::string> promptNoEcho(int tty, const std::string& prompt) {
-  if (::write(tty, prompt.data(), prompt.size()) < 0) return sysError("write to /dev/tty");
   struct termios saved {};
   if (::tcgetattr(tty, &saved) != 0) return sysError("tcgetattr /dev/tty");
   struct termios quiet = saved;
@@ -245,8 +244,13 @@ Result<std::string> promptNoEcho(int tty, const std::string& prompt) {
   ::sigaction(SIGTERM, &sa, &old_term);
   ::sigaction(SIGHUP, &sa, &old_hup);
   Result<std::string> line = Error{""};
+  // Echo off (TCSAFLUSH drops what was typed ahead) before the prompt, never after: what is typed
+  // once the prompt shows must not be flushed, nor echoed.
   if (::tcsetattr(tty, TCSAFLUSH, &quiet) != 0) {
     line = sysError("turn off echo on /dev/tty");
+  } else if (::write(tty, prompt.data(), prompt.size()) < 0) {
+    line = sysError("write to /dev/tty");
+    ::tcsetattr(tty, TCSAFLUSH, &saved);
   } else {
     line = readLine(tty, "/dev/tty");
     ::tcsetattr(tty, TCSAFLUSH, &saved);

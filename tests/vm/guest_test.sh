@@ -141,7 +141,8 @@ makeTls() {
 # typeOnTerminal LINE: runs LINE on a terminal (`script` makes one) and types the password at
 # each prompt once it is shown (typed ahead, it would be flushed when the prompt turns echo off).
 typeOnTerminal() {
-  coproc TTY { script -qec "$1" /dev/null; }
+  # Bounded: a prompt that never gets its answer must fail the step, not hang the VM.
+  coproc TTY { timeout 300 script -qec "$1" /dev/null; }
   local pid=$TTY_PID chunk
   while IFS= read -r -d ':' -t 60 chunk <&"${TTY[0]}"; do
     printf '%s:' "$chunk" >>/run/jwvm-step
