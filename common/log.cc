@@ -9,6 +9,8 @@
 
 #ifdef JW_HAVE_SYSTEMD
 #include <sys/uio.h>
+// CODE_FILE= and friends would name log.cc for every event: the MESSAGE_ID says where from.
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 #endif
 
@@ -16,6 +18,7 @@ namespace jw::log {
 
 namespace {
 std::string g_identity = "jobworker";
+bool g_journal_always = false;  // set once at start, before any thread
 
 void writeLine(const std::string& line) {
   // One write() per line so lines from several threads never interleave mid-line.
@@ -28,7 +31,7 @@ void writeLine(const std::string& line) {
   // Read once; no thread of ours ever calls setenv.
   static const bool yes =
       std::getenv("JOURNAL_STREAM") != nullptr;  // NOLINT(concurrency-mt-unsafe)
-  return yes;
+  return yes || g_journal_always;
 #else
   return false;
 #endif
@@ -36,6 +39,8 @@ void writeLine(const std::string& line) {
 }  // namespace
 
 void setIdentity(std::string_view name) { g_identity = std::string(name); }
+
+void sendEventsToJournal() { g_journal_always = true; }
 
 void write(Priority p, std::string_view message) {
   // Appended piece by piece rather than `"<" + std::to_string(...) + ...`: GCC 12 at -O3 inlines

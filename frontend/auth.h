@@ -19,9 +19,11 @@ std::string tokenText(const protocol::Token& token);
 // The token's bytes, if `text` is well formed (checked before anything reaches the supervisor).
 std::optional<protocol::Token> parseToken(std::string_view text);
 
-// Who a request is made as: only the client's token. The supervisor says whose it is.
+// Who a request is made as: only the client's token (the supervisor says whose it is), and the
+// address it came from, which the supervisor's audit events carry as REMOTE_ADDR.
 struct Principal {
   protocol::Token token;
+  std::string remote_address;
 };
 
 }  // namespace jw::frontend

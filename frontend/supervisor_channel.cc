@@ -235,7 +235,7 @@ Reply<protocol::SessionInfo> SupervisorChannel::sessionGet(const protocol::Sessi
                  &protocol::decodeSessionInfoPayload);
 }
 
-Reply<protocol::Empty> SupervisorChannel::sessionRevoke(const protocol::SessionRef& s) {
+Reply<protocol::Empty> SupervisorChannel::sessionRevoke(const protocol::SessionEnd& s) {
   return request(&protocol::encodeSessionRevoke, s, MsgType::kOk, &protocol::decodeOkPayload);
 }
 

@@ -69,7 +69,7 @@ class SupervisorChannel {
   // wipe (the encoded frame is wiped by call()).
   Reply<protocol::LoginReply> login(const protocol::LoginRequest& r);
   Reply<protocol::SessionInfo> sessionGet(const protocol::SessionRef& s);
-  Reply<protocol::Empty> sessionRevoke(const protocol::SessionRef& s);
+  Reply<protocol::Empty> sessionRevoke(const protocol::SessionEnd& s);
 
   static constexpr std::chrono::milliseconds kDefaultTimeout{30'000};
   // A parked follow read is answered within 15 s; leave room on top.

@@ -231,7 +231,6 @@ Result<std::string> readLine(int fd, const char* what) {
 }
 
 Result<std::string> promptNoEcho(int tty, const std::string& prompt) {
-  if (::write(tty, prompt.data(), prompt.size()) < 0) return sysError("write to /dev/tty");
   struct termios saved {};
   if (::tcgetattr(tty, &saved) != 0) return sysError("tcgetattr /dev/tty");
   struct termios quiet = saved;
@@ -248,8 +247,13 @@ Result<std::string> promptNoEcho(int tty, const std::string& prompt) {
   ::sigaction(SIGTERM, &sa, &old_term);
   ::sigaction(SIGHUP, &sa, &old_hup);
   Result<std::string> line = Error{""};
+  // Echo off (TCSAFLUSH drops what was typed ahead) before the prompt, never after: what is typed
+  // once the prompt shows must not be flushed, nor echoed.
   if (::tcsetattr(tty, TCSAFLUSH, &quiet) != 0) {
     line = sysError("turn off echo on /dev/tty");
+  } else if (::write(tty, prompt.data(), prompt.size()) < 0) {
+    line = sysError("write to /dev/tty");
+    ::tcsetattr(tty, TCSAFLUSH, &saved);
   } else {
     line = readLine(tty, "/dev/tty");
     ::tcsetattr(tty, TCSAFLUSH, &saved);
@@ -360,6 +364,21 @@ Status checkRunAs(const std::string& user, const Account& acct, bool allow_root)
 }
 
 // Reads the new password (prompt or stdin) and hashes it; the clear text is wiped either way.
+// The audit event of a change to the users file (MESSAGE_ID kAdminUserChange): which change,
+// to whom, by which Unix user; never the password or its hash.
+void logUserChange(const Args& a, std::string_view action, const std::string& role,
+                   const std::string& run_as) {
+  log::event(log::Priority::kNotice, log::ids::kAdminUserChange,
+             "users file " + a.users_file + ": " + std::string(action) + " " + a.name + " by uid " +
+                 std::to_string(getuid()),
+             {{"ADMIN_ACTION", std::string(action)},
+              {"USER", a.name},
+              {"USER_ROLE", role},
+              {"USER_RUN_AS", run_as},
+              {"USERS_FILE", a.users_file},
+              {"ADMIN_UID", std::to_string(getuid())}});
+}
+
 Result<std::string> readAndHashPassword(const Args& a) {
   auto password = readPassword(a);
   if (!password) return password.error();
@@ -461,6 +480,7 @@ int cmdAdd(const Args& a) {
   rec.run_as = run_as;
   users->push_back(rec);
   if (auto s = saveUsersFile(a.users_file, users.value()); !s) return failure(a, s.error().message);
+  logUserChange(a, "user_add", *a.role, run_as);
   std::printf("added user %s (role %s, jobs run as %s) to %s\n%s\n", a.name.c_str(),
               a.role->c_str(), run_as.c_str(), a.users_file.c_str(), kReloadHint);
   return kExitOk;
@@ -476,6 +496,7 @@ int cmdDel(const Args& a) {
   std::erase_if(list, [&](const UserRecord& u) { return u.name == a.name; });
   if (list.size() == before) return failure(a, "no user " + a.name + " in " + a.users_file);
   if (auto s = saveUsersFile(a.users_file, list); !s) return failure(a, s.error().message);
+  logUserChange(a, "user_del", "", "");
   std::printf("removed user %s from %s (their running jobs continue)\n%s\n", a.name.c_str(),
               a.users_file.c_str(), kReloadHint);
   return kExitOk;
@@ -496,6 +517,7 @@ int cmdPasswd(const Args& a) {
   if (u == nullptr) return failure(a, "user " + a.name + " was removed meanwhile");
   u->password_hash = hash.value();
   if (auto s = saveUsersFile(a.users_file, users.value()); !s) return failure(a, s.error().message);
+  logUserChange(a, "user_passwd", std::string(protocol::roleName(u->role)), u->run_as);
   std::printf("changed the password of %s in %s\n%s\n", a.name.c_str(), a.users_file.c_str(),
               kReloadHint);
   return kExitOk;

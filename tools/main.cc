@@ -44,7 +44,12 @@ int devBootstrap(int argc, char** argv) {
 int main(int argc, char** argv) {
   jw::log::setIdentity("jobworker-admin");
   std::string command = argc >= 2 ? argv[1] : "";
-  if (command == "user") return jw::admin::runUserCommand(argc - 1, argv + 1);
+  if (command == "user") {
+    // A user change is an audit event wherever the tool runs from (a shell has no journal
+    // stream), so it goes to journald directly.
+    jw::log::sendEventsToJournal();
+    return jw::admin::runUserCommand(argc - 1, argv + 1);
+  }
   if (command == "session") return jw::admin::runSessionCommand(argc - 1, argv + 1);
   if (command == "dev-bootstrap") return devBootstrap(argc - 1, argv + 1);
   if (command == "--help" || command == "-h") {

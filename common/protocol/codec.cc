@@ -27,6 +27,15 @@ void get(Reader& r, Token& t) { r.raw(t.bytes.data(), t.bytes.size()); }
 void put(Writer& w, const SessionRef& s) { put(w, s.token); }
 void get(Reader& r, SessionRef& s) { get(r, s.token); }
 
+void put(Writer& w, const SessionEnd& s) {
+  put(w, s.token);
+  w.str(s.remote_address);
+}
+void get(Reader& r, SessionEnd& s) {
+  get(r, s.token);
+  s.remote_address = r.str(kMaxRemoteAddress, "remote address");
+}
+
 void put(Writer& w, const LoginRequest& l) {
   w.str(l.user);
   w.str(l.password);
@@ -101,6 +110,7 @@ void put(Writer& w, const JobStartRequest& j) {
   w.u8(static_cast<uint8_t>(j.output));
   put(w, j.limits);
   w.u8(static_cast<uint8_t>(j.network));
+  w.str(j.remote_address);
 }
 void get(Reader& r, JobStartRequest& j) {
   get(r, j.token);
@@ -111,6 +121,7 @@ void get(Reader& r, JobStartRequest& j) {
   j.output = getEnum(r, kOutputModeRange, "output mode");
   get(r, j.limits);
   j.network = getEnum(r, kNetworkRange, "network mode");
+  j.remote_address = r.str(kMaxRemoteAddress, "remote address");
   if (!r.failed() && jobSpecBytes(j) > kMaxJobSpecBytes) r.fail("argv + env + cwd over cap");
 }
 
@@ -128,12 +139,14 @@ void put(Writer& w, const JobStopRequest& j) {
   w.str(j.job_id);
   w.boolean(j.has_grace);
   w.u32(j.grace_ms);
+  w.str(j.remote_address);
 }
 void get(Reader& r, JobStopRequest& j) {
   get(r, j.token);
   j.job_id = r.str(kMaxJobId, "job id");
   j.has_grace = r.boolean();
   j.grace_ms = r.u32();
+  j.remote_address = r.str(kMaxRemoteAddress, "remote address");
 }
 
 void put(Writer& w, const JobListRequest& j) {

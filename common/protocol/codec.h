@@ -80,6 +80,14 @@ struct SessionRef {
   bool operator==(const SessionRef&) const = default;
 };
 
+// Logout: the session to end, and the client's address for the audit event.
+struct SessionEnd {
+  Token token;
+  std::string remote_address;  // as the frontend saw it; asserted, logged as REMOTE_ADDR
+
+  bool operator==(const SessionEnd&) const = default;
+};
+
 struct LoginRequest {
   std::string user;
   std::string password;        // lives only in this message; both sides wipe it after use
@@ -129,6 +137,7 @@ struct JobStartRequest {
   OutputMode output = OutputMode::kMerged;
   Limits limits;
   Network network = Network::kDefault;
+  std::string remote_address;  // the client's, as the frontend saw it: audit only (REMOTE_ADDR)
 
   bool operator==(const JobStartRequest&) const = default;
 };
@@ -145,6 +154,7 @@ struct JobStopRequest {
   std::string job_id;
   bool has_grace = false;
   uint32_t grace_ms = 0;
+  std::string remote_address;  // the client's, as the frontend saw it: audit only (REMOTE_ADDR)
 
   bool operator==(const JobStopRequest&) const = default;
 };

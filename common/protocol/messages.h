@@ -20,7 +20,7 @@ enum class Direction : uint8_t { kFrontendToSupervisor, kSupervisorToFrontend };
 #define JW_MESSAGES(X)                                                                           \
   X(Ready, 1, kFrontendToSupervisor, Empty, "frontend finished its privilege drop, serving")     \
   X(Login, 2, kFrontendToSupervisor, LoginRequest, "check a password -> LoginReply|Error")       \
-  X(SessionRevoke, 3, kFrontendToSupervisor, SessionRef, "log out this session -> Ok|Error")     \
+  X(SessionRevoke, 3, kFrontendToSupervisor, SessionEnd, "log out this session -> Ok|Error")     \
   X(JobStart, 4, kFrontendToSupervisor, JobStartRequest, "start a job -> JobStatus|Error")       \
   X(JobStop, 5, kFrontendToSupervisor, JobStopRequest, "stop a job -> JobStatus|Error")          \
   X(JobGet, 6, kFrontendToSupervisor, JobRef, "one job's status -> JobStatus|Error")             \

@@ -235,6 +235,11 @@ void wipe(std::string& s) {
   s.clear();
 }
 
+// The client's address as the supervisor's audit events record it (capped like the codec).
+std::string remoteAddress(const HttpRequest& r) {
+  return r.client_addr.substr(0, protocol::kMaxRemoteAddress);
+}
+
 }  // namespace
 
 ApiResult<Principal> Api::authenticate(const HttpRequest& r) {
@@ -244,7 +249,7 @@ ApiResult<Principal> Api::authenticate(const HttpRequest& r) {
     // Only the form is checked here; whether the session exists is jobworkerd's answer.
     auto token = parseToken(h.substr(7));
     if (!token) return unauthorized("invalid, expired or revoked token");
-    return Principal{*token};
+    return Principal{*token, remoteAddress(r)};
   }
   if (startsWithNoCase(h, "Basic ")) {
     // A password check per request would cost an argon2id run each time and a session that
@@ -301,7 +306,7 @@ void Api::login(const HttpRequest& r, Responder& out) {
     wipe(req.password);
     return sendError(out, unauthorized("invalid user name or password"));
   }
-  req.remote_address = r.client_addr.substr(0, protocol::kMaxRemoteAddress);
+  req.remote_address = remoteAddress(r);
   auto reply = channel_.login(req);
   wipe(req.password);
   if (!reply.ok()) {
@@ -327,7 +332,7 @@ void Api::login(const HttpRequest& r, Responder& out) {
 }
 
 void Api::logout(const Principal& p, Responder& out) {
-  auto r = channel_.sessionRevoke(protocol::SessionRef{p.token});
+  auto r = channel_.sessionRevoke(protocol::SessionEnd{p.token, p.remote_address});
   if (!r.ok()) return sendError(out, fromSupervisor(r.error()));
   out.send(204, {}, "", "");
 }
@@ -361,6 +366,7 @@ void Api::startJob(const HttpRequest& r, const Principal& p, Responder& out) {
   }
   protocol::JobStartRequest& start = req.value();
   start.token = p.token;
+  start.remote_address = p.remote_address;
   auto status = channel_.jobStart(start);
   if (!status.ok()) return sendError(out, fromSupervisor(status.error()));
   sendJson(out, 201, statusJson(status.value()), {{"Location", "/v1/jobs/" + status.value().id}});
@@ -402,7 +408,8 @@ void Api::stopJob(const HttpRequest& r, const std::string& id, const Principal& 
   auto grace = parseStopBody(r.body);
   if (!grace.ok()) return sendError(out, grace.error());
   // Role, visibility and "already ended" (409) are jobworkerd's answers, in that order.
-  protocol::JobStopRequest req{p.token, id, grace.value().has_value(), grace.value().value_or(0)};
+  protocol::JobStopRequest req{p.token, id, grace.value().has_value(), grace.value().value_or(0),
+                               p.remote_address};
   auto status = channel_.jobStop(req);
   if (!status.ok()) return sendError(out, fromSupervisor(status.error()));
   sendJson(out, 202, statusJson(status.value()));

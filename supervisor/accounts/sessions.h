@@ -62,10 +62,17 @@ class SessionStore {
   void pruneExpired(int64_t now_ms);
   // Drops the sessions of users that no longer exist (after a users-file reload).
   template <typename Pred>
-  void removeUsersIf(Pred gone) {
+  size_t removeUsersIf(Pred gone) {  // returns how many sessions ended
+    size_t removed = 0;
     for (auto it = by_hash_.begin(); it != by_hash_.end();) {
-      it = gone(it->second.user) ? by_hash_.erase(it) : std::next(it);
+      if (gone(it->second.user)) {
+        it = by_hash_.erase(it);
+        removed++;
+      } else {
+        ++it;
+      }
     }
+    return removed;
   }
 
   size_t size() const { return by_hash_.size(); }

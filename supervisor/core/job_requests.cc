@@ -65,30 +65,31 @@ IsolationSpec Supervisor::isolationFor(const UserRecord& u, const protocol::JobS
 void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r) {
   const UserRecord* u = authenticate(id, r.token);
   if (u == nullptr) return;
+  const Requester who{*u, r.remote_address, "job_start"};
   if (u->role == Role::kViewer) {
-    replyError(id, ErrorCode::kForbidden, "role viewer cannot start jobs");
+    refuse(id, who, {ErrorCode::kForbidden, "role viewer cannot start jobs"});
     return;
   }
   if (auto bad = validateJobStart(r, settings_.max_timeout_ms)) {
-    replyError(id, bad->code, bad->message);
+    refuse(id, who, *bad);
     return;
   }
   if (shutting_down_) {
-    replyError(id, ErrorCode::kUnavailable, "jobworkerd is shutting down");
+    refuse(id, who, {ErrorCode::kUnavailable, "jobworkerd is shutting down"});
     return;
   }
   if (jobs_.runningJobsOf(u->name) >= settings_.max_running_jobs_per_user) {
-    replyError(id, ErrorCode::kLimitExceeded,
-               "user " + u->name + " already runs " +
-                   std::to_string(settings_.max_running_jobs_per_user) +
-                   " jobs (max_running_jobs_per_user)");
+    refuse(id, who,
+           {ErrorCode::kLimitExceeded, "user " + u->name + " already runs " +
+                                           std::to_string(settings_.max_running_jobs_per_user) +
+                                           " jobs (max_running_jobs_per_user)"});
     return;
   }
   if (auto e = checkStartCapacity()) {
     replyError(id, e->code, e->message);
     return;
   }
-  Job* job = startJob(id, *u, r);
+  Job* job = startJob(id, who, r);
   if (job != nullptr) replyStatus(id, *job);
 }
 
@@ -106,26 +107,27 @@ std::optional<RequestError> Supervisor::checkStartCapacity() const {
 
 // Returns the new job, or null after replying with the error. Each step refuses with the code
 // and message the user sees; until the spawn succeeded, `resources` removes what was made.
-Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobStartRequest& r) {
-  auto refuse = [&](const RequestError& e) -> Job* {
-    replyError(id, e.code, e.message, e.sys_errno);
+Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::JobStartRequest& r) {
+  const UserRecord& u = who.user;
+  auto refused = [&](const RequestError& e) -> Job* {
+    refuse(id, who, e);
     return nullptr;
   };
   auto account =
       resolveAccount(settings_, u, opt_.as_root ? nullptr : &opt_.self, opt_.frontend_account);
-  if (!account) return refuse(account.error());
-  if (auto e = checkNetwork(settings_, u, r.network)) return refuse(*e);
+  if (!account) return refused(account.error());
+  if (auto e = checkNetwork(settings_, u, r.network)) return refused(*e);
   auto limits = jobLimits(settings_, u, r.limits, opt_.cgroups != nullptr);
-  if (!limits) return refuse(limits.error());
+  if (!limits) return refused(limits.error());
   auto job_id = newJobId();
-  if (!job_id) return refuse({ErrorCode::kInternal, job_id.error().message});
+  if (!job_id) return refused({ErrorCode::kInternal, job_id.error().message});
 
   IsolationSpec isolation = isolationFor(u, r, job_id.value());
   auto job = std::make_unique<Job>(jobSpec(job_id.value(), u, r, *limits, *account, isolation),
                                    realtimeMs());
   auto resources =
       JobResources::create(*job, store_, opt_.cgroups.get(), settings_.output_cap_bytes);
-  if (!resources) return refuse(resources.error());
+  if (!resources) return refused(resources.error());
 
   SpawnFailure failure = SpawnFailure::kNone;
   auto spawned = spawnJob(spawnRequest(*job, r, *account, isolation), &failure);
@@ -133,7 +135,7 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
     const Error& e = spawned.error();
     if (failure == SpawnFailure::kExec || failure == SpawnFailure::kCwd) {
       // The program or the directory is wrong: the user's mistake, no job record.
-      return refuse(
+      return refused(
           {failure == SpawnFailure::kExec ? ErrorCode::kExecFailed : ErrorCode::kBadRequest,
            e.message, e.sys_errno});
     }
@@ -156,7 +158,8 @@ Job* Supervisor::startJob(uint32_t id, const UserRecord& u, const protocol::JobS
   Job* raw = jobs_.insert(std::move(job));
   watchJob(*raw);
   armJobTimeout(*raw, jobTimeoutMs(settings_, r.timeout_ms));
-  logJobStart(*raw, u, r, account->name);
+  logJobStart(*raw, who, r, account->name);
+  updateServiceStatus();
   return raw;
 }
 
@@ -211,20 +214,20 @@ void Supervisor::armJobTimeout(Job& job, uint64_t timeout_ms) {
   });
 }
 
-void Supervisor::logJobStart(const Job& job, const UserRecord& u,
+void Supervisor::logJobStart(const Job& job, const Requester& who,
                              const protocol::JobStartRequest& r, const std::string& run_as) {
-  std::string cmd;
-  // Arguments joined by spaces; log::event quotes the whole field for stderr.
-  for (const auto& a : r.argv) cmd += (cmd.empty() ? "" : " ") + a;
+  log::Fields fields = {{"JOB_ID", job.id()},
+                        {"JOB_USER", who.user.name},
+                        {"REMOTE_ADDR", who.remote_address},
+                        {"JOB_RUN_AS", run_as},
+                        {"JOB_PID", std::to_string(job.pid())},
+                        {"JOB_ENV_KEYS", std::to_string(r.env.size())}};
+  // One JOB_ARGV per argument, in order: the boundaries survive (an argument may hold spaces).
+  for (const auto& a : r.argv) fields.emplace_back("JOB_ARGV", a);
   log::event(log::Priority::kInfo, log::ids::kJobStart,
-             "job " + job.id() + " started by " + u.name + " as " + run_as + ": pid " +
+             "job " + job.id() + " started by " + who.user.name + " as " + run_as + ": pid " +
                  std::to_string(job.pid()) + (job.has_init ? " (job init)" : ""),
-             {{"JOB_ID", job.id()},
-              {"JOB_USER", u.name},
-              {"JOB_RUN_AS", run_as},
-              {"JOB_PID", std::to_string(job.pid())},
-              {"JOB_COMMAND", cmd.substr(0, 1000)},
-              {"JOB_ENV_KEYS", std::to_string(r.env.size())}});
+             fields);
 }
 
 void Supervisor::watchJob(Job& job) {
@@ -380,17 +383,19 @@ void Supervisor::publishJob(Job& job) {
   protocol::JobStatus s = job.status();
   std::string how = s.state == protocol::JobState::kExited ? describeWait(CLD_EXITED, s.exit_code)
                                                            : describeWait(CLD_KILLED, s.signal);
+  // Every field always: empty or 0 when it does not apply (a killed job has no exit code).
   log::Fields fields = {{"JOB_ID", job.id()},
                         {"JOB_USER", job.owner()},
                         {"JOB_STATE", std::string(protocol::jobStateName(s.state))},
+                        {"JOB_EXIT_CODE", s.has_exit_code ? std::to_string(s.exit_code) : ""},
+                        {"JOB_SIGNAL", std::to_string(s.signal)},
+                        {"JOB_STOPPED_BY", s.stopped_by},
+                        {"JOB_OOM_KILLED", s.oom_killed ? "1" : "0"},
                         {"JOB_OUTPUT_BYTES", std::to_string(s.output_bytes + s.stderr_bytes)}};
-  if (s.has_exit_code) fields.push_back({"JOB_EXIT_CODE", std::to_string(s.exit_code)});
-  if (s.signal != 0) fields.push_back({"JOB_SIGNAL", std::to_string(s.signal)});
-  if (!s.stopped_by.empty()) fields.push_back({"JOB_STOPPED_BY", s.stopped_by});
-  if (s.oom_killed) fields.push_back({"JOB_OOM_KILLED", "1"});
   log::event(log::Priority::kInfo, log::ids::kJobExit,
              "job " + job.id() + " of " + job.owner() + " ended: " + how, fields);
   answerParked(job, 0, true);
+  updateServiceStatus();
   if (job.cgroup) removeCgroupLater(job.id(), 0);
   enforceRetention();
   maybeFinishShutdown();
@@ -423,14 +428,19 @@ void Supervisor::removeCgroupLater(const std::string& job_id, int attempt) {
       kCgroupRemoveRetryMs, [this, job_id, attempt] { removeCgroupLater(job_id, attempt + 1); });
 }
 
-void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms) {
+void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms,
+                         const std::string& remote_address) {
   bool first = !job.stopRequested();
   if (!job.requestStop(by)) return;
   if (first) {
     log::event(log::Priority::kInfo, log::ids::kJobStop,
                "job " + job.id() + " of " + job.owner() + " stopped by " + by + " (grace " +
                    std::to_string(grace_ms) + " ms)",
-               {{"JOB_ID", job.id()}, {"JOB_USER", job.owner()}, {"JOB_STOPPED_BY", by}});
+               {{"JOB_ID", job.id()},
+                {"JOB_USER", job.owner()},
+                {"JOB_STOPPED_BY", by},
+                {"REMOTE_ADDR", remote_address},
+                {"JOB_STOP_GRACE_MS", std::to_string(grace_ms)}});
   }
   if (job.has_init) {
     // Once, to the init alone: it forwards it to the command's process group (a second copy

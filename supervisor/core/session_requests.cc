@@ -34,11 +34,13 @@ void Supervisor::handleLogin(uint32_t id, protocol::LoginRequest& r) {
   LoginDecision d = throttle_.admit(r.user, r.remote_address);
   if (!d.allowed) {
     wipe(r.password);
-    log::event(
-        log::Priority::kNotice, log::ids::kLoginFailed,
-        "login for " + log::quote(r.user) + " from " + log::quote(r.remote_address) +
-            " throttled (" + std::string(d.reason) + ")",
-        {{"USER", r.user}, {"REMOTE_ADDR", r.remote_address}, {"LOGIN_RESULT", "throttled"}});
+    log::event(log::Priority::kNotice, log::ids::kLoginFailed,
+               "login for " + log::quote(r.user) + " from " + log::quote(r.remote_address) +
+                   " throttled (" + std::string(d.reason) + ")",
+               {{"USER", r.user},
+                {"REMOTE_ADDR", r.remote_address},
+                {"LOGIN_RESULT", "throttled"},
+                {"THROTTLE_REASON", std::string(d.reason)}});
     protocol::ErrorReply e{ErrorCode::kThrottled, 0, "too many failed logins; retry later",
                            static_cast<uint32_t>(d.retryAfterSeconds())};
     frontend_->send(protocol::encodeErrorReply(id, e));
@@ -73,28 +75,41 @@ void Supervisor::finishLogin(uint32_t id, uint64_t generation, const std::string
   }
   if (v != PasswordVerdict::kMatch || u == nullptr) {
     throttle_.recordFailure(user, address);
-    log::event(log::Priority::kNotice, log::ids::kLoginFailed,
-               "login for " + log::quote(user) + " from " + log::quote(address) + " failed",
-               {{"USER", user}, {"REMOTE_ADDR", address}, {"LOGIN_RESULT", "failed"}});
+    // Two events for the administrator (a name being guessed vs a password being guessed); one
+    // answer for the client, which must not learn which names exist.
+    const bool unknown = u == nullptr;
+    log::event(log::Priority::kNotice,
+               unknown ? log::ids::kLoginUnknownUser : log::ids::kLoginFailed,
+               "login for " + log::quote(user) + " from " + log::quote(address) +
+                   " failed: " + (unknown ? "no such user" : "wrong password"),
+               {{"USER", user},
+                {"REMOTE_ADDR", address},
+                {"LOGIN_RESULT", unknown ? "unknown_user" : "wrong_password"},
+                {"THROTTLE_REASON", ""}});
     reply(protocol::encodeErrorReply(
         id, {ErrorCode::kUnauthorized, 0, "wrong user name or password", 0}));
     return;
   }
   throttle_.recordSuccess(user, address);
   SessionStore::Minted m = sessions_.mint(user, address, realtimeMs());
-  log::event(log::Priority::kInfo, log::ids::kLogin,
-             "login for " + log::quote(user) + " from " + log::quote(address),
-             {{"USER", user}, {"REMOTE_ADDR", address}, {"LOGIN_RESULT", "ok"}});
+  log::event(
+      log::Priority::kInfo, log::ids::kLogin,
+      "login for " + log::quote(user) + " from " + log::quote(address),
+      {{"USER", user}, {"REMOTE_ADDR", address}, {"LOGIN_RESULT", "ok"}, {"THROTTLE_REASON", ""}});
   protocol::LoginReply lr{m.token, u->role, m.expires_at_ms};
   reply(protocol::encodeLoginReply(id, lr));
   sodium_memzero(lr.token.bytes.data(), lr.token.bytes.size());
   sodium_memzero(m.token.bytes.data(), m.token.bytes.size());
 }
 
-void Supervisor::handleSessionRevoke(uint32_t id, const protocol::SessionRef& s) {
+void Supervisor::handleSessionRevoke(uint32_t id, const protocol::SessionEnd& s) {
   // Logout names the session it ends: only a holder of the token can end it.
-  if (authenticate(id, s.token) == nullptr) return;
+  const UserRecord* u = authenticate(id, s.token);
+  if (u == nullptr) return;
   sessions_.revoke(s.token);
+  log::event(log::Priority::kInfo, log::ids::kLogout,
+             "logout of " + u->name + " from " + log::quote(s.remote_address),
+             {{"USER", u->name}, {"REMOTE_ADDR", s.remote_address}});
   frontend_->send(protocol::encodeOk(id, {}));
 }
 

@@ -13,11 +13,8 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "supervisor/core/service_manager.h"
 #include "supervisor/launch/credentials.h"
-
-#ifdef JW_HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
 
 namespace jw::supervisor {
 
@@ -27,12 +24,6 @@ using protocol::Role;
 namespace {
 
 constexpr uint64_t kHousekeepingMs = 60'000;
-
-void notifySystemd([[maybe_unused]] const char* state) {
-#ifdef JW_HAVE_SYSTEMD
-  sd_notify(0, state);  // harmless without NOTIFY_SOCKET
-#endif
-}
 
 // Error text must fit the codec's kMaxMessage.
 std::string clip(std::string s) {
@@ -77,6 +68,7 @@ Supervisor::~Supervisor() {
 Status Supervisor::init() {
   if (Status st = prepareIsolation(); !st) return st;
   if (Status st = loop_.init(); !st) return st;
+  startWatchdog();
   if (Status st = setupSignals(); !st) return st;
   if (Status st = loadUsers(); !st) return st;
   if (Status st = store_.prepare(); !st) return st;
@@ -205,24 +197,84 @@ Status Supervisor::loadUsers() {
 }
 
 void Supervisor::reloadUsers() {
-  std::map<std::string, std::string> old_hashes;
-  for (const auto& [name, u] : users_) old_hashes[name] = u.password_hash;
+  std::map<std::string, UserRecord> old = users_;
   Status st = loadUsers();
   if (!st) {
-    log::err("SIGHUP: keeping the previous users: " + st.error().message);
+    log::event(log::Priority::kErr, log::ids::kUsersReload,
+               "SIGHUP: keeping the previous users: " + st.error().message,
+               {{"USERS_FILE", opt_.users_file},
+                {"RELOAD_RESULT", "failed"},
+                {"REASON", st.error().message},
+                {"USERS_COUNT", std::to_string(users_.size())},
+                {"USERS_ADDED", "0"},
+                {"USERS_REMOVED", "0"},
+                {"USERS_CHANGED", "0"},
+                {"SESSIONS_ENDED", "0"}});
     return;
   }
+  size_t added = 0, removed = 0, changed = 0;
+  for (const auto& [name, u] : users_) {
+    auto it = old.find(name);
+    if (it == old.end()) {
+      added++;
+    } else if (it->second.password_hash != u.password_hash || it->second.role != u.role ||
+               it->second.run_as != u.run_as) {
+      changed++;
+    }
+  }
+  for (const auto& [name, u] : old) removed += users_.contains(name) ? 0 : 1;
   // A removed user's sessions end, and so do those of a user whose password changed: a new
   // password is how an administrator locks out whoever knew the old one.
-  sessions_.removeUsersIf([&](const std::string& name) {
+  size_t ended = sessions_.removeUsersIf([&](const std::string& name) {
     const UserRecord* u = findUser(name);
-    return u == nullptr || u->password_hash != old_hashes[name];
+    auto it = old.find(name);
+    return u == nullptr || it == old.end() || u->password_hash != it->second.password_hash;
   });
+  log::event(log::Priority::kNotice, log::ids::kUsersReload,
+             "SIGHUP: " + std::to_string(users_.size()) + " user(s) from " + opt_.users_file +
+                 " (" + std::to_string(added) + " added, " + std::to_string(removed) +
+                 " removed, " + std::to_string(changed) + " changed; " + std::to_string(ended) +
+                 " session(s) ended)",
+             {{"USERS_FILE", opt_.users_file},
+              {"RELOAD_RESULT", "ok"},
+              {"REASON", ""},
+              {"USERS_COUNT", std::to_string(users_.size())},
+              {"USERS_ADDED", std::to_string(added)},
+              {"USERS_REMOVED", std::to_string(removed)},
+              {"USERS_CHANGED", std::to_string(changed)},
+              {"SESSIONS_ENDED", std::to_string(ended)}});
 }
 
 const UserRecord* Supervisor::findUser(const std::string& name) const {
   auto it = users_.find(name);
   return it == users_.end() ? nullptr : &it->second;
+}
+
+void Supervisor::startWatchdog() {
+  uint64_t interval = service_manager::watchdogIntervalMs();
+  if (interval == 0) return;
+  // Half the interval, as sd_watchdog_enabled(3) advises: one late wake-up is not a restart.
+  watchdog_ping_ms_ = std::max<uint64_t>(interval / 2, 1);
+  log::info("systemd watchdog: " + std::to_string(interval) + " ms; pinging every " +
+            std::to_string(watchdog_ping_ms_) + " ms from the event loop");
+  pingWatchdog();
+}
+
+void Supervisor::pingWatchdog() {
+  // From a timer of the one event loop: a loop that no longer turns stops the pings.
+  service_manager::notify("WATCHDOG=1");
+  loop_.addTimer(watchdog_ping_ms_, [this] { pingWatchdog(); });
+}
+
+size_t Supervisor::runningJobs() const {
+  size_t running = 0;
+  jobs_.forEach([&](const Job& j) { running += j.ended() ? 0 : 1; });
+  return running;
+}
+
+void Supervisor::updateServiceStatus() {
+  service_manager::notify(
+      "STATUS=" + service_manager::statusLine(ready_notified_, shutting_down_, runningJobs()));
 }
 
 void Supervisor::housekeeping() {
@@ -255,7 +307,8 @@ Status Supervisor::handleReady(uint32_t, const protocol::Empty&) {
   if (ready_notified_) return okStatus();  // a respawned frontend: systemd heard it already
   ready_notified_ = true;
   log::notice("frontend ready; serving");
-  notifySystemd("READY=1");
+  service_manager::notify("READY=1");
+  updateServiceStatus();
   return okStatus();
 }
 
@@ -263,6 +316,23 @@ void Supervisor::replyError(uint32_t id, ErrorCode code, const std::string& mess
                             int sys_errno) {
   protocol::ErrorReply e{code, sys_errno, clip(message)};
   frontend_->send(protocol::encodeErrorReply(id, e));
+}
+
+void Supervisor::refuse(uint32_t id, const Requester& who, const RequestError& e) {
+  // What the user may not do (role, limits) is audited; a malformed or impossible request
+  // (bad request, exec failure) is the user's mistake and only answered.
+  if (e.code == ErrorCode::kForbidden || e.code == ErrorCode::kLimitExceeded) {
+    std::string code(e.code == ErrorCode::kForbidden ? "forbidden" : "limit_exceeded");
+    log::event(log::Priority::kNotice, log::ids::kRefused,
+               std::string(who.action) + " by " + who.user.name + " from " +
+                   log::quote(who.remote_address) + " refused (" + code + "): " + e.message,
+               {{"USER", who.user.name},
+                {"REMOTE_ADDR", who.remote_address},
+                {"ACTION", std::string(who.action)},
+                {"REFUSAL", code},
+                {"REASON", e.message}});
+  }
+  replyError(id, e.code, e.message, e.sys_errno);
 }
 
 void Supervisor::replyStatus(uint32_t id, const Job& job) {
@@ -292,7 +362,8 @@ void Supervisor::handleJobStop(uint32_t id, const protocol::JobStopRequest& r) {
   if (u == nullptr) return;
   // Role first: a viewer learns nothing about which jobs exist from a stop.
   if (u->role == Role::kViewer) {
-    replyError(id, ErrorCode::kForbidden, "role viewer cannot stop jobs");
+    refuse(id, {*u, r.remote_address, "job_stop"},
+           {ErrorCode::kForbidden, "role viewer cannot stop jobs"});
     return;
   }
   Job* job = accessibleJob(id, *u, r.job_id, Access::kWrite);
@@ -305,7 +376,7 @@ void Supervisor::handleJobStop(uint32_t id, const protocol::JobStopRequest& r) {
   }
   // A job whose main process already exited is being finalised: nothing left to stop.
   if (!job->mainExited()) {
-    stopJob(*job, u->name, r.has_grace ? r.grace_ms : settings_.stop_grace_ms);
+    stopJob(*job, u->name, r.has_grace ? r.grace_ms : settings_.stop_grace_ms, r.remote_address);
   }
   replyStatus(id, *job);
 }
@@ -356,8 +427,7 @@ void Supervisor::handleHealth(uint32_t id, const protocol::Empty&) {
   } else {
     h.details.push_back("cgroups: none");
   }
-  size_t running = 0;
-  jobs_.forEach([&](const Job& j) { running += j.ended() ? 0 : 1; });
+  size_t running = runningJobs();
   h.details.push_back("jobs: " + std::to_string(running) + " running, " +
                       std::to_string(jobs_.size()) + " known");
   // Degraded: still serving status and output, but checkStartCapacity() refuses new jobs.
@@ -482,7 +552,8 @@ void Supervisor::beginShutdown() {
     return;
   }
   shutting_down_ = true;
-  notifySystemd("STOPPING=1");
+  service_manager::notify("STOPPING=1");
+  updateServiceStatus();
   log::notice("shutting down: stopping every running job");
   frontend_->shutdown();
   control_->shutdown();

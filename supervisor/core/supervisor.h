@@ -73,6 +73,13 @@ class Supervisor {
     EventLoop::TimerId timer;
   };
   enum class Access { kRead, kWrite };
+  // Who asked, for the audit events: the user (resolved from the session), the address the
+  // frontend asserts, and the action ("job_start", "job_stop").
+  struct Requester {
+    const UserRecord& user;
+    const std::string& remote_address;
+    std::string_view action;
+  };
 
   // job isolation, signals, users, sessions
   Status prepareIsolation();
@@ -85,12 +92,20 @@ class Supervisor {
   const UserRecord* findUser(const std::string& name) const;
   void housekeeping();
 
+  // systemd: the watchdog's pings (a timer of the event loop) and the STATUS= line
+  void startWatchdog();
+  void pingWatchdog();
+  size_t runningJobs() const;
+  void updateServiceStatus();
+
   // frontend channel
   void onFrontendConnected();
   void onFrontendGone();
   void replyError(uint32_t id, protocol::ErrorCode code, const std::string& message,
                   int sys_errno = 0);
   void replyStatus(uint32_t id, const Job& job);
+  // Replies e; a forbidden or over-limit request is also an audit event (MESSAGE_ID kRefused).
+  void refuse(uint32_t id, const Requester& who, const RequestError& e);
 
   // The request dispatch (request_dispatch.cc): a table generated from JW_MESSAGES with one
   // entry per frontend-to-supervisor message, each decoding its payload and calling
@@ -126,7 +141,7 @@ class Supervisor {
   void handleLogin(uint32_t id, protocol::LoginRequest& r);  // wipes r.password
   void finishLogin(uint32_t id, uint64_t generation, const std::string& user,
                    const std::string& address, PasswordVerdict v);
-  void handleSessionRevoke(uint32_t id, const protocol::SessionRef& s);
+  void handleSessionRevoke(uint32_t id, const protocol::SessionEnd& s);
   void handleSessionGet(uint32_t id, const protocol::SessionRef& s);
   const UserRecord* authenticate(uint32_t id, const protocol::Token& token);
   void handleJobStart(uint32_t id, const protocol::JobStartRequest& r);
@@ -141,14 +156,14 @@ class Supervisor {
 
   // jobs
   std::optional<RequestError> checkStartCapacity() const;
-  Job* startJob(uint32_t id, const UserRecord& user, const protocol::JobStartRequest& r);
+  Job* startJob(uint32_t id, const Requester& who, const protocol::JobStartRequest& r);
   JobSpec jobSpec(const std::string& job_id, const UserRecord& u,
                   const protocol::JobStartRequest& r, const protocol::Limits& limits,
                   const Account& account, const IsolationSpec& isolation) const;
   SpawnRequest spawnRequest(const Job& job, const protocol::JobStartRequest& r,
                             const Account& account, const IsolationSpec& isolation) const;
   void armJobTimeout(Job& job, uint64_t timeout_ms);
-  void logJobStart(const Job& job, const UserRecord& u, const protocol::JobStartRequest& r,
+  void logJobStart(const Job& job, const Requester& who, const protocol::JobStartRequest& r,
                    const std::string& run_as);
   void watchJob(Job& job);
   void onJobPipe(const std::string& job_id, int stream);
@@ -157,7 +172,9 @@ class Supervisor {
   void maybePublish(Job& job);
   void publishJob(Job& job);
   void recordJobEnd(Job& job, int init_wait_status);
-  void stopJob(Job& job, const std::string& by, uint64_t grace_ms);
+  // by: the user who asked, or "timeout" / "shutdown" (then remote_address is empty)
+  void stopJob(Job& job, const std::string& by, uint64_t grace_ms,
+               const std::string& remote_address = "");
   void killJob(Job& job);
   void removeCgroupLater(const std::string& job_id, int attempt);
   void enforceRetention();
@@ -191,8 +208,9 @@ class Supervisor {
   // Built once before any job: the child only reads it (no allocation between fork and exec).
   std::optional<JobSeccompProfile> job_seccomp_;
   int last_cap_ = 0;  // /proc/sys/kernel/cap_last_cap, for non-root jobs' bounding-set drop
-  bool ready_notified_ = false;  // systemd heard READY=1 (from the first frontend)
-  bool frontend_ready_ = false;  // the current frontend sent its Ready
+  uint64_t watchdog_ping_ms_ = 0;  // 0: no WatchdogSec=
+  bool ready_notified_ = false;    // systemd heard READY=1 (from the first frontend)
+  bool frontend_ready_ = false;    // the current frontend sent its Ready
   bool shutting_down_ = false;
   std::unordered_map<std::string, std::map<uint64_t, ParkedRead>> parked_;
   size_t parked_count_ = 0;

@@ -147,13 +147,13 @@ TEST_F(FrontendProcess, LoginsAreLoggedWithoutSecrets) {
   https(*d_, "POST", "/v1/login", R"({"username":"admin","password":"not-the-password"})");
   // jobworkerd logs each outcome before it answers; its log reaches the daemon's log file
   // through a pipe: wait for the last line.
-  waitUntil([&] { return d_->log().find("LOGIN_RESULT=\"failed\"") != std::string::npos; },
+  waitUntil([&] { return d_->log().find("LOGIN_RESULT=\"wrong_password\"") != std::string::npos; },
             std::chrono::seconds(5));
   std::string log = d_->log();
   EXPECT_NE(log.find("USER=\"admin\" REMOTE_ADDR=\"127.0.0.1\" LOGIN_RESULT=\"ok\""),
             std::string::npos)
       << log;
-  EXPECT_NE(log.find("USER=\"admin\" REMOTE_ADDR=\"127.0.0.1\" LOGIN_RESULT=\"failed\""),
+  EXPECT_NE(log.find("USER=\"admin\" REMOTE_ADDR=\"127.0.0.1\" LOGIN_RESULT=\"wrong_password\""),
             std::string::npos);
   EXPECT_EQ(log.find(password), std::string::npos);
   EXPECT_EQ(log.find("not-the-password"), std::string::npos);

@@ -256,7 +256,7 @@ class Attacker {
     }
     if (verb == "whoami") return request([&](uint32_t id) { return encodeSessionGet(id, {t}); });
     if (verb == "logout") {
-      return request([&](uint32_t id) { return encodeSessionRevoke(id, {t}); });
+      return request([&](uint32_t id) { return encodeSessionRevoke(id, SessionEnd{t, ""}); });
     }
     return "bad command: '" + verb + "'";
   }

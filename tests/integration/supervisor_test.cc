@@ -796,9 +796,10 @@ TEST_F(SupervisorTest, SessionsAreCheckedAndSurviveAFrontendRestart) {
   Frame second = d_->login("admin", d_->passwordOf("admin"));
   ASSERT_EQ(second.h.type, MsgType::kLoginReply);
   Token revoked = decodeLoginReplyPayload(second.payload)->token;
-  EXPECT_EQ(
-      d_->call([&](uint32_t id) { return encodeSessionRevoke(id, SessionRef{revoked}); }).h.type,
-      MsgType::kOk);
+  EXPECT_EQ(d_->call([&](uint32_t id) {
+                return encodeSessionRevoke(id, SessionEnd{revoked, ""});
+              }).h.type,
+            MsgType::kOk);
   JobListRequest replay{revoked, true, 0};
   EXPECT_EQ(
       RelayDaemon::error(d_->call([&](uint32_t id) { return encodeJobList(id, replay); })).code,

@@ -78,6 +78,10 @@ SessionRef sample<SessionRef>() {
   return {sampleToken(0xab)};
 }
 template <>
+SessionEnd sample<SessionEnd>() {
+  return {sampleToken(0xac), "192.0.2.7"};
+}
+template <>
 LoginRequest sample<LoginRequest>() {
   return {"alice", std::string("p\0ss word", 9), "2001:db8::1"};
 }
@@ -100,11 +104,12 @@ JobStartRequest sample<JobStartRequest>() {
   js.output = OutputMode::kSeparate;
   js.limits = {250, 1 << 30, 3, {{"/dev/vda", 1, 2, 3, 4}, {"/dev/vdb", 5, 0, 0, 6}}};
   js.network = Network::kHost;
+  js.remote_address = "2001:db8::2";
   return js;
 }
 template <>
 JobStopRequest sample<JobStopRequest>() {
-  return {sampleToken(0x22), "id", true, 1500};
+  return {sampleToken(0x22), "id", true, 1500, "198.51.100.3"};
 }
 template <>
 JobRef sample<JobRef>() {

@@ -1,12 +1,22 @@
 #!/bin/bash
-# In the test VM (run once after boot by jw-vm-test.service): starts jobworkerd through systemd on
-# the full cgroup v2 hierarchy and checks the v2 backend's placement, limits, kill and removal.
+# In the test VM (run once after boot by jw-vm-test.service): installs jobworker by the README's
+# production steps (the files came from `meson install`), checks the shipped unit (verify,
+# security, watchdog, reload, journald events) and, on the full cgroup v2 hierarchy, the v2
+# backend's placement, limits, kill and removal.
 # Prints "JWVM PASS|FAIL <check>: <detail>" lines, "JWVM SUMMARY ..." and "JWVM DONE" on the
 # console for tests/vm/run; its unit then powers the VM off.
 set -u
 
-readonly STATE=/var/lib/jobworker
+readonly SHARE=/usr/local/share/jw-vm
+readonly CA_DIR=/root/jwvm-ca
 readonly URL=https://127.0.0.1:8443
+# The README's example user: a Unix account its jobs run as, and a jobworker user of role user.
+readonly USER_NAME=alice
+readonly USER_PASSWORD=alice-vm-password
+readonly ID_LOGIN_FAILED=5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a61
+readonly ID_JOB_START=5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a62
+readonly ID_JOB_STOP=5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a63
+readonly ID_JOB_EXIT=5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a64
 readonly IO_DIR=/var/tmp/jwvm-io
 pass=0
 fail=0
@@ -39,7 +49,7 @@ between() { awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v >= lo && v <= 
 # api METHOD PATH [JSON]: sets HTTP_CODE and BODY.
 api() {
   local body=/run/jwvm-body
-  local args=(-sS --max-time 30 --cacert "$STATE/ca.pem" -X "$1" -o "$body" -w '%{http_code}')
+  local args=(-sS --max-time 30 --cacert "$CA_DIR/ca.pem" -X "$1" -o "$body" -w '%{http_code}')
   [[ -n $TOKEN ]] && args+=(-H "Authorization: Bearer $TOKEN")
   [[ $# -ge 3 ]] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
   HTTP_CODE=$(curl "${args[@]}" "$URL$2" 2>/run/jwvm-curl-err) || HTTP_CODE=000
@@ -113,26 +123,222 @@ dumpLogs() {
     sed 's/^/JWVM LOG /'
 }
 
-checkStart() {
-  local t0 t1
+# The production TLS files, as the README asks for them: a CA of the test's own and a server
+# certificate for 127.0.0.1 signed by it, in /etc/jobworker/server.pem and server.key (0600 root).
+makeTls() {
+  mkdir -p "$CA_DIR"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=jwvm-ca \
+    -keyout "$CA_DIR/ca.key" -out "$CA_DIR/ca.pem" 2>/dev/null &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+      -keyout /etc/jobworker/server.key -out "$CA_DIR/server.csr" 2>/dev/null &&
+    openssl x509 -req -in "$CA_DIR/server.csr" -CA "$CA_DIR/ca.pem" -CAkey "$CA_DIR/ca.key" \
+      -CAcreateserial -days 2 -out /etc/jobworker/server.pem \
+      -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n') \
+      2>/dev/null &&
+    chmod 0600 /etc/jobworker/server.pem /etc/jobworker/server.key
+}
+
+# typeOnTerminal LINE: runs LINE on a terminal (`script` makes one) and types the password at
+# each prompt once it is shown (typed ahead, it would be flushed when the prompt turns echo off).
+typeOnTerminal() {
+  # Bounded: a prompt that never gets its answer must fail the step, not hang the VM.
+  coproc TTY { timeout 300 script -qec "$1" /dev/null; }
+  local pid=$TTY_PID chunk
+  while IFS= read -r -d ':' -t 60 chunk <&"${TTY[0]}"; do
+    printf '%s:' "$chunk" >>/run/jwvm-step
+    [[ $chunk == *password* ]] && printf '%s\n' "$USER_PASSWORD" >&"${TTY[1]}"
+  done
+  wait "$pid"
+}
+
+# runStep LINE: one README line (as root: `sudo ` dropped). Its `jobworker-admin user add` asks
+# for the password on a terminal.
+runStep() {
+  local line=${1//sudo /}
+  : >/run/jwvm-step
+  if [[ $line == *"jobworker-admin user add"* ]]; then
+    typeOnTerminal "$line"
+  else
+    bash -c "$line" >/run/jwvm-step 2>&1
+  fi
+}
+
+# The README's production steps after `meson install`, in order, exactly as written (the TLS
+# line is a comment there: the test places its certificate where it says).
+checkInstallSteps() {
+  # The README's `--run-as alice` names an existing Unix account.
+  useradd --create-home --shell /bin/sh "$USER_NAME"
+  local line n=0 failed="" t0 t1
   t0=$(now)
-  if ! systemctl start jobworkerd; then
-    ko start "systemctl start jobworkerd failed"
-    return 1
-  fi
+  while IFS= read -r line; do
+    [[ -z $line ]] && continue
+    n=$((n + 1))
+    if [[ $line == "# TLS:"* ]]; then
+      makeTls || failed+="[TLS] "
+      continue
+    fi
+    say "INFO README step: $line"
+    if ! runStep "$line"; then
+      failed+="[$line] "
+      sed 's/^/JWVM INFO   /' /run/jwvm-step
+    fi
+  done <"$SHARE/readme-steps"
   t1=$(now)
-  ok start "systemctl start jobworkerd: active after $(calc "$t1 - $t0") s"
+  check install-steps "$n README steps in $(calc "$t1 - $t0") s; failed: ${failed:-none}" test -z "$failed"
+  local frag dropins sum want
+  frag=$(systemctl show -p FragmentPath --value jobworkerd)
+  dropins=$(systemctl show -p DropInPaths --value jobworkerd)
+  sum=$(sha256sum <"$frag" | cut -d' ' -f1)
+  want=$(cat "$SHARE/unit.sha256")
+  check unit-unmodified "unit $frag as meson installed it (sha256 ${sum:0:12}, want ${want:0:12}), drop-ins: [${dropins}]" \
+    test "$sum" = "$want" -a -z "$dropins"
+  local verify
+  verify=$(systemd-analyze verify jobworkerd.service 2>&1)
+  check unit-verify "systemd-analyze verify jobworkerd.service: ${verify:-clean}" test -z "$verify"
+  local score
+  score=$(systemd-analyze security --no-pager jobworkerd.service 2>/dev/null | tail -n 1)
+  say "INFO systemd-analyze security: $score"
+  local value
+  value=$(sed -n 's/.*: \([0-9.]*\) .*/\1/p' <<<"$score")
+  check unit-security "systemd-analyze security jobworkerd: ${value:-?} (below 6)" between "${value:-99}" 0 5.99
+}
+
+checkStart() {
+  local active restarts
+  active=$(systemctl show -p ActiveState --value jobworkerd)
+  restarts=$(systemctl show -p NRestarts --value jobworkerd)
   CG=$(systemctl show -p ControlGroup --value jobworkerd)
-  say "INFO unit cgroup $CG; $(systemctl show -p Delegate -p DelegateControllers jobworkerd | tr '\n' ' ')"
-  local password
-  password=$(cat "$STATE/admin-password")
-  api POST /v1/login "$(jq -cn --arg p "$password" '{username: "admin", password: $p}')"
-  TOKEN=$(jq -r '.token // empty' <<<"$BODY")
-  if [[ -z $TOKEN ]]; then
-    ko login "POST /v1/login: $HTTP_CODE $BODY $(cat /run/jwvm-curl-err)"
+  if [[ $active != active ]]; then
+    ko start "after systemctl enable --now: $active"
     return 1
   fi
-  ok login "admin logged in over HTTPS"
+  ok start "systemctl enable --now jobworkerd: active (Type=notify: READY=1 once the frontend serves), $restarts restarts"
+  say "INFO unit cgroup $CG; $(systemctl show -p Delegate -p DelegateControllers jobworkerd | tr '\n' ' ')"
+  local status
+  status=$(systemctl show -p StatusText --value jobworkerd)
+  check status-text "StatusText \"$status\"" test "$status" = "serving; 0 jobs running"
+  local wd
+  wd=$(systemctl show -p WatchdogUSec --value jobworkerd)
+  check watchdog-armed "WatchdogUSec=$wd" test "$wd" = 30s
+  if ! loginAs "$USER_NAME" "$USER_PASSWORD"; then
+    ko login "POST /v1/login as $USER_NAME: $HTTP_CODE $BODY $(cat /run/jwvm-curl-err)"
+    return 1
+  fi
+  ok login "$USER_NAME (the README's user) logged in over HTTPS with the production certificate"
+}
+
+# loginAs NAME PASSWORD: sets TOKEN; false when refused.
+loginAs() {
+  TOKEN=
+  api POST /v1/login "$(jq -cn --arg u "$1" --arg p "$2" '{username: $u, password: $p}')"
+  TOKEN=$(jq -r '.token // empty' <<<"$BODY")
+  [[ -n $TOKEN ]]
+}
+
+# journalWait SECONDS JOURNALCTL-ARGS... : the matching entries as JSON lines, once there are any.
+journalWait() {
+  local deadline=$((SECONDS + $1)) out
+  shift
+  while :; do
+    out=$(journalctl --no-pager -o json "$@" 2>/dev/null)
+    if [[ -n $out ]] || ((SECONDS >= deadline)); then
+      echo "$out"
+      return
+    fi
+    sleep 0.3
+  done
+}
+
+# The start, stop request and end of the job checkKill stopped, by JOB_ID=, with their fields.
+checkJournalJob() {
+  local id=$KILLED_JOB entries
+  local deadline=$((SECONDS + 15))
+  while :; do
+    entries=$(journalctl --no-pager -o json -u jobworkerd "JOB_ID=$id" 2>/dev/null)
+    [[ $(grep -c . <<<"$entries") -ge 3 ]] || ((SECONDS >= deadline)) && break
+    sleep 0.3
+  done
+  local start stop end
+  start=$(jq -c --arg m "$ID_JOB_START" 'select(.MESSAGE_ID == $m)' <<<"$entries")
+  stop=$(jq -c --arg m "$ID_JOB_STOP" 'select(.MESSAGE_ID == $m)' <<<"$entries")
+  end=$(jq -c --arg m "$ID_JOB_EXIT" 'select(.MESSAGE_ID == $m)' <<<"$entries")
+  # Repeated fields (one JOB_ARGV per argument) come out of journalctl -o json as an array.
+  local argv want
+  argv=$(jq -c '.JOB_ARGV' <<<"$start")
+  want=$(jq -c '.command' <<<"$KILLED_SPEC")
+  say "INFO journal JOB_ID=$id: start $(jq -c '{JOB_USER, REMOTE_ADDR, JOB_RUN_AS, JOB_ARGV}' <<<"$start"); stop $(jq -c '{JOB_STOPPED_BY, REMOTE_ADDR, JOB_STOP_GRACE_MS}' <<<"$stop"); end $(jq -c '{JOB_STATE, JOB_SIGNAL, JOB_EXIT_CODE, JOB_STOPPED_BY, JOB_OOM_KILLED}' <<<"$end")"
+  check journal-job-events "journalctl -u jobworkerd JOB_ID=$id: $(grep -c . <<<"$entries") entries; JOB_ARGV $argv" \
+    test "$argv" = "$want" \
+    -a "$(jq -r .REMOTE_ADDR <<<"$start")" = 127.0.0.1 \
+    -a "$(jq -r .JOB_USER <<<"$start")" = "$USER_NAME" \
+    -a "$(jq -r .JOB_STOPPED_BY <<<"$stop")" = "$USER_NAME" \
+    -a "$(jq -r .REMOTE_ADDR <<<"$stop")" = 127.0.0.1 \
+    -a "$(jq -r .JOB_STATE <<<"$end")" = killed \
+    -a "$(jq -r .JOB_OOM_KILLED <<<"$end")" = 0
+}
+
+checkJournalFailedLogin() {
+  local saved=$TOKEN
+  TOKEN=
+  api POST /v1/login "$(jq -cn --arg u "$USER_NAME" '{username: $u, password: "not-the-password"}')"
+  local code=$HTTP_CODE
+  TOKEN=$saved
+  local entry
+  entry=$(journalWait 15 "MESSAGE_ID=$ID_LOGIN_FAILED" "USER=$USER_NAME" | tail -n 1)
+  check journal-failed-login "login with a wrong password: $code; journalctl MESSAGE_ID=$ID_LOGIN_FAILED: $(jq -c '{USER, REMOTE_ADDR, LOGIN_RESULT}' <<<"${entry:-null}" 2>/dev/null)" \
+    test "$code" = 401 -a "$(jq -r .REMOTE_ADDR <<<"${entry:-null}")" = 127.0.0.1 \
+    -a "$(jq -r .LOGIN_RESULT <<<"${entry:-null}")" = wrong_password
+}
+
+# A users-file change (jobworker-admin) applies on `systemctl reload`, not before.
+checkReload() {
+  local saved=$TOKEN before after="" rc
+  printf 'bob-vm-password\n' | jobworker-admin user add --users-file /etc/jobworker/users bob \
+    --role viewer --password-stdin >/dev/null
+  rc=$?
+  loginAs bob bob-vm-password
+  before=$HTTP_CODE
+  systemctl reload jobworkerd
+  local deadline=$((SECONDS + 15))
+  while ((SECONDS < deadline)); do
+    loginAs bob bob-vm-password && break
+    sleep 0.3
+  done
+  after=$HTTP_CODE
+  TOKEN=$saved
+  check reload-users "jobworker-admin user add bob: rc $rc; bob's login before reload: $before, after systemctl reload: $after" \
+    test "$rc" = 0 -a "$before" = 401 -a "$after" = 201
+}
+
+# A wedged event loop (SIGSTOP) is restarted by the watchdog. A runtime drop-in shortens
+# WatchdogSec= (and the abort's timeout) for the test, and is removed afterwards.
+checkWatchdog() {
+  local dir=/run/systemd/system/jobworkerd.service.d
+  mkdir -p "$dir"
+  printf '[Service]\nWatchdogSec=5s\nTimeoutAbortSec=5s\n' >"$dir/jwvm-watchdog.conf"
+  systemctl daemon-reload
+  systemctl restart jobworkerd
+  local before old new="" t0 t1
+  before=$(systemctl show -p NRestarts --value jobworkerd)
+  old=$(systemctl show -p MainPID --value jobworkerd)
+  t0=$(now)
+  kill -STOP "$old"
+  local deadline=$((SECONDS + 120))
+  while ((SECONDS < deadline)); do
+    new=$(systemctl show -p MainPID --value jobworkerd)
+    [[ $new != "$old" && $new != 0 && $(systemctl is-active jobworkerd) == active ]] && break
+    sleep 0.5
+  done
+  t1=$(now)
+  local after logged
+  after=$(systemctl show -p NRestarts --value jobworkerd)
+  logged=$(journalctl --no-pager -o cat -u jobworkerd | grep -m 1 -i 'watchdog timeout')
+  check watchdog-restart "SIGSTOP of pid $old under WatchdogSec=5s: new pid $new after $(calc "$t1 - $t0") s, NRestarts $before -> $after, journal: \"$logged\"" \
+    test "$new" != "$old" -a "$new" != 0 -a "$after" -gt "$before" -a -n "$logged"
+  rm -f "$dir/jwvm-watchdog.conf"
+  systemctl daemon-reload
+  systemctl restart jobworkerd
+  loginAs "$USER_NAME" "$USER_PASSWORD" || say "INFO login after the watchdog test: $HTTP_CODE $BODY"
 }
 
 checkHealthz() {
@@ -253,15 +459,19 @@ checkPids() {
   check pids-cgroup-removed "job cgroup of $id removed" waitGone "/sys/fs/cgroup$CG/jobworker/$id" 5
 }
 
+KILLED_JOB=
+KILLED_SPEC=
 checkKill() {
   # The inner shell backgrounds a sleep in a new session and exits: the sleep is orphaned, in no
   # process group of the job. The main shell sleeps too.
   local id
-  startJob "$(jq -cn '{command: ["sh", "-c", "setsid sh -c '"'"'sleep 1000 & echo escaped $!'"'"'; echo main $$; sleep 1000"]}')" || {
+  KILLED_SPEC=$(jq -cn '{command: ["sh", "-c", "setsid sh -c '"'"'sleep 1000 & echo escaped $!'"'"'; echo main $$; sleep 1000"]}')
+  startJob "$KILLED_SPEC" || {
     ko kill-setsid "job refused"
     return
   }
   id=$JOB
+  KILLED_JOB=$id
   waitOutput "$id" main 10
   local pids="" p deadline=$((SECONDS + 10))
   while ((SECONDS < deadline)); do
@@ -375,6 +585,7 @@ main() {
   fs=$(stat -f -c %T /sys/fs/cgroup)
   check cgroup2-host "/sys/fs/cgroup is $fs, root controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)" \
     test "$fs" = cgroup2fs
+  checkInstallSteps
   if checkStart; then
     checkHealthz
     checkPlacement
@@ -384,6 +595,10 @@ main() {
     checkKill
     checkIo
     checkNoLeftovers
+    checkJournalJob
+    checkJournalFailedLogin
+    checkReload
+    checkWatchdog
     ((fail > 0)) && dumpLogs
     checkStop
   else
