@@ -39,6 +39,15 @@ T clampTo(double v) {
   return static_cast<T>(v);
 }
 
+// A server's text for the terminal: control characters become '?', so no escape sequence
+// from an untrusted server reaches the terminal raw.
+std::string terminalSafe(std::string text) {
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return text;
+}
+
 bool num(const Object::Ptr& o, const std::string& key, double* out) {
   if (!o || !o->has(key) || o->isNull(key) || !o->get(key).isNumeric()) return false;
   try {
@@ -272,7 +281,7 @@ std::string stateLine(const Object::Ptr& job) {
   }
   if (boolean(job, "oom_killed")) line += ", out of memory";
   if (!str(job, "stopped_by").empty()) line += ", stopped by " + str(job, "stopped_by");
-  if (!str(job, "error").empty()) line += ": " + str(job, "error");
+  if (!str(job, "error").empty()) line += ": " + terminalSafe(str(job, "error"));
   return line;
 }
 
@@ -294,7 +303,8 @@ void addTimes(StatusBlock& block, const Object::Ptr& job, const Poco::Timestamp&
   }
 }
 
-// "<kind>12 KiB, truncated, 3 KiB dropped" for the stream whose fields start with `prefix`.
+// "<kind>12 KiB, truncated, 3 KiB dropped (no space left on device at byte 12288)" for the
+// stream whose fields start with `prefix` ("output", "stderr").
 std::string streamLine(const Object::Ptr& job, const std::string& prefix, const std::string& kind) {
   double bytes = 0, dropped = 0;
   if (!num(job, prefix + "_bytes", &bytes)) return "";
@@ -302,6 +312,9 @@ std::string streamLine(const Object::Ptr& job, const std::string& prefix, const 
   if (boolean(job, prefix + "_truncated")) s += ", truncated";
   if (num(job, prefix + "_dropped_bytes", &dropped) && dropped > 0) {
     s += ", " + formatBytes(clampTo<uint64_t>(dropped)) + " dropped";
+  }
+  if (std::string error = str(job, prefix + "_error"); !error.empty()) {
+    s += " (" + terminalSafe(error) + ")";
   }
   return s;
 }

@@ -328,6 +328,15 @@ TEST(Format, HumanOutput) {
   EXPECT_NE(status.find("Limits:    cpu 0.5, memory 256 MiB"), std::string::npos) << status;
   EXPECT_NE(status.find("Isolation: pid, net"), std::string::npos) << status;
   EXPECT_NE(status.find("merged, 2.0 KiB"), std::string::npos) << status;
+  // A log that stopped storing says why, and the server's text cannot move the cursor.
+  job->set("output_truncated", true);
+  job->set("output_dropped_bytes", 4096);
+  job->set("output_error", "no space left on device at byte 2048\x1b[2J");
+  status = formatStatus(job, now);
+  EXPECT_NE(status.find("merged, 2.0 KiB, truncated, 4.0 KiB dropped (no space left on device at "
+                        "byte 2048?[2J)"),
+            std::string::npos)
+      << status;
   Poco::JSON::Array::Ptr jobs = new Poco::JSON::Array;
   jobs->add(job);
   std::string table = formatJobTable(jobs, now);
