@@ -149,7 +149,13 @@ Reply<T> SupervisorChannel::single(std::vector<Frame> frames, const std::string&
   if (frames.empty()) return unavailable(why);
   if (frames.size() != 1)
     return ErrorReply{ErrorCode::kInternal, 0, "unexpected multi-frame reply"};
-  const Frame& f = frames.front();
+  Frame& f = frames.front();
+  // A reply may carry a secret (LoginReply: a fresh token); the decoded copy is the caller's to
+  // wipe, the raw frame is wiped here whatever happens to it.
+  struct WipeOnExit {
+    std::string& bytes;
+    ~WipeOnExit() { sodium_memzero(bytes.data(), bytes.size()); }
+  } wipe{f.bytes};
   if (f.header.type == MsgType::kErrorReply) return errorFrom(f.payload());
   if (f.header.type != expected) {
     return ErrorReply{ErrorCode::kInternal, 0,
