@@ -37,7 +37,7 @@ void formatJson(std::string_view input) {
     Poco::Dynamic::Var v = parser.parse(std::string(input));
     Poco::Timestamp now;
     if (v.type() == typeid(Poco::JSON::Object::Ptr)) {
-      auto job = v.extract<Poco::JSON::Object::Ptr>();
+      const auto& job = v.extract<Poco::JSON::Object::Ptr>();
       (void)jw::client::formatStatus(job, now);
       (void)jw::client::describeOutcome(job);
       (void)jw::client::jobExitStatus(job);
