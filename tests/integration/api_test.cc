@@ -820,12 +820,12 @@ TEST(ApiAuthority, FollowStreamEndsCleanlyWhenItsSessionIsRevoked) {
   std::string id =
       startJob(*d, admin, R"({"command":["sh","-c","while true; do echo tick; sleep 0.1; done"]})");
   HttpResponse follow;
-  std::atomic<bool> done{false};
-  std::thread f([&] {
-    follow = https(*d, "GET", "/v1/jobs/" + id + "/logs?follow=true", "", t);
-    done = true;
-  });
-  // Some bytes flow first (observable: the job's output count grows), then log out.
+  int threads_before = d->frontendThreads();
+  std::thread f([&] { follow = https(*d, "GET", "/v1/jobs/" + id + "/logs?follow=true", "", t); });
+  // The stream is being served (a follower holds a frontend thread of its own) and some bytes
+  // flowed (the job's output count grows); only then log out, or the follow could be refused.
+  EXPECT_TRUE(
+      waitUntil([&] { return d->frontendThreads() > threads_before; }, std::chrono::seconds(10)));
   EXPECT_TRUE(waitUntil(
       [&] {
         return jsonField(https(*d, "GET", "/v1/jobs/" + id, "", admin).body, "output_bytes") != "0";

@@ -103,6 +103,7 @@ std::string binary(const std::string& name) {
   if (name == "relay_frontend") return envOr("JW_RELAY_FRONTEND", built);
   if (name == "hostile_frontend") return envOr("JW_HOSTILE_FRONTEND", built);
   if (name == "jobworker-verifier") return envOr("JW_VERIFIER", built);
+  if (name == "jobworker-frontend") return envOr("JW_TEST_FRONTEND", built);
   return built;
 }
 
@@ -328,6 +329,14 @@ std::unique_ptr<Daemon> Daemon::start(const Options& options) {
     argv.push_back(conf);
   }
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+  // The suite's "-tsan" runs name another frontend (jobworker-frontend-tsan); a test that
+  // chose its own frontend, or runs jobworkerd through a prefix, keeps what it chose.
+  bool chose_frontend = std::find(argv.begin(), argv.end(), "--frontend") != argv.end();
+  if (std::getenv("JW_TEST_FRONTEND") != nullptr && !chose_frontend &&
+      options.exec_prefix.empty()) {
+    argv.push_back("--frontend");
+    argv.push_back(binary("jobworker-frontend"));
+  }
   argv.insert(argv.begin(), options.exec_prefix.begin(), options.exec_prefix.end());
   d->pid_ = spawnLogged(argv, options.env, d->log_file_);
   if (!d->waitHealthy(30)) {
@@ -358,7 +367,23 @@ int Daemon::stop() {
     st = waitFor(pid_, std::chrono::seconds(5));
   }
   pid_ = -1;
+  failOnSanitizerReport(log());
   return st;
+}
+
+// A sanitizer in a child of jobworkerd (the frontend above all: a ThreadSanitizer race, an
+// ASan/UBSan report) writes to the log it inherited, and the supervisor then restarts that
+// child, so the test itself may see nothing: the log decides.
+void failOnSanitizerReport(const std::string& log) {
+  for (const char* marker : {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                             "ERROR: LeakSanitizer", ": runtime error: "}) {
+    size_t at = log.find(marker);
+    if (at == std::string::npos) continue;
+    size_t from = log.rfind('\n', at);
+    from = from == std::string::npos ? 0 : from + 1;
+    ADD_FAILURE() << "a sanitizer report in the daemon's log:\n" << log.substr(from, 6000);
+    return;
+  }
 }
 
 std::string Daemon::adminPassword() const {
