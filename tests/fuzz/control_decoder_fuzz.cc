@@ -2,26 +2,12 @@
 // frame a control peer sends): any byte string must decode or fail cleanly, and whatever decodes
 // must re-encode to the same bytes. Runs in the fuzzer process.
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 #include <string_view>
 
 #include "common/protocol/control_codec.h"
-
-namespace {
+#include "tests/fuzz/round_trip.h"
 
 using namespace jw::protocol;
-
-template <typename Decode, typename Encode>
-void check(const ControlFrameHeader& h, std::string_view frame, std::string_view payload,
-           Decode decode, Encode encode) {
-  auto r = decode(payload);
-  if (!r.ok()) return;
-  std::string again = encode(h.request_id, r.value(), h.flags);
-  if (again != frame) std::abort();
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view frame(reinterpret_cast<const char*>(data), size);
@@ -30,9 +16,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!h.ok()) return 0;
   // A header that decodes names a control message, so exactly one case below runs.
   switch (h->type) {
-#define JW_CONTROL_FUZZ_CASE(name, num, dir, payload_type, doc)            \
-  case ControlMsgType::k##name:                                            \
-    check(h.value(), frame, payload, decode##name##Payload, encode##name); \
+#define JW_CONTROL_FUZZ_CASE(name, num, dir, payload_type, doc)                            \
+  case ControlMsgType::k##name:                                                            \
+    jw::fuzz::requireRoundTrip(frame, payload, decode##name##Payload, [&](const auto& v) { \
+      return encode##name(h->request_id, v, h->flags);                                     \
+    });                                                                                    \
     break;
     JW_CONTROL_MESSAGES(JW_CONTROL_FUZZ_CASE)
 #undef JW_CONTROL_FUZZ_CASE

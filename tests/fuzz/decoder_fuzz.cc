@@ -1,28 +1,12 @@
 // libFuzzer target for the channel decoder: any byte string must decode or fail cleanly, and
 // whatever decodes must re-encode to the same bytes. Runs in the fuzzer process.
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 #include <string_view>
 
 #include "common/protocol/codec.h"
-
-namespace {
+#include "tests/fuzz/round_trip.h"
 
 using namespace jw::protocol;
-
-// Decodes payload as `type`; when it decodes, re-encodes it and checks the bytes are identical
-// (the codec has exactly one encoding per value).
-template <typename Decode, typename Encode>
-void check(const FrameHeader& h, std::string_view frame, std::string_view payload, Decode decode,
-           Encode encode) {
-  auto r = decode(payload);
-  if (!r.ok()) return;
-  std::string again = encode(h.request_id, r.value(), h.flags);
-  if (again != frame) std::abort();
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view frame(reinterpret_cast<const char*>(data), size);
@@ -30,9 +14,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto h = decodeHeader(frame, &payload);
   if (!h.ok()) return 0;
   switch (h->type) {
-#define JW_FUZZ_CASE(name, num, dir, payload_type, doc)                    \
-  case MsgType::k##name:                                                   \
-    check(h.value(), frame, payload, decode##name##Payload, encode##name); \
+#define JW_FUZZ_CASE(name, num, dir, payload_type, doc)                                    \
+  case MsgType::k##name:                                                                   \
+    jw::fuzz::requireRoundTrip(frame, payload, decode##name##Payload, [&](const auto& v) { \
+      return encode##name(h->request_id, v, h->flags);                                     \
+    });                                                                                    \
     break;
     JW_MESSAGES(JW_FUZZ_CASE)
 #undef JW_FUZZ_CASE
