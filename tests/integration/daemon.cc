@@ -28,6 +28,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -237,16 +238,24 @@ std::vector<pid_t> processesInPidNs(const std::string& ns) {
   return out;
 }
 
-std::string procStatusField(pid_t pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+std::map<std::string, std::string> procStatus(pid_t pid) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(readFile("/proc/" + std::to_string(pid) + "/status"));
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) {
-      size_t v = line.find_first_not_of(" \t", field.size() + 1);
-      return v == std::string::npos ? "" : line.substr(v);
-    }
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string v = line.substr(colon + 1);
+    v.erase(0, v.find_first_not_of(" \t"));
+    out[line.substr(0, colon)] = v;
   }
-  return "";
+  return out;
+}
+
+std::string procStatusField(pid_t pid, const std::string& field) {
+  auto fields = procStatus(pid);
+  auto it = fields.find(field);
+  return it == fields.end() ? "" : it->second;
 }
 
 int freePort() {

@@ -141,9 +141,11 @@ std::string jsonField(const std::string& json, const std::string& key);
 std::string jsonString(const std::string& s);
 
 // /proc helpers: the namespace link of a process ("pid:[4026531836]"), the host pids of every
-// process (zombies included) in a PID namespace, and one field of /proc/PID/status.
+// process (zombies included) in a PID namespace, the "Name:\tvalue" lines of /proc/PID/status
+// (empty when the process is gone), and one field of them.
 std::string nsOf(pid_t pid, const char* ns);
 std::vector<pid_t> processesInPidNs(const std::string& ns);
+std::map<std::string, std::string> procStatus(pid_t pid);
 std::string procStatusField(pid_t pid, const std::string& field);
 
 // A free TCP port on 127.0.0.1 (bound then released).

@@ -18,21 +18,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// "Name:\tvalue" lines of /proc/<pid>/status.
-std::map<std::string, std::string> procStatus(pid_t pid) {
-  std::map<std::string, std::string> out;
-  std::istringstream in(readFile("/proc/" + std::to_string(pid) + "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string v = line.substr(colon + 1);
-    v.erase(0, v.find_first_not_of(" \t"));
-    out[line.substr(0, colon)] = v;
-  }
-  return out;
-}
-
 class FrontendProcess : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { d_ = Daemon::start().release(); }

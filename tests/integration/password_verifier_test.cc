@@ -21,30 +21,18 @@
 
 #include "supervisor/accounts/users_file.h"
 #include "supervisor/core/event_loop.h"
+#include "tests/integration/daemon.h"
 
 namespace jw::supervisor {
 namespace {
+
+using test::procStatus;
 
 constexpr uint64_t kDeadlineMs = 20'000;
 
 std::string verifierPath() {
   const char* p = std::getenv("JW_VERIFIER");
   return p != nullptr ? p : "";
-}
-
-// "Name:\tvalue" lines of /proc/<pid>/status.
-std::map<std::string, std::string> procStatus(pid_t pid) {
-  std::map<std::string, std::string> out;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string v = line.substr(colon + 1);
-    v.erase(0, v.find_first_not_of(" \t"));
-    out[line.substr(0, colon)] = v;
-  }
-  return out;
 }
 
 class PasswordVerifierTest : public ::testing::Test {

@@ -366,12 +366,8 @@ class RelayDaemon {
   }
 
   long vmHwmKiB() const {
-    std::ifstream f("/proc/" + std::to_string(pid_) + "/status");
-    std::string line;
-    while (std::getline(f, line)) {
-      if (line.rfind("VmHWM:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
-    }
-    return -1;
+    std::string kib = procStatusField(pid_, "VmHWM");  // "1234 kB"
+    return kib.empty() ? -1 : std::strtol(kib.c_str(), nullptr, 10);
   }
 
   std::string log() const { return readFile(log_path_); }
