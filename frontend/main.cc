@@ -94,14 +94,9 @@ Result<Args> parseArgs(int argc, char** argv) {
 
 // The descriptors are what the supervisor promised: catches a wrong spawn at once.
 Status checkInheritedFds(const Args& a) {
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (getsockopt(a.channel_fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
-    return sysError("channel fd " + std::to_string(a.channel_fd));
-  }
-  if (type != SOCK_SEQPACKET) return Error{"channel fd is not a SOCK_SEQPACKET socket"};
+  if (Status s = sandbox::requireSeqpacket(a.channel_fd, "channel"); !s) return s;
   int listening = 0;
-  len = sizeof listening;
+  socklen_t len = sizeof listening;
   if (getsockopt(a.listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0) {
     return sysError("listen fd " + std::to_string(a.listen_fd));
   }
@@ -143,17 +138,6 @@ void fitDescriptorLimit(config::Settings& cfg) {
   cfg.max_connections = fitting;
 }
 
-// The account to drop to (--run-as), or with --no-setuid the current ids, never root.
-DropTarget dropTarget(const Args& a) {
-  if (a.no_setuid) {
-    if (geteuid() == 0) fatal("--no-setuid while running as root: refusing to serve as root");
-    return DropTarget{false, "(no uid change)", getuid(), getgid()};
-  }
-  auto account = lookupAccount(a.run_as);
-  if (!account) fatal("--run-as: " + account.error().message);
-  return account.value();
-}
-
 int run(int argc, char** argv) {
   log::setIdentity("jobworker-frontend");
   auto args = parseArgs(argc, argv);
@@ -174,11 +158,12 @@ int run(int argc, char** argv) {
   fitDescriptorLimit(cfg);
   auto tls = makeTlsContext(a.tls_cert, a.tls_key);
   if (!tls) fatal(tls.error().message);
-  DropTarget target = dropTarget(a);
+  auto target = sandbox::dropTargetFor(a.run_as, a.no_setuid);
+  if (!target) fatal("account: " + target.error().message);
 
   SupervisorChannel channel(a.channel_fd);
 
-  if (Status s = dropPrivileges(target); !s) fatal(s.error().message);
+  if (Status s = dropPrivileges(target.value()); !s) fatal(s.error().message);
 
   channel.start([](const std::string& why) {
     log::notice("leaving: " + why);

@@ -7,10 +7,12 @@
 #include <pwd.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <functional>
+#include <string>
 
 namespace jw::sandbox {
 
@@ -98,6 +100,22 @@ Result<DropTarget> lookupAccount(const std::string& name) {
     return Error{"account '" + name + "' has uid or gid 0; refusing to drop to root"};
   }
   return DropTarget{true, name, pw->pw_uid, pw->pw_gid};
+}
+
+Result<DropTarget> dropTargetFor(const std::string& run_as, bool no_setuid) {
+  if (!no_setuid) return lookupAccount(run_as);
+  if (geteuid() == 0) return Error{"--no-setuid while running as root: refusing to run as root"};
+  return DropTarget{false, "(no uid change)", getuid(), getgid()};
+}
+
+Status requireSeqpacket(int fd, const std::string& what) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+    return sysError(what + " fd " + std::to_string(fd));
+  }
+  if (type != SOCK_SEQPACKET) return Error{what + " fd is not a SOCK_SEQPACKET socket"};
+  return okStatus();
 }
 
 Status dropPrivileges(const DropTarget& t, InstallSeccomp install_seccomp) {

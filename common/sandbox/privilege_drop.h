@@ -22,6 +22,14 @@ struct DropTarget {
 // account with uid or gid 0 is refused: dropping to root is no drop.
 Result<DropTarget> lookupAccount(const std::string& name);
 
+// What a helper's `--run-as ACCOUNT | --no-setuid` pair means: that account, or with no_setuid
+// (non-root dev mode) the current ids, refused when they are root's.
+Result<DropTarget> dropTargetFor(const std::string& run_as, bool no_setuid);
+
+// A descriptor the spawning jobworkerd promised is a SOCK_SEQPACKET socket (a helper's link):
+// catches a wrong spawn at once. `what` names it in the error.
+Status requireSeqpacket(int fd, const std::string& what);
+
 // The process's seccomp allowlist, installed as the last step. Each process has its own list
 // (frontend/seccomp_filter.cc, supervisor/verifier/verifier_seccomp.cc); the order is shared.
 using InstallSeccomp = Status (*)();

@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <sodium.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <optional>
@@ -55,23 +54,6 @@ Result<Args> parseArgs(int argc, char** argv) {
   return a;
 }
 
-// fd 3 is what the supervisor promised: catches a wrong spawn at once.
-Status checkLink() {
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (getsockopt(kLinkFd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
-    return sysError("link fd " + std::to_string(kLinkFd));
-  }
-  if (type != SOCK_SEQPACKET) return Error{"link fd 3 is not a SOCK_SEQPACKET socket"};
-  return okStatus();
-}
-
-Result<sandbox::DropTarget> dropTarget(const Args& a) {
-  if (!a.no_setuid) return sandbox::lookupAccount(a.run_as);
-  if (geteuid() == 0) return Error{"--no-setuid while running as root: refusing to verify as root"};
-  return sandbox::DropTarget{false, "(no uid change)", getuid(), getgid()};
-}
-
 // A process that holds password hashes and passwords in flight: no core dump, and no ptrace or
 // /proc/PID/mem by another process of its account (a job may run as the same account).
 Status notDumpable() {
@@ -90,9 +72,9 @@ int run(int argc, char** argv) {
   }
   // A supervisor gone mid-answer must cost an EPIPE and a clean exit, not a signal.
   signal(SIGPIPE, SIG_IGN);
-  if (Status s = checkLink(); !s) fatal(s.error().message);
+  if (Status s = sandbox::requireSeqpacket(kLinkFd, "link"); !s) fatal(s.error().message);
   if (sodium_init() < 0) fatal("sodium_init failed");
-  auto target = dropTarget(args.value());
+  auto target = sandbox::dropTargetFor(args->run_as, args->no_setuid);
   if (!target) fatal("account: " + target.error().message);
   if (Status s = notDumpable(); !s) fatal(s.error().message);
   if (Status s = sandbox::dropPrivileges(target.value(), installSeccompFilter); !s) {
