@@ -1,4 +1,5 @@
-// JW_ASAN: 1 in an AddressSanitizer build, with GCC or clang; header-only, used by any process.
+// JW_ASAN: 1 in an AddressSanitizer build, JW_TSAN in a ThreadSanitizer one (the frontend's
+// jobworker-frontend-tsan), with GCC or clang; header-only, used by any process.
 #pragma once
 
 // GCC defines __SANITIZE_ADDRESS__; clang before 17 does not and answers only __has_feature,
@@ -12,4 +13,15 @@
 #endif
 #ifndef JW_ASAN
 #define JW_ASAN 0
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define JW_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define JW_TSAN 1
+#endif
+#endif
+#ifndef JW_TSAN
+#define JW_TSAN 0
 #endif

@@ -60,7 +60,8 @@ CmdResult run(const std::vector<std::string>& argv, const std::string& stdin_dat
 pid_t spawnLogged(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                   const std::string& log_path, const std::string& err_path = "");
 
-// Fails the running test when `log` holds a sanitizer's report (Daemon::stop checks its own).
+// Fails the running test when `log` holds a sanitizer's report or says that a helper (frontend,
+// password verifier) was killed by its seccomp filter (Daemon::stop checks its own log).
 void failOnSanitizerReport(const std::string& log);
 
 class Daemon {
