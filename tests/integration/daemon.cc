@@ -361,6 +361,15 @@ int Daemon::stop() {
   return st;
 }
 
+int Daemon::crash() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGKILL);
+  int st = waitFor(pid_, std::chrono::seconds(20));
+  if (st < 0) ADD_FAILURE() << "jobworkerd did not die 20 s after SIGKILL";
+  pid_ = -1;
+  return st;
+}
+
 std::string Daemon::adminPassword() const {
   std::string p = readFile(state_dir_ + "/admin-password");
   while (!p.empty() && (p.back() == '\n' || p.back() == '\r')) p.pop_back();
