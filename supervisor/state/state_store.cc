@@ -69,7 +69,8 @@ bool regularFileAt(int dir_fd, const char* name) {
 // Each entry of an open directory but . and .., in no particular order.
 std::vector<std::string> entriesOf(int dir_fd) {
   std::vector<std::string> names;
-  UniqueFd dup(fcntl(dir_fd, F_DUPFD_CLOEXEC, 0));
+  // A fresh open, not a dup: a dup would share (and leave at the end) the directory's offset.
+  UniqueFd dup(openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dup) return names;
   DIR* d = fdopendir(dup.get());
   if (d == nullptr) return names;
