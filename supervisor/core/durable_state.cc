@@ -3,6 +3,8 @@
 // sessions change (the files themselves: supervisor/state/). Runs in jobworkerd.
 #include <sodium.h>
 
+#include <algorithm>
+
 #include "common/log.h"
 #include "supervisor/core/supervisor.h"
 
@@ -66,8 +68,14 @@ Status Supervisor::loadState() {
   // Sessions of users the users file no longer has, or whose password changed meanwhile, end
   // here: the same rule as a reload's.
   size_t ended = 0;
+  // Latest expiry first, so that over the table's cap the sessions expiring soonest go, as a
+  // mint at the cap would evict them.
+  std::sort(loaded.sessions.begin(), loaded.sessions.end(), [](const auto& a, const auto& b) {
+    return a.session.expires_at_ms > b.session.expires_at_ms;
+  });
   for (const SessionRecord& s : loaded.sessions) {
-    if (findUser(s.session.user) == nullptr || passwordTag(s.session.user) != s.password_tag) {
+    if (findUser(s.session.user) == nullptr || passwordTag(s.session.user) != s.password_tag ||
+        sessions_.size() >= SessionStore::kMaxSessions) {
       state_.removeSession(s.hash);
       ended++;
       continue;

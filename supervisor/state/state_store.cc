@@ -205,8 +205,7 @@ void StateStore::setAside(int dir_fd, const std::string& name, const std::string
   out.problems.push_back(std::move(line));
 }
 
-void StateStore::loadJobs(bool move_aside, int64_t now_ms, Loaded& out) {
-  (void)now_ms;
+void StateStore::loadJobs(bool move_aside, Loaded& out) {
   int jobs = jobs_fd_.get();
   for (const std::string& name : entriesOf(jobs)) {
     if (!names::validJobId(name)) {
@@ -288,7 +287,7 @@ StateStore::Loaded StateStore::load(bool move_aside, int64_t now_ms) {
     sessions_fd_.reset(
         open(sessions_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   }
-  if (jobs_fd_) loadJobs(move_aside, now_ms, out);
+  if (jobs_fd_) loadJobs(move_aside, out);
   if (sessions_fd_) loadSessions(move_aside, now_ms, out);
   return out;
 }

@@ -61,7 +61,7 @@ class StateStore {
 
  private:
   UniqueFd openJobDir(const std::string& id) const;
-  void loadJobs(bool move_aside, int64_t now_ms, Loaded& out);
+  void loadJobs(bool move_aside, Loaded& out);
   void loadSessions(bool move_aside, int64_t now_ms, Loaded& out);
   void setAside(int dir_fd, const std::string& name, const std::string& what, bool move_aside,
                 Loaded& out);

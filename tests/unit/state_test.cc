@@ -338,6 +338,37 @@ TEST(StateStore, RecordWriteCost) {
   EXPECT_EQ(loaded.jobs[0].output_bytes, static_cast<uint64_t>(kWrites - 1));
 }
 
+// What a start spends loading the records of a full history: printed, never asserted.
+TEST(StateStore, LoadCost) {
+  TempDir dir;
+  StateStore store(dir.path());
+  ASSERT_TRUE(store.prepare().ok());
+  constexpr int kJobs = 2000;
+  for (int i = 0; i < kJobs; i++) {
+    char id[40];
+    std::snprintf(id, sizeof id, "%08x-0000-4000-8000-000000000000", i);
+    makeJobDir(dir, id, false);
+    JobStatus r = fullRecord(id);
+    r.output = protocol::OutputMode::kMerged;
+    r.stderr_bytes = 0;
+    r.stderr_error = "";
+    r.created_at_ms += i;
+    store.saveEndRecord(r);
+  }
+  store.flush();
+  StateStore again(dir.path());
+  ASSERT_TRUE(again.prepare().ok());
+  auto t0 = std::chrono::steady_clock::now();
+  auto loaded = again.load(true, 0);
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(loaded.jobs.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(loaded.corrupt, 0u);
+  EXPECT_LT(loaded.jobs.front().created_at_ms, loaded.jobs.back().created_at_ms);  // oldest first
+  std::printf("[ measure ] loading %d job records: %.1f ms (%.1f us each)\n", kJobs, ms,
+              ms * 1000 / kJobs);
+}
+
 TEST(DurableFiles, AReserveIsFilledInPlaceAndRenamed) {
   TempDir dir;
   UniqueFd fd(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
