@@ -49,7 +49,7 @@ JobStatus fullRecord(const std::string& id = kId) {
   JobStatus s;
   s.id = id;
   s.owner = "alice";
-  s.command = {"sh", "-c", std::string("echo \0x", 8), ""};
+  s.command = {"sh", "-c", std::string("echo \0x", 7), ""};
   s.state = JobState::kExited;
   s.pid = 4242;
   s.has_exit_code = true;
