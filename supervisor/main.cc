@@ -25,6 +25,7 @@
 #include "supervisor/core/helper_binaries.h"
 #include "supervisor/core/supervisor.h"
 #include "supervisor/frontend_link/listen_socket.h"
+#include "supervisor/state/state_store.h"
 
 namespace jw::supervisor {
 namespace {
@@ -32,6 +33,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: jobworkerd [--dev] [--state-dir DIR] [--listen HOST:PORT] [--config FILE]\n"
     "                  [--frontend PATH]\n"
+    "       jobworkerd --check-state DIR\n"
     "       jobworkerd user add|del|passwd|list --users-file FILE NAME [...]\n"
     "\n"
     "Runs the jobworker supervisor in the foreground until SIGTERM or SIGINT; SIGHUP re-reads\n"
@@ -44,12 +46,15 @@ constexpr const char* kUsage =
     "                     127.0.0.1:8443)\n"
     "  --config FILE      configuration file (see README.md for every key)\n"
     "  --frontend PATH    the jobworker-frontend binary to run\n"
+    "  --check-state DIR  dry run: read DIR's job and session records without changing\n"
+    "                     anything, print what a start would load; exit 1 when this version\n"
+    "                     cannot take the state over\n"
     "  --help, --version\n"
     "Users are added with jobworker-admin (`jobworker-admin user --help`).\n";
 
 struct CommandLine {
   bool dev = false;
-  std::optional<std::string> state_dir, listen, config, frontend;
+  std::optional<std::string> state_dir, listen, config, frontend, check_state;
 };
 
 // 0: parsed; otherwise the exit status to return.
@@ -89,6 +94,8 @@ int parseCommandLine(int argc, char** argv, CommandLine* cl) {
       if (!value(&cl->config)) return 2;
     } else if (a == "--frontend") {
       if (!value(&cl->frontend)) return 2;
+    } else if (a == "--check-state") {
+      if (!value(&cl->check_state)) return 2;
     } else {
       std::fprintf(stderr, "jobworkerd: unknown argument '%s'\n%s", argv[i], kUsage);
       return 2;
@@ -329,6 +336,7 @@ int main(int argc, char** argv) {
   CommandLine cl;
   int rc = parseCommandLine(argc, argv, &cl);
   if (rc != 0) return rc < 0 ? 0 : rc;
+  if (cl.check_state) return checkState(*cl.check_state);
   ensureStdFds();
   if (!setupSignals()) {
     jw::log::err(jw::sysError("block signals").message);

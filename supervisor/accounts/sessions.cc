@@ -32,11 +32,14 @@ SessionStore::Minted SessionStore::mint(const std::string& user, const std::stri
     auto soonest = std::min_element(by_hash_.begin(), by_hash_.end(), [](auto& a, auto& b) {
       return a.second.expires_at_ms < b.second.expires_at_ms;
     });
+    ended(soonest->first);
     by_hash_.erase(soonest);
   }
   Minted m{{}, now_ms + static_cast<int64_t>(ttl_ms_)};
   randombytes_buf(m.token.bytes.data(), m.token.bytes.size());
-  by_hash_[hashToken(m.token)] = Session{user, m.expires_at_ms, now_ms, 0, remote_address};
+  Hash hash = hashToken(m.token);
+  const Session& s = by_hash_[hash] = Session{user, m.expires_at_ms, now_ms, 0, remote_address};
+  if (observer_) observer_(hash, &s);
   return m;
 }
 
@@ -55,7 +58,10 @@ const SessionStore::Session* SessionStore::use(const protocol::Token& token, int
 }
 
 bool SessionStore::revoke(const protocol::Token& token) {
-  return by_hash_.erase(hashToken(token)) != 0;
+  Hash hash = hashToken(token);
+  if (by_hash_.erase(hash) == 0) return false;
+  ended(hash);
+  return true;
 }
 
 size_t SessionStore::revokeUser(const std::string& user) {
@@ -67,7 +73,12 @@ size_t SessionStore::revokeUser(const std::string& user) {
 size_t SessionStore::revokeId(std::string_view id) {
   size_t before = by_hash_.size();
   for (auto it = by_hash_.begin(); it != by_hash_.end();) {
-    it = idOf(it->first) == id ? by_hash_.erase(it) : std::next(it);
+    if (idOf(it->first) == id) {
+      ended(it->first);
+      it = by_hash_.erase(it);
+    } else {
+      ++it;
+    }
   }
   return before - by_hash_.size();
 }
@@ -89,7 +100,12 @@ std::vector<SessionStore::Listed> SessionStore::list(int64_t now_ms) const {
 
 void SessionStore::pruneExpired(int64_t now_ms) {
   for (auto it = by_hash_.begin(); it != by_hash_.end();) {
-    it = it->second.expires_at_ms <= now_ms ? by_hash_.erase(it) : std::next(it);
+    if (it->second.expires_at_ms <= now_ms) {
+      ended(it->first);
+      it = by_hash_.erase(it);
+    } else {
+      ++it;
+    }
   }
 }
 

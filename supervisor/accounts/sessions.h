@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -26,6 +27,8 @@ class SessionStore {
     int64_t created_at_ms = 0;
     int64_t last_used_at_ms = 0;  // the last request that presented the token; 0: none yet
     std::string remote_address;   // of the login, as the frontend asserted it
+
+    bool operator==(const Session&) const = default;
   };
   // What the control socket shows of a session: a short id (the first bytes of the token's
   // hash, in hex) that names it for `session revoke --id` and is no credential, since only a
@@ -36,6 +39,14 @@ class SessionStore {
   };
 
   explicit SessionStore(uint64_t session_ttl_ms) : ttl_ms_(session_ttl_ms) {}
+
+  // Told of every session that begins (with it) and ends (with null): revoked, expired, evicted,
+  // its user gone. The state dir's records follow the table through it. Last uses are not
+  // reported: a request does not write to disk.
+  using Observer = std::function<void(const Hash&, const Session*)>;
+  void setObserver(Observer observer) { observer_ = std::move(observer); }
+  // A session of a previous run, from its record (not reported to the observer).
+  void restore(const Hash& hash, Session session) { by_hash_[hash] = std::move(session); }
 
   // A new session for `user` (the caller checked the password), expiring now + ttl. Only the
   // token's hash is stored; the token itself is returned once, for the LoginReply. At the cap,
@@ -66,6 +77,7 @@ class SessionStore {
     size_t removed = 0;
     for (auto it = by_hash_.begin(); it != by_hash_.end();) {
       if (gone(it->second.user)) {
+        ended(it->first);
         it = by_hash_.erase(it);
         removed++;
       } else {
@@ -82,8 +94,13 @@ class SessionStore {
   static std::string idOf(const Hash& hash);
 
  private:
+  void ended(const Hash& hash) const {
+    if (observer_) observer_(hash, nullptr);
+  }
+
   uint64_t ttl_ms_;
   std::map<Hash, Session> by_hash_;
+  Observer observer_;
 };
 
 }  // namespace jw::supervisor

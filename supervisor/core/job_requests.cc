@@ -120,6 +120,8 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
   auto limits = jobLimits(settings_, u, r.limits, opt_.cgroups != nullptr);
   if (!limits) return refused(limits.error());
   auto job_id = newJobId();
+  // Ids stay unique across restarts: a loaded job keeps its id.
+  while (job_id && jobs_.find(job_id.value()) != nullptr) job_id = newJobId();
   if (!job_id) return refused({ErrorCode::kInternal, job_id.error().message});
 
   IsolationSpec isolation = isolationFor(u, r, job_id.value());
@@ -128,6 +130,14 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
   auto resources =
       JobResources::create(*job, store_, opt_.cgroups.get(), settings_.output_cap_bytes);
   if (!resources) return refused(resources.error());
+  if (Status st = state_.reserveEndRecord(job->status()); !st) {
+    log::err("job " + job->id() + ": " + st.error().message);
+    bool full = st.error().sys_errno == ENOSPC || st.error().sys_errno == EDQUOT;
+    return refused({full ? ErrorCode::kInsufficientStorage : ErrorCode::kInternal,
+                    full ? "reserving the job's end record failed: the state filesystem is full"
+                         : "reserving the job's end record failed (details in the daemon's log)",
+                    st.error().sys_errno});
+  }
 
   SpawnFailure failure = SpawnFailure::kNone;
   auto spawned = spawnJob(spawnRequest(*job, r, *account, isolation), &failure);
@@ -142,6 +152,7 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
     log::err("job " + job->id() + " of " + u.name + " failed to start: " + e.message);
     job->markFailed(e.message, realtimeMs());
     resources->releaseOutput();
+    state_.saveEndRecord(job->status());
     Job* raw = jobs_.insert(std::move(job));
     enforceRetention();
     return raw;
@@ -156,6 +167,7 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
   job->streams[0].pipe_fd = std::move(sj.out_fd);
   job->streams[1].pipe_fd = std::move(sj.err_fd);
   Job* raw = jobs_.insert(std::move(job));
+  state_.saveJob(raw->status());
   watchJob(*raw);
   armJobTimeout(*raw, jobTimeoutMs(settings_, r.timeout_ms));
   logJobStart(*raw, who, r, account->name);
@@ -381,6 +393,7 @@ void Supervisor::publishJob(Job& job) {
   }
   job.publish(realtimeMs());
   protocol::JobStatus s = job.status();
+  state_.saveEndRecord(s);
   std::string how = s.state == protocol::JobState::kExited ? describeWait(CLD_EXITED, s.exit_code)
                                                            : describeWait(CLD_KILLED, s.signal);
   // Every field always: empty or 0 when it does not apply (a killed job has no exit code).
@@ -441,6 +454,7 @@ void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms,
                 {"JOB_STOPPED_BY", by},
                 {"REMOTE_ADDR", remote_address},
                 {"JOB_STOP_GRACE_MS", std::to_string(grace_ms)}});
+    state_.saveJob(job.status());  // who stopped it, should the daemon not see its end
   }
   if (job.has_init) {
     // Once, to the init alone: it forwards it to the command's process group (a second copy
@@ -497,22 +511,27 @@ void Supervisor::enforceRetention() {
 void Supervisor::dropJob(const std::string& job_id) {
   Job* job = jobs_.find(job_id);
   if (job == nullptr) return;
+  releaseJob(*job);
+  Status st = store_.removeJobDir(job_id);
+  if (!st) log::err("job " + job_id + ": remove its output: " + st.error().message);
+  state_.jobRemoved();
+  jobs_.erase(job_id);
+}
+
+void Supervisor::releaseJob(Job& job) {
   for (EventLoop::TimerId t :
-       {job->kill_timer, job->timeout_timer, job->drain_timer, job->cgroup_timer}) {
+       {job.kill_timer, job.timeout_timer, job.drain_timer, job.cgroup_timer}) {
     if (t != 0) loop_.cancelTimer(t);
   }
-  for (int s = 0; s < 2; s++) closeJobPipe(*job, s);
-  if (job->pidfd_watch != 0) loop_.unwatch(job->pidfd_watch);
-  if (!job->ended() && job->pid() > 0) killJob(*job);
-  if (job->cgroup) (void)job->cgroup->remove();
-  if (auto it = parked_.find(job_id); it != parked_.end()) {
+  for (int s = 0; s < 2; s++) closeJobPipe(job, s);
+  if (job.pidfd_watch != 0) loop_.unwatch(job.pidfd_watch);
+  if (!job.ended() && job.pid() > 0) killJob(job);
+  if (job.cgroup) (void)job.cgroup->remove();
+  if (auto it = parked_.find(job.id()); it != parked_.end()) {
     for (auto& [key, p] : it->second) loop_.cancelTimer(p.timer);
     parked_count_ -= it->second.size();
     parked_.erase(it);
   }
-  Status st = store_.removeJobDir(job_id);
-  if (!st) log::err("job " + job_id + ": remove its output: " + st.error().message);
-  jobs_.erase(job_id);
 }
 
 }  // namespace jw::supervisor

@@ -56,13 +56,16 @@ Supervisor::Supervisor(SupervisorOptions options)
     : opt_(std::move(options)),
       settings_(opt_.settings),
       store_(opt_.state_dir),
+      state_(opt_.state_dir),
       sessions_(opt_.settings.session_ttl_ms),
       verifier_(loop_, verifierOptions(opt_)),
       throttle_([] { return EventLoop::monotonicMs(); }, throttleLimits(opt_.settings)) {}
 
 Supervisor::~Supervisor() {
   frontend_.reset();
-  for (Job* j : jobs_.all()) dropJob(j->id());
+  // Records and output stay for the next start; a job still running now is killed and its
+  // record, which says running, becomes a lost job then.
+  for (Job* j : jobs_.all()) releaseJob(*j);
 }
 
 Status Supervisor::init() {
@@ -71,8 +74,10 @@ Status Supervisor::init() {
   startWatchdog();
   if (Status st = setupSignals(); !st) return st;
   if (Status st = loadUsers(); !st) return st;
-  if (Status st = store_.prepare(); !st) return st;
   if (sodium_init() < 0) return Error{"sodium_init failed"};
+  if (Status st = store_.prepare(); !st) return st;
+  if (Status st = loadState(); !st) return Error{"state: " + st.error().message};
+  enforceRetention();
   verifier_.start();
   control_ = std::make_unique<ControlServer>(
       loop_, [this](ControlServer::ConnId c, const protocol::ControlFrameHeader& h,

@@ -30,6 +30,7 @@
 #include "supervisor/jobs/output_store.h"
 #include "supervisor/launch/job_seccomp.h"
 #include "supervisor/launch/spawn.h"
+#include "supervisor/state/state_store.h"
 
 namespace jw::supervisor {
 
@@ -60,8 +61,9 @@ class Supervisor {
   explicit Supervisor(SupervisorOptions options);
   ~Supervisor();
 
-  // Builds the job seccomp profile, loads the users file, prepares the jobs directory, sets up
-  // the signalfd (the caller has blocked the signals) and starts the frontend.
+  // Builds the job seccomp profile, loads the users file, loads the job and session records of
+  // the state dir, sets up the signalfd (the caller has blocked the signals) and starts the
+  // frontend.
   Status init();
   // Runs until SIGTERM/SIGINT and the shutdown completed. Returns the exit status.
   int run();
@@ -91,6 +93,10 @@ class Supervisor {
   void reloadUsers();
   const UserRecord* findUser(const std::string& name) const;
   void housekeeping();
+
+  // durable_state.cc: the records of a previous run, and the sessions' tie to the users file
+  Status loadState();
+  SessionStore::Hash passwordTag(const std::string& user) const;
 
   // systemd: the watchdog's pings (a timer of the event loop) and the STATUS= line
   void startWatchdog();
@@ -178,7 +184,10 @@ class Supervisor {
   void killJob(Job& job);
   void removeCgroupLater(const std::string& job_id, int attempt);
   void enforceRetention();
+  // Retention: the job, its record and its output are gone.
   void dropJob(const std::string& job_id);
+  // Stops watching the job and ends what still runs of it; its directory stays (shutdown).
+  void releaseJob(Job& job);
 
   // output reads
   protocol::OutputChunk readChunk(const Job& job, const protocol::OutputReadRequest& r);
@@ -198,6 +207,7 @@ class Supervisor {
   std::unique_ptr<FrontendProcess> frontend_;
   std::unique_ptr<ControlServer> control_;
   OutputStore store_;
+  StateStore state_;  // the records in store_'s job directories, and the sessions'
   SessionStore sessions_;
   PasswordVerifier verifier_;  // after loop_: destroyed first, while its timers can be cancelled
   LoginThrottle throttle_;

@@ -17,6 +17,24 @@ using protocol::JobState;
 Job::Job(JobSpec spec, int64_t created_at_ms)
     : spec_(std::move(spec)), created_at_ms_(created_at_ms) {}
 
+std::unique_ptr<Job> Job::restore(const protocol::JobStatus& r) {
+  JobSpec spec{r.id, r.owner, r.command, r.output, r.limits, r.isolation, r.run_as};
+  auto job = std::make_unique<Job>(std::move(spec), r.created_at_ms);
+  job->phase_ = JobPhase::kEnded;
+  job->pid_ = r.pid;
+  job->started_at_ms_ = r.started_at_ms;
+  job->ended_at_ms_ = r.ended_at_ms;
+  job->final_state_ = r.state;
+  job->has_exit_code_ = r.has_exit_code;
+  job->exit_code_ = r.exit_code;
+  job->signal_ = r.signal;
+  job->stopped_by_ = r.stopped_by;
+  job->error_ = r.error;
+  job->oom_killed = r.oom_killed;
+  job->final_usage = r.usage;
+  return job;
+}
+
 void Job::markStarted(pid_t pid, int64_t now_ms) {
   if (phase_ != JobPhase::kStarting) return;
   pid_ = pid;

@@ -39,6 +39,10 @@ class Job {
   Job(JobSpec spec, int64_t created_at_ms);
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
+  // A job of a previous jobworkerd from its record, which must be an ended job's (the caller
+  // settles the record of one that was still running first). Its logs are the caller's to
+  // attach.
+  static std::unique_ptr<Job> restore(const protocol::JobStatus& record);
 
   // --- state machine ---------------------------------------------------------------------------
   void markStarted(pid_t pid, int64_t now_ms);

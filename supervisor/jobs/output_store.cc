@@ -54,6 +54,19 @@ Result<std::unique_ptr<OutputLog>> OutputLog::create(const std::string& path, ui
   return std::unique_ptr<OutputLog>(new OutputLog(std::move(fd), path, cap_bytes));
 }
 
+Result<std::unique_ptr<OutputLog>> OutputLog::openStored(const std::string& path, uint64_t dropped,
+                                                         std::string error) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) return sysError("stat output log " + path);
+  if (!S_ISREG(st.st_mode)) return Error{"output log " + path + " is not a regular file"};
+  auto size = static_cast<uint64_t>(st.st_size);
+  std::unique_ptr<OutputLog> log(new OutputLog(UniqueFd(), path, size));
+  log->size_ = size;
+  log->dropped_ = dropped;
+  log->error_ = std::move(error);
+  return log;
+}
+
 void OutputLog::append(const char* data, size_t len) {
   uint64_t room = size_ < cap_ && fd_ ? cap_ - size_ : 0;
   size_t store = static_cast<size_t>(std::min<uint64_t>(room, len));
@@ -127,17 +140,7 @@ Status OutputStore::prepare() {
   UniqueFd fd(open(jobs_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return sysError("open " + jobs_dir_);
   if (fchmod(fd.get(), 0700) != 0) return sysError("chmod 0700 " + jobs_dir_);
-  DIR* d = fdopendir(fd.get());
-  if (d == nullptr) return sysError("fdopendir " + jobs_dir_);
-  (void)fd.release();  // closedir closes it now
-  Status result = okStatus();
-  while (dirent* e = readdir(d)) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    Status st = removeTreeAt(dirfd(d), e->d_name);
-    if (!st && result) result = Error{"clean " + jobs_dir_ + ": " + st.error().message};
-  }
-  closedir(d);
-  return result;
+  return okStatus();
 }
 
 Result<std::string> OutputStore::createJobDir(const std::string& job_id) {

@@ -12,6 +12,10 @@
 
 namespace jw::supervisor {
 
+// The log file of each stream in a job's directory: [kStdout] (the merged log for merged jobs),
+// [kStderr] for separate jobs.
+inline constexpr const char* kStreamFile[2] = {"output", "stderr"};
+
 // One stream's log file ("output" or "stderr"). Bytes past the cap are read from the pipe and
 // counted, never stored, so the job never blocks on a full pipe and memory stays flat. A failed
 // write (disk full, quota, I/O error) is not the job's death either: the log stops storing,
@@ -21,6 +25,10 @@ namespace jw::supervisor {
 class OutputLog {
  public:
   static Result<std::unique_ptr<OutputLog>> create(const std::string& path, uint64_t cap_bytes);
+  // The sealed log of a job a previous jobworkerd ran (its record gives dropped and error): what
+  // the file holds is what was stored.
+  static Result<std::unique_ptr<OutputLog>> openStored(const std::string& path, uint64_t dropped,
+                                                       std::string error);
   OutputLog(const OutputLog&) = delete;
   OutputLog& operator=(const OutputLog&) = delete;
 
@@ -64,8 +72,8 @@ class OutputStore {
  public:
   explicit OutputStore(std::string state_dir) : jobs_dir_(std::move(state_dir) + "/jobs") {}
 
-  // Creates <state-dir>/jobs (0700) and removes what a previous run left there: job records
-  // are not persisted, so their output would be unreachable.
+  // Creates <state-dir>/jobs (0700). What a previous run left there is its jobs' records and
+  // output: StateStore loads them.
   Status prepare();
   // <jobs>/<id>/ (0700).
   Result<std::string> createJobDir(const std::string& job_id);

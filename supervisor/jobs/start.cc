@@ -13,12 +13,6 @@ namespace jw::supervisor {
 
 using protocol::ErrorCode;
 
-namespace {
-
-const char* kStreamFile[2] = {"output", "stderr"};
-
-}  // namespace
-
 Result<Account, RequestError> resolveAccount(const config::Settings& s, const UserRecord& u,
                                              const Account* self,
                                              const std::optional<Account>& frontend_account) {

@@ -380,6 +380,16 @@ int Daemon::stop() {
   return st;
 }
 
+int Daemon::crash() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGKILL);
+  int st = waitFor(pid_, std::chrono::seconds(20));
+  if (st < 0) ADD_FAILURE() << "jobworkerd did not die 20 s after SIGKILL";
+  pid_ = -1;
+  failOnSanitizerReport(log());
+  return st;
+}
+
 // A sanitizer in a child of jobworkerd (the frontend above all: a ThreadSanitizer race, an
 // ASan/UBSan report) writes to the log it inherited, and the supervisor then restarts that
 // child, so the test itself may see nothing: the log decides. So it does for a helper that its

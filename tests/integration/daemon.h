@@ -106,6 +106,8 @@ class Daemon {
   void reload();
   // Sends SIGTERM and waits for exit; returns the exit status (or 128+signal).
   int stop();
+  // SIGKILL, as a crash would end it, and waits for it; returns 128+9.
+  int crash();
   // Waits until healthz answers 200 (e.g. after killing the frontend); false after timeout_s.
   bool waitHealthy(int timeout_s = 10) const;
 

@@ -310,6 +310,28 @@ checkReload() {
     test "$rc" = 0 -a "$before" = 401 -a "$after" = 201
 }
 
+# A restart keeps finished jobs (status and output unchanged) and sessions (the token in use).
+checkRestartKeeps() {
+  local id before out_before after code out_after
+  startJob '{"command":["sh","-c","seq 1 1000; echo done"]}' || return
+  id=$JOB
+  before=$(waitJob "$id" 30)
+  out_before=$(jobOutput "$id" | sha256sum)
+  systemctl restart jobworkerd
+  local deadline=$((SECONDS + 30))
+  while ((SECONDS < deadline)); do
+    api GET /v1/healthz
+    [[ $HTTP_CODE == 200 ]] && break
+    sleep 0.2
+  done
+  api GET "/v1/jobs/$id"
+  after=$BODY
+  code=$HTTP_CODE
+  out_after=$(jobOutput "$id" | sha256sum)
+  check restart-keeps-jobs "systemctl restart: job $id answers $code with the old token, status unchanged: $([[ $before == "$after" ]] && echo yes || echo no), output sha256 ${out_before:0:12} -> ${out_after:0:12}" \
+    test "$code" = 200 -a "$before" = "$after" -a "$out_before" = "$out_after"
+}
+
 # A wedged event loop (SIGSTOP) is restarted by the watchdog. A runtime drop-in shortens
 # WatchdogSec= (and the abort's timeout) for the test, and is removed afterwards.
 checkWatchdog() {
@@ -598,6 +620,7 @@ main() {
     checkJournalJob
     checkJournalFailedLogin
     checkReload
+    checkRestartKeeps
     checkWatchdog
     ((fail > 0)) && dumpLogs
     checkStop

@@ -1,0 +1,100 @@
+// The supervisor's durable state: loading the job and session records of a previous run at
+// start, settling the jobs that were still running then, and writing records as jobs and
+// sessions change (the files themselves: supervisor/state/). Runs in jobworkerd.
+#include <sodium.h>
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "supervisor/core/supervisor.h"
+
+namespace jw::supervisor {
+
+namespace {
+
+// The record of a job that was still running when the previous jobworkerd stopped. In this
+// version no job outlives its supervisor (the job init has a parent-death signal), so it is
+// over: failed, and said to be lost. Re-adoption through the job's shim (issue 13, item 4)
+// replaces this one function.
+void settleJobLeftRunning(protocol::JobStatus& r, int64_t now_ms) {
+  r.state = protocol::JobState::kFailed;
+  r.has_exit_code = false;
+  r.exit_code = 0;
+  r.signal = 0;
+  r.error = "lost: jobworkerd stopped while the job ran (pid " + std::to_string(r.pid) +
+            "); its output up to then is kept";
+  r.ended_at_ms = now_ms;
+}
+
+}  // namespace
+
+SessionStore::Hash Supervisor::passwordTag(const std::string& user) const {
+  SessionStore::Hash tag{};
+  const UserRecord* u = findUser(user);
+  std::string_view hash = u != nullptr ? std::string_view(u->password_hash) : "";
+  crypto_generichash(tag.data(), tag.size(), reinterpret_cast<const uint8_t*>(hash.data()),
+                     hash.size(), nullptr, 0);
+  return tag;
+}
+
+Status Supervisor::loadState() {
+  if (Status st = state_.prepare(); !st) return st;
+  const int64_t now = realtimeMs();
+  StateStore::Loaded loaded = state_.load(true, now);
+  for (const auto& p : loaded.problems) log::err("state: set aside " + p);
+  size_t lost = 0;
+  for (protocol::JobStatus& r : loaded.jobs) {
+    const bool was_running = r.state == protocol::JobState::kRunning;
+    if (was_running) {
+      settleJobLeftRunning(r, now);
+      lost++;
+    }
+    std::unique_ptr<Job> job = Job::restore(r);
+    const std::string dir = store_.jobsDir() + "/" + r.id + "/";
+    const uint64_t dropped[2] = {r.output_dropped_bytes, r.stderr_dropped_bytes};
+    const std::string* errors[2] = {&r.output_error, &r.stderr_error};
+    for (int s = 0; s < (job->separate() ? 2 : 1); s++) {
+      auto log = OutputLog::openStored(dir + kStreamFile[s], dropped[s], *errors[s]);
+      if (!log) {
+        log::err("job " + r.id + ": " + log.error().message + "; its output reads as empty");
+        continue;
+      }
+      job->streams[s].log = std::move(log.value());
+    }
+    if (!job->streams[0].log || (job->separate() && !job->streams[1].log)) continue;
+    if (was_running) state_.saveEndRecord(job->status());
+    jobs_.insert(std::move(job));
+  }
+  // Sessions of users the users file no longer has, or whose password changed meanwhile, end
+  // here: the same rule as a reload's.
+  size_t ended = 0;
+  // Latest expiry first, so that over the table's cap the sessions expiring soonest go, as a
+  // mint at the cap would evict them.
+  std::sort(loaded.sessions.begin(), loaded.sessions.end(), [](const auto& a, const auto& b) {
+    return a.session.expires_at_ms > b.session.expires_at_ms;
+  });
+  for (const SessionRecord& s : loaded.sessions) {
+    if (findUser(s.session.user) == nullptr || passwordTag(s.session.user) != s.password_tag ||
+        sessions_.size() >= SessionStore::kMaxSessions) {
+      state_.removeSession(s.hash);
+      ended++;
+      continue;
+    }
+    sessions_.restore(s.hash, s.session);
+  }
+  sessions_.setObserver([this](const SessionStore::Hash& hash, const SessionStore::Session* s) {
+    if (s == nullptr) {
+      state_.removeSession(hash);
+    } else {
+      state_.saveSession({hash, *s, passwordTag(s->user)});
+    }
+  });
+  log::notice("state: " + std::to_string(jobs_.size()) + " job record(s) loaded (" +
+              std::to_string(lost) + " lost while running), " + std::to_string(sessions_.size()) +
+              " session(s) (" + std::to_string(ended) + " of removed or changed users ended), " +
+              std::to_string(loaded.corrupt) + " record(s) set aside in " + opt_.state_dir +
+              "/corrupt");
+  return okStatus();
+}
+
+}  // namespace jw::supervisor

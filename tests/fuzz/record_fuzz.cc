@@ -1,0 +1,30 @@
+// libFuzzer target for the state dir's record format (supervisor/state/record_codec): the first
+// byte picks a job record or a session record, the rest is the file. Any bytes decode or fail,
+// never crash; whatever decodes re-encodes to exactly the same bytes (the format is canonical,
+// so a loaded record is what the daemon would have written) and passes the checks the daemon
+// relies on. Runs in the fuzzer.
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "common/names.h"
+#include "supervisor/state/record_codec.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace jw;
+  if (size == 0) return 0;
+  std::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
+  if ((data[0] & 1) == 0) {
+    auto job = supervisor::decodeJobRecord(bytes);
+    if (!job.ok()) return 0;
+    if (!names::validJobId(job->id) || !names::validUserName(job->owner)) std::abort();
+    if (job->command.empty()) std::abort();
+    if (supervisor::encodeJobRecord(job.value()) != bytes) std::abort();
+  } else {
+    auto session = supervisor::decodeSessionRecord(bytes);
+    if (!session.ok()) return 0;
+    if (!names::validUserName(session->session.user)) std::abort();
+    if (supervisor::encodeSessionRecord(session.value()) != bytes) std::abort();
+  }
+  return 0;
+}
