@@ -53,11 +53,20 @@ Result<protocol::Limits, RequestError> jobLimits(const config::Settings& s, cons
   if (auto range = policy::outOfRange(requested)) {
     return RequestError{ErrorCode::kBadRequest, *range};
   }
-  auto fit = policy::fitLimits(requested, s.default_limits, policy::maxima(s, u.name, u.role));
+  auto fit = policy::fitLimits(requested, s.default_limits, policy::maxima(s, u.name, u.role),
+                               policy::totals(s, u.name, u.role));
   if (fit.refused) {
+    const policy::LimitRefusal& r = *fit.refused;
+    if (r.aggregate) {
+      return RequestError{ErrorCode::kLimitExceeded,
+                          policy::limitField(r.limit) + " " + std::to_string(r.asked) +
+                              " over the aggregate " + std::to_string(r.maximum) +
+                              " of all the jobs of user " + u.name + " together (" +
+                              policy::totalKey(r.limit) + ")"};
+    }
     return RequestError{
         ErrorCode::kLimitExceeded,
-        policy::limitField(fit.refused->limit) + " over the maximum allowed for user " + u.name};
+        policy::limitField(r.limit) + " over the maximum allowed for user " + u.name};
   }
   if (!have_cgroups) {
     if (!policy::anyLimit(fit.limits)) return fit.limits;
