@@ -108,7 +108,7 @@ Result<Settings> parse(const std::string& text, const std::string& origin);
 
 // Global maxima the config left unset become the host's: memory = physical RAM, cpu = online
 // cores; and the global aggregates (`max.total_*`): 90 % of RAM, 90 % of the kernel's pid_max,
-// every online core. Called by both processes after load(), so that they apply one rule.
+// every online core. Called by the supervisor after load().
 void applyHostMaxima(Settings& s);
 
 // `max.<limit> = unlimited` is stored as the type's maximum, `default.<limit> = unlimited` as 0.

@@ -92,6 +92,19 @@ CgroupLimits cgroupLimits(const protocol::Limits& l) {
   return CgroupLimits{l.cpu_millicores, l.memory_bytes, l.pids, l.io};
 }
 
+AggregateLimits aggregateLimits(const config::LimitSet& totals) {
+  auto within = [](auto v, auto lowest, auto highest) -> decltype(highest) {
+    if (!v || *v < lowest || *v > highest) return 0;
+    return *v;
+  };
+  AggregateLimits a;
+  a.cpu_millicores =
+      within(totals.cpu_millicores, policy::kMinCpuMillicores, policy::kMaxCpuMillicores);
+  a.memory_bytes = within(totals.memory_bytes, uint64_t{1}, policy::kMaxMemoryBytes);
+  a.pids = within(totals.pids, uint32_t{1}, policy::kMaxPids);
+  return a;
+}
+
 namespace {
 
 std::string mebibytes(uint64_t bytes) {
@@ -129,6 +142,7 @@ std::optional<std::string> stateSpaceShortage(const OutputStore& store, uint64_t
 
 Result<JobResources, RequestError> JobResources::create(Job& job, OutputStore& store,
                                                         CgroupBackend* cgroups,
+                                                        const AggregateLimits& owner_total,
                                                         uint64_t output_cap) {
   auto dir = store.createJobDir(job.id());
   if (!dir) return storageError(job, "creating the job's output directory", dir.error());
@@ -140,7 +154,8 @@ Result<JobResources, RequestError> JobResources::create(Job& job, OutputStore& s
     job.streams[s].log = std::move(log.value());
   }
   if (cgroups != nullptr) {
-    auto cg = cgroups->create(job.id(), cgroupLimits(job.spec().limits));
+    auto cg =
+        cgroups->create(job.id(), job.spec().owner, owner_total, cgroupLimits(job.spec().limits));
     if (!cg) {
       log::err("job " + job.id() + ": creating its cgroup: " + cg.error().message);
       return RequestError{ErrorCode::kUnavailable,

@@ -122,7 +122,7 @@ class JobResourcesTest : public ::testing::Test {
 TEST_F(JobResourcesTest, RemovedUnlessReleased) {
   auto j = job(protocol::OutputMode::kSeparate);
   {
-    auto r = JobResources::create(*j, *store_, nullptr, 1024);
+    auto r = JobResources::create(*j, *store_, nullptr, {}, 1024);
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_TRUE(std::filesystem::exists(jobDir() + "/output"));
     EXPECT_TRUE(std::filesystem::exists(jobDir() + "/stderr"));
@@ -135,7 +135,7 @@ TEST_F(JobResourcesTest, RemovedUnlessReleased) {
 TEST_F(JobResourcesTest, ReleasedStay) {
   auto j = job(protocol::OutputMode::kMerged);
   {
-    auto r = JobResources::create(*j, *store_, nullptr, 1024);
+    auto r = JobResources::create(*j, *store_, nullptr, {}, 1024);
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_EQ(j->streams[1].log, nullptr);  // merged: one log
     r->release();
@@ -144,7 +144,7 @@ TEST_F(JobResourcesTest, ReleasedStay) {
   EXPECT_FALSE(std::filesystem::exists(jobDir() + "/stderr"));
   // A second job with the same id cannot get a directory: the error is the store's.
   auto again = job(protocol::OutputMode::kMerged);
-  auto r = JobResources::create(*again, *store_, nullptr, 1024);
+  auto r = JobResources::create(*again, *store_, nullptr, {}, 1024);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kInternal);
   EXPECT_TRUE(std::filesystem::exists(jobDir() + "/output"));  // the first job's stays
