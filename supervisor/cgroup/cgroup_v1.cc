@@ -233,6 +233,11 @@ class V1Backend : public CgroupBackend {
     auto disks = resolveIoLimits(limits.io);
     if (!disks) return disks.error();
     if (Status s = prepareUser(user, user_total); !s) return s.error();
+    // The user's level went away under us (an administrator's rmdir of an empty one): again.
+    if (!fileExists(hierarchies_.front().base + "/" + user)) {
+      users_ready_.erase(user);
+      if (Status s = prepareUser(user, user_total); !s) return s.error();
+    }
 
     std::vector<JobDir> dirs;
     for (const JobDir& d : jobDirs(user, job_id)) {

@@ -195,7 +195,7 @@ class V2Backend : public CgroupBackend {
     if (Status s = prepareUser(user, user_total); !s) return s.error();
 
     std::string path = instance_ + "/" + user + "/" + job_id;
-    if (::mkdir(path.c_str(), 0755) != 0) return sysError("mkdir " + path);
+    if (Status s = makeJobDir(path, user, user_total); !s) return s.error();
     Status applied = applyLimits(path, limits, quota, *disks);
     UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (applied && !dir) applied = sysError("open " + path);
@@ -347,6 +347,18 @@ class V2Backend : public CgroupBackend {
                    s.error().sys_errno};
     }
     users_ready_.insert(user);
+    return okStatus();
+  }
+
+  // The job's directory; the user's level is made again if it went away under us (an
+  // administrator's rmdir of an empty one).
+  Status makeJobDir(const std::string& path, const std::string& user,
+                    const AggregateLimits& user_total) {
+    if (::mkdir(path.c_str(), 0755) == 0) return okStatus();
+    if (errno != ENOENT) return sysError("mkdir " + path);
+    users_ready_.erase(user);
+    if (Status s = prepareUser(user, user_total); !s) return s;
+    if (::mkdir(path.c_str(), 0755) != 0) return sysError("mkdir " + path);
     return okStatus();
   }
 
