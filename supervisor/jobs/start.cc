@@ -58,9 +58,16 @@ Result<protocol::Limits, RequestError> jobLimits(const config::Settings& s, cons
   if (fit.refused) {
     const policy::LimitRefusal& r = *fit.refused;
     if (r.aggregate) {
+      // The numbers in the units the API takes: cores for cpu (millicores inside), bytes.
+      auto text = [&](uint64_t v) {
+        if (r.limit != policy::LimitRefusal::Limit::kCpu) return std::to_string(v);
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g cores", static_cast<double>(v) / 1000);
+        return std::string(buf);
+      };
       return RequestError{ErrorCode::kLimitExceeded,
-                          policy::limitField(r.limit) + " " + std::to_string(r.asked) +
-                              " over the aggregate " + std::to_string(r.maximum) +
+                          policy::limitField(r.limit) + " " + text(r.asked) +
+                              " over the aggregate " + text(r.maximum) +
                               " of all the jobs of user " + u.name + " together (" +
                               policy::totalKey(r.limit) + ")"};
     }

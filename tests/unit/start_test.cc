@@ -51,6 +51,24 @@ TEST(JobStart, LimitsOverTheMaximumNameTheLimitAndTheUser) {
   EXPECT_EQ(l.error().message, "limits.memory over the maximum allowed for user bob");
 }
 
+TEST(JobStart, AnExplicitLimitOverAnAggregateIsRefusedNamingTheKey) {
+  auto s = config::parse("max.total_cpu = 4\nrole.user.max.total_cpu = 1.5\n", "t");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  protocol::Limits asked;
+  asked.cpu_millicores = 2000;
+  auto l = jobLimits(s.value(), user("bob", Role::kUser), asked, false);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.error().code, ErrorCode::kLimitExceeded);
+  EXPECT_EQ(l.error().message,
+            "limits.cpu 2 cores over the aggregate 1.5 cores of all the jobs of user bob together "
+            "(max.total_cpu)");
+  // The instance's aggregate bounds an admin, who has no role entry.
+  asked.cpu_millicores = 4500;
+  l = jobLimits(s.value(), user("root", Role::kAdmin), asked, false);
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.error().message.find("max.total_cpu"), std::string::npos) << l.error().message;
+}
+
 TEST(JobStart, LimitsOutsideTheKernelsRangeAreBadRequestsWhateverTheFrontendChecked) {
   config::Settings s;
   s.global.max.pids = UINT32_MAX;  // even where the configuration sets no maximum
