@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -91,8 +92,17 @@ Status setLimit(LimitSet& l, const std::string& key, const std::string& v, bool*
   return okStatus();
 }
 
-// Keys of a Policy: max.<limit>, network_host, allow_root, seccomp.
+// Keys of a Policy: max.total_<cpu|memory|pids>, max.<limit>, network_host, allow_root, seccomp.
 Status setPolicy(Policy& p, const std::string& key, const std::string& v, bool* known) {
+  if (key.rfind("max.total_", 0) == 0) {
+    std::string limit = key.substr(10);
+    // IO rates are per device: an aggregate of them means nothing to the kernel.
+    if (limit != "cpu" && limit != "memory" && limit != "pids") {
+      *known = false;
+      return okStatus();
+    }
+    return setLimit(p.total, limit, v, known, true);
+  }
   if (key.rfind("max.", 0) == 0) return setLimit(p.max, key.substr(4), v, known, true);
   *known = true;
   if (key == "network_host") return assignOpt(parseBool(v), p.allow_network_host);
@@ -313,18 +323,48 @@ Result<Settings> parse(const std::string& text, const std::string& origin) {
   return s;
 }
 
+namespace {
+
+std::optional<uint64_t> hostMemoryBytes() {
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return std::nullopt;
+  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
+}
+
+std::optional<uint32_t> hostCpuMillicores() {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (cores <= 0) return std::nullopt;
+  return static_cast<uint32_t>(std::min<long>(cores, 4096)) * 1000;
+}
+
+// /proc/sys/kernel/pid_max: how many pids the whole host has.
+std::optional<uint32_t> hostPidMax() {
+  std::ifstream f("/proc/sys/kernel/pid_max");
+  uint64_t v = 0;
+  if (!(f >> v) || v == 0 || v > UINT32_MAX) return std::nullopt;
+  return static_cast<uint32_t>(v);
+}
+
+// 90 %: the rest stays for the daemon, the frontend and whatever else the host runs.
+template <typename T>
+T ninetyPercent(T v) {
+  return v - v / 10;
+}
+
+}  // namespace
+
 void applyHostMaxima(Settings& s) {
-  if (!s.global.max.memory_bytes) {
-    long pages = sysconf(_SC_PHYS_PAGES);
-    long page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0) {
-      s.global.max.memory_bytes = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
-    }
+  auto memory = hostMemoryBytes();
+  auto cpu = hostCpuMillicores();
+  if (!s.global.max.memory_bytes) s.global.max.memory_bytes = memory;
+  if (!s.global.max.cpu_millicores) s.global.max.cpu_millicores = cpu;
+  LimitSet& total = s.global.total;
+  if (!total.memory_bytes && memory) total.memory_bytes = ninetyPercent(*memory);
+  if (!total.pids) {
+    if (auto pid_max = hostPidMax()) total.pids = ninetyPercent(*pid_max);
   }
-  if (!s.global.max.cpu_millicores) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores > 0) s.global.max.cpu_millicores = static_cast<uint32_t>(cores) * 1000;
-  }
+  if (!total.cpu_millicores) total.cpu_millicores = cpu;
 }
 
 std::string controlSocketPath(const Settings& s) {

@@ -27,6 +27,9 @@ struct LimitSet {
 // Per-role or per-user policy. A user's entry overrides its role's, which overrides the global.
 struct Policy {
   LimitSet max;
+  // `max.total_cpu`, `max.total_memory`, `max.total_pids`: the aggregate caps of all the jobs
+  // together (io_* unused). Global: the instance's; per user or role: each user's.
+  LimitSet total;
   std::optional<bool> allow_network_host;
   std::optional<bool> allow_root;  // run-as root or the frontend's account (users only)
   std::optional<bool> seccomp;     // the default job seccomp profile
@@ -104,7 +107,8 @@ std::string controlSocketPath(const Settings& s);
 Result<Settings> parse(const std::string& text, const std::string& origin);
 
 // Global maxima the config left unset become the host's: memory = physical RAM, cpu = online
-// cores. Called by the supervisor after load().
+// cores; and the global aggregates (`max.total_*`): 90 % of RAM, 90 % of the kernel's pid_max,
+// every online core. Called by the supervisor after load().
 void applyHostMaxima(Settings& s);
 
 // `max.<limit> = unlimited` is stored as the type's maximum, `default.<limit> = unlimited` as 0.

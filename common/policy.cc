@@ -26,18 +26,29 @@ auto lookup(const config::Settings& s, const std::string& user, protocol::Role r
   return get(s.global);
 }
 
-// One of cpu, memory, pids; false (and *refused set) when a requested value is over max.
+// One of cpu, memory, pids; false (and *refused set) when a requested value is over max or
+// total.
 template <typename T>
-bool fitOne(T& value, std::optional<T> def, std::optional<T> max, Limit limit,
-            std::optional<LimitRefusal>* refused) {
+bool fitOne(T& value, std::optional<T> def, std::optional<T> max, std::optional<T> total,
+            Limit limit, std::optional<LimitRefusal>* refused) {
   const bool requested = value != 0;
-  if (!requested && def) value = *def;
-  if (!max) return true;
-  if (requested && value > *max) {
-    *refused = LimitRefusal{limit, value, *max};
-    return false;
+  if (requested) {
+    if (max && value > *max) {
+      *refused = LimitRefusal{limit, value, *max};
+      return false;
+    }
+    if (total && value > *total) {
+      *refused = LimitRefusal{limit, value, *total, true};
+      return false;
+    }
+    return true;
   }
-  if (value > *max || (value == 0 && *max != std::numeric_limits<T>::max())) value = *max;
+  if (def) value = *def;
+  if (max && (value > *max || (value == 0 && *max != std::numeric_limits<T>::max()))) {
+    value = *max;
+  }
+  // No limit stays none: the user's cgroup enforces the aggregate anyway.
+  if (total && value > *total) value = *total;
   return true;
 }
 
@@ -54,6 +65,20 @@ config::LimitSet maxima(const config::Settings& s, const std::string& user, prot
   m.io_bps = max(&config::LimitSet::io_bps);
   m.io_iops = max(&config::LimitSet::io_iops);
   return m;
+}
+
+config::LimitSet totals(const config::Settings& s, const std::string& user, protocol::Role role) {
+  auto total = [&](auto field) {
+    auto v = lookup(s, user, role, [&](const config::Policy& p) { return p.total.*field; });
+    auto instance = s.global.total.*field;
+    if (v && instance && *instance < *v) v = instance;
+    return v;
+  };
+  config::LimitSet t;
+  t.cpu_millicores = total(&config::LimitSet::cpu_millicores);
+  t.memory_bytes = total(&config::LimitSet::memory_bytes);
+  t.pids = total(&config::LimitSet::pids);
+  return t;
 }
 
 bool networkHostAllowed(const config::Settings& s, const std::string& user, protocol::Role role) {
@@ -85,13 +110,30 @@ std::string limitField(Limit limit) {
   return "limits";
 }
 
+std::string totalKey(Limit limit) {
+  switch (limit) {
+    case Limit::kCpu:
+      return "max.total_cpu";
+    case Limit::kMemory:
+      return "max.total_memory";
+    case Limit::kPids:
+      return "max.total_pids";
+    case Limit::kIoBps:
+    case Limit::kIoIops:
+      break;
+  }
+  return "max.total";
+}
+
 FittedLimits fitLimits(const protocol::Limits& requested, const config::LimitSet& def,
-                       const config::LimitSet& max) {
+                       const config::LimitSet& max, const config::LimitSet& total) {
   FittedLimits f{requested, std::nullopt};
   protocol::Limits& l = f.limits;
-  if (!fitOne(l.cpu_millicores, def.cpu_millicores, max.cpu_millicores, Limit::kCpu, &f.refused) ||
-      !fitOne(l.memory_bytes, def.memory_bytes, max.memory_bytes, Limit::kMemory, &f.refused) ||
-      !fitOne(l.pids, def.pids, max.pids, Limit::kPids, &f.refused)) {
+  if (!fitOne(l.cpu_millicores, def.cpu_millicores, max.cpu_millicores, total.cpu_millicores,
+              Limit::kCpu, &f.refused) ||
+      !fitOne(l.memory_bytes, def.memory_bytes, max.memory_bytes, total.memory_bytes,
+              Limit::kMemory, &f.refused) ||
+      !fitOne(l.pids, def.pids, max.pids, total.pids, Limit::kPids, &f.refused)) {
     return f;
   }
   for (const auto& io : l.io) {

@@ -15,6 +15,10 @@ namespace jw::policy {
 // Each field resolved on its own: the user's `user.<name>.max.*`, else the role's
 // `role.<role>.max.*`, else the global `max.*`; nullopt where none sets it (no maximum).
 config::LimitSet maxima(const config::Settings& s, const std::string& user, protocol::Role role);
+// The aggregate caps of all u's jobs together (`max.total_cpu`, `.total_memory`, `.total_pids`):
+// each field the user's `user.<name>.max.total_*`, else the role's, else the global one; never
+// above the global one, the instance's, whose cgroup holds every user's.
+config::LimitSet totals(const config::Settings& s, const std::string& user, protocol::Role role);
 // `network_host`: whether the job may share the host's network; unset, admins only.
 bool networkHostAllowed(const config::Settings& s, const std::string& user, protocol::Role role);
 // `allow_root`: whether the user's run_as may be root or the frontend's account; unset, no.
@@ -29,9 +33,12 @@ struct LimitRefusal {
   Limit limit;
   uint64_t asked;
   uint64_t maximum;
+  bool aggregate = false;  // maximum is the aggregate of all the user's jobs (max.total_*)
 };
 // "limits.cpu", "limits.memory", "limits.pids", "limits.io" (both io kinds).
 std::string limitField(LimitRefusal::Limit limit);
+// The configuration key of an aggregate: "max.total_cpu", "max.total_memory", "max.total_pids".
+std::string totalKey(LimitRefusal::Limit limit);
 
 struct FittedLimits {
   protocol::Limits limits;              // what the job gets, when nothing is refused
@@ -43,9 +50,12 @@ struct FittedLimits {
 // the user did not ask for is fitted under the maximum instead: a default above it, or no limit
 // at all (`default.<limit> = unlimited`, stored as 0) under a finite one (`max.<limit> =
 // unlimited` is the type's maximum). IO rules have no defaults; each direction's rate must be
-// within max.io_bps / max.io_iops. Pure: no configuration lookup, no host state.
+// within max.io_bps / max.io_iops. Aggregates (`totals`) are not summed over running jobs (the
+// kernel enforces them on the user's and the instance's cgroups): a requested value that alone
+// is over one is refused (aggregate set), a default above one is fitted under it. Pure: no
+// configuration lookup, no host state.
 FittedLimits fitLimits(const protocol::Limits& requested, const config::LimitSet& defaults,
-                       const config::LimitSet& maxima);
+                       const config::LimitSet& maxima, const config::LimitSet& totals);
 
 // The range each limit can have at all, whatever the configuration says: outside it the kernel
 // would refuse the value (a failed cgroup write) or wrap it.

@@ -12,7 +12,9 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -25,6 +27,7 @@
 #include "supervisor/core/helper_binaries.h"
 #include "supervisor/core/supervisor.h"
 #include "supervisor/frontend_link/listen_socket.h"
+#include "supervisor/jobs/start.h"
 #include "supervisor/state/state_store.h"
 
 namespace jw::supervisor {
@@ -253,15 +256,25 @@ Status chooseCgroupBackend(SupervisorOptions& opt) {
     log::warning("cgroups disabled by the configuration (isolation.cgroups = false)");
     return okStatus();
   }
-  auto backend = CgroupBackend::detect();
+  // The instance's cgroup is named after the state dir, so a later jobworkerd on it finds the
+  // same one; realpath: two spellings of one directory are one instance.
+  std::unique_ptr<char, decltype(&::free)> canonical(
+      ::realpath(opt.settings.state_dir.c_str(), nullptr), &::free);
+  if (!canonical) return sysError("realpath of the state dir " + opt.settings.state_dir);
+  CgroupInstance instance{cgroupInstanceName(canonical.get()),
+                          aggregateLimits(opt.settings.global.total)};
+  auto backend = CgroupBackend::detect(instance);
   if (!backend) {
     return Error{"cgroups unavailable: " + backend.error().message +
                  "; refusing to run jobs without limits (set isolation.cgroups = false in the "
                  "configuration to run without cgroups)"};
   }
   opt.cgroups = std::move(backend.value());
-  log::info("cgroups: " + opt.cgroups->name());
+  log::info("cgroups: " + opt.cgroups->name() + ", instance " + instance.name);
   for (const auto& d : opt.cgroups->details()) log::info("cgroups: " + d);
+  // Nothing is re-adopted yet: every job cgroup of this instance is a previous run's leftover.
+  size_t removed = opt.cgroups->removeLeftovers({});
+  if (removed > 0) log::notice("cgroups: removed " + std::to_string(removed) + " leftover jobs");
   return okStatus();
 }
 

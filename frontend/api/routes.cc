@@ -136,7 +136,8 @@ ApiError fromSupervisor(const protocol::ErrorReply& e) {
 std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std::string& user,
                                          Role role, const protocol::Limits& l) {
   using Limit = policy::LimitRefusal::Limit;
-  auto fit = policy::fitLimits(l, cfg.default_limits, policy::maxima(cfg, user, role));
+  auto fit = policy::fitLimits(l, cfg.default_limits, policy::maxima(cfg, user, role),
+                               policy::totals(cfg, user, role));
   if (!fit.refused) return std::nullopt;
   const policy::LimitRefusal& r = *fit.refused;
   std::string what = policy::limitField(r.limit);
@@ -145,6 +146,12 @@ std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std:
   auto text = [&](uint64_t v) {
     return r.limit == Limit::kCpu ? coresText(static_cast<uint32_t>(v)) : std::to_string(v);
   };
+  if (r.aggregate) {
+    return ApiError{403, "limit_exceeded",
+                    what + " " + text(r.asked) + " is over " + text(r.maximum) +
+                        ", the aggregate of all your jobs together (" + policy::totalKey(r.limit) +
+                        ")"};
+  }
   return ApiError{403, "limit_exceeded",
                   what + " " + text(r.asked) + " is over your maximum " + text(r.maximum)};
 }

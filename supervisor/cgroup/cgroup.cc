@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <set>
 
@@ -25,19 +26,44 @@
 
 namespace jw::supervisor {
 
-Result<std::unique_ptr<CgroupBackend>> CgroupBackend::detect() {
+Result<std::unique_ptr<CgroupBackend>> CgroupBackend::detect(const CgroupInstance& instance) {
+  if (Status s = cg::validateInstance(instance.name); !s) return s.error();
   struct statfs sfs {};
   if (::statfs("/sys/fs/cgroup", &sfs) != 0) return sysError("statfs /sys/fs/cgroup");
   // A hybrid host's /sys/fs/cgroup/unified is cgroup2 too, but without controllers: only a
   // cgroup2 /sys/fs/cgroup itself means the unified hierarchy is the real one.
   if (static_cast<uint64_t>(sfs.f_type) == CGROUP2_SUPER_MAGIC) {
-    return cg::openV2Backend("/sys/fs/cgroup");
+    return cg::openV2Backend("/sys/fs/cgroup", instance);
   }
-  return cg::openV1Backend();
+  return cg::openV1Backend(instance);
 }
 
-Result<std::unique_ptr<CgroupBackend>> CgroupBackend::openV2(const std::string& mount_point) {
-  return cg::openV2Backend(mount_point);
+Result<std::unique_ptr<CgroupBackend>> CgroupBackend::openV2(const std::string& mount_point,
+                                                             const CgroupInstance& instance) {
+  if (Status s = cg::validateInstance(instance.name); !s) return s.error();
+  return cg::openV2Backend(mount_point, instance);
+}
+
+std::string cgroupInstanceName(const std::string& canonical_state_dir) {
+  // FNV-1a, 64 bits: fixed here (std::hash may change between library versions).
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (unsigned char c : canonical_state_dir) {
+    hash ^= c;
+    hash *= 0x100000001b3ULL;
+  }
+  std::string_view path = canonical_state_dir;
+  while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  std::string_view last = path.substr(path.rfind('/') + 1);
+  std::string readable;
+  for (char c : last.substr(0, 32)) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    bool keep = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    readable.push_back(keep ? c : '_');
+  }
+  if (readable.empty()) readable = "root";
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(hash >> 32));
+  return readable + "_" + hex;
 }
 
 Status checkLimits(const CgroupLimits& limits) {
@@ -296,6 +322,22 @@ Status validateJobId(const std::string& job_id) {
   return okStatus();
 }
 
+Status validateUser(const std::string& user) {
+  if (!names::validUserName(user)) {
+    return Error{"user name " + log::quote(user) + " is not " +
+                 std::string(names::kUserNamePattern)};
+  }
+  return okStatus();
+}
+
+Status validateInstance(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 48 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+  if (!ok) return Error{"cgroup instance name " + log::quote(name) + " is not [a-z0-9_]{1,48}"};
+  return okStatus();
+}
+
 std::string diskKey(const DiskId& d) {
   return std::to_string(d.major) + ":" + std::to_string(d.minor);
 }
@@ -469,37 +511,22 @@ Status freezeKillThaw(const FreezeOps& ops) {
   }
 }
 
-// --- Leftover locks --------------------------------------------------------------------------
+// --- The instance lock ------------------------------------------------------------------------
 
-Result<bool> BaseLocks::acquire(const std::vector<std::string>& dirs) {
+Status InstanceLock::acquire(const std::vector<std::string>& dirs) {
+  std::vector<UniqueFd> fds;
   for (const std::string& d : dirs) {
     UniqueFd fd(::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd) return sysError("open " + d);
-    fds_.push_back(std::move(fd));
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) {
+        return Error{"another jobworkerd runs this instance (same state dir): " + d + " is locked"};
+      }
+      return sysError("flock " + d);
+    }
+    fds.push_back(std::move(fd));
   }
-  bool exclusive = true;
-  for (size_t i = 0; i < fds_.size() && exclusive; ++i) {
-    if (::flock(fds_[i].get(), LOCK_EX | LOCK_NB) == 0) continue;
-    if (errno != EWOULDBLOCK) return sysError("flock " + dirs[i]);
-    exclusive = false;
-  }
-  if (exclusive) return true;
-  // Another daemon lives in this subtree: never block while holding an exclusive lock.
-  for (const UniqueFd& fd : fds_) ::flock(fd.get(), LOCK_UN);
-  for (size_t i = 0; i < fds_.size(); ++i) {
-    int rc;
-    do {
-      rc = ::flock(fds_[i].get(), LOCK_SH);
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0) return sysError("flock " + dirs[i]);
-  }
-  return false;
-}
-
-Status BaseLocks::share() {
-  for (const UniqueFd& fd : fds_) {
-    if (::flock(fd.get(), LOCK_SH) != 0) return sysError("flock LOCK_SH");
-  }
+  fds_ = std::move(fds);
   return okStatus();
 }
 

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,26 +51,60 @@ class JobCgroup {
 // cgroupfs errors). Stats io device paths as root: only under /dev.
 Status checkLimits(const CgroupLimits& limits);
 
+// The aggregate caps of one level of the layout (the instance, one user): what all the jobs below
+// it take together; 0 means "no cap of that kind".
+struct AggregateLimits {
+  uint32_t cpu_millicores = 0;
+  uint64_t memory_bytes = 0;
+  uint32_t pids = 0;
+};
+
+// Which jobworkerd this is, as the cgroup layout names it: <root>/<instance>/<user>/<job>.
+struct CgroupInstance {
+  std::string name;       // cgroupInstanceName() of the state dir
+  AggregateLimits total;  // written into <root>/<instance>
+};
+
+// The instance name of a state directory (its canonical path): its last component made safe
+// ([a-z0-9_], at most 32 characters, "root" for "/") and 8 hex digits of the path's 64-bit
+// FNV-1a hash, e.g. "jobworker_1f0c2a9e". Stable across versions: a later jobworkerd on the same
+// state dir finds (and cleans or re-adopts) the same directory.
+std::string cgroupInstanceName(const std::string& canonical_state_dir);
+
 class CgroupBackend {
  public:
   virtual ~CgroupBackend() = default;
-  // v2 only when /sys/fs/cgroup itself is cgroup2 (statfs), else v1. Job cgroups go under the
-  // daemon's own cgroup from /proc/self/cgroup: <own>/jobworker/<id>. Removes leftovers
-  // (<own>/jobworker/*) of a previous run.
-  static Result<std::unique_ptr<CgroupBackend>> detect();
+  // v2 only when /sys/fs/cgroup itself is cgroup2 (statfs), else v1. The layout is
+  // <root>/<instance>/<user>/<job>, <root> = <own>/jobworker with <own> the daemon's own cgroup
+  // from /proc/self/cgroup. Creates <root>/<instance> with the instance's caps and holds an
+  // exclusive flock on it: a second jobworkerd of the same instance (state dir) is refused, any
+  // other instance is never touched. Leftovers stay until removeLeftovers().
+  static Result<std::unique_ptr<CgroupBackend>> detect(const CgroupInstance& instance);
   // A v2 backend rooted at an explicit cgroup2 mount (tests: a hybrid host's
   // /sys/fs/cgroup/unified). Uses <mount_point><own path from the 0:: line of /proc/self/cgroup>,
   // moves this process into the <own>/supervisor leaf and tolerates missing controllers: limits
   // needing them fail, placement, kill and removal still work.
-  static Result<std::unique_ptr<CgroupBackend>> openV2(const std::string& mount_point);
+  static Result<std::unique_ptr<CgroupBackend>> openV2(const std::string& mount_point,
+                                                       const CgroupInstance& instance);
   virtual std::string name() const = 0;  // "v1" or "v2"
   virtual bool has(Controller c) const = 0;
-  // For healthz and the startup log: backend, root paths, missing controllers.
+  // For healthz and the startup log: backend, instance, root paths, missing controllers.
   virtual std::vector<std::string> details() const = 0;
-  // Creates <own>/jobworker/<job_id> with the limits applied. A limit whose controller is missing
-  // is an error (never silently unlimited).
+  // Creates <root>/<instance>/<user>/<job_id> with the limits applied; the user's level is made
+  // on first use (in this backend's life) with user_total written into it. A limit whose
+  // controller is missing is an error (never silently unlimited).
   virtual Result<std::unique_ptr<JobCgroup>> create(const std::string& job_id,
+                                                    const std::string& user,
+                                                    const AggregateLimits& user_total,
                                                     const CgroupLimits& limits) = 0;
+  // The existing cgroup of a job of this instance (one a previous jobworkerd made), as create()
+  // would have returned it: usage, kill and removal work on it. Fails when it does not exist.
+  virtual Result<std::unique_ptr<JobCgroup>> adopt(const std::string& job_id,
+                                                   const std::string& user) = 0;
+  // Kills and removes every job cgroup of this instance whose id is not in keep, then the user
+  // levels left empty; never looks outside <root>/<instance>. Returns how many it removed; one
+  // that cannot be removed is logged and listed in details().
+  virtual size_t removeLeftovers(const std::set<std::string>& keep) = 0;
 };
 
 }  // namespace jw::supervisor

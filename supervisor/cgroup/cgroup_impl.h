@@ -119,26 +119,32 @@ Status killByFreezingV2(const std::string& path, const std::string& rel);
 // Polls until done() or the timeout; returns done()'s last value.
 bool waitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout);
 
-// --- Leftovers of a previous run -------------------------------------------------------------
-// Every running jobworkerd holds a shared flock on its <own>/jobworker directories; a starting one
-// cleans leftovers only when it gets the lock exclusively (no other daemon uses that subtree, as
-// when several test daemons share a host), then keeps it shared.
-class BaseLocks {
+// --- One instance per state dir --------------------------------------------------------------
+// An exclusive flock on the instance's directories, held for the backend's life: two
+// jobworkerds on one state dir would kill each other's jobs as leftovers, so the second is
+// refused. Other instances have directories of their own and never contend.
+class InstanceLock {
  public:
-  BaseLocks() = default;
-  BaseLocks(const BaseLocks&) = delete;
-  BaseLocks& operator=(const BaseLocks&) = delete;
-  // Opens and locks every directory; returns true when the exclusive lock was had (cleanup is
-  // safe), in which case the caller cleans and then calls share().
-  Result<bool> acquire(const std::vector<std::string>& dirs);
-  Status share();
+  InstanceLock() = default;
+  InstanceLock(const InstanceLock&) = delete;
+  InstanceLock& operator=(const InstanceLock&) = delete;
+  // All or nothing: on failure nothing stays locked.
+  Status acquire(const std::vector<std::string>& dirs);
+  bool held() const { return !fds_.empty(); }
 
  private:
   std::vector<UniqueFd> fds_;
 };
 
+// The user level's directory name: names::validUserName (never '/', '.' or ".."), checked again
+// here where the path is made.
+Status validateUser(const std::string& user);
+// What cgroupInstanceName() makes: [a-z0-9_], 1..48 characters.
+Status validateInstance(const std::string& name);
+
 // The backends (cgroup_v1.cc, cgroup_v2.cc).
-Result<std::unique_ptr<CgroupBackend>> openV1Backend();
-Result<std::unique_ptr<CgroupBackend>> openV2Backend(const std::string& mount_point);
+Result<std::unique_ptr<CgroupBackend>> openV1Backend(const CgroupInstance& instance);
+Result<std::unique_ptr<CgroupBackend>> openV2Backend(const std::string& mount_point,
+                                                     const CgroupInstance& instance);
 
 }  // namespace jw::supervisor::cg

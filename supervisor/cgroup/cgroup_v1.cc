@@ -1,8 +1,10 @@
-// jobworkerd: cgroup v1 backend (a job dir per controller hierarchy, freezer-based kill).
+// jobworkerd: cgroup v1 backend (<own>/jobworker/<instance>/<user>/<id> in every controller
+// hierarchy, freezer-based kill).
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <set>
 
 #include "common/log.h"
@@ -18,8 +20,9 @@ constexpr std::string_view kManaged[] = {"cpu", "cpuacct", "memory", "blkio", "p
 // One controller hierarchy (co-mounted controllers such as cpu,cpuacct share one).
 struct Hierarchy {
   std::vector<std::string> controllers;  // the managed ones mounted here
-  std::string base;                      // <mount>/<own>/jobworker
-  std::string base_rel;                  // <own>/jobworker, as /proc/PID/cgroup names it
+  std::string root;                      // <mount>/<own>/jobworker
+  std::string base;                      // <mount>/<own>/jobworker/<instance>
+  std::string base_rel;                  // <own>/jobworker/<instance>, as /proc/PID/cgroup says
   bool has(std::string_view c) const {
     return std::find(controllers.begin(), controllers.end(), c) != controllers.end();
   }
@@ -183,11 +186,30 @@ class V1Job : public JobCgroup {
 
 class V1Backend : public CgroupBackend {
  public:
-  static Result<std::unique_ptr<CgroupBackend>> open() {
+  static Result<std::unique_ptr<CgroupBackend>> open(const CgroupInstance& instance) {
     auto backend = std::unique_ptr<V1Backend>(new V1Backend());
-    if (Status s = backend->discover(); !s) return s.error();
+    if (Status s = backend->discover(instance.name); !s) return s.error();
     if (Status s = backend->prepare(); !s) return s.error();
+    std::vector<JobDir> levels;
+    for (const Hierarchy& h : backend->hierarchies_) {
+      levels.push_back(JobDir{h.controllers, h.base, h.base_rel});
+    }
+    if (Status s = applyTotal(levels, instance.total); !s) {
+      return Error{"the instance's aggregate caps: " + s.error().message, s.error().sys_errno};
+    }
     return std::unique_ptr<CgroupBackend>(std::move(backend));
+  }
+
+  // A clean stop leaves no empty level behind; a level still holding a job (or, later, one kept
+  // for re-adoption) stays: rmdir refuses it.
+  ~V1Backend() override {
+    if (!lock_.held()) return;  // another daemon's levels, or none made
+    for (const Hierarchy& h : hierarchies_) {
+      for (const std::string& user : listSubdirs(h.base)) {
+        (void)::rmdir((h.base + "/" + user).c_str());
+      }
+      (void)::rmdir(h.base.c_str());
+    }
   }
 
   std::string name() const override { return "v1"; }
@@ -196,9 +218,11 @@ class V1Backend : public CgroupBackend {
 
   std::vector<std::string> details() const override { return details_; }
 
-  Result<std::unique_ptr<JobCgroup>> create(const std::string& job_id,
+  Result<std::unique_ptr<JobCgroup>> create(const std::string& job_id, const std::string& user,
+                                            const AggregateLimits& user_total,
                                             const CgroupLimits& limits) override {
     if (Status s = validateJobId(job_id); !s) return s.error();
+    if (Status s = validateUser(user); !s) return s.error();
     if (Status s = checkControllers(limits); !s) return s.error();
     uint64_t quota = 0;
     if (limits.cpu_millicores > 0) {
@@ -208,16 +232,21 @@ class V1Backend : public CgroupBackend {
     }
     auto disks = resolveIoLimits(limits.io);
     if (!disks) return disks.error();
+    if (Status s = prepareUser(user, user_total); !s) return s.error();
+    // The user's level went away under us (an administrator's rmdir of an empty one): again.
+    if (!fileExists(hierarchies_.front().base + "/" + user)) {
+      users_ready_.erase(user);
+      if (Status s = prepareUser(user, user_total); !s) return s.error();
+    }
 
     std::vector<JobDir> dirs;
-    for (const Hierarchy& h : hierarchies_) {
-      JobDir d{h.controllers, h.base + "/" + job_id, joinRel(h.base_rel, job_id)};
+    for (const JobDir& d : jobDirs(user, job_id)) {
       if (::mkdir(d.path.c_str(), 0755) != 0) {
         Error e = sysError("mkdir " + d.path);
         (void)V1Job(std::move(dirs)).remove();  // undo; the mkdir error is the one to report
         return e;
       }
-      dirs.push_back(std::move(d));
+      dirs.push_back(d);
     }
     auto job = std::make_unique<V1Job>(dirs);
     if (Status s = applyLimits(dirs, limits, quota, *disks); !s) {
@@ -225,6 +254,54 @@ class V1Backend : public CgroupBackend {
       return s.error();
     }
     return std::unique_ptr<JobCgroup>(std::move(job));
+  }
+
+  Result<std::unique_ptr<JobCgroup>> adopt(const std::string& job_id,
+                                           const std::string& user) override {
+    if (Status s = validateJobId(job_id); !s) return s.error();
+    if (Status s = validateUser(user); !s) return s.error();
+    std::vector<JobDir> dirs = jobDirs(user, job_id);
+    // create() makes it in every hierarchy or in none: a partial one is not a job's.
+    for (const JobDir& d : dirs) {
+      if (!fileExists(d.path)) return Error{"adopt the job cgroup " + d.path + ": missing"};
+    }
+    return std::unique_ptr<JobCgroup>(std::make_unique<V1Job>(std::move(dirs)));
+  }
+
+  size_t removeLeftovers(const std::set<std::string>& keep) override {
+    // The same directories in every hierarchy, but a crash may have left some only in part.
+    std::set<std::pair<std::string, std::string>> jobs;
+    std::set<std::string> users;
+    for (const Hierarchy& h : hierarchies_) {
+      for (std::string& u : listSubdirs(h.base)) {
+        for (std::string& n : listSubdirs(h.base + "/" + u)) jobs.emplace(u, std::move(n));
+        users.insert(std::move(u));
+      }
+    }
+    size_t removed = 0;
+    for (const auto& [user, n] : jobs) {
+      if (keep.count(n) != 0) continue;
+      std::vector<JobDir> dirs;
+      for (const JobDir& d : jobDirs(user, n)) {
+        if (fileExists(d.path)) dirs.push_back(d);
+      }
+      V1Job job(std::move(dirs));
+      if (removeLeftover(job, user + "/" + n)) ++removed;
+    }
+    // Empty user levels go too (their caps are written again at their next job).
+    for (const std::string& user : users) {
+      bool emptied = true;
+      for (const Hierarchy& h : hierarchies_) {
+        std::string dir = h.base + "/" + user;
+        if (listSubdirs(dir).empty()) {
+          if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) emptied = false;
+        } else {
+          emptied = false;
+        }
+      }
+      if (emptied) users_ready_.erase(user);
+    }
+    return removed;
   }
 
  private:
@@ -251,8 +328,18 @@ class V1Backend : public CgroupBackend {
     return nullptr;
   }
 
+  // The job's directory in every hierarchy.
+  std::vector<JobDir> jobDirs(const std::string& user, const std::string& job_id) const {
+    std::vector<JobDir> dirs;
+    for (const Hierarchy& h : hierarchies_) {
+      dirs.push_back(JobDir{h.controllers, h.base + "/" + user + "/" + job_id,
+                            joinRel(joinRel(h.base_rel, user), job_id)});
+    }
+    return dirs;
+  }
+
   // Finds each managed controller's mount and our own cgroup in it.
-  Status discover() {
+  Status discover(const std::string& instance) {
     auto mounts = readCgroupMounts();
     if (!mounts) return mounts.error();
     auto own = readProcCgroup();
@@ -288,16 +375,20 @@ class V1Backend : public CgroupBackend {
         continue;
       }
       auto same = std::find_if(hierarchies_.begin(), hierarchies_.end(),
-                               [&](const Hierarchy& h) { return h.base == base; });
+                               [&](const Hierarchy& h) { return h.root == base; });
       if (same != hierarchies_.end()) {
         same->controllers.emplace_back(c);
       } else {
-        hierarchies_.push_back(Hierarchy{{std::string(c)}, base, joinRel(line->path, kJobsDir)});
+        hierarchies_.push_back(Hierarchy{{std::string(c)},
+                                         base,
+                                         base + "/" + instance,
+                                         joinRel(joinRel(line->path, kJobsDir), instance)});
       }
     }
     if (hierarchies_.empty()) {
       return Error{"cgroup v1: none of cpu, cpuacct, memory, blkio, pids, freezer is usable"};
     }
+    details_.push_back("instance: " + instance);
     for (const Hierarchy& h : hierarchies_) {
       std::string names;
       for (const std::string& c : h.controllers) names += (names.empty() ? "" : ",") + c;
@@ -315,46 +406,64 @@ class V1Backend : public CgroupBackend {
     details_.push_back("missing controller: " + shown + consequence + ": " + why);
   }
 
-  // Creates <own>/jobworker everywhere and removes what a previous run left there.
+  // Creates <own>/jobworker/<instance> everywhere and locks it for this daemon's life.
   Status prepare() {
     std::vector<std::string> bases;
     for (const Hierarchy& h : hierarchies_) {
+      if (Status s = makeDir(h.root); !s) return s;
       if (Status s = makeDir(h.base); !s) return s;
       bases.push_back(h.base);
     }
-    auto exclusive = locks_.acquire(bases);
-    if (!exclusive) return exclusive.error();
-    if (!*exclusive) {
-      details_.push_back("leftover cleanup skipped: another jobworkerd uses " + bases.front());
-      return okStatus();
-    }
-    removeLeftovers();
-    return locks_.share();
+    return lock_.acquire(bases);
   }
 
-  void removeLeftovers() {
-    std::set<std::string> names;
+  // The user's level, once per backend life: its directory in every hierarchy and the user's
+  // aggregate caps.
+  Status prepareUser(const std::string& user, const AggregateLimits& total) {
+    if (users_ready_.count(user) != 0) return okStatus();
+    std::vector<JobDir> levels;
     for (const Hierarchy& h : hierarchies_) {
-      for (std::string& n : listSubdirs(h.base)) names.insert(std::move(n));
+      JobDir d{h.controllers, h.base + "/" + user, joinRel(h.base_rel, user)};
+      if (Status s = makeDir(d.path); !s) return s;
+      levels.push_back(std::move(d));
     }
-    for (const std::string& n : names) {
-      std::vector<JobDir> dirs;
-      for (const Hierarchy& h : hierarchies_) {
-        std::string path = h.base + "/" + n;
-        if (fileExists(path)) dirs.push_back(JobDir{h.controllers, path, joinRel(h.base_rel, n)});
-      }
-      V1Job job(std::move(dirs));
-      Status killed = job.killAll();
-      waitUntil([&] { return job.empty(); }, 2 * kFreezeWait);
-      Status removed = job.remove();
-      if (killed && removed) {
-        log::notice("removed leftover job cgroup " + log::quote(n) + " of a previous run");
-      } else {
-        std::string why = !killed ? killed.error().message : removed.error().message;
-        log::warning("leftover job cgroup " + log::quote(n) + " not removed: " + why);
-        details_.push_back("leftover not removed: " + n);
-      }
+    if (Status s = applyTotal(levels, total); !s) {
+      return Error{"the aggregate caps of user " + user + ": " + s.error().message,
+                   s.error().sys_errno};
     }
+    users_ready_.insert(user);
+    return okStatus();
+  }
+
+  // A cap whose controller is not mounted is not enforced (details() lists the controller as
+  // missing, and per-job limits of that kind are refused).
+  static Status applyTotal(const std::vector<JobDir>& levels, const AggregateLimits& t) {
+    CgroupLimits as_limits;
+    as_limits.cpu_millicores = find(levels, "cpu") != nullptr ? t.cpu_millicores : 0;
+    as_limits.memory_bytes = find(levels, "memory") != nullptr ? t.memory_bytes : 0;
+    as_limits.pids = find(levels, "pids") != nullptr ? t.pids : 0;
+    uint64_t quota = 0;
+    if (as_limits.cpu_millicores > 0) {
+      auto q = cpuQuotaUs(as_limits.cpu_millicores);
+      if (!q) return q.error();
+      quota = *q;
+    }
+    // The same files as a job's limits: cfs quota, memory and memory+swap, pids.max.
+    return applyLimits(levels, as_limits, quota, {});
+  }
+
+  bool removeLeftover(V1Job& job, const std::string& name) {
+    Status killed = job.killAll();
+    waitUntil([&] { return job.empty(); }, 2 * kFreezeWait);
+    Status removed = job.remove();
+    if (killed && removed) {
+      log::notice("removed leftover job cgroup " + log::quote(name) + " of a previous run");
+      return true;
+    }
+    std::string why = !killed ? killed.error().message : removed.error().message;
+    log::warning("leftover job cgroup " + log::quote(name) + " not removed: " + why);
+    details_.push_back("leftover not removed: " + name);
+    return false;
   }
 
   Status checkControllers(const CgroupLimits& limits) const {
@@ -390,11 +499,18 @@ class V1Backend : public CgroupBackend {
     if (limits.memory_bytes > 0) {
       const std::string& p = find(dirs, "memory")->path;
       std::string v = std::to_string(limits.memory_bytes);
-      if (Status s = writeFile(p + "/memory.limit_in_bytes", v); !s) return s;
+      const std::string memsw = p + "/memory.memsw.limit_in_bytes";
       // memory+swap at the same value: otherwise the job swaps instead of meeting its limit.
-      // (Set after limit_in_bytes: the kernel wants memsw >= memory at every step.)
-      if (fileExists(p + "/memory.memsw.limit_in_bytes")) {
-        if (Status s = writeFile(p + "/memory.memsw.limit_in_bytes", v); !s) return s;
+      // The kernel wants memsw >= memory at every step: lowering sets memory first, raising (an
+      // aggregate level written again by a later daemon) memsw first.
+      Status lowered = writeFile(p + "/memory.limit_in_bytes", v);
+      if (!lowered && lowered.error().sys_errno == EINVAL && fileExists(memsw)) {
+        if (Status s = writeFile(memsw, v); !s) return s;
+        lowered = writeFile(p + "/memory.limit_in_bytes", v);
+      }
+      if (!lowered) return lowered;
+      if (fileExists(memsw)) {
+        if (Status s = writeFile(memsw, v); !s) return s;
       }
     }
     if (limits.pids > 0) {
@@ -428,11 +544,14 @@ class V1Backend : public CgroupBackend {
 
   std::vector<Hierarchy> hierarchies_;
   std::vector<std::string> details_;
-  BaseLocks locks_;
+  std::set<std::string> users_ready_;
+  InstanceLock lock_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<CgroupBackend>> openV1Backend() { return V1Backend::open(); }
+Result<std::unique_ptr<CgroupBackend>> openV1Backend(const CgroupInstance& instance) {
+  return V1Backend::open(instance);
+}
 
 }  // namespace jw::supervisor::cg

@@ -1,4 +1,5 @@
-// jobworkerd: cgroup v2 backend (daemon in <own>/supervisor, jobs in <own>/jobworker/<id>).
+// jobworkerd: cgroup v2 backend (daemon in <own>/supervisor, jobs in
+// <own>/jobworker/<instance>/<user>/<id>).
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
@@ -6,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 
 #include "common/log.h"
 #include "supervisor/cgroup/cgroup_impl.h"
@@ -136,13 +138,28 @@ class V2Job : public JobCgroup {
 
 class V2Backend : public CgroupBackend {
  public:
-  static Result<std::unique_ptr<CgroupBackend>> open(const std::string& mount_point) {
+  static Result<std::unique_ptr<CgroupBackend>> open(const std::string& mount_point,
+                                                     const CgroupInstance& instance) {
     auto backend = std::unique_ptr<V2Backend>(new V2Backend());
-    if (Status s = backend->locate(mount_point); !s) return s.error();
+    if (Status s = backend->locate(mount_point, instance.name); !s) return s.error();
     if (Status s = backend->enterLeaf(); !s) return s.error();
+    if (Status s = backend->makeLevels(); !s) return s.error();
+    if (Status s = backend->lock_.acquire({backend->instance_}); !s) return s.error();
     backend->enableControllers();
-    if (Status s = backend->prepare(); !s) return s.error();
+    if (Status s = backend->applyTotal(backend->instance_, instance.total); !s) {
+      return Error{"the instance's aggregate caps: " + s.error().message, s.error().sys_errno};
+    }
     return std::unique_ptr<CgroupBackend>(std::move(backend));
+  }
+
+  // A clean stop leaves no empty level behind; a level still holding a job (or, later, one kept
+  // for re-adoption) stays: rmdir refuses it.
+  ~V2Backend() override {
+    if (!lock_.held()) return;  // another daemon's levels, or none made
+    for (const std::string& user : listSubdirs(instance_)) {
+      (void)::rmdir((instance_ + "/" + user).c_str());
+    }
+    (void)::rmdir(instance_.c_str());
   }
 
   std::string name() const override { return "v2"; }
@@ -150,7 +167,7 @@ class V2Backend : public CgroupBackend {
   bool has(Controller c) const override { return contains(enabled_, controllerName(c)); }
 
   std::vector<std::string> details() const override {
-    std::vector<std::string> d{"cgroup backend: v2", "jobs: " + base_};
+    std::vector<std::string> d{"cgroup backend: v2", "jobs: " + instance_};
     std::string on;
     for (const std::string& c : enabled_) on += (on.empty() ? "" : " ") + c;
     d.push_back("controllers: " + (on.empty() ? std::string("none") : on));
@@ -161,9 +178,11 @@ class V2Backend : public CgroupBackend {
     return d;
   }
 
-  Result<std::unique_ptr<JobCgroup>> create(const std::string& job_id,
+  Result<std::unique_ptr<JobCgroup>> create(const std::string& job_id, const std::string& user,
+                                            const AggregateLimits& user_total,
                                             const CgroupLimits& limits) override {
     if (Status s = validateJobId(job_id); !s) return s.error();
+    if (Status s = validateUser(user); !s) return s.error();
     if (Status s = checkControllers(limits); !s) return s.error();
     uint64_t quota = 0;
     if (limits.cpu_millicores > 0) {
@@ -173,9 +192,10 @@ class V2Backend : public CgroupBackend {
     }
     auto disks = resolveIoLimits(limits.io);
     if (!disks) return disks.error();
+    if (Status s = prepareUser(user, user_total); !s) return s.error();
 
-    std::string path = base_ + "/" + job_id;
-    if (::mkdir(path.c_str(), 0755) != 0) return sysError("mkdir " + path);
+    std::string path = instance_ + "/" + user + "/" + job_id;
+    if (Status s = makeJobDir(path, user, user_total); !s) return s.error();
     Status applied = applyLimits(path, limits, quota, *disks);
     UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (applied && !dir) applied = sysError("open " + path);
@@ -184,7 +204,37 @@ class V2Backend : public CgroupBackend {
       return applied.error();
     }
     return std::unique_ptr<JobCgroup>(
-        std::make_unique<V2Job>(path, joinRel(base_rel_, job_id), std::move(dir)));
+        std::make_unique<V2Job>(path, jobRel(user, job_id), std::move(dir)));
+  }
+
+  Result<std::unique_ptr<JobCgroup>> adopt(const std::string& job_id,
+                                           const std::string& user) override {
+    if (Status s = validateJobId(job_id); !s) return s.error();
+    if (Status s = validateUser(user); !s) return s.error();
+    std::string path = instance_ + "/" + user + "/" + job_id;
+    UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) return sysError("adopt the job cgroup " + path);
+    return std::unique_ptr<JobCgroup>(
+        std::make_unique<V2Job>(path, jobRel(user, job_id), std::move(dir)));
+  }
+
+  size_t removeLeftovers(const std::set<std::string>& keep) override {
+    size_t removed = 0;
+    for (const std::string& user : listSubdirs(instance_)) {
+      std::string user_dir = instance_ + "/" + user;
+      for (const std::string& n : listSubdirs(user_dir)) {
+        if (keep.count(n) != 0) continue;
+        std::string path = user_dir + "/" + n;
+        V2Job job(path, jobRel(user, n),
+                  UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+        if (removeLeftover(job, user + "/" + n)) ++removed;
+      }
+      // An empty user level goes too (its caps are written again at its next job).
+      if (listSubdirs(user_dir).empty() && ::rmdir(user_dir.c_str()) == 0) {
+        users_ready_.erase(user);
+      }
+    }
+    return removed;
   }
 
  private:
@@ -204,8 +254,12 @@ class V2Backend : public CgroupBackend {
     return "";
   }
 
+  std::string jobRel(const std::string& user, const std::string& job_id) const {
+    return joinRel(joinRel(instance_rel_, user), job_id);
+  }
+
   // Finds our own cgroup (the 0:: line) under mount_point.
-  Status locate(const std::string& mount_point) {
+  Status locate(const std::string& mount_point, const std::string& instance) {
     struct statfs sfs {};
     if (::statfs(mount_point.c_str(), &sfs) != 0) return sysError("statfs " + mount_point);
     if (static_cast<uint64_t>(sfs.f_type) != CGROUP2_SUPER_MAGIC) {
@@ -233,8 +287,9 @@ class V2Backend : public CgroupBackend {
     auto own = pathUnderMount(mount, own_rel_);
     if (!own) return own.error();
     own_ = *own;
-    base_ = own_ + "/" + std::string(kJobsDir);
-    base_rel_ = joinRel(own_rel_, kJobsDir);
+    root_ = own_ + "/" + std::string(kJobsDir);
+    instance_ = root_ + "/" + instance;
+    instance_rel_ = joinRel(joinRel(own_rel_, kJobsDir), instance);
     return okStatus();
   }
 
@@ -248,7 +303,13 @@ class V2Backend : public CgroupBackend {
     return writeFile(leaf + "/cgroup.procs", std::to_string(::getpid()));
   }
 
-  // Enables what the parent offers; whatever stays off is reported and refused per job.
+  Status makeLevels() {
+    if (Status s = makeDir(root_); !s) return s;
+    return makeDir(instance_);
+  }
+
+  // Enables what the parent offers at every level down to the instance (the no-internal-process
+  // rule makes each level hand them on); whatever stays off is reported and refused per job.
   void enableControllers() {
     auto offered = readFile(own_ + "/cgroup.controllers");
     if (!offered) {
@@ -256,14 +317,10 @@ class V2Backend : public CgroupBackend {
       return;
     }
     std::vector<std::string> available = words(*offered);
-    if (Status s = makeDir(base_); !s) {
-      notes_.push_back(s.error().message);
-      return;
-    }
     for (std::string_view c : kWanted) {
       if (!contains(available, c)) continue;
       std::string plus = "+" + std::string(c);
-      for (const std::string& dir : {own_, base_}) {
+      for (const std::string& dir : {own_, root_, instance_}) {
         if (Status s = writeFile(dir + "/cgroup.subtree_control", plus); !s) {
           notes_.push_back("cannot enable " + std::string(c) + ": " + s.error().message +
                            (s.error().sys_errno == EBUSY
@@ -273,33 +330,82 @@ class V2Backend : public CgroupBackend {
         }
       }
     }
-    if (auto on = readFile(base_ + "/cgroup.subtree_control"); on) enabled_ = words(*on);
+    if (auto on = readFile(instance_ + "/cgroup.subtree_control"); on) enabled_ = words(*on);
   }
 
-  Status prepare() {
-    if (Status s = makeDir(base_); !s) return s;
-    auto exclusive = locks_.acquire({base_});
-    if (!exclusive) return exclusive.error();
-    if (!*exclusive) {
-      notes_.push_back("leftover cleanup skipped: another jobworkerd uses " + base_);
-      return okStatus();
+  // The user's level, once per backend life: its directory, the controllers handed on to its
+  // jobs, and the user's aggregate caps.
+  Status prepareUser(const std::string& user, const AggregateLimits& total) {
+    if (users_ready_.count(user) != 0) return okStatus();
+    std::string dir = instance_ + "/" + user;
+    if (Status s = makeDir(dir); !s) return s;
+    for (const std::string& c : enabled_) {
+      if (Status s = writeFile(dir + "/cgroup.subtree_control", "+" + c); !s) return s;
     }
-    for (const std::string& n : listSubdirs(base_)) {
-      std::string path = base_ + "/" + n;
-      V2Job job(path, joinRel(base_rel_, n),
-                UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
-      Status killed = job.killAll();
-      waitUntil([&] { return job.empty(); }, 2 * kFreezeWait);
-      Status removed = job.remove();
-      if (killed && removed) {
-        log::notice("removed leftover job cgroup " + log::quote(n) + " of a previous run");
-      } else {
-        std::string why = !killed ? killed.error().message : removed.error().message;
-        log::warning("leftover job cgroup " + log::quote(n) + " not removed: " + why);
-        notes_.push_back("leftover not removed: " + n);
+    if (Status s = applyTotal(dir, total); !s) {
+      return Error{"the aggregate caps of user " + user + ": " + s.error().message,
+                   s.error().sys_errno};
+    }
+    users_ready_.insert(user);
+    return okStatus();
+  }
+
+  // The job's directory; the user's level is made again if it went away under us (an
+  // administrator's rmdir of an empty one).
+  Status makeJobDir(const std::string& path, const std::string& user,
+                    const AggregateLimits& user_total) {
+    if (::mkdir(path.c_str(), 0755) == 0) return okStatus();
+    if (errno != ENOENT) return sysError("mkdir " + path);
+    users_ready_.erase(user);
+    if (Status s = prepareUser(user, user_total); !s) return s;
+    if (::mkdir(path.c_str(), 0755) != 0) return sysError("mkdir " + path);
+    return okStatus();
+  }
+
+  // An aggregate cap needs its controller: without it the cap is noted, not enforced (the
+  // per-job limits of that kind are refused anyway).
+  Status applyTotal(const std::string& dir, const AggregateLimits& t) {
+    auto enforce = [&](bool wanted, std::string_view c) {
+      if (!wanted) return false;
+      if (contains(enabled_, c)) return true;
+      std::string note =
+          "aggregate " + std::string(c) + " cap not enforced: no " + std::string(c) + " controller";
+      if (!contains(notes_, note)) notes_.push_back(note);
+      return false;
+    };
+    if (enforce(t.cpu_millicores > 0, "cpu")) {
+      auto q = cpuQuotaUs(t.cpu_millicores);
+      if (!q) return q.error();
+      std::string v = std::to_string(*q) + " " + std::to_string(kCpuPeriodUs);
+      if (Status s = writeFile(dir + "/cpu.max", v); !s) return s;
+    }
+    if (enforce(t.memory_bytes > 0, "memory")) {
+      if (Status s = writeFile(dir + "/memory.max", std::to_string(t.memory_bytes)); !s) {
+        return s;
+      }
+      // Swap is counted into memory limits, as for each job.
+      if (fileExists(dir + "/memory.swap.max")) {
+        if (Status s = writeFile(dir + "/memory.swap.max", "0"); !s) return s;
       }
     }
-    return locks_.share();
+    if (enforce(t.pids > 0, "pids")) {
+      if (Status s = writeFile(dir + "/pids.max", std::to_string(t.pids)); !s) return s;
+    }
+    return okStatus();
+  }
+
+  bool removeLeftover(V2Job& job, const std::string& name) {
+    Status killed = job.killAll();
+    waitUntil([&] { return job.empty(); }, 2 * kFreezeWait);
+    Status removed = job.remove();
+    if (killed && removed) {
+      log::notice("removed leftover job cgroup " + log::quote(name) + " of a previous run");
+      return true;
+    }
+    std::string why = !killed ? killed.error().message : removed.error().message;
+    log::warning("leftover job cgroup " + log::quote(name) + " not removed: " + why);
+    notes_.push_back("leftover not removed: " + name);
+    return false;
   }
 
   Status checkControllers(const CgroupLimits& limits) const {
@@ -307,7 +413,7 @@ class V2Backend : public CgroupBackend {
       if (wanted && !has(c)) {
         return Error{std::string(limit) + " limit requested but the " +
                      std::string(controllerName(c)) +
-                     " controller is not enabled for jobs (cgroup v2, " + base_ + ")"};
+                     " controller is not enabled for jobs (cgroup v2, " + instance_ + ")"};
       }
       return okStatus();
     };
@@ -352,16 +458,21 @@ class V2Backend : public CgroupBackend {
   }
 
   std::string own_rel_, current_rel_;
-  std::string own_, base_, base_rel_;
+  std::string own_;           // the daemon's own cgroup
+  std::string root_;          // <own>/jobworker
+  std::string instance_;      // <own>/jobworker/<instance>
+  std::string instance_rel_;  // as /proc/PID/cgroup names it
   std::vector<std::string> enabled_;
   std::vector<std::string> notes_;
-  BaseLocks locks_;
+  std::set<std::string> users_ready_;
+  InstanceLock lock_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<CgroupBackend>> openV2Backend(const std::string& mount_point) {
-  return V2Backend::open(mount_point);
+Result<std::unique_ptr<CgroupBackend>> openV2Backend(const std::string& mount_point,
+                                                     const CgroupInstance& instance) {
+  return V2Backend::open(mount_point, instance);
 }
 
 }  // namespace jw::supervisor::cg

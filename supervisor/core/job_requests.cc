@@ -127,8 +127,9 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
   IsolationSpec isolation = isolationFor(u, r, job_id.value());
   auto job = std::make_unique<Job>(jobSpec(job_id.value(), u, r, *limits, *account, isolation),
                                    realtimeMs());
-  auto resources =
-      JobResources::create(*job, store_, opt_.cgroups.get(), settings_.output_cap_bytes);
+  auto resources = JobResources::create(*job, store_, opt_.cgroups.get(),
+                                        aggregateLimits(policy::totals(settings_, u.name, u.role)),
+                                        settings_.output_cap_bytes);
   if (!resources) return refused(resources.error());
   if (Status st = state_.reserveEndRecord(job->status()); !st) {
     log::err("job " + job->id() + ": " + st.error().message);

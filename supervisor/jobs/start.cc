@@ -47,11 +47,27 @@ Result<protocol::Limits, RequestError> jobLimits(const config::Settings& s, cons
   if (auto range = policy::outOfRange(requested)) {
     return RequestError{ErrorCode::kBadRequest, *range};
   }
-  auto fit = policy::fitLimits(requested, s.default_limits, policy::maxima(s, u.name, u.role));
+  auto fit = policy::fitLimits(requested, s.default_limits, policy::maxima(s, u.name, u.role),
+                               policy::totals(s, u.name, u.role));
   if (fit.refused) {
+    const policy::LimitRefusal& r = *fit.refused;
+    if (r.aggregate) {
+      // The numbers in the units the API takes: cores for cpu (millicores inside), bytes.
+      auto text = [&](uint64_t v) {
+        if (r.limit != policy::LimitRefusal::Limit::kCpu) return std::to_string(v);
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g cores", static_cast<double>(v) / 1000);
+        return std::string(buf);
+      };
+      return RequestError{ErrorCode::kLimitExceeded,
+                          policy::limitField(r.limit) + " " + text(r.asked) +
+                              " over the aggregate " + text(r.maximum) +
+                              " of all the jobs of user " + u.name + " together (" +
+                              policy::totalKey(r.limit) + ")"};
+    }
     return RequestError{
         ErrorCode::kLimitExceeded,
-        policy::limitField(fit.refused->limit) + " over the maximum allowed for user " + u.name};
+        policy::limitField(r.limit) + " over the maximum allowed for user " + u.name};
   }
   if (!have_cgroups) {
     if (!policy::anyLimit(fit.limits)) return fit.limits;
@@ -75,6 +91,19 @@ uint64_t jobTimeoutMs(const config::Settings& s, uint64_t requested_ms) {
 
 CgroupLimits cgroupLimits(const protocol::Limits& l) {
   return CgroupLimits{l.cpu_millicores, l.memory_bytes, l.pids, l.io};
+}
+
+AggregateLimits aggregateLimits(const config::LimitSet& totals) {
+  auto within = [](auto v, auto lowest, auto highest) -> decltype(highest) {
+    if (!v || *v < lowest || *v > highest) return 0;
+    return *v;
+  };
+  AggregateLimits a;
+  a.cpu_millicores =
+      within(totals.cpu_millicores, policy::kMinCpuMillicores, policy::kMaxCpuMillicores);
+  a.memory_bytes = within(totals.memory_bytes, uint64_t{1}, policy::kMaxMemoryBytes);
+  a.pids = within(totals.pids, uint32_t{1}, policy::kMaxPids);
+  return a;
 }
 
 namespace {
@@ -114,6 +143,7 @@ std::optional<std::string> stateSpaceShortage(const OutputStore& store, uint64_t
 
 Result<JobResources, RequestError> JobResources::create(Job& job, OutputStore& store,
                                                         CgroupBackend* cgroups,
+                                                        const AggregateLimits& owner_total,
                                                         uint64_t output_cap) {
   auto dir = store.createJobDir(job.id());
   if (!dir) return storageError(job, "creating the job's output directory", dir.error());
@@ -125,7 +155,8 @@ Result<JobResources, RequestError> JobResources::create(Job& job, OutputStore& s
     job.streams[s].log = std::move(log.value());
   }
   if (cgroups != nullptr) {
-    auto cg = cgroups->create(job.id(), cgroupLimits(job.spec().limits));
+    auto cg =
+        cgroups->create(job.id(), job.spec().owner, owner_total, cgroupLimits(job.spec().limits));
     if (!cg) {
       log::err("job " + job.id() + ": creating its cgroup: " + cg.error().message);
       return RequestError{ErrorCode::kUnavailable,

@@ -43,6 +43,9 @@ Result<protocol::Limits, RequestError> jobLimits(const config::Settings& s, cons
 uint64_t jobTimeoutMs(const config::Settings& s, uint64_t requested_ms);
 
 CgroupLimits cgroupLimits(const protocol::Limits& l);
+// An aggregate (policy::totals, or the global max.total_* for the instance) as the cgroup levels
+// get it: unset or beyond what the kernel takes (`unlimited`) is no cap.
+AggregateLimits aggregateLimits(const config::LimitSet& totals);
 
 // Why the state filesystem cannot take new jobs ("2.0 MiB free, under the state_reserve of
 // 64.0 MiB"), or nullopt. The one rule behind healthz's `degraded` and the starts' 507; a
@@ -50,13 +53,16 @@ CgroupLimits cgroupLimits(const protocol::Limits& l);
 std::optional<std::string> stateSpaceShortage(const OutputStore& store, uint64_t reserve_bytes);
 
 // What a job needs before it runs: its output directory, one log per stream, and with a cgroup
-// backend its cgroup (limits from the job's spec), attached to the job. Until released, the
-// guard removes them again: a refused job leaves nothing behind.
+// backend its cgroup (limits from the job's spec, below its owner's level with owner_total),
+// attached to the job. Until released, the guard removes them again: a refused job leaves
+// nothing behind.
 class JobResources {
  public:
   // Output files first: a job never runs without somewhere to put its output.
   static Result<JobResources, RequestError> create(Job& job, OutputStore& store,
-                                                   CgroupBackend* cgroups, uint64_t output_cap);
+                                                   CgroupBackend* cgroups,
+                                                   const AggregateLimits& owner_total,
+                                                   uint64_t output_cap);
   JobResources(JobResources&& other) noexcept;
   JobResources(const JobResources&) = delete;
   JobResources& operator=(const JobResources&) = delete;

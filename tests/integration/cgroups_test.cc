@@ -33,6 +33,13 @@ using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
 constexpr uint64_t kMiB = 1 << 20;
+// The jobworker user every test job belongs to (the <user> level of the layout).
+const std::string kUser = "alice";
+
+// This test process's own instance, so that its leftovers are its alone.
+CgroupInstance testInstance(const std::string& suffix = "", AggregateLimits total = {}) {
+  return CgroupInstance{"test_" + std::to_string(::getpid()) + suffix, total};
+}
 
 // --- Moving this test process into a private cgroup --------------------------------------------
 // The backends put jobs below the caller's own cgroup. On a shared host, other jobworkerd
@@ -186,13 +193,26 @@ std::vector<pid_t> procsOf(const std::string& dir) {
   return t ? cg::parsePids(*t) : std::vector<pid_t>{};
 }
 
-// The job's directory in every hierarchy, from the backend's "<name>: /path" details.
-std::vector<std::string> jobDirs(const CgroupBackend& b, const std::string& id) {
+// How /proc/PID/cgroup ends for a process of job id: the layout <root>/<instance>/<user>/<job>.
+std::string layoutPath(const std::string& id) {
+  return "/jobworker/" + testInstance().name + "/" + kUser + "/" + id;
+}
+
+// The instance's directory in every hierarchy, from the backend's "<name>: /path" details.
+std::vector<std::string> instanceDirs(const CgroupBackend& b) {
   std::vector<std::string> dirs;
   for (const std::string& d : b.details()) {
     size_t at = d.find(": /");
-    if (at != std::string::npos && d.find(' ') > at) dirs.push_back(d.substr(at + 2) + "/" + id);
+    if (at != std::string::npos && d.find(' ') > at) dirs.push_back(d.substr(at + 2));
   }
+  return dirs;
+}
+
+// The job's directory in every hierarchy: <instance>/<user>/<id>.
+std::vector<std::string> jobDirs(const CgroupBackend& b, const std::string& id,
+                                 const std::string& user = kUser) {
+  std::vector<std::string> dirs;
+  for (const std::string& d : instanceDirs(b)) dirs.push_back(d + "/" + user + "/" + id);
   return dirs;
 }
 
@@ -240,14 +260,14 @@ class HostCgroups : public ::testing::Test {
     moved_ = nullptr;
   }
   void SetUp() override {
-    auto b = CgroupBackend::detect();
+    auto b = CgroupBackend::detect(testInstance());
     ASSERT_TRUE(b) << b.error().message;
     backend_ = std::move(*b);
   }
   void TearDown() override { reapAllOrphans(); }
 
   std::unique_ptr<JobCgroup> create(const std::string& id, const CgroupLimits& limits) {
-    auto job = backend_->create(id, limits);
+    auto job = backend_->create(id, kUser, {}, limits);
     EXPECT_TRUE(job) << job.error().message;
     return job ? std::move(*job) : nullptr;
   }
@@ -265,7 +285,9 @@ TEST_F(HostCgroups, DetectsTheHostHierarchy) {
   for (const std::string& line : d) std::printf("  detail: %s\n", line.c_str());
   // Every job directory lives below this process's own cgroup.
   for (const std::string& dir : jobDirs(*backend_, "x")) {
-    EXPECT_NE(dir.find("/jwtest-" + std::to_string(::getpid()) + "/jobworker/x"), std::string::npos)
+    EXPECT_NE(dir.find("/jwtest-" + std::to_string(::getpid()) + "/jobworker/" +
+                       testInstance().name + "/" + kUser + "/x"),
+              std::string::npos)
         << dir;
   }
   // The team's hosts and CI mount every controller: a missing one here is a setup problem.
@@ -276,19 +298,19 @@ TEST_F(HostCgroups, DetectsTheHostHierarchy) {
 }
 
 TEST_F(HostCgroups, RejectsBadJobIdsAndLimits) {
-  EXPECT_FALSE(backend_->create("../escape", {}));
-  EXPECT_FALSE(backend_->create("", {}));
+  EXPECT_FALSE(backend_->create("../escape", kUser, {}, {}));
+  EXPECT_FALSE(backend_->create("", kUser, {}, {}));
   CgroupLimits tiny_cpu;
   tiny_cpu.cpu_millicores = 5;  // below the kernel's 1 ms quota
-  EXPECT_FALSE(backend_->create(jobId("tinycpu"), tiny_cpu));
+  EXPECT_FALSE(backend_->create(jobId("tinycpu"), kUser, {}, tiny_cpu));
   CgroupLimits not_a_disk;
   not_a_disk.io.push_back({"/etc/passwd", 0, kMiB, 0, 0});
-  auto r = backend_->create(jobId("notdisk"), not_a_disk);
+  auto r = backend_->create(jobId("notdisk"), kUser, {}, not_a_disk);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("/dev/"), std::string::npos) << r.error().message;
   CgroupLimits null_dev;
   null_dev.io.push_back({"/dev/null", 0, kMiB, 0, 0});
-  r = backend_->create(jobId("nulldev"), null_dev);
+  r = backend_->create(jobId("nulldev"), kUser, {}, null_dev);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("not a block device"), std::string::npos) << r.error().message;
   // A refused job leaves nothing behind.
@@ -477,7 +499,7 @@ std::string diskOf(const std::string& path, std::string* why) {
 // Runs a 4 MiB O_DIRECT dd into dir inside a new job with `limits`; returns its seconds, or < 0.
 double timedDirectWrite(CgroupBackend& b, const std::string& id, const CgroupLimits& limits,
                         const std::string& dir, protocol::Usage* usage) {
-  auto job = b.create(id, limits);
+  auto job = b.create(id, kUser, {}, limits);
   EXPECT_TRUE(job) << job.error().message;
   if (!job) return -1;
   std::string file = dir + "/jw-cgroup-io-" + std::to_string(::getpid());
@@ -524,46 +546,228 @@ TEST_F(HostCgroups, WriteBpsLimitSlowsDirectWrites) {
   }
 }
 
-TEST_F(HostCgroups, LeftoversOfAPreviousRunAreRemovedAtDetect) {
-  std::string id = jobId("leftover");
-  pid_t sleeper;
-  std::vector<std::string> dirs;
-  {
-    auto job = create(id, {});
-    ASSERT_TRUE(job);
-    sleeper = startEscapedSleep(*job);
-    ASSERT_GT(sleeper, 0);
-    dirs = jobDirs(*backend_, id);
-    for (const std::string& d : dirs) ASSERT_TRUE(cg::fileExists(d)) << d;
-  }
-  // The "daemon" goes away without stopping its job (its flock goes with it)...
-  backend_.reset();
-  ASSERT_EQ(::kill(sleeper, 0), 0);
-  // ...and the next start cleans up.
-  auto again = CgroupBackend::detect();
-  ASSERT_TRUE(again) << again.error().message;
-  int status = 0;
-  ASSERT_TRUE(reap(sleeper, &status, milliseconds(5000)));
-  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-  EXPECT_TRUE(processGone(sleeper));
-  for (const std::string& d : dirs) EXPECT_FALSE(cg::fileExists(d)) << d << " left behind";
+// --- Leftovers, instances and adoption (both backends) -----------------------------------------
+
+using Opener = std::function<Result<std::unique_ptr<CgroupBackend>>(const CgroupInstance&)>;
+
+// A job with an escaped sleep in it, then the "daemon" goes away without stopping it (a crash):
+// the cgroup and the sleep stay. Returns the sleep's pid.
+pid_t leaveAJobBehind(std::unique_ptr<CgroupBackend>& backend, const std::string& id,
+                      std::vector<std::string>* dirs) {
+  auto job = backend->create(id, kUser, {}, {});
+  EXPECT_TRUE(job) << job.error().message;
+  if (!job) return -1;
+  pid_t sleeper = startEscapedSleep(**job);
+  *dirs = jobDirs(*backend, id);
+  for (const std::string& d : *dirs) EXPECT_TRUE(cg::fileExists(d)) << d;
+  backend.reset();  // its flock goes with it
+  EXPECT_EQ(::kill(sleeper, 0), 0);
+  return sleeper;
 }
 
-TEST_F(HostCgroups, LeftoversOfALiveDaemonAreKept) {
-  // A second backend while this one lives (another jobworkerd sharing the subtree) must not
-  // touch the first one's jobs.
-  std::string id = jobId("live");
-  auto job = create(id, {});
-  ASSERT_TRUE(job);
-  auto second = CgroupBackend::detect();
-  ASSERT_TRUE(second) << second.error().message;
-  bool said = false;
-  for (const std::string& d : (*second)->details()) {
-    said = said || d.find("leftover cleanup skipped") != std::string::npos;
+void expectKilled(pid_t sleeper) {
+  int status = 0;
+  ASSERT_TRUE(reap(sleeper, &status, milliseconds(5000)));  // we are its subreaper
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_TRUE(processGone(sleeper));
+}
+
+void leftoversAreRemovedByTheNextRun(std::unique_ptr<CgroupBackend>& backend, const Opener& open) {
+  std::string id = jobId("leftover");
+  std::vector<std::string> dirs;
+  pid_t sleeper = leaveAJobBehind(backend, id, &dirs);
+  ASSERT_GT(sleeper, 0);
+  auto again = open(testInstance());
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(::kill(sleeper, 0), 0);  // opening alone touches nothing
+  EXPECT_EQ((*again)->removeLeftovers({}), 1u);
+  expectKilled(sleeper);
+  for (const std::string& d : dirs) EXPECT_FALSE(cg::fileExists(d)) << d << " left behind";
+  // The emptied user level went too; the instance stays.
+  std::vector<std::string> instance = instanceDirs(**again);
+  for (const std::string& d : instance) {
+    EXPECT_FALSE(cg::fileExists(d + "/" + kUser)) << d;
+    EXPECT_TRUE(cg::fileExists(d)) << d;
   }
-  EXPECT_TRUE(said);
-  for (const std::string& d : jobDirs(*backend_, id)) EXPECT_TRUE(cg::fileExists(d)) << d;
-  killAndRemove(*backend_, *job, id);
+  // A clean stop with no job left removes the instance's directory as well.
+  again->reset();
+  for (const std::string& d : instance) EXPECT_FALSE(cg::fileExists(d)) << d;
+}
+
+void instancesNeverTouchEachOther(std::unique_ptr<CgroupBackend>& backend, const Opener& open) {
+  std::string id = jobId("live");
+  auto job = backend->create(id, kUser, {}, {});
+  ASSERT_TRUE(job) << job.error().message;
+  pid_t sleeper = startEscapedSleep(**job);
+  ASSERT_GT(sleeper, 0);
+  // A second jobworkerd on the same state dir is refused: it would take our jobs for leftovers.
+  auto same = open(testInstance());
+  ASSERT_FALSE(same);
+  EXPECT_NE(same.error().message.find("another jobworkerd"), std::string::npos)
+      << same.error().message;
+  // ...and leaves our levels alone: the user's next job still finds its level.
+  std::string id2 = jobId("live2");
+  auto next = backend->create(id2, kUser, {}, {});
+  ASSERT_TRUE(next) << next.error().message;
+  killAndRemove(*backend, **next, id2);
+  // Another instance (another state dir) runs beside us and cleans only its own leftovers.
+  auto other = open(testInstance("_other"));
+  ASSERT_TRUE(other) << other.error().message;
+  EXPECT_EQ((*other)->removeLeftovers({}), 0u);
+  EXPECT_EQ(::kill(sleeper, 0), 0);
+  for (const std::string& d : jobDirs(*backend, id)) EXPECT_TRUE(cg::fileExists(d)) << d;
+  std::vector<std::string> other_dirs = instanceDirs(**other);
+  other->reset();
+  for (const std::string& d : other_dirs) {
+    Status gone = cg::removeTree(d);
+    EXPECT_TRUE(gone) << gone.error().message;
+  }
+  killAndRemove(*backend, **job, id);  // reaps the sleep too
+  EXPECT_TRUE(processGone(sleeper));
+}
+
+void adoptedCgroupKillsItsLiveProcess(std::unique_ptr<CgroupBackend>& backend, const Opener& open) {
+  std::string kept = jobId("adopted");
+  std::string stale = jobId("stale");
+  std::vector<std::string> kept_dirs, stale_dirs;
+  auto first = backend->create(stale, kUser, {}, {});
+  ASSERT_TRUE(first) << first.error().message;
+  pid_t stale_sleeper = startEscapedSleep(**first);
+  ASSERT_GT(stale_sleeper, 0);
+  first->reset();
+  pid_t sleeper = leaveAJobBehind(backend, kept, &kept_dirs);
+  ASSERT_GT(sleeper, 0);
+
+  // The next run keeps the job it re-adopts and cleans the rest.
+  auto again = open(testInstance());
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ((*again)->removeLeftovers({kept}), 1u);
+  expectKilled(stale_sleeper);
+  EXPECT_EQ(::kill(sleeper, 0), 0);
+  for (const std::string& d : kept_dirs) EXPECT_TRUE(cg::fileExists(d)) << d;
+
+  EXPECT_FALSE((*again)->adopt(jobId("never-made"), kUser));
+  EXPECT_FALSE((*again)->adopt(kept, "bob"));  // another user's level has no such job
+  EXPECT_FALSE((*again)->adopt("../" + kept, kUser));
+  EXPECT_FALSE((*again)->adopt(kept, "../x"));
+  auto adopted = (*again)->adopt(kept, kUser);
+  ASSERT_TRUE(adopted) << adopted.error().message;
+  JobCgroup& job = **adopted;
+  EXPECT_FALSE(job.empty());
+  protocol::Usage u = job.usage();
+  EXPECT_TRUE(u.has_cpu);
+  EXPECT_GT(u.cpu_seconds, 0.0);  // the shells that started the sleep ran in it
+  std::printf("  adopted job: %.4f s of cpu so far\n", u.cpu_seconds);
+  Status killed = job.killAll();
+  ASSERT_TRUE(killed) << killed.error().message;
+  expectKilled(sleeper);
+  EXPECT_TRUE(job.empty());
+  Status removed = job.remove();
+  EXPECT_TRUE(removed) << removed.error().message;
+  for (const std::string& d : kept_dirs) EXPECT_FALSE(cg::fileExists(d)) << d << " left behind";
+}
+
+Opener hostOpener() {
+  return [](const CgroupInstance& i) { return CgroupBackend::detect(i); };
+}
+
+TEST_F(HostCgroups, LeftoversOfAPreviousRunAreRemovedByTheNextOne) {
+  leftoversAreRemovedByTheNextRun(backend_, hostOpener());
+}
+
+TEST_F(HostCgroups, InstancesNeverTouchEachOthersJobs) {
+  instancesNeverTouchEachOther(backend_, hostOpener());
+}
+
+TEST_F(HostCgroups, AdoptedCgroupKillsItsLiveProcess) {
+  adoptedCgroupKillsItsLiveProcess(backend_, hostOpener());
+}
+
+// The first line of a cgroupfs file, for the cap files the levels hold.
+std::string firstLine(const std::string& path) {
+  auto t = cg::readFile(path);
+  if (!t) return "(" + t.error().message + ")";
+  return t->substr(0, t->find('\n'));
+}
+
+// The directory of the hierarchy whose details line names controller.
+std::string instanceDirOf(const CgroupBackend& b, const std::string& controller) {
+  for (const std::string& d : b.details()) {
+    size_t at = d.find(": /");
+    if (at == std::string::npos) continue;
+    std::string names = "," + d.substr(0, at) + ",";
+    if (d.rfind("jobs: ", 0) == 0 || names.find("," + controller + ",") != std::string::npos) {
+      return d.substr(at + 2);
+    }
+  }
+  return "";
+}
+
+TEST_F(HostCgroups, AggregateCapsSitOnTheInstanceAndUserLevels) {
+  backend_.reset();
+  auto b = CgroupBackend::detect(testInstance("", {3000, 512 * kMiB, 300}));
+  ASSERT_TRUE(b) << b.error().message;
+  backend_ = std::move(*b);
+  std::string id = jobId("agg");
+  auto job = backend_->create(id, kUser, {1500, 256 * kMiB, 30}, {});
+  ASSERT_TRUE(job) << job.error().message;
+  bool v2 = backend_->name() == "v2";
+  std::string pids = instanceDirOf(*backend_, "pids");
+  std::string mem = instanceDirOf(*backend_, "memory");
+  std::string cpu = instanceDirOf(*backend_, "cpu");
+  EXPECT_EQ(firstLine(pids + "/pids.max"), "300");
+  EXPECT_EQ(firstLine(pids + "/" + kUser + "/pids.max"), "30");
+  std::string mem_file = v2 ? "/memory.max" : "/memory.limit_in_bytes";
+  EXPECT_EQ(firstLine(mem + mem_file), std::to_string(512 * kMiB));
+  EXPECT_EQ(firstLine(mem + "/" + kUser + mem_file), std::to_string(256 * kMiB));
+  if (v2) {
+    EXPECT_EQ(firstLine(cpu + "/cpu.max"), "300000 100000");
+    EXPECT_EQ(firstLine(cpu + "/" + kUser + "/cpu.max"), "150000 100000");
+  } else {
+    EXPECT_EQ(firstLine(cpu + "/cpu.cfs_quota_us"), "300000");
+    EXPECT_EQ(firstLine(cpu + "/" + kUser + "/cpu.cfs_quota_us"), "150000");
+    if (cg::fileExists(mem + "/memory.memsw.limit_in_bytes")) {
+      EXPECT_EQ(firstLine(mem + "/" + kUser + "/memory.memsw.limit_in_bytes"),
+                std::to_string(256 * kMiB));
+    }
+  }
+
+  // The user's pids are one budget: a job holding 20 leaves the next one 10, whatever its own
+  // limit says.
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  HeldChild holder([] { execOrDie({"sh", "-c", "for i in $(seq 19); do sleep 60 & done; wait"}); });
+  ASSERT_TRUE((*job)->addProcess(holder.pid()));
+  holder.release();
+  ASSERT_TRUE(jw::test::waitUntil(
+      [&] { return firstLine(pids + "/" + kUser + "/pids.current") == "20"; }, milliseconds(10000)))
+      << firstLine(pids + "/" + kUser + "/pids.current");
+  std::string id2 = jobId("agg2");
+  CgroupLimits own;
+  own.pids = 25;
+  auto second = backend_->create(id2, kUser, {1500, 256 * kMiB, 30}, own);
+  ASSERT_TRUE(second) << second.error().message;
+  HeldChild forker(
+      [] {
+        execOrDie({"sh", "-c", "for i in $(seq 20); do sleep 60 & echo $i >&3; done; wait"});
+      },
+      out[1]);
+  ::close(out[1]);
+  ASSERT_TRUE((*second)->addProcess(forker.pid()));
+  forker.release();
+  int status = 0;
+  ASSERT_TRUE(forker.wait(&status, milliseconds(20000)));
+  EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "all 20 forks succeeded";
+  std::string started;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) started.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  size_t forks = static_cast<size_t>(std::count(started.begin(), started.end(), '\n'));
+  std::printf("  user pids cap 30: the second job started %zu of 20 children\n", forks);
+  EXPECT_LE(forks, 10u);
+  killAndRemove(*backend_, **second, id2);
+  killAndRemove(*backend_, **job, id);
 }
 
 // --- v2 on a cgroup2 mount ---------------------------------------------------------------------
@@ -595,7 +799,7 @@ class V2Cgroups : public ::testing::Test {
   }
   void SetUp() override {
     if (mount_->empty()) GTEST_SKIP() << "no cgroup2 mount";
-    auto b = CgroupBackend::openV2(*mount_);
+    auto b = CgroupBackend::openV2(*mount_, testInstance());
     ASSERT_TRUE(b) << b.error().message;
     backend_ = std::move(*b);
   }
@@ -626,7 +830,7 @@ TEST_F(V2Cgroups, DaemonMovesIntoItsLeaf) {
 
 TEST_F(V2Cgroups, PlacesKillsAndRemoves) {
   std::string id = jobId("v2");
-  auto job = backend_->create(id, {});
+  auto job = backend_->create(id, kUser, {}, {});
   ASSERT_TRUE(job) << job.error().message;
   std::string dir = jobDirs(*backend_, id).front();
   EXPECT_GE((*job)->directoryFd(), 0);
@@ -634,7 +838,7 @@ TEST_F(V2Cgroups, PlacesKillsAndRemoves) {
   ASSERT_GT(sleeper, 0);
   std::vector<pid_t> procs = procsOf(dir);
   EXPECT_NE(std::find(procs.begin(), procs.end(), sleeper), procs.end());
-  EXPECT_TRUE(unifiedPathOf(sleeper).ends_with("/jobworker/" + id)) << unifiedPathOf(sleeper);
+  EXPECT_TRUE(unifiedPathOf(sleeper).ends_with(layoutPath(id))) << unifiedPathOf(sleeper);
   EXPECT_FALSE((*job)->empty());
   Status killed = (*job)->killAll();  // cgroup.kill
   ASSERT_TRUE(killed) << killed.error().message;
@@ -647,13 +851,13 @@ TEST_F(V2Cgroups, PlacesKillsAndRemoves) {
 
 TEST_F(V2Cgroups, FreezeKillFallbackForKernelsWithoutCgroupKill) {
   std::string id = jobId("v2freeze");
-  auto job = backend_->create(id, {});
+  auto job = backend_->create(id, kUser, {}, {});
   ASSERT_TRUE(job) << job.error().message;
   std::string dir = jobDirs(*backend_, id).front();
   pid_t sleeper = startEscapedSleep(**job);
   ASSERT_GT(sleeper, 0);
   std::string rel = unifiedPathOf(sleeper);
-  ASSERT_TRUE(rel.ends_with("/jobworker/" + id)) << rel;
+  ASSERT_TRUE(rel.ends_with(layoutPath(id))) << rel;
   Status killed = cg::killByFreezingV2(dir, rel);
   ASSERT_TRUE(killed) << killed.error().message;
   int status = 0;
@@ -669,7 +873,7 @@ TEST_F(V2Cgroups, FreezeKillFallbackForKernelsWithoutCgroupKill) {
 
 TEST_F(V2Cgroups, CloneIntoCgroupUsesTheDirectoryFd) {
   std::string id = jobId("clone3");
-  auto job = backend_->create(id, {});
+  auto job = backend_->create(id, kUser, {}, {});
   ASSERT_TRUE(job) << job.error().message;
   struct clone_args args {};
   args.flags = CLONE_INTO_CGROUP;
@@ -682,7 +886,7 @@ TEST_F(V2Cgroups, CloneIntoCgroupUsesTheDirectoryFd) {
   }
   ASSERT_GT(pid, 0) << std::strerror(errno);
   // Born in the job's cgroup: no window in which it ran elsewhere.
-  EXPECT_TRUE(unifiedPathOf(static_cast<pid_t>(pid)).ends_with("/jobworker/" + id));
+  EXPECT_TRUE(unifiedPathOf(static_cast<pid_t>(pid)).ends_with(layoutPath(id)));
   ASSERT_TRUE((*job)->killAll());
   int status = 0;
   ASSERT_TRUE(reap(static_cast<pid_t>(pid), &status, milliseconds(5000)));
@@ -693,7 +897,7 @@ TEST_F(V2Cgroups, RefusesLimitsOfMissingControllers) {
   if (backend_->has(Controller::kMemory)) GTEST_SKIP() << "this mount has the memory controller";
   CgroupLimits limits;
   limits.memory_bytes = 64 * kMiB;
-  auto job = backend_->create(jobId("nomem"), limits);
+  auto job = backend_->create(jobId("nomem"), kUser, {}, limits);
   ASSERT_FALSE(job);
   EXPECT_NE(job.error().message.find("memory"), std::string::npos) << job.error().message;
   bool said = false;
@@ -702,24 +906,20 @@ TEST_F(V2Cgroups, RefusesLimitsOfMissingControllers) {
   for (const std::string& d : jobDirs(*backend_, jobId("nomem"))) EXPECT_FALSE(cg::fileExists(d));
 }
 
-TEST_F(V2Cgroups, LeftoversAreRemovedAtOpen) {
-  std::string id = jobId("v2left");
-  pid_t sleeper;
-  std::vector<std::string> dirs;
-  {
-    auto job = backend_->create(id, {});
-    ASSERT_TRUE(job) << job.error().message;
-    sleeper = startEscapedSleep(**job);
-    ASSERT_GT(sleeper, 0);
-    dirs = jobDirs(*backend_, id);
-  }
-  backend_.reset();
-  auto again = CgroupBackend::openV2(*mount_);
-  ASSERT_TRUE(again) << again.error().message;
-  int status = 0;
-  ASSERT_TRUE(reap(sleeper, &status, milliseconds(5000)));
-  EXPECT_TRUE(processGone(sleeper));
-  for (const std::string& d : dirs) EXPECT_FALSE(cg::fileExists(d)) << d << " left behind";
+Opener v2Opener(const std::string& mount) {
+  return [mount](const CgroupInstance& i) { return CgroupBackend::openV2(mount, i); };
+}
+
+TEST_F(V2Cgroups, LeftoversOfAPreviousRunAreRemovedByTheNextOne) {
+  leftoversAreRemovedByTheNextRun(backend_, v2Opener(*mount_));
+}
+
+TEST_F(V2Cgroups, InstancesNeverTouchEachOthersJobs) {
+  instancesNeverTouchEachOther(backend_, v2Opener(*mount_));
+}
+
+TEST_F(V2Cgroups, AdoptedCgroupKillsItsLiveProcess) {
+  adoptedCgroupKillsItsLiveProcess(backend_, v2Opener(*mount_));
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "supervisor/cgroup/cgroup.h"
 #include "tests/integration/daemon.h"
 
 namespace jw::test {
@@ -132,9 +133,16 @@ std::string slurp(const std::string& path) {
 
 bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
-// The job's directories <mount><own>/jobworker/<id>, with <own> the daemon's cgroup as
-// /proc/<daemon>/cgroup names it: one per v1 hierarchy the daemon manages, or one on v2.
-std::vector<std::string> jobCgroupDirs(pid_t daemon, const std::string& id) {
+// The cgroup instance of a daemon's state dir: the daemon's own rule (supervisor/cgroup).
+std::string instanceOf(const std::string& state_dir) {
+  return supervisor::cgroupInstanceName(std::filesystem::canonical(state_dir).string());
+}
+
+// The job's directories <mount><own>/jobworker/<instance>/<user>/<id>, with <own> the daemon's
+// cgroup as /proc/<daemon>/cgroup names it: one per v1 hierarchy the daemon manages, or one on
+// v2.
+std::vector<std::string> jobCgroupDirs(pid_t daemon, const std::string& instance,
+                                       const std::string& user, const std::string& id) {
   std::map<std::string, std::string> v1;  // controller -> mount point
   std::string v2;
   std::istringstream mounts(slurp("/proc/self/mounts"));
@@ -174,7 +182,7 @@ std::vector<std::string> jobCgroupDirs(pid_t daemon, const std::string& id) {
       }
     }
     for (const auto& m : mounts_here) {
-      std::string dir = m + path + "/jobworker/" + id;
+      std::string dir = m + path + "/jobworker/" + instance + "/" + user + "/" + id;
       if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);
     }
   }
@@ -204,7 +212,7 @@ bool liveInJob(pid_t pid, const std::string& job_id) {
   size_t rp = stat.rfind(')');
   if (rp == std::string::npos || rp + 2 >= stat.size()) return false;
   if (stat[rp + 2] == 'Z' || stat[rp + 2] == 'X') return false;
-  return slurp(p + "/cgroup").find("/jobworker/" + job_id) != std::string::npos;
+  return slurp(p + "/cgroup").find("/" + job_id + "\n") != std::string::npos;
 }
 
 // Host pids (whatever PID namespace the job has) of the job's live processes running argv.
@@ -318,8 +326,9 @@ class LimitsTest : public ::testing::Test {
   const Daemon& d() const { return *daemon_; }
   HttpResponse get(const std::string& path) { return https(d(), "GET", path, "", token_); }
   std::string status(const std::string& id) { return get("/v1/jobs/" + id).body; }
+  // The directories of a job of the admin (the token the suite uses).
   std::vector<std::string> cgroupDirs(const std::string& id) {
-    return jobCgroupDirs(d().pid(), id);
+    return jobCgroupDirs(d().pid(), instanceOf(d().stateDir()), "admin", id);
   }
   // The job's merged output so far.
   std::string output(const std::string& id) { return get("/v1/jobs/" + id + "/logs").body; }
@@ -585,6 +594,103 @@ TEST(LimitsPolicyTest, UnlimitedDefaultIsClampedToTheUsersMaximum) {
   HttpResponse r =
       https(*d, "POST", "/v1/jobs", shJob("true", ",\"limits\":{\"memory\":\"64M\"}"), token);
   EXPECT_EQ(r.status, 403) << r.body;
+}
+
+// --- Aggregate caps: the user level of the layout ---------------------------------------------
+
+// Each user-role user's jobs together get 50 pids, carol's 100; the instance keeps its host
+// default. A job that asks for no pids limit gets the default fitted under the aggregate.
+class AggregateTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    Daemon::Options o;
+    o.config_text =
+        "default.pids = 500\nrole.user.max.total_pids = 50\nuser.carol.max.total_pids = 100\n"
+        "stop_grace = 1s\n";
+    daemon_ = Daemon::start(o).release();
+    if (daemon_ == nullptr) return;
+    for (const char* u : {"alice", "bob", "carol"}) {
+      daemon_->addUser(u, "user", std::string(u) + "-password-1");
+    }
+  }
+  static void TearDownTestSuite() {
+    delete daemon_;
+    daemon_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(daemon_, nullptr) << "the daemon did not start"; }
+  static std::string tokenOf(const std::string& u) { return login(*daemon_, u, u + "-password-1"); }
+  static std::string output(const std::string& token, const std::string& id) {
+    return https(*daemon_, "GET", "/v1/jobs/" + id + "/logs", "", token).body;
+  }
+  static bool waitOutputHas(const std::string& token, const std::string& id,
+                            const std::string& text) {
+    return waitUntil([&] { return output(token, id).find(text) != std::string::npos; },
+                     seconds(30));
+  }
+  static void stop(const std::string& token, const std::string& id) {
+    https(*daemon_, "POST", "/v1/jobs/" + id + "/stop", "{\"grace_s\":1}", token);
+    waitJob(*daemon_, token, id, 30);
+  }
+  static Daemon* daemon_;
+};
+Daemon* AggregateTest::daemon_ = nullptr;
+
+TEST_F(AggregateTest, ExplicitLimitOverTheUsersAggregateIs403NamingIt) {
+  std::string alice = tokenOf("alice");
+  HttpResponse r =
+      https(*daemon_, "POST", "/v1/jobs", shJob("true", ",\"limits\":{\"pids\":60}"), alice);
+  EXPECT_EQ(r.status, 403) << r.body;
+  auto code = valueAt(r.body, {"error", "code"});
+  EXPECT_EQ(code ? code->toString() : "", "limit_exceeded") << r.body;
+  EXPECT_NE(r.body.find("max.total_pids"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("alice"), std::string::npos) << r.body;
+  // Exactly the aggregate is allowed; a default above it is fitted under it, not refused.
+  std::string id = startJob(*daemon_, alice, shJob("true", ",\"limits\":{\"pids\":50}"));
+  EXPECT_EQ(numberAt(waitJob(*daemon_, alice, id, 30), {"limits", "pids"}), 50);
+  id = startJob(*daemon_, alice, shJob("true"));
+  EXPECT_EQ(numberAt(waitJob(*daemon_, alice, id, 30), {"limits", "pids"}), 50);
+  // A user's own aggregate overrides the role's.
+  std::string carol = tokenOf("carol");
+  id = startJob(*daemon_, carol, shJob("true", ",\"limits\":{\"pids\":80}"));
+  EXPECT_EQ(numberAt(waitJob(*daemon_, carol, id, 30), {"limits", "pids"}), 80);
+}
+
+TEST_F(AggregateTest, AForkBombInOneUsersJobsLeavesAnotherUsersPidsAlone) {
+  std::string alice = tokenOf("alice");
+  std::string bob = tokenOf("bob");
+  // 30 sleeps (+ the shell and the job's init): within the job's 50, most of alice's 50.
+  const std::string holder = "for i in $(seq 30); do sleep 120 & done; echo ready; wait";
+  std::string held = startJob(*daemon_, alice, shJob(holder, ",\"timeout_s\":90"));
+  ASSERT_TRUE(waitOutputHas(alice, held, "ready")) << output(alice, held);
+
+  // A bounded fork bomb in alice's second job: its own limit (50) would let it start 48
+  // children, her aggregate leaves it fewer than 20. dash gives up at the first failed fork.
+  const std::string bomb =
+      "i=0; while [ $i -lt 200 ]; do sleep 120 & i=$((i+1)); echo started $i; done";
+  auto started = Clock::now();
+  std::string bombed = startJob(*daemon_, alice, shJob(bomb, ",\"timeout_s\":60"));
+  std::string st = waitJob(*daemon_, alice, bombed, 60);
+  double bomb_s = std::chrono::duration<double>(Clock::now() - started).count();
+  std::string out = output(alice, bombed);
+  size_t children = 0;
+  for (size_t p = out.find("started "); p != std::string::npos; p = out.find("started ", p + 1)) {
+    children++;
+  }
+  std::string lower = out;
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  EXPECT_NE(lower.find("fork"), std::string::npos) << "no fork failure:\n" << out;
+  EXPECT_LT(children, 20u) << out;
+  EXPECT_NE(jsonField(st, "exit_code"), "0") << st;
+
+  // bob's jobs have their own 50: the same 30 sleeps start while alice's are all taken.
+  std::string bobs = startJob(*daemon_, bob, shJob(holder, ",\"timeout_s\":90"));
+  EXPECT_TRUE(waitOutputHas(bob, bobs, "ready")) << output(bob, bobs);
+  std::printf(
+      "[ figures  ] user aggregate 50 pids: alice's bomb started %zu children (in %.2f s) "
+      "beside her 30 held; bob's 30 started\n",
+      children, bomb_s);
+  stop(bob, bobs);
+  stop(alice, held);
 }
 
 TEST_F(LimitsTest, MalformedLimitsAre400NamingTheField) {

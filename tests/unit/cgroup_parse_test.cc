@@ -26,5 +26,34 @@ TEST(CgroupParse, KeyedValuesAndPids) {
   EXPECT_EQ(parsePids("12\n0\n345\nnot-a-pid\n4294967296\n7"), (std::vector<pid_t>{12, 345, 7}));
 }
 
+TEST(CgroupLayout, InstanceNameIsStableReadableAndSafe) {
+  // Fixed value: a later version must find the same directory for the same state dir.
+  EXPECT_EQ(cgroupInstanceName("/var/lib/jobworker"), "jobworker_b8186719");
+  EXPECT_NE(cgroupInstanceName("/srv/a/jobworker"), cgroupInstanceName("/srv/b/jobworker"));
+  EXPECT_EQ(cgroupInstanceName("/").substr(0, 5), "root_");
+  std::string odd = cgroupInstanceName("/tmp/My State.dir-2/");
+  EXPECT_EQ(odd.substr(0, odd.size() - 9), "my_state_dir_2");
+  std::string longest = cgroupInstanceName("/" + std::string(200, 'x'));
+  EXPECT_EQ(longest.size(), 32u + 1 + 8);
+  for (const std::string& path :
+       std::vector<std::string>{"/var/lib/jobworker", "/", "/tmp/My State.dir-2/", "/../..",
+                                "/a/" + std::string(200, 'x')}) {
+    std::string n = cgroupInstanceName(path);
+    EXPECT_TRUE(validateInstance(n)) << n;
+  }
+  EXPECT_FALSE(validateInstance(""));
+  EXPECT_FALSE(validateInstance(".."));
+  EXPECT_FALSE(validateInstance("a/b"));
+  EXPECT_FALSE(validateInstance(std::string(49, 'a')));
+}
+
+TEST(CgroupLayout, UserLevelNamesAreSafePathComponents) {
+  EXPECT_TRUE(validateUser("alice"));
+  EXPECT_TRUE(validateUser("first.last"));
+  for (const char* bad : {"", ".", "..", "a/b", "../x", "Alice", "-x"}) {
+    EXPECT_FALSE(validateUser(bad)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace jw::supervisor::cg

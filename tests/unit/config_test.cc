@@ -3,8 +3,19 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+#include <string>
+
 namespace jw::config {
 namespace {
+
+std::string readWhole(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
 
 TEST(Config, DefaultsWithoutAnyKey) {
   auto s = parse("# nothing\n\n", "t");
@@ -96,6 +107,38 @@ TEST(Config, BuiltInDefaultsAndUnlimited) {
   Settings h;
   applyHostMaxima(h);
   EXPECT_GT(*h.global.max.memory_bytes, 64ULL << 20);
+  // Aggregates from the host: 90 % of RAM and of pid_max, every core.
+  ASSERT_TRUE(h.global.total.memory_bytes.has_value());
+  EXPECT_EQ(*h.global.total.memory_bytes,
+            *h.global.max.memory_bytes - *h.global.max.memory_bytes / 10);
+  EXPECT_EQ(h.global.total.cpu_millicores, h.global.max.cpu_millicores);
+  uint64_t pid_max = std::stoull(readWhole("/proc/sys/kernel/pid_max"));
+  EXPECT_EQ(h.global.total.pids, pid_max - pid_max / 10);
+}
+
+TEST(Config, AggregateCapsPerInstanceRoleAndUser) {
+  auto s = parse(
+      "max.total_memory = 20G\nmax.total_pids = 30000\nmax.total_cpu = 8\n"
+      "role.user.max.total_pids = 2000\nuser.carol.max.total_memory = 4G\n"
+      "user.dave.max.total_cpu = unlimited\n",
+      "t");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(*s->global.total.memory_bytes, 20ULL << 30);
+  EXPECT_EQ(*s->global.total.pids, 30000u);
+  EXPECT_EQ(*s->global.total.cpu_millicores, 8000u);
+  EXPECT_FALSE(s->global.max.pids.has_value());  // not the per-job maximum
+  EXPECT_EQ(*s->roles["user"].total.pids, 2000u);
+  EXPECT_EQ(*s->users["carol"].total.memory_bytes, 4ULL << 30);
+  EXPECT_EQ(*s->users["dave"].total.cpu_millicores, UINT32_MAX);
+  applyHostMaxima(*s);
+  EXPECT_EQ(*s->global.total.pids, 30000u);  // explicit values stay
+  // IO rates have no aggregate; a typo fails closed.
+  auto io = parse("max.total_io_bps = 10M\n", "t");
+  ASSERT_FALSE(io.ok());
+  EXPECT_NE(io.error().message.find("t:1: unknown key 'max.total_io_bps'"), std::string::npos)
+      << io.error().message;
+  EXPECT_FALSE(parse("user.x.max.total_pids = -1\n", "t").ok());
+  EXPECT_FALSE(parse("max.total_memory = lots\n", "t").ok());
 }
 
 TEST(Config, SizesDurationsCpu) {

@@ -433,6 +433,18 @@ TEST(Policy, NetworkHostAndMaxima) {
   l.cpu_millicores = 0;
   l.io.push_back({"/dev/vda", 20 << 20, 0, 0, 0});
   EXPECT_TRUE(checkLimitMaxima(s, "root", Role::kAdmin, l).has_value());
+
+  // An explicit limit alone over an aggregate: 403 naming the aggregate's key.
+  auto agg = config::parse("max.total_pids = 500\nrole.user.max.total_pids = 50\n", "test");
+  ASSERT_TRUE(agg.ok()) << agg.error().message;
+  protocol::Limits p;
+  p.pids = 51;
+  auto over = checkLimitMaxima(agg.value(), "alice", Role::kUser, p);
+  ASSERT_TRUE(over.has_value());
+  EXPECT_EQ(over->status, 403);
+  EXPECT_EQ(over->code, "limit_exceeded");
+  EXPECT_NE(over->message.find("max.total_pids"), std::string::npos) << over->message;
+  EXPECT_FALSE(checkLimitMaxima(agg.value(), "root", Role::kAdmin, p).has_value());
 }
 
 TEST(Seccomp, AllowlistHasNoDangerousCalls) {

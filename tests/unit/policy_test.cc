@@ -62,7 +62,7 @@ config::LimitSet defaults() { return {500, 100 * kMiB, 64, std::nullopt, std::nu
 TEST(FitLimits, DefaultsApplyToWhatIsNotAsked) {
   protocol::Limits asked;
   asked.pids = 10;
-  FittedLimits f = fitLimits(asked, defaults(), {});
+  FittedLimits f = fitLimits(asked, defaults(), {}, {});
   ASSERT_FALSE(f.refused.has_value());
   EXPECT_EQ(f.limits.cpu_millicores, 500u);
   EXPECT_EQ(f.limits.memory_bytes, 100 * kMiB);
@@ -74,7 +74,7 @@ TEST(FitLimits, RequestOverTheMaximumIsRefusedNamingTheLimit) {
   config::LimitSet max{2000, 256 * kMiB, 100, std::nullopt, std::nullopt};
   protocol::Limits asked;
   asked.memory_bytes = 512 * kMiB;
-  FittedLimits f = fitLimits(asked, defaults(), max);
+  FittedLimits f = fitLimits(asked, defaults(), max, {});
   ASSERT_TRUE(f.refused.has_value());
   EXPECT_EQ(f.refused->limit, Limit::kMemory);
   EXPECT_EQ(f.refused->asked, 512 * kMiB);
@@ -83,20 +83,20 @@ TEST(FitLimits, RequestOverTheMaximumIsRefusedNamingTheLimit) {
 
   asked = {};
   asked.cpu_millicores = 2001;
-  f = fitLimits(asked, defaults(), max);
+  f = fitLimits(asked, defaults(), max, {});
   ASSERT_TRUE(f.refused.has_value());
   EXPECT_EQ(limitField(f.refused->limit), "limits.cpu");
 
   asked = {};
   asked.pids = 101;
-  f = fitLimits(asked, defaults(), max);
+  f = fitLimits(asked, defaults(), max, {});
   ASSERT_TRUE(f.refused.has_value());
   EXPECT_EQ(limitField(f.refused->limit), "limits.pids");
 
   // Exactly the maximum is allowed.
   asked = {};
   asked.memory_bytes = 256 * kMiB;
-  f = fitLimits(asked, defaults(), max);
+  f = fitLimits(asked, defaults(), max, {});
   ASSERT_FALSE(f.refused.has_value());
   EXPECT_EQ(f.limits.memory_bytes, 256 * kMiB);
 }
@@ -105,7 +105,7 @@ TEST(FitLimits, UnaskedDefaultAboveTheMaximumIsLoweredToIt) {
   config::LimitSet max{std::nullopt, 32 * kMiB, 16, std::nullopt, std::nullopt};
   protocol::Limits asked;
   asked.cpu_millicores = 250;
-  FittedLimits f = fitLimits(asked, defaults(), max);
+  FittedLimits f = fitLimits(asked, defaults(), max, {});
   ASSERT_FALSE(f.refused.has_value());
   EXPECT_EQ(f.limits.memory_bytes, 32 * kMiB);
   EXPECT_EQ(f.limits.pids, 16u);
@@ -115,14 +115,14 @@ TEST(FitLimits, UnaskedDefaultAboveTheMaximumIsLoweredToIt) {
 TEST(FitLimits, UnlimitedDefaultUnderAFiniteMaximumGetsTheMaximum) {
   config::LimitSet unlimited_default{0, 0, 0, std::nullopt, std::nullopt};
   config::LimitSet max{std::nullopt, 32 * kMiB, std::nullopt, std::nullopt, std::nullopt};
-  FittedLimits f = fitLimits({}, unlimited_default, max);
+  FittedLimits f = fitLimits({}, unlimited_default, max, {});
   ASSERT_FALSE(f.refused.has_value());
   EXPECT_EQ(f.limits.memory_bytes, 32 * kMiB);
   EXPECT_EQ(f.limits.cpu_millicores, 0u);  // no maximum: stays unlimited
   EXPECT_EQ(f.limits.pids, 0u);
   // `max.memory = unlimited` (the type's maximum) leaves an unlimited default unlimited.
   max.memory_bytes = std::numeric_limits<uint64_t>::max();
-  f = fitLimits({}, unlimited_default, max);
+  f = fitLimits({}, unlimited_default, max, {});
   ASSERT_FALSE(f.refused.has_value());
   EXPECT_EQ(f.limits.memory_bytes, 0u);
 }
@@ -131,13 +131,13 @@ TEST(FitLimits, IoRatesWithinTheirMaxima) {
   config::LimitSet max{std::nullopt, std::nullopt, std::nullopt, 10 * kMiB, 1000};
   protocol::Limits asked;
   asked.io.push_back({"/dev/vda", 10 * kMiB, 5 * kMiB, 1000, 0});
-  FittedLimits f = fitLimits(asked, {}, max);
+  FittedLimits f = fitLimits(asked, {}, max, {});
   ASSERT_FALSE(f.refused.has_value());
   ASSERT_EQ(f.limits.io.size(), 1u);
   EXPECT_EQ(f.limits.io[0].read_bps, 10 * kMiB);
 
   asked.io.push_back({"/dev/vdb", 0, 20 * kMiB, 0, 0});
-  f = fitLimits(asked, {}, max);
+  f = fitLimits(asked, {}, max, {});
   ASSERT_TRUE(f.refused.has_value());
   EXPECT_EQ(f.refused->limit, Limit::kIoBps);
   EXPECT_EQ(f.refused->asked, 20 * kMiB);
@@ -145,11 +145,59 @@ TEST(FitLimits, IoRatesWithinTheirMaxima) {
   EXPECT_EQ(limitField(f.refused->limit), "limits.io");
 
   asked.io.back() = {"/dev/vdb", 0, 0, 0, 1001};
-  f = fitLimits(asked, {}, max);
+  f = fitLimits(asked, {}, max, {});
   ASSERT_TRUE(f.refused.has_value());
   EXPECT_EQ(f.refused->limit, Limit::kIoIops);
   EXPECT_EQ(f.refused->asked, 1001u);
   EXPECT_EQ(limitField(f.refused->limit), "limits.io");
+}
+
+TEST(Policy, TotalsLookUpUserRoleGlobalAndNeverExceedTheInstance) {
+  auto s = settings(
+      "max.total_pids = 1000\nmax.total_memory = 8G\nrole.user.max.total_pids = 100\n"
+      "user.carol.max.total_pids = 5000\nuser.dave.max.total_pids = 300\n"
+      "role.user.max.total_cpu = 2\n");
+  config::LimitSet alice = totals(s, "alice", Role::kUser);
+  EXPECT_EQ(alice.pids, 100u);                 // the role's
+  EXPECT_EQ(alice.memory_bytes, 8192 * kMiB);  // the global's, field by field
+  EXPECT_EQ(alice.cpu_millicores, 2000u);
+  EXPECT_EQ(totals(s, "dave", Role::kUser).pids, 300u);    // the user's over the role's
+  EXPECT_EQ(totals(s, "carol", Role::kUser).pids, 1000u);  // never above the instance's
+  EXPECT_EQ(totals(s, "root", Role::kAdmin).pids, 1000u);
+  EXPECT_FALSE(totals(s, "root", Role::kAdmin).cpu_millicores.has_value());
+  EXPECT_FALSE(totals(s, "root", Role::kAdmin).io_bps.has_value());
+}
+
+TEST(FitLimits, ExplicitLimitOverAnAggregateIsRefusedAndADefaultFitted) {
+  config::LimitSet max{4000, 512 * kMiB, 1000, std::nullopt, std::nullopt};
+  config::LimitSet total{1000, 256 * kMiB, 50, std::nullopt, std::nullopt};
+  protocol::Limits asked;
+  asked.pids = 51;
+  FittedLimits f = fitLimits(asked, defaults(), max, total);
+  ASSERT_TRUE(f.refused.has_value());
+  EXPECT_EQ(f.refused->limit, Limit::kPids);
+  EXPECT_TRUE(f.refused->aggregate);
+  EXPECT_EQ(f.refused->maximum, 50u);
+  EXPECT_EQ(totalKey(f.refused->limit), "max.total_pids");
+  // Over the per-job maximum first: that is the refusal named.
+  asked.pids = 1001;
+  f = fitLimits(asked, defaults(), max, total);
+  ASSERT_TRUE(f.refused.has_value());
+  EXPECT_FALSE(f.refused->aggregate);
+  // Exactly the aggregate is allowed; defaults above it are lowered to it, unlimited stays so.
+  asked.pids = 50;
+  asked.cpu_millicores = 0;
+  f = fitLimits(asked, {2000, 0, 0, std::nullopt, std::nullopt},
+                {std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt}, total);
+  ASSERT_FALSE(f.refused.has_value());
+  EXPECT_EQ(f.limits.pids, 50u);
+  EXPECT_EQ(f.limits.cpu_millicores, 1000u);
+  EXPECT_EQ(f.limits.memory_bytes, 0u);
+  asked = {};
+  asked.memory_bytes = 257 * kMiB;
+  f = fitLimits(asked, defaults(), max, total);
+  ASSERT_TRUE(f.refused.has_value());
+  EXPECT_EQ(totalKey(f.refused->limit), "max.total_memory");
 }
 
 TEST(FitLimits, AnyLimit) {

@@ -51,6 +51,24 @@ TEST(JobStart, LimitsOverTheMaximumNameTheLimitAndTheUser) {
   EXPECT_EQ(l.error().message, "limits.memory over the maximum allowed for user bob");
 }
 
+TEST(JobStart, AnExplicitLimitOverAnAggregateIsRefusedNamingTheKey) {
+  auto s = config::parse("max.total_cpu = 4\nrole.user.max.total_cpu = 1.5\n", "t");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  protocol::Limits asked;
+  asked.cpu_millicores = 2000;
+  auto l = jobLimits(s.value(), user("bob", Role::kUser), asked, false);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.error().code, ErrorCode::kLimitExceeded);
+  EXPECT_EQ(l.error().message,
+            "limits.cpu 2 cores over the aggregate 1.5 cores of all the jobs of user bob together "
+            "(max.total_cpu)");
+  // The instance's aggregate bounds an admin, who has no role entry.
+  asked.cpu_millicores = 4500;
+  l = jobLimits(s.value(), user("root", Role::kAdmin), asked, false);
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.error().message.find("max.total_cpu"), std::string::npos) << l.error().message;
+}
+
 TEST(JobStart, LimitsOutsideTheKernelsRangeAreBadRequestsWhateverTheFrontendChecked) {
   config::Settings s;
   s.global.max.pids = UINT32_MAX;  // even where the configuration sets no maximum
@@ -122,7 +140,7 @@ class JobResourcesTest : public ::testing::Test {
 TEST_F(JobResourcesTest, RemovedUnlessReleased) {
   auto j = job(protocol::OutputMode::kSeparate);
   {
-    auto r = JobResources::create(*j, *store_, nullptr, 1024);
+    auto r = JobResources::create(*j, *store_, nullptr, {}, 1024);
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_TRUE(std::filesystem::exists(jobDir() + "/output"));
     EXPECT_TRUE(std::filesystem::exists(jobDir() + "/stderr"));
@@ -135,7 +153,7 @@ TEST_F(JobResourcesTest, RemovedUnlessReleased) {
 TEST_F(JobResourcesTest, ReleasedStay) {
   auto j = job(protocol::OutputMode::kMerged);
   {
-    auto r = JobResources::create(*j, *store_, nullptr, 1024);
+    auto r = JobResources::create(*j, *store_, nullptr, {}, 1024);
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_EQ(j->streams[1].log, nullptr);  // merged: one log
     r->release();
@@ -144,7 +162,7 @@ TEST_F(JobResourcesTest, ReleasedStay) {
   EXPECT_FALSE(std::filesystem::exists(jobDir() + "/stderr"));
   // A second job with the same id cannot get a directory: the error is the store's.
   auto again = job(protocol::OutputMode::kMerged);
-  auto r = JobResources::create(*again, *store_, nullptr, 1024);
+  auto r = JobResources::create(*again, *store_, nullptr, {}, 1024);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kInternal);
   EXPECT_TRUE(std::filesystem::exists(jobDir() + "/output"));  // the first job's stays

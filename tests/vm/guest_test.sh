@@ -22,6 +22,7 @@ pass=0
 fail=0
 TOKEN=
 CG=
+INST=
 # Set by api(): the reply's status and body (globals, so api() runs in this shell).
 HTTP_CODE=
 BODY=
@@ -115,8 +116,11 @@ waitGone() {
 
 stopJob() { api POST "/v1/jobs/$1/stop" '{"grace_s":1}' >/dev/null; }
 
+# A job's cgroup: <root>/<instance>/<user>/<job> (every job here is the README user's).
+jobDir() { echo "/sys/fs/cgroup$CG/jobworker/$INST/$USER_NAME/$1"; }
+
 # Host pids of every process in a job's cgroup subtree.
-jobPids() { find "/sys/fs/cgroup$CG/jobworker/$1" -name cgroup.procs -exec cat {} + 2>/dev/null; }
+jobPids() { find "$(jobDir "$1")" -name cgroup.procs -exec cat {} + 2>/dev/null; }
 
 dumpLogs() {
   journalctl -u jobworkerd --no-pager -o short-monotonic 2>/dev/null | tail -n 60 |
@@ -397,6 +401,38 @@ checkPlacement() {
     test -z "$(cat "/sys/fs/cgroup$CG/cgroup.procs")"
 }
 
+# The layout <root>/<instance>/<user>/<job> and the instance's aggregate caps (host defaults:
+# every cpu, 90 % of RAM and of pid_max).
+checkLayout() {
+  INST=$(find "/sys/fs/cgroup$CG/jobworker" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | head -n 1)
+  check layout-instance "instance directory of /var/lib/jobworker: ${INST:-none}" \
+    grep -qxE 'jobworker_[0-9a-f]{8}' <<<"$INST"
+  local inst="/sys/fs/cgroup$CG/jobworker/$INST" pid_max want_pids pids cpu mem
+  pid_max=$(cat /proc/sys/kernel/pid_max)
+  want_pids=$((pid_max - pid_max / 10))
+  pids=$(cat "$inst/pids.max" 2>/dev/null)
+  cpu=$(cat "$inst/cpu.max" 2>/dev/null)
+  mem=$(cat "$inst/memory.max" 2>/dev/null)
+  check layout-instance-caps "instance pids.max $pids (want $want_pids), cpu.max \"$cpu\" ($(nproc) cpus), memory.max $mem" \
+    test "$pids" = "$want_pids" -a "$cpu" = "$(nproc)00000 100000" -a "${mem:-max}" != max
+  local id path main
+  startJob '{"command":["sleep","600"]}' || {
+    ko layout-job "job refused"
+    return
+  }
+  id=$JOB
+  for _ in $(seq 50); do
+    main=$(jobPids "$id" | head -n 1)
+    [[ -n $main ]] && break
+    sleep 0.1
+  done
+  path=$(sed -n 's/^0:://p' "/proc/${main:-0}/cgroup" 2>/dev/null)
+  check layout-job "job $id (pid ${main:-none}) in $path, user level pids.max $(cat "$inst/$USER_NAME/pids.max" 2>/dev/null)" \
+    test "$path" = "$CG/jobworker/$INST/$USER_NAME/$id" -a "$(cat "$inst/$USER_NAME/pids.max" 2>/dev/null)" = "$want_pids"
+  stopJob "$id"
+  waitJob "$id" 30 >/dev/null
+}
+
 checkMemory() {
   local id st
   startJob '{"command":["tail","/dev/zero"],"limits":{"memory":"64M"}}' || {
@@ -414,7 +450,7 @@ checkMemory() {
   limit=$(jq -r .limits.memory <<<"$st")
   check memory-oom "tail /dev/zero under memory 64M: state $state, oom_killed $oom, signal $signal, memory_peak_bytes $peak, limits.memory $limit" \
     test "$state" = killed -a "$oom" = true
-  check memory-cgroup-removed "job cgroup of $id removed" waitGone "/sys/fs/cgroup$CG/jobworker/$id" 5
+  check memory-cgroup-removed "job cgroup of $id removed" waitGone "$(jobDir "$id")" 5
   check memory-daemon-alive "jobworkerd still active after the job's OOM kill (OOMPolicy=continue)" \
     systemctl is-active --quiet jobworkerd
 }
@@ -427,7 +463,7 @@ checkCpu() {
   }
   id=$JOB
   local max
-  max=$(cat "/sys/fs/cgroup$CG/jobworker/$id/cpu.max" 2>/dev/null)
+  max=$(cat "$(jobDir "$id")/cpu.max" 2>/dev/null)
   sleep 1
   local t1 u1 t2 u2
   t1=$(now)
@@ -447,7 +483,7 @@ checkCpu() {
   check cpu-share "busy loop under cpu 0.2 (cpu.max \"$max\"): $(calc "$share * 100")% of a core over $(calc "$t2 - $t1") s (band 10-35%)" \
     between "$share" 0.10 0.35
   check cpu-cgroup-removed "job cgroup of $id removed after stop ($(jq -r .state <<<"$st"))" \
-    waitGone "/sys/fs/cgroup$CG/jobworker/$id" 5
+    waitGone "$(jobDir "$id")" 5
 }
 
 checkPids() {
@@ -478,7 +514,7 @@ checkPids() {
   failure=$(grep -i -m 1 'fork\|resource temporarily' <<<"$out")
   check pids-fork-fails "pids 20: $oks of 60 children started, pids_peak $peak, inside the job: \"$failure\"" \
     test -n "$failure" -a "$oks" -ge 1 -a "$oks" -le 20
-  check pids-cgroup-removed "job cgroup of $id removed" waitGone "/sys/fs/cgroup$CG/jobworker/$id" 5
+  check pids-cgroup-removed "job cgroup of $id removed" waitGone "$(jobDir "$id")" 5
 }
 
 KILLED_JOB=
@@ -504,7 +540,7 @@ checkKill() {
     [[ $(wc -w <<<"$pids") -ge 2 ]] && break
     sleep 0.2
   done
-  local dir="/sys/fs/cgroup$CG/jobworker/$id"
+  local dir="$(jobDir "$id")"
   local before=absent
   [[ -d $dir ]] && before=present
   stopJob "$id"
@@ -554,7 +590,7 @@ checkIo() {
   }
   id=$JOB
   local io_max
-  io_max=$(cat "/sys/fs/cgroup$CG/jobworker/$id/io.max" 2>/dev/null)
+  io_max=$(cat "$(jobDir "$id")/io.max" 2>/dev/null)
   st=$(waitJob "$id" 60)
   local out
   out=$(jobOutput "$id")
@@ -566,8 +602,8 @@ checkIo() {
 
 checkNoLeftovers() {
   local left
-  left=$(find "/sys/fs/cgroup$CG/jobworker" -mindepth 1 -maxdepth 1 -type d -printf '%f ')
-  check no-leftovers "no job cgroup left in $CG/jobworker/ (${left:-empty})" test -z "$left"
+  left=$(find "/sys/fs/cgroup$CG/jobworker" -mindepth 3 -maxdepth 3 -type d -printf '%P ')
+  check no-leftovers "no job cgroup left in $CG/jobworker/*/*/ (${left:-empty})" test -z "$left"
 }
 
 checkStop() {
@@ -611,6 +647,7 @@ main() {
   if checkStart; then
     checkHealthz
     checkPlacement
+    checkLayout
     checkMemory
     checkCpu
     checkPids
