@@ -142,8 +142,9 @@ TEST(Bench, MemoryPerRunningJobInit) {
     std::string line, mapping;
     long priv = 0;
     while (std::getline(in, line)) {
-      if (line.find("-") < line.find(' ') && line.find(' ') != std::string::npos &&
-          std::isxdigit(static_cast<unsigned char>(line[0])) && line.find(':') > 20) {
+      // "start-end perms offset dev inode path" (a field line starts with its name and a colon).
+      if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+          line.find('-') < line.find(' ')) {
         mapping = line;
         priv = 0;
       } else if (line.rfind("Private_Clean:", 0) == 0 || line.rfind("Private_Dirty:", 0) == 0) {
