@@ -178,6 +178,11 @@ Status loadSettings(const CommandLine& cl, SupervisorOptions& opt) {
   opt.state_dir = settings.state_dir;
   opt.frontend_path = resolveFrontendPath(cl.frontend ? absolutePath(*cl.frontend) : "");
   opt.verifier_path = resolveVerifierPath();
+  // Opened once, O_PATH: every job's child execveat()s exactly this file, so replacing the
+  // installed binary (a package upgrade) never mixes an old supervisor with a new shim.
+  const std::string init_path = resolveInitPath();
+  opt.init_fd.reset(open(init_path.c_str(), O_PATH | O_CLOEXEC));
+  if (!opt.init_fd) return sysError("open the job shim " + init_path);
   return okStatus();
 }
 

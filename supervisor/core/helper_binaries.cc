@@ -37,6 +37,8 @@ std::string resolveVerifierPath() {
   return nextToSelf({"verifier/jobworker-verifier"}, JW_VERIFIER_PATH);
 }
 
+std::string resolveInitPath() { return nextToSelf({"init/jobworker-init"}, JW_INIT_PATH); }
+
 // Installed, jobworker-admin sits in the same sbin directory as jobworkerd.
 std::string resolveAdminPath() {
   return nextToSelf({"../tools/jobworker-admin", "jobworker-admin"}, JW_ADMIN_PATH);

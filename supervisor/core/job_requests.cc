@@ -1,13 +1,16 @@
-// The supervisor's job lifecycle: start (the steps of jobs/start.h, then spawn), output
-// draining, the end of a job (kill the rest, drain, publish), stop and timeout, retention. Runs in
-// jobworkerd.
+// The supervisor's job lifecycle: start (the steps of jobs/start.h, then the shim), the shim's
+// status channel (output sizes, deadline, exit), the end of a job (kill what is left, publish),
+// stop, retention. The output bytes themselves never pass through jobworkerd: the shim appends
+// them. Runs in jobworkerd.
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -15,7 +18,6 @@
 #include "common/policy.h"
 #include "supervisor/core/supervisor.h"
 #include "supervisor/jobs/start.h"
-#include "supervisor/launch/job_init.h"
 #include "supervisor/launch/namespaces.h"
 
 namespace jw::supervisor {
@@ -25,21 +27,15 @@ using protocol::Role;
 
 namespace {
 
-constexpr int kReadsPerWakeup = 4;  // 4 x 64 KiB per job per wake-up: fair to other jobs
 constexpr int kCgroupRemoveAttempts = 50;
+// The shim escalates a stop to SIGKILL itself after the grace; jobworkerd's own SIGKILL (to the
+// shim, and the cgroup) only backs that up, for a shim that does not.
+constexpr uint64_t kShimGraceMarginMs = 1'000;
 constexpr uint64_t kCgroupRemoveRetryMs = 100;
 
 std::string describeWait(int wait_code, int wait_value) {
   if (wait_code == CLD_EXITED) return "exit code " + std::to_string(wait_value);
   return "signal " + std::to_string(wait_value);
-}
-
-// Signals the job's main process through its pidfd while there is one (never a reused pid).
-int signalMain(const Job& job, int sig) {
-  if (job.pidfd) {
-    return static_cast<int>(syscall(SYS_pidfd_send_signal, job.pidfd.get(), sig, nullptr, 0U));
-  }
-  return kill(job.pid(), sig);
 }
 
 }  // namespace
@@ -128,8 +124,7 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
   auto job = std::make_unique<Job>(jobSpec(job_id.value(), u, r, *limits, *account, isolation),
                                    realtimeMs());
   auto resources = JobResources::create(*job, store_, opt_.cgroups.get(),
-                                        aggregateLimits(policy::totals(settings_, u.name, u.role)),
-                                        settings_.output_cap_bytes);
+                                        aggregateLimits(policy::totals(settings_, u.name, u.role)));
   if (!resources) return refused(resources.error());
   if (Status st = state_.reserveEndRecord(job->status()); !st) {
     log::err("job " + job->id() + ": " + st.error().message);
@@ -142,6 +137,12 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
 
   SpawnFailure failure = SpawnFailure::kNone;
   auto spawned = spawnJob(spawnRequest(*job, r, *account, isolation), &failure);
+  // The shim holds its own copies now (or there is no shim): jobworkerd keeps no fd of the job's
+  // files; reads open them on demand.
+  for (auto& st : job->streams) {
+    if (st.log) st.log->seal();
+  }
+  job->exit_record.reset();
   if (!spawned) {
     const Error& e = spawned.error();
     if (failure == SpawnFailure::kExec || failure == SpawnFailure::kCwd) {
@@ -163,14 +164,16 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
   SpawnedJob& sj = spawned.value();
   job->markStarted(sj.pid, realtimeMs());
   job->pidfd = std::move(sj.pidfd);
-  job->has_init = static_cast<bool>(sj.status_fd);
-  job->status_fd = std::move(sj.status_fd);
-  job->streams[0].pipe_fd = std::move(sj.out_fd);
-  job->streams[1].pipe_fd = std::move(sj.err_fd);
+  job->channel = std::move(sj.channel);
+  job->command_pid = sj.command_pid;
+  if (auto identity = readJobIdentity(sj.pid, boot_id_)) {
+    job->identity = std::move(identity.value());
+  } else {
+    log::warning("job " + job->id() + ": its identity: " + identity.error().message);
+  }
   Job* raw = jobs_.insert(std::move(job));
   state_.saveJob(raw->status());
   watchJob(*raw);
-  armJobTimeout(*raw, jobTimeoutMs(settings_, r.timeout_ms));
   logJobStart(*raw, who, r, account->name);
   updateServiceStatus();
   return raw;
@@ -196,6 +199,8 @@ SpawnRequest Supervisor::spawnRequest(const Job& job, const protocol::JobStartRe
                                       const Account& account,
                                       const IsolationSpec& isolation) const {
   SpawnRequest sr;
+  sr.init_fd = opt_.init_fd.get();
+  sr.job_id = job.id();
   sr.argv = r.argv;
   sr.env = buildJobEnvironment(
       r.env, {settings_.job_path, account.home, account.name, settings_.job_lang});
@@ -213,18 +218,14 @@ SpawnRequest Supervisor::spawnRequest(const Job& job, const protocol::JobStartRe
   sr.isolation = isolation;
   sr.seccomp = job_seccomp_ ? &*job_seccomp_ : nullptr;
   sr.last_cap = last_cap_;
+  sr.stdout_log_fd = job.streams[0].log->writeFd();
+  sr.stderr_log_fd = job.streams[1].log ? job.streams[1].log->writeFd() : -1;
+  sr.exit_record_fd = job.exit_record.get();
+  sr.output_cap = settings_.output_cap_bytes;
+  // The shim enforces the timeout itself, so it passes even while no jobworkerd runs.
+  sr.timeout_ms = jobTimeoutMs(settings_, r.timeout_ms);
+  sr.stop_grace_ms = settings_.stop_grace_ms;
   return sr;
-}
-
-void Supervisor::armJobTimeout(Job& job, uint64_t timeout_ms) {
-  if (timeout_ms == 0) return;
-  std::string jid = job.id();
-  job.timeout_timer = loop_.addTimer(timeout_ms, [this, jid] {
-    Job* j = jobs_.find(jid);
-    if (j == nullptr) return;
-    j->timeout_timer = 0;
-    if (!j->mainExited()) stopJob(*j, "timeout", settings_.stop_grace_ms);
-  });
 }
 
 void Supervisor::logJobStart(const Job& job, const Requester& who,
@@ -239,103 +240,117 @@ void Supervisor::logJobStart(const Job& job, const Requester& who,
   for (const auto& a : r.argv) fields.emplace_back("JOB_ARGV", a);
   log::event(log::Priority::kInfo, log::ids::kJobStart,
              "job " + job.id() + " started by " + who.user.name + " as " + run_as + ": pid " +
-                 std::to_string(job.pid()) + (job.has_init ? " (job init)" : ""),
+                 std::to_string(job.pid()) + " (its shim)",
              fields);
 }
 
 void Supervisor::watchJob(Job& job) {
   std::string jid = job.id();
+  auto cw = loop_.watch(job.channel.get(), EPOLLIN, [this, jid](uint32_t) {
+    if (Job* j = jobs_.find(jid)) onShimFrames(*j);
+  });
+  if (cw) job.channel_watch = cw.value();
   auto pw = loop_.watch(job.pidfd.get(), EPOLLIN, [this, jid](uint32_t) { onJobExit(jid); });
-  if (!pw) {
+  if (!pw || !cw) {
     // Without exit notification the job could never end: kill it now rather than leak it.
-    log::err("job " + jid + ": watch pidfd: " + pw.error().message + "; killing it");
+    log::err("job " + jid + ": watch its shim: " + (pw ? cw.error() : pw.error()).message +
+             "; killing it");
+    if (pw) loop_.unwatch(pw.value());
     killJob(job);
     int status = 0;
     pid_t r;
     while ((r = waitpid(job.pid(), &status, 0)) < 0 && errno == EINTR) {
     }
     job.pidfd.reset();
-    recordJobEnd(job, r == job.pid() ? status : W_EXITCODE(0, SIGKILL));
-  } else {
-    job.pidfd_watch = pw.value();
+    recordShimEnd(job, r == job.pid() ? status : W_EXITCODE(0, SIGKILL));
+    maybePublish(job);
+    return;
   }
+  job.pidfd_watch = pw.value();
+}
+
+// Every frame the shim has queued. A frame that is not what a shim sends is logged and skipped:
+// a root job could drive its shim, and nothing it sends may do more than mislead its own status.
+void Supervisor::onShimFrames(Job& job) {
+  uint8_t buf[shim::kMaxFrameBytes];
+  while (job.channel) {
+    ssize_t n = recv(job.channel.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // EOF: the shim is gone (its exit comes through the pidfd); EAGAIN: nothing more for now.
+      if (n == 0 || errno != EAGAIN) closeShimChannel(job);
+      return;
+    }
+    shim::FrameReader r(buf, static_cast<size_t>(n));
+    shim::Frame type{};
+    shim::StreamSizes out, err;
+    shim::Exited exited;
+    bool ok = r.type(&type);
+    if (ok && type == shim::Frame::kProgress) {
+      ok = r.getSizes(&out) && r.getSizes(&err) && r.complete();
+      if (ok) applySizes(job, out, err);
+    } else if (ok && type == shim::Frame::kExited) {
+      ok = shim::decodeExited(r, &exited);
+      if (ok && !job.reported_exit) {
+        job.reported_exit = exited;
+        applySizes(job, exited.streams[0], exited.streams[1]);
+      }
+    } else if (ok && type == shim::Frame::kDeadlinePassed) {
+      ok = r.complete();
+      if (ok) onJobDeadline(job);
+    } else {
+      ok = false;
+    }
+    if (!ok) log::warning("job " + job.id() + ": unexpected frame from its shim; ignored");
+  }
+}
+
+void Supervisor::applySizes(Job& job, const shim::StreamSizes& out, const shim::StreamSizes& err) {
+  const shim::StreamSizes* sizes[2] = {&out, &err};
   for (int s = 0; s < 2; s++) {
-    if (!job.streams[s].pipe_fd) continue;
-    auto w = loop_.watch(job.streams[s].pipe_fd.get(), EPOLLIN,
-                         [this, jid, s](uint32_t) { onJobPipe(jid, s); });
-    if (!w) {
-      log::err("job " + jid + ": watch output pipe: " + w.error().message);
-      job.streams[s].pipe_fd.reset();
-      job.streams[s].log->seal();
-      continue;
+    OutputLog* log = job.streams[s].log.get();
+    if (log == nullptr) continue;
+    uint64_t before = log->size();
+    const bool had_error = !log->error().empty();
+    log->update(*sizes[s]);
+    if (!had_error && !log->error().empty()) {
+      // Once per log: the job keeps running, its status says what is missing.
+      log::warning("job " + job.id() + ": " + log->path() + ": " + log->error() +
+                   "; its further output is counted as dropped");
     }
-    job.streams[s].watch = w.value();
+    if (log->size() != before) answerParked(job, s, false);
   }
-  maybePublish(job);
 }
 
-void Supervisor::onJobPipe(const std::string& job_id, int stream) {
-  Job* job = jobs_.find(job_id);
-  if (job == nullptr) return;
-  Job::Stream& st = job->streams[stream];
-  if (!st.pipe_fd) return;
-  uint64_t before = st.log->size();
-  const bool had_error = !st.log->error().empty();
-  for (int i = 0; i < kReadsPerWakeup; i++) {
-    auto r = st.log->drainOnce(st.pipe_fd.get());
-    if (!r) {
-      log::err("job " + job_id + ": " + r.error().message);
-      closeJobPipe(*job, stream);
-      break;
-    }
-    if (r.value() == OutputLog::Drain::kWouldBlock) break;
-    if (r.value() == OutputLog::Drain::kEof) {
-      closeJobPipe(*job, stream);
-      break;
-    }
-  }
-  if (!had_error && !st.log->error().empty()) {
-    // Once per log: the job keeps running, its status says what is missing.
-    log::warning("job " + job_id + ": " + st.log->path() + ": " + st.log->error() +
-                 "; its further output is counted as dropped");
-  }
-  if (st.log->size() != before) answerParked(*job, stream, false);
-  maybePublish(*job);
+// The shim's deadline passed: it has sent SIGTERM and runs the grace itself.
+void Supervisor::onJobDeadline(Job& job) {
+  if (job.mainExited()) return;
+  bool first = !job.stopRequested();
+  if (!job.requestStop("timeout")) return;
+  if (first) logJobStop(job, "timeout", settings_.stop_grace_ms, "");
+  armBackupKill(job, settings_.stop_grace_ms);
 }
 
-void Supervisor::closeJobPipe(Job& job, int stream) {
-  Job::Stream& st = job.streams[stream];
-  if (!st.pipe_fd) return;
-  loop_.unwatch(st.watch);
-  st.watch = 0;
-  st.pipe_fd.reset();
-  st.log->seal();  // a finished job holds no fd: reads open the file
+void Supervisor::closeShimChannel(Job& job) {
+  if (job.channel_watch != 0) loop_.unwatch(job.channel_watch);
+  job.channel_watch = 0;
+  job.channel.reset();
 }
 
-// The main process has been reaped with init_wait_status. With an init, the command's own
-// status from the status pipe is the job's; the init's counts only when it wrote none (it was
-// SIGKILLed: stop grace, OOM, a supervisor-side kill).
-void Supervisor::recordJobEnd(Job& job, int init_wait_status) {
-  WaitOutcome outcome = waitOutcome(init_wait_status);
-  if (job.status_fd) {
-    auto reported = readJobStatus(job.status_fd.get());
-    if (!reported) {
-      log::err("job " + job.id() + ": " + reported.error().message);
-    } else if (reported.value()) {
-      outcome = waitOutcome(*reported.value());
-    }
-    job.status_fd.reset();
-  }
+// The shim has been reaped with shim_wait_status. The command's status from its Exited frame is
+// the job's; the shim's own counts only when it sent none (it was SIGKILLed: a backup kill, the
+// OOM killer).
+void Supervisor::recordShimEnd(Job& job, int shim_wait_status) {
+  if (job.channel) onShimFrames(job);  // what it sent before it exited
+  closeShimChannel(job);
+  WaitOutcome outcome = waitOutcome(shim_wait_status);
+  if (job.reported_exit) outcome = waitOutcome(job.reported_exit->wait_status);
   job.recordExit(outcome.code, outcome.value);
 }
 
 void Supervisor::onJobExit(const std::string& job_id) {
   Job* job = jobs_.find(job_id);
   if (job == nullptr || !job->pidfd) return;
-  // Kill the rest while the main process is still a zombie: its pid, which is the process
-  // group id, cannot have been reused yet. (With an init the kernel has already killed the whole
-  // PID namespace before its exit was reported; the cgroup kill is the backup.)
-  killJob(*job);
   int status = 0;
   rusage ru{};
   pid_t r = wait4(job->pid(), &status, WNOHANG, &ru);
@@ -347,47 +362,34 @@ void Supervisor::onJobExit(const std::string& job_id) {
     log::err("job " + job_id + ": wait4: " + std::string(strerror(errno)));
     status = W_EXITCODE(0, SIGKILL);
   }
-  recordJobEnd(*job, status);
+  recordShimEnd(*job, status);
+  // The shim killed the rest of its job before it reported; the cgroup kill catches what left
+  // its process group without a PID namespace.
+  killJob(*job);
   if (!job->cgroup) {
-    // Without a cgroup, rusage of the main process and the children it waited for is the best
-    // figure there is.
+    // Without a cgroup, the command's rusage (and its waited-for children) is the best figure
+    // there is: from the shim's report, else the shim's own.
     job->final_usage.has_cpu = true;
-    job->final_usage.cpu_seconds =
-        static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-        static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    if (job->reported_exit) {
+      job->final_usage.cpu_seconds =
+          static_cast<double>(job->reported_exit->utime_us + job->reported_exit->stime_us) / 1e6;
+    } else {
+      job->final_usage.cpu_seconds =
+          static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    }
   }
-  for (EventLoop::TimerId* t : {&job->kill_timer, &job->timeout_timer}) {
-    if (*t != 0) loop_.cancelTimer(*t);
-    *t = 0;
-  }
-  if (job->pipesOpen()) {
-    // A process that escaped the group may keep the pipe open forever: stop waiting at some
-    // point, the main process's output is complete by then.
-    job->drain_timer = loop_.addTimer(kDrainDeadlineMs, [this, jid = job_id] {
-      Job* j = jobs_.find(jid);
-      if (j == nullptr) return;
-      j->drain_timer = 0;
-      log::warning("job " + jid + ": output pipe still open " + std::to_string(kDrainDeadlineMs) +
-                   " ms after the job ended; closing it");
-      for (int s = 0; s < 2; s++) {
-        if (j->streams[s].pipe_fd) {
-          onJobPipe(jid, s);  // take what is buffered
-          closeJobPipe(*j, s);
-        }
-      }
-      maybePublish(*j);
-    });
-  }
+  if (job->kill_timer != 0) loop_.cancelTimer(job->kill_timer);
+  job->kill_timer = 0;
   maybePublish(*job);
 }
 
+// The shim drained the output to its end before it exited: nothing is left to wait for.
 void Supervisor::maybePublish(Job& job) {
-  if (job.phase() == JobPhase::kDraining && !job.pipesOpen()) publishJob(job);
+  if (job.phase() == JobPhase::kDraining) publishJob(job);
 }
 
 void Supervisor::publishJob(Job& job) {
-  if (job.drain_timer != 0) loop_.cancelTimer(job.drain_timer);
-  job.drain_timer = 0;
   if (job.cgroup) {
     job.oom_killed = job.cgroup->oomKilled();
     job.final_usage = job.cgroup->usage();
@@ -442,40 +444,50 @@ void Supervisor::removeCgroupLater(const std::string& job_id, int attempt) {
       kCgroupRemoveRetryMs, [this, job_id, attempt] { removeCgroupLater(job_id, attempt + 1); });
 }
 
+void Supervisor::logJobStop(const Job& job, const std::string& by, uint64_t grace_ms,
+                            const std::string& remote_address) {
+  log::event(log::Priority::kInfo, log::ids::kJobStop,
+             "job " + job.id() + " of " + job.owner() + " stopped by " + by + " (grace " +
+                 std::to_string(grace_ms) + " ms)",
+             {{"JOB_ID", job.id()},
+              {"JOB_USER", job.owner()},
+              {"JOB_STOPPED_BY", by},
+              {"REMOTE_ADDR", remote_address},
+              {"JOB_STOP_GRACE_MS", std::to_string(grace_ms)}});
+}
+
 void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms,
                          const std::string& remote_address) {
   bool first = !job.stopRequested();
   if (!job.requestStop(by)) return;
   if (first) {
-    log::event(log::Priority::kInfo, log::ids::kJobStop,
-               "job " + job.id() + " of " + job.owner() + " stopped by " + by + " (grace " +
-                   std::to_string(grace_ms) + " ms)",
-               {{"JOB_ID", job.id()},
-                {"JOB_USER", job.owner()},
-                {"JOB_STOPPED_BY", by},
-                {"REMOTE_ADDR", remote_address},
-                {"JOB_STOP_GRACE_MS", std::to_string(grace_ms)}});
+    logJobStop(job, by, grace_ms, remote_address);
     state_.saveJob(job.status());  // who stopped it, should the daemon not see its end
   }
-  if (job.has_init) {
-    // Once, to the init alone: it forwards it to the command's process group (a second copy
-    // would reach the command twice).
-    if (signalMain(job, SIGTERM) != 0 && errno != ESRCH) {
-      log::err("job " + job.id() + ": SIGTERM to its init: " + strerror(errno));
+  // The shim signals the command's process group and SIGKILLs the whole job after the grace.
+  shim::FrameWriter stop(shim::Frame::kStop);
+  stop.put32(static_cast<uint32_t>(SIGTERM));
+  stop.put32(static_cast<uint32_t>(std::min<uint64_t>(grace_ms, UINT32_MAX)));
+  bool sent = job.channel && send(job.channel.get(), stop.data(), stop.size(),
+                                  MSG_DONTWAIT | MSG_NOSIGNAL) == static_cast<ssize_t>(stop.size());
+  if (!sent) {
+    // A full or closed channel: SIGTERM to the shim, which forwards it (the backup kill below
+    // then ends the job after the grace).
+    if (job.pidfd && syscall(SYS_pidfd_send_signal, job.pidfd.get(), SIGTERM, nullptr, 0U) != 0 &&
+        errno != ESRCH) {
+      log::err("job " + job.id() + ": SIGTERM to its shim: " + strerror(errno));
     }
-  } else {
-    // The group, and the main process in case it left the group.
-    if (kill(-job.pid(), SIGTERM) != 0 && errno != ESRCH) {
-      log::err("job " + job.id() + ": SIGTERM to its process group: " + strerror(errno));
-    }
-    signalMain(job, SIGTERM);
   }
-  uint64_t deadline = EventLoop::monotonicMs() + grace_ms;
+  armBackupKill(job, grace_ms);
+}
+
+void Supervisor::armBackupKill(Job& job, uint64_t grace_ms) {
+  uint64_t deadline = EventLoop::monotonicMs() + grace_ms + kShimGraceMarginMs;
   if (job.kill_timer != 0 && job.kill_deadline_ms <= deadline) return;  // an earlier one stands
   if (job.kill_timer != 0) loop_.cancelTimer(job.kill_timer);
   job.kill_deadline_ms = deadline;
   std::string jid = job.id();
-  job.kill_timer = loop_.addTimer(grace_ms, [this, jid] {
+  job.kill_timer = loop_.addTimer(grace_ms + kShimGraceMarginMs, [this, jid] {
     Job* j = jobs_.find(jid);
     if (j == nullptr) return;
     j->kill_timer = 0;
@@ -485,16 +497,16 @@ void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms,
 
 void Supervisor::killJob(Job& job) {
   if (job.pid() <= 0) return;
-  if (job.has_init) {
-    // The init's death makes the kernel kill every process of its PID namespace.
-    if (!job.mainExited() && signalMain(job, SIGKILL) != 0 && errno != ESRCH) {
-      log::err("job " + job.id() + ": SIGKILL to its init: " + strerror(errno));
+  if (!job.mainExited() && job.pidfd) {
+    // The shim's death takes its PID namespace with it; without one, the command's group too.
+    const auto& iso = job.spec().isolation;
+    if (job.command_pid > 0 && std::find(iso.begin(), iso.end(), "pid") == iso.end()) {
+      kill(-job.command_pid, SIGKILL);
     }
-  } else {
-    if (kill(-job.pid(), SIGKILL) != 0 && errno != ESRCH) {
-      log::err("job " + job.id() + ": SIGKILL to its process group: " + strerror(errno));
+    if (syscall(SYS_pidfd_send_signal, job.pidfd.get(), SIGKILL, nullptr, 0U) != 0 &&
+        errno != ESRCH) {
+      log::err("job " + job.id() + ": SIGKILL to its shim: " + strerror(errno));
     }
-    if (!job.mainExited()) signalMain(job, SIGKILL);
   }
   // Also catches what left the process group of a job without a PID namespace.
   if (job.cgroup) {
@@ -520,11 +532,10 @@ void Supervisor::dropJob(const std::string& job_id) {
 }
 
 void Supervisor::releaseJob(Job& job) {
-  for (EventLoop::TimerId t :
-       {job.kill_timer, job.timeout_timer, job.drain_timer, job.cgroup_timer}) {
+  for (EventLoop::TimerId t : {job.kill_timer, job.cgroup_timer}) {
     if (t != 0) loop_.cancelTimer(t);
   }
-  for (int s = 0; s < 2; s++) closeJobPipe(job, s);
+  closeShimChannel(job);
   if (job.pidfd_watch != 0) loop_.unwatch(job.pidfd_watch);
   if (!job.ended() && job.pid() > 0) killJob(job);
   if (job.cgroup) (void)job.cgroup->remove();

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/io.h"
 #include "common/log.h"
 #include "supervisor/core/service_manager.h"
 #include "supervisor/launch/credentials.h"
@@ -139,6 +140,9 @@ Status Supervisor::prepareIsolation() {
     if (!last) return Error{"capabilities: " + last.error().message, last.error().sys_errno};
     last_cap_ = last.value();
   }
+  auto boot_id = readFile("/proc/sys/kernel/random/boot_id", 64);
+  if (!boot_id) return Error{"boot id: " + boot_id.error().message};
+  boot_id_ = boot_id->substr(0, boot_id->find('\n'));
   if (!opt_.as_root) {
     log::warning("not root: jobs run without namespaces (the job seccomp profile still applies)");
   } else {

@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "common/fd.h"
 #include "common/protocol/codec.h"
+#include "common/protocol/shim_messages.h"
 #include "supervisor/accounts/accounts.h"
 #include "supervisor/accounts/login_throttle.h"
 #include "supervisor/accounts/password_verifier.h"
@@ -44,6 +45,7 @@ struct SupervisorOptions {
   std::string config_file;        // handed to the frontend ("" if none)
   std::string frontend_path;
   std::string verifier_path;                // jobworker-verifier
+  UniqueFd init_fd;                         // jobworker-init, O_PATH: every job's shim
   UniqueFd listen_fd;                       // handed to every frontend incarnation as fd 4
   std::optional<Account> frontend_account;  // as root: the account the frontend drops to
   Account self;                             // non-root dev: the account every job runs as
@@ -168,19 +170,23 @@ class Supervisor {
                   const Account& account, const IsolationSpec& isolation) const;
   SpawnRequest spawnRequest(const Job& job, const protocol::JobStartRequest& r,
                             const Account& account, const IsolationSpec& isolation) const;
-  void armJobTimeout(Job& job, uint64_t timeout_ms);
   void logJobStart(const Job& job, const Requester& who, const protocol::JobStartRequest& r,
                    const std::string& run_as);
   void watchJob(Job& job);
-  void onJobPipe(const std::string& job_id, int stream);
+  void onShimFrames(Job& job);
+  void applySizes(Job& job, const shim::StreamSizes& out, const shim::StreamSizes& err);
+  void onJobDeadline(Job& job);
+  void closeShimChannel(Job& job);
   void onJobExit(const std::string& job_id);
-  void closeJobPipe(Job& job, int stream);
   void maybePublish(Job& job);
   void publishJob(Job& job);
-  void recordJobEnd(Job& job, int init_wait_status);
+  void recordShimEnd(Job& job, int shim_wait_status);
   // by: the user who asked, or "timeout" / "shutdown" (then remote_address is empty)
   void stopJob(Job& job, const std::string& by, uint64_t grace_ms,
                const std::string& remote_address = "");
+  void logJobStop(const Job& job, const std::string& by, uint64_t grace_ms,
+                  const std::string& remote_address);
+  void armBackupKill(Job& job, uint64_t grace_ms);
   void killJob(Job& job);
   void removeCgroupLater(const std::string& job_id, int attempt);
   void enforceRetention();
@@ -217,7 +223,8 @@ class Supervisor {
   UniqueFd signal_fd_;
   // Built once before any job: the child only reads it (no allocation between fork and exec).
   std::optional<JobSeccompProfile> job_seccomp_;
-  int last_cap_ = 0;  // /proc/sys/kernel/cap_last_cap, for non-root jobs' bounding-set drop
+  int last_cap_ = 0;     // /proc/sys/kernel/cap_last_cap, for non-root jobs' bounding-set drop
+  std::string boot_id_;  // /proc/sys/kernel/random/boot_id: part of each job's identity
   uint64_t watchdog_ping_ms_ = 0;  // 0: no WatchdogSec=
   bool ready_notified_ = false;    // systemd heard READY=1 (from the first frontend)
   bool frontend_ready_ = false;    // the current frontend sent its Ready

@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <sstream>
 
+#include "common/io.h"
 #include "common/names.h"
 
 namespace jw::supervisor {
@@ -202,6 +205,28 @@ Result<std::string> newJobId() {
     id.push_back(hex[b[i] >> 4]);
     id.push_back(hex[b[i] & 15]);
   }
+  return id;
+}
+
+Result<JobIdentity> readJobIdentity(pid_t shim_pid, const std::string& boot_id) {
+  JobIdentity id;
+  id.boot_id = boot_id;
+  id.shim_pid = shim_pid;
+  const std::string proc = "/proc/" + std::to_string(shim_pid);
+  auto stat = readFile(proc + "/stat", 4096);
+  if (!stat) return stat.error();
+  // "PID (comm) S ppid ...": comm may hold spaces and parentheses, so count from the last ')'.
+  size_t close = stat->rfind(')');
+  if (close == std::string::npos) return Error{"unexpected " + proc + "/stat"};
+  std::istringstream fields(stat->substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; i++) {
+    if (i == 22) id.shim_start_time = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  if (id.shim_start_time == 0) return Error{"no start time in " + proc + "/stat"};
+  auto cgroup = readFile(proc + "/cgroup", 65536);
+  if (!cgroup) return cgroup.error();
+  id.cgroup_path = cgroup->substr(0, cgroup->find('\n'));
   return id;
 }
 

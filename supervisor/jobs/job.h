@@ -13,6 +13,8 @@
 
 #include "common/fd.h"
 #include "common/protocol/codec.h"
+#include "common/protocol/shim_messages.h"
+#include "common/result.h"
 #include "supervisor/cgroup/cgroup.h"
 #include "supervisor/core/event_loop.h"
 #include "supervisor/jobs/output_store.h"
@@ -23,6 +25,18 @@ namespace jw::supervisor {
 // failed jumps straight to ended. Outside, a draining job still shows `running`: the final state
 // is published only after the output is complete.
 enum class JobPhase { kStarting, kRunning, kDraining, kEnded };
+
+// Who a running job is, so that a later jobworkerd can prove a shim is this job's before it takes
+// it over (pidfd_open first, then all four must match): kept with the job's record.
+struct JobIdentity {
+  std::string boot_id;           // /proc/sys/kernel/random/boot_id
+  pid_t shim_pid = 0;            // host pid
+  uint64_t shim_start_time = 0;  // /proc/PID/stat field 22, clock ticks since boot
+  std::string cgroup_path;       // the shim's /proc/PID/cgroup at start (first line)
+};
+
+// Reads the identity of a shim that has just started (its /proc entries).
+Result<JobIdentity> readJobIdentity(pid_t shim_pid, const std::string& boot_id);
 
 struct JobSpec {
   std::string id;
@@ -76,27 +90,26 @@ class Job {
   // --- live resources, managed by the supervisor -----------------------------------------------
   struct Stream {
     std::unique_ptr<OutputLog> log;
-    UniqueFd pipe_fd;  // non-blocking read end of the job's pipe; closed at EOF
-    EventLoop::WatchId watch = 0;
   };
   Stream streams[2];  // [kStdout] (the merged log for merged jobs), [kStderr] for separate jobs
-  UniqueFd pidfd;     // of the main process: the job init with a PID namespace, else the command
+  // Every job has a shim (jobworker-init): the main process, PID 1 of the job's PID namespace
+  // or a subreaper parent of the command. pidfd is the shim's; `channel` its status channel
+  // (Started, Progress, DeadlinePassed, Exited up; Stop down), open until the shim is reaped.
+  UniqueFd pidfd;
   EventLoop::WatchId pidfd_watch = 0;
-  // With a PID namespace the main process is the job init (PID 1 of the namespace): signals go
-  // to it alone, it forwards them to the command. status_fd: its status pipe (the command's wait
-  // status), open until the init has been reaped.
-  bool has_init = false;
-  UniqueFd status_fd;
+  UniqueFd channel;
+  EventLoop::WatchId channel_watch = 0;
+  pid_t command_pid = 0;                      // as the shim sees it (2 inside a PID namespace)
+  std::optional<shim::Exited> reported_exit;  // the shim's Exited frame, once received
+  UniqueFd exit_record;  // <job>/exit, space reserved; handed to the shim, then closed
+  JobIdentity identity;
   std::unique_ptr<JobCgroup> cgroup;
-  EventLoop::TimerId kill_timer = 0;     // SIGKILL after the stop grace
-  EventLoop::TimerId timeout_timer = 0;  // the job's own timeout
-  EventLoop::TimerId drain_timer = 0;    // give up on pipes held by escaped processes
-  EventLoop::TimerId cgroup_timer = 0;   // retry removing the cgroup
-  uint64_t kill_deadline_ms = 0;         // monotonic; 0: no SIGKILL scheduled
-  protocol::Usage final_usage;           // captured when the job ended
+  EventLoop::TimerId kill_timer = 0;    // the backup SIGKILL, after the shim's own grace
+  EventLoop::TimerId cgroup_timer = 0;  // retry removing the cgroup
+  uint64_t kill_deadline_ms = 0;        // monotonic; 0: no SIGKILL scheduled
+  protocol::Usage final_usage;          // captured when the job ended
   bool oom_killed = false;
 
-  bool pipesOpen() const { return streams[0].pipe_fd || streams[1].pipe_fd; }
   bool separate() const { return spec_.output == protocol::OutputMode::kSeparate; }
 
  private:

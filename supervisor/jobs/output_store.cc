@@ -19,10 +19,6 @@ namespace jw::supervisor {
 
 namespace {
 
-// One buffer for every pipe read: the loop is single-threaded and a read is appended before the
-// next one starts, so the supervisor's memory does not grow with the number of jobs.
-char g_pipe_buffer[protocol::kMaxChunk];
-
 // Removes dir_fd/name recursively without following symlinks.
 Status removeTreeAt(int dir_fd, const char* name) {
   if (unlinkat(dir_fd, name, 0) == 0) return okStatus();
@@ -48,10 +44,10 @@ Status removeTreeAt(int dir_fd, const char* name) {
 
 }  // namespace
 
-Result<std::unique_ptr<OutputLog>> OutputLog::create(const std::string& path, uint64_t cap_bytes) {
+Result<std::unique_ptr<OutputLog>> OutputLog::create(const std::string& path) {
   UniqueFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return sysError("create output log " + path);
-  return std::unique_ptr<OutputLog>(new OutputLog(std::move(fd), path, cap_bytes));
+  return std::unique_ptr<OutputLog>(new OutputLog(std::move(fd), path));
 }
 
 Result<std::unique_ptr<OutputLog>> OutputLog::openStored(const std::string& path, uint64_t dropped,
@@ -60,52 +56,24 @@ Result<std::unique_ptr<OutputLog>> OutputLog::openStored(const std::string& path
   if (lstat(path.c_str(), &st) != 0) return sysError("stat output log " + path);
   if (!S_ISREG(st.st_mode)) return Error{"output log " + path + " is not a regular file"};
   auto size = static_cast<uint64_t>(st.st_size);
-  std::unique_ptr<OutputLog> log(new OutputLog(UniqueFd(), path, size));
+  std::unique_ptr<OutputLog> log(new OutputLog(UniqueFd(), path));
   log->size_ = size;
   log->dropped_ = dropped;
   log->error_ = std::move(error);
   return log;
 }
 
-void OutputLog::append(const char* data, size_t len) {
-  uint64_t room = size_ < cap_ && fd_ ? cap_ - size_ : 0;
-  size_t store = static_cast<size_t>(std::min<uint64_t>(room, len));
-  size_t done = 0;
-  while (done < store) {
-    ssize_t n = pwrite(fd_.get(), data + done, store - done, static_cast<off_t>(size_ + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      size_ += done;
-      recordWriteError(n < 0 ? errno : ENOSPC);
-      dropped_ += len - done;
-      return;
+void OutputLog::update(const shim::StreamSizes& s) {
+  size_ = std::max(size_, s.stored);
+  dropped_ = std::max(dropped_, s.dropped);
+  if (s.error != 0 && error_.empty()) {
+    // The shim stops storing at its first failed append, so the stored bytes stay an exact
+    // prefix of what the job wrote; this says where and why.
+    std::string what = std::strerror(s.error);
+    if (!what.empty()) {
+      what[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(what[0])));
     }
-    done += static_cast<size_t>(n);
-  }
-  size_ += store;
-  dropped_ += len - store;
-}
-
-// Storing stops at the first failure: later bytes written after a gap would read as if they
-// followed what was lost. The pipe keeps being drained, so the job never sees EPIPE.
-void OutputLog::recordWriteError(int err) {
-  std::string what = std::strerror(err);
-  if (!what.empty()) what[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(what[0])));
-  error_ = what + " at byte " + std::to_string(size_);
-  cap_ = size_;
-}
-
-Result<OutputLog::Drain> OutputLog::drainOnce(int pipe_fd) {
-  for (;;) {
-    ssize_t n = ::read(pipe_fd, g_pipe_buffer, sizeof g_pipe_buffer);
-    if (n > 0) {
-      append(g_pipe_buffer, static_cast<size_t>(n));
-      return Drain::kData;
-    }
-    if (n == 0) return Drain::kEof;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) return Drain::kWouldBlock;
-    return sysError("read job pipe for " + path_);
+    error_ = what + " at byte " + std::to_string(s.error_offset);
   }
 }
 
@@ -113,20 +81,16 @@ Result<std::string> OutputLog::read(uint64_t offset, size_t max_bytes) const {
   std::string out;
   if (offset >= size_) return out;
   size_t want = static_cast<size_t>(std::min<uint64_t>(max_bytes, size_ - offset));
-  UniqueFd opened;
-  int fd = fd_.get();
-  if (!fd_) {
-    opened.reset(open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!opened) return sysError("open output log " + path_);
-    fd = opened.get();
-  }
+  UniqueFd opened(open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!opened) return sysError("open output log " + path_);
+  const int fd = opened.get();
   out.resize(want);
   size_t got = 0;
   while (got < want) {
     ssize_t n = pread(fd, out.data() + got, want - got, static_cast<off_t>(offset + got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sysError("read output log " + path_);
-    if (n == 0) break;  // cannot happen while we are the only writer; never return garbage
+    if (n == 0) break;  // the file is shorter than the shim said: never return garbage
     got += static_cast<size_t>(n);
   }
   out.resize(got);

@@ -1,6 +1,5 @@
-// A job's output logs: append-only files under <state-dir>/jobs/<id>/ filled from the job's
-// pipes, with a size cap, read back with pread at any offset; the state filesystem's free space.
-// Runs in jobworkerd.
+// A job's output logs: append-only files under <state-dir>/jobs/<id>/ that the job's shim fills,
+// read back with pread at any offset; the state filesystem's free space. Runs in jobworkerd.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +7,7 @@
 #include <string>
 
 #include "common/fd.h"
+#include "common/protocol/shim_messages.h"
 #include "common/result.h"
 
 namespace jw::supervisor {
@@ -16,15 +16,14 @@ namespace jw::supervisor {
 // [kStderr] for separate jobs.
 inline constexpr const char* kStreamFile[2] = {"output", "stderr"};
 
-// One stream's log file ("output" or "stderr"). Bytes past the cap are read from the pipe and
-// counted, never stored, so the job never blocks on a full pipe and memory stays flat. A failed
-// write (disk full, quota, I/O error) is not the job's death either: the log stops storing,
-// records why and where, and counts the rest as dropped, so what is stored stays a clean prefix
-// of what the job printed. The log holds its fd only while it is written: a sealed log (the
-// pipe reached EOF) opens the file for each read, so finished jobs hold no fd.
+// One stream's log file ("output" or "stderr"). The job's shim appends to it (splice, the cap,
+// dropped bytes, a failed append: supervisor/init/output); jobworkerd learns the sizes from the
+// shim's Progress and Exited frames and reads the file at any offset, opening it for each read,
+// so no job holds an fd of jobworkerd's once its shim has started.
 class OutputLog {
  public:
-  static Result<std::unique_ptr<OutputLog>> create(const std::string& path, uint64_t cap_bytes);
+  // Creates the file (O_EXCL, 0600) and keeps it open for the shim's start only.
+  static Result<std::unique_ptr<OutputLog>> create(const std::string& path);
   // The sealed log of a job a previous jobworkerd ran (its record gives dropped and error): what
   // the file holds is what was stored.
   static Result<std::unique_ptr<OutputLog>> openStored(const std::string& path, uint64_t dropped,
@@ -32,36 +31,30 @@ class OutputLog {
   OutputLog(const OutputLog&) = delete;
   OutputLog& operator=(const OutputLog&) = delete;
 
-  // Stores what fits under the cap and the disk, counts the rest as dropped; never fails.
-  void append(const char* data, size_t len);
-
-  enum class Drain { kData, kWouldBlock, kEof };
-  // One read() of at most kMaxChunk bytes from a non-blocking pipe, appended to the log. An
-  // error is the pipe's, never the disk's.
-  Result<Drain> drainOnce(int pipe_fd);
-
-  // No more appends: closes the write fd.
+  // The fd the shim gets (until seal()).
+  int writeFd() const { return fd_.get(); }
+  // The shim has its copy (or the job never started): jobworkerd holds none.
   void seal() { fd_.reset(); }
-  bool sealed() const { return !fd_; }
+
+  // The shim's latest figures. Sizes only grow (a frame may be dropped, never reordered); the
+  // first error stays.
+  void update(const shim::StreamSizes& s);
 
   // Up to max_bytes stored bytes starting at offset (empty at or past the end).
   Result<std::string> read(uint64_t offset, size_t max_bytes) const;
 
   uint64_t size() const { return size_; }        // bytes stored
-  uint64_t dropped() const { return dropped_; }  // bytes read but not stored (cap or error)
+  uint64_t dropped() const { return dropped_; }  // bytes drained but not stored (cap or error)
   bool truncated() const { return dropped_ > 0; }
   // Why storing stopped early ("no space left on device at byte 12288"); "" when it did not.
   const std::string& error() const { return error_; }
   const std::string& path() const { return path_; }
 
  private:
-  OutputLog(UniqueFd fd, std::string path, uint64_t cap)
-      : fd_(std::move(fd)), path_(std::move(path)), cap_(cap) {}
-  void recordWriteError(int err);
+  OutputLog(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
 
   UniqueFd fd_;
   std::string path_;
-  uint64_t cap_;
   uint64_t size_ = 0;
   uint64_t dropped_ = 0;
   std::string error_;

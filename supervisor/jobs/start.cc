@@ -1,6 +1,9 @@
 // The job-start steps of start.h; runs in jobworkerd.
 #include "supervisor/jobs/start.h"
 
+#include <fcntl.h>
+#include <linux/falloc.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <string>
@@ -12,6 +15,22 @@
 namespace jw::supervisor {
 
 using protocol::ErrorCode;
+
+namespace {
+
+// The shim writes the job's exit here even when no jobworkerd runs to hear it, and a full disk
+// must not lose it: its blocks are reserved now (KEEP_SIZE: the file reads empty until then).
+// Filesystems without fallocate (EOPNOTSUPP) go without the reservation.
+Result<UniqueFd> createExitRecord(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return sysError("create " + path);
+  if (fallocate(fd.get(), FALLOC_FL_KEEP_SIZE, 0, kExitRecordReserve) != 0 && errno != EOPNOTSUPP) {
+    return sysError("reserve space for " + path);
+  }
+  return fd;
+}
+
+}  // namespace
 
 Result<Account, RequestError> resolveAccount(const config::Settings& s, const UserRecord& u,
                                              const Account* self,
@@ -143,17 +162,19 @@ std::optional<std::string> stateSpaceShortage(const OutputStore& store, uint64_t
 
 Result<JobResources, RequestError> JobResources::create(Job& job, OutputStore& store,
                                                         CgroupBackend* cgroups,
-                                                        const AggregateLimits& owner_total,
-                                                        uint64_t output_cap) {
+                                                        const AggregateLimits& owner_total) {
   auto dir = store.createJobDir(job.id());
   if (!dir) return storageError(job, "creating the job's output directory", dir.error());
   JobResources guard(job, store);
   const int nstreams = job.separate() ? 2 : 1;
   for (int s = 0; s < nstreams; s++) {
-    auto log = OutputLog::create(dir.value() + "/" + kStreamFile[s], output_cap);
+    auto log = OutputLog::create(dir.value() + "/" + kStreamFile[s]);
     if (!log) return storageError(job, "creating the job's output file", log.error());
     job.streams[s].log = std::move(log.value());
   }
+  auto exit_record = createExitRecord(dir.value() + "/exit");
+  if (!exit_record) return storageError(job, "creating the job's exit record", exit_record.error());
+  job.exit_record = std::move(exit_record.value());
   if (cgroups != nullptr) {
     auto cg =
         cgroups->create(job.id(), job.spec().owner, owner_total, cgroupLimits(job.spec().limits));
@@ -185,6 +206,7 @@ void JobResources::releaseOutput() {
   for (auto& st : job_->streams) {
     if (st.log) st.log->seal();
   }
+  job_->exit_record.reset();
   job_ = nullptr;
 }
 

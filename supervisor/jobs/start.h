@@ -3,6 +3,8 @@
 // and cgroup. Each refusal carries the code and message the user sees. Runs in jobworkerd.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -52,17 +54,19 @@ AggregateLimits aggregateLimits(const config::LimitSet& totals);
 // filesystem that cannot be checked counts as short (fail closed).
 std::optional<std::string> stateSpaceShortage(const OutputStore& store, uint64_t reserve_bytes);
 
-// What a job needs before it runs: its output directory, one log per stream, and with a cgroup
-// backend its cgroup (limits from the job's spec, below its owner's level with owner_total),
-// attached to the job. Until released, the guard removes them again: a refused job leaves
-// nothing behind.
+// The space reserved for <job>/exit (the shim's Exited frame).
+constexpr off_t kExitRecordReserve = 4096;
+
+// What a job needs before it runs: its output directory, one log per stream, the exit record
+// (its space reserved), and with a cgroup backend its cgroup (limits from the job's spec, below
+// its owner's level with owner_total), attached to the job. Until released, the guard removes
+// them again: a refused job leaves nothing behind.
 class JobResources {
  public:
   // Output files first: a job never runs without somewhere to put its output.
   static Result<JobResources, RequestError> create(Job& job, OutputStore& store,
                                                    CgroupBackend* cgroups,
-                                                   const AggregateLimits& owner_total,
-                                                   uint64_t output_cap);
+                                                   const AggregateLimits& owner_total);
   JobResources(JobResources&& other) noexcept;
   JobResources(const JobResources&) = delete;
   JobResources& operator=(const JobResources&) = delete;

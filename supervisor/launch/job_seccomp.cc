@@ -226,10 +226,4 @@ sock_fprog JobSeccompProfile::program() const {
   return prog;
 }
 
-int installSeccomp(const sock_fprog& program) {
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
-  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) != 0) return errno;
-  return 0;
-}
-
 }  // namespace jw::supervisor

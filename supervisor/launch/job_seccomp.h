@@ -1,5 +1,6 @@
 // The default seccomp profile for jobs: built with libseccomp in jobworkerd (once, before any
-// fork) and installed by the job process just before execve with a single prctl.
+// fork), exported as BPF into each job's spec and installed by its shim's command process as the
+// last step before execve (supervisor/init/command).
 #pragma once
 
 #include <linux/filter.h>
@@ -24,10 +25,5 @@ class JobSeccompProfile {
  private:
   std::vector<sock_filter> filter_;
 };
-
-// In the job process, after its credentials changed and as the last step before execve:
-// PR_SET_NO_NEW_PRIVS (required to install a filter without CAP_SYS_ADMIN, and kept across exec),
-// then the filter. Async-signal-safe. Returns 0 or errno.
-int installSeccomp(const sock_fprog& program);
 
 }  // namespace jw::supervisor

@@ -1,5 +1,6 @@
-// Job namespaces (pid, mount, net, uts, ipc): the clone of a job's first process and the in-child
-// containment steps (mounts, loopback, hostname). Runs in jobworkerd; the child part in the job.
+// Job namespaces (pid, mount, net, uts, ipc): what a job gets, its plan, and the clone of its
+// shim into them. The containment steps inside (mounts, loopback, hostname, cgroup namespace)
+// run in the shim (supervisor/init/containment). Runs in jobworkerd.
 #pragma once
 
 #include <sys/types.h>
@@ -14,7 +15,7 @@ namespace jw::supervisor {
 
 // What isolation one job gets (from the config's isolation.* switches and the request's network).
 struct IsolationSpec {
-  bool pid = true;       // own PID namespace, with the job init (job_init.h) as its PID 1
+  bool pid = true;       // own PID namespace, with the job's shim (jobworker-init) as its PID 1
   bool mount = true;     // own mount namespace: fresh /proc, private /tmp and /dev/shm
   bool net = true;       // own network namespace with only `lo` (false: "network": "host")
   bool uts = true;       // own hostname
@@ -31,16 +32,11 @@ std::string jobHostname(const std::string& job_id);
 // "uts", "ipc", "seccomp"); the caller adds "cgroup" when the job got one.
 std::vector<std::string> isolationLabels(const IsolationSpec& spec);
 
-// Everything the child needs for its containment, prepared before the clone: the child only
-// reads it (no allocation after the clone).
+// What the shim's spec carries for its containment.
 struct ContainmentPlan {
-  int clone_flags = 0;  // CLONE_NEW* for the spec (without an exit signal)
-  bool new_mount = false;
-  bool mount_proc = false;  // pid and mount: /proc must describe the new PID namespace
-  bool new_net = false;
-  bool new_uts = false;
-  std::string hostname;
-  std::string tmp_options;  // "size=N,mode=1777"
+  int clone_flags = 0;      // CLONE_NEW* for the spec (without an exit signal)
+  std::string hostname;     // with uts
+  std::string tmp_options;  // with mount: "size=N,mode=1777"
 };
 
 // Checks the spec (hostname length, tmp size) and builds the plan.
@@ -56,23 +52,5 @@ int cloneFlags(const IsolationSpec& spec);
 // The child must only make async-signal-safe calls and must not call raise()/abort() (glibc's
 // cached thread id is the parent's after a raw clone).
 pid_t cloneJobProcess(int clone_flags, int cgroup_dir_fd);
-
-// The steps of setupContainment, in their order (for the child's error report).
-enum class ContainmentStep : int32_t {
-  kNone = 0,
-  kMountPropagation,  // make / recursively a slave
-  kProc,              // mount proc on /proc
-  kTmp,               // tmpfs on /tmp
-  kShm,               // tmpfs on /dev/shm
-  kLoopback,          // bring `lo` up
-  kHostname,          // sethostname
-};
-const char* containmentStepName(ContainmentStep step);
-
-// In the child, before anything of the job runs, in this order: mount namespace (/ recursively
-// slave, so nothing propagates back to the host) -> /proc for the new PID namespace -> /tmp and
-// /dev/shm tmpfs -> `lo` up -> hostname. Async-signal-safe. Returns 0, or the errno of the failed
-// step and sets *failed to that step.
-int setupContainment(const ContainmentPlan& plan, ContainmentStep* failed);
 
 }  // namespace jw::supervisor

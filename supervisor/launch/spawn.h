@@ -1,6 +1,8 @@
-// Starting a job process: everything is prepared before fork, the child runs a fixed list of
-// named, async-signal-safe steps up to execve and reports a failed step's errno over a
-// close-on-exec pipe. Runs in jobworkerd (the child part in the forked job process).
+// Starting a job: jobworkerd writes the job's spec into a sealed memfd, clones a child into the
+// job's namespaces (and v2 cgroup) that at once execveat()s jobworker-init, the job's shim,
+// places it in its cgroup(s), releases it over the status channel and waits for `Started` or
+// `ExecFailed`. Everything the job's own process does before execve runs in the shim
+// (supervisor/init/). Runs in jobworkerd (the child part, up to execveat, in the clone child).
 #pragma once
 
 #include <sys/types.h>
@@ -17,6 +19,8 @@
 namespace jw::supervisor {
 
 struct SpawnRequest {
+  int init_fd = -1;               // O_PATH fd of jobworker-init, opened at start
+  std::string job_id;             // its first 8 characters name the shim: `jw-init 1a2b3c4d`
   std::vector<std::string> argv;  // argv[0] without '/' is searched in `search_path`
   std::vector<std::string> env;   // the complete environment ("KEY=VALUE")
   std::string search_path;        // PATH used to find argv[0]
@@ -31,26 +35,30 @@ struct SpawnRequest {
   // The command's soft RLIMIT_NOFILE (the one jobworkerd was started with: it raised its own);
   // 0: inherit jobworkerd's.
   uint64_t nofile_soft = 0;
-  JobCgroup* cgroup = nullptr;  // the child is moved in before it runs anything of the job's
-  // Namespaces; by default none and no seccomp (a plain fork): the supervisor states what it
-  // wants. With isolation.pid the first process is the job init (job_init.h), PID 1 of the
-  // namespace, and the command is its child (PID 2).
+  JobCgroup* cgroup = nullptr;  // the shim is placed in it before it does anything of the job's
+  // Namespaces; by default none and no seccomp: the supervisor states what it wants. With
+  // isolation.pid the shim is PID 1 of the namespace, else a subreaper parent of the command.
   IsolationSpec isolation{
       .pid = false, .mount = false, .net = false, .uts = false, .ipc = false, .seccomp = false};
-  // The job seccomp profile, installed just before execve when isolation.seccomp; must outlive
-  // the call. isolation.seccomp without a profile is a setup error (fail closed).
+  // The job seccomp profile, sent to the shim as ready BPF when isolation.seccomp;
+  // isolation.seccomp without a profile is a setup error (fail closed).
   const JobSeccompProfile* seccomp = nullptr;
   int last_cap = 0;  // lastCapability(): for the bounding-set drop of non-root jobs
+  // The job's files, which the shim writes: stdout (merged) log, stderr log (separate jobs, else
+  // -1), and the exit record. Borrowed: the caller keeps (and may close) its own copies.
+  int stdout_log_fd = -1;
+  int stderr_log_fd = -1;
+  int exit_record_fd = -1;
+  uint64_t output_cap = 0;
+  uint64_t timeout_ms = 0;     // the shim's deadline from now (CLOCK_BOOTTIME); 0: none
+  uint64_t stop_grace_ms = 0;  // the shim's SIGTERM -> SIGKILL grace at its deadline
 };
 
 struct SpawnedJob {
-  pid_t pid = -1;   // with isolation.pid: the job init's (host) pid; else the command's
-  UniqueFd pidfd;   // close-on-exec; of `pid`
-  UniqueFd out_fd;  // non-blocking read end: stdout (and stderr when merged)
-  UniqueFd err_fd;  // separate stderr, else empty
-  // With isolation.pid: non-blocking read end of the init's status pipe (the command's raw wait
-  // status, see readJobStatus), read once the init has exited. Empty without an init.
-  UniqueFd status_fd;
+  pid_t pid = -1;          // the shim's (host) pid
+  UniqueFd pidfd;          // close-on-exec; of the shim
+  UniqueFd channel;        // non-blocking, jobworkerd's end of the status channel
+  pid_t command_pid = -1;  // as the shim sees it (2 inside a PID namespace)
 };
 
 enum class SpawnFailure {
@@ -60,12 +68,20 @@ enum class SpawnFailure {
   kSetup,  // anything else: a supervisor-side or kernel failure (the job is recorded as failed)
 };
 
-// Forks and execs the job. On success the process runs the program; on failure `*failure` says
-// which kind and the Error carries the errno (sys_errno) and the step that failed.
+// Starts the job's shim and through it the command. On success the command runs; on failure
+// `*failure` says which kind and the Error carries the errno (sys_errno) and the failed step.
 Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure);
 
 // The PATH candidates for argv0 (argv0 itself when it contains '/'). Empty PATH entries (the
 // current directory) are skipped on purpose: a job's PATH should not depend on its cwd.
 std::vector<std::string> execCandidates(const std::string& argv0, const std::string& path);
+
+// A raw wait status as waitid() would report it: si_code (CLD_EXITED, CLD_KILLED, CLD_DUMPED)
+// and si_status (exit code or signal number).
+struct WaitOutcome {
+  int code = 0;
+  int value = 0;
+};
+WaitOutcome waitOutcome(int raw_wait_status);
 
 }  // namespace jw::supervisor

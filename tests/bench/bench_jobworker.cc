@@ -8,9 +8,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "tests/integration/daemon.h"
 
@@ -87,6 +92,77 @@ TEST(Bench, StartLatencyOutputAndStreaming) {
   size_t p = status.find("VmHWM:");
   std::printf("%-40s %s\n", "jobworkerd peak RSS",
               status.substr(p + 6, status.find('\n', p) - p - 6).c_str());
+}
+
+// Memory of one running job's init, from /proc/PID/smaps_rollup: what the job costs the host
+// beyond its command. Unique = Private_Clean + Private_Dirty (KiB), and Pss. With many jobs
+// running, their inits share what they can (a static binary's text; the supervisor's
+// copy-on-write pages for a forked init), so the figures are averaged over `kJobs` at once.
+// Run against another build's daemon (JW_JOBWORKERD=...) for the "before" figure.
+std::map<std::string, long> smapsRollup(pid_t pid) {
+  std::map<std::string, long> out;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string key;
+  long value;
+  std::string unit;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    if (words >> key >> value >> unit && unit == "kB") out[key.substr(0, key.size() - 1)] = value;
+  }
+  return out;
+}
+
+TEST(Bench, MemoryPerRunningJobInit) {
+  if (geteuid() != 0) GTEST_SKIP() << "the daemon needs root";
+  constexpr int kJobs = 20;
+  auto d = Daemon::start();
+  std::string tok = jw::test::login(*d, "admin", d->adminPassword());
+  std::vector<std::string> ids;
+  for (int i = 0; i < kJobs; i++) {
+    ids.push_back(jw::test::startJob(*d, tok, R"({"command":["sleep","120"]})"));
+  }
+  long unique = 0, pss = 0, rss = 0;
+  int counted = 0;
+  for (const auto& id : ids) {
+    auto s = jw::test::https(*d, "GET", "/v1/jobs/" + id, "", tok);
+    pid_t pid = std::atoi(jw::test::jsonField(s.body, "pid").c_str());
+    auto m = smapsRollup(pid);
+    if (m.empty()) continue;
+    unique += m["Private_Clean"] + m["Private_Dirty"];
+    pss += m["Pss"];
+    rss += m["Rss"];
+    counted++;
+  }
+  ASSERT_GT(counted, 0);
+  // Where one init's unique pages are: each mapping with private pages, from /proc/PID/smaps.
+  {
+    auto s = jw::test::https(*d, "GET", "/v1/jobs/" + ids[0], "", tok);
+    std::ifstream in("/proc/" + jw::test::jsonField(s.body, "pid") + "/smaps");
+    std::string line, mapping;
+    long priv = 0;
+    while (std::getline(in, line)) {
+      // "start-end perms offset dev inode path" (a field line starts with its name and a colon).
+      if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+          line.find('-') < line.find(' ')) {
+        mapping = line;
+        priv = 0;
+      } else if (line.rfind("Private_Clean:", 0) == 0 || line.rfind("Private_Dirty:", 0) == 0) {
+        priv += std::atol(line.c_str() + 14);
+        if (line.rfind("Private_Dirty:", 0) == 0 && priv > 0) {
+          std::printf("%-40s %5ld KiB  %s\n", "", priv, mapping.c_str());
+        }
+      }
+    }
+  }
+  std::printf("%-40s %s\n", "job init memory, per running job",
+              jw::test::binary("jobworkerd").c_str());
+  std::printf("%-40s unique %6.1f KiB  pss %6.1f KiB  rss %6.1f KiB  (%d jobs)\n", "",
+              static_cast<double>(unique) / counted, static_cast<double>(pss) / counted,
+              static_cast<double>(rss) / counted, counted);
+  std::fflush(stdout);
+  for (const auto& id : ids) jw::test::https(*d, "POST", "/v1/jobs/" + id + "/stop", "", tok);
+  for (const auto& id : ids) jw::test::waitJob(*d, tok, id);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@
 namespace jw::test {
 
 // Path of a built binary: "jobworkerd", "jobworker-frontend", "jobworker-verifier",
-// "jobworker-admin", "jobworker", "relay_frontend", "hostile_frontend".
+// "jobworker-admin", "jobworker", "jobworker-init", "relay_frontend", "hostile_frontend".
 std::string binary(const std::string& name);
 // The live (not zombie) child of `parent` whose /proc comm starts with one of the prefixes, or -1.
 pid_t childWithComm(pid_t parent, std::initializer_list<std::string_view> comm_prefixes);
@@ -25,9 +25,9 @@ pid_t childWithComm(pid_t parent, std::initializer_list<std::string_view> comm_p
 // as `nobody`: the checkout may sit below a directory that user cannot traverse (a clone inside
 // `mktemp -d`, mode 0700), so the build tree's binaries are out of its reach. The copies keep
 // the build tree's layout (supervisor/jobworkerd, frontend/jobworker-frontend,
-// tools/jobworker-admin, tests/integration/relay_frontend) because jobworkerd finds the
-// frontend and jobworker-admin relative to itself. One fresh 0755 directory under /tmp, removed
-// by the destructor.
+// tools/jobworker-admin, supervisor/init/jobworker-init, tests/integration/relay_frontend)
+// because jobworkerd finds the frontend, the job shim and jobworker-admin relative to itself. One
+// fresh 0755 directory under /tmp, removed by the destructor.
 class StagedBinaries {
  public:
   StagedBinaries();

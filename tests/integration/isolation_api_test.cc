@@ -1,4 +1,4 @@
-// Integration tests of job isolation through the real daemon: namespaces, the job init, the job
+// Integration tests of job isolation through the real daemon: namespaces, the job's shim, the job
 // seccomp profile, the run-as account and the clean process state, as seen from inside jobs
 // started over HTTPS, plus the supervisor's own network policy through the relay frontend.
 // Runs in the integration test process (root).
@@ -131,8 +131,9 @@ class IsolationApi : public ::testing::Test {
   void TearDown() override {
     if (HasFailure()) std::fprintf(stderr, "--- jobworkerd log ---\n%s\n", daemon_->log().c_str());
   }
-  // A second daemon without a PID namespace (no init) and without seccomp for admins: the
-  // reference for "exactly as without namespaces" and the control for the seccomp checks.
+  // A second daemon without a PID namespace (the shim is then the command's parent, not PID 1)
+  // and without seccomp for admins: the reference for "exactly as without namespaces" and the
+  // control for the seccomp checks.
   static const Daemon& reference() {
     if (reference_ == nullptr) {
       Daemon::Options o;

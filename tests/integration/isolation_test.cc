@@ -1,5 +1,5 @@
-// Integration tests of the job isolation modules (namespaces, job init, seccomp profile,
-// capabilities) against the real kernel, driven directly through their API, no daemon. Root.
+// Integration tests of job isolation (namespaces, the job's shim jobworker-init, seccomp profile,
+// capabilities) against the real kernel, driven through spawnJob, no daemon. Root.
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdio_ext.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -27,7 +26,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
+#include <map>
 #include <optional>
 #include <random>
 #include <set>
@@ -36,10 +35,13 @@
 #include <thread>
 #include <vector>
 
+#include "common/fd.h"
+#include "common/protocol/shim_messages.h"
+#include "supervisor/cgroup/cgroup.h"
 #include "supervisor/launch/credentials.h"
-#include "supervisor/launch/job_init.h"
 #include "supervisor/launch/job_seccomp.h"
 #include "supervisor/launch/namespaces.h"
+#include "supervisor/launch/spawn.h"
 #include "tests/integration/daemon.h"
 
 namespace jw::supervisor {
@@ -57,11 +59,52 @@ using std::chrono::steady_clock;
 constexpr const char* kPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr uid_t kNobody = 65534;
 
-// What a job runs: an argv (exec'd), or, for calls no shell tool makes, a function run in the
-// command process after every containment step (in place of execve).
+// Calls no shell tool makes run in the job as this test binary, exec'd by the shim as the
+// command with `--jw-in-job=NAME ARGS...`: each such function is registered by name (IN_JOB) and
+// dispatched before gtest starts (InJobDispatch at the end of this file).
+using InJobFn = int (*)(const std::vector<std::string>& args);
+std::map<std::string, InJobFn>& inJobFunctions() {
+  static std::map<std::string, InJobFn> table;
+  return table;
+}
+struct InJobRegistrar {
+  InJobRegistrar(const char* name, InJobFn fn) { inJobFunctions()[name] = fn; }
+};
+#define IN_JOB(name)                                           \
+  int inJob_##name(const std::vector<std::string>& args);      \
+  const InJobRegistrar registrar_##name(#name, &inJob_##name); \
+  int inJob_##name([[maybe_unused]] const std::vector<std::string>& args)
+
+std::string selfExe() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+// What a job runs: an argv (the shim execs it), or a registered in-job function.
 struct Command {
   std::vector<std::string> argv;
-  std::function<int()> in_process;
+};
+Command inJob(const std::string& name, std::vector<std::string> args = {}) {
+  Command c{{selfExe(), "--jw-in-job=" + name}};
+  c.argv.insert(c.argv.end(), args.begin(), args.end());
+  return c;
+}
+
+// A v2 cgroup directory the test made, as the job's cgroup.
+class TestCgroup : public JobCgroup {
+ public:
+  explicit TestCgroup(int dir_fd) : fd_(dir_fd) {}
+  Status addProcess(pid_t) override { return okStatus(); }  // clone3 placed it already
+  int directoryFd() const override { return fd_; }
+  Status killAll() override { return okStatus(); }
+  bool empty() override { return true; }
+  protocol::Usage usage() override { return {}; }
+  bool oomKilled() override { return false; }
+  Status remove() override { return okStatus(); }
+
+ private:
+  int fd_;
 };
 
 struct JobOptions {
@@ -70,186 +113,84 @@ struct JobOptions {
   int cgroup_fd = -1;
 };
 
-// A started job, as the supervisor would hold it.
+// A started job, as the supervisor would hold it: the shim, its channel, the job's files.
 struct RunningJob {
-  pid_t init_pid = -1;  // the host pid of the job init (or of the command without a PID ns)
-  int pidfd = -1;
-  int out_fd = -1;     // stdout+stderr of the command
-  int status_fd = -1;  // read end of the init's status pipe
+  pid_t init_pid = -1;  // the host pid of the job's shim (PID 1 of its namespace)
+  SpawnedJob spawned;
+  std::string dir;
+  std::vector<UniqueFd> files;  // output, exit record
+  std::unique_ptr<TestCgroup> cgroup;
   ~RunningJob() {
-    if (init_pid > 0) {  // a test gave up on it: the namespace dies with its init
+    if (init_pid > 0) {  // a test gave up on it: the namespace dies with its shim
       kill(init_pid, SIGKILL);
       waitpid(init_pid, nullptr, 0);
     }
-    for (int fd : {pidfd, out_fd, status_fd}) {
-      if (fd >= 0) close(fd);
-    }
+    if (!dir.empty()) std::filesystem::remove_all(dir);
   }
 };
 
 struct Finished {
-  int init_status = -1;         // the init's own wait status
-  std::optional<int> reported;  // the command's, from the status pipe
+  int init_status = -1;         // the shim's own wait status
+  std::optional<int> reported;  // the command's, from the shim's Exited frame
   std::string output;
 };
 
-struct ChildReport {
-  int32_t step;
-  int32_t err;
-};
-
-enum Step : int32_t { kBecomeInit = 1, kRelease, kContainment, kFork, kCommandSetup, kExec };
-
-// Everything the clone child reads, prepared before the clone (as spawn.cc does).
-struct Plan {
-  ContainmentPlan containment;
-  sock_fprog seccomp{};
-  bool use_seccomp = false;
-  int last_cap = 0;
-  uid_t uid = 0;
-  std::vector<char*> argv;
-  std::vector<char*> envp;
-  const Command* command = nullptr;
-  int out_w = -1, status_w = -1, report_w = -1, release_r = -1, devnull = -1;
-};
-
-[[noreturn]] void fail(const Plan& p, int32_t step, int err) {
-  ChildReport r{step, err};
-  ssize_t n = write(p.report_w, &r, sizeof r);
-  (void)n;
-  _exit(127);
+std::string readFileText(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
 }
 
-// The command process: the job's own steps, in spawn.cc's order.
-[[noreturn]] void runCommand(const Plan& p) {
-  if (setpgid(0, 0) != 0) fail(p, kCommandSetup, errno);
-  if (dup2(p.devnull, 0) < 0 || dup2(p.out_w, 1) < 0 || dup2(p.out_w, 2) < 0) {
-    fail(p, kCommandSetup, errno);
-  }
-  if (p.uid != 0) {
-    int err = dropBoundingSet(p.last_cap);
-    if (err != 0) fail(p, kCommandSetup, err);
-    gid_t gid = p.uid;
-    if (setgroups(0, nullptr) != 0 || setresgid(gid, gid, gid) != 0 ||
-        setresuid(p.uid, p.uid, p.uid) != 0) {
-      fail(p, kCommandSetup, errno);
-    }
-    if ((err = clearCapabilities()) != 0) fail(p, kCommandSetup, err);
-  }
-  if (chdir("/") != 0) fail(p, kCommandSetup, errno);
-  if (p.use_seccomp) {
-    int err = installSeccomp(p.seccomp);
-    if (err != 0) fail(p, kCommandSetup, err);
-  }
-  if (p.command->in_process) {
-    // No execve to close these: the supervisor must see EOF on the report pipe now, and the
-    // command must never hold the status pipe.
-    // stdout's buffer may hold this test process's pending output: drop it, not print it.
-    close(p.report_w);
-    close(p.status_w);
-    __fpurge(stdout);
-    int rc = p.command->in_process();
-    std::fflush(stdout);
-    _exit(rc);
-  }
-  execvpe(p.argv[0], p.argv.data(), p.envp.data());
-  fail(p, kExec, errno);
-}
-
-// The clone child: the containment order as spawn.cc will run it.
-[[noreturn]] void runJobProcess(const Plan& p, bool with_init) {
-  int err;
-  if (with_init && (err = becomeJobInit()) != 0) fail(p, kBecomeInit, err);
-  char c;
-  if (read(p.release_r, &c, 1) != 1) fail(p, kRelease, ECANCELED);
-  ContainmentStep failed;
-  if ((err = setupContainment(p.containment, &failed)) != 0) {
-    fail(p, kContainment * 100 + static_cast<int32_t>(failed), err);
-  }
-  if (!with_init) runCommand(p);
-  pid_t command = forkJobCommand();
-  if (command < 0) fail(p, kFork, errno);
-  if (command == 0) runCommand(p);
-  runJobInit(command, p.status_w);
-}
-
-std::string readAll(int fd) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
-// Starts a job like the supervisor will: plan, profile, pipes, clone, release, read the report.
+// Starts a job like the supervisor does: spawnJob with the real jobworker-init.
 ::testing::AssertionResult startJob(const JobOptions& o, const Command& cmd, RunningJob* job) {
   static const Result<JobSeccompProfile> profile = JobSeccompProfile::build();
   if (!profile) return ::testing::AssertionFailure() << profile.error().message;
-  auto containment = planContainment(o.spec);
-  if (!containment) return ::testing::AssertionFailure() << containment.error().message;
   auto last_cap = lastCapability();
   if (!last_cap) return ::testing::AssertionFailure() << last_cap.error().message;
-
-  Plan p;
-  p.containment = *containment;
-  p.seccomp = profile->program();
-  p.use_seccomp = o.spec.seccomp;
-  p.last_cap = *last_cap;
-  p.uid = o.uid;
-  p.command = &cmd;
-  for (const auto& a : cmd.argv) p.argv.push_back(const_cast<char*>(a.c_str()));
-  p.argv.push_back(nullptr);
-  std::string path = kPath;
-  p.envp = {path.data(), nullptr};
-  if (cmd.argv.empty() && !cmd.in_process) return ::testing::AssertionFailure() << "no command";
-
-  int out[2], status[2], report[2], release[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(status, O_CLOEXEC) != 0 ||
-      pipe2(report, O_CLOEXEC) != 0 || pipe2(release, O_CLOEXEC) != 0) {
-    return ::testing::AssertionFailure() << "pipe2: " << strerror(errno);
+  static UniqueFd init_fd(
+      open((std::string(std::getenv("JW_BUILD_ROOT") ? std::getenv("JW_BUILD_ROOT") : "build") +
+            "/supervisor/init/jobworker-init")
+               .c_str(),
+           O_PATH | O_CLOEXEC));
+  if (!init_fd) return ::testing::AssertionFailure() << "no jobworker-init under JW_BUILD_ROOT";
+  std::string t = "/tmp/jw-iso-job-XXXXXX";
+  if (mkdtemp(t.data()) == nullptr) return ::testing::AssertionFailure() << "mkdtemp";
+  job->dir = t;
+  for (const char* name : {"output", "exit"}) {
+    job->files.emplace_back(
+        open((t + "/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   }
-  p.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  p.out_w = out[1];
-  p.status_w = status[1];
-  p.report_w = report[1];
-  p.release_r = release[0];
+  if (o.cgroup_fd >= 0) job->cgroup = std::make_unique<TestCgroup>(o.cgroup_fd);
 
-  pid_t pid = cloneJobProcess(cloneFlags(o.spec), o.cgroup_fd);
-  if (pid < 0) return ::testing::AssertionFailure() << "clone: " << strerror(errno);
-  if (pid == 0) runJobProcess(p, o.spec.pid);
-
-  for (int fd : {out[1], status[1], report[1], release[0], p.devnull}) close(fd);
-  // As spawn.cc does: the init leads its own group (alone in it: the command makes its own).
-  if (setpgid(pid, pid) != 0)
-    return ::testing::AssertionFailure() << "setpgid: " << strerror(errno);
-  job->init_pid = pid;
-  job->out_fd = out[0];
-  job->status_fd = status[0];
-  job->pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  // The supervisor moves the child into its cgroup here, then releases it.
-  if (write(release[1], "x", 1) != 1) return ::testing::AssertionFailure() << "release";
-  close(release[1]);
-  ChildReport r{};
-  std::string rep = readAll(report[0]);
-  close(report[0]);
-  if (!rep.empty()) {
-    std::memcpy(&r, rep.data(), std::min(rep.size(), sizeof r));
-    waitpid(pid, nullptr, 0);
-    job->init_pid = -1;
-    return ::testing::AssertionFailure()
-           << "job setup step " << r.step << " failed: " << strerror(r.err);
-  }
-  if (job->pidfd < 0) return ::testing::AssertionFailure() << "pidfd_open: " << strerror(errno);
+  SpawnRequest r;
+  r.init_fd = init_fd.get();
+  r.job_id = "1a2b3c4d-0000-4000-8000-000000000000";
+  r.argv = cmd.argv;
+  r.env = {kPath};
+  r.search_path = std::string(kPath).substr(5);
+  r.change_credentials = o.uid != 0;
+  r.uid = o.uid;
+  r.gid = o.uid;
+  r.cgroup = job->cgroup.get();
+  r.isolation = o.spec;
+  r.seccomp = &profile.value();
+  r.last_cap = *last_cap;
+  r.stdout_log_fd = job->files[0].get();
+  r.exit_record_fd = job->files[1].get();
+  r.output_cap = 1 << 20;
+  r.stop_grace_ms = 1000;
+  SpawnFailure failure;
+  auto spawned = spawnJob(r, &failure);
+  if (!spawned) return ::testing::AssertionFailure() << spawned.error().message;
+  job->spawned = std::move(spawned.value());
+  job->init_pid = job->spawned.pid;
   return ::testing::AssertionSuccess();
 }
 
-// Waits for the init to exit (its pidfd), then collects what the supervisor would.
+// Waits for the shim to exit (its pidfd), then collects what the supervisor would.
 ::testing::AssertionResult finishJob(RunningJob* job, Finished* f, int timeout_ms = 20000) {
-  pollfd pfd{job->pidfd, POLLIN, 0};
+  pollfd pfd{job->spawned.pidfd.get(), POLLIN, 0};
   int n = poll(&pfd, 1, timeout_ms);
   if (n != 1) {
     kill(job->init_pid, SIGKILL);
@@ -261,10 +202,17 @@ std::string readAll(int fd) {
     return ::testing::AssertionFailure() << "waitpid: " << strerror(errno);
   }
   job->init_pid = -1;
-  auto st = readJobStatus(job->status_fd);
-  if (!st) return ::testing::AssertionFailure() << st.error().message;
-  f->reported = *st;
-  f->output = readAll(job->out_fd);  // every writer is gone once the init has exited
+  uint8_t buf[shim::kMaxFrameBytes];
+  ssize_t got;
+  while ((got = recv(job->spawned.channel.get(), buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+    shim::FrameReader r(buf, static_cast<size_t>(got));
+    shim::Frame type{};
+    shim::Exited e;
+    if (r.type(&type) && type == shim::Frame::kExited && shim::decodeExited(r, &e)) {
+      f->reported = e.wait_status;
+    }
+  }
+  f->output = readFileText(job->dir + "/output");
   return ::testing::AssertionSuccess();
 }
 
@@ -280,11 +228,7 @@ Finished run(const JobOptions& o, const Command& cmd) {
 }
 
 Finished run(const JobOptions& o, std::vector<std::string> argv) {
-  return run(o, Command{std::move(argv), {}});
-}
-
-Finished run(const JobOptions& o, std::function<int()> fn) {
-  return run(o, Command{{}, std::move(fn)});
+  return run(o, Command{std::move(argv)});
 }
 
 JobOptions defaults() {
@@ -325,12 +269,10 @@ TEST(IsolationPlan, FlagsLabelsAndChecks) {
   auto plan = planContainment(spec);
   ASSERT_TRUE(plan.ok()) << plan.error().message;
   EXPECT_EQ(plan->tmp_options, "size=67108864,mode=1777");
-  EXPECT_TRUE(plan->mount_proc);
 
   spec.net = false;
   spec.pid = false;
   EXPECT_EQ(cloneFlags(spec), CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC);
-  EXPECT_FALSE(planContainment(spec)->mount_proc);  // /proc of the host's PID namespace stays
 
   IsolationSpec zero = spec;
   zero.tmp_size = 0;  // tmpfs would read it as "unlimited"
@@ -376,16 +318,18 @@ TEST(Isolation, PsShowsOnlyTheJobAndItsParentIsPid1) {
   }
 }
 
+IN_JOB(countProcesses) {
+  int count = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string n = e.path().filename();
+    if (std::all_of(n.begin(), n.end(), ::isdigit)) count++;
+  }
+  std::printf("self=%d parent=%d count=%d\n", getpid(), getppid(), count);
+  return 0;
+}
+
 TEST(Isolation, ProcListsOnlyJobProcesses) {
-  Finished f = run(defaults(), [] {
-    int count = 0;
-    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-      std::string n = e.path().filename();
-      if (std::all_of(n.begin(), n.end(), ::isdigit)) count++;
-    }
-    std::printf("self=%d parent=%d count=%d\n", getpid(), getppid(), count);
-    return 0;
-  });
+  Finished f = run(defaults(), inJob("countProcesses"));
   expectExited(f, 0);
   EXPECT_EQ(f.output, "self=2 parent=1 count=2\n");  // the init and this command
 }
@@ -403,7 +347,7 @@ TEST(Isolation, ExitCodesAndSignalsAreReportedExactly) {
 TEST(Isolation, SigtermToTheInitIsForwardedToTheCommand) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
     RunningJob job;
-    ASSERT_TRUE(startJob(defaults(), Command{{"sleep", "60"}, {}}, &job));
+    ASSERT_TRUE(startJob(defaults(), Command{{"sleep", "60"}}, &job));
     // The signal must reach the command, not the init still setting up (the next test covers
     // that case): wait until the job's PID namespace runs `sleep`.
     std::string ns = nsOf(job.init_pid, "pid");
@@ -417,7 +361,8 @@ TEST(Isolation, SigtermToTheInitIsForwardedToTheCommand) {
         },
         seconds(10)))
         << "the job's command never started";
-    ASSERT_EQ(syscall(SYS_pidfd_send_signal, job.pidfd, sig, nullptr, 0), 0) << strerror(errno);
+    ASSERT_EQ(syscall(SYS_pidfd_send_signal, job.spawned.pidfd.get(), sig, nullptr, 0), 0)
+        << strerror(errno);
     Finished f;
     ASSERT_TRUE(finishJob(&job, &f, 10000));
     expectKilledBy(f, sig);
@@ -427,7 +372,7 @@ TEST(Isolation, SigtermToTheInitIsForwardedToTheCommand) {
 TEST(Isolation, ASignalBeforeTheCommandStartsIsNotLost) {
   // The stop arrives while the init is still setting up: it is queued, then forwarded.
   RunningJob job;
-  ASSERT_TRUE(startJob(defaults(), Command{{"sleep", "60"}, {}}, &job));
+  ASSERT_TRUE(startJob(defaults(), Command{{"sleep", "60"}}, &job));
   ASSERT_EQ(kill(job.init_pid, SIGTERM), 0);
   Finished f;
   ASSERT_TRUE(finishJob(&job, &f, 10000));
@@ -444,34 +389,31 @@ TEST(Isolation, OrphansAreReapedWhileTheJobRuns) {
   EXPECT_EQ(f.output.find("defunct"), std::string::npos) << f.output;
 }
 
+IN_JOB(traceMeThenRun) {
+  if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) return 90;
+  char sh[] = "/bin/sh", c[] = "-c";
+  std::string script = args.at(0);
+  char* argv[] = {sh, c, script.data(), nullptr};
+  execv(sh, argv);
+  return 91;
+}
+
 TEST(Isolation, ACommandThatMakesTheInitItsTracerStillReportsItsExit) {
   // Without the profile a job may PTRACE_TRACEME: the init then sees ptrace stops, which are
   // not the command's end; it lets the tracee go.
   JobOptions o = defaults();
   o.spec.seccomp = false;
-  Finished f = run(o, [] {
-    if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) return 90;
-    char sh[] = "/bin/sh", c[] = "-c", script[] = "kill -USR1 $$ 2>/dev/null; exit 6";
-    char* argv[] = {sh, c, script, nullptr};
-    execv(sh, argv);
-    return 91;
-  });
+  Finished f = run(o, inJob("traceMeThenRun", {"kill -USR1 $$ 2>/dev/null; exit 6"}));
   // The SIGUSR1 is delivered as without a tracer: the shell dies of it.
   expectKilledBy(f, SIGUSR1);
-  Finished g = run(o, [] {
-    if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) return 90;
-    char sh[] = "/bin/sh", c[] = "-c", script[] = "exit 6";
-    char* argv[] = {sh, c, script, nullptr};
-    execv(sh, argv);
-    return 91;
-  });
+  Finished g = run(o, inJob("traceMeThenRun", {"exit 6"}));
   expectExited(g, 6);  // the exec's SIGTRAP did not kill it
 }
 
 TEST(Isolation, WhenTheCommandExitsEverythingLeftIsKilled) {
   RunningJob job;
   ASSERT_TRUE(
-      startJob(defaults(), Command{{"sh", "-c", "sleep 1000 & sleep 1000 & exit 5"}, {}}, &job));
+      startJob(defaults(), Command{{"sh", "-c", "sleep 1000 & sleep 1000 & exit 5"}}, &job));
   std::string ns = nsOf(job.init_pid, "pid");
   ASSERT_FALSE(ns.empty());
   Finished f;
@@ -489,7 +431,7 @@ TEST(Isolation, StopKillsAJobWhoseChildIgnoresSigtermAndOrphansAGrandchild) {
       "sleep 1000 &\n"
       "wait\n";
   RunningJob job;
-  ASSERT_TRUE(startJob(defaults(), Command{{"sh", "-c", script}, {}}, &job));
+  ASSERT_TRUE(startJob(defaults(), Command{{"sh", "-c", script}}, &job));
   std::string ns = nsOf(job.init_pid, "pid");
   ASSERT_FALSE(ns.empty());
   // Settled: the init, sh and two sleeps, one of them an orphan whose parent is the init (the
@@ -508,13 +450,13 @@ TEST(Isolation, StopKillsAJobWhoseChildIgnoresSigtermAndOrphansAGrandchild) {
   ASSERT_TRUE(waitUntil(settled, seconds(10))) << pids.size() << " processes";
 
   // SIGTERM is forwarded and ignored: nothing ends.
-  ASSERT_EQ(syscall(SYS_pidfd_send_signal, job.pidfd, SIGTERM, nullptr, 0), 0);
-  pollfd pfd{job.pidfd, POLLIN, 0};
+  ASSERT_EQ(syscall(SYS_pidfd_send_signal, job.spawned.pidfd.get(), SIGTERM, nullptr, 0), 0);
+  pollfd pfd{job.spawned.pidfd.get(), POLLIN, 0};
   EXPECT_EQ(poll(&pfd, 1, 500), 0) << "the job ended on an ignored SIGTERM";
   EXPECT_EQ(processesInPidNs(ns).size(), 4u);
 
   // The grace period is over: SIGKILL to the init ends the whole namespace.
-  ASSERT_EQ(syscall(SYS_pidfd_send_signal, job.pidfd, SIGKILL, nullptr, 0), 0);
+  ASSERT_EQ(syscall(SYS_pidfd_send_signal, job.spawned.pidfd.get(), SIGKILL, nullptr, 0), 0);
   Finished f;
   ASSERT_TRUE(finishJob(&job, &f, 10000));
   EXPECT_FALSE(f.reported.has_value());  // killed before it could report: its own status counts
@@ -527,37 +469,52 @@ TEST(Isolation, StopKillsAJobWhoseChildIgnoresSigtermAndOrphansAGrandchild) {
   EXPECT_EQ(f.output, "orphaned\n");
 }
 
-TEST(Isolation, TheJobDiesWithTheSupervisor) {
-  // A stand-in supervisor starts the job and is killed; PR_SET_PDEATHSIG takes the init (and so
-  // the namespace) with it. This process becomes the subreaper, so it can reap the init.
+TEST(Isolation, TheJobOutlivesTheSupervisor) {
+  // A stand-in supervisor starts the job and is SIGKILLed: the shim has no parent-death signal,
+  // so the job keeps running and its output keeps landing in its log. This process becomes the
+  // subreaper, so it can reap the shim afterwards.
   ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
-  int ns_pipe[2];
-  ASSERT_EQ(pipe2(ns_pipe, O_CLOEXEC), 0);
+  int info_pipe[2];
+  ASSERT_EQ(pipe2(info_pipe, O_CLOEXEC), 0);
   pid_t fake = fork();
   ASSERT_GE(fake, 0);
   if (fake == 0) {
     RunningJob job;
-    if (!startJob(defaults(), Command{{"sleep", "1000"}, {}}, &job)) _exit(1);
-    std::string line = std::to_string(job.init_pid) + " " + nsOf(job.init_pid, "pid");
-    if (write(ns_pipe[1], line.data(), line.size()) < 0) _exit(1);
+    if (!startJob(defaults(), Command{{"sh", "-c", "while :; do echo tick; sleep 0.01; done"}},
+                  &job)) {
+      _exit(1);
+    }
+    std::string line =
+        std::to_string(job.init_pid) + " " + nsOf(job.init_pid, "pid") + " " + job.dir;
+    if (write(info_pipe[1], line.data(), line.size()) < 0) _exit(1);
     pause();
     _exit(0);
   }
-  close(ns_pipe[1]);
-  char buf[256] = {};
-  ASSERT_GT(read(ns_pipe[0], buf, sizeof buf - 1), 0);
-  close(ns_pipe[0]);
+  close(info_pipe[1]);
+  char buf[512] = {};
+  ASSERT_GT(read(info_pipe[0], buf, sizeof buf - 1), 0);
+  close(info_pipe[0]);
   std::istringstream in(buf);
   pid_t init_pid;
-  std::string ns;
-  in >> init_pid >> ns;
-  ASSERT_EQ(processesInPidNs(ns).size(), 2u);
+  std::string ns, dir;
+  in >> init_pid >> ns >> dir;
   kill(fake, SIGKILL);
   waitpid(fake, nullptr, 0);
+  // Still running, and still writing: the log grows after the supervisor is gone.
+  auto size = [&] {
+    struct stat st {};
+    return stat((dir + "/output").c_str(), &st) == 0 ? st.st_size : -1;
+  };
+  off_t after_kill = size();
+  EXPECT_TRUE(waitUntil([&] { return size() > after_kill + 100; }, seconds(10)))
+      << "the job's output stopped at " << after_kill << " bytes";
+  EXPECT_GE(processesInPidNs(ns).size(), 2u);
+  kill(init_pid, SIGKILL);
   int st = 0;
   EXPECT_EQ(waitpid(init_pid, &st, 0), init_pid);  // reparented to us, the subreaper
   EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
   EXPECT_TRUE(processesInPidNs(ns).empty());
+  std::filesystem::remove_all(dir);
   prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
 }
 
@@ -637,19 +594,22 @@ int connectLoopback(uint16_t port) {
   return err;
 }
 
+IN_JOB(probeLoopback) {
+  auto port = static_cast<uint16_t>(std::stoi(args.at(0)));
+  std::printf("connect=%s\n", strerror(connectLoopback(port)));
+  // The job's own loopback works: listen and connect inside.
+  uint16_t own = 0;
+  int l = listenOnLoopback(&own);
+  std::printf("own=%s\n", l < 0 ? "listen failed" : strerror(connectLoopback(own)));
+  return 0;
+}
+
 TEST(Isolation, TheHostsLoopbackIsUnreachable) {
   uint16_t port = 0;
   int listener = listenOnLoopback(&port);
   ASSERT_GE(listener, 0) << strerror(errno);
   ASSERT_EQ(connectLoopback(port), 0);  // reachable from the host
-  auto probe = [port] {
-    std::printf("connect=%s\n", strerror(connectLoopback(port)));
-    // The job's own loopback works: listen and connect inside.
-    uint16_t own = 0;
-    int l = listenOnLoopback(&own);
-    std::printf("own=%s\n", l < 0 ? "listen failed" : strerror(connectLoopback(own)));
-    return 0;
-  };
+  Command probe = inJob("probeLoopback", {std::to_string(port)});
   Finished f = run(defaults(), probe);
   expectExited(f, 0);
   EXPECT_EQ(f.output,
@@ -676,7 +636,7 @@ TEST(Isolation, HostnameIsTheJobs) {
 
 TEST(Isolation, NamespacesDifferFromTheHosts) {
   RunningJob job;
-  ASSERT_TRUE(startJob(defaults(), Command{{"sleep", "60"}, {}}, &job));
+  ASSERT_TRUE(startJob(defaults(), Command{{"sleep", "60"}}, &job));
   for (const char* ns : {"pid_for_children", "mnt", "net", "uts", "ipc"}) {
     std::string host = nsOf(getpid(), ns);
     // The init's own pid entry is the host's; its children's is the new one.
@@ -704,18 +664,20 @@ TEST(Isolation, NonRootJobHasNoCapabilityAtAll) {
             "NoNewPrivs:\t1\nSeccomp:\t2\n");
 }
 
+IN_JOB(touchTheInit) {
+  int fd = open("/proc/1/mem", O_RDONLY);
+  std::printf("mem=%s kill=%s\n", fd < 0 ? strerror(errno) : "opened",
+              kill(1, SIGKILL) == 0 ? "sent" : strerror(errno));
+  return 0;
+}
+
 TEST(Isolation, NonRootJobCannotTouchTheInit) {
   JobOptions o = defaults();
   o.uid = kNobody;
   o.spec.seccomp = false;  // the uid alone must protect the root init
-  Finished f = run(o, [] {
-    int fd = open("/proc/1/mem", O_RDONLY);
-    std::printf("mem=%s kill=%s\n", fd < 0 ? strerror(errno) : "opened",
-                kill(1, SIGKILL) == 0 ? "sent" : strerror(errno));
-    return 0;
-  });
+  Finished f = run(o, inJob("touchTheInit"));
   expectExited(f, 0);
-  // The init stays root: its memory (a copy of the supervisor's) and its life are out of reach.
+  // The shim stays root: its memory and its life are out of reach.
   EXPECT_TRUE(
       f.output == std::string("mem=") + strerror(EPERM) + " kill=" + strerror(EPERM) + "\n" ||
       f.output == std::string("mem=") + strerror(EACCES) + " kill=" + strerror(EPERM) + "\n")
@@ -729,17 +691,19 @@ int keyctlErrno() {
   return r < 0 ? errno : 0;
 }
 
+IN_JOB(probeBlockedSyscalls) {
+  std::printf("keyctl=%d ", keyctlErrno());
+  std::printf("ptrace=%d ", ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) == 0 ? 0 : errno);
+  std::printf("bpf=%d ", syscall(SYS_bpf, 0, nullptr, 0) == 0 ? 0 : errno);
+  std::printf("reboot=%d ", syscall(SYS_reboot, 0, 0, 0, nullptr) == 0 ? 0 : errno);
+  std::printf("mount=%d ", mount("none", "/mnt", "tmpfs", 0, nullptr) == 0 ? 0 : errno);
+  std::printf("unshare_user=%d ", unshare(CLONE_NEWUSER) == 0 ? 0 : errno);
+  std::printf("clone3=%d\n", syscall(SYS_clone3, nullptr, 0) == 0 ? 0 : errno);
+  return 0;
+}
+
 TEST(Isolation, BlockedSyscallsGetEperm) {
-  auto probe = [] {
-    std::printf("keyctl=%d ", keyctlErrno());
-    std::printf("ptrace=%d ", ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) == 0 ? 0 : errno);
-    std::printf("bpf=%d ", syscall(SYS_bpf, 0, nullptr, 0) == 0 ? 0 : errno);
-    std::printf("reboot=%d ", syscall(SYS_reboot, 0, 0, 0, nullptr) == 0 ? 0 : errno);
-    std::printf("mount=%d ", mount("none", "/mnt", "tmpfs", 0, nullptr) == 0 ? 0 : errno);
-    std::printf("unshare_user=%d ", unshare(CLONE_NEWUSER) == 0 ? 0 : errno);
-    std::printf("clone3=%d\n", syscall(SYS_clone3, nullptr, 0) == 0 ? 0 : errno);
-    return 0;
-  };
+  Command probe = inJob("probeBlockedSyscalls");
   // As root (the strongest case: only the filter stands in the way).
   Finished f = run(defaults(), probe);
   expectExited(f, 0);
@@ -758,27 +722,29 @@ TEST(Isolation, BlockedSyscallsGetEperm) {
   EXPECT_NE(keyctlErrno(), EPERM);
 }
 
-TEST(Isolation, OnlyUnixIpAndRouteNetlinkSocketsCanBeCreated) {
-  auto probe = [] {
-    auto errnoOf = [](long domain, int type, long protocol) {
-      long fd = syscall(SYS_socket, domain, type, protocol);
-      if (fd < 0) return errno;
-      close(static_cast<int>(fd));
-      return 0;
-    };
-    std::printf("unix=%d inet=%d inet6=%d route=%d ", errnoOf(AF_UNIX, SOCK_STREAM, 0),
-                errnoOf(AF_INET, SOCK_STREAM, 0), errnoOf(AF_INET6, SOCK_DGRAM, 0),
-                errnoOf(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE));
-    std::printf("vsock=%d vsock_high_bits=%d packet=%d ", errnoOf(AF_VSOCK, SOCK_STREAM, 0),
-                errnoOf((1L << 32) | AF_VSOCK, SOCK_STREAM, 0), errnoOf(AF_PACKET, SOCK_RAW, 0));
-    std::printf("audit=%d uevent=%d audit_high_bits=%d ",
-                errnoOf(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT),
-                errnoOf(AF_NETLINK, SOCK_RAW, NETLINK_KOBJECT_UEVENT),
-                errnoOf(AF_NETLINK, SOCK_RAW, (1L << 32) | NETLINK_AUDIT));
-    int sv[2];
-    std::printf("vsock_pair=%d\n", socketpair(AF_VSOCK, SOCK_STREAM, 0, sv) == 0 ? 0 : errno);
+IN_JOB(probeSockets) {
+  auto errnoOf = [](long domain, int type, long protocol) {
+    long fd = syscall(SYS_socket, domain, type, protocol);
+    if (fd < 0) return errno;
+    close(static_cast<int>(fd));
     return 0;
   };
+  std::printf("unix=%d inet=%d inet6=%d route=%d ", errnoOf(AF_UNIX, SOCK_STREAM, 0),
+              errnoOf(AF_INET, SOCK_STREAM, 0), errnoOf(AF_INET6, SOCK_DGRAM, 0),
+              errnoOf(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE));
+  std::printf("vsock=%d vsock_high_bits=%d packet=%d ", errnoOf(AF_VSOCK, SOCK_STREAM, 0),
+              errnoOf((1L << 32) | AF_VSOCK, SOCK_STREAM, 0), errnoOf(AF_PACKET, SOCK_RAW, 0));
+  std::printf("audit=%d uevent=%d audit_high_bits=%d ",
+              errnoOf(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT),
+              errnoOf(AF_NETLINK, SOCK_RAW, NETLINK_KOBJECT_UEVENT),
+              errnoOf(AF_NETLINK, SOCK_RAW, (1L << 32) | NETLINK_AUDIT));
+  int sv[2];
+  std::printf("vsock_pair=%d\n", socketpair(AF_VSOCK, SOCK_STREAM, 0, sv) == 0 ? 0 : errno);
+  return 0;
+}
+
+TEST(Isolation, OnlyUnixIpAndRouteNetlinkSocketsCanBeCreated) {
+  Command probe = inJob("probeSockets");
   // As root, so that packet and audit sockets would otherwise be allowed.
   Finished f = run(defaults(), probe);
   expectExited(f, 0);
@@ -803,16 +769,19 @@ TEST(Isolation, UnshareOfAUserNamespaceFailsForAProgram) {
 }
 
 #if defined(__x86_64__)
+IN_JOB(x32Getpid) { return static_cast<int>(syscall(0x40000000 | SYS_getpid)); }
+
+// i386 via int 0x80 (getpid is 20 there).
+IN_JOB(int80Getpid) {
+  long ret = 20;
+  asm volatile("int $0x80" : "+a"(ret) : : "r8", "r9", "r10", "r11", "memory");
+  return ret > 0 ? 0 : 1;
+}
+
 TEST(Isolation, ForeignAbisAreKilled) {
   // x32: the x86_64 entry with bit 30 set. Without the profile: ENOSYS or a result.
-  expectKilledBy(run(defaults(), [] { return static_cast<int>(syscall(0x40000000 | SYS_getpid)); }),
-                 SIGSYS);
-  // i386 via int 0x80 (getpid is 20 there).
-  auto int80 = [] {
-    long ret = 20;
-    asm volatile("int $0x80" : "+a"(ret) : : "r8", "r9", "r10", "r11", "memory");
-    return ret > 0 ? 0 : 1;
-  };
+  expectKilledBy(run(defaults(), inJob("x32Getpid")), SIGSYS);
+  Command int80 = inJob("int80Getpid");
   expectKilledBy(run(defaults(), int80), SIGSYS);
   JobOptions off = defaults();
   off.spec.seccomp = false;
@@ -844,8 +813,9 @@ TEST(Isolation, CloneIntoACgroup) {
   JobOptions o = defaults();
   o.cgroup_fd = fd;
   RunningJob job;
-  ASSERT_TRUE(startJob(o, Command{{"sleep", "60"}, {}}, &job));
+  ASSERT_TRUE(startJob(o, Command{{"sleep", "60"}}, &job));
   std::ifstream cg("/proc/" + std::to_string(job.init_pid) + "/cgroup");
+  // The shim unshared a cgroup namespace in it: the host sees the real path.
   std::string v2line;
   while (std::getline(cg, line)) {
     if (line.rfind("0::", 0) == 0) v2line = line;
@@ -857,6 +827,29 @@ TEST(Isolation, CloneIntoACgroup) {
   close(fd);
   EXPECT_TRUE(waitUntil([&] { return rmdir(dir.c_str()) == 0; }, seconds(10))) << strerror(errno);
 }
+
+// When this binary is a job's command (`--jw-in-job=NAME`): run NAME before gtest starts. Last in
+// the file, so every IN_JOB above has registered.
+struct InJobDispatch {
+  InJobDispatch() {
+    std::string cmdline = readFileText("/proc/self/cmdline");
+    std::vector<std::string> argv;
+    for (size_t pos = 0; pos < cmdline.size();) {
+      size_t end = cmdline.find('\0', pos);
+      if (end == std::string::npos) end = cmdline.size();
+      argv.push_back(cmdline.substr(pos, end - pos));
+      pos = end + 1;
+    }
+    const std::string flag = "--jw-in-job=";
+    if (argv.size() < 2 || argv[1].rfind(flag, 0) != 0) return;
+    auto it = inJobFunctions().find(argv[1].substr(flag.size()));
+    if (it == inJobFunctions().end()) _exit(99);
+    int rc = it->second(std::vector<std::string>(argv.begin() + 2, argv.end()));
+    std::fflush(stdout);
+    _exit(rc);
+  }
+};
+const InJobDispatch in_job_dispatch;
 
 }  // namespace
 }  // namespace jw::supervisor

@@ -6,17 +6,22 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 
+#include "common/fd.h"
 #include "common/protocol/control_codec.h"
+#include "common/protocol/shim_messages.h"
 #include "supervisor/accounts/sessions.h"
 #include "supervisor/jobs/job_table.h"
 #include "supervisor/launch/spawn.h"
@@ -208,121 +213,173 @@ TEST(Spawn, ExecCandidatesFollowPath) {
   EXPECT_TRUE(execCandidates("ls", "").empty());
 }
 
-// Reads a pipe to EOF.
-std::string readAll(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  return out;
-}
+// A job started the way jobworkerd starts one, without root: its files in a temp directory, the
+// real jobworker-init (JW_INIT, from meson) as its shim, no namespaces and no cgroup.
+class SpawnFixture {
+ public:
+  SpawnFixture() {
+    std::string t = "/tmp/jw-spawn-test-XXXXXX";
+    EXPECT_NE(mkdtemp(t.data()), nullptr);
+    dir_ = t;
+    const char* init = std::getenv("JW_INIT");
+    init_.reset(open(init != nullptr ? init : "", O_PATH | O_CLOEXEC));
+    EXPECT_TRUE(init_) << "JW_INIT=" << (init != nullptr ? init : "(unset)");
+    for (const char* name : {"output", "stderr", "exit"}) {
+      files_.emplace_back(
+          open((dir_ + "/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    }
+  }
+  ~SpawnFixture() { std::filesystem::remove_all(dir_); }
 
-int reap(SpawnedJob& j) {
-  siginfo_t info{};
-  EXPECT_EQ(
-      waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(j.pidfd.get()), &info, WEXITED), 0);
-  j.pidfd.reset();
-  return info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
-}
+  SpawnRequest request(std::vector<std::string> argv, bool separate = false) {
+    SpawnRequest r;
+    r.init_fd = init_.get();
+    r.job_id = "1a2b3c4d-0000-4000-8000-000000000000";
+    r.argv = std::move(argv);
+    r.env = {"PATH=/usr/bin:/bin", "ONLY=this"};
+    r.search_path = "/usr/bin:/bin";
+    r.separate_stderr = separate;
+    r.stdout_log_fd = files_[0].get();
+    r.stderr_log_fd = separate ? files_[1].get() : -1;
+    r.exit_record_fd = files_[2].get();
+    r.output_cap = 1 << 20;
+    return r;
+  }
 
-SpawnRequest spawnRequest(std::vector<std::string> argv) {
-  SpawnRequest r;
-  r.argv = std::move(argv);
-  r.env = {"PATH=/usr/bin:/bin", "ONLY=this"};
-  r.search_path = "/usr/bin:/bin";
-  return r;
-}
+  // Waits for the shim to exit and returns the command's exit code (128 + signal when killed)
+  // from the shim's Exited frame; -1 without one.
+  int finish(SpawnedJob& j) {
+    siginfo_t info{};
+    EXPECT_EQ(
+        waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(j.pidfd.get()), &info, WEXITED),
+        0);
+    j.pidfd.reset();
+    uint8_t buf[shim::kMaxFrameBytes];
+    for (;;) {
+      ssize_t n = recv(j.channel.get(), buf, sizeof buf, MSG_DONTWAIT);
+      if (n <= 0) return -1;
+      shim::FrameReader r(buf, static_cast<size_t>(n));
+      shim::Frame type{};
+      shim::Exited e;
+      if (r.type(&type) && type == shim::Frame::kExited && shim::decodeExited(r, &e)) {
+        WaitOutcome o = waitOutcome(e.wait_status);
+        return o.code == CLD_EXITED ? o.value : 128 + o.value;
+      }
+    }
+  }
+  std::string file(const char* name) const {
+    std::ifstream f(dir_ + "/" + name, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  UniqueFd init_;
+  std::vector<UniqueFd> files_;
+};
 
 TEST(Spawn, RunsTheProgramWithOnlyItsEnvironmentAndMergedOutput) {
-  auto r = spawnRequest({"sh", "-c", "env | sort; echo err >&2; pwd; exit 4"});
+  SpawnFixture fx;
+  auto r = fx.request({"sh", "-c", "env | sort; echo err >&2; pwd; exit 4"});
   r.cwd = "/tmp";
   SpawnFailure f;
   auto j = spawnJob(r, &f);
   ASSERT_TRUE(j.ok()) << j.error().message;
   EXPECT_EQ(f, SpawnFailure::kNone);
-  EXPECT_EQ(j->err_fd.get(), -1);
-  std::string out = readAll(j->out_fd.get());
-  j->out_fd.reset();
-  EXPECT_EQ(reap(j.value()), 4);
+  EXPECT_EQ(fx.finish(j.value()), 4);
+  std::string out = fx.file("output");
   EXPECT_NE(out.find("ONLY=this\n"), std::string::npos) << out;
   EXPECT_NE(out.find("err\n/tmp\n"), std::string::npos) << out;
   EXPECT_EQ(out.find("HOME="), std::string::npos) << out;  // spawn adds nothing itself
+  EXPECT_EQ(fx.file("stderr"), "");
+  EXPECT_FALSE(fx.file("exit").empty());  // the shim's exit record
 }
 
 TEST(Spawn, SeparateStderrAndOwnProcessGroupAndNoInheritedFds) {
+  SpawnFixture fx;
   int leak = open("/dev/null", O_RDONLY);  // not close-on-exec: must still not reach the job
   ASSERT_GE(leak, 0);
-  auto r = spawnRequest({"/bin/sh", "-c",
-                         "echo out; echo err >&2; ls /proc/self/fd | tr '\\n' ' ' >&2; "
-                         "ps -o pgid= -p $$ 2>/dev/null || cat /proc/$$/stat"});
-  r.separate_stderr = true;
+  auto r = fx.request({"/bin/sh", "-c",
+                       "echo out; echo err >&2; ls /proc/self/fd | tr '\\n' ' ' >&2; "
+                       "echo pgid=$(cut -d' ' -f5 /proc/$$/stat) pid=$$"},
+                      true);
   SpawnFailure f;
   auto j = spawnJob(r, &f);
   close(leak);
   ASSERT_TRUE(j.ok()) << j.error().message;
-  ASSERT_GE(j->err_fd.get(), 0);
-  std::string err = readAll(j->err_fd.get());
-  std::string out = readAll(j->out_fd.get());
-  j->out_fd.reset();
-  j->err_fd.reset();
-  EXPECT_EQ(reap(j.value()), 0);
+  EXPECT_EQ(fx.finish(j.value()), 0);
+  std::string out = fx.file("output");
   EXPECT_EQ(out.rfind("out\n", 0), 0u) << out;
-  EXPECT_NE(out.find(std::to_string(j->pid)), std::string::npos) << "pgid: " << out;
+  // The command leads its own process group (the shim's pid is another).
+  std::string pid = std::to_string(j->command_pid);
+  EXPECT_NE(out.find("pgid=" + pid + " pid=" + pid), std::string::npos) << out;
+  EXPECT_NE(j->command_pid, j->pid);
   // 0, 1, 2 and the fd ls opened for /proc/self/fd: nothing else.
-  EXPECT_EQ(err, "err\n0 1 2 3 ") << err;
+  EXPECT_EQ(fx.file("stderr"), "err\n0 1 2 3 ");
 }
 
 TEST(Spawn, ExecFailuresAreReportedWithErrno) {
+  SpawnFixture fx;
   SpawnFailure f;
-  auto missing = spawnJob(spawnRequest({"/nonexistent/program"}), &f);
+  auto missing = spawnJob(fx.request({"/nonexistent/program"}), &f);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(f, SpawnFailure::kExec);
   EXPECT_EQ(missing.error().sys_errno, ENOENT);
 
-  auto not_in_path = spawnJob(spawnRequest({"jw-no-such-program"}), &f);
+  auto not_in_path = spawnJob(fx.request({"jw-no-such-program"}), &f);
   ASSERT_FALSE(not_in_path.ok());
   EXPECT_EQ(f, SpawnFailure::kExec);
   EXPECT_EQ(not_in_path.error().sys_errno, ENOENT);
 
-  std::string dir = "/tmp/jw-spawn-test-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
-  std::string file = dir + "/not-executable";
+  std::string file = fx.dir() + "/not-executable";
   std::ofstream(file) << "#!/bin/sh\necho hi\n";
   chmod(file.c_str(), 0644);
-  auto denied = spawnJob(spawnRequest({file}), &f);
+  auto denied = spawnJob(fx.request({file}), &f);
   ASSERT_FALSE(denied.ok());
   EXPECT_EQ(f, SpawnFailure::kExec);
   EXPECT_EQ(denied.error().sys_errno, EACCES);
 
-  auto r = spawnRequest({"/bin/true"});
-  r.cwd = dir + "/missing";
+  auto r = fx.request({"/bin/true"});
+  r.cwd = fx.dir() + "/missing";
   auto bad_cwd = spawnJob(r, &f);
   ASSERT_FALSE(bad_cwd.ok());
   EXPECT_EQ(f, SpawnFailure::kCwd);
   EXPECT_EQ(bad_cwd.error().sys_errno, ENOENT);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(Spawn, SignalsAreResetForTheJob) {
   // The supervisor ignores SIGPIPE and blocks its signalfd signals; a job must see neither.
+  SpawnFixture fx;
   signal(SIGPIPE, SIG_IGN);
   sigset_t set, old;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigprocmask(SIG_BLOCK, &set, &old);
-  auto r = spawnRequest({"/bin/sh", "-c", "grep -E '^(SigBlk|SigIgn)' /proc/self/status"});
+  auto r = fx.request({"/bin/sh", "-c", "grep -E '^(SigBlk|SigIgn)' /proc/self/status"});
   SpawnFailure f;
   auto j = spawnJob(r, &f);
   sigprocmask(SIG_SETMASK, &old, nullptr);
   signal(SIGPIPE, SIG_DFL);
   ASSERT_TRUE(j.ok()) << j.error().message;
-  std::string out = readAll(j->out_fd.get());
-  j->out_fd.reset();
-  EXPECT_EQ(reap(j.value()), 0);
+  EXPECT_EQ(fx.finish(j.value()), 0);
+  std::string out = fx.file("output");
   EXPECT_NE(out.find("SigBlk:\t0000000000000000"), std::string::npos) << out;
   EXPECT_NE(out.find("SigIgn:\t0000000000000000"), std::string::npos) << out;
+}
+
+TEST(Spawn, TheShimIsJwInitWithAShortArgvAndNoEnvironment) {
+  SpawnFixture fx;
+  auto r = fx.request({"/bin/sh", "-c",
+                       "tr '\\0' ' ' < /proc/$PPID/cmdline; echo; "
+                       "wc -c < /proc/$PPID/environ; cat /proc/$PPID/comm"});
+  SpawnFailure f;
+  auto j = spawnJob(r, &f);
+  ASSERT_TRUE(j.ok()) << j.error().message;
+  EXPECT_EQ(fx.finish(j.value()), 0);
+  EXPECT_EQ(fx.file("output"), "jw-init 1a2b3c4d \n0\njw-init\n");
 }
 
 TEST(JobTable, NewestFirstAndRetentionByCountAndAge) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <memory>
@@ -140,10 +141,17 @@ class JobResourcesTest : public ::testing::Test {
 TEST_F(JobResourcesTest, RemovedUnlessReleased) {
   auto j = job(protocol::OutputMode::kSeparate);
   {
-    auto r = JobResources::create(*j, *store_, nullptr, {}, 1024);
+    auto r = JobResources::create(*j, *store_, nullptr, {});
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_TRUE(std::filesystem::exists(jobDir() + "/output"));
     EXPECT_TRUE(std::filesystem::exists(jobDir() + "/stderr"));
+    EXPECT_TRUE(std::filesystem::exists(jobDir() + "/exit"));
+    EXPECT_TRUE(j->exit_record);
+    // The exit record reads empty but has its blocks (where the filesystem can reserve them).
+    struct stat st {};
+    ASSERT_EQ(stat((jobDir() + "/exit").c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, 0);
+    EXPECT_GE(st.st_blocks * 512, kExitRecordReserve);
     EXPECT_NE(j->streams[0].log, nullptr);
     EXPECT_NE(j->streams[1].log, nullptr);
   }
@@ -153,7 +161,7 @@ TEST_F(JobResourcesTest, RemovedUnlessReleased) {
 TEST_F(JobResourcesTest, ReleasedStay) {
   auto j = job(protocol::OutputMode::kMerged);
   {
-    auto r = JobResources::create(*j, *store_, nullptr, {}, 1024);
+    auto r = JobResources::create(*j, *store_, nullptr, {});
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_EQ(j->streams[1].log, nullptr);  // merged: one log
     r->release();
@@ -162,7 +170,7 @@ TEST_F(JobResourcesTest, ReleasedStay) {
   EXPECT_FALSE(std::filesystem::exists(jobDir() + "/stderr"));
   // A second job with the same id cannot get a directory: the error is the store's.
   auto again = job(protocol::OutputMode::kMerged);
-  auto r = JobResources::create(*again, *store_, nullptr, {}, 1024);
+  auto r = JobResources::create(*again, *store_, nullptr, {});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kInternal);
   EXPECT_TRUE(std::filesystem::exists(jobDir() + "/output"));  // the first job's stays
