@@ -65,12 +65,25 @@ void OutputLog::append(const char* data, size_t len) {
       size_ += done;
       recordWriteError(n < 0 ? errno : ENOSPC);
       dropped_ += len - done;
+      if (done > 0 && times_) times_->note(size_, realtimeMs());
       return;
     }
     done += static_cast<size_t>(n);
   }
   size_ += store;
   dropped_ += len - store;
+  if (store > 0 && times_) times_->note(size_, realtimeMs());
+}
+
+void OutputLog::seal() {
+  fd_.reset();
+  if (!times_) return;
+  times_->flush(realtimeMs());
+  times_.reset();
+}
+
+std::vector<TimeMark> OutputLog::timeMarks() const {
+  return times_ ? times_->marks() : TimeIndex::load(path_ + ".times");
 }
 
 // Storing stops at the first failure: later bytes written after a gap would read as if they

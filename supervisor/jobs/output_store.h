@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/fd.h"
 #include "common/result.h"
+#include "supervisor/jobs/time_index.h"
 
 namespace jw::supervisor {
 
@@ -32,8 +34,8 @@ class OutputLog {
   // error is the pipe's, never the disk's.
   Result<Drain> drainOnce(int pipe_fd);
 
-  // No more appends: closes the write fd.
-  void seal() { fd_.reset(); }
+  // No more appends: closes the write fd, writes the rest of the time index and frees it.
+  void seal();
   bool sealed() const { return !fd_; }
 
   // Up to max_bytes stored bytes starting at offset (empty at or past the end).
@@ -45,10 +47,16 @@ class OutputLog {
   // Why storing stopped early ("no space left on device at byte 12288"); "" when it did not.
   const std::string& error() const { return error_; }
   const std::string& path() const { return path_; }
+  // When the stored bytes arrived (time_index.h): in memory while the log grows, from
+  // <path>.times once sealed.
+  std::vector<TimeMark> timeMarks() const;
 
  private:
   OutputLog(UniqueFd fd, std::string path, uint64_t cap)
-      : fd_(std::move(fd)), path_(std::move(path)), cap_(cap) {}
+      : fd_(std::move(fd)),
+        path_(std::move(path)),
+        cap_(cap),
+        times_(std::make_unique<TimeIndex>(path_ + ".times")) {}
   void recordWriteError(int err);
 
   UniqueFd fd_;
@@ -57,6 +65,7 @@ class OutputLog {
   uint64_t size_ = 0;
   uint64_t dropped_ = 0;
   std::string error_;
+  std::unique_ptr<TimeIndex> times_;  // null once sealed
 };
 
 // The <state-dir>/jobs tree.

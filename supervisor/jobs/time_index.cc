@@ -66,6 +66,12 @@ constexpr size_t kScanBlock = 64 * 1024;
 
 }  // namespace
 
+int64_t realtimeMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
 void TimeIndex::note(uint64_t size, int64_t now_ms) {
   uint64_t last_end = marks_.empty() ? 0 : marks_.back().end;
   if (size > last_end) {
@@ -170,21 +176,32 @@ std::string rfc3339Ms(int64_t unix_ms) {
 }
 
 std::string withTimestamps(std::string_view data, uint64_t offset, bool at_line_start,
-                           const std::vector<TimeMark>& marks, int64_t unmarked_ms) {
+                           const std::vector<TimeMark>& marks, int64_t unmarked_ms, size_t max_out,
+                           size_t* consumed) {
+  constexpr size_t kPrefix = kTimestampWidth + 1;
   std::string out;
-  out.reserve(data.size() + (kTimestampWidth + 1) * 8);
   bool line_start = at_line_start;
-  for (size_t i = 0; i < data.size();) {
+  size_t i = 0;
+  while (i < data.size()) {
+    size_t nl = data.find('\n', i);
+    size_t piece = (nl == std::string_view::npos ? data.size() : nl + 1) - i;
+    size_t prefix = line_start ? kPrefix : 0;
+    if (out.size() + prefix + piece > max_out) {
+      // What does not fit waits for the next chunk; a line longer than a whole chunk is split,
+      // its continuation without a prefix. A prefix never goes out without a byte after it.
+      if (!out.empty() || max_out <= prefix) break;
+      piece = max_out - prefix;
+      nl = std::string_view::npos;
+    }
     if (line_start) {
       out += rfc3339Ms(arrivalOf(marks, offset + i).value_or(unmarked_ms));
       out.push_back(' ');
     }
-    size_t nl = data.find('\n', i);
-    size_t end = nl == std::string_view::npos ? data.size() : nl + 1;
-    out.append(data.substr(i, end - i));
-    line_start = nl != std::string_view::npos;
-    i = end;
+    out.append(data.substr(i, piece));
+    i += piece;
+    line_start = nl != std::string_view::npos && i == nl + 1;
   }
+  *consumed = i;
   return out;
 }
 

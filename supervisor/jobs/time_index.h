@@ -13,6 +13,9 @@
 
 namespace jw::supervisor {
 
+// Wall-clock milliseconds since the epoch (CLOCK_REALTIME): job times and log arrival times.
+int64_t realtimeMs();
+
 // "Every byte before `end` had arrived by `unix_ms`": the bytes between the previous mark's end
 // and this one's arrived in the interval that ends at its time.
 struct TimeMark {
@@ -78,9 +81,11 @@ std::string rfc3339Ms(int64_t unix_ms);
 // `data` read from `offset`, each line that begins in it prefixed with the time its first byte
 // arrived and a space. `at_line_start`: offset is 0 or follows a newline (else the first partial
 // line gets no prefix: its prefix went out with its beginning). Bytes past the marks take
-// `unmarked_ms`.
+// `unmarked_ms`. At most `max_out` bytes come out; `*consumed` says how many of `data` they
+// carry (whole lines, unless one line alone exceeds max_out).
 std::string withTimestamps(std::string_view data, uint64_t offset, bool at_line_start,
-                           const std::vector<TimeMark>& marks, int64_t unmarked_ms);
+                           const std::vector<TimeMark>& marks, int64_t unmarked_ms, size_t max_out,
+                           size_t* consumed);
 
 // Reads backwards from `size` in `path` to the start of the `lines`-th last line (a final line
 // without its newline counts). Scans at most `max_scan` bytes: a log whose last `lines` lines are

@@ -121,16 +121,41 @@ TEST(Rfc3339Ms, FixedWidthUtcWithMilliseconds) {
   EXPECT_EQ(rfc3339Ms(1796182466123).size(), kTimestampWidth);
 }
 
+std::string stamped(std::string_view data, uint64_t offset, bool at_line_start,
+                    const std::vector<TimeMark>& marks, int64_t unmarked_ms,
+                    size_t max_out = 1 << 20, size_t* consumed_out = nullptr) {
+  size_t consumed = 0;
+  std::string out =
+      withTimestamps(data, offset, at_line_start, marks, unmarked_ms, max_out, &consumed);
+  if (consumed_out != nullptr) *consumed_out = consumed;
+  return out;
+}
+
 TEST(WithTimestamps, EachLineThatBeginsInTheChunkGetsItsFirstBytesTime) {
   std::vector<TimeMark> marks = {{4, kT0}, {8, kT0 + 1}};
   std::string a = rfc3339Ms(kT0) + " ", b = rfc3339Ms(kT0 + 1) + " ", u = rfc3339Ms(kT0 + 9) + " ";
-  EXPECT_EQ(withTimestamps("ab\ncd\nef\n", 0, true, marks, kT0 + 9),
-            a + "ab\n" + a + "cd\n" + b + "ef\n");
+  EXPECT_EQ(stamped("ab\ncd\nef\n", 0, true, marks, kT0 + 9), a + "ab\n" + a + "cd\n" + b + "ef\n");
   // A chunk that starts inside a line: that line's prefix went out with its beginning.
-  EXPECT_EQ(withTimestamps("d\nef", 4, false, marks, kT0 + 9), "d\n" + b + "ef");
+  EXPECT_EQ(stamped("d\nef", 4, false, marks, kT0 + 9), "d\n" + b + "ef");
   // Past the marks: the fallback time.
-  EXPECT_EQ(withTimestamps("xy\n", 8, true, marks, kT0 + 9), u + "xy\n");
-  EXPECT_EQ(withTimestamps("", 3, true, marks, kT0), "");
+  EXPECT_EQ(stamped("xy\n", 8, true, marks, kT0 + 9), u + "xy\n");
+  EXPECT_EQ(stamped("", 3, true, marks, kT0), "");
+}
+
+TEST(WithTimestamps, AtMostMaxOutBytesOfWholeLinesUnlessOneLineIsLonger) {
+  std::vector<TimeMark> marks = {{100, kT0}};
+  std::string p = rfc3339Ms(kT0) + " ";
+  size_t consumed = 0;
+  // Two lines of 3 bytes each take 2 x 28; a budget of 60 carries both, 40 only the first.
+  EXPECT_EQ(stamped("ab\ncd\n", 0, true, marks, kT0, 60, &consumed), p + "ab\n" + p + "cd\n");
+  EXPECT_EQ(consumed, 6u);
+  EXPECT_EQ(stamped("ab\ncd\n", 0, true, marks, kT0, 40, &consumed), p + "ab\n");
+  EXPECT_EQ(consumed, 3u);
+  // One line longer than the budget: split, its first part with the prefix.
+  EXPECT_EQ(stamped("abcdefgh\n", 0, true, marks, kT0, 29, &consumed), p + "abcd");
+  EXPECT_EQ(consumed, 4u);
+  EXPECT_EQ(stamped("efgh\nx", 4, false, marks, kT0, 1 << 20, &consumed), "efgh\n" + p + "x");
+  EXPECT_EQ(consumed, 6u);
 }
 
 TEST_F(TimeIndexTest, TailStartFindsTheNthLastLine) {
