@@ -302,12 +302,59 @@ std::optional<ClientError> resumedElsewhere(const Poco::Net::HTTPResponse& resp,
                      0, ""};
 }
 
-std::string logsPath(const LogRequest& lr, uint64_t offset) {
-  std::string path = "/v1/jobs/" + urlEncode(lr.job_id) + "/logs?offset=" + std::to_string(offset);
+// The first connection of a tail/since request has no offset yet: the server picks the start.
+std::string logsPath(const LogRequest& lr, std::optional<uint64_t> offset) {
+  std::string path = "/v1/jobs/" + urlEncode(lr.job_id) + "/logs?";
+  if (offset) {
+    path += "offset=" + std::to_string(*offset);
+  } else {
+    if (lr.tail_lines) path += "tail_lines=" + std::to_string(*lr.tail_lines) + "&";
+    if (!lr.since.empty()) path += "since=" + urlEncode(lr.since) + "&";
+    path.pop_back();
+  }
   if (lr.follow) path += "&follow=true";
+  if (lr.timestamps) path += "&timestamps=true";
   if (!lr.stream.empty()) path += "&stream=" + urlEncode(lr.stream);
   return path;
 }
+
+// A timestamps=true body: every line starts with a kStampWidth-byte stamp ("2026-12-02T03:31:
+// 07.123Z "), the rest is the log's bytes. Forwards stamps only whole (a stamp cut by a dropped
+// connection is sent again whole by the next one) and counts the log bytes, which is what a
+// reconnect's offset needs.
+class StampedStream {
+ public:
+  static constexpr size_t kStampWidth = 25;
+  bool feed(std::string_view piece, const ChunkSink& sink) {
+    size_t i = 0;
+    while (i < piece.size()) {
+      if (line_start_) {
+        size_t take = std::min(kStampWidth - held_.size(), piece.size() - i);
+        held_.append(piece.substr(i, take));
+        i += take;
+        if (held_.size() < kStampWidth) return true;
+        if (!sink(held_)) return false;
+        held_.clear();
+        line_start_ = false;
+        continue;
+      }
+      size_t nl = piece.find('\n', i);
+      size_t end = nl == std::string_view::npos ? piece.size() : nl + 1;
+      log_bytes_ += end - i;
+      if (!sink(piece.substr(i, end - i))) return false;
+      line_start_ = nl != std::string_view::npos;
+      i = end;
+    }
+    return true;
+  }
+  void reconnected() { held_.clear(); }
+  uint64_t logBytes() const { return log_bytes_; }
+
+ private:
+  bool line_start_ = true;  // every request starts at a line (tail/since, 0, or after a '\n')
+  std::string held_;
+  uint64_t log_bytes_ = 0;
+};
 
 void prepareRequest(Poco::Net::HTTPRequest& req, const std::string& token) {
   req.set("User-Agent", std::string("jobworker/") + JW_VERSION);
@@ -635,15 +682,17 @@ ClientResult<LoginInfo> ApiClient::login(const std::string& user,
 }
 
 struct ApiClient::StreamRound {
-  uint64_t bytes = 0;         // delivered to the sink in this round
-  bool complete = false;      // the body ended properly (terminating chunk, full length)
-  bool aborted = false;       // the sink asked to stop
-  bool idle_timeout = false;  // the connection was quiet for idle_reconnect
-  bool responded = false;     // the server answered 200 (the stream worked at least once)
+  uint64_t bytes = 0;             // delivered to the sink in this round
+  std::optional<uint64_t> start;  // where the server started (tail/since: X-Jobworker-Offset)
+  bool complete = false;          // the body ended properly (terminating chunk, full length)
+  bool aborted = false;           // the sink asked to stop
+  bool idle_timeout = false;      // the connection was quiet for idle_reconnect
+  bool responded = false;         // the server answered 200 (the stream worked at least once)
   std::optional<ClientError> error;
 };
 
-ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr, uint64_t offset,
+ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
+                                                           std::optional<uint64_t> offset,
                                                            const ChunkSink& sink) const {
   StreamRound round;
   Phase phase = Phase::kConnect;
@@ -676,7 +725,18 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
       return round;
     }
     round.responded = true;
-    if (auto moved = resumedElsewhere(resp, lr.job_id, offset)) return *moved;
+    if (!offset) {
+      std::string start = resp.get("X-Jobworker-Offset", "");
+      if (start.empty() || start.size() > 19 ||
+          start.find_first_not_of("0123456789") != std::string::npos) {
+        return ClientError{ClientError::Kind::kProtocol,
+                           url_.text + " did not say where job " + lr.job_id + "'s output starts",
+                           0, ""};
+      }
+      round.start = std::stoull(start);
+    } else if (auto moved = resumedElsewhere(resp, lr.job_id, *offset)) {
+      return *moved;
+    }
     std::string framing_error;
     BodyEnd end = readLogBody(session, resp, deliver, &framing_error);
     round.complete = end == BodyEnd::kComplete;
@@ -698,15 +758,26 @@ ClientResult<LogStreamEnd> ApiClient::streamLogs(const LogRequest& lr, const Chu
                                                  const RetryObserver& on_retry) const {
   LogStreamEnd end;
   end.offset = lr.offset;
+  // Until a tail/since connection has told its start, the server picks it.
+  bool started = !lr.tail_lines && lr.since.empty();
+  StampedStream stamped;
+  ChunkSink stamped_sink = [&](std::string_view piece) { return stamped.feed(piece, sink); };
   auto window_start = Clock::now();
   auto backoff = std::chrono::milliseconds(100);
   unsigned attempt = 0;
   bool connected_once = false;
   while (true) {
-    auto r = streamOnce(lr, end.offset, sink);
+    uint64_t log_bytes_before = stamped.logBytes();
+    stamped.reconnected();
+    auto r = streamOnce(lr, started ? std::optional<uint64_t>(end.offset) : std::nullopt,
+                        lr.timestamps ? stamped_sink : sink);
     if (!r) return r.error();
     StreamRound& round = r.value();
-    end.offset += round.bytes;
+    if (round.start) {
+      end.offset = *round.start;
+      started = true;
+    }
+    end.offset += lr.timestamps ? stamped.logBytes() - log_bytes_before : round.bytes;
     if (round.aborted) {
       end.aborted = true;
       return end;

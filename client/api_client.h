@@ -83,6 +83,14 @@ struct LogRequest {
   uint64_t offset = 0;
   bool follow = false;
   std::string stream;  // "" (the job's default), "stdout" or "stderr"
+  // Where the first connection starts instead of `offset` (which must be 0): the N-th last line
+  // and/or the first line since a time (RFC 3339 or a duration back from now, as the server
+  // reads it). Reconnects resume at the exact byte, whatever the first one started from.
+  std::optional<uint32_t> tail_lines;
+  std::string since;
+  // Each line prefixed with its arrival time (a fixed-width stamp and a space): delivered as
+  // the server sends them, while the offset counts log bytes only.
+  bool timestamps = false;
   // How long a dropped connection is retried (with back-off) before giving up; the window
   // restarts each time bytes arrive.
   std::chrono::milliseconds retry_budget{30'000};
@@ -92,7 +100,7 @@ struct LogRequest {
 };
 
 struct LogStreamEnd {
-  uint64_t offset = 0;      // next byte to read: start offset + bytes delivered
+  uint64_t offset = 0;      // next log byte to read: start offset + log bytes delivered
   bool aborted = false;     // the sink returned false
   unsigned reconnects = 0;  // connections re-opened after a drop
 };
@@ -143,7 +151,7 @@ class ApiClient {
                                      const std::optional<std::string>& json_body,
                                      bool* before_send) const;
   struct StreamRound;
-  ClientResult<StreamRound> streamOnce(const LogRequest& req, uint64_t offset,
+  ClientResult<StreamRound> streamOnce(const LogRequest& req, std::optional<uint64_t> offset,
                                        const ChunkSink& sink) const;
 
   Settings settings_;

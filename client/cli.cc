@@ -530,12 +530,15 @@ class InterruptWatcher {
   std::thread thread_;
 };
 
-ClientResult<LogStreamEnd> streamTo(const ApiClient& client, const std::string& id,
-                                    const std::string& stream, bool follow, int fd) {
+LogRequest logRequest(const std::string& id, const std::string& stream, bool follow) {
   LogRequest lr;
   lr.job_id = id;
   lr.follow = follow;
   lr.stream = stream;
+  return lr;
+}
+
+ClientResult<LogStreamEnd> streamTo(const ApiClient& client, const LogRequest& lr, int fd) {
   int write_errno = 0;
   auto r = client.streamLogs(
       lr,
@@ -563,16 +566,16 @@ ClientResult<LogStreamEnd> streamTo(const ApiClient& client, const std::string& 
 std::optional<ClientError> streamRunOutput(const Context& ctx, const ApiClient& client,
                                            const std::string& id) {
   if (!ctx.inv.spec.separate_stderr) {
-    auto r = streamTo(client, id, "", true, 1);
+    auto r = streamTo(client, logRequest(id, "", true), 1);
     return r ? std::nullopt : std::optional<ClientError>(r.error());
   }
   std::optional<ClientError> err_lost;
   std::thread err_thread([&] {
-    auto r = streamTo(client, id, "stderr", true, 2);
+    auto r = streamTo(client, logRequest(id, "stderr", true), 2);
     if (!r) err_lost = r.error();
   });
   std::optional<ClientError> lost;
-  auto r = streamTo(client, id, "stdout", true, 1);
+  auto r = streamTo(client, logRequest(id, "stdout", true), 1);
   if (!r) lost = r.error();
   err_thread.join();
   return lost ? lost : err_lost;
@@ -702,7 +705,11 @@ int cmdList(Context& ctx) {
 int cmdLogs(Context& ctx) {
   auto job = connectToJob(ctx);
   if (!job) return ctx.failure_code;
-  auto r = streamTo(job->client, job->id, ctx.inv.stream.value_or(""), ctx.inv.follow, 1);
+  LogRequest lr = logRequest(job->id, ctx.inv.stream.value_or(""), ctx.inv.follow);
+  lr.tail_lines = ctx.inv.tail_lines;
+  lr.since = ctx.inv.since.value_or("");
+  lr.timestamps = ctx.inv.timestamps;
+  auto r = streamTo(job->client, lr, 1);
   if (!r) {
     ClientError e = r.error();
     if (e.kind == ClientError::Kind::kHttp && e.http_status == 404) {

@@ -60,7 +60,10 @@ constexpr CommandInfo kCommands[] = {
      "Writes the job's output, byte for byte, from the first byte to stdout. With --follow, keeps\n"
      "streaming until the job ends, then exits 0. A dropped connection is resumed at the last "
      "byte\n"
-     "received (retried for about 30 s), so nothing is lost or repeated.\n"},
+     "received (retried for about 30 s), so nothing is lost or repeated. --tail N starts at the\n"
+     "N-th last line, --since at the first line written since then (10m, or "
+     "2026-12-01T10:00:00Z);\n"
+     "--timestamps prefixes each line with the time its first byte arrived (RFC 3339, ms, UTC).\n"},
 };
 
 const CommandInfo* findCommand(const std::string& name) {
@@ -141,6 +144,11 @@ OptionSet commandOptions(Command cmd) {
       break;
     case Command::kLogs:
       set.addOption(Option("follow", "f", "keep streaming until the job ends"));
+      set.addOption(Option("tail", "n", "start at the N-th last line").argument("N"));
+      set.addOption(
+          Option("since", "", "start at the first line written since (10m, RFC 3339 time)")
+              .argument("TIME"));
+      set.addOption(Option("timestamps", "t", "prefix each line with the time it arrived"));
       set.addOption(Option("stream", "", "stdout or stderr (jobs started with --separate-stderr)")
                         .argument("NAME"));
       break;
@@ -221,6 +229,7 @@ bool* switchFor(Invocation& inv, const std::string& name) {
   if (name == "all") return &inv.all;
   if (name == "quiet") return &inv.quiet;
   if (name == "follow") return &inv.follow;
+  if (name == "timestamps") return &inv.timestamps;
   if (name == "separate-stderr") return &inv.spec.separate_stderr;
   return nullptr;
 }
@@ -230,6 +239,7 @@ std::optional<std::string>* textFor(Invocation& inv, const std::string& name) {
   if (name == "server") return &inv.server;
   if (name == "ca-file") return &inv.ca_file;
   if (name == "user") return &inv.user;
+  if (name == "since") return &inv.since;
   return nullptr;
 }
 
@@ -333,6 +343,15 @@ Usage applyOption(Invocation& inv, const std::string& name, const std::string& v
     return setChoice(inv.spec.network, name, value, {"none", "host"}, "none or host");
   if (name == "output") return setOutput(inv, value);
   if (name == "grace" || name == "timeout") return setDuration(inv, name, value);
+  if (name == "tail") {
+    // The server's bound (kMaxTailLines); six digits at most, so the parse cannot overflow.
+    if (value.empty() || value.size() > 6 ||
+        value.find_first_not_of("0123456789") != std::string::npos || std::stoul(value) > 100000) {
+      return "--tail takes a number of lines from 0 to 100000, not '" + value + "'";
+    }
+    inv.tail_lines = static_cast<uint32_t>(std::stoul(value));
+    return std::nullopt;
+  }
   if (name.rfind("io-", 0) == 0) return addIoLimit(inv.spec, name, value);
   return applyJobFlag(inv.spec, name, value);
 }

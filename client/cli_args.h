@@ -69,6 +69,9 @@ struct Invocation {
   // logs
   bool follow = false;
   std::optional<std::string> stream;
+  std::optional<uint32_t> tail_lines;  // --tail N: from the N-th last line
+  std::optional<std::string> since;    // --since: RFC 3339 or a duration back from now
+  bool timestamps = false;             // --timestamps: each line prefixed with its arrival
   // The ID argument (stop, status, logs): an id or a unique prefix of one.
   std::string job;
   JobSpec spec;

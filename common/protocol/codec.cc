@@ -171,6 +171,10 @@ void put(Writer& w, const OutputReadRequest& o) {
   w.u64(o.offset);
   w.u32(o.max_bytes);
   w.boolean(o.follow);
+  w.boolean(o.tail);
+  w.u32(o.tail_lines);
+  w.u64(o.since_unix_ms);
+  w.boolean(o.timestamps);
 }
 void get(Reader& r, OutputReadRequest& o) {
   get(r, o.token);
@@ -180,16 +184,24 @@ void get(Reader& r, OutputReadRequest& o) {
   o.max_bytes = r.u32();
   if (o.max_bytes == 0 || o.max_bytes > kMaxChunk) r.fail("max_bytes out of range");
   o.follow = r.boolean();
+  o.tail = r.boolean();
+  o.tail_lines = r.u32();
+  if (o.tail_lines > kMaxTailLines) r.fail("tail_lines out of range");
+  o.since_unix_ms = r.u64();
+  o.timestamps = r.boolean();
 }
 
 void put(Writer& w, const OutputChunk& c) {
   w.u64(c.offset);
   w.str(c.data);
+  w.u32(c.raw_size);
   w.boolean(c.eof);
 }
 void get(Reader& r, OutputChunk& c) {
   c.offset = r.u64();
   c.data = r.str(kMaxChunk, "output data");
+  c.raw_size = r.u32();
+  if (c.raw_size > c.data.size()) r.fail("raw_size above the data size");
   c.eof = r.boolean();
 }
 

@@ -174,14 +174,23 @@ struct OutputReadRequest {
   uint64_t offset = 0;
   uint32_t max_bytes = kMaxChunk;
   bool follow = false;  // wait for bytes past offset (or the job's end) before answering
+  // Where the first read starts instead of `offset` (which must then be 0): the later of the
+  // start of the tail_lines-th last line and the first line whose bytes arrived at or after
+  // since_unix_ms (0: no such bound).
+  bool tail = false;
+  uint32_t tail_lines = 0;
+  uint64_t since_unix_ms = 0;
+  // Each line prefixed with the RFC 3339 time its first byte arrived and a space.
+  bool timestamps = false;
 
   bool operator==(const OutputReadRequest&) const = default;
 };
 
 struct OutputChunk {
-  uint64_t offset = 0;  // where data starts
-  std::string data;     // at most kMaxChunk bytes
-  bool eof = false;     // the job has ended and offset+data.size() is the end of the log
+  uint64_t offset = 0;    // where the log bytes this chunk carries start
+  std::string data;       // at most kMaxChunk bytes
+  uint32_t raw_size = 0;  // log bytes it carries: data.size(), or less with timestamps
+  bool eof = false;       // the job has ended and offset+raw_size is the end of the log
 
   bool operator==(const OutputChunk&) const = default;
 };

@@ -84,6 +84,7 @@ constexpr size_t kMaxMessage = 1024;      // error and detail text
 constexpr size_t kMaxIoRules = 16;
 constexpr size_t kMaxDevicePath = 256;
 constexpr size_t kMaxChunk = size_t{64} * 1024;  // output moves in pulled chunks of at most this
+constexpr uint32_t kMaxTailLines = 100000;       // GET .../logs?tail_lines= at most this
 constexpr size_t kMaxListPerFrame = 64;          // statuses per JobListReply frame
 constexpr size_t kMaxHealthDetails = 64;
 constexpr size_t kTokenSize = 32;  // 256 random bits, minted by the supervisor

@@ -390,6 +390,9 @@ void Supervisor::maybePublish(Job& job) {
 }
 
 void Supervisor::publishJob(Job& job) {
+  for (auto& st : job.streams) {
+    if (st.log) st.log->finish();
+  }
   if (job.cgroup) {
     job.oom_killed = job.cgroup->oomKilled();
     job.final_usage = job.cgroup->usage();

@@ -460,14 +460,50 @@ protocol::OutputChunk Supervisor::readChunk(const Job& job, const protocol::Outp
   c.offset = r.offset;
   const OutputLog& log = *job.streams[static_cast<int>(r.stream)].log;
   size_t max = std::min<size_t>(r.max_bytes, protocol::kMaxChunk);
-  auto data = log.read(r.offset, max);
-  if (data) {
-    c.data = std::move(data.value());
-  } else {
+  // With timestamps the byte before tells whether the chunk starts a line.
+  uint64_t from = r.timestamps && r.offset > 0 ? r.offset - 1 : r.offset;
+  auto data = log.read(from, max + (r.offset - from));
+  if (!data) {
     log::err(data.error().message);
+  } else if (!r.timestamps) {
+    c.data = std::move(data.value());
+  } else if (data->size() > r.offset - from) {
+    bool at_line_start = r.offset == 0 || (*data)[0] == '\n';
+    std::string_view raw = std::string_view(data.value()).substr(r.offset - from);
+    // Bytes no mark covers yet (a running job's newest) arrived about now; a finished job's
+    // bytes all have marks, unless a crash cost the last ones: then its end is the best bound.
+    int64_t unmarked = job.ended() ? job.endedAtMs() : realtimeMs();
+    size_t consumed = 0;
+    c.data =
+        withTimestamps(raw, r.offset, at_line_start, log.timeMarks(), unmarked, max, &consumed);
+    c.raw_size = static_cast<uint32_t>(consumed);
   }
-  c.eof = job.ended() && r.offset + c.data.size() >= log.size();
+  if (!r.timestamps) c.raw_size = static_cast<uint32_t>(c.data.size());
+  c.eof = job.ended() && r.offset + c.raw_size >= log.size();
   return c;
+}
+
+// Where a tail_lines / since read starts: the later of the two bounds, at a line start.
+Result<uint64_t> Supervisor::startOffset(const Job& job, const protocol::OutputReadRequest& r) {
+  // Bounded work on the event loop: a tail scans at most this many bytes backwards.
+  constexpr uint64_t kMaxTailScan = uint64_t{16} << 20;
+  const OutputLog& log = *job.streams[static_cast<int>(r.stream)].log;
+  uint64_t size = log.size();
+  uint64_t start = 0;
+  if (r.tail) {
+    auto t = tailStart(log.path(), size, r.tail_lines, kMaxTailScan);
+    if (!t) return t.error();
+    start = t.value();
+  }
+  if (r.since_unix_ms > 0) {
+    auto since = static_cast<int64_t>(std::min<uint64_t>(r.since_unix_ms, INT64_MAX));
+    uint64_t first = firstOffsetSince(log.timeMarks(), since, size);
+    // A line whose first byte came earlier is not "since": move on to the next line start.
+    auto s = nextLineStart(log.path(), first, size, kMaxTailScan);
+    if (!s) return s.error();
+    start = std::max(start, s.value());
+  }
+  return start;
 }
 
 void Supervisor::handleOutputRead(uint32_t id, const protocol::OutputReadRequest& r) {
@@ -480,8 +516,24 @@ void Supervisor::handleOutputRead(uint32_t id, const protocol::OutputReadRequest
                "job " + job->id() + " keeps one merged log; it has no separate stderr");
     return;
   }
-  protocol::OutputChunk c = readChunk(*job, r);
-  if (!c.data.empty() || c.eof || !r.follow) {
+  protocol::OutputReadRequest req = r;
+  if (r.tail || r.since_unix_ms > 0) {
+    if (r.offset != 0) {
+      replyError(id, ErrorCode::kBadRequest, "offset cannot be combined with tail_lines or since");
+      return;
+    }
+    auto start = startOffset(*job, r);
+    if (!start) {
+      log::err("job " + job->id() + ": " + start.error().message);
+      replyError(id, ErrorCode::kInternal, "the job's log could not be read");
+      return;
+    }
+    req.offset = start.value();
+    req.tail = false;
+    req.since_unix_ms = 0;
+  }
+  protocol::OutputChunk c = readChunk(*job, req);
+  if (!c.data.empty() || c.eof || !req.follow) {
     frontend_->send(protocol::encodeOutputChunk(id, c));
     return;
   }
@@ -492,7 +544,7 @@ void Supervisor::handleOutputRead(uint32_t id, const protocol::OutputReadRequest
   uint64_t key = next_parked_key_++;
   std::string job_id = job->id();
   auto timer = loop_.addTimer(kParkedReadMs, [this, job_id, key] { expireParked(job_id, key); });
-  parked_[job_id].emplace(key, ParkedRead{id, r, timer});
+  parked_[job_id].emplace(key, ParkedRead{id, req, timer});
   parked_count_++;
 }
 

@@ -197,6 +197,7 @@ class Supervisor {
 
   // output reads
   protocol::OutputChunk readChunk(const Job& job, const protocol::OutputReadRequest& r);
+  Result<uint64_t> startOffset(const Job& job, const protocol::OutputReadRequest& r);
   void answerParked(Job& job, int stream, bool all);
   void expireParked(const std::string& job_id, uint64_t key);
   // Answers every parked follow read whose token no longer has a session (after a revocation)

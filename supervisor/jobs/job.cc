@@ -230,10 +230,4 @@ Result<JobIdentity> readJobIdentity(pid_t shim_pid, const std::string& boot_id) 
   return id;
 }
 
-int64_t realtimeMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
-}
-
 }  // namespace jw::supervisor

@@ -152,7 +152,5 @@ std::optional<std::string> envValue(const std::vector<std::string>& env, std::st
 
 // Random UUIDv4 (getrandom), lowercase text form.
 Result<std::string> newJobId();
-// Wall-clock milliseconds since the epoch.
-int64_t realtimeMs();
 
 }  // namespace jw::supervisor

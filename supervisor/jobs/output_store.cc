@@ -60,10 +60,12 @@ Result<std::unique_ptr<OutputLog>> OutputLog::openStored(const std::string& path
   log->size_ = size;
   log->dropped_ = dropped;
   log->error_ = std::move(error);
+  log->times_.reset();  // its marks are in the file
   return log;
 }
 
 void OutputLog::update(const shim::StreamSizes& s) {
+  if (s.stored > size_ && times_) times_->note(s.stored, realtimeMs());
   size_ = std::max(size_, s.stored);
   dropped_ = std::max(dropped_, s.dropped);
   if (s.error != 0 && error_.empty()) {
@@ -75,6 +77,16 @@ void OutputLog::update(const shim::StreamSizes& s) {
     }
     error_ = what + " at byte " + std::to_string(s.error_offset);
   }
+}
+
+void OutputLog::finish() {
+  if (!times_) return;
+  times_->flush(realtimeMs());
+  times_.reset();
+}
+
+std::vector<TimeMark> OutputLog::timeMarks() const {
+  return times_ ? times_->marks() : TimeIndex::load(path_ + ".times");
 }
 
 Result<std::string> OutputLog::read(uint64_t offset, size_t max_bytes) const {

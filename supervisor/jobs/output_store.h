@@ -5,10 +5,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/fd.h"
 #include "common/protocol/shim_messages.h"
 #include "common/result.h"
+#include "supervisor/jobs/time_index.h"
 
 namespace jw::supervisor {
 
@@ -37,8 +39,10 @@ class OutputLog {
   void seal() { fd_.reset(); }
 
   // The shim's latest figures. Sizes only grow (a frame may be dropped, never reordered); the
-  // first error stays.
+  // first error stays. New bytes get a mark in the time index: they arrived now.
   void update(const shim::StreamSizes& s);
+  // The job has ended: the rest of the time index is written and its memory freed.
+  void finish();
 
   // Up to max_bytes stored bytes starting at offset (empty at or past the end).
   Result<std::string> read(uint64_t offset, size_t max_bytes) const;
@@ -49,15 +53,22 @@ class OutputLog {
   // Why storing stopped early ("no space left on device at byte 12288"); "" when it did not.
   const std::string& error() const { return error_; }
   const std::string& path() const { return path_; }
+  // When the stored bytes arrived (time_index.h): in memory while the log grows, from
+  // <path>.times once sealed.
+  std::vector<TimeMark> timeMarks() const;
 
  private:
-  OutputLog(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  OutputLog(UniqueFd fd, std::string path)
+      : fd_(std::move(fd)),
+        path_(std::move(path)),
+        times_(std::make_unique<TimeIndex>(path_ + ".times")) {}
 
   UniqueFd fd_;
   std::string path_;
   uint64_t size_ = 0;
   uint64_t dropped_ = 0;
   std::string error_;
+  std::unique_ptr<TimeIndex> times_;  // null once the job has ended
 };
 
 // The <state-dir>/jobs tree.

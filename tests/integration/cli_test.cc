@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -463,6 +464,70 @@ TEST_F(CliTest, FollowResumesExactlyAfterTheFrontendIsKilled) {
   EXPECT_NE(follow.err.find("interrupted; reconnecting"), std::string::npos) << follow.err;
   EXPECT_NE(d().frontendPid(), old_frontend);
   EXPECT_EQ(cli({"logs", id}).out, numberedLines(60));
+}
+
+// "2026-12-02T03:31:07.123Z line 7" -> "line 7"; empty when the line has no such stamp.
+std::string unstamped(const std::string& text) {
+  std::string out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    bool stamped = line.size() >= 25 && line[4] == '-' && line[10] == 'T' && line[23] == 'Z' &&
+                   line[24] == ' ';
+    if (!stamped) return "";
+    out += line.substr(25) + "\n";
+  }
+  return out;
+}
+
+TEST_F(CliTest, LogsTailSinceAndTimestamps) {
+  loginAdmin();
+  CmdResult start =
+      cli({"start", "--", "sh", "-c", "echo one; echo two; sleep 1.5; echo three; echo four"});
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  std::string id = start.out.substr(0, 36);
+  waitEnded(id);
+  EXPECT_EQ(cli({"logs", "--tail", "2", id}).out, "three\nfour\n");
+  EXPECT_EQ(cli({"logs", "-n", "0", id}).out, "");
+  EXPECT_EQ(cli({"logs", "--tail", "99", id}).out, "one\ntwo\nthree\nfour\n");
+  CmdResult stamped = cli({"logs", "--timestamps", id});
+  ASSERT_EQ(unstamped(stamped.out), "one\ntwo\nthree\nfour\n") << stamped.out;
+  // --since the stamp of "three" (1.5 s after "two"): the lines from there.
+  std::string three_at = stamped.out.substr(stamped.out.find("three") - 25, 24);
+  EXPECT_EQ(cli({"logs", "--since", three_at, id}).out, "three\nfour\n") << three_at;
+  EXPECT_EQ(cli({"logs", "--since", "1h", id}).out, "one\ntwo\nthree\nfour\n");
+  EXPECT_EQ(cli({"logs", "--since", "2030-01-01T00:00:00Z", id}).out, "");
+  CmdResult both = cli({"logs", "-t", "--tail", "1", id});
+  EXPECT_EQ(unstamped(both.out), "four\n") << both.out;
+  // Bad values: a usage error from the CLI, a 400 from the API.
+  EXPECT_EQ(cli({"logs", "--tail", "x", id}).exit_code, 2);
+  CmdResult bad_since = cli({"logs", "--since", "yesterday", id});
+  EXPECT_NE(bad_since.exit_code, 0);
+  EXPECT_NE(bad_since.err.find("since"), std::string::npos) << bad_since.err;
+  HttpResponse mixed = https(d(), "GET", "/v1/jobs/" + id + "/logs?offset=3&tail_lines=1", "",
+                             parseObject(readFile(configFile()))->getValue<std::string>("token"));
+  EXPECT_EQ(mixed.status, 400) << mixed.body;
+}
+
+TEST_F(CliTest, TimestampedFollowResumesAtTheRightByteAfterTheFrontendIsKilled) {
+  loginAdmin();
+  std::vector<std::string> args = {"start", "--"};
+  for (const auto& a : slowPrinter(60, "0.1")) args.push_back(a);
+  CmdResult start = cli(args);
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  std::string id = start.out.substr(0, 36);
+  pid_t old_frontend = d().frontendPid();
+  const std::string out_path = xdg_ + "/stamped.out", err_path = xdg_ + "/stamped.err";
+  pid_t follower =
+      spawnLogged({binary("jobworker"), "logs", "-f", "--timestamps", "--tail", "1000", id},
+                  {"XDG_CONFIG_HOME=" + xdg_}, out_path, err_path);
+  ASSERT_TRUE(waitUntil([&] { return readFile(out_path).find(" line 10\n") != std::string::npos; },
+                        std::chrono::seconds(10)))
+      << readFile(out_path) << readFile(err_path);
+  ASSERT_EQ(kill(old_frontend, SIGKILL), 0);
+  EXPECT_EQ(waitExit(follower, 60), 0) << readFile(err_path);
+  std::string out = readFile(out_path);
+  EXPECT_EQ(unstamped(out), numberedLines(60)) << out;
+  EXPECT_NE(readFile(err_path).find("interrupted; reconnecting"), std::string::npos);
 }
 
 TEST_F(CliTest, FollowSaysWhyWhenItsSessionIsRevoked) {

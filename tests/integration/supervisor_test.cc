@@ -671,6 +671,84 @@ TEST_F(SupervisorTest, TwoHundredMiBStoredByteExactWithFlatMemory) {
 #endif
 }
 
+// tail_lines, since and timestamps, answered from the log's time index: a job writes a line,
+// waits 1.5 s, writes two more.
+TEST_F(SupervisorTest, TailSinceAndTimestampsReadsStartAtLinesAndStampTheirArrival) {
+  JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c", "echo a; sleep 1.5; echo b; echo c"});
+  JobStatus end = d_->waitEnded("admin", s.id);
+  ASSERT_EQ(end.state, JobState::kExited);
+  auto ask = [&](OutputReadRequest r) {
+    r.token = d_->tokenFor("admin");
+    r.job_id = s.id;
+    return d_->call([&](uint32_t id) { return encodeOutputRead(id, r); });
+  };
+  OutputReadRequest tail;
+  tail.tail = true;
+  tail.tail_lines = 2;
+  OutputChunk t = RelayDaemon::chunk(ask(tail));
+  EXPECT_EQ(t.offset, 2u);
+  EXPECT_EQ(t.data, "b\nc\n");
+  EXPECT_TRUE(t.eof);
+  tail.tail_lines = 0;  // nothing but what comes next: the end
+  EXPECT_EQ(RelayDaemon::chunk(ask(tail)).offset, 6u);
+
+  OutputReadRequest stamped;
+  stamped.timestamps = true;
+  OutputChunk all = RelayDaemon::chunk(ask(stamped));
+  EXPECT_EQ(all.raw_size, 6u);
+  EXPECT_TRUE(all.eof);
+  // "YYYY-MM-DDTHH:MM:SS.mmmZ line\n" three times; b's time is ~1.5 s after a's.
+  std::vector<std::string> lines;
+  for (size_t p = 0; p < all.data.size();) {
+    size_t nl = all.data.find('\n', p);
+    ASSERT_NE(nl, std::string::npos);
+    lines.push_back(all.data.substr(p, nl - p));
+    p = nl + 1;
+  }
+  ASSERT_EQ(lines.size(), 3u) << all.data;
+  auto ms = [](const std::string& line) {  // milliseconds within the day
+    return ((std::stoi(line.substr(11, 2)) * 60 + std::stoi(line.substr(14, 2))) * 60 +
+            std::stoi(line.substr(17, 2))) *
+               1000 +
+           std::stoi(line.substr(20, 3));
+  };
+  for (size_t i = 0; i < 3; i++) {
+    EXPECT_EQ(lines[i].size(), 26u);
+    EXPECT_EQ(lines[i].substr(23, 2), "Z ");
+    EXPECT_EQ(lines[i].back(), "abc"[i]);
+  }
+  int gap = (ms(lines[1]) - ms(lines[0]) + 86'400'000) % 86'400'000;
+  EXPECT_GE(gap, 1400);
+  EXPECT_LE(gap, 5000);
+  // A read from the middle of a line carries no prefix for that line's rest.
+  stamped.offset = 1;
+  OutputChunk mid = RelayDaemon::chunk(ask(stamped));
+  EXPECT_EQ(mid.raw_size, 5u);
+  EXPECT_EQ(mid.data.substr(0, 1), "\n");
+  EXPECT_EQ(mid.data.substr(1), lines[1] + "\n" + lines[2] + "\n");
+
+  // since: the first line whose bytes arrived at or after that time.
+  std::tm day{};
+  time_t now = time(nullptr);
+  gmtime_r(&now, &day);
+  day.tm_hour = day.tm_min = day.tm_sec = 0;
+  int64_t midnight_ms = static_cast<int64_t>(timegm(&day)) * 1000;
+  int64_t b_ms = midnight_ms + ms(lines[1]);
+  if (b_ms > static_cast<int64_t>(now) * 1000 + 60'000) b_ms -= 86'400'000;  // b was yesterday
+  OutputReadRequest since;
+  since.since_unix_ms = static_cast<uint64_t>(b_ms - 500);
+  OutputChunk from_b = RelayDaemon::chunk(ask(since));
+  EXPECT_EQ(from_b.offset, 2u);
+  EXPECT_EQ(from_b.data, "b\nc\n");
+  since.since_unix_ms = static_cast<uint64_t>(b_ms + 10'000);
+  EXPECT_EQ(RelayDaemon::chunk(ask(since)).offset, 6u);
+  // With an offset: refused.
+  since.offset = 3;
+  EXPECT_EQ(RelayDaemon::error(ask(since)).code, ErrorCode::kBadRequest);
+  // The index beside the log, finished with the job.
+  EXPECT_TRUE(std::filesystem::exists(d_->stateDir() + "/jobs/" + s.id + "/output.times"));
+}
+
 TEST_F(SupervisorTest, ThreeConcurrentFollowersGetIdenticalBytes) {
   JobStatus s = d_->mustStart("admin", {"/bin/sh", "-c",
                                         "i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo line $i; "

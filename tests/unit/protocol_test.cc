@@ -121,7 +121,8 @@ JobListRequest sample<JobListRequest>() {
 }
 template <>
 OutputReadRequest sample<OutputReadRequest>() {
-  return {sampleToken(0x55), "xyz", Stream::kStderr, 1ULL << 40, 4096, true};
+  return {sampleToken(0x55), "xyz", Stream::kStderr, 1ULL << 40, 4096, true, true, 25,
+          1796180000000,     true};
 }
 template <>
 ErrorReply sample<ErrorReply>() {
@@ -140,7 +141,7 @@ JobListReply sample<JobListReply>() {
 }
 template <>
 OutputChunk sample<OutputChunk>() {
-  return {99, std::string(kMaxChunk, 'x'), true};
+  return {99, std::string(kMaxChunk, 'x'), static_cast<uint32_t>(kMaxChunk) - 5, true};
 }
 template <>
 HealthReply sample<HealthReply>() {
@@ -182,7 +183,7 @@ TEST(Codec, EveryTruncationOfEveryMessageFails) {
   std::vector<std::string> frames = {
       encodeJobStart(1, js),
       encodeJobStatus(1, sampleStatus()),
-      encodeOutputChunk(1, OutputChunk{1, "abc", false}),
+      encodeOutputChunk(1, OutputChunk{1, "abc", 3, false}),
       encodeLogin(1, LoginRequest{"a", "pw", "127.0.0.1"}),
       encodeLoginReply(1, sample<LoginReply>()),
       encodeErrorReply(1, ErrorReply{ErrorCode::kNotFound, 0, "nope", 0}),
