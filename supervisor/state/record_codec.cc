@@ -18,6 +18,11 @@ constexpr char kJobMagic[8] = {'J', 'W', 'J', 'O', 'B', 'R', 'E', 'C'};
 constexpr char kSessionMagic[8] = {'J', 'W', 'S', 'E', 'S', 'S', 'O', 'N'};
 constexpr size_t kMaxCommandArgBytes = protocol::kMaxJobSpecBytes;
 constexpr size_t kMaxIsolationLabels = 16, kMaxIsolationLabel = 16;
+// 9999-12-31T23:59:59.999Z: no clock of ours reads later, and the frontend's RFC 3339 formatting
+// (microseconds in an int64) must never be handed a value that overflows.
+constexpr int64_t kLatestTimestampMs = 253'402'300'799'999;
+
+bool validTimestamp(int64_t ms) { return ms >= 0 && ms <= kLatestTimestampMs; }
 
 std::string frame(const char (&magic)[8], const std::string& payload) {
   Writer w;
@@ -119,6 +124,10 @@ std::string inconsistency(const protocol::JobStatus& s) {
   if (s.command.empty()) return "empty command";
   if (!s.run_as.empty() && !names::validAccountName(s.run_as)) return "run_as is not an account";
   if (s.created_at_ms <= 0) return "no creation time";
+  if (!validTimestamp(s.created_at_ms) || !validTimestamp(s.started_at_ms) ||
+      !validTimestamp(s.ended_at_ms)) {
+    return "a timestamp out of range";
+  }
   const bool ended = s.state != JobState::kRunning;
   if (ended && s.ended_at_ms <= 0) return "ended without an end time";
   if (s.state == JobState::kExited && !s.has_exit_code) return "exited without an exit code";
@@ -240,6 +249,10 @@ Result<SessionRecord, RecordFailure> decodeSessionRecord(std::string_view bytes)
   if (!r.finish()) return RecordFailure{RecordError::kCorrupt, r.error()};
   if (!names::validUserName(s.session.user)) {
     return RecordFailure{RecordError::kCorrupt, "user is not a user name"};
+  }
+  if (!validTimestamp(s.session.created_at_ms) || !validTimestamp(s.session.expires_at_ms) ||
+      !validTimestamp(s.session.last_used_at_ms)) {
+    return RecordFailure{RecordError::kCorrupt, "a timestamp out of range"};
   }
   if (s.session.expires_at_ms <= s.session.created_at_ms) {
     return RecordFailure{RecordError::kCorrupt, "expires before it was created"};

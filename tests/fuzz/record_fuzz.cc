@@ -19,6 +19,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!job.ok()) return 0;
     if (!names::validJobId(job->id) || !names::validUserName(job->owner)) std::abort();
     if (job->command.empty()) std::abort();
+    // The frontend formats these as RFC 3339 in int64 microseconds: never past year 9999.
+    for (int64_t t : {job->created_at_ms, job->started_at_ms, job->ended_at_ms}) {
+      if (t < 0 || t > 253'402'300'799'999) std::abort();
+    }
     if (supervisor::encodeJobRecord(job.value()) != bytes) std::abort();
   } else {
     auto session = supervisor::decodeSessionRecord(bytes);

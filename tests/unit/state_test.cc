@@ -137,6 +137,9 @@ TEST(JobRecord, InconsistentFieldsAreCorrupt) {
   EXPECT_TRUE(refused([](JobStatus& s) { s.owner = "Alice"; }));
   EXPECT_TRUE(refused([](JobStatus& s) { s.command.clear(); }));
   EXPECT_TRUE(refused([](JobStatus& s) { s.ended_at_ms = 0; }));
+  // Beyond year 9999: the frontend's time formatting would overflow.
+  EXPECT_TRUE(refused([](JobStatus& s) { s.created_at_ms = int64_t{1} << 60; }));
+  EXPECT_TRUE(refused([](JobStatus& s) { s.started_at_ms = -1; }));
   EXPECT_TRUE(refused([](JobStatus& s) { s.has_exit_code = false; }));
   EXPECT_TRUE(refused([](JobStatus& s) { s.exit_code = 256; }));
   EXPECT_TRUE(refused([](JobStatus& s) { s.run_as = "a:b"; }));
@@ -167,6 +170,9 @@ TEST(SessionRecord, RoundTripsAndChecksItsFields) {
   }
   SessionRecord bad = s;
   bad.session.user = "no/slash";
+  EXPECT_FALSE(decodeSessionRecord(encodeSessionRecord(bad)).ok());
+  bad = s;
+  bad.session.expires_at_ms = int64_t{1} << 60;
   EXPECT_FALSE(decodeSessionRecord(encodeSessionRecord(bad)).ok());
   bad = s;
   bad.session.expires_at_ms = bad.session.created_at_ms;
