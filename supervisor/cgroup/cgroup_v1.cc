@@ -232,12 +232,9 @@ class V1Backend : public CgroupBackend {
     }
     auto disks = resolveIoLimits(limits.io);
     if (!disks) return disks.error();
-    if (Status s = prepareUser(user, user_total); !s) return s.error();
     // The user's level went away under us (an administrator's rmdir of an empty one): again.
-    if (!fileExists(hierarchies_.front().base + "/" + user)) {
-      users_ready_.erase(user);
-      if (Status s = prepareUser(user, user_total); !s) return s.error();
-    }
+    if (!fileExists(hierarchies_.front().base + "/" + user)) users_ready_.erase(user);
+    if (Status s = prepareUser(user, user_total); !s) return s.error();
 
     std::vector<JobDir> dirs;
     for (const JobDir& d : jobDirs(user, job_id)) {
@@ -288,18 +285,13 @@ class V1Backend : public CgroupBackend {
       V1Job job(std::move(dirs));
       if (removeLeftover(job, user + "/" + n)) ++removed;
     }
-    // Empty user levels go too (their caps are written again at their next job).
+    // Empty user levels go too; their next job makes them again, with the caps.
     for (const std::string& user : users) {
-      bool emptied = true;
       for (const Hierarchy& h : hierarchies_) {
         std::string dir = h.base + "/" + user;
-        if (listSubdirs(dir).empty()) {
-          if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) emptied = false;
-        } else {
-          emptied = false;
-        }
+        if (listSubdirs(dir).empty()) (void)::rmdir(dir.c_str());
       }
-      if (emptied) users_ready_.erase(user);
+      users_ready_.erase(user);
     }
     return removed;
   }

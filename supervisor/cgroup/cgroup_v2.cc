@@ -229,10 +229,9 @@ class V2Backend : public CgroupBackend {
                   UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
         if (removeLeftover(job, user + "/" + n)) ++removed;
       }
-      // An empty user level goes too (its caps are written again at its next job).
-      if (listSubdirs(user_dir).empty() && ::rmdir(user_dir.c_str()) == 0) {
-        users_ready_.erase(user);
-      }
+      // An empty user level goes too; its next job makes it again, with the caps.
+      if (listSubdirs(user_dir).empty()) (void)::rmdir(user_dir.c_str());
+      users_ready_.erase(user);
     }
     return removed;
   }
