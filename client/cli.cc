@@ -10,8 +10,10 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -230,6 +232,36 @@ std::optional<JobTarget> connectToJob(Context& ctx) {
     return std::nullopt;
   }
   return JobTarget{std::move(client.value()), id.value()};
+}
+
+// For stop, status, wait and rm: the client and the ids of every ID argument, all resolved before
+// anything is done, so a mistyped one fails before the others are touched.
+struct JobTargets {
+  ApiClient client;
+  std::vector<std::string> ids;
+};
+
+std::optional<JobTargets> connectToJobs(Context& ctx) {
+  auto client = connect(ctx);
+  if (!client) return std::nullopt;
+  JobTargets t{std::move(client.value()), {}};
+  for (const auto& ref : ctx.inv.jobs) {
+    auto id = resolveJobId(t.client, ref);
+    if (!id) {
+      printError(id.error().message);
+      return std::nullopt;
+    }
+    t.ids.push_back(id.value());
+  }
+  return t;
+}
+
+// Several JSON documents of one command as one: {"jobs":[...]}; one stays itself.
+void printJsonDocuments(const std::vector<std::string>& docs) {
+  if (docs.size() == 1) return printJson(docs[0]);
+  std::string out = "{\"jobs\":[";
+  for (size_t i = 0; i < docs.size(); ++i) out += (i ? "," : "") + docs[i];
+  printJson(out + "]}");
 }
 
 // The response when it arrived with one of the `ok` statuses; otherwise prints why not (`what`
@@ -581,7 +613,9 @@ std::optional<ClientError> streamRunOutput(const Context& ctx, const ApiClient& 
 // What `run` exits with once the output has ended: the job's status, with a note on stderr when
 // it was killed for memory or stopped by its timeout.
 int runExitStatus(const ApiClient& client, const std::string& id) {
-  auto st = client.request("GET", "/v1/jobs/" + id);
+  // The follow stream ended with the job; the long poll answers with the final status at once
+  // (and would wait, should the job still be publishing it).
+  auto st = client.request("GET", "/v1/jobs/" + id + "/wait?timeout_s=60");
   if (!st) return fail(st.error().message, kExitRunFailure);
   if (st->status != 200 || !st->object()) {
     return fail(httpError(st.value(), "job " + shortId(id), client.server()).message,
@@ -626,40 +660,178 @@ int cmdRun(Context& ctx) {
 }
 
 int cmdStop(Context& ctx) {
-  auto job = connectToJob(ctx);
-  if (!job) return ctx.failure_code;
+  auto jobs = connectToJobs(ctx);
+  if (!jobs) return ctx.failure_code;
   Poco::JSON::Object::Ptr body;
   if (ctx.inv.grace_ms) {
     body = new Poco::JSON::Object;
     setSeconds(*body, "grace_s", *ctx.inv.grace_ms);
   }
-  auto r = job->client.request("POST", "/v1/jobs/" + job->id + "/stop", body);
-  if (r && r->status == 409) {
-    return fail("job " + shortId(job->id) + " has already finished: nothing to stop", kExitFailure);
+  int code = kExitOk;
+  std::vector<std::string> docs;
+  for (const auto& id : jobs->ids) {
+    auto r = jobs->client.request("POST", "/v1/jobs/" + id + "/stop", body);
+    if (r && r->status == 409) {
+      code = fail("job " + shortId(id) + " has already finished: nothing to stop", kExitFailure);
+      continue;
+    }
+    auto stopped = expectStatus(jobs->client, std::move(r), {202, 200}, "job " + id);
+    if (!stopped) {
+      code = kExitFailure;
+      continue;
+    }
+    if (ctx.inv.output == OutputFormat::kJson) {
+      docs.push_back(stopped->body);
+    } else {
+      printOut(id + "\n");
+    }
   }
-  auto stopped = expectStatus(job->client, std::move(r), {202, 200}, "job " + job->id);
-  if (!stopped) return kExitFailure;
-  if (ctx.inv.output == OutputFormat::kJson) {
-    printJson(stopped->body);
-  } else {
-    printOut(job->id + "\n");
-  }
-  return kExitOk;
+  if (!docs.empty()) printJsonDocuments(docs);
+  return code;
 }
 
 int cmdStatus(Context& ctx) {
-  auto job = connectToJob(ctx);
-  if (!job) return ctx.failure_code;
-  auto r = expectStatus(job->client, job->client.request("GET", "/v1/jobs/" + job->id), {200},
-                        "job " + job->id);
-  if (!r) return kExitFailure;
-  if (ctx.inv.output == OutputFormat::kJson) {
-    printJson(r->body);
-    return kExitOk;
+  auto jobs = connectToJobs(ctx);
+  if (!jobs) return ctx.failure_code;
+  int code = kExitOk;
+  std::vector<std::string> docs;
+  for (size_t i = 0; i < jobs->ids.size(); ++i) {
+    const std::string& id = jobs->ids[i];
+    auto r = expectStatus(jobs->client, jobs->client.request("GET", "/v1/jobs/" + id), {200},
+                          "job " + id);
+    if (!r) {
+      code = kExitFailure;
+      continue;
+    }
+    if (ctx.inv.output == OutputFormat::kJson) {
+      docs.push_back(r->body);
+      continue;
+    }
+    auto o = r->object();
+    if (!o) {
+      code = fail(jobs->client.server().text + " sent an unexpected job status", kExitFailure);
+      continue;
+    }
+    printOut((i > 0 ? "\n" : "") + formatStatus(o, Poco::Timestamp()));
   }
+  if (!docs.empty()) printJsonDocuments(docs);
+  return code;
+}
+
+// One job's final status through the long poll: asks again every minute until the job ended or
+// the deadline (steady clock ms, 0: none) passed. Null after printing why.
+Poco::JSON::Object::Ptr waitForEnd(const ApiClient& client, const std::string& id,
+                                   uint64_t deadline_ms, std::string* body) {
+  using Clock = std::chrono::steady_clock;
+  auto now_ms = [] {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+            .count());
+  };
+  for (;;) {
+    uint64_t wait_ms = 60'000;
+    if (deadline_ms != 0)
+      wait_ms = deadline_ms > now_ms() ? std::min(wait_ms, deadline_ms - now_ms()) : 0;
+    std::string q = std::to_string(wait_ms / 1000) + "." + std::to_string(wait_ms % 1000 / 100);
+    auto r = expectStatus(client, client.request("GET", "/v1/jobs/" + id + "/wait?timeout_s=" + q),
+                          {200}, "job " + id);
+    if (!r) return nullptr;
+    auto o = r->object();
+    if (!o) {
+      printError(client.server().text + " sent an unexpected job status");
+      return nullptr;
+    }
+    if (o->optValue<std::string>("state", "running") != "running") {
+      *body = r->body;
+      return o;
+    }
+    if (deadline_ms != 0 && now_ms() >= deadline_ms) {
+      printError("job " + shortId(id) + " is still running after --timeout");
+      return nullptr;
+    }
+  }
+}
+
+int cmdWait(Context& ctx) {
+  auto jobs = connectToJobs(ctx);
+  if (!jobs) return ctx.failure_code;
+  uint64_t deadline = 0;
+  if (ctx.inv.wait_timeout_ms) {
+    deadline = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now().time_since_epoch())
+                                         .count()) +
+               *ctx.inv.wait_timeout_ms;
+  }
+  std::optional<int> first;
+  std::vector<std::string> docs;
+  bool failed = false;
+  for (const auto& id : jobs->ids) {
+    std::string body;
+    auto o = waitForEnd(jobs->client, id, deadline, &body);
+    if (!o) {
+      failed = true;
+      if (!first) first = kExitFailure;
+      continue;
+    }
+    int code = jobExitStatus(o);
+    if (!first) first = code;
+    if (ctx.inv.output == OutputFormat::kJson) {
+      docs.push_back(body);
+    } else {
+      printOut(std::to_string(code) + "\n");
+    }
+  }
+  if (!docs.empty()) printJsonDocuments(docs);
+  return failed && first == kExitFailure ? kExitFailure : first.value_or(kExitFailure);
+}
+
+int cmdRm(Context& ctx) {
+  auto jobs = connectToJobs(ctx);
+  if (!jobs) return ctx.failure_code;
+  int code = kExitOk;
+  for (const auto& id : jobs->ids) {
+    auto r = jobs->client.request("DELETE", "/v1/jobs/" + id);
+    if (r && r->status == 409) {
+      code = fail("job " + shortId(id) + " is still running: stop it first ('jobworker stop " +
+                      shortId(id) + "')",
+                  kExitFailure);
+      continue;
+    }
+    if (!expectStatus(jobs->client, std::move(r), {204}, "job " + id)) {
+      code = kExitFailure;
+      continue;
+    }
+    if (ctx.inv.output != OutputFormat::kJson) printOut(id + "\n");
+  }
+  return code;
+}
+
+int cmdVersion(Context& ctx) {
+  const std::string mine = std::string("jobworker ") + JW_VERSION;
+  auto client = connect(ctx);
+  if (!client) {
+    printOut("client: " + mine + "\n");
+    return kExitFailure;
+  }
+  auto r = expectStatus(*client, client->request("GET", "/v1/version"), {200}, "");
+  if (ctx.inv.output == OutputFormat::kJson) {
+    printJson("{\"client\":{\"version\":\"" + std::string(JW_VERSION) +
+              "\"},\"server\":" + (r ? r->body : std::string("null")) + "}");
+    return r ? kExitOk : kExitFailure;
+  }
+  printOut("client: " + mine + "\n");
+  if (!r) return kExitFailure;
   auto o = r->object();
-  if (!o) return fail(job->client.server().text + " sent an unexpected job status", kExitFailure);
-  printOut(formatStatus(o, Poco::Timestamp()));
+  if (!o) return fail(client->server().text + " sent an unexpected version answer", kExitFailure);
+  std::string features;
+  if (auto f = o->getArray("features")) {
+    for (size_t i = 0; i < f->size(); ++i)
+      features += (i ? " " : "") + f->getElement<std::string>(static_cast<unsigned>(i));
+  }
+  printOut("server: jobworkerd " + o->optValue<std::string>("version", "?") + " at " +
+           client->server().text + " (API " + o->optValue<std::string>("api_version", "?") +
+           ", cgroups " + o->optValue<std::string>("cgroup_backend", "?") +
+           ")\nfeatures: " + features + "\n");
   return kExitOk;
 }
 
@@ -667,12 +839,18 @@ int cmdList(Context& ctx) {
   auto client = connect(ctx);
   if (!client) return ctx.failure_code;
   std::string path = "/v1/jobs";
-  std::string sep = "?";
-  if (ctx.inv.all) {
-    path += sep + "all=true";
-    sep = "&";
+  auto add = [&path](const std::string& k, const std::string& v) {
+    path += (path.find('?') == std::string::npos ? "?" : "&") + k + "=" + urlEncode(v);
+  };
+  if (ctx.inv.all) add("all", "true");
+  if (ctx.inv.state) add("state", *ctx.inv.state);
+  if (ctx.inv.owner) add("owner", *ctx.inv.owner);
+  if (ctx.inv.limit) add("limit", std::to_string(*ctx.inv.limit));
+  if (!ctx.inv.label_filter.empty()) {
+    std::string labels;
+    for (const auto& l : ctx.inv.label_filter) labels += (labels.empty() ? "" : ",") + l;
+    add("label", labels);
   }
-  if (ctx.inv.state) path += sep + "state=" + urlEncode(*ctx.inv.state);
   auto answer = client->request("GET", path);
   if (answer && answer->status == 403 && ctx.inv.all) {
     return fail("your role may not list every job: drop --all to list your own", kExitFailure);
@@ -722,18 +900,19 @@ constexpr CommandHandler kHandlers[] = {
     {Command::kLogin, cmdLogin},   {Command::kLogout, cmdLogout}, {Command::kWhoami, cmdWhoami},
     {Command::kStart, cmdStart},   {Command::kRun, cmdRun},       {Command::kStop, cmdStop},
     {Command::kStatus, cmdStatus}, {Command::kList, cmdList},     {Command::kLogs, cmdLogs},
+    {Command::kWait, cmdWait},     {Command::kRm, cmdRm},         {Command::kVersion, cmdVersion},
 };
 
-// Every command from kLogin to kLogs has exactly one handler (kNone and kHelp are answered with
-// help texts before dispatch).
+// Every command from kLogin to kVersion has exactly one handler (kNone and kHelp are answered
+// with help texts before dispatch).
 constexpr bool everyHandlerOnce() {
-  for (int c = static_cast<int>(Command::kLogin); c <= static_cast<int>(Command::kLogs); ++c) {
+  for (int c = static_cast<int>(Command::kLogin); c <= static_cast<int>(Command::kVersion); ++c) {
     int n = 0;
     for (const auto& h : kHandlers) n += static_cast<int>(h.command) == c ? 1 : 0;
     if (n != 1) return false;
   }
   return std::size(kHandlers) ==
-         static_cast<size_t>(Command::kLogs) - static_cast<size_t>(Command::kLogin) + 1;
+         static_cast<size_t>(Command::kVersion) - static_cast<size_t>(Command::kLogin) + 1;
 }
 static_assert(everyHandlerOnce(), "each CLI command needs exactly one handler in kHandlers");
 

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "common/config.h"
+#include "common/names.h"
 
 namespace jw::client {
 namespace {
@@ -49,18 +50,29 @@ constexpr CommandInfo kCommands[] = {
      "after\n"
      "the grace period) while the output keeps streaming; a second Ctrl-C detaches (exit 130) and\n"
      "prints how to reattach. Standard input is not forwarded.\n"},
-    {Command::kStop, "stop", "ID", "stop a job",
-     "Sends SIGTERM to the job's processes, then SIGKILL after the grace period (the server's\n"
-     "default unless --grace is given). Prints the job id.\n"},
-    {Command::kStatus, "status", "ID", "show a job's status",
-     "Shows state, exit code or signal, times, limits and resource usage of a job.\n"},
+    {Command::kStop, "stop", "ID...", "stop jobs",
+     "Sends SIGTERM to each job's processes, then SIGKILL after the grace period (the server's\n"
+     "default unless --grace is given). Prints each job id.\n"},
+    {Command::kStatus, "status", "ID...", "show jobs' status",
+     "Shows state, exit code or signal, times, limits and resource usage of each job.\n"},
     {Command::kList, "list", "", "list jobs",
-     "Lists your jobs, newest first (--all: every job your role may see).\n"},
+     "Lists your jobs, newest first (--all: every job your role may see), filtered by state,\n"
+     "labels and owner; --limit N shows the newest N.\n"},
     {Command::kLogs, "logs", "ID", "write a job's output to stdout",
      "Writes the job's output, byte for byte, from the first byte to stdout. With --follow, keeps\n"
      "streaming until the job ends, then exits 0. A dropped connection is resumed at the last "
      "byte\n"
      "received (retried for about 30 s), so nothing is lost or repeated.\n"},
+    {Command::kWait, "wait", "ID...", "wait for jobs to end, print their exit codes",
+     "Waits until every job has ended and prints each one's exit code (128+N when killed by\n"
+     "signal N), one per line, in the order given. Exits with the first job's code (docker\n"
+     "wait's convention); 1 when --timeout passes first or a job cannot be waited for.\n"},
+    {Command::kRm, "rm", "ID...", "delete finished jobs and their output",
+     "Removes each finished job and its stored output from the server. A running job is\n"
+     "refused: stop it first.\n"},
+    {Command::kVersion, "version", "", "print the client's and the server's version",
+     "Prints this client's version, then the server's version, API version, cgroup backend and\n"
+     "features (GET /v1/version; needs a login).\n"},
 };
 
 const CommandInfo* findCommand(const std::string& name) {
@@ -116,6 +128,11 @@ void addJobSpecOptions(OptionSet& set) {
                     .argument("DEV=N")
                     .repeatable(true));
   set.addOption(Option("network", "", "network access: none (default) or host").argument("MODE"));
+  set.addOption(
+      Option("name", "", "name the job (unique among your running jobs)").argument("NAME"));
+  set.addOption(Option("label", "l", "label the job with KEY=VALUE; repeatable")
+                    .argument("K=V")
+                    .repeatable(true));
 }
 
 OptionSet commandOptions(Command cmd) {
@@ -138,6 +155,14 @@ OptionSet commandOptions(Command cmd) {
       set.addOption(Option("state", "", "only jobs in this state: running, exited, killed, failed")
                         .argument("STATE"));
       set.addOption(Option("quiet", "q", "print only full job ids"));
+      set.addOption(Option("label", "l", "only jobs with this label KEY=VALUE; repeatable")
+                        .argument("K=V")
+                        .repeatable(true));
+      set.addOption(Option("owner", "", "only jobs of this user (admin, viewer)").argument("USER"));
+      set.addOption(Option("limit", "", "only the newest N jobs").argument("N"));
+      break;
+    case Command::kWait:
+      set.addOption(Option("timeout", "", "give up after this long (exit 1)").argument("DUR"));
       break;
     case Command::kLogs:
       set.addOption(Option("follow", "f", "keep streaming until the job ends"));
@@ -230,6 +255,7 @@ std::optional<std::string>* textFor(Invocation& inv, const std::string& name) {
   if (name == "server") return &inv.server;
   if (name == "ca-file") return &inv.ca_file;
   if (name == "user") return &inv.user;
+  if (name == "owner") return &inv.owner;
   return nullptr;
 }
 
@@ -258,6 +284,10 @@ Usage setOutput(Invocation& inv, const std::string& value) {
 Usage setDuration(Invocation& inv, const std::string& name, const std::string& value) {
   auto d = jw::config::parseDurationMs(value);
   if (!d) return "bad --" + name + " '" + value + "': use a duration like 500ms, 10s, 2m or 1h";
+  if (name == "timeout" && inv.command == Command::kWait) {
+    inv.wait_timeout_ms = d.value();
+    return std::nullopt;
+  }
   (name == "grace" ? inv.grace_ms : inv.spec.timeout_ms) = d.value();
   if (name == "timeout" && d.value() == 0) return "bad --timeout '" + value + "': must be > 0";
   return std::nullopt;
@@ -332,6 +362,27 @@ Usage applyOption(Invocation& inv, const std::string& name, const std::string& v
   if (name == "network")
     return setChoice(inv.spec.network, name, value, {"none", "host"}, "none or host");
   if (name == "output") return setOutput(inv, value);
+  if (name == "label") {
+    if (!names::validLabel(value)) {
+      return "bad --label '" + value + "': use " + std::string(names::kLabelPattern);
+    }
+    (inv.command == Command::kList ? inv.label_filter : inv.spec.labels).push_back(value);
+    return std::nullopt;
+  }
+  if (name == "name") {
+    if (!names::validJobName(value)) {
+      return "bad --name '" + value + "': use " + std::string(names::kJobNamePattern) +
+             " (not a job id)";
+    }
+    inv.spec.name = value;
+    return std::nullopt;
+  }
+  if (name == "limit") {
+    auto n = parseCount(name, value);
+    if (!n) return n.error().message;
+    inv.limit = n.value();
+    return std::nullopt;
+  }
   if (name == "grace" || name == "timeout") return setDuration(inv, name, value);
   if (name.rfind("io-", 0) == 0) return addIoLimit(inv.spec, name, value);
   return applyJobFlag(inv.spec, name, value);
@@ -422,16 +473,22 @@ Usage takeProgram(const std::vector<std::string>& args, size_t i, bool dashdash,
   return std::nullopt;
 }
 
-// stop, status and logs take one job ID; the other commands take no argument.
+// logs takes one job ID; stop, status, wait and rm one or more; the others none.
 Usage takePositionals(std::vector<std::string> positionals, const std::string& name,
                       Invocation& inv) {
-  const bool takes_id = inv.command == Command::kStop || inv.command == Command::kStatus ||
-                        inv.command == Command::kLogs;
-  if (takes_id) {
-    if (positionals.empty()) return "missing job ID: use 'jobworker " + name + " [FLAGS] ID'";
+  const bool takes_ids = inv.command == Command::kStop || inv.command == Command::kStatus ||
+                         inv.command == Command::kWait || inv.command == Command::kRm;
+  if (takes_ids || inv.command == Command::kLogs) {
+    if (positionals.empty()) {
+      return "missing job ID: use 'jobworker " + name + " [FLAGS] ID" + (takes_ids ? "...'" : "'");
+    }
+    for (const auto& p : positionals) {
+      if (p.empty()) return "empty job ID";
+    }
     inv.job = positionals[0];
-    if (inv.job.empty()) return "empty job ID";
-    positionals.erase(positionals.begin());
+    size_t take = takes_ids ? positionals.size() : 1;
+    inv.jobs.assign(positionals.begin(), positionals.begin() + static_cast<std::ptrdiff_t>(take));
+    positionals.erase(positionals.begin(), positionals.begin() + static_cast<std::ptrdiff_t>(take));
   }
   if (!positionals.empty()) return "unexpected argument '" + positionals[0] + "'";
   return std::nullopt;
@@ -570,6 +627,15 @@ Result<Poco::JSON::Object::Ptr> buildJobRequest(const JobSpec& spec, const EnvLo
   }
   if (limits->size() > 0) body->set("limits", limits);
   if (spec.network) body->set("network", *spec.network);
+  if (spec.name) body->set("name", *spec.name);
+  if (!spec.labels.empty()) {
+    Poco::JSON::Object::Ptr labels = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    for (const auto& kv : spec.labels) {
+      size_t eq = kv.find('=');
+      labels->set(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+    body->set("labels", labels);
+  }
   return body;
 }
 

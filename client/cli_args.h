@@ -26,7 +26,10 @@ enum class Command {
   kStop,
   kStatus,
   kList,
-  kLogs
+  kLogs,
+  kWait,
+  kRm,
+  kVersion
 };
 enum class OutputFormat { kHuman, kJson };
 
@@ -46,6 +49,8 @@ struct JobSpec {
   std::optional<uint32_t> pids;
   std::map<std::string, IoLimitArg> io;  // by device
   std::optional<std::string> network;    // "none" or "host"
+  std::optional<std::string> name;
+  std::vector<std::string> labels;  // "K=V"
 };
 
 struct Invocation {
@@ -66,11 +71,18 @@ struct Invocation {
   bool all = false;
   bool quiet = false;
   std::optional<std::string> state;
+  std::vector<std::string> label_filter;  // list -l K=V (repeatable)
+  std::optional<std::string> owner;
+  std::optional<uint32_t> limit;
+  // wait
+  std::optional<uint64_t> wait_timeout_ms;
   // logs
   bool follow = false;
   std::optional<std::string> stream;
-  // The ID argument (stop, status, logs): an id or a unique prefix of one.
+  // The ID argument (logs): an id, a job name or a unique prefix of an id.
   std::string job;
+  // The ID arguments of stop, status, wait and rm (job is the first of them).
+  std::vector<std::string> jobs;
   JobSpec spec;
 };
 

@@ -112,13 +112,23 @@ TEST(CliArgs, MissingDashDashIsAUsageError) {
   EXPECT_NE(empty.usage_error->find("missing program"), std::string::npos);
 }
 
-TEST(CliArgs, IdCommandsNeedExactlyOneId) {
+TEST(CliArgs, IdCommandsNeedTheirIds) {
   auto missing = parse({"status"});
   ASSERT_TRUE(missing.usage_error);
   EXPECT_NE(missing.usage_error->find("missing job ID"), std::string::npos);
-  auto extra = parse({"status", "abc", "def"});
+  auto extra = parse({"logs", "abc", "def"});
   ASSERT_TRUE(extra.usage_error);
   EXPECT_NE(extra.usage_error->find("unexpected argument 'def'"), std::string::npos);
+  // status, stop, wait and rm take several.
+  for (const char* cmd : {"status", "stop", "wait", "rm"}) {
+    auto several = parse({cmd, "abc", "build", "def"});
+    ASSERT_FALSE(several.usage_error) << cmd << ": " << *several.usage_error;
+    EXPECT_EQ(several.inv.jobs, (std::vector<std::string>{"abc", "build", "def"}));
+  }
+  auto wait = parse({"wait", "--timeout", "5s", "a"});
+  ASSERT_FALSE(wait.usage_error) << *wait.usage_error;
+  EXPECT_EQ(wait.inv.wait_timeout_ms, 5000u);
+  EXPECT_FALSE(wait.inv.spec.timeout_ms);
   auto logs = parse({"logs", "3f2a", "-f", "--stream", "stderr"});
   ASSERT_FALSE(logs.usage_error) << *logs.usage_error;
   EXPECT_EQ(logs.inv.job, "3f2a");
@@ -249,6 +259,20 @@ TEST(CliArgs, JobRequestJson) {
   auto fbody = buildJobRequest(frac.inv.spec, env);
   ASSERT_TRUE(fbody);
   EXPECT_EQ(jsonText(fbody.value()), "{\"command\":[\"x\"],\"timeout_s\":1.5}");
+  // --name and --label; a malformed one is a usage error.
+  auto named = parse({"start", "--name", "web", "-l", "tier=fe", "--label", "env=prod", "--", "x"});
+  ASSERT_FALSE(named.usage_error) << *named.usage_error;
+  auto nbody = buildJobRequest(named.inv.spec, env);
+  ASSERT_TRUE(nbody);
+  EXPECT_EQ(jsonText(nbody.value()),
+            "{\"command\":[\"x\"],\"name\":\"web\",\"labels\":{\"tier\":\"fe\",\"env\":\"prod\"}}");
+  EXPECT_TRUE(parse({"start", "--label", "novalue", "--", "x"}).usage_error);
+  EXPECT_TRUE(parse({"start", "--name", "a b", "--", "x"}).usage_error);
+  auto list = parse({"list", "-l", "tier=fe", "-l", "env=prod", "--owner", "bob", "--limit", "5"});
+  ASSERT_FALSE(list.usage_error) << *list.usage_error;
+  EXPECT_EQ(list.inv.label_filter, (std::vector<std::string>{"tier=fe", "env=prod"}));
+  EXPECT_EQ(list.inv.owner, "bob");
+  EXPECT_EQ(list.inv.limit, 5u);
   // --env K copies K from our environment, and says so when it is not set.
   auto unset = parse({"run", "-e", "NOPE", "--", "x"});
   auto ubody = buildJobRequest(unset.inv.spec, env);
@@ -272,6 +296,18 @@ TEST(JobRef, FullIdsAndPrefixes) {
   ASSERT_TRUE(upper);
   EXPECT_EQ(upper.value(), ids[2]);
   auto amb = matchJobPrefix(ids, "3f2a");
+  // Names: the running job with the name wins, else the only one; several finished: ambiguous.
+  EXPECT_FALSE(matchJobName({}, "web"));
+  auto run = matchJobName({{"aaaaaaaa-1", false}, {"bbbbbbbb-2", true}}, "web");
+  ASSERT_TRUE(run && *run);
+  EXPECT_EQ(run->value(), "bbbbbbbb-2");
+  auto only = matchJobName({{"aaaaaaaa-1", false}}, "web");
+  ASSERT_TRUE(only && *only);
+  EXPECT_EQ(only->value(), "aaaaaaaa-1");
+  auto two = matchJobName({{"aaaaaaaa-1", false}, {"cccccccc-3", false}}, "web");
+  ASSERT_TRUE(two && !*two);
+  EXPECT_EQ(two->error().message,
+            "name 'web' is ambiguous (finished jobs aaaaaaaa, cccccccc): use an id");
   ASSERT_FALSE(amb);
   EXPECT_NE(amb.error().message.find("job prefix '3f2a' is ambiguous"), std::string::npos);
   EXPECT_NE(amb.error().message.find("3f2a1b2c"), std::string::npos);
