@@ -379,9 +379,21 @@ std::string isolationLine(const Poco::JSON::Array::Ptr& iso) {
 
 }  // namespace
 
+// "env=prod, tier=web" (by key); "" without labels.
+std::string labelsLine(const Object::Ptr& labels) {
+  std::string out;
+  if (!labels) return out;
+  std::vector<std::string> names;
+  labels->getNames(names);
+  for (const auto& k : names) out += (out.empty() ? "" : ", ") + k + "=" + str(labels, k);
+  return out;
+}
+
 std::string formatStatus(const Object::Ptr& job, const Poco::Timestamp& now) {
   StatusBlock block;
   block.add("ID", str(job, "id"));
+  block.add("Name", str(job, "name"));
+  block.add("Labels", labelsLine(job ? job->getObject("labels") : nullptr));
   block.add("Owner", ownerLine(job));
   block.add("Command", shellQuote(commandOf(job)));
   block.add("State", stateLine(job));
