@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "client/api_client.h"
+#include "client/completion.h"
 #include "client/job_ref.h"
 #include "client/output_format.h"
 #include "jw_build_config.h"
@@ -891,28 +892,45 @@ int cmdLogs(Context& ctx) {
   return kExitOk;
 }
 
+int cmdCompletion(Context& ctx) {
+  auto script = completionScript(ctx.inv.shell);
+  if (!script) return fail("no completion for shell '" + ctx.inv.shell + "'", kExitUsage);
+  printOut(*script);
+  return kExitOk;
+}
+
 struct CommandHandler {
   Command command;
   int (*run)(Context&);
 };
 
 constexpr CommandHandler kHandlers[] = {
-    {Command::kLogin, cmdLogin},   {Command::kLogout, cmdLogout}, {Command::kWhoami, cmdWhoami},
-    {Command::kStart, cmdStart},   {Command::kRun, cmdRun},       {Command::kStop, cmdStop},
-    {Command::kStatus, cmdStatus}, {Command::kList, cmdList},     {Command::kLogs, cmdLogs},
-    {Command::kWait, cmdWait},     {Command::kRm, cmdRm},         {Command::kVersion, cmdVersion},
+    {Command::kLogin, cmdLogin},
+    {Command::kLogout, cmdLogout},
+    {Command::kWhoami, cmdWhoami},
+    {Command::kStart, cmdStart},
+    {Command::kRun, cmdRun},
+    {Command::kStop, cmdStop},
+    {Command::kStatus, cmdStatus},
+    {Command::kList, cmdList},
+    {Command::kLogs, cmdLogs},
+    {Command::kWait, cmdWait},
+    {Command::kRm, cmdRm},
+    {Command::kVersion, cmdVersion},
+    {Command::kCompletion, cmdCompletion},
 };
 
-// Every command from kLogin to kVersion has exactly one handler (kNone and kHelp are answered
+// Every command from kLogin to kCompletion has exactly one handler (kNone and kHelp are answered
 // with help texts before dispatch).
 constexpr bool everyHandlerOnce() {
-  for (int c = static_cast<int>(Command::kLogin); c <= static_cast<int>(Command::kVersion); ++c) {
+  for (int c = static_cast<int>(Command::kLogin); c <= static_cast<int>(Command::kCompletion);
+       ++c) {
     int n = 0;
     for (const auto& h : kHandlers) n += static_cast<int>(h.command) == c ? 1 : 0;
     if (n != 1) return false;
   }
   return std::size(kHandlers) ==
-         static_cast<size_t>(Command::kVersion) - static_cast<size_t>(Command::kLogin) + 1;
+         static_cast<size_t>(Command::kCompletion) - static_cast<size_t>(Command::kLogin) + 1;
 }
 static_assert(everyHandlerOnce(), "each CLI command needs exactly one handler in kHandlers");
 

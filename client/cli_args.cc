@@ -73,7 +73,31 @@ constexpr CommandInfo kCommands[] = {
     {Command::kVersion, "version", "", "print the client's and the server's version",
      "Prints this client's version, then the server's version, API version, cgroup backend and\n"
      "features (GET /v1/version; needs a login).\n"},
+    {Command::kCompletion, "completion", "bash|zsh|fish", "print a shell completion script",
+     "Prints the completion script for bash, zsh or fish, generated from this program's own\n"
+     "command table. `meson install` installs all three; to try one now:\n"
+     "  source <(jobworker completion bash)\n"},
 };
+
+// Flags whose value is one of a fixed set: the parser checks against it, completion offers it.
+struct FlagChoices {
+  const char* flag;
+  std::vector<std::string_view> values;
+  const char* hint;
+};
+const FlagChoices kFlagChoices[] = {
+    {"state", {"running", "exited", "killed", "failed"}, "running, exited, killed or failed"},
+    {"stream", {"stdout", "stderr"}, "stdout or stderr"},
+    {"network", {"none", "host"}, "none or host"},
+    {"output", {"human", "json"}, "human or json"},
+};
+
+const FlagChoices* choicesOf(std::string_view flag) {
+  for (const auto& c : kFlagChoices) {
+    if (flag == c.flag) return &c;
+  }
+  return nullptr;
+}
 
 const CommandInfo* findCommand(const std::string& name) {
   for (const auto& c : kCommands) {
@@ -260,7 +284,7 @@ std::optional<std::string>* textFor(Invocation& inv, const std::string& name) {
 }
 
 Usage setChoice(std::optional<std::string>& field, const std::string& name,
-                const std::string& value, std::initializer_list<std::string_view> allowed,
+                const std::string& value, const std::vector<std::string_view>& allowed,
                 const char* hint) {
   if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) {
     return "bad --" + name + " '" + value + "': use " + hint;
@@ -353,14 +377,11 @@ Usage applyOption(Invocation& inv, const std::string& name, const std::string& v
     *text = value;
     return std::nullopt;
   }
-  if (name == "state") {
-    return setChoice(inv.state, name, value, {"running", "exited", "killed", "failed"},
-                     "running, exited, killed or failed");
+  if (name == "state" || name == "stream" || name == "network") {
+    const FlagChoices* c = choicesOf(name);
+    auto& field = name == "state" ? inv.state : name == "stream" ? inv.stream : inv.spec.network;
+    return setChoice(field, name, value, c->values, c->hint);
   }
-  if (name == "stream")
-    return setChoice(inv.stream, name, value, {"stdout", "stderr"}, "stdout or stderr");
-  if (name == "network")
-    return setChoice(inv.spec.network, name, value, {"none", "host"}, "none or host");
   if (name == "output") return setOutput(inv, value);
   if (name == "label") {
     if (!names::validLabel(value)) {
@@ -478,6 +499,15 @@ Usage takePositionals(std::vector<std::string> positionals, const std::string& n
                       Invocation& inv) {
   const bool takes_ids = inv.command == Command::kStop || inv.command == Command::kStatus ||
                          inv.command == Command::kWait || inv.command == Command::kRm;
+  if (inv.command == Command::kCompletion) {
+    if (positionals.size() != 1 ||
+        (positionals[0] != "bash" && positionals[0] != "zsh" && positionals[0] != "fish")) {
+      return "use 'jobworker completion bash', 'jobworker completion zsh' or 'jobworker "
+             "completion fish'";
+    }
+    inv.shell = positionals[0];
+    return std::nullopt;
+  }
   if (takes_ids || inv.command == Command::kLogs) {
     if (positionals.empty()) {
       return "missing job ID: use 'jobworker " + name + " [FLAGS] ID" + (takes_ids ? "...'" : "'");
@@ -512,6 +542,48 @@ Usage parseCommandArgs(const std::vector<std::string>& args, size_t i, const std
 }
 
 }  // namespace
+
+namespace {
+
+FlagSpec flagSpec(const Option& o) {
+  FlagSpec f;
+  f.long_name = o.fullName();
+  f.short_name = o.shortName();
+  f.description = o.description();
+  if (!o.takesArgument()) return f;
+  f.value_name = o.argumentName();
+  f.value = FlagSpec::Value::kFree;
+  if (const FlagChoices* c = choicesOf(f.long_name)) {
+    f.value = FlagSpec::Value::kChoice;
+    for (auto v : c->values) f.choices.emplace_back(v);
+  } else if (f.long_name == "ca-file") {
+    f.value = FlagSpec::Value::kFile;
+  } else if (f.long_name == "cwd") {
+    f.value = FlagSpec::Value::kDirectory;  // on the server, but usually the same tree
+  }
+  return f;
+}
+
+}  // namespace
+
+std::vector<CommandSpec> commandSpecs() {
+  std::vector<CommandSpec> out;
+  for (const auto& ci : kCommands) {
+    CommandSpec c{ci.name, ci.summary, {}, false, false};
+    for (const auto& o : commandOptions(ci.cmd)) c.flags.push_back(flagSpec(o));
+    c.takes_jobs = ci.cmd == Command::kStop || ci.cmd == Command::kStatus ||
+                   ci.cmd == Command::kWait || ci.cmd == Command::kRm || ci.cmd == Command::kLogs;
+    c.takes_program = ci.cmd == Command::kStart || ci.cmd == Command::kRun;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::vector<FlagSpec> globalFlagSpecs() {
+  std::vector<FlagSpec> out;
+  for (const auto& o : globalOptions()) out.push_back(flagSpec(o));
+  return out;
+}
 
 std::string commandName(Command c) {
   if (c == Command::kHelp) return "help";
@@ -555,7 +627,7 @@ std::string helpText(Command c) {
           "Runs and watches Linux processes on a jobworker server.\n\nCommands:\n";
     for (const auto& ci : kCommands) {
       std::string n = ci.name;
-      os << "  " << n << std::string(10 - n.size(), ' ') << ci.summary << "\n";
+      os << "  " << n << std::string(12 - n.size(), ' ') << ci.summary << "\n";
     }
     os << "\nFlags (also accepted after the command):\n" << optionsHelp(globalOptions());
     os << "\nEnvironment:\n"

@@ -29,7 +29,8 @@ enum class Command {
   kLogs,
   kWait,
   kRm,
-  kVersion
+  kVersion,
+  kCompletion
 };
 enum class OutputFormat { kHuman, kJson };
 
@@ -76,6 +77,8 @@ struct Invocation {
   std::optional<uint32_t> limit;
   // wait
   std::optional<uint64_t> wait_timeout_ms;
+  // completion: bash, zsh or fish
+  std::string shell;
   // logs
   bool follow = false;
   std::optional<std::string> stream;
@@ -102,6 +105,26 @@ int usageExitCode(Command c);
 
 // Sets a duration field of a request body ("timeout_s", "grace_s") from milliseconds.
 void setSeconds(Poco::JSON::Object& o, const std::string& key, uint64_t ms);
+
+// The grammar as data, for `jobworker completion`: generated from the same command and flag
+// tables the parser uses, so the completion scripts cannot drift from it.
+struct FlagSpec {
+  std::string long_name;   // without "--"
+  std::string short_name;  // without "-", "" for none
+  std::string value_name;  // "" when the flag takes no value
+  std::string description;
+  std::vector<std::string> choices;  // the values it accepts, when they are a fixed set
+  enum class Value { kNone, kFree, kChoice, kFile, kDirectory } value = Value::kNone;
+};
+struct CommandSpec {
+  std::string name;
+  std::string summary;
+  std::vector<FlagSpec> flags;  // its own flags, then the global ones
+  bool takes_jobs = false;      // its arguments are job IDs
+  bool takes_program = false;   // "-- PROG [ARGS...]"
+};
+std::vector<CommandSpec> commandSpecs();
+std::vector<FlagSpec> globalFlagSpecs();  // the flags before a command name (--version too)
 
 using EnvLookup = std::function<const char*(const char*)>;
 // POST /v1/jobs body. Fails on `--env K` when K is not set in our environment.

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <map>
 #include <set>
@@ -368,6 +369,69 @@ TEST_F(Everyday, VersionNamesTheServerBuildAndItsFeatures) {
   EXPECT_NE(v.out.find("server: jobworkerd " + o->getValue<std::string>("version")),
             std::string::npos)
       << v.out;
+}
+
+// ---- shell completion --------------------------------------------------------------------------
+
+// zsh completes only in an interactive shell: drive one through zpty, press TAB after `words`,
+// and print what it shows (the command line as completed, and any listing).
+constexpr const char* kZptyDriver = R"(zmodload zsh/zpty
+zpty z env PATH="$PATH" TERM=dumb zsh -f -i
+zpty -w z "PS1='PROMPT> '; fpath=($1 \$fpath); autoload -U compinit; compinit -u -D; zstyle ':completion:*' list-prompt ''; LISTMAX=10000; unsetopt beep; print RE''ADY"
+zpty -r z junk '*READY*PROMPT> '
+zpty -w -n z "$2"$'\t'
+zpty -w z $'\C-e; print DO''NE'
+zpty -r z out '*DONE*PROMPT> '
+print -r -- "$out"
+zpty -d z
+)";
+
+TEST_F(Everyday, CompletionInBashZshAndFishOffersCommandsFlagValuesAndLiveJobIds) {
+  std::string id = startJob(d(), admin_, R"({"command":["true"],"name":"completed"})");
+  waitJob(d(), admin_, id);
+  const std::string prefix = id.substr(0, 8);
+  std::string dir = makeTempDir("jwcompl");
+  for (const char* shell : {"bash", "zsh", "fish"}) {
+    CmdResult script = cli({"completion", shell});
+    ASSERT_EQ(script.exit_code, 0) << script.err;
+    std::ofstream(dir + "/" + (std::string(shell) == "zsh" ? "_jobworker" : shell)) << script.out;
+  }
+  std::ofstream(dir + "/zpty.zsh") << kZptyDriver;
+  std::string bin_dir = binary("jobworker").substr(0, binary("jobworker").rfind('/'));
+  std::vector<std::string> env = {"PATH=" + bin_dir + ":/usr/bin:/bin", "XDG_CONFIG_HOME=" + xdg_,
+                                  "JOBWORKER_SERVER=" + d().url(),
+                                  "JOBWORKER_CA_FILE=" + d().caFile(), "JOBWORKER_TOKEN=" + admin_};
+  auto bash = [&](const std::string& words) {
+    return run({"bash", "--norc", "-c",
+                "source " + dir + "/bash; COMP_WORDS=(" + words +
+                    "); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _jobworker; "
+                    "printf '%s\\n' \"${COMPREPLY[@]}\""},
+               "", env)
+        .out;
+  };
+  EXPECT_EQ(bash("jobworker sta"), "start\nstatus\n");
+  EXPECT_EQ(bash("jobworker list --state ''"), "running\nexited\nkilled\nfailed\n");
+  EXPECT_EQ(bash("jobworker status " + prefix), id + "\n");
+  auto fish = [&](const std::string& line) {
+    return run({"fish", "--no-config", "-c", "source " + dir + "/fish; complete -C '" + line + "'"},
+               "", env)
+        .out;
+  };
+  EXPECT_EQ(fish("jobworker sta"),
+            "start\tstart a job and print its id\nstatus\tshow jobs' status\n");
+  EXPECT_NE(fish("jobworker list --state ").find("killed\t"), std::string::npos);
+  EXPECT_EQ(fish("jobworker wait " + prefix), id + "\n");
+  auto zsh = [&](const std::string& line) {
+    return run({"zsh", "-f", dir + "/zpty.zsh", dir, line}, "", env, 30).out;
+  };
+  std::string zcmd = zsh("jobworker sta");
+  EXPECT_NE(zcmd.find("start"), std::string::npos) << zcmd;
+  EXPECT_NE(zcmd.find("status"), std::string::npos) << zcmd;
+  std::string zval = zsh("jobworker list --state ");
+  EXPECT_NE(zval.find("exited   failed   killed   running"), std::string::npos) << zval;
+  std::string zid = zsh("jobworker status " + prefix);
+  EXPECT_NE(zid.find("jobworker status " + id), std::string::npos) << zid;
+  removeTree(dir);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "client/cli.h"
 #include "client/cli_args.h"
 #include "client/cli_config.h"
+#include "client/completion.h"
 #include "client/job_ref.h"
 #include "client/output_format.h"
 
@@ -685,6 +687,29 @@ TEST(ChunkedDecoder, SinkCanStop) {
   EXPECT_FALSE(
       d.feed("1\r\na\r\n1\r\nb\r\n0\r\n\r\n", [&](std::string_view) { return ++calls < 1; }));
   EXPECT_EQ(calls, 1);
+}
+
+// Completion scripts come from the parser's table: every command and every flag is in each one.
+TEST(Completion, EveryCommandAndFlagOfTheTableIsInEachScript) {
+  EXPECT_FALSE(completionScript("tcsh"));
+  for (const char* shell : {"bash", "zsh", "fish"}) {
+    auto script = completionScript(shell);
+    ASSERT_TRUE(script) << shell;
+    for (const auto& c : commandSpecs()) {
+      EXPECT_NE(script->find(c.name), std::string::npos) << shell << ": " << c.name;
+      for (const auto& f : c.flags) {
+        EXPECT_NE(script->find(f.long_name), std::string::npos) << shell << ": " << f.long_name;
+      }
+    }
+  }
+  std::vector<CommandSpec> specs = commandSpecs();
+  auto it = std::find_if(specs.begin(), specs.end(),
+                         [](const CommandSpec& c) { return c.name == "list"; });
+  ASSERT_NE(it, specs.end());
+  auto state = std::find_if(it->flags.begin(), it->flags.end(),
+                            [](const FlagSpec& f) { return f.long_name == "state"; });
+  ASSERT_NE(state, it->flags.end());
+  EXPECT_EQ(state->choices, (std::vector<std::string>{"running", "exited", "killed", "failed"}));
 }
 
 }  // namespace
