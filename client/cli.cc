@@ -174,18 +174,49 @@ bool sameServer(const std::string& a, const std::string& b) {
 struct Context {
   Invocation inv;
   int failure_code = kExitFailure;
-  std::string config_path;
+  std::string config_dir;    // $XDG_CONFIG_HOME/jobworker
+  std::string context_name;  // the context this command uses
+  std::string config_path;   // its file
   std::optional<CliConfig> config;
 };
 
-// Loads the config file (missing is fine; unsafe permissions are not).
-std::optional<std::string> loadContextConfig(Context& ctx) {
+// The directory of the CLI's files, with an old single-server config.json migrated into the
+// context "default" on first use.
+std::optional<std::string> loadConfigDir(Context& ctx) {
   auto path = configPath(realGetenv);
   if (!path) return path.error().message;
-  ctx.config_path = path.value();
+  ctx.config_dir = path.value().substr(0, path.value().rfind('/'));
+  auto migrated = migrateLegacyConfig(ctx.config_dir);
+  if (!migrated) return migrated.error().message;
+  if (migrated.value()) {
+    printError("note: moved " + path.value() + " to the context '" + kDefaultContext +
+               "' (jobworker context list)");
+  }
+  return std::nullopt;
+}
+
+// Loads the context's file (missing is fine for login; unsafe permissions never are): --context,
+// else JOBWORKER_CONTEXT, else the current context, else "default".
+std::optional<std::string> loadContextConfig(Context& ctx) {
+  if (auto err = loadConfigDir(ctx)) return err;
+  const char* env = realGetenv("JOBWORKER_CONTEXT");
+  std::string name = ctx.inv.context.value_or(env != nullptr ? env : "");
+  const bool named = !name.empty();
+  if (!named) {
+    auto current = currentContext(ctx.config_dir);
+    if (!current) return current.error().message;
+    name = current.value().empty() ? kDefaultContext : current.value();
+  }
+  if (!validContextName(name)) return "bad context name '" + name + "'";
+  ctx.context_name = name;
+  ctx.config_path = contextFile(ctx.config_dir, name);
   auto cfg = loadConfig(ctx.config_path);
   if (!cfg) return cfg.error().message;
   ctx.config = cfg.value();
+  if (named && !ctx.config && ctx.inv.command != Command::kLogin) {
+    return "no context '" + name + "': add it with 'jobworker context add " + name +
+           " --server URL'";
+  }
   return std::nullopt;
 }
 
@@ -394,6 +425,9 @@ int cmdLogin(Context& ctx) {
   Status saved = saveConfig(ctx.config_path, cfg);
   if (!saved) {
     return fail("logged in, but cannot store the session: " + saved.error().message, kExitFailure);
+  }
+  if (auto current = currentContext(ctx.config_dir); current && current.value().empty()) {
+    (void)setCurrentContext(ctx.config_dir, ctx.context_name);  // the first context becomes it
   }
   printLoggedIn(inv, cfg);
   if (realGetenv("JOBWORKER_TOKEN") != nullptr) {
@@ -892,6 +926,96 @@ int cmdLogs(Context& ctx) {
   return kExitOk;
 }
 
+// context add NAME --server URL [--ca-file PEM]
+int contextAdd(Context& ctx) {
+  const Invocation& inv = ctx.inv;
+  if (!validContextName(inv.context_name)) {
+    return fail("bad context name '" + inv.context_name + "': use [A-Za-z0-9][A-Za-z0-9_.-]{0,62}",
+                kExitUsage);
+  }
+  if (!inv.server) return fail("context add needs --server URL", kExitUsage);
+  auto url = parseServerUrl(*inv.server);
+  if (!url) return fail(url.error().message, kExitUsage);
+  const std::string path = contextFile(ctx.config_dir, inv.context_name);
+  auto existing = loadConfig(path);
+  if (!existing) return fail(existing.error().message, kExitFailure);
+  if (existing.value()) {
+    return fail("context '" + inv.context_name + "' exists (" + existing.value()->server + ")",
+                kExitFailure);
+  }
+  CliConfig cfg;
+  cfg.server = url->text;
+  if (inv.ca_file) {
+    char resolved[PATH_MAX];
+    if (realpath(inv.ca_file->c_str(), resolved) == nullptr) {
+      return fail(
+          "cannot read CA file " + *inv.ca_file + ": " + std::strerror(errno) + ": check --ca-file",
+          kExitFailure);
+    }
+    cfg.ca_file = resolved;
+  }
+  Status saved = saveConfig(path, cfg);
+  if (!saved) return fail(saved.error().message, kExitFailure);
+  if (auto current = currentContext(ctx.config_dir); current && current.value().empty()) {
+    (void)setCurrentContext(ctx.config_dir, inv.context_name);
+  }
+  printOut("added context " + inv.context_name + " (" + cfg.server +
+           "): log in with 'jobworker login --context " + inv.context_name + "'\n");
+  return kExitOk;
+}
+
+int contextList(Context& ctx) {
+  auto names = listContexts(ctx.config_dir);
+  if (!names) return fail(names.error().message, kExitFailure);
+  auto current = currentContext(ctx.config_dir);
+  if (!current) return fail(current.error().message, kExitFailure);
+  Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+  std::string table = "CURRENT  NAME                 SERVER                              USER\n";
+  for (const auto& n : names.value()) {
+    auto cfg = loadConfig(contextFile(ctx.config_dir, n));
+    if (!cfg) return fail(cfg.error().message, kExitFailure);
+    CliConfig c = cfg.value().value_or(CliConfig{});
+    std::string user = c.token.empty() ? "(not logged in)" : c.user;
+    Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    o->set("name", n);
+    o->set("server", c.server);
+    o->set("user", c.token.empty() ? "" : c.user);
+    o->set("current", n == current.value());
+    list->add(o);
+    auto pad = [](std::string s, size_t w) {
+      return s.size() >= w ? s + " " : s.append(w - s.size(), ' ');
+    };
+    table += pad(n == current.value() ? "*" : "", 9) + pad(n, 21) + pad(c.server, 36) + user + "\n";
+  }
+  if (ctx.inv.output == OutputFormat::kJson) {
+    std::ostringstream os;
+    Poco::JSON::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
+    o.set("current", current.value());
+    o.set("contexts", list);
+    o.stringify(os);
+    printJson(os.str());
+  } else {
+    printOut(table);
+  }
+  return kExitOk;
+}
+
+int cmdContext(Context& ctx) {
+  if (auto err = loadConfigDir(ctx)) return fail(*err, kExitFailure);
+  if (ctx.inv.context_action == "add") return contextAdd(ctx);
+  if (ctx.inv.context_action == "list") return contextList(ctx);
+  const std::string& name = ctx.inv.context_name;
+  auto cfg = validContextName(name) ? loadConfig(contextFile(ctx.config_dir, name))
+                                    : Result<std::optional<CliConfig>>(Error{"bad context name"});
+  if (!cfg || !cfg.value()) {
+    return fail("no context '" + name + "': see 'jobworker context list'", kExitFailure);
+  }
+  Status set = setCurrentContext(ctx.config_dir, name);
+  if (!set) return fail(set.error().message, kExitFailure);
+  printOut("using context " + name + " (" + cfg.value()->server + ")\n");
+  return kExitOk;
+}
+
 int cmdCompletion(Context& ctx) {
   auto script = completionScript(ctx.inv.shell);
   if (!script) return fail("no completion for shell '" + ctx.inv.shell + "'", kExitUsage);
@@ -918,9 +1042,10 @@ constexpr CommandHandler kHandlers[] = {
     {Command::kRm, cmdRm},
     {Command::kVersion, cmdVersion},
     {Command::kCompletion, cmdCompletion},
+    {Command::kContext, cmdContext},
 };
 
-// Every command from kLogin to kCompletion has exactly one handler (kNone and kHelp are answered
+// Every command from kLogin to kContext has exactly one handler (kNone and kHelp are answered
 // with help texts before dispatch).
 constexpr bool everyHandlerOnce() {
   for (int c = static_cast<int>(Command::kLogin); c <= static_cast<int>(Command::kCompletion);
@@ -930,7 +1055,7 @@ constexpr bool everyHandlerOnce() {
     if (n != 1) return false;
   }
   return std::size(kHandlers) ==
-         static_cast<size_t>(Command::kCompletion) - static_cast<size_t>(Command::kLogin) + 1;
+         static_cast<size_t>(Command::kContext) - static_cast<size_t>(Command::kLogin) + 1;
 }
 static_assert(everyHandlerOnce(), "each CLI command needs exactly one handler in kHandlers");
 

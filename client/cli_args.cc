@@ -32,7 +32,7 @@ struct CommandInfo {
 constexpr CommandInfo kCommands[] = {
     {Command::kLogin, "login", "", "log in and store a session token",
      "Logs in to a jobworker server and stores the server URL, the CA file path and the session\n"
-     "token in $XDG_CONFIG_HOME/jobworker/config.json (mode 0600). Prompts for the user name and\n"
+     "token in the context file (contexts/NAME.json, mode 0600). Prompts for the user name and\n"
      "password on the terminal unless --user and --password-stdin are given.\n"},
     {Command::kLogout, "logout", "", "revoke the session and forget the token",
      "Revokes the session on the server and removes the token from the config file.\n"},
@@ -77,6 +77,11 @@ constexpr CommandInfo kCommands[] = {
      "Prints the completion script for bash, zsh or fish, generated from this program's own\n"
      "command table. `meson install` installs all three; to try one now:\n"
      "  source <(jobworker completion bash)\n"},
+    {Command::kContext, "context", "add NAME | use NAME | list", "manage servers to talk to",
+     "A context is one server with its CA file and its own session token\n"
+     "($XDG_CONFIG_HOME/jobworker/contexts/NAME.json, mode 0600). `context add NAME --server URL\n"
+     "[--ca-file PEM]` adds one, `context use NAME` makes it the current one, `context list`\n"
+     "shows them. Any command takes --context NAME (or JOBWORKER_CONTEXT) to use another.\n"},
 };
 
 // Flags whose value is one of a fixed set: the parser checks against it, completion offers it.
@@ -121,6 +126,9 @@ void addGlobalOptions(OptionSet& set) {
                        "(env JOBWORKER_CA_FILE)")
                     .argument("PEM"));
   set.addOption(Option("output", "o", "output format: human (default) or json").argument("FORMAT"));
+  set.addOption(
+      Option("context", "", "use this context (env JOBWORKER_CONTEXT; see 'jobworker context')")
+          .argument("NAME"));
   set.addOption(Option("help", "h", "show this help"));
 }
 
@@ -280,6 +288,7 @@ std::optional<std::string>* textFor(Invocation& inv, const std::string& name) {
   if (name == "ca-file") return &inv.ca_file;
   if (name == "user") return &inv.user;
   if (name == "owner") return &inv.owner;
+  if (name == "context") return &inv.context;
   return nullptr;
 }
 
@@ -499,6 +508,18 @@ Usage takePositionals(std::vector<std::string> positionals, const std::string& n
                       Invocation& inv) {
   const bool takes_ids = inv.command == Command::kStop || inv.command == Command::kStatus ||
                          inv.command == Command::kWait || inv.command == Command::kRm;
+  if (inv.command == Command::kContext) {
+    const std::string how =
+        "use 'jobworker context add NAME --server URL', 'jobworker context use NAME' or "
+        "'jobworker context list'";
+    if (positionals.empty()) return "missing action: " + how;
+    inv.context_action = positionals[0];
+    const bool named = inv.context_action == "add" || inv.context_action == "use";
+    if (!named && inv.context_action != "list") return "unknown action: " + how;
+    if (positionals.size() != (named ? 2U : 1U)) return "wrong arguments: " + how;
+    if (named) inv.context_name = positionals[1];
+    return std::nullopt;
+  }
   if (inv.command == Command::kCompletion) {
     if (positionals.size() != 1 ||
         (positionals[0] != "bash" && positionals[0] != "zsh" && positionals[0] != "fish")) {
@@ -634,8 +655,9 @@ std::string helpText(Command c) {
           "  JOBWORKER_SERVER    server URL (overridden by --server)\n"
           "  JOBWORKER_TOKEN     session token (instead of the stored one)\n"
           "  JOBWORKER_CA_FILE   CA file (overridden by --ca-file)\n"
+          "  JOBWORKER_CONTEXT   context to use (overridden by --context)\n"
           "  XDG_CONFIG_HOME     config directory (default ~/.config); the CLI keeps\n"
-          "                      jobworker/config.json there\n"
+          "                      jobworker/contexts/NAME.json there\n"
           "\nExit status: 0 success, 1 failed operation, 2 usage error; run: the job's own\n"
           "status, 125 jobworker failed, 126 not executable, 127 not found.\n"
           "\nRun 'jobworker COMMAND --help' for a command's flags.\n";

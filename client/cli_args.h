@@ -30,7 +30,8 @@ enum class Command {
   kWait,
   kRm,
   kVersion,
-  kCompletion
+  kCompletion,
+  kContext
 };
 enum class OutputFormat { kHuman, kJson };
 
@@ -79,6 +80,10 @@ struct Invocation {
   std::optional<uint64_t> wait_timeout_ms;
   // completion: bash, zsh or fish
   std::string shell;
+  // --context NAME (every command), and `context add|use|list [NAME]`
+  std::optional<std::string> context;
+  std::string context_action;
+  std::string context_name;
   // logs
   bool follow = false;
   std::optional<std::string> stream;

@@ -7,6 +7,8 @@
 #include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -369,6 +371,77 @@ TEST_F(Everyday, VersionNamesTheServerBuildAndItsFeatures) {
   EXPECT_NE(v.out.find("server: jobworkerd " + o->getValue<std::string>("version")),
             std::string::npos)
       << v.out;
+}
+
+// ---- contexts ----------------------------------------------------------------------------------
+
+TEST_F(Everyday, ContextsSwitchBetweenTwoDaemonsEachWithItsOwnToken) {
+  auto other = Daemon::start();
+  ASSERT_NE(other, nullptr);
+  auto jw = [&](std::vector<std::string> args, const std::string& in = "",
+                std::vector<std::string> env = {}) {
+    args.insert(args.begin(), binary("jobworker"));
+    env.push_back("XDG_CONFIG_HOME=" + xdg_);
+    return run(args, in, env);
+  };
+  // A config.json of the single-server CLI becomes the context "default" on first use.
+  const std::string dir = xdg_ + "/jobworker";
+  ASSERT_EQ(jw({"context", "list"}).exit_code, 0);  // creates nothing but works
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  {
+    std::ofstream f(dir + "/config.json");
+    f << "{\"server\":\"" << d().url() << "\",\"ca_file\":\"" << d().caFile() << "\",\"token\":\""
+      << admin_ << "\",\"user\":\"admin\",\"role\":\"admin\"}\n";
+  }
+  ASSERT_EQ(::chmod((dir + "/config.json").c_str(), 0600), 0);
+  CmdResult first = jw({"whoami"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_NE(first.out.find("server: " + d().url()), std::string::npos) << first.out;
+  EXPECT_NE(first.err.find("to the context 'default'"), std::string::npos) << first.err;
+  EXPECT_NE(::access((dir + "/config.json").c_str(), F_OK), 0);
+  EXPECT_EQ(readFile(dir + "/current-context"), "default\n");
+  // A second server: its own context, its own token file, 0600.
+  CmdResult add =
+      jw({"context", "add", "two", "--server", other->url(), "--ca-file", other->caFile()});
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  CmdResult login = jw({"login", "--context", "two", "--user", "admin", "--password-stdin"},
+                       other->adminPassword() + "\n");
+  ASSERT_EQ(login.exit_code, 0) << login.err;
+  for (const char* name : {"default", "two"}) {
+    struct stat st {};
+    std::string path = dir + "/contexts/" + name + ".json";
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
+    EXPECT_NE(readFile(path).find("\"token\""), std::string::npos) << path;
+  }
+  EXPECT_NE(readFile(dir + "/contexts/two.json"), readFile(dir + "/contexts/default.json"));
+  auto server_of = [](const CmdResult& r) {
+    size_t at = r.out.find("server: ");
+    return at == std::string::npos ? r.err : r.out.substr(at + 8, r.out.find('\n', at) - at - 8);
+  };
+  EXPECT_EQ(server_of(jw({"whoami"})), d().url());
+  EXPECT_EQ(server_of(jw({"whoami", "--context", "two"})), other->url());
+  EXPECT_EQ(server_of(jw({"whoami"}, "", {"JOBWORKER_CONTEXT=two"})), other->url());
+  EXPECT_EQ(server_of(jw({"--context", "default", "whoami"}, "", {"JOBWORKER_CONTEXT=two"})),
+            d().url());  // the flag over the environment
+  ASSERT_EQ(jw({"context", "use", "two"}).exit_code, 0);
+  EXPECT_EQ(server_of(jw({"whoami"})), other->url());
+  // A job started in one context is not the other server's.
+  CmdResult started = jw({"start", "--", "true"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  std::string id = started.out.substr(0, 36);
+  EXPECT_EQ(jw({"wait", id}).out, "0\n");
+  EXPECT_EQ(jw({"--context", "default", "status", id}).exit_code, 1);
+  CmdResult list = jw({"context", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("*        two"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find(other->url()), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find(d().url()), std::string::npos) << list.out;
+  CmdResult nosuch = jw({"whoami", "--context", "nosuch"});
+  EXPECT_EQ(nosuch.exit_code, 1);
+  EXPECT_NE(nosuch.err.find("no context 'nosuch'"), std::string::npos) << nosuch.err;
+  EXPECT_EQ(jw({"context", "use", "nosuch"}).exit_code, 1);
+  EXPECT_EQ(jw({"context", "add", "two", "--server", d().url()}).exit_code, 1);  // exists
 }
 
 // ---- shell completion --------------------------------------------------------------------------
