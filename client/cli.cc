@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -738,8 +739,12 @@ int cmdStatus(Context& ctx) {
       code = kExitFailure;
       continue;
     }
-    if (ctx.inv.output == OutputFormat::kJson) {
+    if (ctx.inv.output == OutputFormat::kJson || ctx.inv.output == OutputFormat::kYaml) {
       docs.push_back(r->body);
+      continue;
+    }
+    if (ctx.inv.output == OutputFormat::kName) {
+      printOut(id + "\n");
       continue;
     }
     auto o = r->object();
@@ -749,7 +754,12 @@ int cmdStatus(Context& ctx) {
     }
     printOut((i > 0 ? "\n" : "") + formatStatus(o, Poco::Timestamp()));
   }
-  if (!docs.empty()) printJsonDocuments(docs);
+  if (docs.empty()) return code;
+  if (ctx.inv.output == OutputFormat::kYaml) {
+    for (size_t i = 0; i < docs.size(); ++i) printOut((i > 0 ? "---\n" : "") + jsonToYaml(docs[i]));
+  } else {
+    printJsonDocuments(docs);
+  }
   return code;
 }
 
@@ -870,6 +880,21 @@ int cmdVersion(Context& ctx) {
   return kExitOk;
 }
 
+// The table's layout: on a terminal it fits the width and colours states (unless NO_COLOR is set
+// and not empty, no-color.org); piped, nothing is cut or coloured.
+TableStyle tableStyle(const Invocation& inv) {
+  TableStyle style;
+  style.wide = inv.output == OutputFormat::kWide;
+  style.no_trunc = inv.no_trunc;
+  if (isatty(STDOUT_FILENO) == 1) {
+    winsize ws{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) style.columns = ws.ws_col;
+    const char* no_color = realGetenv("NO_COLOR");
+    style.colour = no_color == nullptr || no_color[0] == '\0';
+  }
+  return style;
+}
+
 int cmdList(Context& ctx) {
   auto client = connect(ctx);
   if (!client) return ctx.failure_code;
@@ -896,10 +921,14 @@ int cmdList(Context& ctx) {
     printJson(r->body);
     return kExitOk;
   }
+  if (ctx.inv.output == OutputFormat::kYaml) {
+    printOut(jsonToYaml(r->body));
+    return kExitOk;
+  }
   auto o = r->object();
   auto jobs = o ? o->getArray("jobs") : nullptr;
   if (!jobs) return fail(client->server().text + " sent a job list without 'jobs'", kExitFailure);
-  if (ctx.inv.quiet) {
+  if (ctx.inv.quiet || ctx.inv.output == OutputFormat::kName) {
     std::string ids;
     for (size_t i = 0; i < jobs->size(); ++i) {
       auto job = jobs->getObject(static_cast<unsigned>(i));
@@ -908,7 +937,7 @@ int cmdList(Context& ctx) {
     printOut(ids);
     return kExitOk;
   }
-  printOut(formatJobTable(jobs, Poco::Timestamp()));
+  printOut(formatJobTable(jobs, Poco::Timestamp(), tableStyle(ctx.inv)));
   return kExitOk;
 }
 

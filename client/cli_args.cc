@@ -94,7 +94,7 @@ const FlagChoices kFlagChoices[] = {
     {"state", {"running", "exited", "killed", "failed"}, "running, exited, killed or failed"},
     {"stream", {"stdout", "stderr"}, "stdout or stderr"},
     {"network", {"none", "host"}, "none or host"},
-    {"output", {"human", "json"}, "human or json"},
+    {"output", {"human", "json", "yaml", "wide", "name"}, "human, json, yaml, wide or name"},
 };
 
 const FlagChoices* choicesOf(std::string_view flag) {
@@ -125,7 +125,10 @@ void addGlobalOptions(OptionSet& set) {
                        "PEM file with the CA that signed the server certificate "
                        "(env JOBWORKER_CA_FILE)")
                     .argument("PEM"));
-  set.addOption(Option("output", "o", "output format: human (default) or json").argument("FORMAT"));
+  set.addOption(Option("output", "o",
+                       "output format: human (default) or json; for list and status also yaml, "
+                       "wide, name")
+                    .argument("FORMAT"));
   set.addOption(
       Option("context", "", "use this context (env JOBWORKER_CONTEXT; see 'jobworker context')")
           .argument("NAME"));
@@ -192,6 +195,7 @@ OptionSet commandOptions(Command cmd) {
                         .repeatable(true));
       set.addOption(Option("owner", "", "only jobs of this user (admin, viewer)").argument("USER"));
       set.addOption(Option("limit", "", "only the newest N jobs").argument("N"));
+      set.addOption(Option("no-trunc", "", "never shorten ids or commands"));
       break;
     case Command::kWait:
       set.addOption(Option("timeout", "", "give up after this long (exit 1)").argument("DUR"));
@@ -277,6 +281,7 @@ bool* switchFor(Invocation& inv, const std::string& name) {
   if (name == "password-stdin") return &inv.password_stdin;
   if (name == "all") return &inv.all;
   if (name == "quiet") return &inv.quiet;
+  if (name == "no-trunc") return &inv.no_trunc;
   if (name == "follow") return &inv.follow;
   if (name == "separate-stderr") return &inv.spec.separate_stderr;
   return nullptr;
@@ -303,14 +308,17 @@ Usage setChoice(std::optional<std::string>& field, const std::string& name,
 }
 
 Usage setOutput(Invocation& inv, const std::string& value) {
-  if (value == "json") {
-    inv.output = OutputFormat::kJson;
-  } else if (value == "human" || value == "text") {
-    inv.output = OutputFormat::kHuman;
-  } else {
-    return "bad --output '" + value + "': use human or json";
+  static const std::pair<std::string_view, OutputFormat> kFormats[] = {
+      {"human", OutputFormat::kHuman}, {"text", OutputFormat::kHuman},
+      {"json", OutputFormat::kJson},   {"yaml", OutputFormat::kYaml},
+      {"wide", OutputFormat::kWide},   {"name", OutputFormat::kName}};
+  for (const auto& [name, format] : kFormats) {
+    if (value == name) {
+      inv.output = format;
+      return std::nullopt;
+    }
   }
-  return std::nullopt;
+  return "bad --output '" + value + "': use " + choicesOf("output")->hint;
 }
 
 // --grace and --timeout.

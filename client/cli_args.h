@@ -33,7 +33,9 @@ enum class Command {
   kCompletion,
   kContext
 };
-enum class OutputFormat { kHuman, kJson };
+// human: tables and blocks; json: the server's JSON; yaml: the same as YAML; wide: tables with
+// more columns; name: job ids only (the last three for list and status).
+enum class OutputFormat { kHuman, kJson, kYaml, kWide, kName };
 
 struct IoLimitArg {
   std::optional<uint64_t> read_bps, write_bps, read_iops, write_iops;
@@ -72,6 +74,7 @@ struct Invocation {
   // list
   bool all = false;
   bool quiet = false;
+  bool no_trunc = false;
   std::optional<std::string> state;
   std::vector<std::string> label_filter;  // list -l K=V (repeatable)
   std::optional<std::string> owner;

@@ -273,6 +273,17 @@ TEST_F(Everyday, ListFiltersOnLabelsOwnerStateAndSince) {
   EXPECT_EQ(q.out, db2 + "\n" + db1 + "\n");
   CmdResult o = cli({"list", "-q", "--owner", "bob", "-l", "suite=filters"});
   EXPECT_EQ(o.out, db2 + "\n") << o.err;
+  // Output formats: name, yaml, wide; piped output is never cut nor coloured.
+  EXPECT_EQ(cli({"list", "-o", "name", "-l", "suite=filters", "-l", "tier=db"}).out, db1 + "\n");
+  CmdResult yaml = cli({"status", "-o", "yaml", db1});
+  EXPECT_EQ(yaml.out.rfind("command:\n  - \"true\"\n", 0), 0u) << yaml.out;
+  EXPECT_NE(yaml.out.find("\nid: \"" + db1 + "\"\n"), std::string::npos) << yaml.out;
+  EXPECT_NE(yaml.out.find("\nlabels:\n  suite: \"filters\"\n  tier: \"db\"\n"), std::string::npos)
+      << yaml.out;
+  CmdResult wide = cli({"list", "-o", "wide", "--no-trunc", "-l", "suite=filters"});
+  EXPECT_NE(wide.out.find(db1 + "   admin   exited 0"), std::string::npos) << wide.out;
+  EXPECT_NE(wide.out.find("suite=filters,tier=db"), std::string::npos) << wide.out;
+  EXPECT_EQ(wide.out.find("\x1b["), std::string::npos) << wide.out;
   // Malformed filters are 400.
   for (const char* bad :
        {"label=tier", "label=a=b,,c=d", "owner=Not%20A%20User", "state=zombie", "since=yesterday",

@@ -182,9 +182,12 @@ TEST(CliArgs, GlobalFlagsBeforeOrAfterTheCommand) {
   ASSERT_FALSE(after.usage_error);
   EXPECT_EQ(after.inv.ca_file, "/x.pem");
   EXPECT_EQ(after.inv.output, OutputFormat::kJson);
-  auto bad = parse({"list", "--output", "yaml"});
+  EXPECT_EQ(parse({"list", "-o", "yaml"}).inv.output, OutputFormat::kYaml);
+  EXPECT_EQ(parse({"list", "-owide"}).inv.output, OutputFormat::kWide);
+  EXPECT_EQ(parse({"status", "-o", "name", "x"}).inv.output, OutputFormat::kName);
+  auto bad = parse({"list", "--output", "xml"});
   ASSERT_TRUE(bad.usage_error);
-  EXPECT_NE(bad.usage_error->find("use human or json"), std::string::npos);
+  EXPECT_NE(bad.usage_error->find("use human, json, yaml, wide or name"), std::string::npos);
 }
 
 TEST(CliArgs, HelpAndVersion) {
@@ -383,6 +386,56 @@ TEST(Format, HumanOutput) {
   EXPECT_NE(table.find("3f2a1b2c   alice   killed (SIGKILL)   1m ago    sh -c 'exit 3'"),
             std::string::npos)
       << table;
+  // Piped: nothing cut, even a long command; on a narrow terminal the command is cut to fit,
+  // and --no-trunc shows full ids and the whole command; wide adds NAME and LABELS.
+  Poco::JSON::Array::Ptr long_jobs = new Poco::JSON::Array;
+  Poco::JSON::Parser p;
+  auto cmd =
+      p.parse(R"(["echo",")" + std::string(100, 'x') + R"("])").extract<Poco::JSON::Array::Ptr>();
+  job->set("command", cmd);
+  job->set("name", "web");
+  Poco::JSON::Object::Ptr labels = new Poco::JSON::Object;
+  labels->set("tier", "fe");
+  job->set("labels", labels);
+  long_jobs->add(job);
+  std::string piped = formatJobTable(long_jobs, now);
+  EXPECT_NE(piped.find(std::string(100, 'x')), std::string::npos) << piped;
+  TableStyle narrow;
+  narrow.columns = 80;
+  std::string tty = formatJobTable(long_jobs, now, narrow);
+  size_t second = tty.find('\n') + 1;
+  EXPECT_EQ(tty.find('\n', second) - second, 80u) << tty;
+  EXPECT_NE(tty.find("xxx...\n"), std::string::npos) << tty;
+  narrow.no_trunc = true;
+  std::string full = formatJobTable(long_jobs, now, narrow);
+  EXPECT_NE(full.find("3f2a1b2c-0000-4000-8000-000000000001"), std::string::npos) << full;
+  EXPECT_NE(full.find(std::string(100, 'x')), std::string::npos) << full;
+  TableStyle wide;
+  wide.wide = true;
+  wide.colour = true;
+  std::string w = formatJobTable(long_jobs, now, wide);
+  EXPECT_EQ(w.substr(0, w.find('\n')),
+            "ID         OWNER   STATE              CREATED   NAME   LABELS    COMMAND");
+  EXPECT_NE(w.find("\x1b[31mkilled (SIGKILL)\x1b[0m   1m ago    web    tier=fe   echo"),
+            std::string::npos)
+      << w;
+}
+
+TEST(OutputFormat, JsonToYaml) {
+  EXPECT_EQ(
+      jsonToYaml(
+          R"({"jobs":[{"id":"a","labels":{},"n":1,"ok":true,"e":null,"c":["x","y z"]}],"next":null})"),
+      "jobs:\n"
+      "  -\n"
+      "    c:\n"
+      "      - \"x\"\n"
+      "      - \"y z\"\n"
+      "    e: null\n"
+      "    id: \"a\"\n"
+      "    labels: {}\n"
+      "    n: 1\n"
+      "    ok: true\n"
+      "next: null\n");
 }
 
 // ---- config file ------------------------------------------------------------------------------
