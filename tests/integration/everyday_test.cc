@@ -384,6 +384,30 @@ TEST_F(Everyday, VersionNamesTheServerBuildAndItsFeatures) {
       << v.out;
 }
 
+// ---- admin verbs -------------------------------------------------------------------------------
+
+TEST_F(Everyday, AdminUserSetChangesTheRoleAndKeepsThePassword) {
+  daemon_->addUser("carol", "user", "carol-password-1");
+  std::string carol = login(d(), "carol", "carol-password-1");
+  EXPECT_EQ(https(d(), "POST", "/v1/jobs", R"({"command":["true"]})", carol).status, 201);
+  CmdResult set = run({binary("jobworker-admin"), "user", "set", "--users-file", d().usersFile(),
+                       "carol", "--role", "viewer"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  EXPECT_NE(set.out.find("user carol now has role viewer"), std::string::npos) << set.out;
+  daemon_->reload();
+  EXPECT_EQ(jsonField(https(d(), "GET", "/v1/whoami", "", carol).body, "role"), "viewer");
+  EXPECT_EQ(https(d(), "POST", "/v1/jobs", R"({"command":["true"]})", carol).status, 403);
+  login(d(), "carol", "carol-password-1");  // the same password still works
+  EXPECT_EQ(
+      run({binary("jobworker-admin"), "user", "set", "--users-file", d().usersFile(), "carol"})
+          .exit_code,
+      2);  // nothing to set
+  EXPECT_EQ(run({binary("jobworker-admin"), "user", "set", "--users-file", d().usersFile(),
+                 "nosuch", "--role", "user"})
+                .exit_code,
+            1);
+}
+
 // ---- contexts ----------------------------------------------------------------------------------
 
 TEST_F(Everyday, ContextsSwitchBetweenTwoDaemonsEachWithItsOwnToken) {
