@@ -7,11 +7,14 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +23,7 @@
 #include <thread>
 
 #include "client/api_client.h"
+#include "client/completion.h"
 #include "client/job_ref.h"
 #include "client/output_format.h"
 #include "jw_build_config.h"
@@ -171,18 +175,49 @@ bool sameServer(const std::string& a, const std::string& b) {
 struct Context {
   Invocation inv;
   int failure_code = kExitFailure;
-  std::string config_path;
+  std::string config_dir;    // $XDG_CONFIG_HOME/jobworker
+  std::string context_name;  // the context this command uses
+  std::string config_path;   // its file
   std::optional<CliConfig> config;
 };
 
-// Loads the config file (missing is fine; unsafe permissions are not).
-std::optional<std::string> loadContextConfig(Context& ctx) {
+// The directory of the CLI's files, with an old single-server config.json migrated into the
+// context "default" on first use.
+std::optional<std::string> loadConfigDir(Context& ctx) {
   auto path = configPath(realGetenv);
   if (!path) return path.error().message;
-  ctx.config_path = path.value();
+  ctx.config_dir = path.value().substr(0, path.value().rfind('/'));
+  auto migrated = migrateLegacyConfig(ctx.config_dir);
+  if (!migrated) return migrated.error().message;
+  if (migrated.value()) {
+    printError("note: moved " + path.value() + " to the context '" + kDefaultContext +
+               "' (jobworker context list)");
+  }
+  return std::nullopt;
+}
+
+// Loads the context's file (missing is fine for login; unsafe permissions never are): --context,
+// else JOBWORKER_CONTEXT, else the current context, else "default".
+std::optional<std::string> loadContextConfig(Context& ctx) {
+  if (auto err = loadConfigDir(ctx)) return err;
+  const char* env = realGetenv("JOBWORKER_CONTEXT");
+  std::string name = ctx.inv.context.value_or(env != nullptr ? env : "");
+  const bool named = !name.empty();
+  if (!named) {
+    auto current = currentContext(ctx.config_dir);
+    if (!current) return current.error().message;
+    name = current.value().empty() ? kDefaultContext : current.value();
+  }
+  if (!validContextName(name)) return "bad context name '" + name + "'";
+  ctx.context_name = name;
+  ctx.config_path = contextFile(ctx.config_dir, name);
   auto cfg = loadConfig(ctx.config_path);
   if (!cfg) return cfg.error().message;
   ctx.config = cfg.value();
+  if (named && !ctx.config && ctx.inv.command != Command::kLogin) {
+    return "no context '" + name + "': add it with 'jobworker context add " + name +
+           " --server URL'";
+  }
   return std::nullopt;
 }
 
@@ -230,6 +265,36 @@ std::optional<JobTarget> connectToJob(Context& ctx) {
     return std::nullopt;
   }
   return JobTarget{std::move(client.value()), id.value()};
+}
+
+// For stop, status, wait and rm: the client and the ids of every ID argument, all resolved before
+// anything is done, so a mistyped one fails before the others are touched.
+struct JobTargets {
+  ApiClient client;
+  std::vector<std::string> ids;
+};
+
+std::optional<JobTargets> connectToJobs(Context& ctx) {
+  auto client = connect(ctx);
+  if (!client) return std::nullopt;
+  JobTargets t{std::move(client.value()), {}};
+  for (const auto& ref : ctx.inv.jobs) {
+    auto id = resolveJobId(t.client, ref);
+    if (!id) {
+      printError(id.error().message);
+      return std::nullopt;
+    }
+    t.ids.push_back(id.value());
+  }
+  return t;
+}
+
+// Several JSON documents of one command as one: {"jobs":[...]}; one stays itself.
+void printJsonDocuments(const std::vector<std::string>& docs) {
+  if (docs.size() == 1) return printJson(docs[0]);
+  std::string out = "{\"jobs\":[";
+  for (size_t i = 0; i < docs.size(); ++i) out += (i ? "," : "") + docs[i];
+  printJson(out + "]}");
 }
 
 // The response when it arrived with one of the `ok` statuses; otherwise prints why not (`what`
@@ -361,6 +426,9 @@ int cmdLogin(Context& ctx) {
   Status saved = saveConfig(ctx.config_path, cfg);
   if (!saved) {
     return fail("logged in, but cannot store the session: " + saved.error().message, kExitFailure);
+  }
+  if (auto current = currentContext(ctx.config_dir); current && current.value().empty()) {
+    (void)setCurrentContext(ctx.config_dir, ctx.context_name);  // the first context becomes it
   }
   printLoggedIn(inv, cfg);
   if (realGetenv("JOBWORKER_TOKEN") != nullptr) {
@@ -584,7 +652,9 @@ std::optional<ClientError> streamRunOutput(const Context& ctx, const ApiClient& 
 // What `run` exits with once the output has ended: the job's status, with a note on stderr when
 // it was killed for memory or stopped by its timeout.
 int runExitStatus(const ApiClient& client, const std::string& id) {
-  auto st = client.request("GET", "/v1/jobs/" + id);
+  // The follow stream ended with the job; the long poll answers with the final status at once
+  // (and would wait, should the job still be publishing it).
+  auto st = client.request("GET", "/v1/jobs/" + id + "/wait?timeout_s=60");
   if (!st) return fail(st.error().message, kExitRunFailure);
   if (st->status != 200 || !st->object()) {
     return fail(httpError(st.value(), "job " + shortId(id), client.server()).message,
@@ -629,53 +699,221 @@ int cmdRun(Context& ctx) {
 }
 
 int cmdStop(Context& ctx) {
-  auto job = connectToJob(ctx);
-  if (!job) return ctx.failure_code;
+  auto jobs = connectToJobs(ctx);
+  if (!jobs) return ctx.failure_code;
   Poco::JSON::Object::Ptr body;
   if (ctx.inv.grace_ms) {
     body = new Poco::JSON::Object;
     setSeconds(*body, "grace_s", *ctx.inv.grace_ms);
   }
-  auto r = job->client.request("POST", "/v1/jobs/" + job->id + "/stop", body);
-  if (r && r->status == 409) {
-    return fail("job " + shortId(job->id) + " has already finished: nothing to stop", kExitFailure);
+  int code = kExitOk;
+  std::vector<std::string> docs;
+  for (const auto& id : jobs->ids) {
+    auto r = jobs->client.request("POST", "/v1/jobs/" + id + "/stop", body);
+    if (r && r->status == 409) {
+      code = fail("job " + shortId(id) + " has already finished: nothing to stop", kExitFailure);
+      continue;
+    }
+    auto stopped = expectStatus(jobs->client, std::move(r), {202, 200}, "job " + id);
+    if (!stopped) {
+      code = kExitFailure;
+      continue;
+    }
+    if (ctx.inv.output == OutputFormat::kJson) {
+      docs.push_back(stopped->body);
+    } else {
+      printOut(id + "\n");
+    }
   }
-  auto stopped = expectStatus(job->client, std::move(r), {202, 200}, "job " + job->id);
-  if (!stopped) return kExitFailure;
-  if (ctx.inv.output == OutputFormat::kJson) {
-    printJson(stopped->body);
-  } else {
-    printOut(job->id + "\n");
-  }
-  return kExitOk;
+  if (!docs.empty()) printJsonDocuments(docs);
+  return code;
 }
 
 int cmdStatus(Context& ctx) {
-  auto job = connectToJob(ctx);
-  if (!job) return ctx.failure_code;
-  auto r = expectStatus(job->client, job->client.request("GET", "/v1/jobs/" + job->id), {200},
-                        "job " + job->id);
-  if (!r) return kExitFailure;
-  if (ctx.inv.output == OutputFormat::kJson) {
-    printJson(r->body);
-    return kExitOk;
+  auto jobs = connectToJobs(ctx);
+  if (!jobs) return ctx.failure_code;
+  int code = kExitOk;
+  std::vector<std::string> docs;
+  for (size_t i = 0; i < jobs->ids.size(); ++i) {
+    const std::string& id = jobs->ids[i];
+    auto r = expectStatus(jobs->client, jobs->client.request("GET", "/v1/jobs/" + id), {200},
+                          "job " + id);
+    if (!r) {
+      code = kExitFailure;
+      continue;
+    }
+    if (ctx.inv.output == OutputFormat::kJson || ctx.inv.output == OutputFormat::kYaml) {
+      docs.push_back(r->body);
+      continue;
+    }
+    if (ctx.inv.output == OutputFormat::kName) {
+      printOut(id + "\n");
+      continue;
+    }
+    auto o = r->object();
+    if (!o) {
+      code = fail(jobs->client.server().text + " sent an unexpected job status", kExitFailure);
+      continue;
+    }
+    printOut((i > 0 ? "\n" : "") + formatStatus(o, Poco::Timestamp()));
   }
+  if (docs.empty()) return code;
+  if (ctx.inv.output == OutputFormat::kYaml) {
+    for (size_t i = 0; i < docs.size(); ++i) printOut((i > 0 ? "---\n" : "") + jsonToYaml(docs[i]));
+  } else {
+    printJsonDocuments(docs);
+  }
+  return code;
+}
+
+// One job's final status through the long poll: asks again every minute until the job ended or
+// the deadline (steady clock ms, 0: none) passed. Null after printing why.
+Poco::JSON::Object::Ptr waitForEnd(const ApiClient& client, const std::string& id,
+                                   uint64_t deadline_ms, std::string* body) {
+  using Clock = std::chrono::steady_clock;
+  auto now_ms = [] {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+            .count());
+  };
+  for (;;) {
+    uint64_t wait_ms = 60'000;
+    if (deadline_ms != 0)
+      wait_ms = deadline_ms > now_ms() ? std::min(wait_ms, deadline_ms - now_ms()) : 0;
+    std::string q = std::to_string(wait_ms / 1000) + "." + std::to_string(wait_ms % 1000 / 100);
+    auto r = expectStatus(client, client.request("GET", "/v1/jobs/" + id + "/wait?timeout_s=" + q),
+                          {200}, "job " + id);
+    if (!r) return nullptr;
+    auto o = r->object();
+    if (!o) {
+      printError(client.server().text + " sent an unexpected job status");
+      return nullptr;
+    }
+    if (o->optValue<std::string>("state", "running") != "running") {
+      *body = r->body;
+      return o;
+    }
+    if (deadline_ms != 0 && now_ms() >= deadline_ms) {
+      printError("job " + shortId(id) + " is still running after --timeout");
+      return nullptr;
+    }
+  }
+}
+
+int cmdWait(Context& ctx) {
+  auto jobs = connectToJobs(ctx);
+  if (!jobs) return ctx.failure_code;
+  uint64_t deadline = 0;
+  if (ctx.inv.wait_timeout_ms) {
+    deadline = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now().time_since_epoch())
+                                         .count()) +
+               *ctx.inv.wait_timeout_ms;
+  }
+  std::optional<int> first;
+  std::vector<std::string> docs;
+  bool failed = false;
+  for (const auto& id : jobs->ids) {
+    std::string body;
+    auto o = waitForEnd(jobs->client, id, deadline, &body);
+    if (!o) {
+      failed = true;
+      if (!first) first = kExitFailure;
+      continue;
+    }
+    int code = jobExitStatus(o);
+    if (!first) first = code;
+    if (ctx.inv.output == OutputFormat::kJson) {
+      docs.push_back(body);
+    } else {
+      printOut(std::to_string(code) + "\n");
+    }
+  }
+  if (!docs.empty()) printJsonDocuments(docs);
+  return failed && first == kExitFailure ? kExitFailure : first.value_or(kExitFailure);
+}
+
+int cmdRm(Context& ctx) {
+  auto jobs = connectToJobs(ctx);
+  if (!jobs) return ctx.failure_code;
+  int code = kExitOk;
+  for (const auto& id : jobs->ids) {
+    auto r = jobs->client.request("DELETE", "/v1/jobs/" + id);
+    if (r && r->status == 409) {
+      code = fail("job " + shortId(id) + " is still running: stop it first ('jobworker stop " +
+                      shortId(id) + "')",
+                  kExitFailure);
+      continue;
+    }
+    if (!expectStatus(jobs->client, std::move(r), {204}, "job " + id)) {
+      code = kExitFailure;
+      continue;
+    }
+    if (ctx.inv.output != OutputFormat::kJson) printOut(id + "\n");
+  }
+  return code;
+}
+
+int cmdVersion(Context& ctx) {
+  const std::string mine = std::string("jobworker ") + JW_VERSION;
+  auto client = connect(ctx);
+  if (!client) {
+    printOut("client: " + mine + "\n");
+    return kExitFailure;
+  }
+  auto r = expectStatus(*client, client->request("GET", "/v1/version"), {200}, "");
+  if (ctx.inv.output == OutputFormat::kJson) {
+    printJson("{\"client\":{\"version\":\"" + std::string(JW_VERSION) +
+              "\"},\"server\":" + (r ? r->body : std::string("null")) + "}");
+    return r ? kExitOk : kExitFailure;
+  }
+  printOut("client: " + mine + "\n");
+  if (!r) return kExitFailure;
   auto o = r->object();
-  if (!o) return fail(job->client.server().text + " sent an unexpected job status", kExitFailure);
-  printOut(formatStatus(o, Poco::Timestamp()));
+  if (!o) return fail(client->server().text + " sent an unexpected version answer", kExitFailure);
+  std::string features;
+  if (auto f = o->getArray("features")) {
+    for (size_t i = 0; i < f->size(); ++i)
+      features += (i ? " " : "") + f->getElement<std::string>(static_cast<unsigned>(i));
+  }
+  printOut("server: jobworkerd " + o->optValue<std::string>("version", "?") + " at " +
+           client->server().text + " (API " + o->optValue<std::string>("api_version", "?") +
+           ", cgroups " + o->optValue<std::string>("cgroup_backend", "?") +
+           ")\nfeatures: " + features + "\n");
   return kExitOk;
+}
+
+// The table's layout: on a terminal it fits the width and colours states (unless NO_COLOR is set
+// and not empty, no-color.org); piped, nothing is cut or coloured.
+TableStyle tableStyle(const Invocation& inv) {
+  TableStyle style;
+  style.wide = inv.output == OutputFormat::kWide;
+  style.no_trunc = inv.no_trunc;
+  if (isatty(STDOUT_FILENO) == 1) {
+    winsize ws{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) style.columns = ws.ws_col;
+    const char* no_color = realGetenv("NO_COLOR");
+    style.colour = no_color == nullptr || no_color[0] == '\0';
+  }
+  return style;
 }
 
 int cmdList(Context& ctx) {
   auto client = connect(ctx);
   if (!client) return ctx.failure_code;
   std::string path = "/v1/jobs";
-  std::string sep = "?";
-  if (ctx.inv.all) {
-    path += sep + "all=true";
-    sep = "&";
+  auto add = [&path](const std::string& k, const std::string& v) {
+    path += (path.find('?') == std::string::npos ? "?" : "&") + k + "=" + urlEncode(v);
+  };
+  if (ctx.inv.all) add("all", "true");
+  if (ctx.inv.state) add("state", *ctx.inv.state);
+  if (ctx.inv.owner) add("owner", *ctx.inv.owner);
+  if (ctx.inv.limit) add("limit", std::to_string(*ctx.inv.limit));
+  if (!ctx.inv.label_filter.empty()) {
+    std::string labels;
+    for (const auto& l : ctx.inv.label_filter) labels += (labels.empty() ? "" : ",") + l;
+    add("label", labels);
   }
-  if (ctx.inv.state) path += sep + "state=" + urlEncode(*ctx.inv.state);
   auto answer = client->request("GET", path);
   if (answer && answer->status == 403 && ctx.inv.all) {
     return fail("your role may not list every job: drop --all to list your own", kExitFailure);
@@ -686,10 +924,14 @@ int cmdList(Context& ctx) {
     printJson(r->body);
     return kExitOk;
   }
+  if (ctx.inv.output == OutputFormat::kYaml) {
+    printOut(jsonToYaml(r->body));
+    return kExitOk;
+  }
   auto o = r->object();
   auto jobs = o ? o->getArray("jobs") : nullptr;
   if (!jobs) return fail(client->server().text + " sent a job list without 'jobs'", kExitFailure);
-  if (ctx.inv.quiet) {
+  if (ctx.inv.quiet || ctx.inv.output == OutputFormat::kName) {
     std::string ids;
     for (size_t i = 0; i < jobs->size(); ++i) {
       auto job = jobs->getObject(static_cast<unsigned>(i));
@@ -698,7 +940,7 @@ int cmdList(Context& ctx) {
     printOut(ids);
     return kExitOk;
   }
-  printOut(formatJobTable(jobs, Poco::Timestamp()));
+  printOut(formatJobTable(jobs, Poco::Timestamp(), tableStyle(ctx.inv)));
   return kExitOk;
 }
 
@@ -720,27 +962,136 @@ int cmdLogs(Context& ctx) {
   return kExitOk;
 }
 
+// context add NAME --server URL [--ca-file PEM]
+int contextAdd(Context& ctx) {
+  const Invocation& inv = ctx.inv;
+  if (!validContextName(inv.context_name)) {
+    return fail("bad context name '" + inv.context_name + "': use [A-Za-z0-9][A-Za-z0-9_.-]{0,62}",
+                kExitUsage);
+  }
+  if (!inv.server) return fail("context add needs --server URL", kExitUsage);
+  auto url = parseServerUrl(*inv.server);
+  if (!url) return fail(url.error().message, kExitUsage);
+  const std::string path = contextFile(ctx.config_dir, inv.context_name);
+  auto existing = loadConfig(path);
+  if (!existing) return fail(existing.error().message, kExitFailure);
+  if (existing.value()) {
+    return fail("context '" + inv.context_name + "' exists (" + existing.value()->server + ")",
+                kExitFailure);
+  }
+  CliConfig cfg;
+  cfg.server = url->text;
+  if (inv.ca_file) {
+    char resolved[PATH_MAX];
+    if (realpath(inv.ca_file->c_str(), resolved) == nullptr) {
+      return fail(
+          "cannot read CA file " + *inv.ca_file + ": " + std::strerror(errno) + ": check --ca-file",
+          kExitFailure);
+    }
+    cfg.ca_file = resolved;
+  }
+  Status saved = saveConfig(path, cfg);
+  if (!saved) return fail(saved.error().message, kExitFailure);
+  if (auto current = currentContext(ctx.config_dir); current && current.value().empty()) {
+    (void)setCurrentContext(ctx.config_dir, inv.context_name);
+  }
+  printOut("added context " + inv.context_name + " (" + cfg.server +
+           "): log in with 'jobworker login --context " + inv.context_name + "'\n");
+  return kExitOk;
+}
+
+int contextList(Context& ctx) {
+  auto names = listContexts(ctx.config_dir);
+  if (!names) return fail(names.error().message, kExitFailure);
+  auto current = currentContext(ctx.config_dir);
+  if (!current) return fail(current.error().message, kExitFailure);
+  Poco::JSON::Array::Ptr list = new Poco::JSON::Array;
+  std::string table = "CURRENT  NAME                 SERVER                              USER\n";
+  for (const auto& n : names.value()) {
+    auto cfg = loadConfig(contextFile(ctx.config_dir, n));
+    if (!cfg) return fail(cfg.error().message, kExitFailure);
+    CliConfig c = cfg.value().value_or(CliConfig{});
+    std::string user = c.token.empty() ? "(not logged in)" : c.user;
+    Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    o->set("name", n);
+    o->set("server", c.server);
+    o->set("user", c.token.empty() ? "" : c.user);
+    o->set("current", n == current.value());
+    list->add(o);
+    auto pad = [](std::string s, size_t w) {
+      return s.size() >= w ? s + " " : s.append(w - s.size(), ' ');
+    };
+    table += pad(n == current.value() ? "*" : "", 9) + pad(n, 21) + pad(c.server, 36) + user + "\n";
+  }
+  if (ctx.inv.output == OutputFormat::kJson) {
+    std::ostringstream os;
+    Poco::JSON::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
+    o.set("current", current.value());
+    o.set("contexts", list);
+    o.stringify(os);
+    printJson(os.str());
+  } else {
+    printOut(table);
+  }
+  return kExitOk;
+}
+
+int cmdContext(Context& ctx) {
+  if (auto err = loadConfigDir(ctx)) return fail(*err, kExitFailure);
+  if (ctx.inv.context_action == "add") return contextAdd(ctx);
+  if (ctx.inv.context_action == "list") return contextList(ctx);
+  const std::string& name = ctx.inv.context_name;
+  auto cfg = validContextName(name) ? loadConfig(contextFile(ctx.config_dir, name))
+                                    : Result<std::optional<CliConfig>>(Error{"bad context name"});
+  if (!cfg || !cfg.value()) {
+    return fail("no context '" + name + "': see 'jobworker context list'", kExitFailure);
+  }
+  Status set = setCurrentContext(ctx.config_dir, name);
+  if (!set) return fail(set.error().message, kExitFailure);
+  printOut("using context " + name + " (" + cfg.value()->server + ")\n");
+  return kExitOk;
+}
+
+int cmdCompletion(Context& ctx) {
+  auto script = completionScript(ctx.inv.shell);
+  if (!script) return fail("no completion for shell '" + ctx.inv.shell + "'", kExitUsage);
+  printOut(*script);
+  return kExitOk;
+}
+
 struct CommandHandler {
   Command command;
   int (*run)(Context&);
 };
 
 constexpr CommandHandler kHandlers[] = {
-    {Command::kLogin, cmdLogin},   {Command::kLogout, cmdLogout}, {Command::kWhoami, cmdWhoami},
-    {Command::kStart, cmdStart},   {Command::kRun, cmdRun},       {Command::kStop, cmdStop},
-    {Command::kStatus, cmdStatus}, {Command::kList, cmdList},     {Command::kLogs, cmdLogs},
+    {Command::kLogin, cmdLogin},
+    {Command::kLogout, cmdLogout},
+    {Command::kWhoami, cmdWhoami},
+    {Command::kStart, cmdStart},
+    {Command::kRun, cmdRun},
+    {Command::kStop, cmdStop},
+    {Command::kStatus, cmdStatus},
+    {Command::kList, cmdList},
+    {Command::kLogs, cmdLogs},
+    {Command::kWait, cmdWait},
+    {Command::kRm, cmdRm},
+    {Command::kVersion, cmdVersion},
+    {Command::kCompletion, cmdCompletion},
+    {Command::kContext, cmdContext},
 };
 
-// Every command from kLogin to kLogs has exactly one handler (kNone and kHelp are answered with
-// help texts before dispatch).
+// Every command from kLogin to kContext has exactly one handler (kNone and kHelp are answered
+// with help texts before dispatch).
 constexpr bool everyHandlerOnce() {
-  for (int c = static_cast<int>(Command::kLogin); c <= static_cast<int>(Command::kLogs); ++c) {
+  for (int c = static_cast<int>(Command::kLogin); c <= static_cast<int>(Command::kCompletion);
+       ++c) {
     int n = 0;
     for (const auto& h : kHandlers) n += static_cast<int>(h.command) == c ? 1 : 0;
     if (n != 1) return false;
   }
   return std::size(kHandlers) ==
-         static_cast<size_t>(Command::kLogs) - static_cast<size_t>(Command::kLogin) + 1;
+         static_cast<size_t>(Command::kContext) - static_cast<size_t>(Command::kLogin) + 1;
 }
 static_assert(everyHandlerOnce(), "each CLI command needs exactly one handler in kHandlers");
 

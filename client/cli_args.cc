@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "common/config.h"
+#include "common/names.h"
 
 namespace jw::client {
 namespace {
@@ -31,7 +32,7 @@ struct CommandInfo {
 constexpr CommandInfo kCommands[] = {
     {Command::kLogin, "login", "", "log in and store a session token",
      "Logs in to a jobworker server and stores the server URL, the CA file path and the session\n"
-     "token in $XDG_CONFIG_HOME/jobworker/config.json (mode 0600). Prompts for the user name and\n"
+     "token in the context file (contexts/NAME.json, mode 0600). Prompts for the user name and\n"
      "password on the terminal unless --user and --password-stdin are given.\n"},
     {Command::kLogout, "logout", "", "revoke the session and forget the token",
      "Revokes the session on the server and removes the token from the config file.\n"},
@@ -49,13 +50,14 @@ constexpr CommandInfo kCommands[] = {
      "after\n"
      "the grace period) while the output keeps streaming; a second Ctrl-C detaches (exit 130) and\n"
      "prints how to reattach. Standard input is not forwarded.\n"},
-    {Command::kStop, "stop", "ID", "stop a job",
-     "Sends SIGTERM to the job's processes, then SIGKILL after the grace period (the server's\n"
-     "default unless --grace is given). Prints the job id.\n"},
-    {Command::kStatus, "status", "ID", "show a job's status",
-     "Shows state, exit code or signal, times, limits and resource usage of a job.\n"},
+    {Command::kStop, "stop", "ID...", "stop jobs",
+     "Sends SIGTERM to each job's processes, then SIGKILL after the grace period (the server's\n"
+     "default unless --grace is given). Prints each job id.\n"},
+    {Command::kStatus, "status", "ID...", "show jobs' status",
+     "Shows state, exit code or signal, times, limits and resource usage of each job.\n"},
     {Command::kList, "list", "", "list jobs",
-     "Lists your jobs, newest first (--all: every job your role may see).\n"},
+     "Lists your jobs, newest first (--all: every job your role may see), filtered by state,\n"
+     "labels and owner; --limit N shows the newest N.\n"},
     {Command::kLogs, "logs", "ID", "write a job's output to stdout",
      "Writes the job's output, byte for byte, from the first byte to stdout. With --follow, keeps\n"
      "streaming until the job ends, then exits 0. A dropped connection is resumed at the last "
@@ -64,7 +66,46 @@ constexpr CommandInfo kCommands[] = {
      "N-th last line, --since at the first line written since then (10m, or "
      "2026-12-01T10:00:00Z);\n"
      "--timestamps prefixes each line with the time its first byte arrived (RFC 3339, ms, UTC).\n"},
+    {Command::kWait, "wait", "ID...", "wait for jobs to end, print their exit codes",
+     "Waits until every job has ended and prints each one's exit code (128+N when killed by\n"
+     "signal N), one per line, in the order given. Exits with the first job's code (docker\n"
+     "wait's convention); 1 when --timeout passes first or a job cannot be waited for.\n"},
+    {Command::kRm, "rm", "ID...", "delete finished jobs and their output",
+     "Removes each finished job and its stored output from the server. A running job is\n"
+     "refused: stop it first.\n"},
+    {Command::kVersion, "version", "", "print the client's and the server's version",
+     "Prints this client's version, then the server's version, API version, cgroup backend and\n"
+     "features (GET /v1/version; needs a login).\n"},
+    {Command::kCompletion, "completion", "bash|zsh|fish", "print a shell completion script",
+     "Prints the completion script for bash, zsh or fish, generated from this program's own\n"
+     "command table. `meson install` installs all three; to try one now:\n"
+     "  source <(jobworker completion bash)\n"},
+    {Command::kContext, "context", "add NAME | use NAME | list", "manage servers to talk to",
+     "A context is one server with its CA file and its own session token\n"
+     "($XDG_CONFIG_HOME/jobworker/contexts/NAME.json, mode 0600). `context add NAME --server URL\n"
+     "[--ca-file PEM]` adds one, `context use NAME` makes it the current one, `context list`\n"
+     "shows them. Any command takes --context NAME (or JOBWORKER_CONTEXT) to use another.\n"},
 };
+
+// Flags whose value is one of a fixed set: the parser checks against it, completion offers it.
+struct FlagChoices {
+  const char* flag;
+  std::vector<std::string_view> values;
+  const char* hint;
+};
+const FlagChoices kFlagChoices[] = {
+    {"state", {"running", "exited", "killed", "failed"}, "running, exited, killed or failed"},
+    {"stream", {"stdout", "stderr"}, "stdout or stderr"},
+    {"network", {"none", "host"}, "none or host"},
+    {"output", {"human", "json", "yaml", "wide", "name"}, "human, json, yaml, wide or name"},
+};
+
+const FlagChoices* choicesOf(std::string_view flag) {
+  for (const auto& c : kFlagChoices) {
+    if (flag == c.flag) return &c;
+  }
+  return nullptr;
+}
 
 const CommandInfo* findCommand(const std::string& name) {
   for (const auto& c : kCommands) {
@@ -87,7 +128,13 @@ void addGlobalOptions(OptionSet& set) {
                        "PEM file with the CA that signed the server certificate "
                        "(env JOBWORKER_CA_FILE)")
                     .argument("PEM"));
-  set.addOption(Option("output", "o", "output format: human (default) or json").argument("FORMAT"));
+  set.addOption(Option("output", "o",
+                       "output format: human (default) or json; for list and status also yaml, "
+                       "wide, name")
+                    .argument("FORMAT"));
+  set.addOption(
+      Option("context", "", "use this context (env JOBWORKER_CONTEXT; see 'jobworker context')")
+          .argument("NAME"));
   set.addOption(Option("help", "h", "show this help"));
 }
 
@@ -119,6 +166,11 @@ void addJobSpecOptions(OptionSet& set) {
                     .argument("DEV=N")
                     .repeatable(true));
   set.addOption(Option("network", "", "network access: none (default) or host").argument("MODE"));
+  set.addOption(
+      Option("name", "", "name the job (unique among your running jobs)").argument("NAME"));
+  set.addOption(Option("label", "l", "label the job with KEY=VALUE; repeatable")
+                    .argument("K=V")
+                    .repeatable(true));
 }
 
 OptionSet commandOptions(Command cmd) {
@@ -141,6 +193,15 @@ OptionSet commandOptions(Command cmd) {
       set.addOption(Option("state", "", "only jobs in this state: running, exited, killed, failed")
                         .argument("STATE"));
       set.addOption(Option("quiet", "q", "print only full job ids"));
+      set.addOption(Option("label", "l", "only jobs with this label KEY=VALUE; repeatable")
+                        .argument("K=V")
+                        .repeatable(true));
+      set.addOption(Option("owner", "", "only jobs of this user (admin, viewer)").argument("USER"));
+      set.addOption(Option("limit", "", "only the newest N jobs").argument("N"));
+      set.addOption(Option("no-trunc", "", "never shorten ids or commands"));
+      break;
+    case Command::kWait:
+      set.addOption(Option("timeout", "", "give up after this long (exit 1)").argument("DUR"));
       break;
     case Command::kLogs:
       set.addOption(Option("follow", "f", "keep streaming until the job ends"));
@@ -228,6 +289,7 @@ bool* switchFor(Invocation& inv, const std::string& name) {
   if (name == "password-stdin") return &inv.password_stdin;
   if (name == "all") return &inv.all;
   if (name == "quiet") return &inv.quiet;
+  if (name == "no-trunc") return &inv.no_trunc;
   if (name == "follow") return &inv.follow;
   if (name == "timestamps") return &inv.timestamps;
   if (name == "separate-stderr") return &inv.spec.separate_stderr;
@@ -240,11 +302,13 @@ std::optional<std::string>* textFor(Invocation& inv, const std::string& name) {
   if (name == "ca-file") return &inv.ca_file;
   if (name == "user") return &inv.user;
   if (name == "since") return &inv.since;
+  if (name == "owner") return &inv.owner;
+  if (name == "context") return &inv.context;
   return nullptr;
 }
 
 Usage setChoice(std::optional<std::string>& field, const std::string& name,
-                const std::string& value, std::initializer_list<std::string_view> allowed,
+                const std::string& value, const std::vector<std::string_view>& allowed,
                 const char* hint) {
   if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) {
     return "bad --" + name + " '" + value + "': use " + hint;
@@ -254,20 +318,27 @@ Usage setChoice(std::optional<std::string>& field, const std::string& name,
 }
 
 Usage setOutput(Invocation& inv, const std::string& value) {
-  if (value == "json") {
-    inv.output = OutputFormat::kJson;
-  } else if (value == "human" || value == "text") {
-    inv.output = OutputFormat::kHuman;
-  } else {
-    return "bad --output '" + value + "': use human or json";
+  static const std::pair<std::string_view, OutputFormat> kFormats[] = {
+      {"human", OutputFormat::kHuman}, {"text", OutputFormat::kHuman},
+      {"json", OutputFormat::kJson},   {"yaml", OutputFormat::kYaml},
+      {"wide", OutputFormat::kWide},   {"name", OutputFormat::kName}};
+  for (const auto& [name, format] : kFormats) {
+    if (value == name) {
+      inv.output = format;
+      return std::nullopt;
+    }
   }
-  return std::nullopt;
+  return "bad --output '" + value + "': use " + choicesOf("output")->hint;
 }
 
 // --grace and --timeout.
 Usage setDuration(Invocation& inv, const std::string& name, const std::string& value) {
   auto d = jw::config::parseDurationMs(value);
   if (!d) return "bad --" + name + " '" + value + "': use a duration like 500ms, 10s, 2m or 1h";
+  if (name == "timeout" && inv.command == Command::kWait) {
+    inv.wait_timeout_ms = d.value();
+    return std::nullopt;
+  }
   (name == "grace" ? inv.grace_ms : inv.spec.timeout_ms) = d.value();
   if (name == "timeout" && d.value() == 0) return "bad --timeout '" + value + "': must be > 0";
   return std::nullopt;
@@ -333,15 +404,33 @@ Usage applyOption(Invocation& inv, const std::string& name, const std::string& v
     *text = value;
     return std::nullopt;
   }
-  if (name == "state") {
-    return setChoice(inv.state, name, value, {"running", "exited", "killed", "failed"},
-                     "running, exited, killed or failed");
+  if (name == "state" || name == "stream" || name == "network") {
+    const FlagChoices* c = choicesOf(name);
+    auto& field = name == "state" ? inv.state : name == "stream" ? inv.stream : inv.spec.network;
+    return setChoice(field, name, value, c->values, c->hint);
   }
-  if (name == "stream")
-    return setChoice(inv.stream, name, value, {"stdout", "stderr"}, "stdout or stderr");
-  if (name == "network")
-    return setChoice(inv.spec.network, name, value, {"none", "host"}, "none or host");
   if (name == "output") return setOutput(inv, value);
+  if (name == "label") {
+    if (!names::validLabel(value)) {
+      return "bad --label '" + value + "': use " + std::string(names::kLabelPattern);
+    }
+    (inv.command == Command::kList ? inv.label_filter : inv.spec.labels).push_back(value);
+    return std::nullopt;
+  }
+  if (name == "name") {
+    if (!names::validJobName(value)) {
+      return "bad --name '" + value + "': use " + std::string(names::kJobNamePattern) +
+             " (not a job id)";
+    }
+    inv.spec.name = value;
+    return std::nullopt;
+  }
+  if (name == "limit") {
+    auto n = parseCount(name, value);
+    if (!n) return n.error().message;
+    inv.limit = n.value();
+    return std::nullopt;
+  }
   if (name == "grace" || name == "timeout") return setDuration(inv, name, value);
   if (name == "tail") {
     // The server's bound (kMaxTailLines); six digits at most, so the parse cannot overflow.
@@ -441,16 +530,43 @@ Usage takeProgram(const std::vector<std::string>& args, size_t i, bool dashdash,
   return std::nullopt;
 }
 
-// stop, status and logs take one job ID; the other commands take no argument.
+// logs takes one job ID; stop, status, wait and rm one or more; the others none.
 Usage takePositionals(std::vector<std::string> positionals, const std::string& name,
                       Invocation& inv) {
-  const bool takes_id = inv.command == Command::kStop || inv.command == Command::kStatus ||
-                        inv.command == Command::kLogs;
-  if (takes_id) {
-    if (positionals.empty()) return "missing job ID: use 'jobworker " + name + " [FLAGS] ID'";
+  const bool takes_ids = inv.command == Command::kStop || inv.command == Command::kStatus ||
+                         inv.command == Command::kWait || inv.command == Command::kRm;
+  if (inv.command == Command::kContext) {
+    const std::string how =
+        "use 'jobworker context add NAME --server URL', 'jobworker context use NAME' or "
+        "'jobworker context list'";
+    if (positionals.empty()) return "missing action: " + how;
+    inv.context_action = positionals[0];
+    const bool named = inv.context_action == "add" || inv.context_action == "use";
+    if (!named && inv.context_action != "list") return "unknown action: " + how;
+    if (positionals.size() != (named ? 2U : 1U)) return "wrong arguments: " + how;
+    if (named) inv.context_name = positionals[1];
+    return std::nullopt;
+  }
+  if (inv.command == Command::kCompletion) {
+    if (positionals.size() != 1 ||
+        (positionals[0] != "bash" && positionals[0] != "zsh" && positionals[0] != "fish")) {
+      return "use 'jobworker completion bash', 'jobworker completion zsh' or 'jobworker "
+             "completion fish'";
+    }
+    inv.shell = positionals[0];
+    return std::nullopt;
+  }
+  if (takes_ids || inv.command == Command::kLogs) {
+    if (positionals.empty()) {
+      return "missing job ID: use 'jobworker " + name + " [FLAGS] ID" + (takes_ids ? "...'" : "'");
+    }
+    for (const auto& p : positionals) {
+      if (p.empty()) return "empty job ID";
+    }
     inv.job = positionals[0];
-    if (inv.job.empty()) return "empty job ID";
-    positionals.erase(positionals.begin());
+    size_t take = takes_ids ? positionals.size() : 1;
+    inv.jobs.assign(positionals.begin(), positionals.begin() + static_cast<std::ptrdiff_t>(take));
+    positionals.erase(positionals.begin(), positionals.begin() + static_cast<std::ptrdiff_t>(take));
   }
   if (!positionals.empty()) return "unexpected argument '" + positionals[0] + "'";
   return std::nullopt;
@@ -474,6 +590,48 @@ Usage parseCommandArgs(const std::vector<std::string>& args, size_t i, const std
 }
 
 }  // namespace
+
+namespace {
+
+FlagSpec flagSpec(const Option& o) {
+  FlagSpec f;
+  f.long_name = o.fullName();
+  f.short_name = o.shortName();
+  f.description = o.description();
+  if (!o.takesArgument()) return f;
+  f.value_name = o.argumentName();
+  f.value = FlagSpec::Value::kFree;
+  if (const FlagChoices* c = choicesOf(f.long_name)) {
+    f.value = FlagSpec::Value::kChoice;
+    for (auto v : c->values) f.choices.emplace_back(v);
+  } else if (f.long_name == "ca-file") {
+    f.value = FlagSpec::Value::kFile;
+  } else if (f.long_name == "cwd") {
+    f.value = FlagSpec::Value::kDirectory;  // on the server, but usually the same tree
+  }
+  return f;
+}
+
+}  // namespace
+
+std::vector<CommandSpec> commandSpecs() {
+  std::vector<CommandSpec> out;
+  for (const auto& ci : kCommands) {
+    CommandSpec c{ci.name, ci.summary, {}, false, false};
+    for (const auto& o : commandOptions(ci.cmd)) c.flags.push_back(flagSpec(o));
+    c.takes_jobs = ci.cmd == Command::kStop || ci.cmd == Command::kStatus ||
+                   ci.cmd == Command::kWait || ci.cmd == Command::kRm || ci.cmd == Command::kLogs;
+    c.takes_program = ci.cmd == Command::kStart || ci.cmd == Command::kRun;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::vector<FlagSpec> globalFlagSpecs() {
+  std::vector<FlagSpec> out;
+  for (const auto& o : globalOptions()) out.push_back(flagSpec(o));
+  return out;
+}
 
 std::string commandName(Command c) {
   if (c == Command::kHelp) return "help";
@@ -517,15 +675,16 @@ std::string helpText(Command c) {
           "Runs and watches Linux processes on a jobworker server.\n\nCommands:\n";
     for (const auto& ci : kCommands) {
       std::string n = ci.name;
-      os << "  " << n << std::string(10 - n.size(), ' ') << ci.summary << "\n";
+      os << "  " << n << std::string(12 - n.size(), ' ') << ci.summary << "\n";
     }
     os << "\nFlags (also accepted after the command):\n" << optionsHelp(globalOptions());
     os << "\nEnvironment:\n"
           "  JOBWORKER_SERVER    server URL (overridden by --server)\n"
           "  JOBWORKER_TOKEN     session token (instead of the stored one)\n"
           "  JOBWORKER_CA_FILE   CA file (overridden by --ca-file)\n"
+          "  JOBWORKER_CONTEXT   context to use (overridden by --context)\n"
           "  XDG_CONFIG_HOME     config directory (default ~/.config); the CLI keeps\n"
-          "                      jobworker/config.json there\n"
+          "                      jobworker/contexts/NAME.json there\n"
           "\nExit status: 0 success, 1 failed operation, 2 usage error; run: the job's own\n"
           "status, 125 jobworker failed, 126 not executable, 127 not found.\n"
           "\nRun 'jobworker COMMAND --help' for a command's flags.\n";
@@ -589,6 +748,15 @@ Result<Poco::JSON::Object::Ptr> buildJobRequest(const JobSpec& spec, const EnvLo
   }
   if (limits->size() > 0) body->set("limits", limits);
   if (spec.network) body->set("network", *spec.network);
+  if (spec.name) body->set("name", *spec.name);
+  if (!spec.labels.empty()) {
+    Poco::JSON::Object::Ptr labels = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    for (const auto& kv : spec.labels) {
+      size_t eq = kv.find('=');
+      labels->set(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+    body->set("labels", labels);
+  }
   return body;
 }
 

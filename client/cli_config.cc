@@ -3,10 +3,13 @@
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -116,10 +119,13 @@ Result<CliConfig> parseConfig(const std::string& text, const std::string& origin
   return cfg;
 }
 
-Result<std::optional<CliConfig>> loadConfig(const std::string& path) {
+namespace {
+
+// The text of a file only its owner (us) can access; nullopt when it does not exist.
+Result<std::optional<std::string>> readPrivateFile(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
-    if (errno == ENOENT) return std::optional<CliConfig>();
+    if (errno == ENOENT) return std::optional<std::string>();
     if (errno == ELOOP) {
       return Error{path + " is a symbolic link: replace it with a regular file (mode 0600)"};
     }
@@ -165,12 +171,25 @@ Result<std::optional<CliConfig>> loadConfig(const std::string& path) {
     }
   }
   close(fd);
-  auto cfg = parseConfig(text, path);
+  return std::optional<std::string>(std::move(text));
+}
+
+}  // namespace
+
+Result<std::optional<CliConfig>> loadConfig(const std::string& path) {
+  auto text = readPrivateFile(path);
+  if (!text) return text.error();
+  if (!text.value()) return std::optional<CliConfig>();
+  auto cfg = parseConfig(*text.value(), path);
   if (!cfg) return cfg.error();
   return std::optional<CliConfig>(std::move(cfg.value()));
 }
 
 Status saveConfig(const std::string& path, const CliConfig& cfg) {
+  return writePrivateFile(path, serializeConfig(cfg));
+}
+
+Status writePrivateFile(const std::string& path, const std::string& text) {
   std::string dir = dirOf(path);
   Status made = makeDirs(dir);
   if (!made) return made;
@@ -184,7 +203,7 @@ Status saveConfig(const std::string& path, const CliConfig& cfg) {
     return e;
   };
   if (fchmod(fd, 0600) != 0) return cleanup(sysError("cannot chmod " + tmp));
-  Status w = writeAll(fd, serializeConfig(cfg), tmp);
+  Status w = writeAll(fd, text, tmp);
   if (!w) return cleanup(w.error());
   if (fsync(fd) != 0) return cleanup(sysError("cannot fsync " + tmp));
   if (close(fd) != 0) {
@@ -204,6 +223,75 @@ Status saveConfig(const std::string& path, const CliConfig& cfg) {
     close(dfd);
   }
   return okStatus();
+}
+
+// ---- contexts ----------------------------------------------------------------------------------
+
+bool validContextName(const std::string& name) {
+  if (name.empty() || name.size() > 63) return false;
+  for (size_t i = 0; i < name.size(); i++) {
+    unsigned char c = static_cast<unsigned char>(name[i]);
+    bool ok = std::isalnum(c) || (i > 0 && (c == '_' || c == '.' || c == '-'));
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string contextFile(const std::string& dir, const std::string& name) {
+  return dir + "/contexts/" + name + ".json";
+}
+
+Result<std::string> currentContext(const std::string& dir) {
+  const std::string path = dir + "/current-context";
+  auto text = readPrivateFile(path);
+  if (!text) return text.error();
+  if (!text.value()) return std::string();
+  std::string name = *text.value();
+  while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+  if (!validContextName(name)) {
+    return Error{path + " does not name a context: run 'jobworker context use NAME'"};
+  }
+  return name;
+}
+
+Status setCurrentContext(const std::string& dir, const std::string& name) {
+  return writePrivateFile(dir + "/current-context", name + "\n");
+}
+
+Result<std::vector<std::string>> listContexts(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir((dir + "/contexts").c_str());
+  if (d == nullptr) {
+    if (errno == ENOENT) return out;
+    return sysError("cannot read " + dir + "/contexts");
+  }
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0) {
+      n.resize(n.size() - 5);
+      if (validContextName(n)) out.push_back(n);
+    }
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<bool> migrateLegacyConfig(const std::string& dir) {
+  const std::string legacy = dir + "/config.json";
+  auto cfg = loadConfig(legacy);  // the same checks: a readable token is refused, not moved
+  if (!cfg) return cfg.error();
+  if (!cfg.value()) return false;
+  auto existing = listContexts(dir);
+  if (!existing) return existing.error();
+  if (!existing.value().empty()) return false;  // contexts exist: the old file is left alone
+  Status saved = saveConfig(contextFile(dir, kDefaultContext), *cfg.value());
+  if (!saved) return saved.error();
+  Status current = setCurrentContext(dir, kDefaultContext);
+  if (!current) return current.error();
+  if (unlink(legacy.c_str()) != 0)
+    return sysError("cannot remove " + legacy + " after migrating it");
+  return true;
 }
 
 }  // namespace jw::client

@@ -4,6 +4,8 @@
 #include <Poco/DateTime.h>
 #include <Poco/DateTimeFormat.h>
 #include <Poco/DateTimeParser.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/JSON/Stringifier.h>
 #include <string.h>
 
 #include <algorithm>
@@ -218,17 +220,124 @@ std::string describeOutcome(const Object::Ptr& job) {
   return state.empty() ? "?" : state;
 }
 
-std::string formatJobTable(const Poco::JSON::Array::Ptr& jobs, const Poco::Timestamp& now) {
-  std::vector<std::vector<std::string>> rows{{"ID", "OWNER", "STATE", "CREATED", "COMMAND"}};
+namespace {
+
+// The colour of a STATE cell: success green, running blue, anything else red.
+std::string colourState(const std::string& state) {
+  const char* code = state == "exited 0" ? "32" : state == "running" ? "34" : "31";
+  return std::string("\x1b[") + code + "m" + state + "\x1b[0m";
+}
+
+// "tier=web,env=prod" for the LABELS column.
+std::string labelsCell(const Object::Ptr& labels) {
+  std::string out;
+  if (!labels) return out;
+  std::vector<std::string> keys;
+  labels->getNames(keys);
+  for (const auto& k : keys) out += (out.empty() ? "" : ",") + k + "=" + str(labels, k);
+  return out;
+}
+
+}  // namespace
+
+std::string formatJobTable(const Poco::JSON::Array::Ptr& jobs, const Poco::Timestamp& now,
+                           const TableStyle& style) {
+  std::vector<std::vector<std::string>> rows{{"ID", "OWNER", "STATE", "CREATED"}};
+  if (style.wide) rows[0].insert(rows[0].end(), {"NAME", "LABELS"});
+  rows[0].emplace_back("COMMAND");
   for (size_t i = 0; jobs && i < jobs->size(); ++i) {
     auto job = jobs->getObject(static_cast<unsigned>(i));
     if (!job) continue;
-    std::string cmd = shellQuote(commandOf(job));
-    if (cmd.size() > 60) cmd = cmd.substr(0, 57) + "...";
-    rows.push_back({shortId(str(job, "id")), str(job, "owner"), describeOutcome(job),
-                    formatAge(str(job, "created_at"), now), cmd});
+    std::vector<std::string> row{style.no_trunc ? str(job, "id") : shortId(str(job, "id")),
+                                 str(job, "owner"), describeOutcome(job),
+                                 formatAge(str(job, "created_at"), now)};
+    if (style.wide) row.insert(row.end(), {str(job, "name"), labelsCell(job->getObject("labels"))});
+    row.push_back(shellQuote(commandOf(job)));
+    rows.push_back(std::move(row));
   }
-  return table(rows);
+  // On a terminal, the command is cut so that each line fits; elsewhere nothing is cut.
+  if (style.columns > 0 && !style.no_trunc) {
+    size_t before = 0;  // width of the columns before COMMAND, with their separators
+    for (size_t c = 0; c + 1 < rows[0].size(); ++c) {
+      size_t w = 0;
+      for (const auto& r : rows) w = std::max(w, r[c].size());
+      before += w + 3;
+    }
+    size_t room = style.columns > before + 10 ? style.columns - before : 10;
+    for (auto& r : rows) {
+      if (r.back().size() > room) r.back() = r.back().substr(0, room - 3) + "...";
+    }
+  }
+  std::string out = table(rows);
+  if (!style.colour) return out;
+  // Colour after the layout, so the escape codes take no width.
+  for (size_t i = 1; i < rows.size(); ++i) {
+    const std::string& state = rows[i][2];
+    size_t line = 0;
+    for (size_t n = 0; n < i; ++n) line = out.find('\n', line) + 1;
+    size_t at = out.find(state, line + rows[i][0].size());
+    if (at != std::string::npos) out.replace(at, state.size(), colourState(state));
+  }
+  return out;
+}
+
+namespace {
+
+std::string yamlScalar(const Poco::Dynamic::Var& v) {
+  if (v.isEmpty()) return "null";
+  if (v.isString()) {
+    std::ostringstream os;
+    Poco::JSON::Stringifier::formatString(v.extract<std::string>(), os);
+    return os.str();
+  }
+  if (v.type() == typeid(bool)) return v.extract<bool>() ? "true" : "false";
+  return v.convert<std::string>();
+}
+
+// Writes what follows "key:" or "-": " scalar", or the block of a non-empty object or array on
+// the next lines at `indent`.
+void yamlValue(const Poco::Dynamic::Var& v, size_t indent, std::string& out) {
+  const std::string pad(indent, ' ');
+  if (v.type() == typeid(Object::Ptr)) {
+    auto o = v.extract<Object::Ptr>();
+    std::vector<std::string> keys;
+    o->getNames(keys);
+    if (keys.empty()) {
+      out += " {}\n";
+      return;
+    }
+    out += "\n";
+    for (const auto& k : keys) {
+      out += pad + k + ":";
+      yamlValue(o->get(k), indent + 2, out);
+    }
+    return;
+  }
+  if (v.type() == typeid(Poco::JSON::Array::Ptr)) {
+    auto a = v.extract<Poco::JSON::Array::Ptr>();
+    if (a->size() == 0) {
+      out += " []\n";
+      return;
+    }
+    out += "\n";
+    for (size_t i = 0; i < a->size(); ++i) {
+      out += pad + "-";
+      yamlValue(a->get(static_cast<unsigned>(i)), indent + 2, out);
+    }
+    return;
+  }
+  out += " " + yamlScalar(v) + "\n";
+}
+
+}  // namespace
+
+std::string jsonToYaml(const std::string& json) {
+  Poco::JSON::Parser p;
+  Poco::Dynamic::Var v = p.parse(json);
+  std::string out;
+  yamlValue(v, 0, out);
+  // The top level's block starts on the first line, not after a newline.
+  return out.empty() || out[0] != '\n' ? out : out.substr(1);
 }
 
 namespace {
@@ -379,9 +488,21 @@ std::string isolationLine(const Poco::JSON::Array::Ptr& iso) {
 
 }  // namespace
 
+// "env=prod, tier=web" (by key); "" without labels.
+std::string labelsLine(const Object::Ptr& labels) {
+  std::string out;
+  if (!labels) return out;
+  std::vector<std::string> names;
+  labels->getNames(names);
+  for (const auto& k : names) out += (out.empty() ? "" : ", ") + k + "=" + str(labels, k);
+  return out;
+}
+
 std::string formatStatus(const Object::Ptr& job, const Poco::Timestamp& now) {
   StatusBlock block;
   block.add("ID", str(job, "id"));
+  block.add("Name", str(job, "name"));
+  block.add("Labels", labelsLine(job ? job->getObject("labels") : nullptr));
   block.add("Owner", ownerLine(job));
   block.add("Command", shellQuote(commandOf(job)));
   block.add("State", stateLine(job));

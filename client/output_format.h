@@ -37,7 +37,17 @@ std::string formatAge(const std::string& rfc3339, const Poco::Timestamp& now);
 // "exited 3", "killed (SIGKILL)", "running", "failed" ...: the STATE column and status line.
 std::string describeOutcome(const Poco::JSON::Object::Ptr& job);
 
-std::string formatJobTable(const Poco::JSON::Array::Ptr& jobs, const Poco::Timestamp& now);
+// How a job table is laid out.
+struct TableStyle {
+  bool wide = false;      // NAME and LABELS columns too
+  bool no_trunc = false;  // full ids, commands never shortened
+  size_t columns = 0;     // a terminal's width: the COMMAND column is cut to fit; 0: never cut
+  bool colour = false;    // states in colour (a terminal without NO_COLOR)
+};
+std::string formatJobTable(const Poco::JSON::Array::Ptr& jobs, const Poco::Timestamp& now,
+                           const TableStyle& style = {});
+// A JSON text as block YAML (strings double-quoted, so every scalar reads back as it was).
+std::string jsonToYaml(const std::string& json);
 std::string formatStatus(const Poco::JSON::Object::Ptr& job, const Poco::Timestamp& now);
 
 }  // namespace jw::client

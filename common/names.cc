@@ -53,4 +53,54 @@ bool validJobId(std::string_view id) {
   return id[14] == '4' && (id[19] == '8' || id[19] == '9' || id[19] == 'a' || id[19] == 'b');
 }
 
+namespace {
+
+bool nameChar(char c) {
+  return lower(c) || upper(c) || digit(c) || c == '_' || c == '.' || c == '-';
+}
+
+}  // namespace
+
+bool validJobName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxJobName || validJobId(name)) return false;
+  if (!lower(name[0]) && !upper(name[0]) && !digit(name[0])) return false;
+  for (char c : name) {
+    if (!nameChar(c)) return false;
+  }
+  return true;
+}
+
+bool validLabel(std::string_view kv) {
+  size_t eq = kv.find('=');
+  if (eq == std::string_view::npos) return false;
+  std::string_view key = kv.substr(0, eq), value = kv.substr(eq + 1);
+  if (key.empty() || key.size() > kMaxLabelKey || value.size() > kMaxLabelValue) return false;
+  if (!lower(key[0]) && !upper(key[0]) && !digit(key[0])) return false;
+  for (char c : key) {
+    if (!nameChar(c) && c != '/') return false;
+  }
+  for (char c : value) {
+    if (!nameChar(c)) return false;
+  }
+  return true;
+}
+
+std::string labelListProblem(const std::vector<std::string>& labels) {
+  if (labels.size() > kMaxLabels) {
+    return "more than " + std::to_string(kMaxLabels) + " labels";
+  }
+  for (size_t i = 0; i < labels.size(); i++) {
+    if (!validLabel(labels[i]))
+      return "label '" + labels[i].substr(0, kMaxLabelText) + "' is not " +
+             std::string(kLabelPattern);
+    std::string_view key = std::string_view(labels[i]).substr(0, labels[i].find('='));
+    for (size_t j = 0; j < i; j++) {
+      if (std::string_view(labels[j]).substr(0, labels[j].find('=')) == key) {
+        return "label key '" + std::string(key) + "' given twice";
+      }
+    }
+  }
+  return "";
+}
+
 }  // namespace jw::names

@@ -190,13 +190,12 @@ Reply<protocol::JobStatus> SupervisorChannel::jobGet(const protocol::JobRef& r) 
                  &protocol::decodeJobStatusPayload);
 }
 
-Reply<std::vector<protocol::JobStatus>> SupervisorChannel::jobList(
-    const protocol::JobListRequest& r) {
+Reply<JobPage> SupervisorChannel::jobList(const protocol::JobListRequest& r) {
   std::string why;
   auto frames =
       call([&](uint32_t id) { return protocol::encodeJobList(id, r); }, kDefaultTimeout, &why);
   if (frames.empty()) return unavailable(why);
-  std::vector<protocol::JobStatus> jobs;
+  JobPage page;
   for (const auto& f : frames) {
     if (f.header.type == MsgType::kErrorReply) return errorFrom(f.payload());
     if (f.header.type != MsgType::kJobListReply) {
@@ -205,9 +204,24 @@ Reply<std::vector<protocol::JobStatus>> SupervisorChannel::jobList(
     auto part = protocol::decodeJobListReplyPayload(f.payload());
     if (!part)
       return ErrorReply{ErrorCode::kInternal, 0, "bad JobListReply: " + part.error().message};
-    for (auto& j : part->jobs) jobs.push_back(std::move(j));
+    for (auto& j : part->jobs) page.jobs.push_back(std::move(j));
+    page.more = part->more;  // the last frame's says it
   }
-  return jobs;
+  return page;
+}
+
+Reply<protocol::JobStatus> SupervisorChannel::jobWait(const protocol::JobWaitRequest& r) {
+  return request(&protocol::encodeJobWait, r, MsgType::kJobStatus,
+                 &protocol::decodeJobStatusPayload, kFollowTimeout);
+}
+
+Reply<protocol::Empty> SupervisorChannel::jobDelete(const protocol::JobDeleteRequest& r) {
+  return request(&protocol::encodeJobDelete, r, MsgType::kOk, &protocol::decodeOkPayload);
+}
+
+Reply<protocol::ServerInfoReply> SupervisorChannel::serverInfo(const protocol::SessionRef& s) {
+  return request(&protocol::encodeServerInfo, s, MsgType::kServerInfoReply,
+                 &protocol::decodeServerInfoReplyPayload);
 }
 
 Reply<protocol::OutputChunk> SupervisorChannel::outputRead(const protocol::OutputReadRequest& r) {

@@ -38,6 +38,12 @@ class [[nodiscard]] Reply {
   std::variant<T, protocol::ErrorReply> v_;
 };
 
+// One page of a job list: the statuses, and whether more match after the last.
+struct JobPage {
+  std::vector<protocol::JobStatus> jobs;
+  bool more = false;
+};
+
 class SupervisorChannel {
  public:
   explicit SupervisorChannel(int fd) : fd_(fd) {}
@@ -56,7 +62,11 @@ class SupervisorChannel {
   Reply<protocol::JobStatus> jobStart(const protocol::JobStartRequest& r);
   Reply<protocol::JobStatus> jobStop(const protocol::JobStopRequest& r);
   Reply<protocol::JobStatus> jobGet(const protocol::JobRef& r);
-  Reply<std::vector<protocol::JobStatus>> jobList(const protocol::JobListRequest& r);
+  Reply<JobPage> jobList(const protocol::JobListRequest& r);
+  // Waits up to kFollowTimeout: jobworkerd parks it for at most its parked-read time.
+  Reply<protocol::JobStatus> jobWait(const protocol::JobWaitRequest& r);
+  Reply<protocol::Empty> jobDelete(const protocol::JobDeleteRequest& r);
+  Reply<protocol::ServerInfoReply> serverInfo(const protocol::SessionRef& s);
   Reply<protocol::OutputChunk> outputRead(const protocol::OutputReadRequest& r);
   // The same in two halves, so a log stream can ask for the next chunk before it writes the
   // current one to its client (the supervisor reads while the frontend encrypts).

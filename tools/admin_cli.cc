@@ -42,6 +42,8 @@ constexpr const char* kUsage =
     "                              [--run-as ACCOUNT] [--password-stdin] [--allow-root]\n"
     "       jobworker-admin user del    --users-file FILE NAME\n"
     "       jobworker-admin user passwd --users-file FILE NAME [--password-stdin]\n"
+    "       jobworker-admin user set    --users-file FILE NAME [--role ROLE] [--run-as ACCOUNT]\n"
+    "                              [--allow-root]    (the password stays)\n"
     "       jobworker-admin user list   --users-file FILE\n"
     "\n"
     "Edits the jobworker users file (one `name:argon2id-hash:role:run_as` per line, mode 0600).\n"
@@ -88,7 +90,7 @@ bool allowed(const std::string& command, const std::string& option) {
   if (option == "--users-file") return true;
   if (option == "--password-stdin") return command == "add" || command == "passwd";
   if (option == "--role" || option == "--run-as" || option == "--allow-root") {
-    return command == "add";
+    return command == "add" || command == "set";
   }
   return false;
 }
@@ -145,11 +147,12 @@ std::optional<UsageError> scanArgs(int argc, char** argv, Args& a, std::vector<s
 // What each subcommand needs: its options, its NAME, a valid role and run-as account for `add`.
 std::optional<UsageError> checkArgs(const std::vector<std::string>& words,
                                     const std::vector<std::string>& options, Args& a) {
-  if (words.empty()) return UsageError{"missing subcommand (add, del, passwd or list)"};
+  if (words.empty()) return UsageError{"missing subcommand (add, del, passwd, set or list)"};
   a.command = words[0];
-  if (a.command != "add" && a.command != "del" && a.command != "passwd" && a.command != "list") {
+  if (a.command != "add" && a.command != "del" && a.command != "passwd" && a.command != "list" &&
+      a.command != "set") {
     return UsageError{"unknown subcommand " + log::quote(a.command) +
-                      " (add, del, passwd or list)"};
+                      " (add, del, passwd, set or list)"};
   }
   for (const auto& o : options) {
     if (!allowed(a.command, o))
@@ -169,9 +172,12 @@ std::optional<UsageError> checkArgs(const std::vector<std::string>& words,
                         " (allowed: " + std::string(names::kUserNamePattern) + ")"};
     }
   }
-  if (a.command == "add") {
-    if (!a.role) return UsageError{"--role admin|user|viewer is required"};
-    if (!protocol::roleFromName(*a.role)) {
+  if (a.command == "set" && !a.role && !a.run_as) {
+    return UsageError{"`user set` needs --role ROLE, --run-as ACCOUNT or both"};
+  }
+  if (a.command == "add" || a.command == "set") {
+    if (a.command == "add" && !a.role) return UsageError{"--role admin|user|viewer is required"};
+    if (a.role && !protocol::roleFromName(*a.role)) {
       return UsageError{"unknown role " + log::quote(*a.role) + " (admin, user or viewer)"};
     }
     if (a.run_as && !names::validAccountName(*a.run_as)) {
@@ -523,6 +529,35 @@ int cmdPasswd(const Args& a) {
   return kExitOk;
 }
 
+// `user set`: a new role and/or run-as account, the password hash kept; the same checks on the
+// account as `add`.
+int cmdSet(const Args& a) {
+  std::optional<Account> acct;
+  if (a.run_as) {
+    Result<Account> found = lookupAccount(*a.run_as);
+    if (!found) return failure(a, "--run-as " + *a.run_as + ": " + found.error().message);
+    if (auto st = checkRunAs(a.name, found.value(), a.allow_root); !st) {
+      return failure(a, st.error().message);
+    }
+    acct = found.value();
+  }
+  auto lock = DirLock::take(a.users_file);
+  if (!lock) return failure(a, lock.error().message);
+  auto users = load(a.users_file, false);
+  if (!users) return failure(a, users.error().message);
+  UserRecord* u = find(users.value(), a.name);
+  if (u == nullptr) return failure(a, "no user " + a.name + " in " + a.users_file);
+  if (a.role) u->role = *protocol::roleFromName(*a.role);
+  if (a.run_as) u->run_as = *a.run_as;
+  const std::string role(protocol::roleName(u->role));
+  const std::string run_as = u->run_as;
+  if (auto s = saveUsersFile(a.users_file, users.value()); !s) return failure(a, s.error().message);
+  logUserChange(a, "user_set", role, run_as);
+  std::printf("user %s now has role %s, jobs run as %s, in %s\n%s\n", a.name.c_str(), role.c_str(),
+              run_as.c_str(), a.users_file.c_str(), kReloadHint);
+  return kExitOk;
+}
+
 int cmdList(const Args& a) {
   auto users = load(a.users_file, false);
   if (!users) return failure(a, users.error().message);
@@ -546,6 +581,7 @@ int runUserCommand(int argc, char** argv) {
   if (a.command == "add") return cmdAdd(a);
   if (a.command == "del") return cmdDel(a);
   if (a.command == "passwd") return cmdPasswd(a);
+  if (a.command == "set") return cmdSet(a);
   return cmdList(a);
 }
 

@@ -33,12 +33,12 @@ constexpr int kReplyTimeoutMs = 10'000;
 constexpr uint32_t kRequestId = 1;
 
 constexpr const char* kUsage =
-    "usage: jobworker-admin session list [--control PATH] [--config FILE] [-o table|json]\n"
+    "usage: jobworker-admin session list [USER] [--control PATH] [--config FILE] [-o table|json]\n"
     "       jobworker-admin session revoke USER [--control PATH] [--config FILE]\n"
     "       jobworker-admin session revoke --id ID [--control PATH] [--config FILE]\n"
     "\n"
-    "  list    every live session: id, user, role, remote address of the login, created,\n"
-    "          expires, last used (never a token)\n"
+    "  list    every live session (of USER only, when given): id, user, role, remote address\n"
+    "          of the login, created, expires, last used (never a token)\n"
     "  revoke  end every session of USER, or the one session ID from `list`, at once: its next\n"
     "          request is refused (401) and open follow streams end; the account stays (see\n"
     "          `user del`)\n"
@@ -50,7 +50,7 @@ constexpr const char* kUsage =
 
 struct Options {
   std::string verb;
-  std::string user;                       // revoke USER
+  std::string user;                       // revoke USER; list USER ("": every user)
   std::optional<std::string> session_id;  // revoke --id ID
   std::optional<std::string> control, config;
   bool json = false;
@@ -91,8 +91,12 @@ int parseArgs(int argc, char** argv, Options* o) {
   if (positional.empty()) return usage("");
   o->verb = positional[0];
   if (o->verb == "list") {
-    if (positional.size() != 1) return usage("list takes no arguments");
+    if (positional.size() > 2) return usage("list takes at most one USER");
     if (o->session_id) return usage("--id is for revoke");
+    if (positional.size() == 2) {
+      o->user = positional[1];
+      if (!names::validUserName(o->user)) return usage("invalid user name " + log::quote(o->user));
+    }
   } else if (o->verb == "revoke") {
     if (o->json) return usage("-o is for list");
     if (o->session_id) {
@@ -232,7 +236,7 @@ void printTable(const std::vector<protocol::ControlSessionInfo>& all) {
   }
 }
 
-Status listSessions(int fd, bool json) {
+Status listSessions(int fd, bool json, const std::string& user) {
   if (Status st = protocol::sendFrame(fd, protocol::encodeControlSessionList(kRequestId, {}));
       !st) {
     return st;
@@ -249,7 +253,9 @@ Status listSessions(int fd, bool json) {
     }
     auto part = protocol::decodeControlSessionsPayload(payload);
     if (!part) return Error{"bad reply from jobworkerd: " + part.error().message};
-    all.insert(all.end(), part->sessions.begin(), part->sessions.end());
+    for (auto& one : part->sessions) {
+      if (user.empty() || one.user == user) all.push_back(std::move(one));
+    }
     if ((h->flags & protocol::kFlagMore) == 0) break;
   }
   if (json) {
@@ -278,7 +284,7 @@ Status revoke(int fd, const std::string& request, const std::string& what) {
 }
 
 Status runVerb(int fd, const Options& o) {
-  if (o.verb == "list") return listSessions(fd, o.json);
+  if (o.verb == "list") return listSessions(fd, o.json, o.user);
   if (o.session_id) {
     return revoke(fd, protocol::encodeControlSessionRevokeId(kRequestId, {*o.session_id}),
                   "with id " + *o.session_id);

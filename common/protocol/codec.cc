@@ -6,6 +6,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/names.h"
 #include "common/protocol/wire.h"
 
 namespace jw::protocol {
@@ -111,6 +112,8 @@ void put(Writer& w, const JobStartRequest& j) {
   put(w, j.limits);
   w.u8(static_cast<uint8_t>(j.network));
   w.str(j.remote_address);
+  w.str(j.name);
+  w.strList(j.labels);
 }
 void get(Reader& r, JobStartRequest& j) {
   get(r, j.token);
@@ -122,6 +125,8 @@ void get(Reader& r, JobStartRequest& j) {
   get(r, j.limits);
   j.network = getEnum(r, kNetworkRange, "network mode");
   j.remote_address = r.str(kMaxRemoteAddress, "remote address");
+  j.name = r.str(names::kMaxJobName, "job name");
+  j.labels = r.strList(names::kMaxLabels, names::kMaxLabelText, "labels");
   if (!r.failed() && jobSpecBytes(j) > kMaxJobSpecBytes) r.fail("argv + env + cwd over cap");
 }
 
@@ -153,6 +158,13 @@ void put(Writer& w, const JobListRequest& j) {
   put(w, j.token);
   w.boolean(j.all);
   w.u8(j.state);
+  w.str(j.owner);
+  w.str(j.name);
+  w.strList(j.labels);
+  w.i64(j.since_ms);
+  w.u32(j.limit);
+  w.i64(j.after_created_ms);
+  w.str(j.after_id);
 }
 void get(Reader& r, JobListRequest& j) {
   get(r, j.token);
@@ -162,6 +174,41 @@ void get(Reader& r, JobListRequest& j) {
                        j.state > static_cast<uint8_t>(kJobStateRange.last))) {
     r.fail("state filter out of range");
   }
+  j.owner = r.str(kMaxUserName, "owner filter");
+  j.name = r.str(names::kMaxJobName, "name filter");
+  j.labels = r.strList(names::kMaxLabels, names::kMaxLabelText, "label filter");
+  j.since_ms = r.i64();
+  j.limit = r.u32();
+  if (j.limit > kMaxListLimit) r.fail("list limit out of range");
+  j.after_created_ms = r.i64();
+  j.after_id = r.str(kMaxJobId, "cursor job id");
+}
+
+void put(Writer& w, const JobWaitRequest& j) {
+  put(w, j.token);
+  w.str(j.job_id);
+  w.u32(j.wait_ms);
+}
+void get(Reader& r, JobWaitRequest& j) {
+  get(r, j.token);
+  j.job_id = r.str(kMaxJobId, "job id");
+  j.wait_ms = r.u32();
+}
+
+void put(Writer& w, const JobDeleteRequest& j) {
+  put(w, j.token);
+  w.str(j.job_id);
+  w.str(j.remote_address);
+}
+void get(Reader& r, JobDeleteRequest& j) {
+  get(r, j.token);
+  j.job_id = r.str(kMaxJobId, "job id");
+  j.remote_address = r.str(kMaxRemoteAddress, "remote address");
+}
+
+void put(Writer& w, const ServerInfoReply& i) { w.str(i.cgroup_backend); }
+void get(Reader& r, ServerInfoReply& i) {
+  i.cgroup_backend = r.str(kMaxShortText, "cgroup backend");
 }
 
 void put(Writer& w, const OutputReadRequest& o) {
@@ -273,6 +320,8 @@ void put(Writer& w, const JobStatus& s) {
   put(w, s.usage);
   w.strList(s.isolation);
   w.str(s.run_as);
+  w.str(s.name);
+  w.strList(s.labels);
 }
 void get(Reader& r, JobStatus& s) {
   s.id = r.str(kMaxJobId, "job id");
@@ -302,16 +351,20 @@ void get(Reader& r, JobStatus& s) {
   get(r, s.usage);
   s.isolation = r.strList(kMaxIsolation, kMaxShortText, "isolation");
   s.run_as = r.str(kMaxShortText, "run_as");
+  s.name = r.str(names::kMaxJobName, "job name");
+  s.labels = r.strList(names::kMaxLabels, names::kMaxLabelText, "labels");
 }
 
 void put(Writer& w, const JobListReply& l) {
   w.u32(static_cast<uint32_t>(l.jobs.size()));
   for (const auto& s : l.jobs) put(w, s);
+  w.boolean(l.more);
 }
 void get(Reader& r, JobListReply& l) {
   uint32_t n = r.count(kMaxListPerFrame, 64, "jobs");
   l.jobs.resize(n);
   for (auto& s : l.jobs) get(r, s);
+  l.more = r.boolean();
 }
 
 void put(Writer& w, const ErrorReply& e) {

@@ -138,6 +138,8 @@ struct JobStartRequest {
   Limits limits;
   Network network = Network::kDefault;
   std::string remote_address;  // the client's, as the frontend saw it: audit only (REMOTE_ADDR)
+  std::string name;            // "": none (names::validJobName)
+  std::vector<std::string> labels;  // "key=value" (names::validLabel)
 
   bool operator==(const JobStartRequest&) const = default;
 };
@@ -159,12 +161,44 @@ struct JobStopRequest {
   bool operator==(const JobStopRequest&) const = default;
 };
 
+// Every filter given must match. Order: newest first by (created_at, id); a page starts after
+// the job (after_created_ms, after_id) when after_id is set.
 struct JobListRequest {
   Token token;
   bool all = false;
-  uint8_t state = 0;  // 0: any, else a JobState
+  uint8_t state = 0;                // 0: any, else a JobState
+  std::string owner;                // "": any the caller may see
+  std::string name;                 // "": any
+  std::vector<std::string> labels;  // "key=value", each must be on the job
+  int64_t since_ms = 0;             // created at or after; 0: any
+  uint32_t limit = 0;               // 0: every match, else at most kMaxListLimit
+  int64_t after_created_ms = 0;
+  std::string after_id;  // "": from the newest
 
   bool operator==(const JobListRequest&) const = default;
+};
+
+// Answered with the job's status once it has ended, or after wait_ms with its status then.
+struct JobWaitRequest {
+  Token token;
+  std::string job_id;
+  uint32_t wait_ms = 0;  // 0: at once; jobworkerd answers within its parked-read time anyway
+
+  bool operator==(const JobWaitRequest&) const = default;
+};
+
+struct JobDeleteRequest {
+  Token token;
+  std::string job_id;
+  std::string remote_address;  // the client's, as the frontend saw it: audit only (REMOTE_ADDR)
+
+  bool operator==(const JobDeleteRequest&) const = default;
+};
+
+struct ServerInfoReply {
+  std::string cgroup_backend;  // "v1", "v2" or "none"
+
+  bool operator==(const ServerInfoReply&) const = default;
 };
 
 struct OutputReadRequest {
@@ -228,12 +262,15 @@ struct JobStatus {
   Usage usage;
   std::vector<std::string> isolation;  // e.g. "pid", "mount", "net", "uts", "ipc", "cgroup"
   std::string run_as;                  // the Unix account the job runs as
+  std::string name;                    // "": none
+  std::vector<std::string> labels;     // "key=value"
 
   bool operator==(const JobStatus&) const = default;
 };
 
 struct JobListReply {
   std::vector<JobStatus> jobs;  // newest first; the supervisor packs frames by size
+  bool more = false;            // last frame: the page is full and more jobs match after it
 
   bool operator==(const JobListReply&) const = default;
 };

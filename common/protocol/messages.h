@@ -28,6 +28,10 @@ enum class Direction : uint8_t { kFrontendToSupervisor, kSupervisorToFrontend };
   X(OutputRead, 8, kFrontendToSupervisor, OutputReadRequest, "pull output -> OutputChunk|Error") \
   X(Health, 9, kFrontendToSupervisor, Empty, "liveness -> HealthReply")                          \
   X(SessionGet, 10, kFrontendToSupervisor, SessionRef, "whose session -> SessionInfo|Error")     \
+  X(JobWait, 11, kFrontendToSupervisor, JobWaitRequest,                                          \
+    "status at end/timeout -> JobStatus|Error")                                                  \
+  X(JobDelete, 12, kFrontendToSupervisor, JobDeleteRequest, "remove an ended job -> Ok|Error")   \
+  X(ServerInfo, 13, kFrontendToSupervisor, SessionRef, "version facts -> ServerInfoReply|Error") \
   X(LoginReply, 65, kSupervisorToFrontend, LoginReply, "a new session: token, role, expiry")     \
   X(Ok, 66, kSupervisorToFrontend, Empty, "request done, nothing to return")                     \
   X(ErrorReply, 67, kSupervisorToFrontend, ErrorReply, "request refused or failed")              \
@@ -35,7 +39,8 @@ enum class Direction : uint8_t { kFrontendToSupervisor, kSupervisorToFrontend };
   X(JobListReply, 69, kSupervisorToFrontend, JobListReply, "part of a list (kFlagMore: more)")   \
   X(OutputChunk, 70, kSupervisorToFrontend, OutputChunk, "bytes of a job's log")                 \
   X(HealthReply, 71, kSupervisorToFrontend, HealthReply, "supervisor health details")            \
-  X(SessionInfo, 72, kSupervisorToFrontend, SessionInfo, "a session's user, role and expiry")
+  X(SessionInfo, 72, kSupervisorToFrontend, SessionInfo, "a session's user, role and expiry")    \
+  X(ServerInfoReply, 73, kSupervisorToFrontend, ServerInfoReply, "cgroup backend and features")
 
 enum class MsgType : uint16_t {
 #define JW_ENUM(name, num, dir, payload, doc) k##name = (num),
@@ -86,6 +91,8 @@ constexpr size_t kMaxDevicePath = 256;
 constexpr size_t kMaxChunk = size_t{64} * 1024;  // output moves in pulled chunks of at most this
 constexpr uint32_t kMaxTailLines = 100000;       // GET .../logs?tail_lines= at most this
 constexpr size_t kMaxListPerFrame = 64;          // statuses per JobListReply frame
+constexpr uint32_t kMaxListLimit = 1000;         // statuses per page of GET /v1/jobs
+constexpr size_t kMaxFeatures = 32;              // ServerInfoReply.features
 constexpr size_t kMaxHealthDetails = 64;
 constexpr size_t kTokenSize = 32;  // 256 random bits, minted by the supervisor
 

@@ -368,14 +368,38 @@ std::optional<ApiError> parseLimits(const Json& j, protocol::Limits& l) {
   return std::nullopt;
 }
 
+// "name": a job name; "labels": an object of strings, kept as "key=value" in the given order.
+std::optional<ApiError> parseNameAndLabels(const Json& j, protocol::JobStartRequest& r) {
+  if (const Json* name = member(j, "name")) {
+    if (name->type != Json::Type::kString || !names::validJobName(name->s)) {
+      return wrongType("name", "a string matching " + std::string(names::kJobNamePattern) +
+                                   " that is not a job id");
+    }
+    r.name = name->s;
+  }
+  if (const Json* labels = member(j, "labels")) {
+    if (labels->type != Json::Type::kObject) return wrongType("labels", "an object of strings");
+    for (const auto& [k, v] : labels->members) {
+      if (v.type != Json::Type::kString) return wrongType("labels values", "strings");
+      r.labels.push_back(k + "=" + v.s);
+    }
+    if (auto problem = names::labelListProblem(r.labels); !problem.empty()) {
+      return badRequest("field labels: " + problem);
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 ApiResult<protocol::JobStartRequest> parseJobRequest(std::string_view body) {
   auto parsed = parseJson(body);
   if (!parsed.ok()) return parsed.error();
   const Json& j = parsed.value();
-  if (auto e =
-          checkKeys(j, {"command", "env", "cwd", "timeout_s", "output", "limits", "network"}, "")) {
+  if (auto e = checkKeys(
+          j,
+          {"command", "env", "cwd", "timeout_s", "output", "limits", "network", "name", "labels"},
+          "")) {
     return *e;
   }
   protocol::JobStartRequest r;
@@ -412,6 +436,7 @@ ApiResult<protocol::JobStartRequest> parseJobRequest(std::string_view body) {
     }
     r.network = net->s == "host" ? protocol::Network::kHost : protocol::Network::kNone;
   }
+  if (auto e = parseNameAndLabels(j, r)) return *e;
   if (protocol::jobSpecBytes(r) > protocol::kMaxJobSpecBytes) {
     return tooLarge("command, env and cwd together exceed " +
                     std::to_string(protocol::kMaxJobSpecBytes) + " bytes");

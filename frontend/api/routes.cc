@@ -7,15 +7,19 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <thread>
 
+#include "common/config.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "common/policy.h"
 #include "common/protocol/messages.h"
 #include "frontend/api/request_json.h"
 #include "frontend/api/status_json.h"
+#include "jw_build_config.h"
 
 namespace jw::frontend {
 
@@ -24,7 +28,24 @@ using protocol::Role;
 
 namespace {
 
-enum class Endpoint { kHealthz, kLogin, kLogout, kWhoami, kJobs, kJob, kJobStop, kJobLogs };
+// What this build of the API offers beyond the first v1 (GET /v1/version).
+constexpr const char* kApiFeatures[] = {"wait",         "names",      "labels",
+                                        "list_filters", "pagination", "delete"};
+constexpr uint64_t kDefaultWaitMs = 60'000;
+constexpr uint64_t kMaxWaitMs = 3'600'000;
+
+enum class Endpoint {
+  kHealthz,
+  kLogin,
+  kLogout,
+  kWhoami,
+  kVersion,
+  kJobs,
+  kJob,
+  kJobStop,
+  kJobLogs,
+  kJobWait
+};
 
 struct Route {
   Endpoint endpoint;
@@ -38,6 +59,7 @@ std::optional<Route> match(const std::vector<std::string>& s) {
     if (s[1] == "login") return Route{Endpoint::kLogin, ""};
     if (s[1] == "logout") return Route{Endpoint::kLogout, ""};
     if (s[1] == "whoami") return Route{Endpoint::kWhoami, ""};
+    if (s[1] == "version") return Route{Endpoint::kVersion, ""};
     if (s[1] == "jobs") return Route{Endpoint::kJobs, ""};
     return std::nullopt;
   }
@@ -45,6 +67,7 @@ std::optional<Route> match(const std::vector<std::string>& s) {
   if (s.size() == 3) return Route{Endpoint::kJob, s[2]};
   if (s.size() == 4 && s[3] == "stop") return Route{Endpoint::kJobStop, s[2]};
   if (s.size() == 4 && s[3] == "logs") return Route{Endpoint::kJobLogs, s[2]};
+  if (s.size() == 4 && s[3] == "wait") return Route{Endpoint::kJobWait, s[2]};
   return std::nullopt;
 }
 
@@ -52,9 +75,12 @@ const char* allowedMethods(Endpoint e) {
   switch (e) {
     case Endpoint::kHealthz:
     case Endpoint::kWhoami:
-    case Endpoint::kJob:
+    case Endpoint::kVersion:
     case Endpoint::kJobLogs:
+    case Endpoint::kJobWait:
       return "GET";
+    case Endpoint::kJob:
+      return "GET, DELETE";
     case Endpoint::kLogin:
     case Endpoint::kLogout:
     case Endpoint::kJobStop:
@@ -67,12 +93,16 @@ const char* allowedMethods(Endpoint e) {
 
 bool methodAllowed(Endpoint e, const std::string& method) {
   if (e == Endpoint::kJobs) return method == "GET" || method == "POST";
+  if (e == Endpoint::kJob) return method == "GET" || method == "DELETE";
   return method == allowedMethods(e);
 }
 
 std::vector<std::string> allowedParams(Endpoint e, const std::string& method) {
-  if (e == Endpoint::kJobs && method == "GET") return {"all", "state"};
+  if (e == Endpoint::kJobs && method == "GET") {
+    return {"all", "state", "owner", "name", "label", "since", "limit", "after"};
+  }
   if (e == Endpoint::kJobLogs) return {"offset", "follow", "stream"};
+  if (e == Endpoint::kJobWait) return {"timeout_s"};
   return {};
 }
 
@@ -94,6 +124,21 @@ ApiResult<bool> boolParam(const Target& t, const std::string& name) {
   if (it->second == "true") return true;
   if (it->second == "false") return false;
   return badRequest("query parameter " + name + " must be true or false");
+}
+
+// timeout_s of a wait: seconds from 0 to an hour, fractions allowed.
+ApiResult<uint64_t> waitSecondsMs(const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  double d = v.empty() || v.find_first_not_of("0123456789.") != std::string::npos
+                 ? -1
+                 : std::strtod(v.c_str(), &end);
+  if (errno != 0 || end == nullptr || *end != '\0' || !std::isfinite(d) || d < 0 ||
+      d * 1000 > static_cast<double>(kMaxWaitMs)) {
+    return badRequest("timeout_s must be a number of seconds from 0 to " +
+                      std::to_string(kMaxWaitMs / 1000));
+  }
+  return static_cast<uint64_t>(std::ceil(d * 1000));
 }
 
 }  // namespace
@@ -190,11 +235,16 @@ void Api::handle(const HttpRequest& r, Responder& out) {
       return logout(p, out);
     case Endpoint::kWhoami:
       return whoami(p, out);
+    case Endpoint::kVersion:
+      return version(p, out);
     case Endpoint::kJobs:
       if (r.method == "POST") return startJob(r, p, out);
       return listJobs(target.value(), p, out);
     case Endpoint::kJob:
+      if (r.method == "DELETE") return deleteJob(route->job_id, p, out);
       return getJob(route->job_id, p, out);
+    case Endpoint::kJobWait:
+      return waitJob(target.value(), route->job_id, p, out);
     case Endpoint::kJobStop:
       return stopJob(r, route->job_id, p, out);
     case Endpoint::kJobLogs:
@@ -379,10 +429,118 @@ void Api::startJob(const HttpRequest& r, const Principal& p, Responder& out) {
   sendJson(out, 201, statusJson(status.value()), {{"Location", "/v1/jobs/" + status.value().id}});
 }
 
-void Api::listJobs(const Target& t, const Principal& p, Responder& out) {
+namespace {
+
+// "label=k=v,k2=v2": each must be on the job.
+ApiResult<std::vector<std::string>> labelSelector(const std::string& v) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t comma = v.find(',', start);
+    if (comma == std::string::npos) comma = v.size();
+    std::string one = v.substr(start, comma - start);
+    if (!names::validLabel(one) || out.size() >= names::kMaxLabels) {
+      return badRequest("label must be KEY=VALUE[,KEY=VALUE...] (at most " +
+                        std::to_string(names::kMaxLabels) + "), each " +
+                        std::string(names::kLabelPattern));
+    }
+    out.push_back(std::move(one));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// "since": an RFC 3339 time or a duration back from now ("10m", "2h", "1d").
+ApiResult<int64_t> sinceMs(const std::string& v) {
+  if (auto d = config::parseDurationMs(v)) {
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    return now - static_cast<int64_t>(std::min<uint64_t>(d.value(), uint64_t{1} << 50));
+  }
+  if (auto t = parseRfc3339Ms(v)) return *t;
+  return badRequest("since must be an RFC 3339 time (2026-12-01T10:00:00Z) or a duration (10m)");
+}
+
+// The cursor of a page's last job: "<created_at ms>.<id>", opaque to clients.
+std::string cursorOf(const protocol::JobStatus& s) {
+  return std::to_string(s.created_at_ms) + "." + s.id;
+}
+
+ApiResult<bool> parseCursor(const std::string& v, protocol::JobListRequest& req) {
+  size_t dot = v.find('.');
+  std::string ms = v.substr(0, dot);
+  if (dot == std::string::npos || ms.empty() || ms.size() > 18 ||
+      ms.find_first_not_of("0123456789") != std::string::npos ||
+      !names::validJobId(v.substr(dot + 1))) {
+    return badRequest("after must be the next cursor of a previous page");
+  }
+  req.after_created_ms = std::stoll(ms);
+  req.after_id = v.substr(dot + 1);
+  return true;
+}
+
+ApiResult<uint32_t> limitParam(const std::string& v) {
+  if (v.empty() || v.size() > 4 || v.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(v) == 0 || std::stoul(v) > protocol::kMaxListLimit) {
+    return badRequest("limit must be an integer from 1 to " +
+                      std::to_string(protocol::kMaxListLimit));
+  }
+  return static_cast<uint32_t>(std::stoul(v));
+}
+
+// The filters and page of GET /v1/jobs (docs/api.md); the role rules are jobworkerd's.
+ApiResult<protocol::JobListRequest> listRequest(const Target& t, const Principal& p) {
+  protocol::JobListRequest req;
+  req.token = p.token;
   auto all = boolParam(t, "all");
-  if (!all.ok()) return sendError(out, all.error());
-  if (all.value()) {
+  if (!all.ok()) return all.error();
+  req.all = all.value();
+  auto q = [&](const char* k) -> const std::string* {
+    auto it = t.query.find(k);
+    return it == t.query.end() ? nullptr : &it->second;
+  };
+  if (const std::string* v = q("state")) {
+    auto s = protocol::jobStateFromName(*v);
+    if (!s) return badRequest("state must be running, exited, killed or failed");
+    req.state = static_cast<uint8_t>(*s);
+  }
+  if (const std::string* v = q("owner")) {
+    if (!names::validUserName(*v)) return badRequest("owner must be a user name");
+    req.owner = *v;
+  }
+  if (const std::string* v = q("name")) {
+    if (!names::validJobName(*v)) return badRequest("name must be a job name");
+    req.name = *v;
+  }
+  if (const std::string* v = q("label")) {
+    auto labels = labelSelector(*v);
+    if (!labels.ok()) return labels.error();
+    req.labels = std::move(labels.value());
+  }
+  if (const std::string* v = q("since")) {
+    auto since = sinceMs(*v);
+    if (!since.ok()) return since.error();
+    req.since_ms = since.value();
+  }
+  if (const std::string* v = q("limit")) {
+    auto limit = limitParam(*v);
+    if (!limit.ok()) return limit.error();
+    req.limit = limit.value();
+  }
+  if (const std::string* v = q("after")) {
+    auto cursor = parseCursor(*v, req);
+    if (!cursor.ok()) return cursor.error();
+  }
+  return req;
+}
+
+}  // namespace
+
+void Api::listJobs(const Target& t, const Principal& p, Responder& out) {
+  auto req = listRequest(t, p);
+  if (!req.ok()) return sendError(out, req.error());
+  if (req.value().all) {
     // jobworkerd answers role user's ?all=true with its own jobs; the API says no instead.
     auto info = channel_.sessionGet(protocol::SessionRef{p.token});
     if (!info.ok()) return sendError(out, fromSupervisor(info.error()));
@@ -390,19 +548,66 @@ void Api::listJobs(const Target& t, const Principal& p, Responder& out) {
       return sendError(out, forbidden("role user sees only its own jobs"));
     }
   }
-  protocol::JobListRequest req{p.token, all.value(), 0};
-  if (auto it = t.query.find("state"); it != t.query.end()) {
-    auto s = protocol::jobStateFromName(it->second);
-    if (!s) return sendError(out, badRequest("state must be running, exited, killed or failed"));
-    req.state = static_cast<uint8_t>(*s);
-  }
-  auto jobs = channel_.jobList(req);
-  if (!jobs.ok()) return sendError(out, fromSupervisor(jobs.error()));
+  auto page = channel_.jobList(req.value());
+  if (!page.ok()) return sendError(out, fromSupervisor(page.error()));
   JsonWriter w;
   w.beginObject().key("jobs").beginArray();
-  for (const auto& j : jobs.value()) writeStatus(w, j);
+  for (const auto& j : page.value().jobs) writeStatus(w, j);
+  w.endArray();
+  w.key("next");
+  if (page.value().more && !page.value().jobs.empty()) {
+    w.str(cursorOf(page.value().jobs.back()));
+  } else {
+    w.null();
+  }
+  w.endObject();
+  sendJson(out, 200, w.take());
+}
+
+void Api::version(const Principal& p, Responder& out) {
+  auto info = channel_.serverInfo(protocol::SessionRef{p.token});
+  if (!info.ok()) return sendError(out, fromSupervisor(info.error()));
+  JsonWriter w;
+  w.beginObject();
+  w.key("version").str(JW_VERSION);
+  w.key("api_version").str("v1");
+  w.key("cgroup_backend").str(info.value().cgroup_backend);
+  w.key("features").beginArray();
+  for (const char* f : kApiFeatures) w.str(f);
   w.endArray().endObject();
   sendJson(out, 200, w.take());
+}
+
+void Api::deleteJob(const std::string& id, const Principal& p, Responder& out) {
+  auto r = channel_.jobDelete(protocol::JobDeleteRequest{p.token, id, p.remote_address});
+  if (!r.ok()) return sendError(out, fromSupervisor(r.error()));
+  out.send(204, {}, "", "");
+}
+
+// The long poll: jobworkerd parks each JobWait for at most its parked-read time and answers
+// with the status then, so the loop here asks again until the job ended or timeout_s passed,
+// and notices a client that went away in between. The worker is a stream worker meanwhile.
+void Api::waitJob(const Target& t, const std::string& id, const Principal& p, Responder& out) {
+  uint64_t timeout_ms = kDefaultWaitMs;
+  if (auto it = t.query.find("timeout_s"); it != t.query.end()) {
+    auto ms = waitSecondsMs(it->second);
+    if (!ms.ok()) return sendError(out, ms.error());
+    timeout_ms = ms.value();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (timeout_ms > 0) out.willStream();
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    uint32_t wait_ms = static_cast<uint32_t>(std::max<int64_t>(left.count(), 0));
+    auto status = channel_.jobWait(protocol::JobWaitRequest{p.token, id, wait_ms});
+    if (!status.ok()) return sendError(out, fromSupervisor(status.error()));
+    if (status.value().state != protocol::JobState::kRunning || wait_ms == 0 ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return sendJson(out, 200, statusJson(status.value()));
+    }
+    if (out.clientGone()) return;
+  }
 }
 
 void Api::getJob(const std::string& id, const Principal& p, Responder& out) {

@@ -40,7 +40,10 @@ class Api : public RequestHandler {
   void whoami(const Principal& p, Responder& out);
   void startJob(const HttpRequest& r, const Principal& p, Responder& out);
   void listJobs(const Target& t, const Principal& p, Responder& out);
+  void version(const Principal& p, Responder& out);
   void getJob(const std::string& id, const Principal& p, Responder& out);
+  void deleteJob(const std::string& id, const Principal& p, Responder& out);
+  void waitJob(const Target& t, const std::string& id, const Principal& p, Responder& out);
   void stopJob(const HttpRequest& r, const std::string& id, const Principal& p, Responder& out);
   void jobLogs(const Target& t, const std::string& id, const Principal& p, Responder& out);
   void streamChunks(protocol::OutputReadRequest& req, protocol::OutputChunk first, Responder& out);

@@ -2,7 +2,11 @@
 // jobworker-frontend's HTTP worker threads.
 #include "frontend/api/status_json.h"
 
+#include <Poco/DateTime.h>
+#include <Poco/DateTimeFormat.h>
 #include <Poco/DateTimeFormatter.h>
+#include <Poco/DateTimeParser.h>
+#include <Poco/Exception.h>
 #include <Poco/Timestamp.h>
 
 #include <cstdio>
@@ -15,6 +19,26 @@ namespace jw::frontend {
 std::string rfc3339Ms(int64_t epoch_ms) {
   // Poco::Timestamp counts microseconds; %i is the milliseconds, always three digits.
   return Poco::DateTimeFormatter::format(Poco::Timestamp(epoch_ms * 1000), "%Y-%m-%dT%H:%M:%S.%iZ");
+}
+
+std::optional<int64_t> parseRfc3339Ms(const std::string& text) {
+  // Poco's parser is lenient; insist on the shape first: a full date, 'T', a time.
+  if (text.size() < 20 || text.size() > 40 || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != 't')) {
+    return std::nullopt;
+  }
+  Poco::DateTime dt;
+  int tzd = 0;
+  try {
+    if (!Poco::DateTimeParser::tryParse(Poco::DateTimeFormat::ISO8601_FRAC_FORMAT, text, dt, tzd) &&
+        !Poco::DateTimeParser::tryParse(Poco::DateTimeFormat::ISO8601_FORMAT, text, dt, tzd)) {
+      return std::nullopt;
+    }
+  } catch (const Poco::Exception&) {
+    return std::nullopt;
+  }
+  dt.makeUTC(tzd);
+  return dt.timestamp().epochMicroseconds() / 1000;
 }
 
 std::string coresText(uint32_t millicores) {
@@ -141,6 +165,13 @@ void writeStatus(JsonWriter& w, const protocol::JobStatus& s) {
   for (const auto& i : s.isolation) w.str(i);
   w.endArray();
   w.key("run_as").str(s.run_as);
+  textOrNull(w, "name", s.name);
+  w.key("labels").beginObject();
+  for (const auto& l : s.labels) {
+    size_t eq = l.find('=');
+    w.key(std::string_view(l).substr(0, eq)).str(eq == std::string::npos ? "" : l.substr(eq + 1));
+  }
+  w.endObject();
   w.endObject();
 }
 

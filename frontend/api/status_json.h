@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/protocol/codec.h"
@@ -13,6 +14,9 @@ namespace jw::frontend {
 
 // "2026-11-30T00:33:09.123Z" (UTC, milliseconds).
 std::string rfc3339Ms(int64_t epoch_ms);
+// "2026-12-01T10:00:00Z", with optional fraction and offset, as epoch milliseconds; nullopt when
+// it is not such a time.
+std::optional<int64_t> parseRfc3339Ms(const std::string& text);
 
 // Millicores as a JSON number of cores: 500 -> "0.5", 2000 -> "2".
 std::string coresText(uint32_t millicores);

@@ -74,6 +74,14 @@ void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r)
     refuse(id, who, {ErrorCode::kUnavailable, "jobworkerd is shutting down"});
     return;
   }
+  if (!r.name.empty()) {
+    if (const Job* other = jobs_.runningJobNamed(u->name, r.name)) {
+      refuse(id, who,
+             {ErrorCode::kConflict, "job " + other->id() + " of yours, still running, is named " +
+                                        log::quote(r.name) + ": names are unique among them"});
+      return;
+    }
+  }
   if (jobs_.runningJobsOf(u->name) >= settings_.max_running_jobs_per_user) {
     refuse(id, who,
            {ErrorCode::kLimitExceeded, "user " + u->name + " already runs " +
@@ -192,6 +200,8 @@ JobSpec Supervisor::jobSpec(const std::string& job_id, const UserRecord& u,
   spec.output = r.output;
   spec.limits = limits;
   spec.run_as = account.name;
+  spec.name = r.name;
+  spec.labels = r.labels;
   return spec;
 }
 
@@ -414,6 +424,7 @@ void Supervisor::publishJob(Job& job) {
   log::event(log::Priority::kInfo, log::ids::kJobExit,
              "job " + job.id() + " of " + job.owner() + " ended: " + how, fields);
   answerParked(job, 0, true);
+  answerWaits(job);
   updateServiceStatus();
   if (job.cgroup) removeCgroupLater(job.id(), 0);
   enforceRetention();
@@ -542,11 +553,7 @@ void Supervisor::releaseJob(Job& job) {
   if (job.pidfd_watch != 0) loop_.unwatch(job.pidfd_watch);
   if (!job.ended() && job.pid() > 0) killJob(job);
   if (job.cgroup) (void)job.cgroup->remove();
-  if (auto it = parked_.find(job.id()); it != parked_.end()) {
-    for (auto& [key, p] : it->second) loop_.cancelTimer(p.timer);
-    parked_count_ -= it->second.size();
-    parked_.erase(it);
-  }
+  dropParked(job.id());
 }
 
 }  // namespace jw::supervisor

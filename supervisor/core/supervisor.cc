@@ -14,6 +14,7 @@
 
 #include "common/io.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "supervisor/core/service_manager.h"
 #include "supervisor/launch/credentials.h"
 
@@ -304,7 +305,11 @@ void Supervisor::onFrontendGone() {
   for (auto& [job_id, reads] : parked_) {
     for (auto& [key, p] : reads) loop_.cancelTimer(p.timer);
   }
+  for (auto& [job_id, waits] : parked_waits_) {
+    for (auto& [key, w] : waits) loop_.cancelTimer(w.timer);
+  }
   parked_.clear();
+  parked_waits_.clear();
   parked_count_ = 0;
 }
 
@@ -401,29 +406,128 @@ void Supervisor::handleJobList(uint32_t id, const protocol::JobListRequest& r) {
   const UserRecord* u = authenticate(id, r.token);
   if (u == nullptr) return;
   // Role user asking for `all` gets its own jobs: the list is still correct for what it may see.
-  bool everyone = r.all && u->role != Role::kUser;
+  // Another owner's jobs it may not ask for at all.
+  if (u->role == Role::kUser && !r.owner.empty() && r.owner != u->name) {
+    replyError(id, ErrorCode::kForbidden, "role user sees only its own jobs");
+    return;
+  }
+  if (!r.name.empty() && !names::validJobName(r.name)) {
+    replyError(id, ErrorCode::kBadRequest, "malformed name filter");
+    return;
+  }
+  for (const auto& l : r.labels) {
+    if (!names::validLabel(l)) {
+      replyError(id, ErrorCode::kBadRequest, "malformed label filter");
+      return;
+    }
+  }
+  const bool everyone = (r.all || !r.owner.empty()) && u->role != Role::kUser;
+  JobTable::Query q{everyone ? r.owner : u->name,
+                    r.state,
+                    r.name,
+                    r.labels,
+                    r.since_ms,
+                    std::min(r.limit, protocol::kMaxListLimit),
+                    r.after_created_ms,
+                    r.after_id};
+  JobTable::Page page = jobs_.query(q);
   std::vector<std::string> frames;
   protocol::JobListReply part;
-  size_t part_bytes = protocol::kHeaderSize + 4;
-  auto flush = [&] {
-    frames.push_back(protocol::encodeJobListReply(id, part, protocol::kFlagMore));
-    part.jobs.clear();
-    part_bytes = protocol::kHeaderSize + 4;
-  };
-  jobs_.forEach([&](const Job& job) {
-    if (!everyone && job.owner() != u->name) return;
-    if (r.state != 0 && static_cast<uint8_t>(job.visibleState()) != r.state) return;
-    protocol::JobStatus s = job.status();
+  const size_t empty_bytes = protocol::kHeaderSize + 4 + 1;  // count, more
+  size_t part_bytes = empty_bytes;
+  for (const Job* job : page.jobs) {
+    protocol::JobStatus s = job->status();
     size_t n = protocol::encodedSize(s);
     if (!part.jobs.empty() &&
         (part.jobs.size() >= protocol::kMaxListPerFrame || part_bytes + n > protocol::kMaxFrame)) {
-      flush();
+      frames.push_back(protocol::encodeJobListReply(id, part, protocol::kFlagMore));
+      part.jobs.clear();
+      part_bytes = empty_bytes;
     }
     part.jobs.push_back(std::move(s));
     part_bytes += n;
-  });
+  }
+  part.more = page.more;
   frames.push_back(protocol::encodeJobListReply(id, part, 0));
   for (auto& f : frames) frontend_->send(std::move(f));
+}
+
+void Supervisor::handleJobWait(uint32_t id, const protocol::JobWaitRequest& r) {
+  const UserRecord* u = authenticate(id, r.token);
+  if (u == nullptr) return;
+  Job* job = accessibleJob(id, *u, r.job_id, Access::kRead);
+  if (job == nullptr) return;
+  if (job->ended() || r.wait_ms == 0) {
+    replyStatus(id, *job);
+    return;
+  }
+  // Parked like a follow read: the loop never blocks, and the cap bounds the memory.
+  if (parked_count_ >= kMaxParkedReads) {
+    replyError(id, ErrorCode::kUnavailable, "too many waits and follow reads waiting; retry later");
+    return;
+  }
+  uint64_t key = next_parked_key_++;
+  std::string job_id = job->id();
+  uint64_t ms = std::min<uint64_t>(r.wait_ms, kParkedReadMs);
+  auto timer = loop_.addTimer(ms, [this, job_id, key] { expireWait(job_id, key); });
+  parked_waits_[job_id].emplace(key, ParkedWait{id, r.token, timer});
+  parked_count_++;
+}
+
+void Supervisor::answerWaits(const Job& job) {
+  auto it = parked_waits_.find(job.id());
+  if (it == parked_waits_.end()) return;
+  for (auto& [key, w] : it->second) {
+    loop_.cancelTimer(w.timer);
+    replyStatus(w.request_id, job);
+    parked_count_--;
+  }
+  parked_waits_.erase(it);
+}
+
+void Supervisor::expireWait(const std::string& job_id, uint64_t key) {
+  auto it = parked_waits_.find(job_id);
+  if (it == parked_waits_.end()) return;
+  auto w = it->second.find(key);
+  if (w == it->second.end()) return;
+  Job* job = jobs_.find(job_id);
+  if (job != nullptr) {
+    replyStatus(w->second.request_id, *job);
+  } else {
+    replyError(w->second.request_id, ErrorCode::kNotFound, "no job " + log::quote(job_id));
+  }
+  it->second.erase(w);
+  parked_count_--;
+  if (it->second.empty()) parked_waits_.erase(it);
+}
+
+void Supervisor::handleJobDelete(uint32_t id, const protocol::JobDeleteRequest& r) {
+  const UserRecord* u = authenticate(id, r.token);
+  if (u == nullptr) return;
+  if (u->role == Role::kViewer) {
+    refuse(id, {*u, r.remote_address, "job_delete"},
+           {ErrorCode::kForbidden, "role viewer cannot delete jobs"});
+    return;
+  }
+  Job* job = accessibleJob(id, *u, r.job_id, Access::kWrite);
+  if (job == nullptr) return;
+  if (!job->ended()) {
+    replyError(id, ErrorCode::kConflict,
+               "job " + job->id() + " is still running: stop it first, then delete it");
+    return;
+  }
+  log::info("job " + job->id() + " of " + job->owner() + " deleted by " + u->name + " from " +
+            log::quote(r.remote_address));
+  dropJob(job->id());
+  updateServiceStatus();
+  frontend_->send(protocol::encodeOk(id, protocol::Empty{}));
+}
+
+void Supervisor::handleServerInfo(uint32_t id, const protocol::SessionRef& r) {
+  if (authenticate(id, r.token) == nullptr) return;
+  protocol::ServerInfoReply info;
+  info.cgroup_backend = opt_.cgroups ? opt_.cgroups->name() : "none";
+  frontend_->send(protocol::encodeServerInfoReply(id, info));
 }
 
 void Supervisor::handleHealth(uint32_t id, const protocol::Empty&) {
@@ -598,6 +702,31 @@ void Supervisor::releaseParkedWithoutSession() {
   for (const Dead& d : dead) {
     loop_.cancelTimer(d.timer);
     expireParked(d.job_id, d.key);
+  }
+  dead.clear();
+  for (const auto& [job_id, waits] : parked_waits_) {
+    for (const auto& [key, w] : waits) {
+      if (sessions_.find(w.token, now) == nullptr) dead.push_back({job_id, key, w.timer});
+    }
+  }
+  for (const Dead& d : dead) {
+    loop_.cancelTimer(d.timer);
+    expireWait(d.job_id, d.key);
+  }
+}
+
+void Supervisor::dropParked(const std::string& job_id) {
+  // Nothing ended is parked (its reads and waits were answered when it ended); a running job
+  // dropped at shutdown has no frontend left to answer.
+  if (auto it = parked_.find(job_id); it != parked_.end()) {
+    for (auto& [key, p] : it->second) loop_.cancelTimer(p.timer);
+    parked_count_ -= it->second.size();
+    parked_.erase(it);
+  }
+  if (auto it = parked_waits_.find(job_id); it != parked_waits_.end()) {
+    for (auto& [key, w] : it->second) loop_.cancelTimer(w.timer);
+    parked_count_ -= it->second.size();
+    parked_waits_.erase(it);
   }
 }
 

@@ -76,6 +76,13 @@ class Supervisor {
     protocol::OutputReadRequest req;
     EventLoop::TimerId timer;
   };
+  // A JobWait until its job ends or its timer answers with the status then (the frontend asks
+  // again while the client's timeout_s lasts).
+  struct ParkedWait {
+    uint32_t request_id;
+    protocol::Token token;
+    EventLoop::TimerId timer;
+  };
   enum class Access { kRead, kWrite };
   // Who asked, for the audit events: the user (resolved from the session), the address the
   // frontend asserts, and the action ("job_start", "job_stop").
@@ -157,6 +164,9 @@ class Supervisor {
   void handleJobGet(uint32_t id, const protocol::JobRef& r);
   void handleJobList(uint32_t id, const protocol::JobListRequest& r);
   void handleOutputRead(uint32_t id, const protocol::OutputReadRequest& r);
+  void handleJobWait(uint32_t id, const protocol::JobWaitRequest& r);
+  void handleJobDelete(uint32_t id, const protocol::JobDeleteRequest& r);
+  void handleServerInfo(uint32_t id, const protocol::SessionRef& r);
   void handleHealth(uint32_t id, const protocol::Empty&);
   // Resolves user + job with role and ownership rules; replies with the error itself and
   // returns null when refused.
@@ -203,6 +213,10 @@ class Supervisor {
   // Answers every parked follow read whose token no longer has a session (after a revocation)
   // as its timeout would: the frontend asks again and is told `unauthorized`.
   void releaseParkedWithoutSession();
+  // waits: answered with the job's status when it ends (all), or one of them at its timer
+  void answerWaits(const Job& job);
+  void expireWait(const std::string& job_id, uint64_t key);
+  void dropParked(const std::string& job_id);
 
   // shutdown
   void beginShutdown();
@@ -231,7 +245,8 @@ class Supervisor {
   bool frontend_ready_ = false;    // the current frontend sent its Ready
   bool shutting_down_ = false;
   std::unordered_map<std::string, std::map<uint64_t, ParkedRead>> parked_;
-  size_t parked_count_ = 0;
+  std::unordered_map<std::string, std::map<uint64_t, ParkedWait>> parked_waits_;
+  size_t parked_count_ = 0;  // reads and waits: both bounded by kMaxParkedReads
   uint64_t next_parked_key_ = 1;
 };
 

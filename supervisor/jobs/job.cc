@@ -120,6 +120,8 @@ protocol::JobStatus Job::status() const {
   if (cgroup && phase_ != JobPhase::kEnded) s.usage = cgroup->usage();
   s.isolation = spec_.isolation;
   s.run_as = spec_.run_as;
+  s.name = spec_.name;
+  s.labels = spec_.labels;
   return s;
 }
 
@@ -162,6 +164,10 @@ std::optional<RequestError> validateJobStart(const protocol::JobStartRequest& r,
   if (max_timeout_ms > 0 && r.timeout_ms > max_timeout_ms) {
     return bad("timeout over the maximum of " + std::to_string(max_timeout_ms / 1000) + " s");
   }
+  if (!r.name.empty() && !names::validJobName(r.name)) {
+    return bad("name must match " + std::string(names::kJobNamePattern) + " and not be a job id");
+  }
+  if (auto problem = names::labelListProblem(r.labels); !problem.empty()) return bad(problem);
   return std::nullopt;
 }
 

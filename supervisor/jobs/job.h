@@ -46,6 +46,8 @@ struct JobSpec {
   protocol::Limits limits;
   std::vector<std::string> isolation;
   std::string run_as;
+  std::string name;                 // "": none; unique per owner among running jobs
+  std::vector<std::string> labels;  // "key=value", distinct keys
 };
 
 class Job {
@@ -136,7 +138,7 @@ struct RequestError {
 
 // Re-validates a JobStart the frontend already checked (it may be compromised): sizes, argv
 // non-empty, no NUL anywhere, env entries KEY=VALUE with a valid and unique key, cwd absolute,
-// timeout within max_timeout_ms (0: no maximum).
+// timeout within max_timeout_ms (0: no maximum), name and labels well-formed.
 std::optional<RequestError> validateJobStart(const protocol::JobStartRequest& r,
                                              uint64_t max_timeout_ms);
 

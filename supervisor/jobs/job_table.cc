@@ -1,7 +1,10 @@
 // The job table and its retention rules (see job_table.h); runs in jobworkerd.
 #include "supervisor/jobs/job_table.h"
 
+#include <algorithm>
 #include <map>
+#include <string_view>
+#include <utility>
 
 namespace jw::supervisor {
 
@@ -37,6 +40,50 @@ size_t JobTable::runningJobsOf(const std::string& owner) const {
     if (!j->ended() && j->owner() == owner) n++;
   }
   return n;
+}
+
+const Job* JobTable::runningJobNamed(const std::string& owner, const std::string& name) const {
+  for (const auto& j : order_) {
+    if (!j->ended() && j->owner() == owner && j->spec().name == name) return j.get();
+  }
+  return nullptr;
+}
+
+namespace {
+
+bool matches(const Job& j, const JobTable::Query& q) {
+  if (!q.owner.empty() && j.owner() != q.owner) return false;
+  if (q.state != 0 && static_cast<uint8_t>(j.visibleState()) != q.state) return false;
+  if (!q.name.empty() && j.spec().name != q.name) return false;
+  if (j.createdAtMs() < q.since_ms) return false;
+  const auto& mine = j.spec().labels;
+  return std::all_of(q.labels.begin(), q.labels.end(), [&](const std::string& l) {
+    return std::find(mine.begin(), mine.end(), l) != mine.end();
+  });
+}
+
+// The list order's key: a larger key is newer.
+std::pair<int64_t, std::string_view> listKey(const Job& j) { return {j.createdAtMs(), j.id()}; }
+bool newer(const Job* a, const Job* b) { return listKey(*a) > listKey(*b); }
+
+}  // namespace
+
+JobTable::Page JobTable::query(const Query& q) const {
+  Page page;
+  for (const auto& j : order_) {
+    if (!matches(*j, q)) continue;
+    if (!q.after_id.empty() &&
+        listKey(*j) >= std::pair<int64_t, std::string_view>(q.after_created_ms, q.after_id)) {
+      continue;
+    }
+    page.jobs.push_back(j.get());
+  }
+  std::sort(page.jobs.begin(), page.jobs.end(), newer);
+  if (q.limit != 0 && page.jobs.size() > q.limit) {
+    page.jobs.resize(q.limit);
+    page.more = true;
+  }
+  return page;
 }
 
 std::vector<std::string> JobTable::expired(const Retention& rules, int64_t now_ms) const {

@@ -31,6 +31,27 @@ class JobTable {
 
   size_t size() const { return order_.size(); }
   size_t runningJobsOf(const std::string& owner) const;
+  // The owner's job with that name that has not ended (names are unique among those), or null.
+  const Job* runningJobNamed(const std::string& owner, const std::string& name) const;
+
+  // One page of a filtered list. Every non-empty filter must match. The order is newest first
+  // by (created_at, id), stable across pages and restarts; a page starts after the job keyed
+  // (after_created_ms, after_id) when after_id is set, even if that job is gone by now.
+  struct Query {
+    std::string owner;  // "": every owner
+    uint8_t state = 0;  // 0: any, else a protocol::JobState
+    std::string name;
+    std::vector<std::string> labels;  // "key=value", each on the job
+    int64_t since_ms = 0;             // created at or after
+    uint32_t limit = 0;               // 0: every match
+    int64_t after_created_ms = 0;
+    std::string after_id;
+  };
+  struct Page {
+    std::vector<const Job*> jobs;
+    bool more = false;  // limit reached and another job matches after the last one
+  };
+  Page query(const Query& q) const;
 
   struct Retention {
     uint32_t per_owner = 0;   // ended jobs kept per owner, newest first

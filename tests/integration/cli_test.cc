@@ -101,7 +101,7 @@ class CliTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
 
-  std::string configFile() const { return xdg_ + "/jobworker/config.json"; }
+  std::string configFile() const { return xdg_ + "/jobworker/contexts/default.json"; }
 
   // Polls `status --output json` until the job is no longer running.
   Poco::JSON::Object::Ptr waitEnded(const std::string& id) {

@@ -127,6 +127,12 @@ TEST_F(Control, ListShowsEachLoginWithItsAddressAndNeverAToken) {
   EXPECT_NE(table.out.find("\n" + id + "  alice "), std::string::npos) << table.out;
   EXPECT_NE(table.out.find(" 127.0.0.1 "), std::string::npos) << table.out;
   EXPECT_EQ(table.out.find(t), std::string::npos) << "a token in the table";
+  // session list USER: that user's sessions only.
+  CmdResult only = admin({"session", "list", "alice", "--control", sockPath(), "-o", "json"});
+  ASSERT_EQ(only.exit_code, 0) << only.err;
+  EXPECT_EQ(listedOf(only.out, "alice").size(), alice.size()) << only.out;
+  EXPECT_TRUE(listedOf(only.out, "bob").empty()) << only.out;
+  EXPECT_EQ(admin({"session", "list", "Not A User", "--control", sockPath()}).exit_code, 2);
 }
 
 TEST_F(Control, RevokeUserEndsEverySessionOfThatUserAtOnceAndNoOtherOne) {

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "client/cli.h"
 #include "client/cli_args.h"
 #include "client/cli_config.h"
+#include "client/completion.h"
 #include "client/job_ref.h"
 #include "client/output_format.h"
 
@@ -112,13 +114,23 @@ TEST(CliArgs, MissingDashDashIsAUsageError) {
   EXPECT_NE(empty.usage_error->find("missing program"), std::string::npos);
 }
 
-TEST(CliArgs, IdCommandsNeedExactlyOneId) {
+TEST(CliArgs, IdCommandsNeedTheirIds) {
   auto missing = parse({"status"});
   ASSERT_TRUE(missing.usage_error);
   EXPECT_NE(missing.usage_error->find("missing job ID"), std::string::npos);
-  auto extra = parse({"status", "abc", "def"});
+  auto extra = parse({"logs", "abc", "def"});
   ASSERT_TRUE(extra.usage_error);
   EXPECT_NE(extra.usage_error->find("unexpected argument 'def'"), std::string::npos);
+  // status, stop, wait and rm take several.
+  for (const char* cmd : {"status", "stop", "wait", "rm"}) {
+    auto several = parse({cmd, "abc", "build", "def"});
+    ASSERT_FALSE(several.usage_error) << cmd << ": " << *several.usage_error;
+    EXPECT_EQ(several.inv.jobs, (std::vector<std::string>{"abc", "build", "def"}));
+  }
+  auto wait = parse({"wait", "--timeout", "5s", "a"});
+  ASSERT_FALSE(wait.usage_error) << *wait.usage_error;
+  EXPECT_EQ(wait.inv.wait_timeout_ms, 5000u);
+  EXPECT_FALSE(wait.inv.spec.timeout_ms);
   auto logs = parse({"logs", "3f2a", "-f", "--stream", "stderr"});
   ASSERT_FALSE(logs.usage_error) << *logs.usage_error;
   EXPECT_EQ(logs.inv.job, "3f2a");
@@ -170,9 +182,12 @@ TEST(CliArgs, GlobalFlagsBeforeOrAfterTheCommand) {
   ASSERT_FALSE(after.usage_error);
   EXPECT_EQ(after.inv.ca_file, "/x.pem");
   EXPECT_EQ(after.inv.output, OutputFormat::kJson);
-  auto bad = parse({"list", "--output", "yaml"});
+  EXPECT_EQ(parse({"list", "-o", "yaml"}).inv.output, OutputFormat::kYaml);
+  EXPECT_EQ(parse({"list", "-owide"}).inv.output, OutputFormat::kWide);
+  EXPECT_EQ(parse({"status", "-o", "name", "x"}).inv.output, OutputFormat::kName);
+  auto bad = parse({"list", "--output", "xml"});
   ASSERT_TRUE(bad.usage_error);
-  EXPECT_NE(bad.usage_error->find("use human or json"), std::string::npos);
+  EXPECT_NE(bad.usage_error->find("use human, json, yaml, wide or name"), std::string::npos);
 }
 
 TEST(CliArgs, HelpAndVersion) {
@@ -249,6 +264,20 @@ TEST(CliArgs, JobRequestJson) {
   auto fbody = buildJobRequest(frac.inv.spec, env);
   ASSERT_TRUE(fbody);
   EXPECT_EQ(jsonText(fbody.value()), "{\"command\":[\"x\"],\"timeout_s\":1.5}");
+  // --name and --label; a malformed one is a usage error.
+  auto named = parse({"start", "--name", "web", "-l", "tier=fe", "--label", "env=prod", "--", "x"});
+  ASSERT_FALSE(named.usage_error) << *named.usage_error;
+  auto nbody = buildJobRequest(named.inv.spec, env);
+  ASSERT_TRUE(nbody);
+  EXPECT_EQ(jsonText(nbody.value()),
+            "{\"command\":[\"x\"],\"name\":\"web\",\"labels\":{\"tier\":\"fe\",\"env\":\"prod\"}}");
+  EXPECT_TRUE(parse({"start", "--label", "novalue", "--", "x"}).usage_error);
+  EXPECT_TRUE(parse({"start", "--name", "a b", "--", "x"}).usage_error);
+  auto list = parse({"list", "-l", "tier=fe", "-l", "env=prod", "--owner", "bob", "--limit", "5"});
+  ASSERT_FALSE(list.usage_error) << *list.usage_error;
+  EXPECT_EQ(list.inv.label_filter, (std::vector<std::string>{"tier=fe", "env=prod"}));
+  EXPECT_EQ(list.inv.owner, "bob");
+  EXPECT_EQ(list.inv.limit, 5u);
   // --env K copies K from our environment, and says so when it is not set.
   auto unset = parse({"run", "-e", "NOPE", "--", "x"});
   auto ubody = buildJobRequest(unset.inv.spec, env);
@@ -272,6 +301,18 @@ TEST(JobRef, FullIdsAndPrefixes) {
   ASSERT_TRUE(upper);
   EXPECT_EQ(upper.value(), ids[2]);
   auto amb = matchJobPrefix(ids, "3f2a");
+  // Names: the running job with the name wins, else the only one; several finished: ambiguous.
+  EXPECT_FALSE(matchJobName({}, "web"));
+  auto run = matchJobName({{"aaaaaaaa-1", false}, {"bbbbbbbb-2", true}}, "web");
+  ASSERT_TRUE(run && *run);
+  EXPECT_EQ(run->value(), "bbbbbbbb-2");
+  auto only = matchJobName({{"aaaaaaaa-1", false}}, "web");
+  ASSERT_TRUE(only && *only);
+  EXPECT_EQ(only->value(), "aaaaaaaa-1");
+  auto two = matchJobName({{"aaaaaaaa-1", false}, {"cccccccc-3", false}}, "web");
+  ASSERT_TRUE(two && !*two);
+  EXPECT_EQ(two->error().message,
+            "name 'web' is ambiguous (finished jobs aaaaaaaa, cccccccc): use an id");
   ASSERT_FALSE(amb);
   EXPECT_NE(amb.error().message.find("job prefix '3f2a' is ambiguous"), std::string::npos);
   EXPECT_NE(amb.error().message.find("3f2a1b2c"), std::string::npos);
@@ -345,6 +386,56 @@ TEST(Format, HumanOutput) {
   EXPECT_NE(table.find("3f2a1b2c   alice   killed (SIGKILL)   1m ago    sh -c 'exit 3'"),
             std::string::npos)
       << table;
+  // Piped: nothing cut, even a long command; on a narrow terminal the command is cut to fit,
+  // and --no-trunc shows full ids and the whole command; wide adds NAME and LABELS.
+  Poco::JSON::Array::Ptr long_jobs = new Poco::JSON::Array;
+  Poco::JSON::Parser p;
+  auto cmd =
+      p.parse(R"(["echo",")" + std::string(100, 'x') + R"("])").extract<Poco::JSON::Array::Ptr>();
+  job->set("command", cmd);
+  job->set("name", "web");
+  Poco::JSON::Object::Ptr labels = new Poco::JSON::Object;
+  labels->set("tier", "fe");
+  job->set("labels", labels);
+  long_jobs->add(job);
+  std::string piped = formatJobTable(long_jobs, now);
+  EXPECT_NE(piped.find(std::string(100, 'x')), std::string::npos) << piped;
+  TableStyle narrow;
+  narrow.columns = 80;
+  std::string tty = formatJobTable(long_jobs, now, narrow);
+  size_t second = tty.find('\n') + 1;
+  EXPECT_EQ(tty.find('\n', second) - second, 80u) << tty;
+  EXPECT_NE(tty.find("xxx...\n"), std::string::npos) << tty;
+  narrow.no_trunc = true;
+  std::string full = formatJobTable(long_jobs, now, narrow);
+  EXPECT_NE(full.find("3f2a1b2c-0000-4000-8000-000000000001"), std::string::npos) << full;
+  EXPECT_NE(full.find(std::string(100, 'x')), std::string::npos) << full;
+  TableStyle wide;
+  wide.wide = true;
+  wide.colour = true;
+  std::string w = formatJobTable(long_jobs, now, wide);
+  EXPECT_EQ(w.substr(0, w.find('\n')),
+            "ID         OWNER   STATE              CREATED   NAME   LABELS    COMMAND");
+  EXPECT_NE(w.find("\x1b[31mkilled (SIGKILL)\x1b[0m   1m ago    web    tier=fe   echo"),
+            std::string::npos)
+      << w;
+}
+
+TEST(OutputFormat, JsonToYaml) {
+  EXPECT_EQ(
+      jsonToYaml(
+          R"({"jobs":[{"id":"a","labels":{},"n":1,"ok":true,"e":null,"c":["x","y z"]}],"next":null})"),
+      "jobs:\n"
+      "  -\n"
+      "    c:\n"
+      "      - \"x\"\n"
+      "      - \"y z\"\n"
+      "    e: null\n"
+      "    id: \"a\"\n"
+      "    labels: {}\n"
+      "    n: 1\n"
+      "    ok: true\n"
+      "next: null\n");
 }
 
 // ---- config file ------------------------------------------------------------------------------
@@ -649,6 +740,29 @@ TEST(ChunkedDecoder, SinkCanStop) {
   EXPECT_FALSE(
       d.feed("1\r\na\r\n1\r\nb\r\n0\r\n\r\n", [&](std::string_view) { return ++calls < 1; }));
   EXPECT_EQ(calls, 1);
+}
+
+// Completion scripts come from the parser's table: every command and every flag is in each one.
+TEST(Completion, EveryCommandAndFlagOfTheTableIsInEachScript) {
+  EXPECT_FALSE(completionScript("tcsh"));
+  for (const char* shell : {"bash", "zsh", "fish"}) {
+    auto script = completionScript(shell);
+    ASSERT_TRUE(script) << shell;
+    for (const auto& c : commandSpecs()) {
+      EXPECT_NE(script->find(c.name), std::string::npos) << shell << ": " << c.name;
+      for (const auto& f : c.flags) {
+        EXPECT_NE(script->find(f.long_name), std::string::npos) << shell << ": " << f.long_name;
+      }
+    }
+  }
+  std::vector<CommandSpec> specs = commandSpecs();
+  auto it = std::find_if(specs.begin(), specs.end(),
+                         [](const CommandSpec& c) { return c.name == "list"; });
+  ASSERT_NE(it, specs.end());
+  auto state = std::find_if(it->flags.begin(), it->flags.end(),
+                            [](const FlagSpec& f) { return f.long_name == "state"; });
+  ASSERT_NE(state, it->flags.end());
+  EXPECT_EQ(state->choices, (std::vector<std::string>{"running", "exited", "killed", "failed"}));
 }
 
 }  // namespace

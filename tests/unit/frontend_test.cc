@@ -273,6 +273,8 @@ protocol::JobStatus sampleStatus() {
   s.usage.pids_peak = 3;
   s.isolation = {"pid", "mount"};
   s.run_as = "nobody";
+  s.name = "web";
+  s.labels = {"app=web", "tier="};
   return s;
 }
 
@@ -288,7 +290,8 @@ TEST(StatusJson, RendersEveryField) {
             "\"output_dropped_bytes\":0,\"output_error\":null,\"oom_killed\":false,"
             "\"limits\":{\"cpu\":0.5,\"memory\":1048576,\"pids\":null,\"io\":[]},"
             "\"usage\":{\"cpu_seconds\":0.25,\"pids_peak\":3},"
-            "\"isolation\":[\"pid\",\"mount\"],\"run_as\":\"nobody\"}");
+            "\"isolation\":[\"pid\",\"mount\"],\"run_as\":\"nobody\","
+            "\"name\":\"web\",\"labels\":{\"app\":\"web\",\"tier\":\"\"}}");
 }
 
 TEST(StatusJson, SeparateKilledAndInvalidUtf8) {
@@ -575,7 +578,10 @@ TEST_F(ChannelTest, ConcurrentRequestsGetTheirOwnReplies) {
 
   // Multi-frame list reply.
   auto list = std::async(std::launch::async, [&] {
-    return channel_->jobList({token(1), true, 0});
+    protocol::JobListRequest req;
+    req.token = token(1);
+    req.all = true;
+    return channel_->jobList(req);
   });
   std::string f;
   auto h = receive(&f);
@@ -590,8 +596,9 @@ TEST_F(ChannelTest, ConcurrentRequestsGetTheirOwnReplies) {
   send(protocol::encodeJobListReply(h.request_id, p2));
   auto l = list.get();
   ASSERT_TRUE(l.ok());
-  ASSERT_EQ(l.value().size(), 3u);
-  EXPECT_EQ(l.value()[2].id, "c");
+  ASSERT_EQ(l.value().jobs.size(), 3u);
+  EXPECT_EQ(l.value().jobs[2].id, "c");
+  EXPECT_FALSE(l.value().more);
 
   // The supervisor going away reaches on_closed.
   ::shutdown(fds_[0], SHUT_RDWR);

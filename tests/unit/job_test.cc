@@ -412,6 +412,51 @@ TEST(JobTable, NewestFirstAndRetentionByCountAndAge) {
   EXPECT_EQ(t.size(), 4u);
 }
 
+// Pages over a filtered list: every match exactly once, newest first, a cursor that survives
+// the removal of the job it names, ties on created_at broken by id.
+TEST(JobTable, QueryPagesFiltersAndCursorsStayStable) {
+  JobTable t;
+  for (int i = 0; i < 25; i++) {
+    JobSpec spec;
+    spec.id = "job-" + std::string(i < 10 ? "0" : "") + std::to_string(i);
+    spec.owner = i % 2 ? "bob" : "alice";
+    spec.command = {"/bin/true"};
+    spec.name = i == 7 ? "seven" : "";
+    spec.labels = {i % 3 ? "tier=web" : "tier=db", "env=prod"};
+    t.insert(std::make_unique<Job>(spec, 1000 + i / 2));  // pairs share a millisecond
+  }
+  JobTable::Query q;
+  q.limit = 4;
+  std::vector<std::string> seen;
+  for (int pages = 0; pages < 20; pages++) {
+    JobTable::Page p = t.query(q);
+    for (const Job* j : p.jobs) seen.push_back(j->id());
+    if (!p.more) break;
+    q.after_created_ms = p.jobs.back()->createdAtMs();
+    q.after_id = p.jobs.back()->id();
+    if (pages == 2) t.erase(q.after_id);  // the cursor's own job goes: the next page still fits
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  EXPECT_EQ(seen.front(), "job-24");
+  EXPECT_EQ(seen[1], "job-23");  // created in the same ms as job-22: the larger id first
+  EXPECT_EQ(seen[2], "job-22");
+  EXPECT_EQ(seen.back(), "job-00");
+  JobTable::Query f;
+  f.owner = "alice";
+  f.labels = {"tier=db"};
+  std::vector<std::string> db;
+  for (const Job* j : t.query(f).jobs) db.push_back(j->id());
+  EXPECT_EQ(db, (std::vector<std::string>{"job-24", "job-18", "job-12", "job-06", "job-00"}));
+  f = {};
+  f.name = "seven";
+  ASSERT_EQ(t.query(f).jobs.size(), 1u);
+  EXPECT_EQ(t.runningJobNamed("bob", "seven")->id(), "job-07");
+  EXPECT_EQ(t.runningJobNamed("alice", "seven"), nullptr);
+  f = {};
+  f.since_ms = 1011;
+  EXPECT_EQ(t.query(f).jobs.size(), 3u);  // job-22, 23, 24
+}
+
 // One owner's volume never evicts another's history: the host-wide cap takes from the largest
 // owner, and per-owner counts only count the owner's own jobs.
 TEST(JobTable, RetentionIsPerOwner) {

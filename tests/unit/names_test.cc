@@ -66,5 +66,38 @@ TEST(Names, ValidJobIdIsALowercaseUuidV4) {
   EXPECT_FALSE(validJobId(std::string("0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f7\0", 36)));
 }
 
+TEST(Names, JobNamesAreShortWordsThatCannotPassForAnId) {
+  EXPECT_TRUE(validJobName("build"));
+  EXPECT_TRUE(validJobName("nightly-2026.12_01"));
+  EXPECT_TRUE(validJobName("3f2a"));  // an id prefix too: the exact name wins
+  EXPECT_TRUE(validJobName(std::string(63, 'a')));
+  EXPECT_FALSE(validJobName(std::string(64, 'a')));
+  EXPECT_FALSE(validJobName(""));
+  EXPECT_FALSE(validJobName("-rf"));
+  EXPECT_FALSE(validJobName(".hidden"));
+  EXPECT_FALSE(validJobName("a b"));
+  EXPECT_FALSE(validJobName("a/b"));
+  EXPECT_FALSE(validJobName("0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70"));  // an id names its job
+}
+
+TEST(Names, LabelsAreKeyEqualsValueWithDistinctKeys) {
+  EXPECT_TRUE(validLabel("team=infra"));
+  EXPECT_TRUE(validLabel("app.kubernetes.io/name=web"));
+  EXPECT_TRUE(validLabel("empty="));
+  EXPECT_FALSE(validLabel("novalue"));
+  EXPECT_FALSE(validLabel("=v"));
+  EXPECT_FALSE(validLabel("k=v/w"));
+  EXPECT_FALSE(validLabel("k=v=w"));
+  EXPECT_FALSE(validLabel("k y=v"));
+  EXPECT_FALSE(validLabel(std::string(64, 'k') + "=v"));
+  EXPECT_FALSE(validLabel("k=" + std::string(64, 'v')));
+  EXPECT_EQ(labelListProblem({"a=1", "b=2"}), "");
+  EXPECT_EQ(labelListProblem({"a=1", "a=2"}), "label key 'a' given twice");
+  EXPECT_NE(labelListProblem({"a=1", "b"}).find("label 'b' is not"), std::string::npos);
+  std::vector<std::string> many;
+  for (size_t i = 0; i <= kMaxLabels; i++) many.push_back("k" + std::to_string(i) + "=v");
+  EXPECT_EQ(labelListProblem(many), "more than 32 labels");
+}
+
 }  // namespace
 }  // namespace jw::names

@@ -55,6 +55,8 @@ JobStatus sampleStatus() {
   s.usage.pids_peak = 17;
   s.isolation = {"pid", "net"};
   s.run_as = "nobody";
+  s.name = "web";
+  s.labels = {"app=web", "env=prod"};
   return s;
 }
 
@@ -105,6 +107,8 @@ JobStartRequest sample<JobStartRequest>() {
   js.limits = {250, 1 << 30, 3, {{"/dev/vda", 1, 2, 3, 4}, {"/dev/vdb", 5, 0, 0, 6}}};
   js.network = Network::kHost;
   js.remote_address = "2001:db8::2";
+  js.name = "nightly";
+  js.labels = {"team=infra", "tier="};
   return js;
 }
 template <>
@@ -117,7 +121,21 @@ JobRef sample<JobRef>() {
 }
 template <>
 JobListRequest sample<JobListRequest>() {
-  return {sampleToken(0x44), true, 2};
+  return {
+      sampleToken(0x44), true,          2,   "bob",         "nightly",
+      {"team=infra"},    1733000000000, 250, 1733000000123, "00000000-0000-4000-8000-000000000000"};
+}
+template <>
+JobWaitRequest sample<JobWaitRequest>() {
+  return {sampleToken(0x66), "xyz", 15000};
+}
+template <>
+JobDeleteRequest sample<JobDeleteRequest>() {
+  return {sampleToken(0x77), "xyz", "192.0.2.9"};
+}
+template <>
+ServerInfoReply sample<ServerInfoReply>() {
+  return {"v2"};
 }
 template <>
 OutputReadRequest sample<OutputReadRequest>() {
@@ -137,7 +155,7 @@ JobListReply sample<JobListReply>() {
   JobStatus other = sampleStatus();
   other.id = "00000000-0000-4000-8000-000000000000";
   other.state = JobState::kExited;
-  return {{sampleStatus(), other, sampleStatus()}};
+  return {{sampleStatus(), other, sampleStatus()}, true};
 }
 template <>
 OutputChunk sample<OutputChunk>() {
