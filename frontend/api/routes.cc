@@ -101,7 +101,9 @@ std::vector<std::string> allowedParams(Endpoint e, const std::string& method) {
   if (e == Endpoint::kJobs && method == "GET") {
     return {"all", "state", "owner", "name", "label", "since", "limit", "after"};
   }
-  if (e == Endpoint::kJobLogs) return {"offset", "follow", "stream"};
+  if (e == Endpoint::kJobLogs) {
+    return {"offset", "follow", "stream", "tail_lines", "since", "timestamps"};
+  }
   if (e == Endpoint::kJobWait) return {"timeout_s"};
   return {};
 }
@@ -652,6 +654,27 @@ ApiResult<protocol::OutputReadRequest> logsRequest(const Target& t, const protoc
       return badRequest("stream must be stdout or stderr");
     }
   }
+  if (auto it = t.query.find("tail_lines"); it != t.query.end()) {
+    const std::string& v = it->second;
+    if (v.empty() || v.size() > 6 || v.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoul(v) > protocol::kMaxTailLines) {
+      return badRequest("tail_lines must be an integer from 0 to " +
+                        std::to_string(protocol::kMaxTailLines));
+    }
+    req.tail = true;
+    req.tail_lines = static_cast<uint32_t>(std::stoul(v));
+  }
+  if (auto it = t.query.find("since"); it != t.query.end()) {
+    auto since = sinceMs(it->second);
+    if (!since.ok()) return since.error();
+    req.since_unix_ms = static_cast<uint64_t>(std::max<int64_t>(since.value(), 1));
+  }
+  if ((req.tail || req.since_unix_ms > 0) && t.query.count("offset") != 0) {
+    return badRequest("offset cannot be combined with tail_lines or since");
+  }
+  auto timestamps = boolParam(t, "timestamps");
+  if (!timestamps.ok()) return timestamps.error();
+  req.timestamps = timestamps.value();
   req.max_bytes = static_cast<uint32_t>(protocol::kMaxChunk);
   return req;
 }
@@ -672,7 +695,8 @@ void Api::jobLogs(const Target& t, const std::string& id, const Principal& p, Re
   // the chunked body short, which the client sees as an incomplete response.
   auto chunk = channel_.outputRead(req.value());
   if (!chunk.ok()) return sendError(out, fromSupervisor(chunk.error()));
-  if (!out.startChunked(200, {{"X-Jobworker-Offset", std::to_string(req.value().offset)}},
+  // Where the stream starts: the request's offset, or where tail_lines/since put it.
+  if (!out.startChunked(200, {{"X-Jobworker-Offset", std::to_string(chunk.value().offset)}},
                         "application/octet-stream")) {
     return;
   }
@@ -688,7 +712,11 @@ void Api::streamChunks(protocol::OutputReadRequest& req, protocol::OutputChunk f
   std::string send_error;
   protocol::OutputChunk c = std::move(first);
   for (;;) {
-    req.offset = c.offset + c.data.size();
+    // The next read asks from the log byte after this chunk's (with timestamps its data is
+    // longer than the log bytes it carries); the start is settled.
+    req.offset = c.offset + c.raw_size;
+    req.tail = false;
+    req.since_unix_ms = 0;
     bool more = !c.eof && !(c.data.empty() && !req.follow);
     if (more && !c.data.empty()) next = channel_.outputReadSend(req, &send_error);
     if (!c.data.empty() && !out.writeChunk(c.data)) break;

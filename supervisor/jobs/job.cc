@@ -21,7 +21,8 @@ Job::Job(JobSpec spec, int64_t created_at_ms)
     : spec_(std::move(spec)), created_at_ms_(created_at_ms) {}
 
 std::unique_ptr<Job> Job::restore(const protocol::JobStatus& r) {
-  JobSpec spec{r.id, r.owner, r.command, r.output, r.limits, r.isolation, r.run_as};
+  JobSpec spec{r.id,     r.owner,  r.command, r.output, r.limits,
+               r.isolation, r.run_as, r.name,    r.labels};
   auto job = std::make_unique<Job>(std::move(spec), r.created_at_ms);
   job->phase_ = JobPhase::kEnded;
   job->pid_ = r.pid;

@@ -123,6 +123,10 @@ std::string inconsistency(const protocol::JobStatus& s) {
   if (!names::validUserName(s.owner)) return "owner is not a user name";
   if (s.command.empty()) return "empty command";
   if (!s.run_as.empty() && !names::validAccountName(s.run_as)) return "run_as is not an account";
+  if (!s.name.empty() && !names::validJobName(s.name)) return "name is not a job name";
+  for (const auto& l : s.labels) {
+    if (!names::validLabel(l)) return "a label is not key=value";
+  }
   if (s.created_at_ms <= 0) return "no creation time";
   if (!validTimestamp(s.created_at_ms) || !validTimestamp(s.started_at_ms) ||
       !validTimestamp(s.ended_at_ms)) {
@@ -175,6 +179,8 @@ std::string encodeJobRecord(const protocol::JobStatus& s) {
   putUsage(w, s.usage);
   w.strList(s.isolation);
   w.str(s.run_as);
+  w.str(s.name);
+  w.strList(s.labels);
   return frame(kJobMagic, w.bytes());
 }
 
@@ -210,6 +216,8 @@ Result<protocol::JobStatus, RecordFailure> decodeJobRecord(std::string_view byte
   getUsage(r, s.usage);
   s.isolation = r.strList(kMaxIsolationLabels, kMaxIsolationLabel, "isolation");
   s.run_as = r.str(protocol::kMaxUserName, "run_as");
+  s.name = r.str(names::kMaxJobName, "name");
+  s.labels = r.strList(names::kMaxLabels, names::kMaxLabelText, "labels");
   if (!r.finish()) return RecordFailure{RecordError::kCorrupt, r.error()};
   size_t command_bytes = 0;
   for (const auto& a : s.command) command_bytes += a.size();
