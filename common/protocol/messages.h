@@ -28,6 +28,8 @@ enum class Direction : uint8_t { kFrontendToSupervisor, kSupervisorToFrontend };
   X(OutputRead, 8, kFrontendToSupervisor, OutputReadRequest, "pull output -> OutputChunk|Error") \
   X(Health, 9, kFrontendToSupervisor, Empty, "liveness -> HealthReply")                          \
   X(SessionGet, 10, kFrontendToSupervisor, SessionRef, "whose session -> SessionInfo|Error")     \
+  X(MetricsGet, 11, kFrontendToSupervisor, SessionRef,                                           \
+    "the supervisor's figures -> Metrics|Error")                                                 \
   X(LoginReply, 65, kSupervisorToFrontend, LoginReply, "a new session: token, role, expiry")     \
   X(Ok, 66, kSupervisorToFrontend, Empty, "request done, nothing to return")                     \
   X(ErrorReply, 67, kSupervisorToFrontend, ErrorReply, "request refused or failed")              \
@@ -35,7 +37,8 @@ enum class Direction : uint8_t { kFrontendToSupervisor, kSupervisorToFrontend };
   X(JobListReply, 69, kSupervisorToFrontend, JobListReply, "part of a list (kFlagMore: more)")   \
   X(OutputChunk, 70, kSupervisorToFrontend, OutputChunk, "bytes of a job's log")                 \
   X(HealthReply, 71, kSupervisorToFrontend, HealthReply, "supervisor health details")            \
-  X(SessionInfo, 72, kSupervisorToFrontend, SessionInfo, "a session's user, role and expiry")
+  X(SessionInfo, 72, kSupervisorToFrontend, SessionInfo, "a session's user, role and expiry")    \
+  X(Metrics, 73, kSupervisorToFrontend, MetricsReply, "job, login and loop figures for /metrics")
 
 enum class MsgType : uint16_t {
 #define JW_ENUM(name, num, dir, payload, doc) k##name = (num),
@@ -87,5 +90,8 @@ constexpr size_t kMaxChunk = size_t{64} * 1024;  // output moves in pulled chunk
 constexpr size_t kMaxListPerFrame = 64;          // statuses per JobListReply frame
 constexpr size_t kMaxHealthDetails = 64;
 constexpr size_t kTokenSize = 32;  // 256 random bits, minted by the supervisor
+// Users with their own label in the job counters of /metrics (config metrics_max_users, capped
+// here), plus one entry for all the others: the label's cardinality and the frame stay bounded.
+constexpr size_t kMaxMetricsUsers = 1000;
 
 }  // namespace jw::protocol
