@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,14 @@ class JobCgroup {
 // cgroupfs errors). Stats io device paths as root: only under /dev.
 Status checkLimits(const CgroupLimits& limits);
 
+// What every job's cgroup holds together now, read from the jobs' parent cgroup (/metrics);
+// nullopt where the kernel does not say.
+struct JobsUsage {
+  std::optional<uint64_t> memory_bytes;  // v2 memory.current, v1 memory.usage_in_bytes
+  std::optional<uint64_t> cpu_us;        // v2 cpu.stat usage_usec, v1 cpuacct.usage
+  std::optional<uint64_t> pids;          // pids.current
+};
+
 class CgroupBackend {
  public:
   virtual ~CgroupBackend() = default;
@@ -66,6 +75,7 @@ class CgroupBackend {
   virtual bool has(Controller c) const = 0;
   // For healthz and the startup log: backend, root paths, missing controllers.
   virtual std::vector<std::string> details() const = 0;
+  virtual JobsUsage jobsUsage() const = 0;
   // Creates <own>/jobworker/<job_id> with the limits applied. A limit whose controller is missing
   // is an error (never silently unlimited).
   virtual Result<std::unique_ptr<JobCgroup>> create(const std::string& job_id,

@@ -196,6 +196,20 @@ class V1Backend : public CgroupBackend {
 
   std::vector<std::string> details() const override { return details_; }
 
+  JobsUsage jobsUsage() const override {
+    JobsUsage u;
+    auto read = [&](std::string_view controller, const char* file) -> std::optional<uint64_t> {
+      const Hierarchy* h = hierarchy(controller);
+      if (h == nullptr) return std::nullopt;
+      auto t = readFile(h->base + "/" + file);
+      return t ? parseU64(*t) : std::nullopt;
+    };
+    u.memory_bytes = read("memory", "memory.usage_in_bytes");
+    if (auto ns = read("cpuacct", "cpuacct.usage")) u.cpu_us = *ns / 1000;
+    u.pids = read("pids", "pids.current");
+    return u;
+  }
+
   Result<std::unique_ptr<JobCgroup>> create(const std::string& job_id,
                                             const CgroupLimits& limits) override {
     if (Status s = validateJobId(job_id); !s) return s.error();

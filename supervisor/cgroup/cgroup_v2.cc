@@ -149,6 +149,14 @@ class V2Backend : public CgroupBackend {
 
   bool has(Controller c) const override { return contains(enabled_, controllerName(c)); }
 
+  JobsUsage jobsUsage() const override {
+    JobsUsage u;
+    if (auto t = readFile(base_ + "/memory.current"); t) u.memory_bytes = parseU64(*t);
+    if (auto t = readFile(base_ + "/cpu.stat"); t) u.cpu_us = keyedValue(*t, "usage_usec");
+    if (auto t = readFile(base_ + "/pids.current"); t) u.pids = parseU64(*t);
+    return u;
+  }
+
   std::vector<std::string> details() const override {
     std::vector<std::string> d{"cgroup backend: v2", "jobs: " + base_};
     std::string on;

@@ -63,9 +63,10 @@ IsolationSpec Supervisor::isolationFor(const UserRecord& u, const protocol::JobS
 }
 
 void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r) {
+  const uint64_t received_us = monotonicUs();
   const UserRecord* u = authenticate(id, r.token);
   if (u == nullptr) return;
-  const Requester who{*u, r.remote_address, "job_start"};
+  const Requester who{*u, r.remote_address, "job_start", received_us};
   if (u->role == Role::kViewer) {
     refuse(id, who, {ErrorCode::kForbidden, "role viewer cannot start jobs"});
     return;
@@ -142,6 +143,7 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
     log::err("job " + job->id() + " of " + u.name + " failed to start: " + e.message);
     job->markFailed(e.message, realtimeMs());
     resources->releaseOutput();
+    countJobEnd(*job);
     Job* raw = jobs_.insert(std::move(job));
     enforceRetention();
     return raw;
@@ -150,6 +152,7 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
 
   SpawnedJob& sj = spawned.value();
   job->markStarted(sj.pid, realtimeMs());
+  metrics_.jobStarted(u.name, monotonicUs() - who.received_us);
   job->pidfd = std::move(sj.pidfd);
   job->has_init = static_cast<bool>(sj.status_fd);
   job->status_fd = std::move(sj.status_fd);
@@ -394,6 +397,7 @@ void Supervisor::publishJob(Job& job) {
                         {"JOB_OUTPUT_BYTES", std::to_string(s.output_bytes + s.stderr_bytes)}};
   log::event(log::Priority::kInfo, log::ids::kJobExit,
              "job " + job.id() + " of " + job.owner() + " ended: " + how, fields);
+  countJobEnd(job);
   answerParked(job, 0, true);
   updateServiceStatus();
   if (job.cgroup) removeCgroupLater(job.id(), 0);

@@ -58,7 +58,8 @@ Supervisor::Supervisor(SupervisorOptions options)
       store_(opt_.state_dir),
       sessions_(opt_.settings.session_ttl_ms),
       verifier_(loop_, verifierOptions(opt_)),
-      throttle_([] { return EventLoop::monotonicMs(); }, throttleLimits(opt_.settings)) {}
+      throttle_([] { return EventLoop::monotonicMs(); }, throttleLimits(opt_.settings)),
+      metrics_(opt_.settings.metrics_max_users) {}
 
 Supervisor::~Supervisor() {
   frontend_.reset();
@@ -69,6 +70,7 @@ Status Supervisor::init() {
   if (Status st = prepareIsolation(); !st) return st;
   if (Status st = loop_.init(); !st) return st;
   startWatchdog();
+  startLagProbe();
   if (Status st = setupSignals(); !st) return st;
   if (Status st = loadUsers(); !st) return st;
   if (Status st = store_.prepare(); !st) return st;

@@ -63,6 +63,16 @@ JobState Job::visibleState() const {
   return phase_ == JobPhase::kEnded ? final_state_ : JobState::kRunning;
 }
 
+Job::OutputTotals Job::outputTotals() const {
+  OutputTotals t;
+  for (const Stream& st : streams) {
+    if (!st.log) continue;
+    t.stored += st.log->size();
+    t.dropped += st.log->dropped();
+  }
+  return t;
+}
+
 protocol::JobStatus Job::status() const {
   protocol::JobStatus s;
   s.id = spec_.id;
