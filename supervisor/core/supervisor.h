@@ -137,6 +137,8 @@ class Supervisor {
   void handleControlSessionRevokeId(ControlServer::ConnId c, uint32_t id,
                                     const protocol::ControlSessionId& s);
   void finishRevocation(ControlServer::ConnId c, uint32_t id, size_t revoked);
+  void handleControlTokenCreate(ControlServer::ConnId c, uint32_t id,
+                                const protocol::ControlTokenRequest& t);
 
   // requests; each handler replies itself
   Status handleReady(uint32_t id, const protocol::Empty&);  // once per frontend
