@@ -344,11 +344,13 @@ void put(Writer& w, const UserJobCounts& u) {
   w.str(u.user);
   w.u64(u.starts);
   for (uint64_t e : u.ends) w.u64(e);
+  w.u64(u.memory_bytes);
 }
 void get(Reader& r, UserJobCounts& u) {
   u.user = r.str(kMaxUserName, "user name");
   u.starts = r.u64();
   for (uint64_t& e : u.ends) e = r.u64();
+  u.memory_bytes = r.u64();
 }
 
 void put(Writer& w, const MetricsReply& m) {
@@ -373,7 +375,7 @@ void put(Writer& w, const MetricsReply& m) {
 }
 void get(Reader& r, MetricsReply& m) {
   for (uint64_t& n : m.jobs_by_state) n = r.u64();
-  m.users.resize(r.count(kMaxMetricsUsers + 1, 4 + 8 * (1 + kJobOutcomes), "metrics users"));
+  m.users.resize(r.count(kMaxMetricsUsers + 1, 4 + 8 * (2 + kJobOutcomes), "metrics users"));
   for (auto& u : m.users) get(r, u);
   getHistogram(r, m.start_latency, std::size(kStartLatencyBuckets), "start latency");
   getHistogram(r, m.loop_lag, std::size(kLoopLagBuckets), "loop lag");

@@ -284,6 +284,7 @@ struct UserJobCounts {
   std::string user;  // "" for every user past the cap together (rendered as "(other)")
   uint64_t starts = 0;
   std::array<uint64_t, kJobOutcomes> ends{};  // by JobOutcome
+  uint64_t memory_bytes = 0;                  // of the user's running jobs' cgroups, now
 
   bool operator==(const UserJobCounts&) const = default;
 };

@@ -2,8 +2,7 @@
 // jobworker-frontend's HTTP workers.
 #include "frontend/api/metrics_text.h"
 
-#include <cinttypes>
-#include <cstdio>
+#include <charconv>
 #include <span>
 
 namespace jw::frontend {
@@ -27,10 +26,12 @@ std::string labelValue(std::string_view v) {
   return out;
 }
 
+// The shortest text that reads back as v: "0.0025", not "0.0025000000000000001".
 std::string number(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  if (ec != std::errc()) return "NaN";
+  return std::string(buf, end);
 }
 
 class Exposition {
@@ -113,6 +114,10 @@ void jobFamilies(Exposition& e, const protocol::MetricsReply& m) {
                u.ends.at(o));
     }
   }
+  e.family("jobworker_user_memory_bytes", "gauge",
+           "Memory of each owner's running jobs' cgroups together, now.");
+  for (const auto& u : m.users)
+    e.sample("jobworker_user_memory_bytes", userLabel(u.user), u.memory_bytes);
   e.family("jobworker_job_start_latency_seconds", "histogram",
            "From the start request reaching jobworkerd to the job running.");
   e.histogram("jobworker_job_start_latency_seconds", "", protocol::kStartLatencyBuckets,

@@ -38,6 +38,8 @@ class JobCgroup {
   virtual bool empty() = 0;
   // Usage where the kernel offers it (has_* flags say which).
   virtual protocol::Usage usage() = 0;
+  // Memory charged to the cgroup now (v2 memory.current, v1 memory.usage_in_bytes); /metrics.
+  virtual std::optional<uint64_t> memoryNow() = 0;
   // True when the kernel's OOM killer killed a process of this cgroup
   // (v2 memory.events oom_kill; v1 memory.oom_control oom_kill).
   virtual bool oomKilled() = 0;

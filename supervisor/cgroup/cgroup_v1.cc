@@ -96,6 +96,13 @@ class V1Job : public JobCgroup {
     return true;
   }
 
+  std::optional<uint64_t> memoryNow() override {
+    const JobDir* d = dir("memory");
+    if (d == nullptr) return std::nullopt;
+    auto t = readFile(d->path + "/memory.usage_in_bytes");
+    return t ? parseU64(*t) : std::nullopt;
+  }
+
   protocol::Usage usage() override {
     protocol::Usage u;
     if (const JobDir* d = dir("cpuacct")) {

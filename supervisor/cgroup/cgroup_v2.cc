@@ -105,6 +105,11 @@ class V2Job : public JobCgroup {
     return u;
   }
 
+  std::optional<uint64_t> memoryNow() override {
+    auto t = readFile(path_ + "/memory.current");
+    return t ? parseU64(*t) : std::nullopt;
+  }
+
   bool oomKilled() override {
     auto t = readFile(path_ + "/memory.events");
     if (!t) return false;

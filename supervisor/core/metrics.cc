@@ -68,4 +68,18 @@ protocol::MetricsReply SupervisorMetrics::snapshot() const {
   return m;
 }
 
+void SupervisorMetrics::addMemory(protocol::MetricsReply& m, const std::string& user,
+                                  uint64_t bytes) const {
+  const std::string& label = users_.count(user) != 0 ? user : others_.user;  // "" for others
+  for (auto& u : m.users) {
+    if (u.user == label) {
+      u.memory_bytes += bytes;
+      return;
+    }
+  }
+  protocol::UserJobCounts c;  // the shared entry had no counts yet
+  c.memory_bytes = bytes;
+  m.users.push_back(std::move(c));
+}
+
 }  // namespace jw::supervisor

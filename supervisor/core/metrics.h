@@ -43,6 +43,9 @@ class SupervisorMetrics {
   // Everything counted here; the caller adds what it gathers at scrape time (job states, the
   // running jobs' output, the state filesystem, the cgroup, the frontend link's counters).
   protocol::MetricsReply snapshot() const;
+  // Adds a running job's memory to its owner's entry of m (made by snapshot()), or to the
+  // shared one when the owner has no label.
+  void addMemory(protocol::MetricsReply& m, const std::string& user, uint64_t bytes) const;
 
  private:
   protocol::UserJobCounts& countsOf(const std::string& user);

@@ -55,6 +55,10 @@ void Supervisor::handleMetricsGet(uint32_t id, const protocol::SessionRef& s) {
     Job::OutputTotals out = job.outputTotals();
     m.output_stored_bytes += out.stored;
     m.output_dropped_bytes += out.dropped;
+    // One cgroup file per running job: only here, per scrape.
+    if (job.cgroup) {
+      if (auto bytes = job.cgroup->memoryNow()) metrics_.addMemory(m, job.owner(), *bytes);
+    }
   });
   if (frontend_) {
     m.frontend_restarts = frontend_->restarts();

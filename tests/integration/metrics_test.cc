@@ -144,6 +144,12 @@ TEST_F(Metrics, ARealParserReadsEveryFamilyAndTheCountersMoveAsJobsRun) {
   ASSERT_FALSE(sleeper.empty());
   Parsed during = scrape(token);
   EXPECT_GE(at(during, "jobworker_jobs{state=running}"), 1);
+  // The running job's cgroup memory counts for its owner (a cgroup exists when jobworkerd has
+  // a backend: the jobs' total memory is reported then too).
+  if (during.samples.count("jobworker_jobs_memory_bytes{}") != 0) {
+    EXPECT_GT(at(during, "jobworker_user_memory_bytes{user=admin}"), 0);
+    EXPECT_GT(at(during, "jobworker_jobs_memory_bytes{}"), 0);
+  }
   ASSERT_EQ(https(*d_, "POST", "/v1/jobs/" + sleeper + "/stop", R"({"grace_s":1})", admin_).status,
             202);
   std::string ok = startJob(*d_, admin_, R"({"command":["sh","-c","printf 0123456789"]})");

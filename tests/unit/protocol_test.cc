@@ -150,7 +150,7 @@ template <>
 MetricsReply sample<MetricsReply>() {
   MetricsReply m;
   m.jobs_by_state = {1, 2, 3, 4};
-  m.users = {{"alice", 5, {1, 2, 3, 4}}, {"", 6, {0, 0, 7, 0}}};
+  m.users = {{"alice", 5, {1, 2, 3, 4}, 1 << 20}, {"", 6, {0, 0, 7, 0}, 0}};
   m.start_latency.buckets.assign(std::size(kStartLatencyBuckets) + 1, 0);
   m.start_latency.buckets[2] = 9;
   m.start_latency.sum_us = 12345;
