@@ -126,7 +126,8 @@ void Supervisor::handleControlTokenCreate(ControlServer::ConnId c, uint32_t id,
   }
   if (t.ttl_ms == 0 || t.ttl_ms > settings_.max_token_ttl_ms) {
     return refuse("the expiry must be between 1 ms and max_token_ttl (" +
-                  std::to_string(settings_.max_token_ttl_ms / (24 * 3600'000)) + " days)");
+                  std::to_string(settings_.max_token_ttl_ms / (uint64_t{24} * 3600'000)) +
+                  " days)");
   }
   SessionStore::Minted m = sessions_.mint(t.user, "", realtimeMs(), t.ttl_ms);
   protocol::ControlTokenReply reply{m.token, SessionStore::idOf(SessionStore::hashToken(m.token)),
