@@ -159,7 +159,7 @@ TEST_F(Metrics, ARealParserReadsEveryFamilyAndTheCountersMoveAsJobsRun) {
   Parsed after = scrape(token);
   auto moved = [&](const std::string& key) { return at(after, key) - at(before, key); };
   const double latency_count = moved("jobworker_job_start_latency_seconds_count{}");
-  std::printf("start latency: %.0f starts, mean %.2f ms\n", latency_count,
+  std::printf("[ measure ] start latency: %.0f starts, mean %.2f ms\n", latency_count,
               1000 * moved("jobworker_job_start_latency_seconds_sum{}") / latency_count);
   EXPECT_EQ(moved("jobworker_job_starts_total{user=admin}"), 3);
   EXPECT_EQ(moved("jobworker_job_ends_total{outcome=exited,user=admin}"), 2);
@@ -176,6 +176,15 @@ TEST_F(Metrics, ARealParserReadsEveryFamilyAndTheCountersMoveAsJobsRun) {
   EXPECT_GE(moved("jobworker_http_requests_total{method=GET,route=/metrics,status_class=2xx}"), 2);
   EXPECT_GT(at(after, "jobworker_event_loop_lag_seconds_count{}"), 0);
   EXPECT_EQ(at(after, "jobworker_protocol_violations_total{}"), 0);
+
+  // What a scrape costs end to end (a fresh TLS connection each, as Prometheus' first one).
+  constexpr int kScrapes = 20;
+  size_t bytes = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kScrapes; i++) bytes = https(*d_, "GET", "/metrics", "", token).body.size();
+  auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
+  std::printf("[ measure ] %d scrapes: %.1f ms each over HTTPS, %zu bytes of exposition\n",
+              kScrapes, ms.count() / kScrapes, bytes);
 }
 
 TEST_F(Metrics, LoginsAreCountedByResultWithoutNamesOrAddresses) {
