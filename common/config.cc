@@ -133,6 +133,20 @@ Status setKey(Settings& s, const std::string& key, const std::string& v, bool* k
   auto boolean = [](bool& f) -> Setter {
     return [&f](const std::string& x) { return assign(parseBool(x), f); };
   };
+  auto accessLog = [](Settings::AccessLog& f) -> Setter {
+    return [&f](const std::string& x) -> Status {
+      if (x == "off") {
+        f = Settings::AccessLog::kOff;
+      } else if (x == "sampled") {
+        f = Settings::AccessLog::kSampled;
+      } else if (x == "all") {
+        f = Settings::AccessLog::kAll;
+      } else {
+        return Error{"expected off, sampled or all"};
+      }
+      return okStatus();
+    };
+  };
   const std::map<std::string, Setter> table = {
       {"listen", str(s.listen)},
       {"tls_cert", str(s.tls_cert)},
@@ -151,6 +165,8 @@ Status setKey(Settings& s, const std::string& key, const std::string& v, bool* k
       {"max_buffered_bytes", size(s.max_buffered_bytes)},
       {"max_queued_requests", u32(s.max_queued_requests)},
       {"max_concurrent_password_checks", u32(s.max_concurrent_password_checks)},
+      {"access_log", accessLog(s.access_log)},
+      {"access_log_rate", u32(s.access_log_rate)},
       {"session_ttl", dur(s.session_ttl_ms)},
       {"login_max_failures", u32(s.login_max_failures)},
       {"login_lockout", dur(s.login_lockout_ms)},
@@ -168,6 +184,8 @@ Status setKey(Settings& s, const std::string& key, const std::string& v, bool* k
       {"retention_total", u32(s.retention_total)},
       {"state_reserve", size(s.state_reserve_bytes)},
       {"max_running_jobs_per_user", u32(s.max_running_jobs_per_user)},
+      {"metrics_max_users", u32(s.metrics_max_users)},
+      {"max_token_ttl", dur(s.max_token_ttl_ms)},
       {"job_path", str(s.job_path)},
       {"job_lang", str(s.job_lang)},
       {"isolation.pid", boolean(s.isolate_pid)},
@@ -203,7 +221,8 @@ Status setKey(Settings& s, const std::string& key, const std::string& v, bool* k
     if (dot == std::string::npos || dot == 0) break;
     std::string name = rest.substr(0, dot);
     auto& map = prefix[0] == 'r' ? s.roles : s.users;
-    if (prefix[0] == 'r' && name != "admin" && name != "user" && name != "viewer") {
+    if (prefix[0] == 'r' && name != "admin" && name != "user" && name != "viewer" &&
+        name != "metrics") {
       return Error{"unknown role '" + name + "'"};
     }
     return setPolicy(map[name], rest.substr(dot + 1), v, known);

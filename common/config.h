@@ -56,6 +56,12 @@ struct Settings {
   uint64_t max_buffered_bytes = 64ULL << 20;  // all connections' request buffers together
   uint32_t max_queued_requests = 256;         // complete requests waiting for a worker
   uint32_t max_concurrent_password_checks = 4;
+  // The access log (frontend): one journald entry per request. Sampled logs at most
+  // access_log_rate entries per second (journald rate-limits per unit: audit events must never
+  // be crowded out).
+  enum class AccessLog : uint8_t { kOff, kSampled, kAll };
+  AccessLog access_log = AccessLog::kSampled;
+  uint32_t access_log_rate = 10;
   // Authentication
   uint64_t session_ttl_ms = 12ULL * 3600'000;
   // jobworkerd's login throttle (supervisor/accounts/login_throttle.h): failures of one
@@ -83,6 +89,10 @@ struct Settings {
   // Free space the state filesystem keeps: under it healthz says degraded and starts get 507.
   uint64_t state_reserve_bytes = 64ULL << 20;
   uint32_t max_running_jobs_per_user = 64;
+  // Users with their own `user` label in /metrics' job counters; the rest count as "(other)".
+  uint32_t metrics_max_users = 100;
+  // The longest expiry `jobworker-admin token create --expires` may ask for.
+  uint64_t max_token_ttl_ms = 366ULL * 24 * 3600'000;
   std::string job_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   std::string job_lang = "C.UTF-8";
   // Limits every job gets unless it asks for others: there is no unlimited job unless the config

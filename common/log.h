@@ -39,6 +39,8 @@ inline constexpr std::string_view kLogout = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a68";
 inline constexpr std::string_view kRefused = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a69";
 inline constexpr std::string_view kUsersReload = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a6a";
 inline constexpr std::string_view kAdminUserChange = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a6b";
+inline constexpr std::string_view kAccess = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a90";
+inline constexpr std::string_view kTokenCreated = "5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a91";
 }  // namespace ids
 
 // A structured event. Under journald (JOURNAL_STREAM set and libsystemd linked) it is sent with

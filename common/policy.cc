@@ -81,6 +81,12 @@ config::LimitSet totals(const config::Settings& s, const std::string& user, prot
   return t;
 }
 
+bool roleMayUseApi(protocol::Role role) { return role != protocol::Role::kMetrics; }
+
+bool roleMayScrape(protocol::Role role) {
+  return role == protocol::Role::kAdmin || role == protocol::Role::kMetrics;
+}
+
 bool networkHostAllowed(const config::Settings& s, const std::string& user, protocol::Role role) {
   auto v = lookup(s, user, role, [](const config::Policy& p) { return p.allow_network_host; });
   return v.value_or(role == protocol::Role::kAdmin);

@@ -19,6 +19,11 @@ config::LimitSet maxima(const config::Settings& s, const std::string& user, prot
 // each field the user's `user.<name>.max.total_*`, else the role's, else the global one; never
 // above the global one, the instance's, whose cgroup holds every user's.
 config::LimitSet totals(const config::Settings& s, const std::string& user, protocol::Role role);
+
+// Role metrics (a Prometheus scraper) may read GET /metrics and whoami, nothing else; admins
+// may read /metrics too. jobworkerd decides with these for every request.
+bool roleMayUseApi(protocol::Role role);
+bool roleMayScrape(protocol::Role role);
 // `network_host`: whether the job may share the host's network; unset, admins only.
 bool networkHostAllowed(const config::Settings& s, const std::string& user, protocol::Role role);
 // `allow_root`: whether the user's run_as may be root or the frontend's account; unset, no.

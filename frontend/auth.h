@@ -9,15 +9,14 @@
 #include <string_view>
 
 #include "common/protocol/codec.h"
+#include "common/protocol/token_text.h"
 
 namespace jw::frontend {
 
 int64_t systemNowMs();
 
-// "jw_" + base64url(32 bytes) without padding: 46 characters.
-std::string tokenText(const protocol::Token& token);
-// The token's bytes, if `text` is well formed (checked before anything reaches the supervisor).
-std::optional<protocol::Token> parseToken(std::string_view text);
+using protocol::parseToken;
+using protocol::tokenText;
 
 // Who a request is made as: only the client's token (the supervisor says whose it is), and the
 // address it came from, which the supervisor's audit events carry as REMOTE_ADDR.

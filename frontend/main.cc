@@ -169,8 +169,9 @@ int run(int argc, char** argv) {
     log::notice("leaving: " + why);
     _exit(0);
   });
-  Api api(channel);
+  Api api(channel, ApiOptions{cfg.access_log, cfg.access_log_rate});
   TlsServer server(a.listen_fd, tls.value(), ServerLimits(cfg), api);
+  api.reportLoadOf(&server);
   if (Status s = server.start(); !s) fatal("HTTPS server: " + s.error().message);
   if (Status s = channel.sendReady(); !s) fatal("sending Ready: " + s.error().message);
   log::notice(std::string("serving HTTPS with ") + std::to_string(cfg.http_threads) +

@@ -255,6 +255,11 @@ Reply<protocol::SessionInfo> SupervisorChannel::sessionGet(const protocol::Sessi
                  &protocol::decodeSessionInfoPayload);
 }
 
+Reply<protocol::MetricsReply> SupervisorChannel::metricsGet(const protocol::SessionRef& s) {
+  return request(&protocol::encodeMetricsGet, s, MsgType::kMetrics, &protocol::decodeMetricsPayload,
+                 std::chrono::milliseconds(5000));
+}
+
 Reply<protocol::Empty> SupervisorChannel::sessionRevoke(const protocol::SessionEnd& s) {
   return request(&protocol::encodeSessionRevoke, s, MsgType::kOk, &protocol::decodeOkPayload);
 }

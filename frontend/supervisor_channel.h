@@ -80,6 +80,8 @@ class SupervisorChannel {
   Reply<protocol::LoginReply> login(const protocol::LoginRequest& r);
   Reply<protocol::SessionInfo> sessionGet(const protocol::SessionRef& s);
   Reply<protocol::Empty> sessionRevoke(const protocol::SessionEnd& s);
+  // jobworkerd's figures for GET /metrics (role admin or metrics).
+  Reply<protocol::MetricsReply> metricsGet(const protocol::SessionRef& s);
 
   static constexpr std::chrono::milliseconds kDefaultTimeout{30'000};
   // A parked follow read is answered within 15 s; leave room on top.

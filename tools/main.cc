@@ -16,12 +16,15 @@ constexpr const char* kUsage =
     "usage: jobworker-admin user add|del|passwd|list --users-file FILE [NAME] [...]\n"
     "       jobworker-admin session list [--control PATH] [-o table|json]\n"
     "       jobworker-admin session revoke USER|--id ID [--control PATH]\n"
+    "       jobworker-admin token create USER --expires DURATION | token revoke ID\n"
     "       jobworker-admin dev-bootstrap --state-dir DIR\n"
     "\n"
     "  user           edit the users file (`jobworker-admin user --help` for the options)\n"
     "  session        list live sessions, or end those of a user or one of them, over "
     "jobworkerd's\n"
     "                 root-only control socket (`jobworker-admin session --help`)\n"
+    "  token          scrape tokens for /metrics: create one for a role-metrics user, or revoke\n"
+    "                 it (`jobworker-admin token --help`)\n"
     "  dev-bootstrap  create what `jobworkerd --dev` needs in DIR (a CA, a server certificate\n"
     "                 for localhost and a users file with `admin`); keeps what already exists\n"
     "  --help, --version\n";
@@ -51,6 +54,7 @@ int main(int argc, char** argv) {
     return jw::admin::runUserCommand(argc - 1, argv + 1);
   }
   if (command == "session") return jw::admin::runSessionCommand(argc - 1, argv + 1);
+  if (command == "token") return jw::admin::runTokenCommand(argc - 1, argv + 1);
   if (command == "dev-bootstrap") return devBootstrap(argc - 1, argv + 1);
   if (command == "--help" || command == "-h") {
     std::fputs(kUsage, stdout);

@@ -3,6 +3,7 @@
 #include "tools/session_cli.h"
 
 #include <poll.h>
+#include <sodium.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "common/names.h"
 #include "common/protocol/channel.h"
 #include "common/protocol/control_codec.h"
+#include "common/protocol/token_text.h"
 
 namespace jw::admin {
 
@@ -292,7 +294,129 @@ Status runVerb(int fd, const Options& o) {
   return revoke(fd, protocol::encodeControlSessionRevokeUser(kRequestId, {o.user}), "of " + o.user);
 }
 
+constexpr const char* kTokenUsage =
+    "usage: jobworker-admin token create USER --expires DURATION [--control PATH] [--config "
+    "FILE]\n"
+    "       jobworker-admin token revoke ID [--control PATH] [--config FILE]\n"
+    "\n"
+    "  create  a scrape token for USER, a users-file account of role metrics: it opens\n"
+    "          GET /metrics (and whoami) only, until it expires (90d, 12h, ...; at most\n"
+    "          max_token_ttl, default 366d). The token is printed once, alone on stdout (redirect\n"
+    "          it into Prometheus' bearer token file); jobworkerd keeps only its hash. Its id\n"
+    "          and expiry go to stderr.\n"
+    "  revoke  end the token with id ID (as `create` printed it and `session list` shows it);\n"
+    "          `session revoke USER` ends all of a user's\n";
+
+int tokenUsage(const std::string& why) {
+  if (!why.empty()) std::fprintf(stderr, "jobworker-admin token: %s\n", why.c_str());
+  std::fputs(kTokenUsage, stderr);
+  return kExitUsage;
+}
+
+struct TokenOptions {
+  std::string verb, user, id;
+  std::optional<std::string> expires;
+  Options connection;  // --control, --config
+};
+
+int parseTokenArgs(int argc, char** argv, TokenOptions* o) {
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    std::optional<std::string>* target = a == "--expires"   ? &o->expires
+                                         : a == "--control" ? &o->connection.control
+                                         : a == "--config"  ? &o->connection.config
+                                                            : nullptr;
+    if (target != nullptr) {
+      if (i + 1 >= argc) return tokenUsage(a + " needs a value");
+      *target = argv[++i];
+    } else if (!a.empty() && a[0] == '-') {
+      return tokenUsage("unknown option " + a);
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (positional.size() != 2) return tokenUsage("");
+  o->verb = positional[0];
+  if (o->verb == "create") {
+    o->user = positional[1];
+    if (!names::validUserName(o->user))
+      return tokenUsage("invalid user name " + log::quote(o->user));
+    // No default: a token that never expires turns a leaked file into a door left open.
+    if (!o->expires) return tokenUsage("--expires is required (e.g. --expires 90d)");
+  } else if (o->verb == "revoke") {
+    o->id = positional[1];
+    if (o->expires) return tokenUsage("--expires is for create");
+    if (!protocol::validSessionId(o->id))
+      return tokenUsage("invalid token id " + log::quote(o->id));
+  } else {
+    return tokenUsage("unknown verb " + log::quote(o->verb));
+  }
+  return kExitOk;
+}
+
+Status createToken(int fd, const std::string& user, uint64_t ttl_ms) {
+  if (Status st =
+          protocol::sendFrame(fd, protocol::encodeControlTokenCreate(kRequestId, {user, ttl_ms}));
+      !st) {
+    return st;
+  }
+  auto frame = receive(fd);
+  if (!frame) return frame.error();
+  std::string_view payload;
+  auto h = replyHeader(frame.value(), &payload);
+  if (!h) return h.error();
+  if (h->type != protocol::ControlMsgType::kControlToken) {
+    return Error{"unexpected reply from jobworkerd"};
+  }
+  auto reply = protocol::decodeControlTokenPayload(payload);
+  sodium_memzero(frame.value().data(), frame.value().size());
+  if (!reply) return Error{"bad reply from jobworkerd: " + reply.error().message};
+  std::string text = protocol::tokenText(reply->token);
+  sodium_memzero(reply->token.bytes.data(), reply->token.bytes.size());
+  std::printf("%s\n", text.c_str());
+  std::fflush(stdout);
+  sodium_memzero(text.data(), text.size());
+  std::fprintf(stderr, "token %s for %s, expires %s\n", reply->id.c_str(), user.c_str(),
+               isoTime(reply->expires_at_ms).c_str());
+  return okStatus();
+}
+
 }  // namespace
+
+int runTokenCommand(int argc, char** argv) {
+  if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    std::fputs(kTokenUsage, stdout);
+    return kExitOk;
+  }
+  TokenOptions o;
+  if (int rc = parseTokenArgs(argc, argv, &o); rc != kExitOk) return rc;
+  uint64_t ttl_ms = 0;
+  if (o.expires) {
+    auto ttl = config::parseDurationMs(*o.expires);
+    if (!ttl || ttl.value() == 0) return tokenUsage("--expires: not a duration: " + *o.expires);
+    ttl_ms = ttl.value();
+  }
+  auto path = controlPath(o.connection);
+  if (!path) {
+    log::err(path.error().message);
+    return kExitFailure;
+  }
+  auto fd = connectControl(path.value());
+  if (!fd) {
+    log::err(fd.error().message);
+    return kExitFailure;
+  }
+  Status st = o.verb == "create"
+                  ? createToken(fd->get(), o.user, ttl_ms)
+                  : revoke(fd->get(), protocol::encodeControlSessionRevokeId(kRequestId, {o.id}),
+                           "with id " + o.id);
+  if (!st) {
+    log::err(st.error().message);
+    return kExitFailure;
+  }
+  return kExitOk;
+}
 
 int runSessionCommand(int argc, char** argv) {
   if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {

@@ -1,5 +1,5 @@
-// `jobworker-admin session list|revoke`: talks to jobworkerd over its root-only control socket.
-// Runs in jobworker-admin, as root.
+// `jobworker-admin session list|revoke` and `token create|revoke`: talk to jobworkerd over its
+// root-only control socket. Runs in jobworker-admin, as root.
 #pragma once
 
 #include <string>
@@ -12,5 +12,7 @@ inline constexpr const char* kDefaultConfigFile = "/etc/jobworker/jobworkerd.con
 
 // argv[0] is "session". Returns the process exit status (0 ok, 1 failure, 2 usage error).
 int runSessionCommand(int argc, char** argv);
+// argv[0] is "token": `token create USER --expires D` and `token revoke ID` (scrape tokens).
+int runTokenCommand(int argc, char** argv);
 
 }  // namespace jw::admin

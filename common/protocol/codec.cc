@@ -389,6 +389,76 @@ void get(Reader& r, HealthReply& h) {
   h.details = r.strList(kMaxHealthDetails, kMaxMessage, "health details");
 }
 
+void put(Writer& w, const Histogram& h) {
+  w.u32(static_cast<uint32_t>(h.buckets.size()));
+  for (uint64_t b : h.buckets) w.u64(b);
+  w.u64(h.sum_us);
+}
+void get(Reader& r, Histogram& h) {
+  h.buckets.resize(r.count(kMaxHistogramBuckets, 8, "histogram buckets"));
+  for (uint64_t& b : h.buckets) b = r.u64();
+  h.sum_us = r.u64();
+}
+// A histogram must have exactly its list's buckets and +Inf, or the renderer would mislabel it.
+void getHistogram(Reader& r, Histogram& h, size_t bounds, const char* what) {
+  get(r, h);
+  if (h.buckets.size() != bounds + 1) r.fail(std::string(what) + " has the wrong bucket count");
+}
+
+void put(Writer& w, const UserJobCounts& u) {
+  w.str(u.user);
+  w.u64(u.starts);
+  for (uint64_t e : u.ends) w.u64(e);
+  w.u64(u.memory_bytes);
+}
+void get(Reader& r, UserJobCounts& u) {
+  u.user = r.str(kMaxUserName, "user name");
+  u.starts = r.u64();
+  for (uint64_t& e : u.ends) e = r.u64();
+  u.memory_bytes = r.u64();
+}
+
+void put(Writer& w, const MetricsReply& m) {
+  for (uint64_t n : m.jobs_by_state) w.u64(n);
+  w.u32(static_cast<uint32_t>(m.users.size()));
+  for (const auto& u : m.users) put(w, u);
+  put(w, m.start_latency);
+  put(w, m.loop_lag);
+  w.u64(m.output_stored_bytes);
+  w.u64(m.output_dropped_bytes);
+  for (uint64_t n : m.logins) w.u64(n);
+  w.u64(m.frontend_restarts);
+  w.u64(m.protocol_violations);
+  w.boolean(m.has_state_free);
+  w.u64(m.state_free_bytes);
+  w.boolean(m.has_jobs_memory);
+  w.boolean(m.has_jobs_cpu);
+  w.boolean(m.has_jobs_pids);
+  w.u64(m.jobs_memory_bytes);
+  w.u64(m.jobs_cpu_us);
+  w.u64(m.jobs_pids);
+}
+void get(Reader& r, MetricsReply& m) {
+  for (uint64_t& n : m.jobs_by_state) n = r.u64();
+  m.users.resize(r.count(kMaxMetricsUsers + 1, 4 + 8 * (2 + kJobOutcomes), "metrics users"));
+  for (auto& u : m.users) get(r, u);
+  getHistogram(r, m.start_latency, std::size(kStartLatencyBuckets), "start latency");
+  getHistogram(r, m.loop_lag, std::size(kLoopLagBuckets), "loop lag");
+  m.output_stored_bytes = r.u64();
+  m.output_dropped_bytes = r.u64();
+  for (uint64_t& n : m.logins) n = r.u64();
+  m.frontend_restarts = r.u64();
+  m.protocol_violations = r.u64();
+  m.has_state_free = r.boolean();
+  m.state_free_bytes = r.u64();
+  m.has_jobs_memory = r.boolean();
+  m.has_jobs_cpu = r.boolean();
+  m.has_jobs_pids = r.boolean();
+  m.jobs_memory_bytes = r.u64();
+  m.jobs_cpu_us = r.u64();
+  m.jobs_pids = r.u64();
+}
+
 void putHeader(Writer& w, MsgType type, uint16_t flags, uint32_t request_id) {
   w.u16(static_cast<uint16_t>(type));
   w.u16(flags);
@@ -481,6 +551,8 @@ std::string_view roleName(Role r) {
       return "user";
     case Role::kViewer:
       return "viewer";
+    case Role::kMetrics:
+      return "metrics";
   }
   return "unknown";
 }
@@ -489,7 +561,38 @@ std::optional<Role> roleFromName(std::string_view name) {
   if (name == "admin") return Role::kAdmin;
   if (name == "user") return Role::kUser;
   if (name == "viewer") return Role::kViewer;
+  if (name == "metrics") return Role::kMetrics;
   return std::nullopt;
+}
+
+std::string_view jobOutcomeName(JobOutcome o) {
+  switch (o) {
+    case JobOutcome::kExited:
+      return "exited";
+    case JobOutcome::kKilled:
+      return "killed";
+    case JobOutcome::kFailed:
+      return "failed";
+    case JobOutcome::kOom:
+      return "oom";
+  }
+  return "unknown";
+}
+
+std::string_view loginResultName(LoginResult r) {
+  switch (r) {
+    case LoginResult::kOk:
+      return "ok";
+    case LoginResult::kWrongPassword:
+      return "wrong_password";
+    case LoginResult::kUnknownUser:
+      return "unknown_user";
+    case LoginResult::kThrottled:
+      return "throttled";
+    case LoginResult::kUnavailable:
+      return "unavailable";
+  }
+  return "unknown";
 }
 
 std::string_view jobStateName(JobState s) {

@@ -21,8 +21,10 @@ struct EnumRange {
   E last;
 };
 
-enum class Role : uint8_t { kAdmin = 1, kUser = 2, kViewer = 3 };
-inline constexpr EnumRange<Role> kRoleRange{Role::kAdmin, Role::kViewer};
+// kMetrics: a Prometheus scraper's account; its sessions open GET /metrics (and whoami), nothing
+// else (policy::roleMayScrape, the supervisor's authenticate()).
+enum class Role : uint8_t { kAdmin = 1, kUser = 2, kViewer = 3, kMetrics = 4 };
+inline constexpr EnumRange<Role> kRoleRange{Role::kAdmin, Role::kMetrics};
 std::string_view roleName(Role r);
 std::optional<Role> roleFromName(std::string_view name);
 
@@ -289,6 +291,65 @@ struct HealthReply {
   std::vector<std::string> details;  // e.g. "cgroup backend: v1", "missing controller: io"
 
   bool operator==(const HealthReply&) const = default;
+};
+
+// --- /metrics: the supervisor's figures (the frontend renders them with its own) ---------------
+
+// How a job ended, for the counters: kOom whenever the kernel's OOM killer hit its cgroup.
+enum class JobOutcome : uint8_t { kExited = 0, kKilled = 1, kFailed = 2, kOom = 3 };
+inline constexpr size_t kJobOutcomes = 4;
+std::string_view jobOutcomeName(JobOutcome o);
+// A login's result as /metrics counts it: never a user name or an address.
+enum class LoginResult : uint8_t {
+  kOk = 0,
+  kWrongPassword = 1,
+  kUnknownUser = 2,
+  kThrottled = 3,
+  kUnavailable = 4  // every check slot busy, or the verifier restarting
+};
+inline constexpr size_t kLoginResults = 5;
+std::string_view loginResultName(LoginResult r);
+
+// Upper bounds (seconds) of histogram buckets, one list per histogram, shared by the process
+// that observes and the one that renders; the last bucket (+Inf) is implied.
+inline constexpr double kStartLatencyBuckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                  0.1,   0.25,   0.5,   1,    2.5,   5};
+inline constexpr double kLoopLagBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                             0.05,   0.1,   0.25,   0.5,   1,    5};
+inline constexpr size_t kMaxHistogramBuckets = 32;
+
+// Counts per bucket (not cumulative; the last is +Inf) and the sum of the observed values.
+struct Histogram {
+  std::vector<uint64_t> buckets;
+  uint64_t sum_us = 0;
+
+  bool operator==(const Histogram&) const = default;
+};
+
+struct UserJobCounts {
+  std::string user;  // "" for every user past the cap together (rendered as "(other)")
+  uint64_t starts = 0;
+  std::array<uint64_t, kJobOutcomes> ends{};  // by JobOutcome
+  uint64_t memory_bytes = 0;                  // of the user's running jobs' cgroups, now
+
+  bool operator==(const UserJobCounts&) const = default;
+};
+
+struct MetricsReply {
+  std::array<uint64_t, 4> jobs_by_state{};  // JobState - 1: running, exited, killed, failed
+  std::vector<UserJobCounts> users;         // at most kMaxMetricsUsers + 1
+  Histogram start_latency;                  // kStartLatencyBuckets: request to running
+  Histogram loop_lag;                       // kLoopLagBuckets: how late the loop's probe ran
+  uint64_t output_stored_bytes = 0, output_dropped_bytes = 0;
+  std::array<uint64_t, kLoginResults> logins{};  // by LoginResult
+  uint64_t frontend_restarts = 0, protocol_violations = 0;
+  bool has_state_free = false;
+  uint64_t state_free_bytes = 0;  // available to jobworkerd on the state filesystem
+  // What every job's cgroup holds together now (the jobs' parent cgroup).
+  bool has_jobs_memory = false, has_jobs_cpu = false, has_jobs_pids = false;
+  uint64_t jobs_memory_bytes = 0, jobs_cpu_us = 0, jobs_pids = 0;
+
+  bool operator==(const MetricsReply&) const = default;
 };
 
 struct FrameHeader {

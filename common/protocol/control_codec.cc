@@ -54,6 +54,26 @@ void get(Reader& r, ControlSessionsPart& p) {
   for (auto& s : p.sessions) get(r, s);
 }
 
+void put(Writer& w, const ControlTokenRequest& t) {
+  w.str(t.user);
+  w.u64(t.ttl_ms);
+}
+void get(Reader& r, ControlTokenRequest& t) {
+  t.user = r.str(kMaxUserName, "user");
+  t.ttl_ms = r.u64();
+}
+
+void put(Writer& w, const ControlTokenReply& t) {
+  w.raw(t.token.bytes.data(), t.token.bytes.size());
+  w.str(t.id);
+  w.i64(t.expires_at_ms);
+}
+void get(Reader& r, ControlTokenReply& t) {
+  r.raw(t.token.bytes.data(), t.token.bytes.size());
+  t.id = r.str(kSessionIdLength, "session id");
+  t.expires_at_ms = r.i64();
+}
+
 void put(Writer& w, const ControlCount& c) { w.u32(c.count); }
 void get(Reader& r, ControlCount& c) { c.count = r.u32(); }
 

@@ -54,6 +54,23 @@ struct ControlCount {
   bool operator==(const ControlCount&) const = default;
 };
 
+// A scrape token: a session of a users-file account of role metrics with the expiry the
+// administrator chose (mandatory, at most max_token_ttl), stored hashed like every session.
+struct ControlTokenRequest {
+  std::string user;
+  uint64_t ttl_ms = 0;
+
+  bool operator==(const ControlTokenRequest&) const = default;
+};
+// The one time the token itself crosses a socket: jobworker-admin prints it and wipes it.
+struct ControlTokenReply {
+  Token token;
+  std::string id;  // the session id `session list` shows and `token revoke` takes
+  int64_t expires_at_ms = 0;
+
+  bool operator==(const ControlTokenReply&) const = default;
+};
+
 struct ControlErrorReply {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;

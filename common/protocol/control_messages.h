@@ -25,9 +25,12 @@ enum class ControlDirection : uint8_t { kAdminToSupervisor, kSupervisorToAdmin }
     "end every session of a user -> ControlRevoked|ControlError")                                 \
   X(ControlSessionRevokeId, 1002, kAdminToSupervisor, ControlSessionId,                           \
     "end the session with this id -> ControlRevoked|ControlError")                                \
+  X(ControlTokenCreate, 1003, kAdminToSupervisor, ControlTokenRequest,                            \
+    "a scrape token for a role-metrics user -> ControlToken|ControlError")                        \
   X(ControlSessions, 1064, kSupervisorToAdmin, ControlSessionsPart, "sessions (kFlagMore: more)") \
   X(ControlRevoked, 1065, kSupervisorToAdmin, ControlCount, "how many sessions were ended")       \
-  X(ControlError, 1066, kSupervisorToAdmin, ControlErrorReply, "request refused or failed")
+  X(ControlError, 1066, kSupervisorToAdmin, ControlErrorReply, "request refused or failed")       \
+  X(ControlToken, 1067, kSupervisorToAdmin, ControlTokenReply, "new token (shown once), id, expiry")
 
 enum class ControlMsgType : uint16_t {
 #define JW_CONTROL_ENUM(name, num, dir, payload, doc) k##name = (num),

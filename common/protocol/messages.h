@@ -32,6 +32,8 @@ enum class Direction : uint8_t { kFrontendToSupervisor, kSupervisorToFrontend };
     "status at end/timeout -> JobStatus|Error")                                                  \
   X(JobDelete, 12, kFrontendToSupervisor, JobDeleteRequest, "remove an ended job -> Ok|Error")   \
   X(ServerInfo, 13, kFrontendToSupervisor, SessionRef, "version facts -> ServerInfoReply|Error") \
+  X(MetricsGet, 14, kFrontendToSupervisor, SessionRef,                                           \
+    "the supervisor's figures -> Metrics|Error")                                                 \
   X(LoginReply, 65, kSupervisorToFrontend, LoginReply, "a new session: token, role, expiry")     \
   X(Ok, 66, kSupervisorToFrontend, Empty, "request done, nothing to return")                     \
   X(ErrorReply, 67, kSupervisorToFrontend, ErrorReply, "request refused or failed")              \
@@ -40,7 +42,8 @@ enum class Direction : uint8_t { kFrontendToSupervisor, kSupervisorToFrontend };
   X(OutputChunk, 70, kSupervisorToFrontend, OutputChunk, "bytes of a job's log")                 \
   X(HealthReply, 71, kSupervisorToFrontend, HealthReply, "supervisor health details")            \
   X(SessionInfo, 72, kSupervisorToFrontend, SessionInfo, "a session's user, role and expiry")    \
-  X(ServerInfoReply, 73, kSupervisorToFrontend, ServerInfoReply, "cgroup backend and features")
+  X(ServerInfoReply, 73, kSupervisorToFrontend, ServerInfoReply, "cgroup backend and features")  \
+  X(Metrics, 74, kSupervisorToFrontend, MetricsReply, "job, login and loop figures for /metrics")
 
 enum class MsgType : uint16_t {
 #define JW_ENUM(name, num, dir, payload, doc) k##name = (num),
@@ -95,5 +98,8 @@ constexpr uint32_t kMaxListLimit = 1000;         // statuses per page of GET /v1
 constexpr size_t kMaxFeatures = 32;              // ServerInfoReply.features
 constexpr size_t kMaxHealthDetails = 64;
 constexpr size_t kTokenSize = 32;  // 256 random bits, minted by the supervisor
+// Users with their own label in the job counters of /metrics (config metrics_max_users, capped
+// here), plus one entry for all the others: the label's cardinality and the frame stay bounded.
+constexpr size_t kMaxMetricsUsers = 1000;
 
 }  // namespace jw::protocol

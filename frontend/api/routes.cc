@@ -17,6 +17,7 @@
 #include "common/names.h"
 #include "common/policy.h"
 #include "common/protocol/messages.h"
+#include "frontend/api/metrics_text.h"
 #include "frontend/api/request_json.h"
 #include "frontend/api/status_json.h"
 #include "jw_build_config.h"
@@ -34,6 +35,7 @@ constexpr const char* kApiFeatures[] = {"wait",         "names",      "labels",
 constexpr uint64_t kDefaultWaitMs = 60'000;
 constexpr uint64_t kMaxWaitMs = 3'600'000;
 
+// In the order of kRouteTemplates (routes.h), which names each one.
 enum class Endpoint {
   kHealthz,
   kLogin,
@@ -44,8 +46,12 @@ enum class Endpoint {
   kJob,
   kJobStop,
   kJobLogs,
-  kJobWait
+  kJobWait,
+  kMetrics
 };
+static_assert(static_cast<size_t>(Endpoint::kMetrics) + 2 == kRouteTemplates.size());
+
+std::string_view routeTemplate(Endpoint e) { return kRouteTemplates.at(static_cast<size_t>(e)); }
 
 struct Route {
   Endpoint endpoint;
@@ -53,6 +59,8 @@ struct Route {
 };
 
 std::optional<Route> match(const std::vector<std::string>& s) {
+  // Prometheus' default metrics_path: outside /v1, as scrapers expect it.
+  if (s.size() == 1 && s[0] == "metrics") return Route{Endpoint::kMetrics, ""};
   if (s.size() < 2 || s[0] != "v1") return std::nullopt;
   if (s.size() == 2) {
     if (s[1] == "healthz") return Route{Endpoint::kHealthz, ""};
@@ -78,6 +86,7 @@ const char* allowedMethods(Endpoint e) {
     case Endpoint::kVersion:
     case Endpoint::kJobLogs:
     case Endpoint::kJobWait:
+    case Endpoint::kMetrics:
       return "GET";
     case Endpoint::kJob:
       return "GET, DELETE";
@@ -206,10 +215,32 @@ std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std:
 // --- dispatch ---------------------------------------------------------------------------------
 
 void Api::handle(const HttpRequest& r, Responder& out) {
+  const auto started = std::chrono::steady_clock::now();
+  RequestNote note;
+  // Recorded however route() leaves, a follow stream once when it ends.
+  struct Observed {
+    Api& api;
+    const HttpRequest& r;
+    Responder& out;
+    RequestNote& note;
+    std::chrono::steady_clock::time_point started;
+    ~Observed() {
+      auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::steady_clock::now() - started);
+      api.observe(r, out, note, static_cast<uint64_t>(us.count()));
+    }
+  } observed{*this, r, out, note, started};
+  route(r, out, note);
+}
+
+void Api::route(const HttpRequest& r, Responder& out, RequestNote& note) {
   auto target = parseTarget(r.target);
   if (!target.ok()) return sendError(out, target.error());
   auto route = match(target.value().segments);
   if (!route) return sendError(out, notFound("no such resource"));
+  note.route = routeTemplate(route->endpoint);
+  // Only a well-formed id reaches the log: the path is the client's text.
+  if (names::validJobId(route->job_id)) note.job_id = route->job_id;
   if (!methodAllowed(route->endpoint, r.method)) {
     return sendError(out,
                      ApiError{405, "bad_request",
@@ -223,12 +254,13 @@ void Api::handle(const HttpRequest& r, Responder& out) {
       return sendError(out, badRequest("unknown query parameter " + log::quote(k)));
     }
   }
-  if (route->endpoint == Endpoint::kHealthz) return healthz(out);
-  if (route->endpoint == Endpoint::kLogin) return login(r, out);
+  if (route->endpoint == Endpoint::kHealthz) return healthz(r, out);
+  if (route->endpoint == Endpoint::kLogin) return login(r, out, note);
 
   auto principal = authenticate(r);
   if (!principal.ok()) return sendError(out, principal.error());
   const Principal& p = principal.value();
+  note.token = p.token;
   if (!route->job_id.empty() && !names::validJobId(route->job_id)) {
     return sendError(out, badRequest("malformed job id (expected a lowercase UUIDv4)"));
   }
@@ -251,6 +283,8 @@ void Api::handle(const HttpRequest& r, Responder& out) {
       return stopJob(r, route->job_id, p, out);
     case Endpoint::kJobLogs:
       return jobLogs(target.value(), route->job_id, p, out);
+    case Endpoint::kMetrics:
+      return metrics(p, out);
     case Endpoint::kHealthz:
     case Endpoint::kLogin:
       break;
@@ -328,24 +362,94 @@ ApiResult<protocol::JobStatus> Api::visibleJob(const Principal& p, const std::st
 
 // --- handlers ---------------------------------------------------------------------------------
 
-void Api::healthz(Responder& out) {
+void Api::healthz(const HttpRequest& r, Responder& out) {
   auto h = channel_.health(std::chrono::milliseconds(2000));
+  // Anonymous callers learn the state alone; the details (cgroup paths, reasons) need a live
+  // session, whichever its role. A missing or dead token is not an error here.
+  bool details = false;
+  if (auto p = authenticate(r); p.ok()) {
+    details = channel_.sessionGet(protocol::SessionRef{p.value().token}).ok();
+  }
   JsonWriter w;
   w.beginObject();
   if (h.ok()) {
     // Degraded still answers 200: the daemon serves status and output, it refuses new jobs.
     w.key("status").str(h.value().degraded ? "degraded" : "ok");
-    w.key("details").beginArray();
-    for (const auto& d : h.value().details) w.str(d);
-    w.endArray().endObject();
+    if (details) {
+      w.key("details").beginArray();
+      for (const auto& d : h.value().details) w.str(d);
+      w.endArray();
+    }
+    w.endObject();
     return sendJson(out, 200, w.take());
   }
   w.key("status").str("unavailable");
-  w.key("details").beginArray().str(h.error().message).endArray().endObject();
+  if (details) w.key("details").beginArray().str(h.error().message).endArray();
+  w.endObject();
   sendJson(out, 503, w.take(), {{"Retry-After", "1"}});
 }
 
-void Api::login(const HttpRequest& r, Responder& out) {
+void Api::metrics(const Principal& p, Responder& out) {
+  auto m = channel_.metricsGet(protocol::SessionRef{p.token});
+  if (!m.ok()) return sendError(out, fromSupervisor(m.error()));
+  FrontendFigures f;
+  f.routes = request_metrics_.snapshot();
+  if (server_ != nullptr) {
+    TlsServer::Load load = server_->load();
+    f.open_connections = load.connections;
+    f.log_followers = load.streams;
+    const IntakeCounters& c = server_->counters();
+    f.intake_refusals = {{"handshake_timeout", c.handshake_timeouts.load()},
+                         {"header_timeout", c.header_timeouts.load()},
+                         {"body_timeout", c.body_timeouts.load()},
+                         {"slow_body", c.slow_bodies.load()},
+                         {"bad_request", c.bad_requests.load()},
+                         {"over_capacity", c.over_capacity.load()},
+                         {"queue_full", c.queue_full.load()},
+                         {"dropped", c.dropped.load()},
+                         {"evicted", c.evicted.load()}};
+  }
+  out.send(200, {}, kMetricsContentType, renderMetrics(m.value(), f));
+}
+
+void Api::observe(const HttpRequest& r, const Responder& out, const RequestNote& note,
+                  uint64_t duration_us) {
+  // No status sent: the server answers 500 itself, or the client is gone.
+  const int status = out.statusSent() != 0 ? out.statusSent() : 500;
+  request_metrics_.record(note.route, r.method, status, duration_us);
+  if (!access_log_.admit()) return;
+  std::string user = note.user;
+  // A refused token names nobody: only a session that still works is looked up.
+  if (user.empty() && note.token && status != 401) user = sessionUser(*note.token);
+  access_log_.write({r.client_addr, user, r.method, note.route, note.job_id, status,
+                     duration_us / 1000, out.bytesSent()});
+}
+
+std::string Api::sessionUser(const protocol::Token& token) {
+  // Long enough to spare jobworkerd a lookup per logged request, short enough that a user name
+  // outliving its session's revocation is rare; bounded so that tokens cannot grow it.
+  constexpr int64_t kCacheMs = 30'000;
+  constexpr size_t kCacheEntries = 1024;
+  std::array<uint8_t, 32> key{};
+  crypto_generichash(key.data(), key.size(), token.bytes.data(), token.bytes.size(), nullptr, 0);
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  {
+    std::lock_guard lock(users_mu_);
+    if (auto it = users_.find(key); it != users_.end() && it->second.until_ms > now) {
+      return it->second.user;
+    }
+  }
+  auto info = channel_.sessionGet(protocol::SessionRef{token});
+  if (!info.ok()) return "";
+  std::lock_guard lock(users_mu_);
+  if (users_.size() >= kCacheEntries) users_.clear();
+  users_[key] = CachedUser{info.value().user, now + kCacheMs};
+  return info.value().user;
+}
+
+void Api::login(const HttpRequest& r, Responder& out, RequestNote& note) {
   protocol::LoginRequest req;
   if (startsWithNoCase(r.authorization, "Basic ")) {
     auto creds = decodeBasic(std::string_view(r.authorization).substr(6));
@@ -388,6 +492,7 @@ void Api::login(const HttpRequest& r, Responder& out) {
   std::string body = w.take();
   sendJson(out, 201, body);
   wipe(body);
+  note.user = req.user;  // a name jobworkerd just confirmed
 }
 
 void Api::logout(const Principal& p, Responder& out) {
@@ -418,8 +523,9 @@ void Api::startJob(const HttpRequest& r, const Principal& p, Responder& out) {
     // jobworkerd only on this error path.
     auto info = channel_.sessionGet(protocol::SessionRef{p.token});
     if (!info.ok()) return sendError(out, fromSupervisor(info.error()));
-    if (info.value().role == Role::kViewer) {
-      return sendError(out, forbidden("role viewer cannot start jobs"));
+    if (info.value().role == Role::kViewer || !policy::roleMayUseApi(info.value().role)) {
+      return sendError(out, forbidden("role " + std::string(protocol::roleName(info.value().role)) +
+                                      " cannot start jobs"));
     }
     return sendError(out, req.error());
   }

@@ -274,6 +274,11 @@ size_t TlsServer::workerThreads() {
   return live_workers_;
 }
 
+TlsServer::Load TlsServer::load() {
+  std::lock_guard lock(mu_);
+  return Load{total_, streaming_};
+}
+
 // A log stream (follow) holds its worker for as long as the job runs. So that followers never
 // starve short requests, each stream adds a worker while fewer than `threads` are free; the
 // total stays bounded by threads + max_connections (every stream is a connection). When a
@@ -811,6 +816,7 @@ class Exchange : public Responder {
   void send(int status, const Headers& headers, std::string_view content_type,
             std::string_view body) override {
     if (state_ != State::kIdle) return;
+    status_ = status;
     std::string out =
         responseHead(status, version_, headers, content_type, body.size(), keep_alive_);
     if (!head_only_) out.append(body);
@@ -819,6 +825,7 @@ class Exchange : public Responder {
 
   bool startChunked(int status, const Headers& headers, std::string_view content_type) override {
     if (state_ != State::kIdle) return false;
+    status_ = status;
     std::string head =
         responseHead(status, version_, headers, content_type, std::nullopt, keep_alive_);
     if (head_only_) {
@@ -859,6 +866,9 @@ class Exchange : public Responder {
     return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
   }
 
+  int statusSent() const override { return status_; }
+  uint64_t bytesSent() const override { return bytes_sent_; }
+
   bool answered() const { return state_ != State::kIdle; }
   bool streamed() const { return streamed_; }
   // The connection can carry another request only after a complete response.
@@ -871,6 +881,7 @@ class Exchange : public Responder {
   bool writeThen(std::string_view data, State after) {
     state_ = State::kBroken;
     if (!sslWriteAll(ssl_, fd_, data, send_timeout_ms_)) return false;
+    bytes_sent_ += data.size();
     state_ = after;
     return true;
   }
@@ -884,6 +895,8 @@ class Exchange : public Responder {
   std::function<void()> on_stream_start_;
   bool streamed_ = false;
   State state_ = State::kIdle;
+  int status_ = 0;
+  uint64_t bytes_sent_ = 0;
 };
 
 }  // namespace

@@ -127,6 +127,9 @@ class Responder {
   // The handler is about to hold its worker for long (a follow): the server adds a worker so
   // short requests are not starved.
   virtual void willStream() {}
+  // For the metrics and the access log: the status sent (0: none yet) and the bytes written.
+  virtual int statusSent() const { return 0; }
+  virtual uint64_t bytesSent() const { return 0; }
 };
 
 class RequestHandler {
@@ -152,6 +155,12 @@ class TlsServer {
   const IntakeCounters& counters() const { return counters_; }
   // Worker threads alive now (tests: stream workers are released when their stream ends).
   size_t workerThreads();
+  // For /metrics: connections admitted and open now, and log streams being served.
+  struct Load {
+    uint64_t connections = 0;
+    uint64_t streams = 0;
+  };
+  Load load();
 
   struct Conn;  // one client connection (defined in tls_server.cc)
   struct Work;  // a connection with its complete request, for a worker

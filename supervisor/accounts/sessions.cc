@@ -27,6 +27,11 @@ std::string SessionStore::idOf(const Hash& hash) {
 
 SessionStore::Minted SessionStore::mint(const std::string& user, const std::string& remote_address,
                                         int64_t now_ms) {
+  return mint(user, remote_address, now_ms, ttl_ms_);
+}
+
+SessionStore::Minted SessionStore::mint(const std::string& user, const std::string& remote_address,
+                                        int64_t now_ms, uint64_t ttl_ms) {
   if (by_hash_.size() >= kMaxSessions) pruneExpired(now_ms);  // housekeeping prunes the rest
   if (by_hash_.size() >= kMaxSessions) {
     auto soonest = std::min_element(by_hash_.begin(), by_hash_.end(), [](auto& a, auto& b) {
@@ -35,7 +40,7 @@ SessionStore::Minted SessionStore::mint(const std::string& user, const std::stri
     ended(soonest->first);
     by_hash_.erase(soonest);
   }
-  Minted m{{}, now_ms + static_cast<int64_t>(ttl_ms_)};
+  Minted m{{}, now_ms + static_cast<int64_t>(ttl_ms)};
   randombytes_buf(m.token.bytes.data(), m.token.bytes.size());
   Hash hash = hashToken(m.token);
   const Session& s = by_hash_[hash] = Session{user, m.expires_at_ms, now_ms, 0, remote_address};

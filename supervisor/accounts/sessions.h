@@ -56,6 +56,9 @@ class SessionStore {
     int64_t expires_at_ms;
   };
   Minted mint(const std::string& user, const std::string& remote_address, int64_t now_ms);
+  // The same with its own lifetime (a scrape token from the control socket).
+  Minted mint(const std::string& user, const std::string& remote_address, int64_t now_ms,
+              uint64_t ttl_ms);
 
   // The live session of `token`, or null (unknown, expired or revoked).
   const Session* find(const protocol::Token& token, int64_t now_ms) const;

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -38,6 +39,8 @@ class JobCgroup {
   virtual bool empty() = 0;
   // Usage where the kernel offers it (has_* flags say which).
   virtual protocol::Usage usage() = 0;
+  // Memory charged to the cgroup now (v2 memory.current, v1 memory.usage_in_bytes); /metrics.
+  virtual std::optional<uint64_t> memoryNow() = 0;
   // True when the kernel's OOM killer killed a process of this cgroup
   // (v2 memory.events oom_kill; v1 memory.oom_control oom_kill).
   virtual bool oomKilled() = 0;
@@ -71,6 +74,14 @@ struct CgroupInstance {
 // state dir finds (and cleans or re-adopts) the same directory.
 std::string cgroupInstanceName(const std::string& canonical_state_dir);
 
+// What every job's cgroup holds together now, read from the jobs' parent cgroup (/metrics);
+// nullopt where the kernel does not say.
+struct JobsUsage {
+  std::optional<uint64_t> memory_bytes;  // v2 memory.current, v1 memory.usage_in_bytes
+  std::optional<uint64_t> cpu_us;        // v2 cpu.stat usage_usec, v1 cpuacct.usage
+  std::optional<uint64_t> pids;          // pids.current
+};
+
 class CgroupBackend {
  public:
   virtual ~CgroupBackend() = default;
@@ -90,6 +101,7 @@ class CgroupBackend {
   virtual bool has(Controller c) const = 0;
   // For healthz and the startup log: backend, instance, root paths, missing controllers.
   virtual std::vector<std::string> details() const = 0;
+  virtual JobsUsage jobsUsage() const = 0;
   // Creates <root>/<instance>/<user>/<job_id> with the limits applied; the user's level is made
   // on first use (in this backend's life) with user_total written into it. A limit whose
   // controller is missing is an error (never silently unlimited).

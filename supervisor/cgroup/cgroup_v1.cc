@@ -99,6 +99,13 @@ class V1Job : public JobCgroup {
     return true;
   }
 
+  std::optional<uint64_t> memoryNow() override {
+    const JobDir* d = dir("memory");
+    if (d == nullptr) return std::nullopt;
+    auto t = readFile(d->path + "/memory.usage_in_bytes");
+    return t ? parseU64(*t) : std::nullopt;
+  }
+
   protocol::Usage usage() override {
     protocol::Usage u;
     if (const JobDir* d = dir("cpuacct")) {
@@ -217,6 +224,20 @@ class V1Backend : public CgroupBackend {
   bool has(Controller c) const override { return hierarchy(controllerName(c)) != nullptr; }
 
   std::vector<std::string> details() const override { return details_; }
+
+  JobsUsage jobsUsage() const override {
+    JobsUsage u;
+    auto read = [&](std::string_view controller, const char* file) -> std::optional<uint64_t> {
+      const Hierarchy* h = hierarchy(controller);
+      if (h == nullptr) return std::nullopt;
+      auto t = readFile(h->base + "/" + file);
+      return t ? parseU64(*t) : std::nullopt;
+    };
+    u.memory_bytes = read("memory", "memory.usage_in_bytes");
+    if (auto ns = read("cpuacct", "cpuacct.usage")) u.cpu_us = *ns / 1000;
+    u.pids = read("pids", "pids.current");
+    return u;
+  }
 
   Result<std::unique_ptr<JobCgroup>> create(const std::string& job_id, const std::string& user,
                                             const AggregateLimits& user_total,

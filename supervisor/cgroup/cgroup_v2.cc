@@ -107,6 +107,11 @@ class V2Job : public JobCgroup {
     return u;
   }
 
+  std::optional<uint64_t> memoryNow() override {
+    auto t = readFile(path_ + "/memory.current");
+    return t ? parseU64(*t) : std::nullopt;
+  }
+
   bool oomKilled() override {
     auto t = readFile(path_ + "/memory.events");
     if (!t) return false;
@@ -165,6 +170,14 @@ class V2Backend : public CgroupBackend {
   std::string name() const override { return "v2"; }
 
   bool has(Controller c) const override { return contains(enabled_, controllerName(c)); }
+
+  JobsUsage jobsUsage() const override {
+    JobsUsage u;
+    if (auto t = readFile(instance_ + "/memory.current"); t) u.memory_bytes = parseU64(*t);
+    if (auto t = readFile(instance_ + "/cpu.stat"); t) u.cpu_us = keyedValue(*t, "usage_usec");
+    if (auto t = readFile(instance_ + "/pids.current"); t) u.pids = parseU64(*t);
+    return u;
+  }
 
   std::vector<std::string> details() const override {
     std::vector<std::string> d{"cgroup backend: v2", "jobs: " + instance_};

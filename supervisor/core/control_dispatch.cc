@@ -1,6 +1,8 @@
 // The control socket's dispatch table, generated from JW_CONTROL_MESSAGES (one entry per
 // admin-to-supervisor message, checked at compile time), and the control verbs' handlers. Runs
 // in jobworkerd, after ControlServer's peer and permitted-request checks.
+#include <sodium.h>
+
 #include <string>
 
 #include "common/log.h"
@@ -108,6 +110,37 @@ void Supervisor::handleControlSessionRevokeId(ControlServer::ConnId c, uint32_t 
              "administrator revoked " + std::to_string(n) + " session(s) with id " + s.id,
              {{"SESSION_ID", s.id}, {"SESSIONS", std::to_string(n)}});
   finishRevocation(c, id, n);
+}
+
+void Supervisor::handleControlTokenCreate(ControlServer::ConnId c, uint32_t id,
+                                          const protocol::ControlTokenRequest& t) {
+  auto refuse = [&](const std::string& why) {
+    control_->send(c, protocol::encodeControlError(id, {protocol::ErrorCode::kBadRequest, why}));
+  };
+  const UserRecord* u = names::validUserName(t.user) ? findUser(t.user) : nullptr;
+  if (u == nullptr) return refuse("no user " + log::quote(t.user) + " in the users file");
+  // A scraper's token opens nothing but /metrics only because its account has role metrics.
+  if (u->role != protocol::Role::kMetrics) {
+    return refuse("user " + t.user + " has role " + std::string(protocol::roleName(u->role)) +
+                  "; scrape tokens are for role metrics");
+  }
+  if (t.ttl_ms == 0 || t.ttl_ms > settings_.max_token_ttl_ms) {
+    return refuse("the expiry must be between 1 ms and max_token_ttl (" +
+                  std::to_string(settings_.max_token_ttl_ms / (uint64_t{24} * 3600'000)) +
+                  " days)");
+  }
+  SessionStore::Minted m = sessions_.mint(t.user, "", realtimeMs(), t.ttl_ms);
+  protocol::ControlTokenReply reply{m.token, SessionStore::idOf(SessionStore::hashToken(m.token)),
+                                    m.expires_at_ms};
+  log::event(log::Priority::kNotice, log::ids::kTokenCreated,
+             "administrator created scrape token " + reply.id + " for " + t.user,
+             {{"USER", t.user},
+              {"SESSION_ID", reply.id},
+              {"EXPIRES_AT_MS", std::to_string(m.expires_at_ms)}});
+  std::string frame = protocol::encodeControlToken(id, reply);
+  control_->send(c, std::move(frame));
+  sodium_memzero(reply.token.bytes.data(), reply.token.bytes.size());
+  sodium_memzero(m.token.bytes.data(), m.token.bytes.size());
 }
 
 // Every request checks its token against the store, so the revocation holds from here on; the

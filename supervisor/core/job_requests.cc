@@ -59,9 +59,10 @@ IsolationSpec Supervisor::isolationFor(const UserRecord& u, const protocol::JobS
 }
 
 void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r) {
+  const uint64_t received_us = monotonicUs();
   const UserRecord* u = authenticate(id, r.token);
   if (u == nullptr) return;
-  const Requester who{*u, r.remote_address, "job_start"};
+  const Requester who{*u, r.remote_address, "job_start", received_us};
   if (u->role == Role::kViewer) {
     refuse(id, who, {ErrorCode::kForbidden, "role viewer cannot start jobs"});
     return;
@@ -163,6 +164,7 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
     job->markFailed(e.message, realtimeMs());
     resources->releaseOutput();
     state_.saveEndRecord(job->status());
+    countJobEnd(*job);
     Job* raw = jobs_.insert(std::move(job));
     enforceRetention();
     return raw;
@@ -171,6 +173,7 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
 
   SpawnedJob& sj = spawned.value();
   job->markStarted(sj.pid, realtimeMs());
+  metrics_.jobStarted(u.name, monotonicUs() - who.received_us);
   job->pidfd = std::move(sj.pidfd);
   job->channel = std::move(sj.channel);
   job->command_pid = sj.command_pid;
@@ -423,6 +426,7 @@ void Supervisor::publishJob(Job& job) {
                         {"JOB_OUTPUT_BYTES", std::to_string(s.output_bytes + s.stderr_bytes)}};
   log::event(log::Priority::kInfo, log::ids::kJobExit,
              "job " + job.id() + " of " + job.owner() + " ended: " + how, fields);
+  countJobEnd(job);
   answerParked(job, 0, true);
   answerWaits(job);
   updateServiceStatus();

@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "supervisor/core/supervisor.h"
 
 namespace jw::supervisor {
@@ -22,11 +23,26 @@ void wipe(std::string& s) {
 
 }  // namespace
 
-const UserRecord* Supervisor::authenticate(uint32_t id, const protocol::Token& token) {
+const UserRecord* Supervisor::authenticate(uint32_t id, const protocol::Token& token,
+                                           AuthScope scope) {
   const SessionStore::Session* s = sessions_.use(token, realtimeMs());
   const UserRecord* u = s != nullptr ? findUser(s->user) : nullptr;
   // One answer for unknown, expired, revoked and orphaned sessions: the frontend learns nothing.
-  if (u == nullptr) replyError(id, ErrorCode::kUnauthorized, "unknown or expired session");
+  if (u == nullptr) {
+    replyError(id, ErrorCode::kUnauthorized, "unknown or expired session");
+    return nullptr;
+  }
+  // The role rule of every request in one place: a scraper's token opens nothing but the
+  // figures (and whoami), and the figures need a scraper or an admin.
+  if (scope == AuthScope::kApi && !policy::roleMayUseApi(u->role)) {
+    replyError(id, ErrorCode::kForbidden, "role metrics can only read /metrics");
+    return nullptr;
+  }
+  if (scope == AuthScope::kScrape && !policy::roleMayScrape(u->role)) {
+    replyError(id, ErrorCode::kForbidden,
+               "role " + std::string(protocol::roleName(u->role)) + " cannot read /metrics");
+    return nullptr;
+  }
   return u;
 }
 
@@ -34,6 +50,7 @@ void Supervisor::handleLogin(uint32_t id, protocol::LoginRequest& r) {
   LoginDecision d = throttle_.admit(r.user, r.remote_address);
   if (!d.allowed) {
     wipe(r.password);
+    metrics_.login(protocol::LoginResult::kThrottled);
     log::event(log::Priority::kNotice, log::ids::kLoginFailed,
                "login for " + log::quote(r.user) + " from " + log::quote(r.remote_address) +
                    " throttled (" + std::string(d.reason) + ")",
@@ -66,6 +83,7 @@ void Supervisor::finishLogin(uint32_t id, uint64_t generation, const std::string
   };
   const UserRecord* u = findUser(user);  // again: a SIGHUP may have removed it meanwhile
   if (v == PasswordVerdict::kBusy || v == PasswordVerdict::kUnavailable) {
+    metrics_.login(protocol::LoginResult::kUnavailable);
     protocol::ErrorReply e{ErrorCode::kBusy, 0,
                            v == PasswordVerdict::kBusy ? "every password check slot is busy"
                                                        : "the password verifier is restarting",
@@ -78,6 +96,8 @@ void Supervisor::finishLogin(uint32_t id, uint64_t generation, const std::string
     // Two events for the administrator (a name being guessed vs a password being guessed); one
     // answer for the client, which must not learn which names exist.
     const bool unknown = u == nullptr;
+    metrics_.login(unknown ? protocol::LoginResult::kUnknownUser
+                           : protocol::LoginResult::kWrongPassword);
     log::event(log::Priority::kNotice,
                unknown ? log::ids::kLoginUnknownUser : log::ids::kLoginFailed,
                "login for " + log::quote(user) + " from " + log::quote(address) +
@@ -91,6 +111,7 @@ void Supervisor::finishLogin(uint32_t id, uint64_t generation, const std::string
     return;
   }
   throttle_.recordSuccess(user, address);
+  metrics_.login(protocol::LoginResult::kOk);
   SessionStore::Minted m = sessions_.mint(user, address, realtimeMs());
   log::event(
       log::Priority::kInfo, log::ids::kLogin,
@@ -115,7 +136,7 @@ void Supervisor::handleSessionRevoke(uint32_t id, const protocol::SessionEnd& s)
 
 void Supervisor::handleSessionGet(uint32_t id, const protocol::SessionRef& s) {
   const SessionStore::Session* session = sessions_.find(s.token, realtimeMs());
-  const UserRecord* u = authenticate(id, s.token);
+  const UserRecord* u = authenticate(id, s.token, AuthScope::kIdentity);
   if (u == nullptr || session == nullptr) return;
   frontend_->send(protocol::encodeSessionInfo(id, {u->name, u->role, session->expires_at_ms}));
 }

@@ -61,7 +61,8 @@ Supervisor::Supervisor(SupervisorOptions options)
       state_(opt_.state_dir),
       sessions_(opt_.settings.session_ttl_ms),
       verifier_(loop_, verifierOptions(opt_)),
-      throttle_([] { return EventLoop::monotonicMs(); }, throttleLimits(opt_.settings)) {}
+      throttle_([] { return EventLoop::monotonicMs(); }, throttleLimits(opt_.settings)),
+      metrics_(opt_.settings.metrics_max_users) {}
 
 Supervisor::~Supervisor() {
   frontend_.reset();
@@ -74,6 +75,7 @@ Status Supervisor::init() {
   if (Status st = prepareIsolation(); !st) return st;
   if (Status st = loop_.init(); !st) return st;
   startWatchdog();
+  startLagProbe();
   if (Status st = setupSignals(); !st) return st;
   if (Status st = loadUsers(); !st) return st;
   if (sodium_init() < 0) return Error{"sodium_init failed"};

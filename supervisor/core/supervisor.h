@@ -25,6 +25,7 @@
 #include "supervisor/cgroup/cgroup.h"
 #include "supervisor/core/control_socket.h"
 #include "supervisor/core/event_loop.h"
+#include "supervisor/core/metrics.h"
 #include "supervisor/frontend_link/frontend_process.h"
 #include "supervisor/jobs/fd_budget.h"
 #include "supervisor/jobs/job_table.h"
@@ -90,7 +91,10 @@ class Supervisor {
     const UserRecord& user;
     const std::string& remote_address;
     std::string_view action;
+    uint64_t received_us = 0;  // monotonicUs() when the request arrived: the start latency
   };
+  // What a session may be used for: role metrics opens only the scrape and whoami.
+  enum class AuthScope { kApi, kIdentity, kScrape };
 
   // job isolation, signals, users, sessions
   Status prepareIsolation();
@@ -148,6 +152,8 @@ class Supervisor {
   void handleControlSessionRevokeId(ControlServer::ConnId c, uint32_t id,
                                     const protocol::ControlSessionId& s);
   void finishRevocation(ControlServer::ConnId c, uint32_t id, size_t revoked);
+  void handleControlTokenCreate(ControlServer::ConnId c, uint32_t id,
+                                const protocol::ControlTokenRequest& t);
 
   // requests; each handler replies itself
   Status handleReady(uint32_t id, const protocol::Empty&);  // once per frontend
@@ -158,7 +164,8 @@ class Supervisor {
                    const std::string& address, PasswordVerdict v);
   void handleSessionRevoke(uint32_t id, const protocol::SessionEnd& s);
   void handleSessionGet(uint32_t id, const protocol::SessionRef& s);
-  const UserRecord* authenticate(uint32_t id, const protocol::Token& token);
+  const UserRecord* authenticate(uint32_t id, const protocol::Token& token,
+                                 AuthScope scope = AuthScope::kApi);
   void handleJobStart(uint32_t id, const protocol::JobStartRequest& r);
   void handleJobStop(uint32_t id, const protocol::JobStopRequest& r);
   void handleJobGet(uint32_t id, const protocol::JobRef& r);
@@ -168,6 +175,11 @@ class Supervisor {
   void handleJobDelete(uint32_t id, const protocol::JobDeleteRequest& r);
   void handleServerInfo(uint32_t id, const protocol::SessionRef& r);
   void handleHealth(uint32_t id, const protocol::Empty&);
+  // metrics_requests.cc: the scrape, the end-of-job counters and the loop's lag probe
+  void handleMetricsGet(uint32_t id, const protocol::SessionRef& s);
+  void countJobEnd(const Job& job);
+  void startLagProbe();
+  void probeLoopLag(uint64_t due_us);
   // Resolves user + job with role and ownership rules; replies with the error itself and
   // returns null when refused.
   Job* accessibleJob(uint32_t id, const UserRecord& u, const std::string& job_id, Access a);
@@ -232,6 +244,7 @@ class Supervisor {
   SessionStore sessions_;
   PasswordVerifier verifier_;  // after loop_: destroyed first, while its timers can be cancelled
   LoginThrottle throttle_;
+  SupervisorMetrics metrics_;
   uint64_t frontend_generation_ = 0;  // bumped per frontend connection; Login replies check it
   JobTable jobs_;
   std::map<std::string, UserRecord> users_;

@@ -77,6 +77,7 @@ void FrontendProcess::onExited(pid_t pid, const std::string& how, uint64_t ran_m
                                uint64_t restart_in_ms) {
   closeChannel();
   if (restart_in_ms == 0) return;  // shut down
+  restarts_++;
   log::event(log::Priority::kWarning, log::ids::kFrontendRestart,
              "frontend pid " + std::to_string(pid) + " " + how + " after " +
                  std::to_string(ran_ms) + " ms; restarting in " + std::to_string(restart_in_ms) +
@@ -95,6 +96,7 @@ void FrontendProcess::closeChannel() {
 }
 
 void FrontendProcess::violation(const std::string& why) {
+  violations_++;
   log::event(log::Priority::kErr, log::ids::kProtocolViolation,
              "protocol violation by the frontend (pid " + std::to_string(process_.pid()) +
                  "): " + why + "; killing it",

@@ -56,6 +56,9 @@ class FrontendProcess {
   bool connected() const { return static_cast<bool>(channel_fd_); }
   pid_t pid() const { return process_.pid(); }
   uint64_t generation() const { return process_.generation(); }
+  // Since jobworkerd started, for /metrics.
+  uint64_t restarts() const { return restarts_; }
+  uint64_t violations() const { return violations_; }
 
  private:
   void attachChannel(UniqueFd mine);
@@ -73,6 +76,7 @@ class FrontendProcess {
   std::deque<std::string> queue_;
   size_t queued_bytes_ = 0;
   uint32_t interest_ = 0;
+  uint64_t restarts_ = 0, violations_ = 0;
   RestartingHelper process_;  // last: destroyed (killed) first, while the channel still exists
 };
 

@@ -21,7 +21,7 @@ Job::Job(JobSpec spec, int64_t created_at_ms)
     : spec_(std::move(spec)), created_at_ms_(created_at_ms) {}
 
 std::unique_ptr<Job> Job::restore(const protocol::JobStatus& r) {
-  JobSpec spec{r.id,     r.owner,  r.command, r.output, r.limits,
+  JobSpec spec{r.id,        r.owner,  r.command, r.output, r.limits,
                r.isolation, r.run_as, r.name,    r.labels};
   auto job = std::make_unique<Job>(std::move(spec), r.created_at_ms);
   job->phase_ = JobPhase::kEnded;
@@ -83,6 +83,16 @@ void Job::publish(int64_t now_ms) {
 
 JobState Job::visibleState() const {
   return phase_ == JobPhase::kEnded ? final_state_ : JobState::kRunning;
+}
+
+Job::OutputTotals Job::outputTotals() const {
+  OutputTotals t;
+  for (const Stream& st : streams) {
+    if (!st.log) continue;
+    t.stored += st.log->size();
+    t.dropped += st.log->dropped();
+  }
+  return t;
 }
 
 protocol::JobStatus Job::status() const {

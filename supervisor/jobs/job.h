@@ -88,6 +88,11 @@ class Job {
 
   // Snapshot for replies: live log sizes, and usage from the cgroup when there is one.
   protocol::JobStatus status() const;
+  // Bytes stored and dropped over both logs, without status()'s cgroup reads (for /metrics).
+  struct OutputTotals {
+    uint64_t stored = 0, dropped = 0;
+  };
+  OutputTotals outputTotals() const;
 
   // --- live resources, managed by the supervisor -----------------------------------------------
   struct Stream {

@@ -255,6 +255,7 @@ class Attacker {
       return request([&](uint32_t id) { return encodeOutputRead(id, r); });
     }
     if (verb == "whoami") return request([&](uint32_t id) { return encodeSessionGet(id, {t}); });
+    if (verb == "metrics") return request([&](uint32_t id) { return encodeMetricsGet(id, {t}); });
     if (verb == "logout") {
       return request([&](uint32_t id) { return encodeSessionRevoke(id, SessionEnd{t, ""}); });
     }

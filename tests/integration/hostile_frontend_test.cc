@@ -236,7 +236,7 @@ TEST_F(HostileFrontend, RequestsWithATokenItNeverSawAreRefused) {
   for (const std::string& spec : {std::string("random"), "flip:" + admin, "hash:" + admin}) {
     SCOPED_TRACE(spec);
     for (std::string verb : {"jobstart", "jobstart-host", "jobstop", "jobget", "joblist", "read",
-                             "whoami", "logout"}) {
+                             "whoami", "metrics", "logout"}) {
       EXPECT_EQ(d_->ask(verb + " " + spec + " " + job), kNoSession) << verb;
     }
   }
@@ -254,7 +254,7 @@ TEST_F(HostileFrontend, ATokenReplayedAfterLogoutIsRefused) {
   EXPECT_EQ(d_->ask("whoami " + t), "SessionInfo user=admin");
   EXPECT_EQ(d_->ask("logout " + t), "Ok");
   for (std::string verb :
-       {"jobstart", "jobstop", "jobget", "joblist", "read", "whoami", "logout"}) {
+       {"jobstart", "jobstop", "jobget", "joblist", "read", "whoami", "metrics", "logout"}) {
     EXPECT_EQ(d_->ask(verb + " " + t + " " + job), kNoSession) << verb;
   }
   std::string other = d_->adminToken("198.51.100.3");

@@ -144,7 +144,7 @@ class IsolationApi : public ::testing::Test {
     return *reference_;
   }
   bool hostHasCgroups() {
-    HttpResponse h = https(*daemon_, "GET", "/v1/healthz");
+    HttpResponse h = https(*daemon_, "GET", "/v1/healthz", "", token_);  // details: a session
     return h.body.find("cgroups: none") == std::string::npos;
   }
 

@@ -101,6 +101,7 @@ class TestCgroup : public JobCgroup {
   bool empty() override { return true; }
   protocol::Usage usage() override { return {}; }
   bool oomKilled() override { return false; }
+  std::optional<uint64_t> memoryNow() override { return std::nullopt; }
   Status remove() override { return okStatus(); }
 
  private:

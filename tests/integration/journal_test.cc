@@ -54,6 +54,9 @@ const std::map<std::string_view, std::vector<std::string>>& schema() {
        {"ADMIN_ACTION", "USER", "USER_ROLE", "USER_RUN_AS", "USERS_FILE", "ADMIN_UID"}},
       {ids::kFrontendRestart, {"FRONTEND_PID", "EXIT"}},
       {ids::kProtocolViolation, {"FRONTEND_PID", "REASON"}},
+      {ids::kAccess,
+       {"REMOTE_ADDR", "USER", "METHOD", "ROUTE", "JOB_ID", "STATUS", "DURATION_MS", "BYTES_OUT"}},
+      {ids::kTokenCreated, {"USER", "SESSION_ID", "EXPIRES_AT_MS"}},
   };
   return s;
 }
@@ -202,7 +205,7 @@ class Journal : public ::testing::Test {
     sink_->open();
     Daemon::Options o;
     o.env = {"JOURNAL_STREAM=0:0"};  // what systemd sets: jobworkerd then writes to journald
-    o.config_text = "max_running_jobs_per_user = 2\n";
+    o.config_text = "max_running_jobs_per_user = 2\naccess_log = all\n";
     d_ = Daemon::start(o).release();
   }
   static void TearDownTestSuite() {
@@ -345,6 +348,74 @@ TEST_F(Journal, UserChangesReloadsRefusalsAndLogoutAreAudited) {
   EXPECT_EQ(field(removed, "USERS_COUNT"), "1");
 }
 
+TEST_F(Journal, EveryRequestHasOneAccessEntryWithItsRouteTemplateAndNoSecret) {
+  // The access entry of a route with a status (the fixture's other tests made some too).
+  auto awaitAccess = [&](const std::string& route, const std::string& status) {
+    Entry got;
+    waitUntil(
+        [&] {
+          for (const Entry& e : sink_->find(ids::kAccess, "ROUTE", route)) {
+            if (field(e, "STATUS") == status) got = e;
+          }
+          return !got.empty();
+        },
+        std::chrono::seconds(20));
+    return got;
+  };
+  std::string id = startJob(*d_, admin_, R"({"command":["sh","-c","echo hello; sleep 0.5"]})");
+  // A follow stream logs once, when it ends.
+  HttpResponse logs = https(*d_, "GET", "/v1/jobs/" + id + "/logs?follow=true", "", admin_);
+  ASSERT_EQ(logs.body, "hello\n");
+  Entry follow = sink_->await(ids::kAccess, "ROUTE", "/v1/jobs/{id}/logs");
+  ASSERT_FALSE(follow.empty());
+  EXPECT_EQ(field(follow, "JOB_ID"), id) << describe(follow);
+  EXPECT_EQ(field(follow, "USER"), "admin");
+  EXPECT_EQ(field(follow, "METHOD"), "GET");
+  EXPECT_EQ(field(follow, "STATUS"), "200");
+  EXPECT_EQ(field(follow, "REMOTE_ADDR"), "127.0.0.1");
+  EXPECT_GE(std::stoi(field(follow, "DURATION_MS")), 100) << describe(follow);  // the job's life
+  EXPECT_GT(std::stoi(field(follow, "BYTES_OUT")), 6);
+  EXPECT_EQ(sink_->find(ids::kAccess, "ROUTE", "/v1/jobs/{id}/logs").size(), 1u);
+
+  // The route is the template, never the query (it could carry anything).
+  ASSERT_EQ(https(*d_, "GET", "/v1/jobs?state=running&all=true", "", admin_).status, 200);
+  HttpResponse bad = https(*d_, "GET", "/v1/jobs/not-a-job-id", "", admin_);
+  ASSERT_EQ(bad.status, 400);
+  Entry malformed = awaitAccess("/v1/jobs/{id}", "400");
+  EXPECT_EQ(field(malformed, "ROUTE"), "/v1/jobs/{id}") << describe(malformed);
+  EXPECT_EQ(field(malformed, "JOB_ID"), "");  // only a well-formed id is logged
+  // Anonymous and refused requests: no user.
+  ASSERT_EQ(https(*d_, "GET", "/v1/whoami").status, 401);
+  Entry refused = awaitAccess("/v1/whoami", "401");
+  EXPECT_EQ(field(refused, "USER"), "") << describe(refused);
+  EXPECT_EQ(field(refused, "ROUTE"), "/v1/whoami");
+  ASSERT_EQ(https(*d_, "GET", "/nowhere?token=" + admin_).status, 404);
+  Entry unmatched = awaitAccess("unmatched", "404");
+  EXPECT_EQ(field(unmatched, "STATUS"), "404") << describe(unmatched);
+  // A login names its user once it succeeded; no entry carries a token or a password.
+  login(*d_, "admin", d_->adminPassword());
+  Entry in = awaitAccess("/v1/login", "201");
+  EXPECT_EQ(field(in, "USER"), "admin");
+  for (const Entry& e : sink_->find(ids::kAccess)) {
+    for (const auto& [k, v] : e) {
+      EXPECT_EQ(v.find("jw_"), std::string::npos) << k << "\n" << describe(e);
+      EXPECT_EQ(v.find("state=running"), std::string::npos) << k;
+      EXPECT_EQ(v.find(d_->adminPassword()), std::string::npos) << k;
+    }
+  }
+}
+
+TEST_F(Journal, ScrapeTokenCreationIsAudited) {
+  d_->addUser("scraper", "metrics", "scraper-password");
+  CmdResult r = run({binary("jobworker-admin"), "token", "create", "scraper", "--expires", "1d",
+                     "--control", d_->stateDir() + "/control.sock"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Entry made = sink_->await(ids::kTokenCreated, "USER", "scraper");
+  ASSERT_FALSE(made.empty());
+  EXPECT_EQ(field(made, "SESSION_ID"), r.err.substr(6, 12)) << describe(made) << r.err;
+  for (const auto& [k, v] : made) EXPECT_EQ(v.find(r.out.substr(0, 46)), std::string::npos) << k;
+}
+
 // Runs last (gtest keeps the file's order): every event the other tests caused has every field
 // of its schema, and every event jobworkerd sent is one the schema knows.
 TEST_F(Journal, EveryEventCarriesEveryDocumentedField) {
@@ -366,7 +437,8 @@ TEST_F(Journal, EveryEventCarriesEveryDocumentedField) {
   // their own tests (frontend_process, supervisor) through the stderr form.
   for (std::string_view id :
        {ids::kLogin, ids::kLoginFailed, ids::kLoginUnknownUser, ids::kLogout, ids::kJobStart,
-        ids::kJobStop, ids::kJobExit, ids::kRefused, ids::kUsersReload, ids::kAdminUserChange}) {
+        ids::kJobStop, ids::kJobExit, ids::kRefused, ids::kUsersReload, ids::kAdminUserChange,
+        ids::kAccess, ids::kTokenCreated}) {
     EXPECT_TRUE(seen.contains(std::string(id))) << "no event " << id << " was received";
   }
 }

@@ -789,7 +789,7 @@ TEST_F(LimitsTest, IoWriteBandwidthLimitSlowsDirectWrites) {
 }
 
 TEST_F(LimitsTest, HealthzNamesTheCgroupBackend) {
-  HttpResponse h = https(d(), "GET", "/v1/healthz");
+  HttpResponse h = https(d(), "GET", "/v1/healthz", "", token_);  // details need a session
   ASSERT_EQ(h.status, 200) << h.body;
   std::string details;
   for (const auto& s : stringsAt(h.body, {"details"})) details += s + "\n";

@@ -30,6 +30,27 @@ TEST(Config, DefaultsWithoutAnyKey) {
   EXPECT_EQ(s->state_reserve_bytes, 64ULL << 20);
 }
 
+TEST(Config, ObservabilityKeys) {
+  auto d = parse("", "t");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->access_log, Settings::AccessLog::kSampled);
+  EXPECT_EQ(d->access_log_rate, 10u);
+  EXPECT_EQ(d->metrics_max_users, 100u);
+  auto s = parse(
+      "access_log = all\naccess_log_rate = 3\nmetrics_max_users = 7\n"
+      "max_token_ttl = 30d\nrole.metrics.max.pids = 1\n",
+      "t");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s->access_log, Settings::AccessLog::kAll);
+  EXPECT_EQ(s->access_log_rate, 3u);
+  EXPECT_EQ(s->metrics_max_users, 7u);
+  EXPECT_EQ(s->max_token_ttl_ms, 30ULL * 24 * 3600 * 1000);
+  EXPECT_EQ(parse("access_log = off\n", "t")->access_log, Settings::AccessLog::kOff);
+  auto bad = parse("\naccess_log = some\n", "f");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("f:2"), std::string::npos) << bad.error().message;
+}
+
 TEST(Config, StoreKeys) {
   auto s = parse("retention_count = 5\nretention_total = 7\nstate_reserve = 2M\n", "t");
   ASSERT_TRUE(s.ok()) << s.error().message;

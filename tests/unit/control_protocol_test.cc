@@ -48,6 +48,18 @@ ControlCount sample<ControlCount>() {
   return {3};
 }
 template <>
+ControlTokenRequest sample<ControlTokenRequest>() {
+  return {"prometheus", 90ULL * 24 * 3600 * 1000};
+}
+template <>
+ControlTokenReply sample<ControlTokenReply>() {
+  ControlTokenReply t;
+  t.token.bytes.fill(0x5a);
+  t.id = "0123456789ab";
+  t.expires_at_ms = 1707776000123;
+  return t;
+}
+template <>
 ControlErrorReply sample<ControlErrorReply>() {
   return {ErrorCode::kBadRequest, "invalid user name"};
 }

@@ -23,6 +23,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "common/config.h"
@@ -30,6 +31,8 @@
 #include "common/policy.h"
 #include "common/protocol/channel.h"
 #include "common/protocol/codec.h"
+#include "frontend/api/access_log.h"
+#include "frontend/api/metrics_text.h"
 #include "frontend/api/request_json.h"
 #include "frontend/api/routes.h"
 #include "frontend/api/status_json.h"
@@ -1246,6 +1249,72 @@ TEST(ClientAddresses, Ipv6CountsPerSlash64) {
   a4.sin_family = AF_INET;
   a4.sin_addr.s_addr = htonl(0x7f000002);
   EXPECT_EQ(clientAddress(ss).key, "127.0.0.2");
+}
+
+}  // namespace
+}  // namespace jw::frontend
+
+namespace jw::frontend {
+namespace {
+
+TEST(AccessLog, SampledAdmitsAtMostItsRateAndAllOrOffDoNotCount) {
+  AccessLog sampled(config::Settings::AccessLog::kSampled, 5);
+  int admitted = 0;
+  for (int i = 0; i < 1000; i++) admitted += sampled.admit() ? 1 : 0;
+  // One second's worth at once, plus what the bucket refilled while the loop ran.
+  EXPECT_GE(admitted, 5);
+  EXPECT_LE(admitted, 7);
+  AccessLog all(config::Settings::AccessLog::kAll, 1);
+  AccessLog off(config::Settings::AccessLog::kOff, 1000);
+  for (int i = 0; i < 100; i++) {
+    EXPECT_TRUE(all.admit());
+    EXPECT_FALSE(off.admit());
+  }
+}
+
+TEST(MetricsText, EveryFamilyHasHelpAndTypeAndHistogramsAreCumulative) {
+  protocol::MetricsReply m;
+  m.users = {{"alice", 2, {1, 0, 0, 1}}, {"", 1, {0, 0, 0, 0}}};
+  m.start_latency.buckets.assign(std::size(protocol::kStartLatencyBuckets) + 1, 0);
+  m.start_latency.buckets[0] = 1;
+  m.start_latency.buckets[3] = 2;
+  m.start_latency.sum_us = 25'000;
+  m.loop_lag.buckets.assign(std::size(protocol::kLoopLagBuckets) + 1, 0);
+  RequestMetrics rm(std::array<std::string_view, 2>{"/v1/jobs", "unmatched"});
+  rm.record("/v1/jobs", "POST", 201, 1500);
+  rm.record("/nowhere", "DELETE", 404, 10);
+  FrontendFigures f;
+  f.routes = rm.snapshot();
+  std::string text = renderMetrics(m, f);
+  EXPECT_NE(text.find("jobworker_job_starts_total{user=\"(other)\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("jobworker_job_ends_total{user=\"alice\",outcome=\"oom\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("jobworker_job_start_latency_seconds_bucket{le=\"0.0025\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("jobworker_job_start_latency_seconds_bucket{le=\"0.01\"} 3\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("jobworker_job_start_latency_seconds_bucket{le=\"+Inf\"} 3\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("jobworker_job_start_latency_seconds_sum 0.025\n"), std::string::npos);
+  EXPECT_NE(text.find("jobworker_http_requests_total{route=\"/v1/jobs\",method=\"POST\","
+                      "status_class=\"2xx\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("jobworker_http_requests_total{route=\"unmatched\",method=\"other\","
+                      "status_class=\"4xx\"} 1\n"),
+            std::string::npos)
+      << text;
+  // No family without its HELP and TYPE lines just before its first sample.
+  std::istringstream in(text);
+  std::string line, typed;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      typed = line.substr(7, line.find(' ', 7) - 7);
+      continue;
+    }
+    if (line.rfind("# HELP ", 0) == 0) continue;
+    EXPECT_EQ(line.rfind(typed, 0), 0u) << line << " outside its family " << typed;
+  }
 }
 
 }  // namespace

@@ -165,6 +165,29 @@ template <>
 HealthReply sample<HealthReply>() {
   return {true, {"cgroups: v1", "missing controller: io"}};
 }
+template <>
+MetricsReply sample<MetricsReply>() {
+  MetricsReply m;
+  m.jobs_by_state = {1, 2, 3, 4};
+  m.users = {{"alice", 5, {1, 2, 3, 4}, 1 << 20}, {"", 6, {0, 0, 7, 0}, 0}};
+  m.start_latency.buckets.assign(std::size(kStartLatencyBuckets) + 1, 0);
+  m.start_latency.buckets[2] = 9;
+  m.start_latency.sum_us = 12345;
+  m.loop_lag.buckets.assign(std::size(kLoopLagBuckets) + 1, 1);
+  m.loop_lag.sum_us = 77;
+  m.output_stored_bytes = 1 << 20;
+  m.output_dropped_bytes = 3;
+  m.logins = {10, 11, 12, 13, 14};
+  m.frontend_restarts = 2;
+  m.protocol_violations = 1;
+  m.has_state_free = true;
+  m.state_free_bytes = 5ULL << 30;
+  m.has_jobs_memory = m.has_jobs_pids = true;
+  m.jobs_memory_bytes = 4096;
+  m.jobs_pids = 17;
+  m.jobs_cpu_us = 99;
+  return m;
+}
 
 // One round-trip test per message of JW_MESSAGES: encode the sample of its payload type, then
 // the header and the whole payload must come back as sent.

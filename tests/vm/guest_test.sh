@@ -17,6 +17,8 @@ readonly ID_LOGIN_FAILED=5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a61
 readonly ID_JOB_START=5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a62
 readonly ID_JOB_STOP=5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a63
 readonly ID_JOB_EXIT=5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a64
+readonly ID_REFUSED=5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a69
+readonly ID_ACCESS=5b0e3a7f1c2d4e8f9a6b3c1d2e4f5a90
 readonly IO_DIR=/var/tmp/jwvm-io
 pass=0
 fail=0
@@ -368,7 +370,14 @@ checkWatchdog() {
 }
 
 checkHealthz() {
-  local h details
+  local h details saved=$TOKEN anonymous
+  # Anonymous callers get the state alone; the details need a session.
+  TOKEN=
+  api GET /v1/healthz
+  anonymous=$BODY
+  TOKEN=$saved
+  check healthz-anonymous "anonymous healthz $HTTP_CODE: $anonymous" \
+    test "$HTTP_CODE" = 200 -a "$(jq -c 'keys' <<<"$anonymous")" = '["status"]'
   api GET /v1/healthz
   h=$BODY
   details=$(jq -r '.details | join("; ")' <<<"$h" 2>/dev/null)
@@ -377,6 +386,49 @@ checkHealthz() {
     test "$HTTP_CODE" = 200 -a "$(jq '.details | index("cgroups: v2") != null' <<<"$h")" = true
   check healthz-controllers "no \"missing controller\" in healthz details" \
     test -n "$details" -a "${details/missing controller/}" = "$details"
+}
+
+# The access log and a refusal, queried by field: the entry of one job's GET (route template,
+# job id, user, status), and the audit event of a start over the memory maximum.
+checkJournalAccessAndRefusal() {
+  local id entry
+  startJob '{"command":["true"]}' || true
+  id=$JOB
+  api GET "/v1/jobs/$id"
+  entry=$(journalWait 15 -u jobworkerd "MESSAGE_ID=$ID_ACCESS" "JOB_ID=$id" "ROUTE=/v1/jobs/{id}" | tail -n 1)
+  check journal-access "GET /v1/jobs/$id: journalctl MESSAGE_ID=$ID_ACCESS JOB_ID=$id ROUTE=/v1/jobs/{id}: $(jq -c '{USER, METHOD, STATUS, DURATION_MS, BYTES_OUT, REMOTE_ADDR}' <<<"${entry:-null}" 2>/dev/null)" \
+    test -n "$id" -a "$(jq -r .USER <<<"${entry:-null}")" = "$USER_NAME" \
+    -a "$(jq -r .STATUS <<<"${entry:-null}")" = 200 -a "$(jq -r .METHOD <<<"${entry:-null}")" = GET
+  api POST /v1/jobs '{"command":["true"],"limits":{"memory":"1T"}}'
+  local code=$HTTP_CODE
+  entry=$(journalWait 15 -u jobworkerd "MESSAGE_ID=$ID_REFUSED" "USER=$USER_NAME" "ACTION=job_start" | tail -n 1)
+  check journal-refusal "start over the memory maximum (host RAM): $code; journalctl MESSAGE_ID=$ID_REFUSED USER=$USER_NAME ACTION=job_start: $(jq -c '{REFUSAL, REASON, REMOTE_ADDR}' <<<"${entry:-null}" 2>/dev/null)" \
+    test "$code" = 403 -a "$(jq -r .REFUSAL <<<"${entry:-null}")" = limit_exceeded
+}
+
+# A scraper as operations.md sets it up: a role-metrics account, a token from jobworker-admin,
+# /metrics with it (and refused elsewhere), the running job counted.
+checkMetrics() {
+  local token saved=$TOKEN metrics jobs_code
+  printf 'unused-scraper-password\n' | jobworker-admin user add --users-file /etc/jobworker/users \
+    prometheus --role metrics --run-as nobody --password-stdin >/dev/null 2>&1
+  systemctl reload jobworkerd
+  local deadline=$((SECONDS + 15))
+  while ((SECONDS < deadline)); do
+    token=$(jobworker-admin token create prometheus --expires 1d 2>/dev/null) && break
+    sleep 0.3
+  done
+  TOKEN=$token
+  api GET /metrics
+  metrics=$BODY
+  local code=$HTTP_CODE
+  api GET /v1/jobs
+  jobs_code=$HTTP_CODE
+  TOKEN=$saved
+  check metrics-scrape "GET /metrics with a scrape token: $code, $(grep -c '^# TYPE' <<<"$metrics") families; GET /v1/jobs with it: $jobs_code; $(grep -m 1 '^jobworker_jobs_memory_bytes' <<<"$metrics")" \
+    test "$code" = 200 -a "$jobs_code" = 403 \
+    -a -n "$(grep "^jobworker_job_starts_total{user=\"$USER_NAME\"} [1-9]" <<<"$metrics")" \
+    -a -n "$(grep '^jobworker_jobs_memory_bytes ' <<<"$metrics")"
 }
 
 checkPlacement() {
@@ -656,6 +708,8 @@ main() {
     checkNoLeftovers
     checkJournalJob
     checkJournalFailedLogin
+    checkJournalAccessAndRefusal
+    checkMetrics
     checkReload
     checkRestartKeeps
     checkWatchdog
