@@ -489,6 +489,12 @@ TEST_F(CliTest, LogsTailSinceAndTimestamps) {
   EXPECT_EQ(cli({"logs", "--tail", "2", id}).out, "three\nfour\n");
   EXPECT_EQ(cli({"logs", "-n", "0", id}).out, "");
   EXPECT_EQ(cli({"logs", "--tail", "99", id}).out, "one\ntwo\nthree\nfour\n");
+  // The case: the last 3 of 1,000 lines, exactly.
+  CmdResult thousand = cli({"start", "--", "seq", "1000"});
+  ASSERT_EQ(thousand.exit_code, 0) << thousand.err;
+  std::string seq_id = thousand.out.substr(0, 36);
+  waitEnded(seq_id);
+  EXPECT_EQ(cli({"logs", "--tail", "3", seq_id}).out, "998\n999\n1000\n");
   CmdResult stamped = cli({"logs", "--timestamps", id});
   ASSERT_EQ(unstamped(stamped.out), "one\ntwo\nthree\nfour\n") << stamped.out;
   // --since the stamp of "three" (1.5 s after "two"): the lines from there.
