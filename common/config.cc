@@ -112,42 +112,58 @@ Status setPolicy(Policy& p, const std::string& key, const std::string& v, bool* 
   return okStatus();
 }
 
-Status setKey(Settings& s, const std::string& key, const std::string& v, bool* known) {
-  using Setter = std::function<Status(const std::string&)>;
+// Every top-level key: how it is set, and how its current value reads back (check-config).
+struct Key {
+  std::function<Status(const std::string&)> set;
+  std::function<std::string()> show;
+};
+
+std::map<std::string, Key> keyTable(Settings& s) {
+  using Setter = Key;
   auto str = [](std::string& f) -> Setter {
-    return [&f](const std::string& x) -> Status {
-      if (x.empty()) return Error{"empty value"};
-      f = x;
-      return okStatus();
-    };
+    return {[&f](const std::string& x) -> Status {
+              if (x.empty()) return Error{"empty value"};
+              f = x;
+              return okStatus();
+            },
+            [&f] { return f; }};
   };
   auto u32 = [](uint32_t& f) -> Setter {
-    return [&f](const std::string& x) { return assign(parseU32(x), f); };
+    return {[&f](const std::string& x) { return assign(parseU32(x), f); },
+            [&f] { return std::to_string(f); }};
   };
   auto size = [](uint64_t& f) -> Setter {
-    return [&f](const std::string& x) { return assign(parseSize(x), f); };
+    return {[&f](const std::string& x) { return assign(parseSize(x), f); },
+            [&f] { return std::to_string(f); }};
   };
   auto dur = [](uint64_t& f) -> Setter {
-    return [&f](const std::string& x) { return assign(parseDurationMs(x), f); };
+    return {[&f](const std::string& x) { return assign(parseDurationMs(x), f); },
+            [&f] { return std::to_string(f) + "ms"; }};
   };
   auto boolean = [](bool& f) -> Setter {
-    return [&f](const std::string& x) { return assign(parseBool(x), f); };
+    return {[&f](const std::string& x) { return assign(parseBool(x), f); },
+            [&f] { return std::string(f ? "true" : "false"); }};
   };
   auto accessLog = [](Settings::AccessLog& f) -> Setter {
-    return [&f](const std::string& x) -> Status {
-      if (x == "off") {
-        f = Settings::AccessLog::kOff;
-      } else if (x == "sampled") {
-        f = Settings::AccessLog::kSampled;
-      } else if (x == "all") {
-        f = Settings::AccessLog::kAll;
-      } else {
-        return Error{"expected off, sampled or all"};
-      }
-      return okStatus();
-    };
+    return {[&f](const std::string& x) -> Status {
+              if (x == "off") {
+                f = Settings::AccessLog::kOff;
+              } else if (x == "sampled") {
+                f = Settings::AccessLog::kSampled;
+              } else if (x == "all") {
+                f = Settings::AccessLog::kAll;
+              } else {
+                return Error{"expected off, sampled or all"};
+              }
+              return okStatus();
+            },
+            [&f] {
+              return std::string(f == Settings::AccessLog::kOff       ? "off"
+                                 : f == Settings::AccessLog::kSampled ? "sampled"
+                                                                      : "all");
+            }};
   };
-  const std::map<std::string, Setter> table = {
+  return {
       {"listen", str(s.listen)},
       {"tls_cert", str(s.tls_cert)},
       {"tls_key", str(s.tls_key)},
@@ -198,9 +214,14 @@ Status setKey(Settings& s, const std::string& key, const std::string& v, bool* k
       {"job_tmp_size", size(s.job_tmp_size)},
       {"job_core_dumps", boolean(s.job_core_dumps)},
   };
+}
+
+Status setKey(Settings& s, const std::string& key, const std::string& v, bool* known) {
+  const std::map<std::string, Key> table = keyTable(s);
+
   if (auto it = table.find(key); it != table.end()) {
     *known = true;
-    return it->second(v);
+    return it->second.set(v);
   }
   if (key.rfind("default.", 0) == 0) {
     // IO limits name a device, so a job asks for them itself; only maxima exist for them.
@@ -389,6 +410,60 @@ void applyHostMaxima(Settings& s) {
 std::string controlSocketPath(const Settings& s) {
   if (!s.control_socket.empty()) return s.control_socket;
   return s.state_dir + "/control.sock";
+}
+
+namespace {
+
+// The limits of a LimitSet that are set, as `<prefix><limit> = value` lines would set them.
+void describeLimits(const std::string& prefix, const LimitSet& l,
+                    std::vector<std::pair<std::string, std::string>>& out) {
+  auto cores = [](uint32_t m) {
+    std::string t = std::to_string(m / 1000);
+    if (m % 1000 != 0) {
+      std::string frac = std::to_string(1000 + m % 1000).substr(1);
+      while (frac.back() == '0') frac.pop_back();
+      t += "." + frac;
+    }
+    return t;
+  };
+  if (l.cpu_millicores) out.emplace_back(prefix + "cpu", cores(*l.cpu_millicores));
+  if (l.memory_bytes) out.emplace_back(prefix + "memory", std::to_string(*l.memory_bytes));
+  if (l.pids) out.emplace_back(prefix + "pids", std::to_string(*l.pids));
+  if (l.io_bps) out.emplace_back(prefix + "io_bps", std::to_string(*l.io_bps));
+  if (l.io_iops) out.emplace_back(prefix + "io_iops", std::to_string(*l.io_iops));
+}
+
+void describePolicy(const std::string& prefix, const Policy& p,
+                    std::vector<std::pair<std::string, std::string>>& out) {
+  describeLimits(prefix + "max.", p.max, out);
+  describeLimits(prefix + "max.total_",
+                 LimitSet{p.total.cpu_millicores, p.total.memory_bytes, p.total.pids, std::nullopt,
+                          std::nullopt},
+                 out);
+  auto flag = [&](const char* key, const std::optional<bool>& v) {
+    if (v) out.emplace_back(prefix + key, *v ? "true" : "false");
+  };
+  flag("network_host", p.allow_network_host);
+  flag("allow_root", p.allow_root);
+  flag("seccomp", p.seccomp);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> describe(const Settings& settings) {
+  Settings s = settings;  // the key table binds to what it may set
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [key, k] : keyTable(s)) {
+    // An unset path that jobworkerd derives (control_socket: in the state dir) shows what it
+    // derives; a listing never holds an empty value, which would not parse back.
+    std::string value = key == "control_socket" ? controlSocketPath(s) : k.show();
+    if (!value.empty()) out.emplace_back(key, std::move(value));
+  }
+  describeLimits("default.", s.default_limits, out);
+  describePolicy("", s.global, out);
+  for (const auto& [role, p] : s.roles) describePolicy("role." + role + ".", p, out);
+  for (const auto& [user, p] : s.users) describePolicy("user." + user + ".", p, out);
+  return out;
 }
 
 Result<Settings> load(const std::string& path) {

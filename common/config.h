@@ -10,6 +10,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/result.h"
 
@@ -110,6 +112,10 @@ struct Settings {
 
 // Parses FILE; unknown keys and bad values are errors naming the line.
 Result<Settings> load(const std::string& path);
+// Every effective setting as (key, value) in the file's syntax: each top-level key with its
+// value or default (durations in ms, sizes in bytes), then the limits and policies that are set
+// (default.*, max.*, max.total_*, role.<r>.*, user.<n>.*). What check-config prints.
+std::vector<std::pair<std::string, std::string>> describe(const Settings& settings);
 // Where the control socket lives: control_socket if set, else <state_dir>/control.sock. Both
 // jobworkerd and jobworker-admin call this, so the two always agree.
 std::string controlSocketPath(const Settings& s);

@@ -410,6 +410,33 @@ TEST_F(Everyday, AdminUserSetChangesTheRoleAndKeepsThePassword) {
 
 // ---- contexts ----------------------------------------------------------------------------------
 
+// check-config reads a file as jobworkerd does: the effective settings of a good one (the ones
+// it sets, the defaults, the host-derived maxima) and the line of a bad one. The listing is a
+// config file jobworkerd starts with.
+TEST(EverydayAdmin, CheckConfigPrintsTheEffectiveSettingsOrTheFault) {
+  std::string dir = makeTempDir("jwcheck");
+  std::string good = dir + "/good.conf", bad = dir + "/bad.conf", listed = dir + "/listed.conf";
+  std::ofstream(good) << "stop_grace = 3s\nmax.total_pids = 5000\nrole.user.max.pids = 64\n";
+  std::ofstream(bad) << "stop_grace = 3s\nstop_grase = 4s\n";
+  CmdResult ok = run({binary("jobworker-admin"), "check-config", good});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  for (const char* line :
+       {"stop_grace = 3000ms\n", "max.total_pids = 5000\n", "role.user.max.pids = 64\n",
+        "output_cap = 1073741824\n", "max.memory = "}) {
+    EXPECT_NE(ok.out.find(line), std::string::npos) << line << " missing from:\n" << ok.out;
+  }
+  CmdResult fault = run({binary("jobworker-admin"), "check-config", bad});
+  EXPECT_EQ(fault.exit_code, 1);
+  EXPECT_NE(fault.err.find("bad.conf:2: unknown key 'stop_grase'"), std::string::npos) << fault.err;
+  EXPECT_EQ(run({binary("jobworker-admin"), "check-config"}).exit_code, 2);
+  // The listing itself checks clean and lists the same.
+  std::ofstream(listed) << ok.out;
+  CmdResult again = run({binary("jobworker-admin"), "check-config", listed});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out.substr(again.out.find('\n')), ok.out.substr(ok.out.find('\n')));
+  removeTree(dir);
+}
+
 TEST_F(Everyday, ContextsSwitchBetweenTwoDaemonsEachWithItsOwnToken) {
   auto other = Daemon::start();
   ASSERT_NE(other, nullptr);

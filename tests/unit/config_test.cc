@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -15,6 +16,42 @@ std::string readWhole(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+// check-config's listing: every top-level key appears, and the listing is itself a config file
+// that reads back to the same settings.
+TEST(Config, DescribeListsEveryEffectiveSettingAndParsesBack) {
+  auto s = parse(
+      "stop_grace = 3s\n"
+      "access_log = all\n"
+      "isolation.net = false\n"
+      "default.memory = 256M\n"
+      "max.cpu = 1.5\n"
+      "max.total_pids = 5000\n"
+      "role.user.max.total_memory = 8G\n"
+      "user.alice.network_host = true\n",
+      "t");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  auto listed = describe(s.value());
+  std::string text;
+  std::map<std::string, std::string> by_key;
+  for (const auto& [k, v] : listed) {
+    text += k + " = " + v + "\n";
+    EXPECT_TRUE(by_key.emplace(k, v).second) << "listed twice: " << k;
+  }
+  EXPECT_EQ(by_key["stop_grace"], "3000ms");
+  EXPECT_EQ(by_key["access_log"], "all");
+  EXPECT_EQ(by_key["isolation.net"], "false");
+  EXPECT_EQ(by_key["output_cap"], std::to_string(1ULL << 30));  // a default, listed too
+  EXPECT_EQ(by_key["default.memory"], std::to_string(256ULL << 20));
+  EXPECT_EQ(by_key["max.cpu"], "1.5");
+  EXPECT_EQ(by_key["max.total_pids"], "5000");
+  EXPECT_EQ(by_key["role.user.max.total_memory"], std::to_string(8ULL << 30));
+  EXPECT_EQ(by_key["user.alice.network_host"], "true");
+  EXPECT_GE(by_key.size(), 50u);
+  auto again = parse(text, "listing");
+  ASSERT_TRUE(again.ok()) << again.error().message << "\n" << text;
+  EXPECT_EQ(describe(again.value()), listed);
 }
 
 TEST(Config, DefaultsWithoutAnyKey) {
