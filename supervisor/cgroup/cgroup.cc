@@ -459,6 +459,20 @@ Status killMember(pid_t pid, const Membership& m) {
   return okStatus();
 }
 
+bool removeLeftover(JobCgroup& job, const std::string& name, std::vector<std::string>& notes) {
+  Status killed = job.killAll();
+  waitUntil([&] { return job.empty(); }, 2 * kFreezeWait);
+  Status removed = job.remove();
+  if (killed && removed) {
+    log::notice("removed leftover job cgroup " + log::quote(name) + " of a previous run");
+    return true;
+  }
+  std::string why = !killed ? killed.error().message : removed.error().message;
+  log::warning("leftover job cgroup " + log::quote(name) + " not removed: " + why);
+  notes.push_back("leftover not removed: " + name);
+  return false;
+}
+
 bool waitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   long nap_ns = 1'000'000;

@@ -119,6 +119,10 @@ Status killByFreezingV2(const std::string& path, const std::string& rel);
 // Polls until done() or the timeout; returns done()'s last value.
 bool waitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout);
 
+// Kills and removes a previous run's job cgroup `name` (either backend); logs the outcome, and a
+// failure also as a health note. True when it is gone.
+bool removeLeftover(JobCgroup& job, const std::string& name, std::vector<std::string>& notes);
+
 // --- One instance per state dir --------------------------------------------------------------
 // An exclusive flock on the instance's directories, held for the backend's life: two
 // jobworkerds on one state dir would kill each other's jobs as leftovers, so the second is

@@ -304,7 +304,7 @@ class V1Backend : public CgroupBackend {
         if (fileExists(d.path)) dirs.push_back(d);
       }
       V1Job job(std::move(dirs));
-      if (removeLeftover(job, user + "/" + n)) ++removed;
+      if (removeLeftover(job, user + "/" + n, details_)) ++removed;
     }
     // Empty user levels go too; their next job makes them again, with the caps.
     for (const std::string& user : users) {
@@ -463,20 +463,6 @@ class V1Backend : public CgroupBackend {
     }
     // The same files as a job's limits: cfs quota, memory and memory+swap, pids.max.
     return applyLimits(levels, as_limits, quota, {});
-  }
-
-  bool removeLeftover(V1Job& job, const std::string& name) {
-    Status killed = job.killAll();
-    waitUntil([&] { return job.empty(); }, 2 * kFreezeWait);
-    Status removed = job.remove();
-    if (killed && removed) {
-      log::notice("removed leftover job cgroup " + log::quote(name) + " of a previous run");
-      return true;
-    }
-    std::string why = !killed ? killed.error().message : removed.error().message;
-    log::warning("leftover job cgroup " + log::quote(name) + " not removed: " + why);
-    details_.push_back("leftover not removed: " + name);
-    return false;
   }
 
   Status checkControllers(const CgroupLimits& limits) const {

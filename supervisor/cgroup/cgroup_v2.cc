@@ -240,7 +240,7 @@ class V2Backend : public CgroupBackend {
         std::string path = user_dir + "/" + n;
         V2Job job(path, jobRel(user, n),
                   UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
-        if (removeLeftover(job, user + "/" + n)) ++removed;
+        if (removeLeftover(job, user + "/" + n, notes_)) ++removed;
       }
       // An empty user level goes too; its next job makes it again, with the caps.
       if (listSubdirs(user_dir).empty()) (void)::rmdir(user_dir.c_str());
@@ -404,20 +404,6 @@ class V2Backend : public CgroupBackend {
       if (Status s = writeFile(dir + "/pids.max", std::to_string(t.pids)); !s) return s;
     }
     return okStatus();
-  }
-
-  bool removeLeftover(V2Job& job, const std::string& name) {
-    Status killed = job.killAll();
-    waitUntil([&] { return job.empty(); }, 2 * kFreezeWait);
-    Status removed = job.remove();
-    if (killed && removed) {
-      log::notice("removed leftover job cgroup " + log::quote(name) + " of a previous run");
-      return true;
-    }
-    std::string why = !killed ? killed.error().message : removed.error().message;
-    log::warning("leftover job cgroup " + log::quote(name) + " not removed: " + why);
-    notes_.push_back("leftover not removed: " + name);
-    return false;
   }
 
   Status checkControllers(const CgroupLimits& limits) const {
