@@ -101,6 +101,15 @@ class CliTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
 
+  // `jobworker start` of slowPrinter(n, "0.1"): the job's id, or "" (a failure is reported).
+  std::string startSlowPrinter(int n) {
+    std::vector<std::string> args = {"start", "--"};
+    for (const auto& a : slowPrinter(n, "0.1")) args.push_back(a);
+    CmdResult start = cli(args);
+    EXPECT_EQ(start.exit_code, 0) << start.err;
+    return start.exit_code == 0 ? start.out.substr(0, 36) : "";
+  }
+
   std::string configFile() const { return xdg_ + "/jobworker/contexts/default.json"; }
 
   // Polls `status --output json` until the job is no longer running.
@@ -419,11 +428,8 @@ TEST_F(CliTest, OutputJsonParses) {
 
 TEST_F(CliTest, FollowReceivesASlowJobsOutputInOrder) {
   loginAdmin();
-  std::vector<std::string> args = {"start", "--"};
-  for (const auto& a : slowPrinter(30, "0.1")) args.push_back(a);
-  CmdResult start = cli(args);
-  ASSERT_EQ(start.exit_code, 0) << start.err;
-  std::string id = start.out.substr(0, 36);
+  std::string id = startSlowPrinter(30);
+  ASSERT_FALSE(id.empty());
   auto t0 = Clock::now();
   CmdResult follow = cli({"logs", "-f", id.substr(0, 8)});
   EXPECT_EQ(follow.exit_code, 0) << follow.err;
@@ -434,11 +440,8 @@ TEST_F(CliTest, FollowReceivesASlowJobsOutputInOrder) {
 
 TEST_F(CliTest, FollowResumesExactlyAfterTheFrontendIsKilled) {
   loginAdmin();
-  std::vector<std::string> args = {"start", "--"};
-  for (const auto& a : slowPrinter(60, "0.1")) args.push_back(a);
-  CmdResult start = cli(args);
-  ASSERT_EQ(start.exit_code, 0) << start.err;
-  std::string id = start.out.substr(0, 36);
+  std::string id = startSlowPrinter(60);
+  ASSERT_FALSE(id.empty());
   pid_t old_frontend = d().frontendPid();
   ASSERT_GT(old_frontend, 0);
 
@@ -516,11 +519,8 @@ TEST_F(CliTest, LogsTailSinceAndTimestamps) {
 
 TEST_F(CliTest, TimestampedFollowResumesAtTheRightByteAfterTheFrontendIsKilled) {
   loginAdmin();
-  std::vector<std::string> args = {"start", "--"};
-  for (const auto& a : slowPrinter(60, "0.1")) args.push_back(a);
-  CmdResult start = cli(args);
-  ASSERT_EQ(start.exit_code, 0) << start.err;
-  std::string id = start.out.substr(0, 36);
+  std::string id = startSlowPrinter(60);
+  ASSERT_FALSE(id.empty());
   pid_t old_frontend = d().frontendPid();
   const std::string out_path = xdg_ + "/stamped.out", err_path = xdg_ + "/stamped.err";
   pid_t follower =
@@ -539,11 +539,8 @@ TEST_F(CliTest, TimestampedFollowResumesAtTheRightByteAfterTheFrontendIsKilled) 
 TEST_F(CliTest, FollowSaysWhyWhenItsSessionIsRevoked) {
   loginAdmin();
   std::string token = parseObject(readFile(configFile()))->getValue<std::string>("token");
-  std::vector<std::string> args = {"start", "--"};
-  for (const auto& a : slowPrinter(200, "0.1")) args.push_back(a);
-  CmdResult start = cli(args);
-  ASSERT_EQ(start.exit_code, 0) << start.err;
-  std::string id = start.out.substr(0, 36);
+  std::string id = startSlowPrinter(200);
+  ASSERT_FALSE(id.empty());
   const std::string out_path = xdg_ + "/follow.out", err_path = xdg_ + "/follow.err";
   pid_t follower = spawnLogged({binary("jobworker"), "logs", "-f", id}, {"XDG_CONFIG_HOME=" + xdg_},
                                out_path, err_path);
