@@ -62,7 +62,7 @@ Result<std::string> readAt(int fd, uint64_t off, size_t len) {
   return buf;
 }
 
-constexpr size_t kScanBlock = 64 * 1024;
+constexpr size_t kScanBlock = size_t{64} * 1024;
 
 }  // namespace
 

@@ -50,7 +50,7 @@ TEST_F(TimeIndexTest, AMarkTakesArrivalsForOneSpacingThenANewOneBegins) {
 
 TEST_F(TimeIndexTest, FlushesAtMostOnceASecondAndTheFileRoundTrips) {
   TimeIndex idx(path("output.times"));
-  for (int i = 1; i <= 250; i++) idx.note(static_cast<uint64_t>(i) * 10, kT0 + i * 10);
+  for (int i = 1; i <= 250; i++) idx.note(static_cast<uint64_t>(i) * 10, kT0 + int64_t{i} * 10);
   // Flushed a second after the first byte and a second after that: not the newest marks.
   EXPECT_LT(TimeIndex::load(path("output.times")).size(), idx.marks().size());
   idx.flush(kT0 + 5000);
