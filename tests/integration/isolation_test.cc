@@ -81,12 +81,53 @@ std::string selfExe() {
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
 }
 
+// This binary where a job can exec it: a job gets a fresh tmpfs on /tmp, and the checkout may be
+// under /tmp (CI clones into `mktemp -d`), so a copy in a 0755 directory under /var/tmp that any
+// job uid can reach; removed when the test process exits.
+class JobVisibleCopy {
+ public:
+  JobVisibleCopy() {
+    std::string dir = "/var/tmp/jw-isolation-XXXXXX";
+    if (mkdtemp(dir.data()) == nullptr) return;
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    dir_ = dir;
+    fs::permissions(dir_,
+                    fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                        fs::perms::others_read | fs::perms::others_exec,
+                    ec);
+    std::string to = dir_ + "/integration_isolation";
+    fs::copy_file(selfExe(), to, ec);
+    if (!ec)
+      fs::permissions(to,
+                      fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                          fs::perms::others_read | fs::perms::others_exec,
+                      ec);
+    if (!ec) path_ = to;
+  }
+  ~JobVisibleCopy() {
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  JobVisibleCopy(const JobVisibleCopy&) = delete;
+  JobVisibleCopy& operator=(const JobVisibleCopy&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_, path_;
+};
+
+const std::string& jobVisibleSelf() {
+  static const JobVisibleCopy copy;
+  return copy.path();
+}
+
 // What a job runs: an argv (the shim execs it), or a registered in-job function.
 struct Command {
   std::vector<std::string> argv;
 };
 Command inJob(const std::string& name, std::vector<std::string> args = {}) {
-  Command c{{selfExe(), "--jw-in-job=" + name}};
+  Command c{{jobVisibleSelf(), "--jw-in-job=" + name}};
   c.argv.insert(c.argv.end(), args.begin(), args.end());
   return c;
 }
