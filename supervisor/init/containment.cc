@@ -118,13 +118,17 @@ int mountOwnHierarchies(const char* leaf, const char* table) {
 // directory.
 int mountCgroupView(const InitSpec& s, const char* cgroup_table) {
   const char* dir = "/sys/fs/cgroup";
-  if (s.has(shim::kFlagOwnCgroup) && s.has(shim::kFlagCgroupV2)) {
-    return mount("cgroup2", dir, "cgroup2", kSafeMount, nullptr) == 0 ? 0 : errno;
+  const bool v2 = s.has(shim::kFlagCgroupV2);
+  if (s.has(shim::kFlagOwnCgroup) && v2 &&
+      mount("cgroup2", dir, "cgroup2", kSafeMount, nullptr) == 0) {
+    return 0;
   }
+  // v1, no cgroup of its own, or a cgroup2 mount the host refuses (EBUSY under systemd's
+  // service sandbox): an empty read-only tmpfs still hides every other job.
   if (mount("tmpfs", dir, "tmpfs", kSafeMount, "size=64k,mode=755") != 0) {
     return errno == ENOENT ? 0 : errno;  // no /sys/fs/cgroup: nothing to hide
   }
-  if (s.has(shim::kFlagOwnCgroup)) {
+  if (s.has(shim::kFlagOwnCgroup) && !v2) {
     if (int err = mountOwnHierarchies(s.cgroup_leaf, cgroup_table); err != 0) return err;
   }
   return mount(nullptr, dir, nullptr, MS_REMOUNT | MS_RDONLY | kSafeMount, "size=64k,mode=755") == 0
