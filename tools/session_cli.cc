@@ -181,6 +181,19 @@ Result<protocol::ControlFrameHeader> replyHeader(const std::string& frame,
   return h;
 }
 
+// The next reply to our request, which must be a `want` frame: its header, with *payload pointing
+// into *frame (the caller owns the bytes, so it can wipe a token out of them).
+Result<protocol::ControlFrameHeader> receiveReply(int fd, protocol::ControlMsgType want,
+                                                  std::string* frame, std::string_view* payload) {
+  auto received = receive(fd);
+  if (!received) return received.error();
+  *frame = std::move(received.value());
+  auto h = replyHeader(*frame, payload);
+  if (!h) return h.error();
+  if (h->type != want) return Error{"unexpected reply from jobworkerd"};
+  return h;
+}
+
 std::string isoTime(int64_t ms) {
   time_t t = static_cast<time_t>(ms / 1000);
   tm utc{};
@@ -245,14 +258,10 @@ Status listSessions(int fd, bool json, const std::string& user) {
   }
   std::vector<protocol::ControlSessionInfo> all;
   for (;;) {
-    auto frame = receive(fd);
-    if (!frame) return frame.error();
+    std::string frame;
     std::string_view payload;
-    auto h = replyHeader(frame.value(), &payload);
+    auto h = receiveReply(fd, protocol::ControlMsgType::kControlSessions, &frame, &payload);
     if (!h) return h.error();
-    if (h->type != protocol::ControlMsgType::kControlSessions) {
-      return Error{"unexpected reply from jobworkerd"};
-    }
     auto part = protocol::decodeControlSessionsPayload(payload);
     if (!part) return Error{"bad reply from jobworkerd: " + part.error().message};
     for (auto& one : part->sessions) {
@@ -271,13 +280,10 @@ Status listSessions(int fd, bool json, const std::string& user) {
 // Sends a revocation and prints how many sessions it ended, naming `what` was revoked.
 Status revoke(int fd, const std::string& request, const std::string& what) {
   if (Status st = protocol::sendFrame(fd, request); !st) return st;
-  auto frame = receive(fd);
-  if (!frame) return frame.error();
+  std::string frame;
   std::string_view payload;
-  auto h = replyHeader(frame.value(), &payload);
-  if (!h) return h.error();
-  if (h->type != protocol::ControlMsgType::kControlRevoked) {
-    return Error{"unexpected reply from jobworkerd"};
+  if (auto h = receiveReply(fd, protocol::ControlMsgType::kControlRevoked, &frame, &payload); !h) {
+    return h.error();
   }
   auto n = protocol::decodeControlRevokedPayload(payload);
   if (!n) return Error{"bad reply from jobworkerd: " + n.error().message};
@@ -361,16 +367,13 @@ Status createToken(int fd, const std::string& user, uint64_t ttl_ms) {
       !st) {
     return st;
   }
-  auto frame = receive(fd);
-  if (!frame) return frame.error();
+  std::string frame;
   std::string_view payload;
-  auto h = replyHeader(frame.value(), &payload);
-  if (!h) return h.error();
-  if (h->type != protocol::ControlMsgType::kControlToken) {
-    return Error{"unexpected reply from jobworkerd"};
+  if (auto h = receiveReply(fd, protocol::ControlMsgType::kControlToken, &frame, &payload); !h) {
+    return h.error();
   }
   auto reply = protocol::decodeControlTokenPayload(payload);
-  sodium_memzero(frame.value().data(), frame.value().size());
+  sodium_memzero(frame.data(), frame.size());
   if (!reply) return Error{"bad reply from jobworkerd: " + reply.error().message};
   std::string text = protocol::tokenText(reply->token);
   sodium_memzero(reply->token.bytes.data(), reply->token.bytes.size());
