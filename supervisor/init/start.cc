@@ -21,6 +21,9 @@ extern void (*__init_array_start[])() __attribute__((visibility("hidden")));
 extern void (*__init_array_end[])() __attribute__((visibility("hidden")));
 }
 
+// Everything here runs before the canary is in place (and %fs is zero): no stack protector.
+#define JW_BEFORE_CANARY __attribute__((no_stack_protector))
+
 namespace jw::init {
 namespace {
 
@@ -35,14 +38,14 @@ static_assert(offsetof(ThreadControlBlock, stack_guard) == 0x28);
 
 alignas(64) ThreadControlBlock tcb;
 
-[[noreturn]] void die() {
+[[noreturn]] JW_BEFORE_CANARY void die() {
   // Before main nothing can be reported; 127 is what jobworkerd reads as "the shim failed".
   for (;;) rawSyscall(SYS_exit_group, 127);
 }
 
 // Only R_X86_64_RELATIVE can occur in a static-pie without a dynamic linker; anything else
 // would leave a pointer wrong, so it stops the start (fail closed).
-void relocate(uintptr_t base) {
+JW_BEFORE_CANARY void relocate(uintptr_t base) {
   const Elf64_Rela* rela = nullptr;
   size_t rela_bytes = 0;
   for (const Elf64_Dyn* d = _DYNAMIC; d->d_tag != DT_NULL; d++) {
@@ -73,7 +76,7 @@ void relocate(uintptr_t base) {
 }
 
 // As ld.so does: the relocated pointers become read-only before any code of ours runs.
-void protectRelro(uintptr_t base, uintptr_t page_size) {
+JW_BEFORE_CANARY void protectRelro(uintptr_t base, uintptr_t page_size) {
   const auto* ph = reinterpret_cast<const Elf64_Phdr*>(base + __ehdr_start.e_phoff);
   for (unsigned i = 0; i < __ehdr_start.e_phnum; i++) {
     if (ph[i].p_type != PT_GNU_RELRO) continue;
@@ -88,7 +91,7 @@ void protectRelro(uintptr_t base, uintptr_t page_size) {
 
 // The canary from the kernel's 16 random bytes; its low byte zero, as glibc does, so that a
 // string overflow cannot write it back and a string read cannot leak it.
-void setUpCanary(const uint8_t* random) {
+JW_BEFORE_CANARY void setUpCanary(const uint8_t* random) {
   if (random == nullptr) die();
   uintptr_t guard = 0;
   for (size_t i = 0; i < sizeof guard; i++) guard |= static_cast<uintptr_t>(random[i]) << (8 * i);
@@ -100,8 +103,7 @@ void setUpCanary(const uint8_t* random) {
 }  // namespace
 
 // Called by _start with the initial stack: argc, argv..., nullptr, envp..., nullptr, auxv.
-// Not protected: the canary it installs would not match the one its own frame started with.
-extern "C" __attribute__((no_stack_protector, used)) void jwInitStart(uintptr_t* sp) {
+extern "C" JW_BEFORE_CANARY __attribute__((used)) void jwInitStart(uintptr_t* sp) {
   const auto base = reinterpret_cast<uintptr_t>(&__ehdr_start);
   uintptr_t** envp = reinterpret_cast<uintptr_t**>(sp + 1 + sp[0] + 1);
   while (*envp != nullptr) envp++;
