@@ -13,13 +13,16 @@
 
 #include "supervisor/init/raw_syscall.h"
 
-// Defined by the linker. Hidden, so that they are reached PC-relative before any relocation.
+// Defined by the linker, under the names it gives them. Hidden, so that they are reached
+// PC-relative before any relocation.
+// NOLINTBEGIN(bugprone-reserved-identifier)
 extern "C" {
 extern const Elf64_Ehdr __ehdr_start __attribute__((visibility("hidden")));
 extern Elf64_Dyn _DYNAMIC[] __attribute__((visibility("hidden")));
 extern void (*__init_array_start[])() __attribute__((visibility("hidden")));
 extern void (*__init_array_end[])() __attribute__((visibility("hidden")));
 }
+// NOLINTEND(bugprone-reserved-identifier)
 
 // Everything here runs before the canary is in place (and %fs is zero): no stack protector.
 #define JW_BEFORE_CANARY __attribute__((no_stack_protector))
@@ -45,13 +48,14 @@ alignas(64) ThreadControlBlock tcb;
 
 // Only R_X86_64_RELATIVE can occur in a static-pie without a dynamic linker; anything else
 // would leave a pointer wrong, so it stops the start (fail closed).
-JW_BEFORE_CANARY void relocate(uintptr_t base) {
+// `image` is where the kernel loaded the binary (its ELF header), `base` the same as a number.
+JW_BEFORE_CANARY void relocate(char* image, uintptr_t base) {
   const Elf64_Rela* rela = nullptr;
   size_t rela_bytes = 0;
   for (const Elf64_Dyn* d = _DYNAMIC; d->d_tag != DT_NULL; d++) {
     switch (d->d_tag) {
       case DT_RELA:
-        rela = reinterpret_cast<const Elf64_Rela*>(base + d->d_un.d_ptr);
+        rela = reinterpret_cast<const Elf64_Rela*>(image + d->d_un.d_ptr);
         break;
       case DT_RELASZ:
         rela_bytes = d->d_un.d_val;
@@ -70,14 +74,14 @@ JW_BEFORE_CANARY void relocate(uintptr_t base) {
   }
   for (size_t i = 0; i < rela_bytes / sizeof(Elf64_Rela); i++) {
     if (ELF64_R_TYPE(rela[i].r_info) != R_X86_64_RELATIVE) die();
-    *reinterpret_cast<uintptr_t*>(base + rela[i].r_offset) =
+    *reinterpret_cast<uintptr_t*>(image + rela[i].r_offset) =
         base + static_cast<uintptr_t>(rela[i].r_addend);
   }
 }
 
 // As ld.so does: the relocated pointers become read-only before any code of ours runs.
-JW_BEFORE_CANARY void protectRelro(uintptr_t base, uintptr_t page_size) {
-  const auto* ph = reinterpret_cast<const Elf64_Phdr*>(base + __ehdr_start.e_phoff);
+JW_BEFORE_CANARY void protectRelro(const char* image, uintptr_t base, uintptr_t page_size) {
+  const auto* ph = reinterpret_cast<const Elf64_Phdr*>(image + __ehdr_start.e_phoff);
   for (unsigned i = 0; i < __ehdr_start.e_phnum; i++) {
     if (ph[i].p_type != PT_GNU_RELRO) continue;
     uintptr_t start = (base + ph[i].p_vaddr) & ~(page_size - 1);
@@ -104,17 +108,20 @@ JW_BEFORE_CANARY void setUpCanary(const uint8_t* random) {
 
 // Called by _start with the initial stack: argc, argv..., nullptr, envp..., nullptr, auxv.
 extern "C" JW_BEFORE_CANARY __attribute__((used)) void jwInitStart(uintptr_t* sp) {
-  const auto base = reinterpret_cast<uintptr_t>(&__ehdr_start);
+  // The loaded image starts at its ELF header; relocation writes into it (never the header).
+  auto* image = const_cast<char*>(reinterpret_cast<const char*>(&__ehdr_start));
+  const auto base = reinterpret_cast<uintptr_t>(image);
   uintptr_t** envp = reinterpret_cast<uintptr_t**>(sp + 1 + sp[0] + 1);
   while (*envp != nullptr) envp++;
   uintptr_t page_size = 4096;
   const uint8_t* random = nullptr;
   for (auto* aux = reinterpret_cast<Elf64_auxv_t*>(envp + 1); aux->a_type != AT_NULL; aux++) {
     if (aux->a_type == AT_PAGESZ) page_size = aux->a_un.a_val;
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): the kernel hands the address as a number
     if (aux->a_type == AT_RANDOM) random = reinterpret_cast<const uint8_t*>(aux->a_un.a_val);
   }
-  relocate(base);
-  protectRelro(base, page_size);
+  relocate(image, base);
+  protectRelro(image, base, page_size);
   setUpCanary(random);
   for (void (**f)() = __init_array_start; f != __init_array_end; f++) (*f)();
 }

@@ -96,6 +96,8 @@ jwInitSigreturn:
   .size jwInitSigreturn, . - jwInitSigreturn
 )");
 
+// The C library's names, reserved for it, which the shim's code and its compilers call.
+// NOLINTBEGIN(bugprone-reserved-identifier)
 extern "C" {
 
 int* __errno_location() noexcept { return &errno_value; }
@@ -151,7 +153,7 @@ int fstat64(int fd, struct stat64* st) noexcept { return static_cast<int>(sys(SY
 void* mmap64(void* addr, size_t len, int prot, int flags, int fd, off64_t off) noexcept {
   long ret = rawSyscall(SYS_mmap, reinterpret_cast<long>(addr), static_cast<long>(len), prot, flags,
                         fd, off);
-  return reinterpret_cast<void*>(result(ret));
+  return reinterpret_cast<void*>(result(ret));  // NOLINT(performance-no-int-to-ptr): an address
 }
 int munmap(void* addr, size_t len) noexcept { return static_cast<int>(sys(SYS_munmap, addr, len)); }
 
@@ -372,3 +374,4 @@ ssize_t __recv_chk(int fd, void* buf, size_t n, size_t buf_len, int flags) {
 }
 
 }  // extern "C"
+// NOLINTEND(bugprone-reserved-identifier)
