@@ -688,7 +688,8 @@ checkNoLeftovers() {
 # run; either way nothing is left unmanaged.
 checkCrash() {
   local id scope pids
-  startJob '{"command":["sh","-c","while :; do echo tick; sleep 0.1; done"]}' || {
+  # Its processes (shim, shell, sleep) are all long-lived: each one must outlive the crash.
+  startJob '{"command":["sh","-c","echo tick; sleep 600"]}' || {
     ko crash-job-survives "job refused"
     return
   }
