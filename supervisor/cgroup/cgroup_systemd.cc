@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "common/log.h"
@@ -328,7 +329,7 @@ class SystemdBackend : public CgroupBackend {
       if (u.size() > 8 && u.substr(u.size() - 8) == ".service") {
         extra_.push_back({"Before", std::vector<std::string>{std::string(u)}});
       }
-      free(unit);  // NOLINT(cppcoreguidelines-no-malloc): sd-login allocates it with malloc
+      free(unit);  // sd-login allocates it with malloc
     }
 #endif
     auto version = manager_->version();

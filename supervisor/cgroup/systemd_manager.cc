@@ -125,7 +125,7 @@ Result<std::string> SystemdManager::version() {
   sd_bus_error_free(&error);
   if (r < 0) return Error{"systemd's Version: " + why, -r};
   std::string out = v;
-  free(v);  // NOLINT(cppcoreguidelines-no-malloc): sd-bus allocates it with malloc
+  free(v);  // sd-bus allocates it with malloc
   return out;
 }
 
