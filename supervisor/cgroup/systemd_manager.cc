@@ -100,7 +100,7 @@ Status SystemdManager::call(const char* method, const std::string& unit, Fill fi
   for (int attempt = 0;; attempt++) {
     sd_bus_message* m = nullptr;
     sd_bus_message* reply = nullptr;
-    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_error error{};  // SD_BUS_ERROR_NULL, without its C99 compound literal
     int r = sd_bus_message_new_method_call(bus_, &m, kDestination, kObject, kManager, method);
     if (r >= 0) r = fill(m);
     if (r >= 0) r = sd_bus_call(bus_, m, kCallTimeoutUs, &error, &reply);
@@ -119,7 +119,7 @@ Status SystemdManager::call(const char* method, const std::string& unit, Fill fi
 
 Result<std::string> SystemdManager::version() {
   char* v = nullptr;
-  sd_bus_error error = SD_BUS_ERROR_NULL;
+  sd_bus_error error{};  // SD_BUS_ERROR_NULL, without its C99 compound literal
   int r = sd_bus_get_property_string(bus_, kDestination, kObject, kManager, "Version", &error, &v);
   std::string why = sd_bus_error_is_set(&error) ? error.message : std::strerror(-r);
   sd_bus_error_free(&error);
