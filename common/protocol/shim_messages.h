@@ -67,9 +67,14 @@ enum class Frame : uint8_t {
   kExited = 5,          // i32 raw wait status, u64 utime us, u64 stime us, u64 maxrss KiB,
                         // 2 x StreamSizes (final), u8 timed out
   // jobworkerd -> shim
-  kRelease = 64,  // the shim sits in its cgroup(s): go on
-  kStop = 65,     // i32 signal, u32 grace ms: signal the command's group, SIGKILL all after grace
+  kRelease = 64,    // the shim sits in its cgroup(s): go on
+  kStop = 65,       // i32 signal, u32 grace ms: signal the command's group, SIGKILL all after grace
+  kCollected = 66,  // the Exited frame arrived (and the job's final cgroup figures were read)
 };
+
+// After Exited the shim, the job's last process, waits this long for Collected before it exits:
+// under systemd the job's scope, and with it its cgroup's figures, goes as soon as it is empty.
+constexpr uint64_t kCollectWaitMs = 5000;
 
 struct StreamSizes {
   uint64_t stored = 0;   // bytes in the log file

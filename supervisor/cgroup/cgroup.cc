@@ -33,6 +33,14 @@ Result<std::unique_ptr<CgroupBackend>> CgroupBackend::detect(const CgroupInstanc
   // A hybrid host's /sys/fs/cgroup/unified is cgroup2 too, but without controllers: only a
   // cgroup2 /sys/fs/cgroup itself means the unified hierarchy is the real one.
   if (static_cast<uint64_t>(sfs.f_type) == CGROUP2_SUPER_MAGIC) {
+    // systemd as PID 1 owns the tree above its units (sd_booted()'s test): jobs get scopes of
+    // their own from it; under a v1 systemd host, and without systemd, cgroupfs as before.
+    struct stat st {};
+    if (::lstat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode)) {
+      auto backend = cg::openSystemdBackend(instance);
+      if (!backend) return Error{"systemd placement: " + backend.error().message};
+      return backend;
+    }
     return cg::openV2Backend("/sys/fs/cgroup", instance);
   }
   return cg::openV1Backend(instance);

@@ -31,8 +31,11 @@ class JobCgroup {
   virtual ~JobCgroup() = default;
   // Moves pid in (cgroup.procs). Called by the parent before it releases the child to exec.
   virtual Status addProcess(pid_t pid) = 0;
-  // v2: an O_DIRECTORY fd of the job cgroup (for clone3 CLONE_INTO_CGROUP); v1: -1.
+  // v2: an O_DIRECTORY fd of the job cgroup (for clone3 CLONE_INTO_CGROUP); v1, and the systemd
+  // placement before addProcess made the scope: -1.
   virtual int directoryFd() const = 0;
+  // The unified (v2) hierarchy: the shim mounts cgroup2 for its job.
+  virtual bool unified() const { return directoryFd() >= 0; }
   // Kills every process in the cgroup, wherever it moved in the process tree:
   // v2 cgroup.kill; v1 freeze, SIGKILL every pid, thaw.
   virtual Status killAll() = 0;
@@ -86,7 +89,11 @@ class CgroupBackend {
  public:
   virtual ~CgroupBackend() = default;
   // v2 only when /sys/fs/cgroup itself is cgroup2 (statfs), else v1. The layout is
-  // <root>/<instance>/<user>/<job>, <root> = <own>/jobworker with <own> the daemon's own cgroup
+  // <root>/<instance>/<user>/<job>. With systemd as PID 1 on v2 systemd places it: <root> is
+  // jobworker.slice, the instance and user levels are slices (their caps systemd properties),
+  // each job a transient scope jobworker-job-<id>.scope with Delegate=yes whose `job` leaf holds
+  // the job and its limits; jobs then live outside jobworkerd's unit and survive its restart.
+  // Otherwise (cgroupfs placement) <root> = <own>/jobworker with <own> the daemon's own cgroup
   // from /proc/self/cgroup. Creates <root>/<instance> with the instance's caps and holds an
   // exclusive flock on it: a second jobworkerd of the same instance (state dir) is refused, any
   // other instance is never touched. Leftovers stay until removeLeftovers().

@@ -146,9 +146,44 @@ Status validateUser(const std::string& user);
 // What cgroupInstanceName() makes: [a-z0-9_], 1..48 characters.
 Status validateInstance(const std::string& name);
 
-// The backends (cgroup_v1.cc, cgroup_v2.cc).
+// The backends (cgroup_v1.cc, cgroup_v2.cc, cgroup_systemd.cc).
 Result<std::unique_ptr<CgroupBackend>> openV1Backend(const CgroupInstance& instance);
 Result<std::unique_ptr<CgroupBackend>> openV2Backend(const std::string& mount_point,
                                                      const CgroupInstance& instance);
+// The v2 layout placed by systemd: /sys/fs/cgroup/jobworker.slice/... (cgroup_systemd.cc).
+Result<std::unique_ptr<CgroupBackend>> openSystemdBackend(const CgroupInstance& instance);
+
+// --- v2 pieces both v2 placements use (cgroup_v2.cc) -------------------------------------------
+inline constexpr std::string_view kV2Controllers[] = {"cpu", "memory", "io", "pids"};
+std::string_view controllerName(Controller c);
+std::vector<std::string> words(std::string_view text);  // split on spaces and newlines
+bool contains(const std::vector<std::string>& v, std::string_view s);
+// A v2 job cgroup at path (rel: as /proc/PID/cgroup names it); dir may be empty.
+std::unique_ptr<JobCgroup> makeV2Job(std::string path, std::string rel, UniqueFd dir);
+// A job's limits into its v2 directory: cpu.max, memory.max with memory.swap.max 0, pids.max,
+// io.max.
+Status writeV2JobLimits(const std::string& path, const CgroupLimits& limits, uint64_t quota_us,
+                        const std::vector<DiskLimit>& disks);
+// Every limit asked for needs its controller enabled for jobs; where names the place for the
+// message.
+Status checkV2Controllers(const CgroupLimits& limits, const std::vector<std::string>& enabled,
+                          const std::string& where);
+// An aggregate cap needs its controller: without it the cap is noted (once), not enforced (the
+// per-job limits of that kind are refused anyway). True when it is to be written.
+bool capEnforced(bool wanted, std::string_view controller, const std::vector<std::string>& enabled,
+                 std::vector<std::string>& notes);
+
+// --- systemd unit names (cgroup_systemd.cc) ----------------------------------------------------
+// systemd's unit name escaping of one name component (systemd-escape): [A-Za-z0-9_:] and a '.'
+// that is not first stay, everything else becomes \xNN (so '-', which nests slices, never splits
+// one).
+std::string unitNameEscape(std::string_view s);
+// jobworker-<instance>.slice, in jobworker.slice (a '-' in a slice's name is its parent).
+std::string instanceSliceName(const std::string& instance);
+// jobworker-<instance>-<escaped user>.slice, in the instance's slice.
+std::string userSliceName(const std::string& instance, const std::string& user);
+// jobworker-job-<id>.scope; and back: the id of such a name, nullopt for any other name.
+std::string jobScopeName(const std::string& job_id);
+std::optional<std::string> jobIdOfScope(std::string_view unit);
 
 }  // namespace jw::supervisor::cg

@@ -15,11 +15,11 @@
 namespace jw::supervisor::cg {
 namespace {
 
-constexpr std::string_view kWanted[] = {"cpu", "memory", "io", "pids"};
-
 std::string joinRel(const std::string& parent, std::string_view child) {
   return (parent == "/" ? "" : parent) + "/" + std::string(child);
 }
+
+}  // namespace
 
 std::vector<std::string> words(std::string_view text) {
   std::vector<std::string> out;
@@ -38,7 +38,45 @@ bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-}  // namespace
+std::string_view controllerName(Controller c) {
+  switch (c) {
+    case Controller::kCpu:
+      return "cpu";
+    case Controller::kMemory:
+      return "memory";
+    case Controller::kIo:
+      return "io";
+    case Controller::kPids:
+      return "pids";
+  }
+  return "";
+}
+
+Status checkV2Controllers(const CgroupLimits& limits, const std::vector<std::string>& enabled,
+                          const std::string& where) {
+  auto need = [&](bool wanted, Controller c, const char* limit) -> Status {
+    if (wanted && !contains(enabled, controllerName(c))) {
+      return Error{std::string(limit) + " limit requested but the " +
+                   std::string(controllerName(c)) +
+                   " controller is not enabled for jobs (cgroup v2, " + where + ")"};
+    }
+    return okStatus();
+  };
+  if (Status s = need(limits.cpu_millicores > 0, Controller::kCpu, "cpu"); !s) return s;
+  if (Status s = need(limits.memory_bytes > 0, Controller::kMemory, "memory"); !s) return s;
+  if (Status s = need(limits.pids > 0, Controller::kPids, "pids"); !s) return s;
+  return need(!limits.io.empty(), Controller::kIo, "io");
+}
+
+bool capEnforced(bool wanted, std::string_view controller, const std::vector<std::string>& enabled,
+                 std::vector<std::string>& notes) {
+  if (!wanted) return false;
+  if (contains(enabled, controller)) return true;
+  std::string note = "aggregate " + std::string(controller) + " cap not enforced: no " +
+                     std::string(controller) + " controller";
+  if (!contains(notes, note)) notes.push_back(note);
+  return false;
+}
 
 Status killByFreezingV2(const std::string& path, const std::string& rel) {
   FreezeOps ops;
@@ -184,7 +222,7 @@ class V2Backend : public CgroupBackend {
     std::string on;
     for (const std::string& c : enabled_) on += (on.empty() ? "" : " ") + c;
     d.push_back("controllers: " + (on.empty() ? std::string("none") : on));
-    for (std::string_view c : kWanted) {
+    for (std::string_view c : kV2Controllers) {
       if (!contains(enabled_, c)) d.push_back("missing controller: " + std::string(c));
     }
     d.insert(d.end(), notes_.begin(), notes_.end());
@@ -196,7 +234,7 @@ class V2Backend : public CgroupBackend {
                                             const CgroupLimits& limits) override {
     if (Status s = validateJobId(job_id); !s) return s.error();
     if (Status s = validateUser(user); !s) return s.error();
-    if (Status s = checkControllers(limits); !s) return s.error();
+    if (Status s = checkV2Controllers(limits, enabled_, instance_); !s) return s.error();
     uint64_t quota = 0;
     if (limits.cpu_millicores > 0) {
       auto q = cpuQuotaUs(limits.cpu_millicores);
@@ -209,7 +247,7 @@ class V2Backend : public CgroupBackend {
 
     std::string path = instance_ + "/" + user + "/" + job_id;
     if (Status s = makeJobDir(path, user, user_total); !s) return s.error();
-    Status applied = applyLimits(path, limits, quota, *disks);
+    Status applied = writeV2JobLimits(path, limits, quota, *disks);
     UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (applied && !dir) applied = sysError("open " + path);
     if (!applied) {
@@ -251,20 +289,6 @@ class V2Backend : public CgroupBackend {
 
  private:
   V2Backend() = default;
-
-  static std::string_view controllerName(Controller c) {
-    switch (c) {
-      case Controller::kCpu:
-        return "cpu";
-      case Controller::kMemory:
-        return "memory";
-      case Controller::kIo:
-        return "io";
-      case Controller::kPids:
-        return "pids";
-    }
-    return "";
-  }
 
   std::string jobRel(const std::string& user, const std::string& job_id) const {
     return joinRel(joinRel(instance_rel_, user), job_id);
@@ -329,7 +353,7 @@ class V2Backend : public CgroupBackend {
       return;
     }
     std::vector<std::string> available = words(*offered);
-    for (std::string_view c : kWanted) {
+    for (std::string_view c : kV2Controllers) {
       if (!contains(available, c)) continue;
       std::string plus = "+" + std::string(c);
       for (const std::string& dir : {own_, root_, instance_}) {
@@ -378,12 +402,7 @@ class V2Backend : public CgroupBackend {
   // per-job limits of that kind are refused anyway).
   Status applyTotal(const std::string& dir, const AggregateLimits& t) {
     auto enforce = [&](bool wanted, std::string_view c) {
-      if (!wanted) return false;
-      if (contains(enabled_, c)) return true;
-      std::string note =
-          "aggregate " + std::string(c) + " cap not enforced: no " + std::string(c) + " controller";
-      if (!contains(notes_, note)) notes_.push_back(note);
-      return false;
+      return capEnforced(wanted, c, enabled_, notes_);
     };
     if (enforce(t.cpu_millicores > 0, "cpu")) {
       auto q = cpuQuotaUs(t.cpu_millicores);
@@ -406,55 +425,6 @@ class V2Backend : public CgroupBackend {
     return okStatus();
   }
 
-  Status checkControllers(const CgroupLimits& limits) const {
-    auto need = [&](bool wanted, Controller c, const char* limit) -> Status {
-      if (wanted && !has(c)) {
-        return Error{std::string(limit) + " limit requested but the " +
-                     std::string(controllerName(c)) +
-                     " controller is not enabled for jobs (cgroup v2, " + instance_ + ")"};
-      }
-      return okStatus();
-    };
-    if (Status s = need(limits.cpu_millicores > 0, Controller::kCpu, "cpu"); !s) return s;
-    if (Status s = need(limits.memory_bytes > 0, Controller::kMemory, "memory"); !s) return s;
-    if (Status s = need(limits.pids > 0, Controller::kPids, "pids"); !s) return s;
-    return need(!limits.io.empty(), Controller::kIo, "io");
-  }
-
-  static Status applyLimits(const std::string& path, const CgroupLimits& limits, uint64_t quota_us,
-                            const std::vector<DiskLimit>& disks) {
-    if (limits.cpu_millicores > 0) {
-      std::string v = std::to_string(quota_us) + " " + std::to_string(kCpuPeriodUs);
-      if (Status s = writeFile(path + "/cpu.max", v); !s) return s;
-    }
-    if (limits.memory_bytes > 0) {
-      if (Status s = writeFile(path + "/memory.max", std::to_string(limits.memory_bytes)); !s) {
-        return s;
-      }
-      // No swap: otherwise the job pages out instead of meeting its limit.
-      if (fileExists(path + "/memory.swap.max")) {
-        if (Status s = writeFile(path + "/memory.swap.max", "0"); !s) return s;
-      }
-    }
-    if (limits.pids > 0) {
-      if (Status s = writeFile(path + "/pids.max", std::to_string(limits.pids)); !s) return s;
-    }
-    for (const DiskLimit& d : disks) {
-      std::string v = diskKey(d.disk);
-      const std::pair<const char*, uint64_t> keys[] = {{" rbps=", d.read_bps},
-                                                       {" wbps=", d.write_bps},
-                                                       {" riops=", d.read_iops},
-                                                       {" wiops=", d.write_iops}};
-      for (const auto& [key, value] : keys) {
-        if (value > 0) v += key + std::to_string(value);
-      }
-      if (Status s = writeFile(path + "/io.max", v); !s) {
-        return Error{"io limit on " + d.device + ": " + s.error().message, s.error().sys_errno};
-      }
-    }
-    return okStatus();
-  }
-
   std::string own_rel_, current_rel_;
   std::string own_;           // the daemon's own cgroup
   std::string root_;          // <own>/jobworker
@@ -467,6 +437,44 @@ class V2Backend : public CgroupBackend {
 };
 
 }  // namespace
+
+Status writeV2JobLimits(const std::string& path, const CgroupLimits& limits, uint64_t quota_us,
+                        const std::vector<DiskLimit>& disks) {
+  if (limits.cpu_millicores > 0) {
+    std::string v = std::to_string(quota_us) + " " + std::to_string(kCpuPeriodUs);
+    if (Status s = writeFile(path + "/cpu.max", v); !s) return s;
+  }
+  if (limits.memory_bytes > 0) {
+    if (Status s = writeFile(path + "/memory.max", std::to_string(limits.memory_bytes)); !s) {
+      return s;
+    }
+    // No swap: otherwise the job pages out instead of meeting its limit.
+    if (fileExists(path + "/memory.swap.max")) {
+      if (Status s = writeFile(path + "/memory.swap.max", "0"); !s) return s;
+    }
+  }
+  if (limits.pids > 0) {
+    if (Status s = writeFile(path + "/pids.max", std::to_string(limits.pids)); !s) return s;
+  }
+  for (const DiskLimit& d : disks) {
+    std::string v = diskKey(d.disk);
+    const std::pair<const char*, uint64_t> keys[] = {{" rbps=", d.read_bps},
+                                                     {" wbps=", d.write_bps},
+                                                     {" riops=", d.read_iops},
+                                                     {" wiops=", d.write_iops}};
+    for (const auto& [key, value] : keys) {
+      if (value > 0) v += key + std::to_string(value);
+    }
+    if (Status s = writeFile(path + "/io.max", v); !s) {
+      return Error{"io limit on " + d.device + ": " + s.error().message, s.error().sys_errno};
+    }
+  }
+  return okStatus();
+}
+
+std::unique_ptr<JobCgroup> makeV2Job(std::string path, std::string rel, UniqueFd dir) {
+  return std::make_unique<V2Job>(std::move(path), std::move(rel), std::move(dir));
+}
 
 Result<std::unique_ptr<CgroupBackend>> openV2Backend(const std::string& mount_point,
                                                      const CgroupInstance& instance) {

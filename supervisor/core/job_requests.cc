@@ -307,6 +307,7 @@ void Supervisor::onShimFrames(Job& job) {
       if (ok && !job.reported_exit) {
         job.reported_exit = exited;
         applySizes(job, exited.streams[0], exited.streams[1]);
+        takeFinalCgroupFigures(job);
       }
     } else if (ok && type == shim::Frame::kDeadlinePassed) {
       ok = r.complete();
@@ -316,6 +317,18 @@ void Supervisor::onShimFrames(Job& job) {
     }
     if (!ok) log::warning("job " + job.id() + ": unexpected frame from its shim; ignored");
   }
+}
+
+// The command has ended and its shim, the job's last process, waits for Collected: the cgroup's
+// figures are final now, and still there (under systemd the job's scope goes once it is empty).
+void Supervisor::takeFinalCgroupFigures(Job& job) {
+  if (job.cgroup) {
+    job.oom_killed = job.cgroup->oomKilled();
+    job.final_usage = job.cgroup->usage();
+  }
+  shim::FrameWriter collected(shim::Frame::kCollected);
+  // EPIPE: the shim is gone already; a full channel: it exits after kCollectWaitMs anyway.
+  (void)send(job.channel.get(), collected.data(), collected.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 void Supervisor::applySizes(Job& job, const shim::StreamSizes& out, const shim::StreamSizes& err) {
@@ -406,7 +419,8 @@ void Supervisor::publishJob(Job& job) {
   for (auto& st : job.streams) {
     if (st.log) st.log->finish();
   }
-  if (job.cgroup) {
+  // Without an Exited frame (the shim was killed) the figures are read now, if still there.
+  if (job.cgroup && !job.reported_exit) {
     job.oom_killed = job.cgroup->oomKilled();
     job.final_usage = job.cgroup->usage();
   }

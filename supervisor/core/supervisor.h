@@ -197,6 +197,7 @@ class Supervisor {
   void watchJob(Job& job);
   void onShimFrames(Job& job);
   void applySizes(Job& job, const shim::StreamSizes& out, const shim::StreamSizes& err);
+  void takeFinalCgroupFigures(Job& job);
   void onJobDeadline(Job& job);
   void closeShimChannel(Job& job);
   void onJobExit(const std::string& job_id);

@@ -153,6 +153,7 @@ class Shim {
   void outputChanged();
   void sendProgress();
   bool outputOpen() const { return out_open_[0] || out_open_[1]; }
+  void awaitCollected();
   [[noreturn]] void finish();
 
   MappedSpec& m_;
@@ -380,7 +381,33 @@ void Shim::finish() {
   ssize_t n = pwrite(shim::kExitRecordFd, w.data(), w.size(), 0);
   (void)n;
   send(w);
+  awaitCollected();
   _exit(0);
+}
+
+// jobworkerd reads the job's final usage and OOM count when Exited arrives, and answers
+// Collected: only then may the cgroup empty (systemd removes a job's empty scope at once). A
+// channel nobody reads (no supervisor runs) costs kCollectWaitMs at most.
+void Shim::awaitCollected() {
+  if (!channel_open_) return;
+  const uint64_t deadline = monotonicMs() + shim::kCollectWaitMs;
+  for (uint64_t now = monotonicMs(); now < deadline; now = monotonicMs()) {
+    pollfd p{shim::kChannelFd, POLLIN, 0};
+    int n = poll(&p, 1, static_cast<int>(deadline - now));
+    if (n < 0) continue;  // EINTR
+    if (n == 0 || (p.revents & POLLIN) == 0) return;
+    uint8_t buf[shim::kMaxFrameBytes];
+    ssize_t got = recv(shim::kChannelFd, buf, sizeof buf, MSG_DONTWAIT);
+    if (got == 0) return;
+    if (got < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return;
+    }
+    shim::FrameReader r(buf, static_cast<size_t>(got));
+    Frame type{};
+    if (r.type(&type) && type == Frame::kCollected && r.complete()) return;
+    // A late Stop: the job is over already.
+  }
 }
 
 void Shim::loop() {

@@ -112,7 +112,7 @@ Result<ShimSpec> shimSpec(const SpawnRequest& req, SpawnFailure* failure) {
   if (req.separate_stderr) f |= shim::kFlagSeparate;
   if (req.cgroup != nullptr) {
     f |= shim::kFlagOwnCgroup;
-    if (req.cgroup->directoryFd() >= 0) f |= shim::kFlagCgroupV2;
+    if (req.cgroup->unified()) f |= shim::kFlagCgroupV2;
   }
   if (iso.seccomp) {
     // Asked for but missing would run the job unfiltered: refuse instead.

@@ -55,5 +55,28 @@ TEST(CgroupLayout, UserLevelNamesAreSafePathComponents) {
   }
 }
 
+// Under systemd the levels are units: a '-' in a slice's name nests it, so a user's '-' must
+// be escaped (as systemd-escape does), and only our own scope names map back to job ids.
+TEST(CgroupSystemdNames, SlicesNestAndUserNamesAreEscaped) {
+  EXPECT_EQ(instanceSliceName("jobworker_1f0c2a9e"), "jobworker-jobworker_1f0c2a9e.slice");
+  EXPECT_EQ(userSliceName("jobworker_1f0c2a9e", "alice"),
+            "jobworker-jobworker_1f0c2a9e-alice.slice");
+  EXPECT_EQ(userSliceName("i", "a-b.c"), "jobworker-i-a\\x2db.c.slice");
+  EXPECT_EQ(unitNameEscape("_x.y-z"), "_x.y\\x2dz");
+  EXPECT_EQ(unitNameEscape(".hidden"), "\\x2ehidden");
+  EXPECT_EQ(unitNameEscape("a/b c"), "a\\x2fb\\x20c");
+}
+
+TEST(CgroupSystemdNames, ScopeNamesRoundTripOnlyForJobIds) {
+  const std::string id = "3f2b8c1e-9a4d-4e5f-8a7b-1c2d3e4f5a6b";
+  EXPECT_EQ(jobScopeName(id), "jobworker-job-" + id + ".scope");
+  EXPECT_EQ(jobIdOfScope(jobScopeName(id)), id);
+  for (const char* other : {"jobworker-job-.scope", "jobworker-job-../x.scope", "job",
+                            "jobworker-job-3f2b8c1e-9a4d-4e5f-8a7b-1c2d3e4f5a6b.slice",
+                            "session-1.scope", "jobworker-job-NOT-A-UUID.scope"}) {
+    EXPECT_FALSE(jobIdOfScope(other).has_value()) << other;
+  }
+}
+
 }  // namespace
 }  // namespace jw::supervisor::cg

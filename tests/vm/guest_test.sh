@@ -118,11 +118,16 @@ waitGone() {
 
 stopJob() { api POST "/v1/jobs/$1/stop" '{"grace_s":1}' >/dev/null; }
 
-# A job's cgroup: <root>/<instance>/<user>/<job> (every job here is the README user's).
-jobDir() { echo "/sys/fs/cgroup$CG/jobworker/$INST/$USER_NAME/$1"; }
+# Under systemd the layout <root>/<instance>/<user>/<job> is jobworker.slice, the instance's
+# slice, the user's slice and the job's transient scope, whose delegated `job` leaf holds the job
+# and its limits (every job here is the README user's).
+readonly JOBS_ROOT=/sys/fs/cgroup/jobworker.slice
+jobScope() { echo "jobworker-job-$1.scope"; }
+jobScopeDir() { echo "$JOBS_ROOT/$INST.slice/${INST}-$USER_NAME.slice/$(jobScope "$1")"; }
+jobDir() { echo "$(jobScopeDir "$1")/job"; }
 
-# Host pids of every process in a job's cgroup subtree.
-jobPids() { find "$(jobDir "$1")" -name cgroup.procs -exec cat {} + 2>/dev/null; }
+# Host pids of every process in a job's cgroup subtree (its scope).
+jobPids() { find "$(jobScopeDir "$1")" -name cgroup.procs -exec cat {} + 2>/dev/null; }
 
 dumpLogs() {
   journalctl -u jobworkerd --no-pager -o short-monotonic 2>/dev/null | tail -n 60 |
@@ -431,35 +436,30 @@ checkMetrics() {
     -a -n "$(grep '^jobworker_jobs_memory_bytes ' <<<"$metrics")"
 }
 
+# jobworkerd and its frontend are the unit's (no Delegate=, no leaf of their own); jobs are not.
 checkPlacement() {
   local main own procs
   main=$(systemctl show -p MainPID --value jobworkerd)
   own=$(sed -n 's/^0:://p' "/proc/$main/cgroup")
-  check placement-daemon "jobworkerd (pid $main) in $own" test "$own" = "$CG/supervisor"
-  procs=$(tr '\n' ' ' <"/sys/fs/cgroup$CG/supervisor/cgroup.procs")
+  check placement-daemon "jobworkerd (pid $main) in $own, Delegate=$(systemctl show -p Delegate --value jobworkerd)" \
+    test "$own" = "$CG"
+  procs=$(tr '\n' ' ' <"/sys/fs/cgroup$CG/cgroup.procs")
   local front
   front=$(pgrep -P "$main" -x jobworker-front | head -n 1)
-  check placement-frontend "frontend (pid ${front:-none}) in $CG/supervisor (procs: $procs)" \
-    test -n "$front" -a "$(sed -n 's/^0:://p' "/proc/${front:-0}/cgroup" 2>/dev/null)" = "$CG/supervisor"
-  local top jobs
-  top=$(cat "/sys/fs/cgroup$CG/cgroup.subtree_control")
-  jobs=$(cat "/sys/fs/cgroup$CG/jobworker/cgroup.subtree_control" 2>/dev/null)
-  local c all=0
-  for c in cpu io memory pids; do
-    [[ " $top " == *" $c "* && " $jobs " == *" $c "* ]] || all=1
-  done
-  check placement-controllers "subtree_control: unit [$top], jobworker/ [$jobs]" test "$all" = 0
-  check placement-unit-empty "no process left in the unit's own cgroup" \
-    test -z "$(cat "/sys/fs/cgroup$CG/cgroup.procs")"
+  check placement-frontend "frontend (pid ${front:-none}) in $CG (procs: $procs)" \
+    test -n "$front" -a "$(sed -n 's/^0:://p' "/proc/${front:-0}/cgroup" 2>/dev/null)" = "$CG"
 }
 
-# The layout <root>/<instance>/<user>/<job> and the instance's aggregate caps (host defaults:
-# every cpu, 90 % of RAM and of pid_max).
+# The layout <root>/<instance>/<user>/<job> as units: the instance's slice of /var/lib/jobworker
+# carries the host-default aggregate caps (systemd writes them from the properties jobworkerd
+# set), a running job is in the `job` leaf of its own scope, whose subtree jobworkerd was handed.
 checkLayout() {
-  INST=$(find "/sys/fs/cgroup$CG/jobworker" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | head -n 1)
-  check layout-instance "instance directory of /var/lib/jobworker: ${INST:-none}" \
-    grep -qxE 'jobworker_[0-9a-f]{8}' <<<"$INST"
-  local inst="/sys/fs/cgroup$CG/jobworker/$INST" pid_max want_pids pids cpu mem
+  INST=$(find "$JOBS_ROOT" -mindepth 1 -maxdepth 1 -type d -name 'jobworker-*.slice' -printf '%f\n' |
+    head -n 1)
+  INST=${INST%.slice}
+  check layout-instance "instance slice of /var/lib/jobworker: ${INST:-none} ($(systemctl is-active "$INST.slice" 2>&1))" \
+    grep -qxE 'jobworker-jobworker_[0-9a-f]{8}' <<<"$INST"
+  local inst="$JOBS_ROOT/$INST.slice" pid_max want_pids pids cpu mem
   pid_max=$(cat /proc/sys/kernel/pid_max)
   want_pids=$((pid_max - pid_max / 10))
   pids=$(cat "$inst/pids.max" 2>/dev/null)
@@ -467,6 +467,9 @@ checkLayout() {
   mem=$(cat "$inst/memory.max" 2>/dev/null)
   check layout-instance-caps "instance pids.max $pids (want $want_pids), cpu.max \"$cpu\" ($(nproc) cpus), memory.max $mem" \
     test "$pids" = "$want_pids" -a "$cpu" = "$(nproc)00000 100000" -a "${mem:-max}" != max
+  local policy
+  policy=$(systemctl show -p DevicePolicy --value jobworker.slice)
+  check layout-devices "jobworker.slice DevicePolicy=$policy (the jobs' device policy)" test "$policy" = closed
   local id path main
   startJob '{"command":["sleep","600"]}' || {
     ko layout-job "job refused"
@@ -478,9 +481,27 @@ checkLayout() {
     [[ -n $main ]] && break
     sleep 0.1
   done
+  local user_dir="$inst/${INST}-$USER_NAME.slice" want_rel
+  want_rel=${JOBS_ROOT#/sys/fs/cgroup}/$INST.slice/${INST}-$USER_NAME.slice/$(jobScope "$id")/job
   path=$(sed -n 's/^0:://p' "/proc/${main:-0}/cgroup" 2>/dev/null)
-  check layout-job "job $id (pid ${main:-none}) in $path, user level pids.max $(cat "$inst/$USER_NAME/pids.max" 2>/dev/null)" \
-    test "$path" = "$CG/jobworker/$INST/$USER_NAME/$id" -a "$(cat "$inst/$USER_NAME/pids.max" 2>/dev/null)" = "$want_pids"
+  check layout-job "job $id (pid ${main:-none}) in $path, user slice pids.max $(cat "$user_dir/pids.max" 2>/dev/null)" \
+    test "$path" = "$want_rel" -a "$(cat "$user_dir/pids.max" 2>/dev/null)" = "$want_pids"
+  local scope show
+  scope=$(jobScope "$id")
+  show=$(systemctl show -p ActiveState -p Delegate -p Slice -p ControlGroup "$scope" | sort | tr '\n' ' ')
+  check layout-scope "systemctl show $scope: $show" \
+    test "$show" = "ActiveState=active ControlGroup=${want_rel%/job} Delegate=yes Slice=${INST}-$USER_NAME.slice "
+  local handed
+  handed=$(cat "$(jobScopeDir "$id")/cgroup.subtree_control" 2>/dev/null)
+  local c all=0
+  for c in cpu io memory pids; do [[ " $handed " == *" $c "* ]] || all=1; done
+  check placement-controllers "the scope hands [$handed] to its job leaf" test "$all" = 0
+  local unit_procs="" p
+  while read -r p; do
+    [[ $(cat "/proc/$p/comm" 2>/dev/null) == jobworker* ]] || unit_procs+="$p "
+  done <"/sys/fs/cgroup$CG/cgroup.procs"
+  check placement-unit-jobs "no job process in the unit's cgroup $CG (others: [${unit_procs}])" \
+    test -z "$unit_procs"
   stopJob "$id"
   waitJob "$id" 30 >/dev/null
 }
@@ -502,7 +523,7 @@ checkMemory() {
   limit=$(jq -r .limits.memory <<<"$st")
   check memory-oom "tail /dev/zero under memory 64M: state $state, oom_killed $oom, signal $signal, memory_peak_bytes $peak, limits.memory $limit" \
     test "$state" = killed -a "$oom" = true
-  check memory-cgroup-removed "job cgroup of $id removed" waitGone "$(jobDir "$id")" 5
+  check memory-cgroup-removed "job scope of $id removed" waitGone "$(jobScopeDir "$id")" 5
   check memory-daemon-alive "jobworkerd still active after the job's OOM kill (OOMPolicy=continue)" \
     systemctl is-active --quiet jobworkerd
 }
@@ -534,8 +555,8 @@ checkCpu() {
   share=$(calc "($u2 - $u1) / ($t2 - $t1)")
   check cpu-share "busy loop under cpu 0.2 (cpu.max \"$max\"): $(calc "$share * 100")% of a core over $(calc "$t2 - $t1") s (band 10-35%)" \
     between "$share" 0.10 0.35
-  check cpu-cgroup-removed "job cgroup of $id removed after stop ($(jq -r .state <<<"$st"))" \
-    waitGone "$(jobDir "$id")" 5
+  check cpu-cgroup-removed "job scope of $id removed after stop ($(jq -r .state <<<"$st"))" \
+    waitGone "$(jobScopeDir "$id")" 5
 }
 
 checkPids() {
@@ -566,7 +587,7 @@ checkPids() {
   failure=$(grep -i -m 1 'fork\|resource temporarily' <<<"$out")
   check pids-fork-fails "pids 20: $oks of 60 children started, pids_peak $peak, inside the job: \"$failure\"" \
     test -n "$failure" -a "$oks" -ge 1 -a "$oks" -le 20
-  check pids-cgroup-removed "job cgroup of $id removed" waitGone "$(jobDir "$id")" 5
+  check pids-cgroup-removed "job scope of $id removed" waitGone "$(jobScopeDir "$id")" 5
 }
 
 KILLED_JOB=
@@ -592,7 +613,8 @@ checkKill() {
     [[ $(wc -w <<<"$pids") -ge 2 ]] && break
     sleep 0.2
   done
-  local dir="$(jobDir "$id")"
+  local dir
+  dir=$(jobScopeDir "$id")
   local before=absent
   [[ -d $dir ]] && before=present
   stopJob "$id"
@@ -607,7 +629,7 @@ checkKill() {
   done
   check kill-setsid "stop ($code) of a job with a setsid'd, double-forked sleep: state $(jq -r .state <<<"$st"), sleep pids [$pids] before, alive after: [${alive}]" \
     test "$code" = 202 -a "$(wc -w <<<"$pids")" -ge 2 -a -z "$alive" -a "$(jq -r .state <<<"$st")" = killed
-  check kill-cgroup-removed "job cgroup $dir ($before while running) removed after the stop" \
+  check kill-cgroup-removed "job scope $dir ($before while running) removed after the stop" \
     test "$before" = present -a "$(waitGone "$dir" 5 && echo gone)" = gone
   for p in $alive; do kill -9 "$p"; done
 }
@@ -653,9 +675,67 @@ checkIo() {
 }
 
 checkNoLeftovers() {
-  local left
-  left=$(find "/sys/fs/cgroup$CG/jobworker" -mindepth 3 -maxdepth 3 -type d -printf '%P ')
-  check no-leftovers "no job cgroup left in $CG/jobworker/*/*/ (${left:-empty})" test -z "$left"
+  local left units
+  left=$(find "$JOBS_ROOT" -type d -name 'jobworker-job-*.scope' -printf '%P ')
+  units=$(systemctl list-units --all --plain --no-legend 'jobworker-job-*' | awk '{ printf "%s ", $1 }')
+  check no-leftovers "no job scope left in jobworker.slice (${left:-empty}), none loaded (${units:-none})" \
+    test -z "$left" -a -z "$units"
+}
+
+# SIGKILL of jobworkerd: its running job lives in its own scope, so the crash leaves it running
+# and the restart does not fail on it (219/CGROUP when jobs were in the unit's cgroup). The new
+# jobworkerd then either re-adopts the job or kills and removes it as a leftover of a previous
+# run; either way nothing is left unmanaged.
+checkCrash() {
+  local id scope pids
+  # Its processes (shim, shell, sleep) are all long-lived: each one must outlive the crash.
+  startJob '{"command":["sh","-c","echo tick; sleep 600"]}' || {
+    ko crash-job-survives "job refused"
+    return
+  }
+  id=$JOB
+  scope=$(jobScope "$id")
+  waitOutput "$id" tick 10
+  pids=$(jobPids "$id" | tr '\n' ' ')
+  local old before t0
+  old=$(systemctl show -p MainPID --value jobworkerd)
+  before=$(systemctl show -p NRestarts --value jobworkerd)
+  t0=$(date '+%Y-%m-%d %H:%M:%S')
+  kill -9 "$old"
+  # Within RestartSec=2s: the daemon is gone, its frontend killed with its unit, the job not.
+  local deadline=$((SECONDS + 10))
+  while ((SECONDS < deadline)) && kill -0 "$old" 2>/dev/null; do sleep 0.1; done
+  sleep 0.5
+  local alive="" p state
+  for p in $pids; do kill -0 "$p" 2>/dev/null && alive+="$p "; done
+  state=$(systemctl show -p ActiveState -p SubState --value jobworkerd | tr '\n' '/')
+  check crash-job-survives "kill -9 of jobworkerd $old (unit $state): job pids [$pids], alive: [$alive], $scope $(systemctl is-active "$scope")" \
+    test -n "$pids" -a "$alive" = "$pids" -a "$(systemctl is-active "$scope")" = active
+  local new="" deadline2=$((SECONDS + 60))
+  while ((SECONDS < deadline2)); do
+    new=$(systemctl show -p MainPID --value jobworkerd)
+    [[ $new != "$old" && $new != 0 && $(systemctl is-active jobworkerd) == active ]] && break
+    sleep 0.3
+  done
+  local after cgroup_errors
+  after=$(systemctl show -p NRestarts --value jobworkerd)
+  cgroup_errors=$(journalctl --no-pager -o cat -u jobworkerd --since "$t0" | grep -c '219/CGROUP\|step CGROUP')
+  check crash-restart "restarted: pid $old -> $new, NRestarts $before -> $after, $cgroup_errors 219/CGROUP errors" \
+    test "$new" != "$old" -a "$new" != 0 -a "$after" -gt "$before" -a "$cgroup_errors" = 0
+  local outcome="" deadline3=$((SECONDS + 15))
+  while ((SECONDS < deadline3)); do
+    if journalctl --no-pager -o cat -u jobworkerd --since "$t0" | grep -q "removed leftover job scope .*$scope"; then
+      [[ -e $(jobScopeDir "$id") ]] || outcome="removed as a leftover by the new jobworkerd"
+    elif api GET "/v1/jobs/$id" && [[ $(jq -r .state <<<"$BODY" 2>/dev/null) == running ]]; then
+      outcome="re-adopted: running"
+    fi
+    [[ -n $outcome ]] && break
+    sleep 0.3
+  done
+  loginAs "$USER_NAME" "$USER_PASSWORD" || true
+  check crash-leftover-handled "after the restart, job $id: ${outcome:-neither re-adopted nor removed}" \
+    test -n "$outcome"
+  [[ $outcome == re-adopted* ]] && { stopJob "$id"; waitJob "$id" 30 >/dev/null; }
 }
 
 checkStop() {
@@ -685,8 +765,11 @@ checkStop() {
     [[ -z $logged ]] && sleep 0.2
   done
   check stop-jobs-by-daemon "journal: \"${logged:-no shutdown stop of job $id}\"" test -n "$logged"
-  check stop-cgroup-removed "unit cgroup $CG removed, no jobworkerd process left" \
-    test ! -e "/sys/fs/cgroup$CG" -a -z "$(pgrep -x jobworkerd)"
+  local units
+  units=$(systemctl list-units --all --plain --no-legend 'jobworker-*' | awk '{ printf "%s ", $1 }')
+  check stop-cgroup-removed "unit cgroup $CG and the job's scope removed, no jobworkerd process left, jobworker units loaded: [${units}]" \
+    test ! -e "/sys/fs/cgroup$CG" -a ! -e "$(jobScopeDir "$id")" -a -z "$(pgrep -x jobworkerd)" \
+    -a -z "$(grep 'jobworker-job-' <<<"$units")"
 }
 
 main() {
@@ -713,6 +796,7 @@ main() {
     checkReload
     checkRestartKeeps
     checkWatchdog
+    checkCrash
     ((fail > 0)) && dumpLogs
     checkStop
   else
