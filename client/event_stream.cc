@@ -68,7 +68,9 @@ ClientResult<uint64_t> followEvents(const ApiClient& api, EventStreamRequest req
     });
     if (stopped) return req.since.value_or(0);
     if (bad_line) return *bad_line;
-    if (delivered) {
+    // A stream that delivered, or that was connected until it broke, starts a new retry window:
+    // an idle follower must not give up on the first failure after a quiet half hour.
+    if (delivered || (!r && r.error().kind == ClientError::Kind::kLost)) {
       window_start = Clock::now();
       backoff = std::chrono::milliseconds(100);
     }
