@@ -262,7 +262,8 @@ TEST(RequestIntake, StreamedBodyWithALengthAndBrokenFramingAreTold) {
   EXPECT_EQ(in.phase(), Phase::kComplete);
 
   RequestIntake bad(limits);
-  std::string chunked = "PUT /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+  std::string chunked =
+      "PUT /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
   used = bad.feed(chunked);
   ASSERT_TRUE(bad.take().streamed_body);
   bad.feedStreamed(std::string_view(chunked).substr(used), &out);
