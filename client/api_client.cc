@@ -17,11 +17,13 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <sstream>
@@ -195,6 +197,15 @@ class Session : public Poco::Net::HTTPSClientSession {
   using HTTPSClientSession::HTTPSClientSession;
   void open() { connect(Poco::Net::SocketAddress(getHost(), getPort())); }
   int readSome(char* buf, std::streamsize n) { return read(buf, n); }
+  // Straight to the socket, past the request stream's small buffer (which then has nothing to
+  // flush but the chunked body's end).
+  void writeAll(std::string_view data) {
+    while (!data.empty()) {
+      int n = write(data.data(), static_cast<std::streamsize>(data.size()));
+      if (n <= 0) throw Poco::IOException("connection closed while sending");
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+  }
 };
 
 Poco::Timespan timespan(std::chrono::milliseconds ms) {
@@ -679,6 +690,121 @@ ClientResult<LoginInfo> ApiClient::login(const std::string& user,
   info.role = o->optValue<std::string>("role", "");
   info.expires_at = o->optValue<std::string>("expires_at", "");
   return info;
+}
+
+namespace {
+
+// A job that does not read holds its upload this long at most before we give up on it.
+constexpr std::chrono::milliseconds kUploadWait{24LL * 3600 * 1000};
+constexpr size_t kUploadChunk = size_t{256} * 1024;
+
+// True when the server has sent something (an early answer: the job closed its stdin) while we
+// send: we stop and read it, since writing on until it closes would lose it.
+bool serverAnswered(Session& session) {
+  pollfd p{session.socket().impl()->sockfd(), POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
+
+// Sends `fd`'s bytes as HTTP chunks until its EOF (or an early answer); false when reading it
+// failed (*err).
+bool sendChunks(Session& session, int fd, int* err) {
+  std::vector<char> buf(kUploadChunk);
+  for (;;) {
+    if (serverAnswered(session)) return true;
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      *err = errno;
+      return false;
+    }
+    if (n == 0) return true;
+    char size_line[24];
+    int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", static_cast<size_t>(n));
+    session.writeAll(std::string_view(size_line, static_cast<size_t>(len)));
+    session.writeAll(std::string_view(buf.data(), static_cast<size_t>(n)));
+    session.writeAll("\r\n");
+  }
+}
+
+}  // namespace
+
+ClientResult<Response> ApiClient::upload(const std::string& path, int fd) const {
+  Phase phase = Phase::kConnect;
+  tl_verify_error = X509_V_OK;
+  try {
+    Session session(url_.host, url_.port, context_);
+    session.setTimeout(timespan(settings_.connect_timeout), timespan(kUploadWait),
+                       timespan(kUploadWait));
+    Poco::Net::HTTPRequest req("PUT", path, Poco::Net::HTTPMessage::HTTP_1_1);
+    prepareRequest(req, settings_.token);
+    req.setContentType("application/octet-stream");
+    req.setChunkedTransferEncoding(true);
+    req.set("Expect", "100-continue");
+    session.open();
+    session.sendRequest(req);
+    phase = Phase::kResponse;
+    Poco::Net::HTTPResponse resp;
+    if (session.peekResponse(resp)) {
+      int err = 0;
+      try {
+        if (!sendChunks(session, fd, &err)) {
+          return ClientError{ClientError::Kind::kLocal,
+                             std::string("reading the input to send: ") + std::strerror(err), 0,
+                             ""};
+        }
+      } catch (const Poco::Exception&) {
+        // The server answered and closed before the end (the job closed its stdin): its answer
+        // says why, if it is still there to read.
+      }
+    }
+    std::istream& is = session.receiveResponse(resp);  // ends the chunked body first
+    phase = Phase::kBody;
+    std::string body;
+    readBoundedBody(is, &body);
+    return collectResponse(resp, std::move(body));
+  } catch (const Poco::Exception& e) {
+    return mapException(e, phase, url_, settings_.ca_file);
+  } catch (const std::exception& e) {
+    return ClientError{ClientError::Kind::kLost,
+                       "upload to " + url_.text + " failed (" + e.what() + ")", 0, ""};
+  }
+}
+
+ClientResult<ApiClient::BodyStream> ApiClient::streamBody(const std::string& path,
+                                                          std::chrono::milliseconds idle,
+                                                          const ChunkSink& sink) const {
+  Phase phase = Phase::kConnect;
+  tl_verify_error = X509_V_OK;
+  try {
+    Session session(url_.host, url_.port, context_);
+    session.setTimeout(timespan(settings_.connect_timeout), timespan(settings_.io_timeout),
+                       timespan(idle));
+    Poco::Net::HTTPRequest req("GET", path, Poco::Net::HTTPMessage::HTTP_1_1);
+    prepareRequest(req, settings_.token);
+    session.sendRequest(req).flush();
+    phase = Phase::kResponse;
+    Poco::Net::HTTPResponse resp;
+    std::istream& is = session.receiveResponse(resp);
+    phase = Phase::kBody;
+    BodyStream out;
+    if (resp.getStatus() != Poco::Net::HTTPResponse::HTTP_OK) {
+      std::string body;
+      readBoundedBody(is, &body);
+      out.response = collectResponse(resp, std::move(body));
+      return out;
+    }
+    out.response = collectResponse(resp, "");
+    std::string framing_error;
+    BodyEnd end = readLogBody(session, resp, sink, &framing_error);
+    if (auto e = bodyEndError(end, framing_error, url_)) return *e;
+    out.complete = end == BodyEnd::kComplete;
+    return out;
+  } catch (const Poco::Exception& e) {
+    return mapException(e, phase, url_, settings_.ca_file);
+  } catch (const std::exception& e) {
+    return ClientError{ClientError::Kind::kLost,
+                       "lost the connection to " + url_.text + " (" + e.what() + ")", 0, ""};
+  }
 }
 
 struct ApiClient::StreamRound {

@@ -139,6 +139,19 @@ class ApiClient {
   // POST /v1/login; a 401 becomes "login failed: wrong user name or password".
   ClientResult<LoginInfo> login(const std::string& user, const std::string& password) const;
 
+  // PUT `path` with the bytes read from `fd` until its EOF as a chunked body (Expect:
+  // 100-continue, so a refusal comes before any byte is sent). The server takes the body as fast
+  // as the job reads it: sending may wait for as long as the job does not read.
+  ClientResult<Response> upload(const std::string& path, int fd) const;
+  // GET `path` and hand its 200 body to `sink` as it arrives (an error status comes back as the
+  // Response, its body read whole). `complete`: the body ended as its framing says.
+  struct BodyStream {
+    Response response;  // status and headers; body only for an error status
+    bool complete = false;
+  };
+  ClientResult<BodyStream> streamBody(const std::string& path, std::chrono::milliseconds idle,
+                                      const ChunkSink& sink) const;
+
   // Streams GET /v1/jobs/{id}/logs into `sink`, reconnecting at the last offset on drops.
   ClientResult<LogStreamEnd> streamLogs(const LogRequest& req, const ChunkSink& sink,
                                         const RetryObserver& on_retry = {}) const;

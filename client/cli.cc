@@ -3,6 +3,7 @@
 #include "client/cli.h"
 
 #include <Poco/JSON/Array.h>
+#include <Poco/JSON/Parser.h>
 #include <Poco/Timestamp.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -24,6 +25,7 @@
 
 #include "client/api_client.h"
 #include "client/completion.h"
+#include "client/event_stream.h"
 #include "client/job_ref.h"
 #include "client/output_format.h"
 #include "jw_build_config.h"
@@ -526,6 +528,16 @@ Poco::JSON::Object::Ptr startJob(Context& ctx, const ApiClient& client, std::str
   return o;
 }
 
+// -i: our stdin to the job's until its EOF. Nothing when the upload went through or the job
+// closed its stdin early (a pipeline's writer would get EPIPE and stop the same way); else why.
+std::optional<std::string> sendStdin(const ApiClient& client, const std::string& id) {
+  auto r = client.upload("/v1/jobs/" + id + "/stdin", STDIN_FILENO);
+  if (!r) return "sending stdin to job " + shortId(id) + ": " + r.error().message;
+  if (r->status == 200 || r->status == 409) return std::nullopt;
+  return "sending stdin to job " + shortId(id) + ": " +
+         httpError(r.value(), "job " + shortId(id), client.server()).message;
+}
+
 int cmdStart(Context& ctx) {
   auto client = connect(ctx);
   if (!client) return ctx.failure_code;
@@ -533,6 +545,11 @@ int cmdStart(Context& ctx) {
   std::string body;
   auto job = startJob(ctx, client.value(), &body, &code);
   if (!job) return code;
+  if (ctx.inv.spec.stdin_pipe) {
+    if (auto e = sendStdin(client.value(), job->getValue<std::string>("id"))) {
+      return fail(*e, kExitFailure);
+    }
+  }
   if (ctx.inv.output == OutputFormat::kJson) {
     printJson(body);
   } else {
@@ -686,6 +703,13 @@ int cmdRun(Context& ctx) {
   auto job = startJob(ctx, client.value(), &body, &code);
   if (!job) return code;
   const std::string id = job->getValue<std::string>("id");
+  if (ctx.inv.spec.stdin_pipe) {
+    // Detached: an interactive stdin may never reach its EOF, and the job's end (or a detach)
+    // ends `run` whatever the upload is doing; the output is what we wait for.
+    std::thread([c = client.value(), id] {
+      if (auto e = sendStdin(c, id)) printError(*e);
+    }).detach();
+  }
   std::optional<ClientError> lost;
   {
     InterruptWatcher watcher(client.value(), id);
@@ -962,6 +986,62 @@ int cmdLogs(Context& ctx) {
   return kExitOk;
 }
 
+// One event as a line for people: time, short id, type, owner, and what it says.
+std::string formatEvent(const Poco::JSON::Object::Ptr& e) {
+  auto job = e->getObject("job");
+  std::string line = e->optValue<std::string>("time", "?") + "  " +
+                     shortId(job ? job->optValue<std::string>("id", "?") : "?") + "  " +
+                     e->optValue<std::string>("type", "?") + "  " +
+                     (job ? job->optValue<std::string>("owner", "?") : "?");
+  if (job && job->has("name") && job->get("name").isString()) {
+    line += "  name=" + job->getValue<std::string>("name");
+  }
+  if (e->has("exit_code") && !e->get("exit_code").isEmpty()) {
+    line += "  exit_code=" + e->get("exit_code").toString();
+  }
+  if (e->has("signal") && !e->get("signal").isEmpty()) {
+    line += "  signal=" + e->get("signal").toString();
+  }
+  if (e->has("stopped_by") && e->get("stopped_by").isString()) {
+    line += "  by=" + e->getValue<std::string>("stopped_by");
+  }
+  if (e->has("error") && e->get("error").isString()) {
+    line += "  error=" + e->getValue<std::string>("error");
+  }
+  return line + "\n";
+}
+
+int cmdEvents(Context& ctx) {
+  auto client = connect(ctx);
+  if (!client) return ctx.failure_code;
+  EventStreamRequest req;
+  if (ctx.inv.event_job) {
+    auto id = resolveJobId(client.value(), *ctx.inv.event_job);
+    if (!id) return fail(id.error().message, kExitFailure);
+    req.job_id = id.value();
+  }
+  const bool json = ctx.inv.output == OutputFormat::kJson;
+  auto r = followEvents(
+      client.value(), req,
+      [&](std::string_view line, uint64_t) {
+        if (json) {
+          printOut(std::string(line) + "\n");
+          return true;
+        }
+        try {
+          Poco::JSON::Parser parser;
+          auto o = parser.parse(std::string(line)).extract<Poco::JSON::Object::Ptr>();
+          printOut(formatEvent(o));
+        } catch (const Poco::Exception&) {
+          printOut(std::string(line) + "\n");
+        }
+        return true;
+      },
+      [](const std::string& note) { printError(note); });
+  if (!r) return fail(r.error().message, kExitFailure);
+  return kExitOk;
+}
+
 // context add NAME --server URL [--ca-file PEM]
 int contextAdd(Context& ctx) {
   const Invocation& inv = ctx.inv;
@@ -1065,19 +1145,13 @@ struct CommandHandler {
 };
 
 constexpr CommandHandler kHandlers[] = {
-    {Command::kLogin, cmdLogin},
-    {Command::kLogout, cmdLogout},
-    {Command::kWhoami, cmdWhoami},
-    {Command::kStart, cmdStart},
-    {Command::kRun, cmdRun},
-    {Command::kStop, cmdStop},
-    {Command::kStatus, cmdStatus},
-    {Command::kList, cmdList},
-    {Command::kLogs, cmdLogs},
-    {Command::kWait, cmdWait},
-    {Command::kRm, cmdRm},
-    {Command::kVersion, cmdVersion},
-    {Command::kCompletion, cmdCompletion},
+    {Command::kLogin, cmdLogin},     {Command::kLogout, cmdLogout},
+    {Command::kWhoami, cmdWhoami},   {Command::kStart, cmdStart},
+    {Command::kRun, cmdRun},         {Command::kStop, cmdStop},
+    {Command::kStatus, cmdStatus},   {Command::kList, cmdList},
+    {Command::kLogs, cmdLogs},       {Command::kWait, cmdWait},
+    {Command::kEvents, cmdEvents},   {Command::kRm, cmdRm},
+    {Command::kVersion, cmdVersion}, {Command::kCompletion, cmdCompletion},
     {Command::kContext, cmdContext},
 };
 

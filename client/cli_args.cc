@@ -40,7 +40,8 @@ constexpr CommandInfo kCommands[] = {
      "Prints the user and role the server associates with the current session.\n"},
     {Command::kStart, "start", "-- PROG [ARGS...]", "start a job and print its id",
      "Starts PROG with ARGS on the server and prints only the job id, so that\n"
-     "id=$(jobworker start -- ...) works. The `--` before the program is required.\n"},
+     "id=$(jobworker start -- ...) works. The `--` before the program is required. With -i,\n"
+     "our stdin becomes the job's (sent until its EOF) before the id is printed.\n"},
     {Command::kRun, "run", "-- PROG [ARGS...]",
      "start a job, stream its output, exit with its status",
      "Starts PROG, writes its output live from the first byte, and exits with the job's exit code\n"
@@ -49,7 +50,8 @@ constexpr CommandInfo kCommands[] = {
      "is not executable, 127 when it is not found. Ctrl-C stops the job (SIGTERM, then SIGKILL "
      "after\n"
      "the grace period) while the output keeps streaming; a second Ctrl-C detaches (exit 130) and\n"
-     "prints how to reattach. Standard input is not forwarded.\n"},
+     "prints how to reattach. Standard input is not forwarded unless -i is given: then it is\n"
+     "the job's stdin, sent as fast as the job reads it (EOF when ours ends).\n"},
     {Command::kStop, "stop", "ID...", "stop jobs",
      "Sends SIGTERM to each job's processes, then SIGKILL after the grace period (the server's\n"
      "default unless --grace is given). Prints each job id.\n"},
@@ -70,6 +72,13 @@ constexpr CommandInfo kCommands[] = {
      "Waits until every job has ended and prints each one's exit code (128+N when killed by\n"
      "signal N), one per line, in the order given. Exits with the first job's code (docker\n"
      "wait's convention); 1 when --timeout passes first or a job cannot be waited for.\n"},
+    {Command::kEvents, "events", "", "print job events as they happen",
+     "Prints every change in the life of the jobs you may see (created, started,\n"
+     "stop_requested, exited, killed, failed) as it happens, like `docker events`, until\n"
+     "interrupted. --job ID shows one job's. A dropped connection is resumed after the last\n"
+     "event printed, so none is lost or repeated; if the server no longer has the ones missed,\n"
+     "a note says so and the stream goes on from the newest. -o json prints the server's JSON\n"
+     "lines.\n"},
     {Command::kRm, "rm", "ID...", "delete finished jobs and their output",
      "Removes each finished job and its stored output from the server. A running job is\n"
      "refused: stop it first.\n"},
@@ -183,6 +192,7 @@ OptionSet commandOptions(Command cmd) {
     case Command::kStart:
     case Command::kRun:
       addJobSpecOptions(set);
+      set.addOption(Option("interactive", "i", "send our stdin to the job's stdin"));
       break;
     case Command::kStop:
       set.addOption(
@@ -202,6 +212,9 @@ OptionSet commandOptions(Command cmd) {
       break;
     case Command::kWait:
       set.addOption(Option("timeout", "", "give up after this long (exit 1)").argument("DUR"));
+      break;
+    case Command::kEvents:
+      set.addOption(Option("job", "", "only this job's events").argument("ID"));
       break;
     case Command::kLogs:
       set.addOption(Option("follow", "f", "keep streaming until the job ends"));
@@ -293,6 +306,7 @@ bool* switchFor(Invocation& inv, const std::string& name) {
   if (name == "follow") return &inv.follow;
   if (name == "timestamps") return &inv.timestamps;
   if (name == "separate-stderr") return &inv.spec.separate_stderr;
+  if (name == "interactive") return &inv.spec.stdin_pipe;
   return nullptr;
 }
 
@@ -304,6 +318,7 @@ std::optional<std::string>* textFor(Invocation& inv, const std::string& name) {
   if (name == "since") return &inv.since;
   if (name == "owner") return &inv.owner;
   if (name == "context") return &inv.context;
+  if (name == "job") return &inv.event_job;
   return nullptr;
 }
 
@@ -748,6 +763,7 @@ Result<Poco::JSON::Object::Ptr> buildJobRequest(const JobSpec& spec, const EnvLo
   }
   if (limits->size() > 0) body->set("limits", limits);
   if (spec.network) body->set("network", *spec.network);
+  if (spec.stdin_pipe) body->set("stdin", "pipe");
   if (spec.name) body->set("name", *spec.name);
   if (!spec.labels.empty()) {
     Poco::JSON::Object::Ptr labels = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);

@@ -28,6 +28,7 @@ enum class Command {
   kList,
   kLogs,
   kWait,
+  kEvents,
   kRm,
   kVersion,
   kCompletion,
@@ -55,6 +56,7 @@ struct JobSpec {
   std::optional<std::string> network;    // "none" or "host"
   std::optional<std::string> name;
   std::vector<std::string> labels;  // "K=V"
+  bool stdin_pipe = false;          // -i: the job reads our stdin ("stdin": "pipe")
 };
 
 struct Invocation {
@@ -93,6 +95,8 @@ struct Invocation {
   std::optional<uint32_t> tail_lines;  // --tail N: from the N-th last line
   std::optional<std::string> since;    // --since: RFC 3339 or a duration back from now
   bool timestamps = false;             // --timestamps: each line prefixed with its arrival
+  // events --job ID: an id, a job name or a unique prefix of an id.
+  std::optional<std::string> event_job;
   // The ID argument (logs): an id, a job name or a unique prefix of an id.
   std::string job;
   // The ID arguments of stop, status, wait and rm (job is the first of them).

@@ -169,7 +169,7 @@ int run(int argc, char** argv) {
     log::notice("leaving: " + why);
     _exit(0);
   });
-  Api api(channel, ApiOptions{cfg.access_log, cfg.access_log_rate});
+  Api api(channel, ApiOptions{cfg.access_log, cfg.access_log_rate, cfg.body_timeout_ms});
   TlsServer server(a.listen_fd, tls.value(), ServerLimits(cfg), api);
   api.reportLoadOf(&server);
   if (Status s = server.start(); !s) fatal("HTTPS server: " + s.error().message);

@@ -264,6 +264,37 @@ Reply<protocol::Empty> SupervisorChannel::sessionRevoke(const protocol::SessionE
   return request(&protocol::encodeSessionRevoke, s, MsgType::kOk, &protocol::decodeOkPayload);
 }
 
+Reply<protocol::Empty> SupervisorChannel::stdinOpen(const protocol::StdinOpenRequest& r) {
+  return request(&protocol::encodeStdinOpen, r, MsgType::kOk, &protocol::decodeOkPayload);
+}
+
+uint32_t SupervisorChannel::stdinWriteSend(const protocol::StdinWriteRequest& r, std::string* why) {
+  return send([&](uint32_t id) { return protocol::encodeStdinWrite(id, r); }, why);
+}
+
+std::optional<Reply<protocol::Empty>> SupervisorChannel::stdinWriteWait(
+    uint32_t id, std::chrono::milliseconds timeout, const std::string& send_error) {
+  if (id == 0) return Reply<protocol::Empty>(unavailable(send_error));
+  {
+    std::unique_lock lock(mu_);
+    // A job that does not read holds its upload for as long as it likes: no timeout here.
+    if (!cv_.wait_for(lock, timeout, [&] { return pending_[id].done; })) return std::nullopt;
+  }
+  std::string why;
+  auto frames = wait(id, timeout, &why);
+  return single(std::move(frames), why, MsgType::kOk, &protocol::decodeOkPayload);
+}
+
+Reply<protocol::JobStatus> SupervisorChannel::stdinClose(const protocol::StdinCloseRequest& r) {
+  return request(&protocol::encodeStdinClose, r, MsgType::kJobStatus,
+                 &protocol::decodeJobStatusPayload);
+}
+
+Reply<protocol::EventBatch> SupervisorChannel::eventsRead(const protocol::EventsReadRequest& r) {
+  return request(&protocol::encodeEventsRead, r, MsgType::kEventBatch,
+                 &protocol::decodeEventBatchPayload, r.follow ? kFollowTimeout : kDefaultTimeout);
+}
+
 void SupervisorChannel::forget(uint32_t id) {
   std::lock_guard lock(mu_);
   auto it = pending_.find(id);

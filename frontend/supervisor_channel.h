@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <variant>
@@ -72,6 +73,17 @@ class SupervisorChannel {
   // current one to its client (the supervisor reads while the frontend encrypts).
   uint32_t outputReadSend(const protocol::OutputReadRequest& r, std::string* why);
   Reply<protocol::OutputChunk> outputReadWait(uint32_t id, bool follow, const std::string& why);
+  // A stdin upload: open, each frame sent without waiting (at most protocol::kStdinWindow
+  // unanswered) and its Ok collected once the bytes are in the job's pipe, then close.
+  Reply<protocol::Empty> stdinOpen(const protocol::StdinOpenRequest& r);
+  uint32_t stdinWriteSend(const protocol::StdinWriteRequest& r, std::string* why);
+  // The frame's answer if it came within `timeout`, else nullopt (still pending: ask again).
+  std::optional<Reply<protocol::Empty>> stdinWriteWait(uint32_t id,
+                                                       std::chrono::milliseconds timeout,
+                                                       const std::string& send_error);
+  Reply<protocol::JobStatus> stdinClose(const protocol::StdinCloseRequest& r);
+  // Job events after r.since; a follow read waits up to kFollowTimeout (parked in jobworkerd).
+  Reply<protocol::EventBatch> eventsRead(const protocol::EventsReadRequest& r);
   // Nobody will wait for request `id`: its reply is dropped when it comes.
   void forget(uint32_t id);
   Reply<protocol::HealthReply> health(std::chrono::milliseconds timeout);

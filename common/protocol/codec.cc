@@ -114,6 +114,7 @@ void put(Writer& w, const JobStartRequest& j) {
   w.str(j.remote_address);
   w.str(j.name);
   w.strList(j.labels);
+  w.boolean(j.stdin_pipe);
 }
 void get(Reader& r, JobStartRequest& j) {
   get(r, j.token);
@@ -127,6 +128,7 @@ void get(Reader& r, JobStartRequest& j) {
   j.remote_address = r.str(kMaxRemoteAddress, "remote address");
   j.name = r.str(names::kMaxJobName, "job name");
   j.labels = r.strList(names::kMaxLabels, names::kMaxLabelText, "labels");
+  j.stdin_pipe = r.boolean();
   if (!r.failed() && jobSpecBytes(j) > kMaxJobSpecBytes) r.fail("argv + env + cwd over cap");
 }
 
@@ -322,6 +324,9 @@ void put(Writer& w, const JobStatus& s) {
   w.str(s.run_as);
   w.str(s.name);
   w.strList(s.labels);
+  w.boolean(s.stdin_pipe);
+  w.u64(s.stdin_bytes);
+  w.boolean(s.stdin_complete);
 }
 void get(Reader& r, JobStatus& s) {
   s.id = r.str(kMaxJobId, "job id");
@@ -353,6 +358,98 @@ void get(Reader& r, JobStatus& s) {
   s.run_as = r.str(kMaxShortText, "run_as");
   s.name = r.str(names::kMaxJobName, "job name");
   s.labels = r.strList(names::kMaxLabels, names::kMaxLabelText, "labels");
+  s.stdin_pipe = r.boolean();
+  s.stdin_bytes = r.u64();
+  s.stdin_complete = r.boolean();
+}
+
+void put(Writer& w, const StdinOpenRequest& s) {
+  put(w, s.token);
+  w.str(s.job_id);
+  w.str(s.remote_address);
+}
+void get(Reader& r, StdinOpenRequest& s) {
+  get(r, s.token);
+  s.job_id = r.str(kMaxJobId, "job id");
+  s.remote_address = r.str(kMaxRemoteAddress, "remote address");
+}
+
+void put(Writer& w, const StdinWriteRequest& s) {
+  put(w, s.token);
+  w.str(s.job_id);
+  w.str(s.data);
+}
+void get(Reader& r, StdinWriteRequest& s) {
+  get(r, s.token);
+  s.job_id = r.str(kMaxJobId, "job id");
+  s.data = r.str(kMaxStdinChunk, "stdin data");
+  if (!r.failed() && s.data.empty()) r.fail("empty stdin data");
+}
+
+void put(Writer& w, const StdinCloseRequest& s) {
+  put(w, s.token);
+  w.str(s.job_id);
+  w.boolean(s.complete);
+}
+void get(Reader& r, StdinCloseRequest& s) {
+  get(r, s.token);
+  s.job_id = r.str(kMaxJobId, "job id");
+  s.complete = r.boolean();
+}
+
+void put(Writer& w, const JobEvent& e) {
+  w.u64(e.seq);
+  w.i64(e.time_ms);
+  w.u8(static_cast<uint8_t>(e.type));
+  w.str(e.job_id);
+  w.str(e.owner);
+  w.str(e.name);
+  w.u8(static_cast<uint8_t>(e.state));
+  w.boolean(e.has_exit_code);
+  w.i32(e.exit_code);
+  w.i32(e.signal);
+  w.str(e.stopped_by);
+  w.str(e.error);
+}
+void get(Reader& r, JobEvent& e) {
+  e.seq = r.u64();
+  e.time_ms = r.i64();
+  e.type = getEnum(r, kEventTypeRange, "event type");
+  e.job_id = r.str(kMaxJobId, "job id");
+  e.owner = r.str(kMaxUserName, "owner");
+  e.name = r.str(names::kMaxJobName, "job name");
+  e.state = getEnum(r, kJobStateRange, "job state");
+  e.has_exit_code = r.boolean();
+  e.exit_code = r.i32();
+  e.signal = r.i32();
+  e.stopped_by = r.str(kMaxUserName, "stopped_by");
+  e.error = r.str(kMaxMessage, "error");
+}
+
+void put(Writer& w, const EventsReadRequest& e) {
+  put(w, e.token);
+  w.boolean(e.has_since);
+  w.u64(e.since);
+  w.str(e.job_id);
+  w.boolean(e.follow);
+}
+void get(Reader& r, EventsReadRequest& e) {
+  get(r, e.token);
+  e.has_since = r.boolean();
+  e.since = r.u64();
+  e.job_id = r.str(kMaxJobId, "job id");
+  e.follow = r.boolean();
+}
+
+void put(Writer& w, const EventBatch& b) {
+  w.u32(static_cast<uint32_t>(b.events.size()));
+  for (const auto& e : b.events) put(w, e);
+  w.u64(b.next_since);
+}
+void get(Reader& r, EventBatch& b) {
+  b.events.resize(r.count(kMaxEventsPerBatch, 8 + 8 + 1 + 4 * 3 + 1 + 1 + 4 + 4 + 4 * 2, "events"));
+  for (auto& e : b.events) get(r, e);
+  b.next_since = r.u64();
 }
 
 void put(Writer& w, const JobListReply& l) {
@@ -591,6 +688,20 @@ std::string_view loginResultName(LoginResult r) {
       return "throttled";
     case LoginResult::kUnavailable:
       return "unavailable";
+  }
+  return "unknown";
+}
+
+std::string_view eventTypeName(EventType t) {
+  switch (t) {
+    case EventType::kCreated:
+      return "created";
+    case EventType::kStarted:
+      return "started";
+    case EventType::kStopRequested:
+      return "stop_requested";
+    case EventType::kEnded:
+      return "ended";
   }
   return "unknown";
 }

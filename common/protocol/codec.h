@@ -55,9 +55,9 @@ enum class ErrorCode : uint16_t {
   kThrottled = 11,      // 429 + Retry-After: too many failed logins (the supervisor's throttle)
   kBusy = 12,           // 503 + Retry-After: every password check slot is taken
   kInsufficientStorage = 13,  // 507: the state filesystem is under its reserve (state_reserve)
+  kGone = 14,                 // 410: events asked for after a sequence number the ring lost
 };
-inline constexpr EnumRange<ErrorCode> kErrorCodeRange{ErrorCode::kBadRequest,
-                                                      ErrorCode::kInsufficientStorage};
+inline constexpr EnumRange<ErrorCode> kErrorCodeRange{ErrorCode::kBadRequest, ErrorCode::kGone};
 
 struct Empty {
   bool operator==(const Empty&) const = default;
@@ -142,6 +142,7 @@ struct JobStartRequest {
   std::string remote_address;  // the client's, as the frontend saw it: audit only (REMOTE_ADDR)
   std::string name;            // "": none (names::validJobName)
   std::vector<std::string> labels;  // "key=value" (names::validLabel)
+  bool stdin_pipe = false;          // fd 0 a pipe fed by PUT .../stdin, else /dev/null
 
   bool operator==(const JobStartRequest&) const = default;
 };
@@ -266,6 +267,9 @@ struct JobStatus {
   std::string run_as;                  // the Unix account the job runs as
   std::string name;                    // "": none
   std::vector<std::string> labels;     // "key=value"
+  bool stdin_pipe = false;             // started with "stdin": "pipe"
+  uint64_t stdin_bytes = 0;            // written into the job's stdin pipe so far
+  bool stdin_complete = false;         // the upload ended with the whole body (EOF after it)
 
   bool operator==(const JobStatus&) const = default;
 };
@@ -284,6 +288,64 @@ struct ErrorReply {
   uint32_t retry_after_s = 0;  // kThrottled, kBusy: the Retry-After to send; else 0
 
   bool operator==(const ErrorReply&) const = default;
+};
+
+// PUT /v1/jobs/{id}/stdin: the upload begins (StdinOpen), moves in StdinWrite frames (each
+// answered Ok once its bytes are in the job's pipe, at most kStdinWindow unanswered) and ends
+// with StdinClose (the pipe is closed: EOF for the job).
+struct StdinOpenRequest {
+  Token token;
+  std::string job_id;
+  std::string remote_address;  // the client's, as the frontend saw it: audit only
+  bool operator==(const StdinOpenRequest&) const = default;
+};
+struct StdinWriteRequest {
+  Token token;
+  std::string job_id;
+  std::string data;  // 1 to kMaxStdinChunk bytes
+  bool operator==(const StdinWriteRequest&) const = default;
+};
+struct StdinCloseRequest {
+  Token token;
+  std::string job_id;
+  bool complete = false;  // the client sent the whole body; false: cut short (gone, timeout)
+  bool operator==(const StdinCloseRequest&) const = default;
+};
+
+// One change in a job's life, as GET /v1/events streams it.
+enum class EventType : uint8_t {
+  kCreated = 1,        // the job's record exists
+  kStarted = 2,        // its command runs
+  kStopRequested = 3,  // a stop (a user, "timeout", "shutdown": stopped_by) was asked for
+  kEnded = 4,          // final: state exited, killed or failed, with its status
+};
+inline constexpr EnumRange<EventType> kEventTypeRange{EventType::kCreated, EventType::kEnded};
+std::string_view eventTypeName(EventType t);
+struct JobEvent {
+  uint64_t seq = 0;  // monotonic, from the supervisor's ring
+  int64_t time_ms = 0;
+  EventType type = EventType::kCreated;
+  std::string job_id, owner, name;
+  JobState state = JobState::kRunning;
+  bool has_exit_code = false;
+  int32_t exit_code = 0;
+  int32_t signal = 0;
+  std::string stopped_by;
+  std::string error;
+  bool operator==(const JobEvent&) const = default;
+};
+struct EventsReadRequest {
+  Token token;
+  bool has_since = false;  // false: from now on (follow), or every event the ring holds
+  uint64_t since = 0;      // events with a larger seq
+  std::string job_id;      // "": every job the caller may see
+  bool follow = false;     // none yet: wait (at most the parked-read time) for the next
+  bool operator==(const EventsReadRequest&) const = default;
+};
+struct EventBatch {
+  std::vector<JobEvent> events;  // at most kMaxEventsPerBatch, in seq order
+  uint64_t next_since = 0;       // ask again with this since (past events filtered out too)
+  bool operator==(const EventBatch&) const = default;
 };
 
 struct HealthReply {

@@ -17,33 +17,40 @@ enum class Direction : uint8_t { kFrontendToSupervisor, kSupervisorToFrontend };
 // Every request but Ready, Login and Health carries the client's session token (never a user
 // name): the supervisor alone hashes it and resolves session -> user -> role. Nothing secret
 // flows S→F but a freshly minted token in LoginReply.
-#define JW_MESSAGES(X)                                                                           \
-  X(Ready, 1, kFrontendToSupervisor, Empty, "frontend finished its privilege drop, serving")     \
-  X(Login, 2, kFrontendToSupervisor, LoginRequest, "check a password -> LoginReply|Error")       \
-  X(SessionRevoke, 3, kFrontendToSupervisor, SessionEnd, "log out this session -> Ok|Error")     \
-  X(JobStart, 4, kFrontendToSupervisor, JobStartRequest, "start a job -> JobStatus|Error")       \
-  X(JobStop, 5, kFrontendToSupervisor, JobStopRequest, "stop a job -> JobStatus|Error")          \
-  X(JobGet, 6, kFrontendToSupervisor, JobRef, "one job's status -> JobStatus|Error")             \
-  X(JobList, 7, kFrontendToSupervisor, JobListRequest, "jobs -> JobListReply...|Error")          \
-  X(OutputRead, 8, kFrontendToSupervisor, OutputReadRequest, "pull output -> OutputChunk|Error") \
-  X(Health, 9, kFrontendToSupervisor, Empty, "liveness -> HealthReply")                          \
-  X(SessionGet, 10, kFrontendToSupervisor, SessionRef, "whose session -> SessionInfo|Error")     \
-  X(JobWait, 11, kFrontendToSupervisor, JobWaitRequest,                                          \
-    "status at end/timeout -> JobStatus|Error")                                                  \
-  X(JobDelete, 12, kFrontendToSupervisor, JobDeleteRequest, "remove an ended job -> Ok|Error")   \
-  X(ServerInfo, 13, kFrontendToSupervisor, SessionRef, "version facts -> ServerInfoReply|Error") \
-  X(MetricsGet, 14, kFrontendToSupervisor, SessionRef,                                           \
-    "the supervisor's figures -> Metrics|Error")                                                 \
-  X(LoginReply, 65, kSupervisorToFrontend, LoginReply, "a new session: token, role, expiry")     \
-  X(Ok, 66, kSupervisorToFrontend, Empty, "request done, nothing to return")                     \
-  X(ErrorReply, 67, kSupervisorToFrontend, ErrorReply, "request refused or failed")              \
-  X(JobStatus, 68, kSupervisorToFrontend, JobStatus, "one job's status")                         \
-  X(JobListReply, 69, kSupervisorToFrontend, JobListReply, "part of a list (kFlagMore: more)")   \
-  X(OutputChunk, 70, kSupervisorToFrontend, OutputChunk, "bytes of a job's log")                 \
-  X(HealthReply, 71, kSupervisorToFrontend, HealthReply, "supervisor health details")            \
-  X(SessionInfo, 72, kSupervisorToFrontend, SessionInfo, "a session's user, role and expiry")    \
-  X(ServerInfoReply, 73, kSupervisorToFrontend, ServerInfoReply, "cgroup backend and features")  \
-  X(Metrics, 74, kSupervisorToFrontend, MetricsReply, "job, login and loop figures for /metrics")
+#define JW_MESSAGES(X)                                                                             \
+  X(Ready, 1, kFrontendToSupervisor, Empty, "frontend finished its privilege drop, serving")       \
+  X(Login, 2, kFrontendToSupervisor, LoginRequest, "check a password -> LoginReply|Error")         \
+  X(SessionRevoke, 3, kFrontendToSupervisor, SessionEnd, "log out this session -> Ok|Error")       \
+  X(JobStart, 4, kFrontendToSupervisor, JobStartRequest, "start a job -> JobStatus|Error")         \
+  X(JobStop, 5, kFrontendToSupervisor, JobStopRequest, "stop a job -> JobStatus|Error")            \
+  X(JobGet, 6, kFrontendToSupervisor, JobRef, "one job's status -> JobStatus|Error")               \
+  X(JobList, 7, kFrontendToSupervisor, JobListRequest, "jobs -> JobListReply...|Error")            \
+  X(OutputRead, 8, kFrontendToSupervisor, OutputReadRequest, "pull output -> OutputChunk|Error")   \
+  X(Health, 9, kFrontendToSupervisor, Empty, "liveness -> HealthReply")                            \
+  X(SessionGet, 10, kFrontendToSupervisor, SessionRef, "whose session -> SessionInfo|Error")       \
+  X(JobWait, 11, kFrontendToSupervisor, JobWaitRequest,                                            \
+    "status at end/timeout -> JobStatus|Error")                                                    \
+  X(JobDelete, 12, kFrontendToSupervisor, JobDeleteRequest, "remove an ended job -> Ok|Error")     \
+  X(ServerInfo, 13, kFrontendToSupervisor, SessionRef, "version facts -> ServerInfoReply|Error")   \
+  X(MetricsGet, 14, kFrontendToSupervisor, SessionRef,                                             \
+    "the supervisor's figures -> Metrics|Error")                                                   \
+  X(LoginReply, 65, kSupervisorToFrontend, LoginReply, "a new session: token, role, expiry")       \
+  X(Ok, 66, kSupervisorToFrontend, Empty, "request done, nothing to return")                       \
+  X(ErrorReply, 67, kSupervisorToFrontend, ErrorReply, "request refused or failed")                \
+  X(JobStatus, 68, kSupervisorToFrontend, JobStatus, "one job's status")                           \
+  X(JobListReply, 69, kSupervisorToFrontend, JobListReply, "part of a list (kFlagMore: more)")     \
+  X(OutputChunk, 70, kSupervisorToFrontend, OutputChunk, "bytes of a job's log")                   \
+  X(HealthReply, 71, kSupervisorToFrontend, HealthReply, "supervisor health details")              \
+  X(SessionInfo, 72, kSupervisorToFrontend, SessionInfo, "a session's user, role and expiry")      \
+  X(ServerInfoReply, 73, kSupervisorToFrontend, ServerInfoReply, "cgroup backend and features")    \
+  X(Metrics, 74, kSupervisorToFrontend, MetricsReply, "job, login and loop figures for /metrics")  \
+  X(StdinOpen, 15, kFrontendToSupervisor, StdinOpenRequest,                                        \
+    "begin a job's stdin upload -> Ok|Error")                                                      \
+  X(StdinWrite, 16, kFrontendToSupervisor, StdinWriteRequest,                                      \
+    "bytes for the job's stdin -> Ok once in its pipe|Error")                                      \
+  X(StdinClose, 17, kFrontendToSupervisor, StdinCloseRequest, "end the upload -> JobStatus|Error") \
+  X(EventsRead, 18, kFrontendToSupervisor, EventsReadRequest, "job events -> EventBatch|Error")    \
+  X(EventBatch, 75, kSupervisorToFrontend, EventBatch, "job events after a sequence number")
 
 enum class MsgType : uint16_t {
 #define JW_ENUM(name, num, dir, payload, doc) k##name = (num),
@@ -98,6 +105,13 @@ constexpr uint32_t kMaxListLimit = 1000;         // statuses per page of GET /v1
 constexpr size_t kMaxFeatures = 32;              // ServerInfoReply.features
 constexpr size_t kMaxHealthDetails = 64;
 constexpr size_t kTokenSize = 32;  // 256 random bits, minted by the supervisor
+// A stdin upload moves in StdinWrite frames of at most this many bytes, and at most
+// kStdinWindow of them are unanswered at once (the supervisor answers each once its bytes are in
+// the job's pipe): what the supervisor holds of one upload is bounded by their product.
+constexpr size_t kMaxStdinChunk = size_t{128} * 1024;
+constexpr size_t kStdinWindow = 2;
+// EventBatch.events: 64 events of at most ~1.3 KiB each stay far below kMaxFrame.
+constexpr size_t kMaxEventsPerBatch = 64;
 // Users with their own label in the job counters of /metrics (config metrics_max_users, capped
 // here), plus one entry for all the others: the label's cardinality and the frame stay bounded.
 constexpr size_t kMaxMetricsUsers = 1000;

@@ -20,7 +20,10 @@ constexpr int kSupervisorEndFd = 5;
 constexpr int kStdoutLogFd = 6;   // <job>/output: stdout, and stderr when merged
 constexpr int kStderrLogFd = 7;   // <job>/stderr for separate jobs; absent when merged
 constexpr int kExitRecordFd = 8;  // <job>/exit, its space reserved (fallocate) at start
-constexpr int kFirstFreeFd = 9;   // everything from here is closed before execveat
+// With kFlagStdinPipe: the read end of the job's stdin pipe, the command's fd 0. The shim closes
+// its copy once the command is forked; jobworkerd alone holds the write end.
+constexpr int kStdinFd = 9;
+constexpr int kFirstFreeFd = 10;  // everything from here is closed before execveat
 
 // --- the spec ------------------------------------------------------------------------------------
 // Little-endian, field by field, in this order (written by supervisor/launch/shim_spec.cc, read
@@ -53,6 +56,7 @@ enum SpecFlag : uint32_t {
   kFlagSeparate = 1u << 7,     // stderr has its own log
   kFlagOwnCgroup = 1u << 8,    // the job has its own cgroup: unshare a cgroup namespace
   kFlagCgroupV2 = 1u << 9,     // mount cgroup2 (else the v1 hierarchies over a tmpfs)
+  kFlagStdinPipe = 1u << 10,   // kStdinFd is the command's stdin (else /dev/null)
 };
 
 // --- the status channel ------------------------------------------------------------------------

@@ -396,10 +396,10 @@ ApiResult<protocol::JobStartRequest> parseJobRequest(std::string_view body) {
   auto parsed = parseJson(body);
   if (!parsed.ok()) return parsed.error();
   const Json& j = parsed.value();
-  if (auto e = checkKeys(
-          j,
-          {"command", "env", "cwd", "timeout_s", "output", "limits", "network", "name", "labels"},
-          "")) {
+  if (auto e = checkKeys(j,
+                         {"command", "env", "cwd", "timeout_s", "output", "limits", "network",
+                          "name", "labels", "stdin"},
+                         "")) {
     return *e;
   }
   protocol::JobStartRequest r;
@@ -435,6 +435,12 @@ ApiResult<protocol::JobStartRequest> parseJobRequest(std::string_view body) {
       return wrongType("network", "\"none\" or \"host\"");
     }
     r.network = net->s == "host" ? protocol::Network::kHost : protocol::Network::kNone;
+  }
+  if (const Json* in = member(j, "stdin")) {
+    if (in->type != Json::Type::kString || (in->s != "null" && in->s != "pipe")) {
+      return wrongType("stdin", "\"null\" or \"pipe\"");
+    }
+    r.stdin_pipe = in->s == "pipe";
   }
   if (auto e = parseNameAndLabels(j, r)) return *e;
   if (protocol::jobSpecBytes(r) > protocol::kMaxJobSpecBytes) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <deque>
 #include <thread>
 
 #include "common/config.h"
@@ -30,8 +31,8 @@ using protocol::Role;
 namespace {
 
 // What this build of the API offers beyond the first v1 (GET /v1/version).
-constexpr const char* kApiFeatures[] = {"wait",         "names",      "labels",
-                                        "list_filters", "pagination", "delete"};
+constexpr const char* kApiFeatures[] = {"wait",       "names",  "labels", "list_filters",
+                                        "pagination", "delete", "stdin",  "events"};
 constexpr uint64_t kDefaultWaitMs = 60'000;
 constexpr uint64_t kMaxWaitMs = 3'600'000;
 
@@ -47,6 +48,8 @@ enum class Endpoint {
   kJobStop,
   kJobLogs,
   kJobWait,
+  kJobStdin,
+  kEvents,
   kMetrics
 };
 static_assert(static_cast<size_t>(Endpoint::kMetrics) + 2 == kRouteTemplates.size());
@@ -69,6 +72,7 @@ std::optional<Route> match(const std::vector<std::string>& s) {
     if (s[1] == "whoami") return Route{Endpoint::kWhoami, ""};
     if (s[1] == "version") return Route{Endpoint::kVersion, ""};
     if (s[1] == "jobs") return Route{Endpoint::kJobs, ""};
+    if (s[1] == "events") return Route{Endpoint::kEvents, ""};
     return std::nullopt;
   }
   if (s[1] != "jobs") return std::nullopt;
@@ -76,6 +80,7 @@ std::optional<Route> match(const std::vector<std::string>& s) {
   if (s.size() == 4 && s[3] == "stop") return Route{Endpoint::kJobStop, s[2]};
   if (s.size() == 4 && s[3] == "logs") return Route{Endpoint::kJobLogs, s[2]};
   if (s.size() == 4 && s[3] == "wait") return Route{Endpoint::kJobWait, s[2]};
+  if (s.size() == 4 && s[3] == "stdin") return Route{Endpoint::kJobStdin, s[2]};
   return std::nullopt;
 }
 
@@ -86,8 +91,11 @@ const char* allowedMethods(Endpoint e) {
     case Endpoint::kVersion:
     case Endpoint::kJobLogs:
     case Endpoint::kJobWait:
+    case Endpoint::kEvents:
     case Endpoint::kMetrics:
       return "GET";
+    case Endpoint::kJobStdin:
+      return "PUT";
     case Endpoint::kJob:
       return "GET, DELETE";
     case Endpoint::kLogin:
@@ -114,6 +122,7 @@ std::vector<std::string> allowedParams(Endpoint e, const std::string& method) {
     return {"offset", "follow", "stream", "tail_lines", "since", "timestamps"};
   }
   if (e == Endpoint::kJobWait) return {"timeout_s"};
+  if (e == Endpoint::kEvents) return {"follow", "job", "since"};
   return {};
 }
 
@@ -185,6 +194,8 @@ ApiError fromSupervisor(const protocol::ErrorReply& e) {
       return {503, "unavailable", e.message, static_cast<int>(std::max(e.retry_after_s, 1U))};
     case ErrorCode::kInsufficientStorage:
       return {507, "insufficient_storage", e.message};
+    case ErrorCode::kGone:
+      return {410, "gone", e.message};
   }
   return {500, "internal", e.message};
 }
@@ -283,6 +294,10 @@ void Api::route(const HttpRequest& r, Responder& out, RequestNote& note) {
       return stopJob(r, route->job_id, p, out);
     case Endpoint::kJobLogs:
       return jobLogs(target.value(), route->job_id, p, out);
+    case Endpoint::kJobStdin:
+      return uploadStdin(r, route->job_id, p, out);
+    case Endpoint::kEvents:
+      return events(target.value(), p, out);
     case Endpoint::kMetrics:
       return metrics(p, out);
     case Endpoint::kHealthz:
@@ -715,6 +730,149 @@ void Api::waitJob(const Target& t, const std::string& id, const Principal& p, Re
       return sendJson(out, 200, statusJson(status.value()));
     }
     if (out.clientGone()) return;
+  }
+}
+
+bool isStdinUpload(std::string_view method, std::string_view target) {
+  if (method != "PUT") return false;
+  auto t = parseTarget(std::string(target));
+  if (!t.ok()) return false;
+  auto route = match(t.value().segments);
+  return route && route->endpoint == Endpoint::kJobStdin;
+}
+
+namespace {
+
+// Why an upload was cut short, as the client is answered (when it is still there).
+struct UploadCut {
+  ApiError error;
+  bool client_gone = false;
+};
+
+UploadCut cutBy(BodyRead got, const Responder& out, uint64_t idle_ms) {
+  switch (got) {
+    case BodyRead::kTimeout:
+      return {ApiError{
+          408, "timeout",
+          "no stdin bytes for " + std::to_string(idle_ms / 1000) + " s: the upload was cut short"}};
+    case BodyRead::kBad: {
+      IntakeError e = out.bodyError();
+      return {ApiError{e.status, e.code, e.message}};
+    }
+    case BodyRead::kGone:
+    case BodyRead::kData:
+    case BodyRead::kEnd:
+      break;
+  }
+  return {ApiError{400, "bad_request", "the client went away"}, true};
+}
+
+}  // namespace
+
+// PUT /v1/jobs/{id}/stdin: the body moves to the job's pipe as fast as the job reads it and no
+// faster. The client is read only while fewer than kStdinWindow frames are unanswered, and
+// jobworkerd answers each once its bytes are in the pipe: neither process holds more than the
+// window, whatever the body's size.
+void Api::uploadStdin(const HttpRequest& r, const std::string& id, const Principal& p,
+                      Responder& out) {
+  out.willStream();  // held for as long as the job takes to read its input
+  auto opened = channel_.stdinOpen(protocol::StdinOpenRequest{p.token, id, p.remote_address});
+  if (!opened.ok()) return sendError(out, fromSupervisor(opened.error()));
+  std::deque<uint32_t> unanswered;
+  std::optional<UploadCut> cut;
+  bool body_ended = false;
+  std::string send_error;
+  std::string small_body = r.streamed_body ? std::string() : r.body;  // a body of length 0
+  while (!cut) {
+    while (!cut && !body_ended && unanswered.size() < protocol::kStdinWindow) {
+      protocol::StdinWriteRequest frame{p.token, id, {}};
+      BodyRead got = BodyRead::kEnd;
+      if (r.streamed_body) {
+        got = out.readBody(&frame.data, protocol::kMaxStdinChunk, upload_idle_timeout_ms_);
+      } else if (!small_body.empty()) {
+        frame.data = std::move(small_body);
+        small_body.clear();
+        got = BodyRead::kData;
+      }
+      if (got == BodyRead::kEnd) {
+        body_ended = true;
+      } else if (got != BodyRead::kData) {
+        cut = cutBy(got, out, upload_idle_timeout_ms_);
+      } else if (uint32_t sent = channel_.stdinWriteSend(frame, &send_error); sent != 0) {
+        unanswered.push_back(sent);
+      } else {
+        cut = UploadCut{ApiError{503, "unavailable", "supervisor unavailable: " + send_error, 1}};
+      }
+    }
+    if (cut || unanswered.empty()) break;
+    auto answer =
+        channel_.stdinWriteWait(unanswered.front(), std::chrono::milliseconds(1000), send_error);
+    if (!answer) {
+      // The job is not reading: the client waits with us, unless it has gone.
+      if (out.clientGone()) cut = UploadCut{ApiError{400, "bad_request", "client gone"}, true};
+      continue;
+    }
+    unanswered.pop_front();
+    if (!answer->ok()) cut = UploadCut{fromSupervisor(answer->error())};
+  }
+  for (uint32_t frame : unanswered) channel_.forget(frame);
+  auto status = channel_.stdinClose(protocol::StdinCloseRequest{p.token, id, !cut});
+  if (cut && cut->client_gone) return;
+  if (cut) return sendError(out, cut->error);
+  if (!status.ok()) return sendError(out, fromSupervisor(status.error()));
+  sendJson(out, 200, statusJson(status.value()));
+}
+
+// GET /v1/events: JSON lines, one event each, in sequence order; with follow=true the stream
+// stays open for the next ones. A `since` the ring no longer covers is a 410 before the stream;
+// during it the stream just ends, and the client's resume learns the 410 then.
+void Api::events(const Target& t, const Principal& p, Responder& out) {
+  protocol::EventsReadRequest req;
+  req.token = p.token;
+  auto follow = boolParam(t, "follow");
+  if (!follow.ok()) return sendError(out, follow.error());
+  req.follow = follow.value();
+  if (auto it = t.query.find("job"); it != t.query.end()) {
+    if (!names::validJobId(it->second)) {
+      return sendError(out, badRequest("job must be a job id (a lowercase UUIDv4)"));
+    }
+    req.job_id = it->second;
+  }
+  if (auto it = t.query.find("since"); it != t.query.end()) {
+    const std::string& v = it->second;
+    if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) {
+      return sendError(out, badRequest("since must be the seq of an event"));
+    }
+    req.has_since = true;
+    req.since = std::stoull(v);
+  }
+  if (req.follow) out.willStream();
+  auto batch = channel_.eventsRead(req);
+  if (!batch.ok()) return sendError(out, fromSupervisor(batch.error()));
+  if (!out.startChunked(200, {}, "application/x-ndjson")) return;
+  for (;;) {
+    const protocol::EventBatch& b = batch.value();
+    std::string lines;
+    for (const auto& e : b.events) {
+      JsonWriter w;
+      writeEvent(w, e);
+      lines += w.take();
+      lines += '\n';
+    }
+    if (!lines.empty() && !out.writeChunk(lines)) return;
+    // A batch under the maximum reached the newest event.
+    if (!req.follow && b.events.size() < protocol::kMaxEventsPerBatch) {
+      out.finishChunked();
+      return;
+    }
+    if (b.events.empty() && out.clientGone()) return;
+    req.has_since = true;
+    req.since = b.next_since;
+    batch = channel_.eventsRead(req);
+    if (!batch.ok()) {
+      out.finishChunked();
+      return;
+    }
   }
 }
 

@@ -29,15 +29,21 @@ std::optional<ApiError> checkLimitMaxima(const config::Settings& cfg, const std:
 
 // The route templates of the API: the `route` label of /metrics and ROUTE= of the access log.
 // The last one stands for every request no route matched.
-inline constexpr std::array<std::string_view, 12> kRouteTemplates = {
-    "/v1/healthz",        "/v1/login",          "/v1/logout",    "/v1/whoami",
-    "/v1/version",        "/v1/jobs",           "/v1/jobs/{id}", "/v1/jobs/{id}/stop",
-    "/v1/jobs/{id}/logs", "/v1/jobs/{id}/wait", "/metrics",      "unmatched"};
+inline constexpr std::array<std::string_view, 14> kRouteTemplates = {
+    "/v1/healthz",        "/v1/login",          "/v1/logout",          "/v1/whoami",
+    "/v1/version",        "/v1/jobs",           "/v1/jobs/{id}",       "/v1/jobs/{id}/stop",
+    "/v1/jobs/{id}/logs", "/v1/jobs/{id}/wait", "/v1/jobs/{id}/stdin", "/v1/events",
+    "/metrics",           "unmatched"};
 
 struct ApiOptions {
   config::Settings::AccessLog access_log = config::Settings::AccessLog::kOff;
   uint32_t access_log_rate = 10;
+  // A stdin upload whose client sends nothing for this long (while it may) is cut short.
+  uint64_t upload_idle_timeout_ms = config::Settings{}.body_timeout_ms;
 };
+
+// PUT /v1/jobs/{id}/stdin: the one body the API streams instead of buffering.
+bool isStdinUpload(std::string_view method, std::string_view target);
 
 class Api : public RequestHandler {
  public:
@@ -45,12 +51,14 @@ class Api : public RequestHandler {
   explicit Api(SupervisorChannel& channel, const ApiOptions& options = {})
       : channel_(channel),
         request_metrics_(kRouteTemplates),
-        access_log_(options.access_log, options.access_log_rate) {}
+        access_log_(options.access_log, options.access_log_rate),
+        upload_idle_timeout_ms_(options.upload_idle_timeout_ms) {}
 
   // The server whose load /metrics reports (set once, before it serves).
   void reportLoadOf(TlsServer* server) { server_ = server; }
 
   void handle(const HttpRequest& request, Responder& out) override;
+  BodyStreamPredicate streamedBodies() const override { return &isStdinUpload; }
 
  private:
   // What handling a request found out, for its metrics and access log entry.
@@ -85,10 +93,14 @@ class Api : public RequestHandler {
   void stopJob(const HttpRequest& r, const std::string& id, const Principal& p, Responder& out);
   void jobLogs(const Target& t, const std::string& id, const Principal& p, Responder& out);
   void streamChunks(protocol::OutputReadRequest& req, protocol::OutputChunk first, Responder& out);
+  // stdin_events.cc
+  void uploadStdin(const HttpRequest& r, const std::string& id, const Principal& p, Responder& out);
+  void events(const Target& t, const Principal& p, Responder& out);
 
   SupervisorChannel& channel_;
   RequestMetrics request_metrics_;
   AccessLog access_log_;
+  uint64_t upload_idle_timeout_ms_;
   TlsServer* server_ = nullptr;
   struct CachedUser {
     std::string user;

@@ -172,6 +172,37 @@ void writeStatus(JsonWriter& w, const protocol::JobStatus& s) {
     w.key(std::string_view(l).substr(0, eq)).str(eq == std::string::npos ? "" : l.substr(eq + 1));
   }
   w.endObject();
+  w.key("stdin").str(s.stdin_pipe ? "pipe" : "null");
+  if (s.stdin_pipe) {
+    w.key("stdin_bytes").unum(s.stdin_bytes);
+    w.key("stdin_complete").boolean(s.stdin_complete);
+  }
+  w.endObject();
+}
+
+// {"seq":...,"time":...,"type":...,"job":{...},...} (docs/api.md, GET /v1/events)
+void writeEvent(JsonWriter& w, const protocol::JobEvent& e) {
+  w.beginObject();
+  w.key("seq").unum(e.seq);
+  timeOrNull(w, "time", e.time_ms);
+  // The end of a job is named by its final state: exited, killed or failed.
+  w.key("type").str(e.type == protocol::EventType::kEnded ? protocol::jobStateName(e.state)
+                                                          : protocol::eventTypeName(e.type));
+  w.key("job").beginObject();
+  w.key("id").str(e.job_id);
+  w.key("owner").str(e.owner);
+  textOrNull(w, "name", e.name);
+  w.endObject();
+  w.key("state").str(protocol::jobStateName(e.state));
+  w.key("exit_code");
+  if (e.has_exit_code) {
+    w.num(e.exit_code);
+  } else {
+    w.null();
+  }
+  numberOrNull(w, "signal", e.signal);
+  textOrNull(w, "stopped_by", e.stopped_by);
+  textOrNull(w, "error", e.error);
   w.endObject();
 }
 

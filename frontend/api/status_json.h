@@ -24,6 +24,8 @@ std::string coresText(uint32_t millicores);
 // The status object (fields in docs/api.md).
 void writeStatus(JsonWriter& w, const protocol::JobStatus& s);
 std::string statusJson(const protocol::JobStatus& s);
+// One job event of GET /v1/events (without its line end).
+void writeEvent(JsonWriter& w, const protocol::JobEvent& e);
 
 // {"error":{"code":...,"message":...}}
 std::string errorJson(const ApiError& e);

@@ -91,8 +91,24 @@ size_t RequestIntake::feed(std::string_view bytes) {
 
 IntakeRequest RequestIntake::take() {
   IntakeRequest r = std::move(request_);
-  *this = RequestIntake(limits_);
+  RequestIntake next(limits_);
+  if (r.streamed_body) {
+    // The body's framing stays: the worker decodes it through feedStreamed().
+    next.phase_ = Phase::kBody;
+    next.streaming_ = true;
+    next.chunked_ = chunked_;
+    next.content_length_ = content_length_;
+  }
+  *this = std::move(next);
   return r;
+}
+
+size_t RequestIntake::feedStreamed(std::string_view bytes, std::string* out) {
+  if (!streaming_ || phase_ != Phase::kBody) return 0;
+  sink_ = out;
+  size_t used = chunked_ ? feedChunked(bytes) : feedBody(bytes);
+  sink_ = nullptr;
+  return used;
 }
 
 // Collects the head up to its empty line, rejecting a bare LF or CR as soon as it is seen.
@@ -240,11 +256,19 @@ bool RequestIntake::checkFraming() {
   }
   if (!http10 && !has_host_) return fail(400, "bad_request", "an HTTP/1.1 request needs a Host");
   request_.keep_alive = !connection_close_ && (!http10 || connection_keep_alive_);
+  bool has_body = chunked_ || content_length_ > 0;
+  if (has_body && limits_.streams_body != nullptr &&
+      limits_.streams_body(request_.method, request_.target)) {
+    // Complete as far as the acceptor is concerned: the worker reads the body (take()).
+    request_.streamed_body = true;
+    if (http10) request_.expect_continue = false;
+    finish();
+    return true;
+  }
   if (has_length_ && content_length_ > limits_.max_body_bytes) {
     return fail(413, "too_large",
                 "request body over " + std::to_string(limits_.max_body_bytes) + " bytes");
   }
-  bool has_body = chunked_ || content_length_ > 0;
   // Nothing to continue with, or a 1.0 client, which must never get a 1xx (RFC 9110 15.2).
   if (!has_body || http10) request_.expect_continue = false;
   if (has_body) {
@@ -258,7 +282,7 @@ bool RequestIntake::checkFraming() {
 size_t RequestIntake::feedBody(std::string_view bytes) {
   uint64_t left = content_length_ - body_received_;
   size_t n = static_cast<size_t>(std::min<uint64_t>(left, bytes.size()));
-  request_.body.append(bytes.substr(0, n));
+  body().append(bytes.substr(0, n));
   body_received_ += n;
   if (body_received_ == content_length_) finish();
   return n;
@@ -269,7 +293,7 @@ size_t RequestIntake::feedChunked(std::string_view bytes) {
   while (i < bytes.size() && phase_ == Phase::kBody) {
     if (chunk_ == Chunk::kData) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_left_, bytes.size() - i));
-      request_.body.append(bytes.substr(i, n));
+      body().append(bytes.substr(i, n));
       body_received_ += n;
       chunk_left_ -= n;
       i += n;
@@ -328,7 +352,7 @@ bool RequestIntake::chunkSizeLine(std::string_view line) {
   if (digits == 0 || (!ext.empty() && (ext.front() != ';' || !isFieldValue(ext)))) {
     return fail(400, "bad_request", "malformed chunk size line");
   }
-  if (size > limits_.max_body_bytes - body_received_) {
+  if (!streaming_ && size > limits_.max_body_bytes - body_received_) {
     return fail(413, "too_large",
                 "request body over " + std::to_string(limits_.max_body_bytes) + " bytes");
   }

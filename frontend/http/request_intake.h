@@ -22,14 +22,22 @@ struct IntakeRequest {
   std::string target;         // origin-form request-target, e.g. "/v1/jobs?all=true"
   std::string version;        // "HTTP/1.1" or "HTTP/1.0"
   std::string authorization;  // "" when absent
-  std::string body;
+  std::string body;           // empty for a streamed body
   bool keep_alive = true;
   bool expect_continue = false;
+  // The body is left to the worker, which pulls it from the connection as it can pass it on
+  // (RequestIntake::feedStreamed); no cap applies to its length.
+  bool streamed_body = false;
 };
+
+// True for the requests whose body the worker streams (given the method and the target).
+using BodyStreamPredicate = bool (*)(std::string_view method, std::string_view target);
 
 struct IntakeLimits {
   size_t max_head_bytes = size_t{16} * 1024;  // request line + header fields (and chunked trailers)
   uint64_t max_body_bytes = 1 << 20;
+  // Which requests' bodies are streamed to their handler instead of buffered (null: none).
+  BodyStreamPredicate streams_body = nullptr;
 };
 
 // Why a request was refused: the status, the API error code and a message for the client.
@@ -59,8 +67,13 @@ class RequestIntake {
   const IntakeError& error() const { return error_; }
   // Valid once the head is complete (kBody and kComplete).
   const IntakeRequest& request() const { return request_; }
-  // Takes the complete request and starts over for the next one on the connection.
+  // Takes the complete request and starts over for the next one on the connection. For a
+  // streamed body, the intake then stays in kBody until feedStreamed() has decoded all of it.
   IntakeRequest take();
+  // A streamed body's bytes as they arrive: appends the decoded body bytes of `bytes` to *out
+  // and returns how many of `bytes` it consumed (fewer once the body is complete, kComplete,
+  // or the framing is refused, kFailed).
+  size_t feedStreamed(std::string_view bytes, std::string* out);
   // Head and body bytes held for the request in progress.
   size_t bufferedBytes() const { return head_.size() + line_.size() + request_.body.size(); }
   // Body bytes received so far for the request in progress (what the minimum rate measures).
@@ -78,6 +91,7 @@ class RequestIntake {
   bool trailerLine(std::string_view line);
   bool fail(int status, const char* code, std::string message);
   void finish() { phase_ = Phase::kComplete; }
+  std::string& body() { return sink_ != nullptr ? *sink_ : request_.body; }
 
   IntakeLimits limits_;
   Phase phase_ = Phase::kIdle;
@@ -94,6 +108,8 @@ class RequestIntake {
   bool chunked_ = false;
   uint64_t content_length_ = 0;
   uint64_t body_received_ = 0;
+  bool streaming_ = false;       // the body goes to feedStreamed()'s caller, uncapped
+  std::string* sink_ = nullptr;  // where feedStreamed() puts body bytes
 
   // Chunked body state: a framing line (size or trailer) being collected, or chunk data.
   enum class Chunk { kSizeLine, kData, kDataEnd, kTrailer };

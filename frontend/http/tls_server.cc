@@ -396,7 +396,8 @@ void TlsServer::acceptNew(int64_t now_ms) {
     if (!counted) answering_++;
     int one = 1;
     setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    IntakeLimits il{static_cast<size_t>(limits_.max_request_head), limits_.max_request_body};
+    IntakeLimits il{static_cast<size_t>(limits_.max_request_head), limits_.max_request_body,
+                    handler_.streamedBodies()};
     auto c = std::make_unique<Conn>(*this, std::move(fd), std::move(addr), counted, il);
     c->ssl.reset(SSL_new(context_->sslContext()));
     if (!c->ssl || SSL_set_fd(c->ssl.get(), c->fd.get()) != 1) {
@@ -628,7 +629,9 @@ void TlsServer::takeBack() {
   }
   int64_t now = monotonicMs();
   for (auto& c : back) {
-    c->deadline_ms = now + static_cast<int64_t>(limits_.idle_timeout_ms);
+    // Lingering: answered before its streamed body ended, discarding the rest for a while.
+    const bool lingering = c->stage == Conn::Stage::kLingering;
+    c->deadline_ms = now + (lingering ? kLingerMs : static_cast<int64_t>(limits_.idle_timeout_ms));
     c->events = POLLIN;
     conns_.push_back(std::move(c));
   }
@@ -803,19 +806,29 @@ bool sslWriteAll(SSL* ssl, int fd, std::string_view data, uint64_t timeout_ms) {
 // carries its head only (with the Content-Length the GET would have had).
 class Exchange : public Responder {
  public:
-  Exchange(SSL* ssl, int fd, const IntakeRequest& r, uint64_t send_timeout_ms,
+  Exchange(TlsServer::Conn& conn, const IntakeRequest& r, uint64_t send_timeout_ms,
            std::function<void()> on_stream_start)
-      : ssl_(ssl),
-        fd_(fd),
+      : conn_(conn),
+        ssl_(conn.ssl.get()),
+        fd_(conn.fd.get()),
         version_(r.version),
         keep_alive_(r.keep_alive),
         head_only_(r.method == "HEAD"),
+        streamed_body_(r.streamed_body),
+        continue_pending_(r.streamed_body && r.expect_continue),
         send_timeout_ms_(send_timeout_ms),
         on_stream_start_(std::move(on_stream_start)) {}
+
+  BodyRead readBody(std::string* out, size_t max, uint64_t idle_timeout_ms) override;
+  IntakeError bodyError() const override { return conn_.intake.error(); }
+  // A streamed body the handler did not read to its end: the connection cannot carry another
+  // request.
+  bool bodyLeft() const { return streamed_body_ && !body_done_; }
 
   void send(int status, const Headers& headers, std::string_view content_type,
             std::string_view body) override {
     if (state_ != State::kIdle) return;
+    if (bodyLeft()) keep_alive_ = false;
     status_ = status;
     std::string out =
         responseHead(status, version_, headers, content_type, body.size(), keep_alive_);
@@ -825,6 +838,7 @@ class Exchange : public Responder {
 
   bool startChunked(int status, const Headers& headers, std::string_view content_type) override {
     if (state_ != State::kIdle) return false;
+    if (bodyLeft()) keep_alive_ = false;
     status_ = status;
     std::string head =
         responseHead(status, version_, headers, content_type, std::nullopt, keep_alive_);
@@ -886,11 +900,15 @@ class Exchange : public Responder {
     return true;
   }
 
+  TlsServer::Conn& conn_;
   SSL* ssl_;
   int fd_;
   std::string version_;
   bool keep_alive_;
   bool head_only_;
+  bool streamed_body_;
+  bool continue_pending_;  // Expect: 100-continue, sent when the handler first reads the body
+  bool body_done_ = false;
   uint64_t send_timeout_ms_;
   std::function<void()> on_stream_start_;
   bool streamed_ = false;
@@ -898,6 +916,51 @@ class Exchange : public Responder {
   int status_ = 0;
   uint64_t bytes_sent_ = 0;
 };
+
+BodyRead Exchange::readBody(std::string* out, size_t max, uint64_t idle_timeout_ms) {
+  if (!streamed_body_ || body_done_) return BodyRead::kEnd;
+  if (continue_pending_) {
+    // Only now: a request refused before its body is read never makes the client send it.
+    continue_pending_ = false;
+    if (!sslWriteAll(ssl_, fd_, version_ + " 100 Continue\r\n\r\n", send_timeout_ms_)) {
+      return BodyRead::kGone;
+    }
+  }
+  const size_t start = out->size();
+  RequestIntake& intake = conn_.intake;
+  char buf[kReadChunk];
+  for (;;) {
+    if (!conn_.pending.empty()) {
+      // Never more than `max` decoded bytes: the rest of what was read waits in `pending`.
+      size_t room = max - (out->size() - start);
+      size_t used = intake.feedStreamed(std::string_view(conn_.pending).substr(0, room), out);
+      conn_.pending.erase(0, used);
+    }
+    if (intake.phase() == RequestIntake::Phase::kFailed) return BodyRead::kBad;
+    if (intake.phase() == RequestIntake::Phase::kComplete) {
+      body_done_ = true;
+      (void)intake.take();  // ready for the next request on the connection
+      return out->size() > start ? BodyRead::kData : BodyRead::kEnd;
+    }
+    if (out->size() - start >= max) return BodyRead::kData;
+    ERR_clear_error();
+    int n = SSL_read(ssl_, buf, sizeof buf);
+    if (n > 0) {
+      conn_.pending.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    int e = SSL_get_error(ssl_, n);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return BodyRead::kGone;
+    if (out->size() > start) return BodyRead::kData;  // pass on what came; read more later
+    pollfd p{fd_, static_cast<short>(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+    int r;
+    do {
+      r = ::poll(&p, 1, static_cast<int>(std::min<uint64_t>(idle_timeout_ms, INT32_MAX)));
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) return BodyRead::kTimeout;
+    if (r < 0 || (p.revents & POLLNVAL) != 0) return BodyRead::kGone;
+  }
+}
 
 }  // namespace
 
@@ -911,8 +974,8 @@ void TlsServer::serve(Work w) {
   req.authorization = std::move(w.request.authorization);
   req.body = std::move(w.request.body);
   req.client_addr = c.addr.text;
-  Exchange ex(c.ssl.get(), c.fd.get(), w.request, limits_.send_timeout_ms,
-              [this] { streamStarted(); });
+  req.streamed_body = w.request.streamed_body;
+  Exchange ex(c, w.request, limits_.send_timeout_ms, [this] { streamStarted(); });
   struct StreamGuard {  // streamEnded() however handle() leaves
     TlsServer* server;
     Exchange& ex;
@@ -928,6 +991,17 @@ void TlsServer::serve(Work w) {
     }
   } catch (const std::exception& e) {
     log::warning("request from " + c.addr.text + " failed: " + e.what());
+    return;
+  }
+  if (ex.bodyLeft() && ex.answered() && !stopping_) {
+    // Answered before the client finished its body: close after discarding what it still
+    // sends for a while, so that a reset does not destroy the answer.
+    ERR_clear_error();
+    SSL_shutdown(c.ssl.get());
+    ::shutdown(c.fd.get(), SHUT_WR);
+    c.pending.clear();
+    c.stage = Conn::Stage::kLingering;
+    handBack(std::move(w.conn));
     return;
   }
   if (ex.reusable() && !stopping_) handBack(std::move(w.conn));

@@ -106,8 +106,18 @@ struct HttpRequest {
   std::string method;         // a HEAD arrives as GET: the server drops the body of its answer
   std::string target;         // raw request-target, e.g. "/v1/jobs?all=true"
   std::string authorization;  // the Authorization header, "" if absent
-  std::string body;
-  std::string client_addr;  // "127.0.0.1", "::1"
+  std::string body;           // empty when streamed_body: Responder::readBody() pulls it
+  std::string client_addr;    // "127.0.0.1", "::1"
+  bool streamed_body = false;
+};
+
+// What Responder::readBody() got.
+enum class BodyRead {
+  kData,     // *out holds more of the body
+  kEnd,      // the body is complete (nothing was added)
+  kTimeout,  // the client sent nothing for the idle time
+  kGone,     // the client closed or reset the connection
+  kBad,      // the body's framing is malformed (bodyError() says how)
 };
 
 // How a handler answers. Exactly one of send() or startChunked() per request.
@@ -127,6 +137,17 @@ class Responder {
   // The handler is about to hold its worker for long (a follow): the server adds a worker so
   // short requests are not starved.
   virtual void willStream() {}
+  // A streamed body (HttpRequest::streamed_body), read from the client only when asked: up to
+  // `max` decoded bytes appended to *out, waiting at most idle_timeout_ms for the client to send
+  // any. An answer sent before the body's end closes the connection afterwards.
+  virtual BodyRead readBody(std::string* out, size_t max, uint64_t idle_timeout_ms) {
+    (void)out;
+    (void)max;
+    (void)idle_timeout_ms;
+    return BodyRead::kEnd;
+  }
+  // Why readBody() returned kBad: the status, code and message to answer with.
+  virtual IntakeError bodyError() const { return {}; }
   // For the metrics and the access log: the status sent (0: none yet) and the bytes written.
   virtual int statusSent() const { return 0; }
   virtual uint64_t bytesSent() const { return 0; }
@@ -136,6 +157,8 @@ class RequestHandler {
  public:
   virtual ~RequestHandler() = default;
   virtual void handle(const HttpRequest& request, Responder& out) = 0;
+  // Which requests' bodies the handler reads itself, as they arrive (null: none).
+  virtual BodyStreamPredicate streamedBodies() const { return nullptr; }
 };
 
 class TlsServer {

@@ -144,8 +144,17 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
                     st.error().sys_errno});
   }
 
+  UniqueFd stdin_read;  // closed after the spawn: the command's fd 0 is the only read end left
+  if (r.stdin_pipe) {
+    auto feed = StdinFeed::create(&stdin_read);
+    if (!feed) return refused({ErrorCode::kInternal, feed.error().message});
+    job->stdin_feed.emplace(std::move(feed.value()));
+  }
   SpawnFailure failure = SpawnFailure::kNone;
-  auto spawned = spawnJob(spawnRequest(*job, r, *account, isolation), &failure);
+  SpawnRequest spawn = spawnRequest(*job, r, *account, isolation);
+  spawn.stdin_read_fd = stdin_read.get();
+  auto spawned = spawnJob(spawn, &failure);
+  stdin_read.reset();
   // The shim holds its own copies now (or there is no shim): jobworkerd keeps no fd of the job's
   // files; reads open them on demand.
   for (auto& st : job->streams) {
@@ -162,10 +171,13 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
     }
     log::err("job " + job->id() + " of " + u.name + " failed to start: " + e.message);
     job->markFailed(e.message, realtimeMs());
+    if (job->stdin_feed) (void)job->stdin_feed->close(false);
     resources->releaseOutput();
     state_.saveEndRecord(job->status());
     countJobEnd(*job);
     Job* raw = jobs_.insert(std::move(job));
+    emitEvent(*raw, protocol::EventType::kCreated);
+    emitEvent(*raw, protocol::EventType::kEnded);
     enforceRetention();
     return raw;
   }
@@ -184,6 +196,8 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
   }
   Job* raw = jobs_.insert(std::move(job));
   state_.saveJob(raw->status());
+  emitEvent(*raw, protocol::EventType::kCreated);
+  emitEvent(*raw, protocol::EventType::kStarted);
   watchJob(*raw);
   logJobStart(*raw, who, r, account->name);
   updateServiceStatus();
@@ -353,7 +367,10 @@ void Supervisor::onJobDeadline(Job& job) {
   if (job.mainExited()) return;
   bool first = !job.stopRequested();
   if (!job.requestStop("timeout")) return;
-  if (first) logJobStop(job, "timeout", settings_.stop_grace_ms, "");
+  if (first) {
+    logJobStop(job, "timeout", settings_.stop_grace_ms, "");
+    emitEvent(job, protocol::EventType::kStopRequested);
+  }
   armBackupKill(job, settings_.stop_grace_ms);
 }
 
@@ -389,6 +406,8 @@ void Supervisor::onJobExit(const std::string& job_id) {
     status = W_EXITCODE(0, SIGKILL);
   }
   recordShimEnd(*job, status);
+  // Nobody reads the pipe any more (an upload in progress learns it from its next frame).
+  endStdin(*job, false, "the job ended");
   // The shim killed the rest of its job before it reported; the cgroup kill catches what left
   // its process group without a PID namespace.
   killJob(*job);
@@ -425,6 +444,7 @@ void Supervisor::publishJob(Job& job) {
     job.final_usage = job.cgroup->usage();
   }
   job.publish(realtimeMs());
+  emitEvent(job, protocol::EventType::kEnded);
   protocol::JobStatus s = job.status();
   state_.saveEndRecord(s);
   std::string how = s.state == protocol::JobState::kExited ? describeWait(CLD_EXITED, s.exit_code)
@@ -495,6 +515,7 @@ void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms,
   if (first) {
     logJobStop(job, by, grace_ms, remote_address);
     state_.saveJob(job.status());  // who stopped it, should the daemon not see its end
+    emitEvent(job, protocol::EventType::kStopRequested);
   }
   // The shim signals the command's process group and SIGKILLs the whole job after the grace.
   shim::FrameWriter stop(shim::Frame::kStop);
@@ -568,6 +589,7 @@ void Supervisor::releaseJob(Job& job) {
     if (t != 0) loop_.cancelTimer(t);
   }
   closeShimChannel(job);
+  endStdin(job, false, "the job was released");
   if (job.pidfd_watch != 0) loop_.unwatch(job.pidfd_watch);
   if (!job.ended() && job.pid() > 0) killJob(job);
   if (job.cgroup) (void)job.cgroup->remove();

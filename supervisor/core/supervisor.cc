@@ -62,7 +62,8 @@ Supervisor::Supervisor(SupervisorOptions options)
       sessions_(opt_.settings.session_ttl_ms),
       verifier_(loop_, verifierOptions(opt_)),
       throttle_([] { return EventLoop::monotonicMs(); }, throttleLimits(opt_.settings)),
-      metrics_(opt_.settings.metrics_max_users) {}
+      metrics_(opt_.settings.metrics_max_users),
+      events_(kEventRingSize, static_cast<uint64_t>(realtimeMs()) * 1000) {}
 
 Supervisor::~Supervisor() {
   frontend_.reset();
@@ -313,6 +314,10 @@ void Supervisor::onFrontendGone() {
   parked_.clear();
   parked_waits_.clear();
   parked_count_ = 0;
+  for (auto& [key, p] : parked_events_) loop_.cancelTimer(p.timer);
+  parked_events_.clear();
+  // Nobody is left to send the rest: each upload in progress ends cut short (EOF for its job).
+  endUploads("the frontend is gone");
 }
 
 Status Supervisor::handleReady(uint32_t, const protocol::Empty&) {
@@ -714,6 +719,14 @@ void Supervisor::releaseParkedWithoutSession() {
   for (const Dead& d : dead) {
     loop_.cancelTimer(d.timer);
     expireWait(d.job_id, d.key);
+  }
+  std::vector<std::pair<uint64_t, EventLoop::TimerId>> dead_events;
+  for (const auto& [key, p] : parked_events_) {
+    if (sessions_.find(p.req.token, now) == nullptr) dead_events.emplace_back(key, p.timer);
+  }
+  for (auto [key, timer] : dead_events) {
+    loop_.cancelTimer(timer);
+    expireParkedEvents(key);
   }
 }
 

@@ -27,6 +27,7 @@
 #include "supervisor/core/event_loop.h"
 #include "supervisor/core/metrics.h"
 #include "supervisor/frontend_link/frontend_process.h"
+#include "supervisor/jobs/event_ring.h"
 #include "supervisor/jobs/fd_budget.h"
 #include "supervisor/jobs/job_table.h"
 #include "supervisor/jobs/output_store.h"
@@ -60,6 +61,8 @@ class Supervisor {
   static constexpr uint64_t kParkedReadMs = 15'000;
   static constexpr uint64_t kDrainDeadlineMs = 2'000;
   static constexpr uint64_t kMaxShutdownGraceMs = 5'000;
+  // Job events kept for GET /v1/events?since= (a few hundred bytes each).
+  static constexpr size_t kEventRingSize = 4096;
 
   explicit Supervisor(SupervisorOptions options);
   ~Supervisor();
@@ -82,6 +85,14 @@ class Supervisor {
   struct ParkedWait {
     uint32_t request_id;
     protocol::Token token;
+    EventLoop::TimerId timer;
+  };
+  // An events read with nothing to show yet, answered by the next visible event or its timer.
+  struct ParkedEvents {
+    uint32_t request_id;
+    protocol::EventsReadRequest req;
+    std::string user;
+    protocol::Role role;
     EventLoop::TimerId timer;
   };
   enum class Access { kRead, kWrite };
@@ -180,6 +191,22 @@ class Supervisor {
   void countJobEnd(const Job& job);
   void startLagProbe();
   void probeLoopLag(uint64_t due_us);
+  // stdin_requests.cc: a job's stdin upload, fed into its pipe without blocking
+  void handleStdinOpen(uint32_t id, const protocol::StdinOpenRequest& r);
+  Status handleStdinWrite(uint32_t id, protocol::StdinWriteRequest& r);  // error: violation
+  void handleStdinClose(uint32_t id, const protocol::StdinCloseRequest& r);
+  Job* uploadTarget(uint32_t id, const UserRecord& user, const std::string& job_id);
+  void feedStdin(Job& job);
+  // Closes the job's stdin pipe (EOF), answering the frames not written with an error.
+  void endStdin(Job& job, bool complete, const std::string& why);
+  void endUploads(const std::string& why);  // every upload in progress (the frontend is gone)
+  // event_requests.cc: the job events of GET /v1/events
+  void emitEvent(const Job& job, protocol::EventType type);
+  void handleEventsRead(uint32_t id, const protocol::EventsReadRequest& r);
+  bool answerEvents(uint32_t id, const protocol::EventsReadRequest& r, const std::string& user,
+                    protocol::Role role, bool park);
+  void answerParkedEvents();
+  void expireParkedEvents(uint64_t key);
   // Resolves user + job with role and ownership rules; replies with the error itself and
   // returns null when refused.
   Job* accessibleJob(uint32_t id, const UserRecord& u, const std::string& job_id, Access a);
@@ -262,6 +289,8 @@ class Supervisor {
   std::unordered_map<std::string, std::map<uint64_t, ParkedWait>> parked_waits_;
   size_t parked_count_ = 0;  // reads and waits: both bounded by kMaxParkedReads
   uint64_t next_parked_key_ = 1;
+  EventRing events_;
+  std::map<uint64_t, ParkedEvents> parked_events_;
 };
 
 }  // namespace jw::supervisor

@@ -42,8 +42,9 @@ int resetSignals() {
   return sigprocmask(SIG_SETMASK, &none, nullptr) == 0 ? 0 : errno;
 }
 
-int redirectStdio(const CommandFds& fds) {
-  // fd 0 is already /dev/null (the shim was exec'd with it).
+int redirectStdio(const InitSpec& s, const CommandFds& fds) {
+  // fd 0 is already /dev/null (the shim was exec'd with it), unless the job reads a pipe.
+  if (s.has(shim::kFlagStdinPipe) && dup2(shim::kStdinFd, STDIN_FILENO) < 0) return errno;
   if (dup2(fds.out_w, STDOUT_FILENO) < 0) return errno;
   if (dup2(fds.err_w >= 0 ? fds.err_w : fds.out_w, STDERR_FILENO) < 0) return errno;
   return 0;
@@ -141,7 +142,7 @@ void runCommand(const InitSpec& s, const CommandFds& fds) {
   int err;
   if ((err = resetSignals()) != 0) fail(fds, InitStep::kSignals, err);
   if (setpgid(0, 0) != 0) fail(fds, InitStep::kProcessGroup, errno);
-  if ((err = redirectStdio(fds)) != 0) fail(fds, InitStep::kStdio, err);
+  if ((err = redirectStdio(s, fds)) != 0) fail(fds, InitStep::kStdio, err);
   if ((err = setResourceLimits(s)) != 0) fail(fds, InitStep::kResourceLimits, err);
   if (dropsCapabilities(s) && (err = dropBoundingSet(s.last_cap)) != 0) {
     fail(fds, InitStep::kBoundingSet, err);

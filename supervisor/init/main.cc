@@ -224,6 +224,8 @@ void Shim::startCommand() {
   setpgid(pid, pid);
   command_ = pid;
   close(report[1]);
+  // The command's copy is its stdin; ours would keep the pipe open after the command exits.
+  if (s_.has(shim::kFlagStdinPipe)) close(shim::kStdinFd);
   for (int& w : out_w_) {
     if (w >= 0) close(w);
     w = -1;

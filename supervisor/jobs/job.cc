@@ -133,6 +133,11 @@ protocol::JobStatus Job::status() const {
   s.run_as = spec_.run_as;
   s.name = spec_.name;
   s.labels = spec_.labels;
+  if (stdin_feed) {
+    s.stdin_pipe = true;
+    s.stdin_bytes = stdin_feed->bytes();
+    s.stdin_complete = stdin_feed->complete();
+  }
   return s;
 }
 

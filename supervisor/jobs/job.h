@@ -18,6 +18,7 @@
 #include "supervisor/cgroup/cgroup.h"
 #include "supervisor/core/event_loop.h"
 #include "supervisor/jobs/output_store.h"
+#include "supervisor/jobs/stdin_feed.h"
 
 namespace jw::supervisor {
 
@@ -116,6 +117,7 @@ class Job {
   uint64_t kill_deadline_ms = 0;        // monotonic; 0: no SIGKILL scheduled
   protocol::Usage final_usage;          // captured when the job ended
   bool oom_killed = false;
+  std::optional<StdinFeed> stdin_feed;  // "stdin": "pipe"; kept (closed) after the upload
 
   bool separate() const { return spec_.output == protocol::OutputMode::kSeparate; }
 

@@ -31,15 +31,16 @@ constexpr int kStartTimeoutMs = 30'000;
 
 // The clone child's descriptors, in the order of their fixed numbers in the shim.
 struct InitExec {
-  int sources[7];  // devnull, spec, channel, supervisor end, stdout log, stderr log, exit record
+  // devnull, spec, channel, supervisor end, stdout log, stderr log, exit record, stdin read end
+  int sources[8];
   int init_fd = -1;
   char* argv[3] = {nullptr, nullptr, nullptr};
   char* envp[1] = {nullptr};
 };
 
-constexpr int kTargets[7] = {shim::kDevNullFd,       shim::kSpecFd,      shim::kChannelFd,
+constexpr int kTargets[8] = {shim::kDevNullFd,       shim::kSpecFd,      shim::kChannelFd,
                              shim::kSupervisorEndFd, shim::kStdoutLogFd, shim::kStderrLogFd,
-                             shim::kExitRecordFd};
+                             shim::kExitRecordFd,    shim::kStdinFd};
 constexpr int kInitFdSlot = shim::kFirstFreeFd;  // close-on-exec: gone once the shim runs
 constexpr int kParkFds = 64;                     // above every fixed number
 
@@ -55,14 +56,14 @@ constexpr int kParkFds = 64;                     // above every fixed number
 // The job pins no page of jobworkerd: the fds move to their fixed numbers and the shim is exec'd
 // at once, before anything else runs in this copy of the supervisor.
 [[noreturn]] void execInit(const InitExec& x) {
-  int parked[7];
-  for (int i = 0; i < 7; i++) {
+  int parked[8];
+  for (int i = 0; i < 8; i++) {
     parked[i] = x.sources[i] < 0 ? -1 : fcntl(x.sources[i], F_DUPFD_CLOEXEC, kParkFds);
     if (x.sources[i] >= 0 && parked[i] < 0) _exit(127);
   }
   int init = fcntl(x.init_fd, F_DUPFD_CLOEXEC, kParkFds);
   if (init < 0) _exit(127);
-  for (int i = 0; i < 7; i++) {
+  for (int i = 0; i < 8; i++) {
     if (parked[i] < 0) {
       close(kTargets[i]);
     } else if (dup2(parked[i], kTargets[i]) < 0) {
@@ -110,6 +111,7 @@ Result<ShimSpec> shimSpec(const SpawnRequest& req, SpawnFailure* failure) {
   if (req.change_credentials) f |= shim::kFlagCredentials;
   if (req.core_dumps) f |= shim::kFlagCoreDumps;
   if (req.separate_stderr) f |= shim::kFlagSeparate;
+  if (req.stdin_read_fd >= 0) f |= shim::kFlagStdinPipe;
   if (req.cgroup != nullptr) {
     f |= shim::kFlagOwnCgroup;
     if (req.cgroup->unified()) f |= shim::kFlagCgroupV2;
@@ -235,7 +237,7 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
   std::string name = "jw-init";
   std::string short_id = req.job_id.substr(0, 8);
   InitExec x{{devnull.get(), memfd->get(), shims.get(), ours.get(), req.stdout_log_fd,
-              req.stderr_log_fd, req.exit_record_fd},
+              req.stderr_log_fd, req.exit_record_fd, req.stdin_read_fd},
              req.init_fd,
              {name.data(), short_id.data(), nullptr},
              {nullptr}};

@@ -49,6 +49,9 @@ struct SpawnRequest {
   int stdout_log_fd = -1;
   int stderr_log_fd = -1;
   int exit_record_fd = -1;
+  // The read end of the job's stdin pipe ("stdin": "pipe"), else -1 (/dev/null). Borrowed too:
+  // the caller closes its copy after the spawn, so that only the command holds it.
+  int stdin_read_fd = -1;
   uint64_t output_cap = 0;
   uint64_t timeout_ms = 0;     // the shim's deadline from now (CLOCK_BOOTTIME); 0: none
   uint64_t stop_grace_ms = 0;  // the shim's SIGTERM -> SIGKILL grace at its deadline

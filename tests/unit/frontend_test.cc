@@ -294,7 +294,17 @@ TEST(StatusJson, RendersEveryField) {
             "\"limits\":{\"cpu\":0.5,\"memory\":1048576,\"pids\":null,\"io\":[]},"
             "\"usage\":{\"cpu_seconds\":0.25,\"pids_peak\":3},"
             "\"isolation\":[\"pid\",\"mount\"],\"run_as\":\"nobody\","
-            "\"name\":\"web\",\"labels\":{\"app\":\"web\",\"tier\":\"\"}}");
+            "\"name\":\"web\",\"labels\":{\"app\":\"web\",\"tier\":\"\"},\"stdin\":\"null\"}");
+}
+
+TEST(StatusJson, StdinFieldsOfAPipeJob) {
+  protocol::JobStatus s = sampleStatus();
+  s.stdin_pipe = true;
+  s.stdin_bytes = 1ULL << 30;
+  std::string j = statusJson(s);
+  EXPECT_NE(j.find("\"stdin\":\"pipe\",\"stdin_bytes\":1073741824,\"stdin_complete\":false}"),
+            std::string::npos)
+      << j;
 }
 
 TEST(StatusJson, SeparateKilledAndInvalidUtf8) {

@@ -57,6 +57,9 @@ JobStatus sampleStatus() {
   s.run_as = "nobody";
   s.name = "web";
   s.labels = {"app=web", "env=prod"};
+  s.stdin_pipe = true;
+  s.stdin_bytes = 1ULL << 33;
+  s.stdin_complete = true;
   return s;
 }
 
@@ -109,6 +112,7 @@ JobStartRequest sample<JobStartRequest>() {
   js.remote_address = "2001:db8::2";
   js.name = "nightly";
   js.labels = {"team=infra", "tier="};
+  js.stdin_pipe = true;
   return js;
 }
 template <>
@@ -164,6 +168,32 @@ OutputChunk sample<OutputChunk>() {
 template <>
 HealthReply sample<HealthReply>() {
   return {true, {"cgroups: v1", "missing controller: io"}};
+}
+template <>
+StdinOpenRequest sample<StdinOpenRequest>() {
+  return {sampleToken(0x88), "xyz", "192.0.2.10"};
+}
+template <>
+StdinWriteRequest sample<StdinWriteRequest>() {
+  return {sampleToken(0x99), "xyz", std::string(kMaxStdinChunk, '\0')};
+}
+template <>
+StdinCloseRequest sample<StdinCloseRequest>() {
+  return {sampleToken(0xaa), "xyz", true};
+}
+template <>
+EventsReadRequest sample<EventsReadRequest>() {
+  return {sampleToken(0xbb), true, 1ULL << 50, "xyz", true};
+}
+template <>
+EventBatch sample<EventBatch>() {
+  JobEvent e{
+      7,     1700000000123, EventType::kEnded, "id", "alice", "web", JobState::kExited, true, 3, 0,
+      "bob", "oops"};
+  JobEvent f = e;
+  f.seq = 9;
+  f.type = EventType::kStopRequested;
+  return {{e, f}, 12};
 }
 template <>
 MetricsReply sample<MetricsReply>() {

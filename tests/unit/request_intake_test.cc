@@ -213,3 +213,67 @@ TEST(RequestIntake, TakeStartsOver) {
 
 }  // namespace
 }  // namespace jw::frontend
+
+namespace jw::frontend {
+namespace {
+
+bool streamsPut(std::string_view method, std::string_view target) {
+  return method == "PUT" && target == "/upload";
+}
+
+// A streamed body: the head completes alone, the body (uncapped) comes out of feedStreamed in
+// whatever pieces, and the next pipelined request is left over.
+TEST(RequestIntake, StreamedChunkedBodyIsDecodedPieceByPieceWithoutTheCap) {
+  IntakeLimits limits;
+  limits.max_body_bytes = 4;  // the cap of buffered bodies: a streamed one ignores it
+  limits.streams_body = &streamsPut;
+  std::string body = "hello, streamed world";
+  std::string wire = "PUT /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n" +
+                     body.substr(0, 5) + "\r\n10\r\n" + body.substr(5) + "\r\n0\r\n\r\nGET /";
+  for (size_t step : {1u, 3u, 1000u}) {
+    RequestIntake in(limits);
+    size_t used = in.feed(wire);
+    ASSERT_EQ(in.phase(), Phase::kComplete);
+    IntakeRequest r = in.take();
+    EXPECT_TRUE(r.streamed_body);
+    EXPECT_TRUE(r.body.empty());
+    std::string out;
+    while (in.phase() == Phase::kBody && used < wire.size()) {
+      used += in.feedStreamed(std::string_view(wire).substr(used, step), &out);
+    }
+    EXPECT_EQ(in.phase(), Phase::kComplete);
+    EXPECT_EQ(out, body);
+    EXPECT_EQ(wire.substr(used), "GET /");
+  }
+}
+
+TEST(RequestIntake, StreamedBodyWithALengthAndBrokenFramingAreTold) {
+  IntakeLimits limits;
+  limits.max_body_bytes = 1;
+  limits.streams_body = &streamsPut;
+  RequestIntake in(limits);
+  std::string wire = "PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789";
+  size_t used = in.feed(wire);
+  ASSERT_EQ(in.phase(), Phase::kComplete);
+  ASSERT_TRUE(in.take().streamed_body);
+  std::string out;
+  used += in.feedStreamed(std::string_view(wire).substr(used), &out);
+  EXPECT_EQ(out, "0123456789");
+  EXPECT_EQ(in.phase(), Phase::kComplete);
+
+  RequestIntake bad(limits);
+  std::string chunked =
+      "PUT /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+  used = bad.feed(chunked);
+  ASSERT_TRUE(bad.take().streamed_body);
+  bad.feedStreamed(std::string_view(chunked).substr(used), &out);
+  EXPECT_EQ(bad.phase(), Phase::kFailed);
+  // Other requests keep the buffered path and its cap.
+  RequestIntake other(limits);
+  other.feed("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n");
+  EXPECT_EQ(other.phase(), Phase::kFailed);
+  EXPECT_EQ(other.error().status, 413);
+}
+
+}  // namespace
+}  // namespace jw::frontend
