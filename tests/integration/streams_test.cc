@@ -89,7 +89,7 @@ class Generator {
 
  private:
   void run() {
-    std::vector<unsigned char> buf(256 * 1024);
+    std::vector<unsigned char> buf(size_t{256} * 1024);
     uint64_t state = 0x9e3779b97f4a7c15ULL;
     while (produced_ < total_ && !stop_) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), total_ - produced_));
@@ -230,8 +230,8 @@ TEST_F(Streams, AJobThatDoesNotReadHoldsTheUploadWithoutMemoryGrowth) {
   // Pipe (1 MiB), window (2 x 128 KiB), one TLS read, and the kernel's socket buffers: far
   // below what the generator had to give.
   EXPECT_LT(held, uint64_t{64} << 20);
-  EXPECT_LT(super_after, super_before + 16 * 1024);
-  EXPECT_LT(front_after, front_before + 16 * 1024);
+  EXPECT_LT(super_after, super_before + uint64_t{16} * 1024);
+  EXPECT_LT(front_after, front_before + uint64_t{16} * 1024);
   auto mid = parseObject(https(*daemon_, "GET", "/v1/jobs/" + id, "", alice_).body);
   EXPECT_GT(mid->getValue<uint64_t>("stdin_bytes"), 0U);
   EXPECT_FALSE(mid->getValue<bool>("stdin_complete"));
