@@ -277,9 +277,8 @@ Status chooseCgroupBackend(SupervisorOptions& opt) {
   opt.cgroups = std::move(backend.value());
   log::info("cgroups: " + opt.cgroups->name() + ", instance " + instance.name);
   for (const auto& d : opt.cgroups->details()) log::info("cgroups: " + d);
-  // Nothing is re-adopted yet: every job cgroup of this instance is a previous run's leftover.
-  size_t removed = opt.cgroups->removeLeftovers({});
-  if (removed > 0) log::notice("cgroups: removed " + std::to_string(removed) + " leftover jobs");
+  // The leftovers of a previous run are removed once its records say which jobs still run
+  // (Supervisor::loadState): those are taken over, with their cgroups.
   return okStatus();
 }
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -60,6 +61,9 @@ class Supervisor {
   static constexpr uint64_t kParkedReadMs = 15'000;
   static constexpr uint64_t kDrainDeadlineMs = 2'000;
   static constexpr uint64_t kMaxShutdownGraceMs = 5'000;
+  // The shim escalates a stop to SIGKILL itself after the grace; jobworkerd's own SIGKILL (to the
+  // shim, and the cgroup) only backs that up, for a shim that does not.
+  static constexpr uint64_t kShimGraceMarginMs = 1'000;
 
   explicit Supervisor(SupervisorOptions options);
   ~Supervisor();
@@ -110,6 +114,11 @@ class Supervisor {
   // durable_state.cc: the records of a previous run, and the sessions' tie to the users file
   Status loadState();
   SessionStore::Hash passwordTag(const std::string& user) const;
+  // adoption.cc: the running jobs of a previous jobworkerd (a crash, an upgrade in place)
+  void takeOverJob(const JobRecord& record, std::set<std::string>& keep_cgroups);
+  std::optional<shim::Exited> readExitRecord(const std::string& job_id) const;
+  void onAdoptedJobExit(Job& job);
+  void finishAdoptedJob(Job& job, std::optional<int> shim_status);
 
   // systemd: the watchdog's pings (a timer of the event loop) and the STATUS= line
   void startWatchdog();
