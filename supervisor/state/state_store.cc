@@ -326,8 +326,8 @@ int checkState(const std::string& state_dir) {
     sep = ", ";
   }
   std::printf(
-      "; %zu running with a shim to take over)\nsessions: %zu live\ncorrupt: %zu (would be moved "
-      "to %s/corrupt)\n",
+      ")\nrunning with a shim to take over: %zu\nsessions: %zu live\ncorrupt: %zu (would be "
+      "moved to %s/corrupt)\n",
       adoptable, loaded.sessions.size(), loaded.corrupt, state_dir.c_str());
   for (const auto& p : loaded.problems) std::printf("  %s\n", p.c_str());
   if (loaded.newer_version > 0) {
