@@ -11,8 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "common/log.h"
 #include "jw_build_config.h"
@@ -28,18 +31,36 @@ namespace {
 constexpr int kCheckDeadlineMs = 30'000;
 constexpr size_t kMaxCheckOutput = 4096;
 
-// Root execs it: it must be a regular, executable file that only root can change.
-Status checkBinary(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return sysError(path);
-  if (!S_ISREG(st.st_mode)) return Error{path + " is not a regular file"};
-  if ((st.st_mode & S_IXUSR) == 0) return Error{path + " is not executable"};
-  if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+// Only root (the daemon's uid) may change it: owned by it and not group- or other-writable,
+// a sticky directory (/tmp) excepted, where others cannot replace what is not theirs.
+Status onlyRootMayChange(const std::string& path, const struct stat& st) {
+  const bool sticky_dir = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX) != 0;
+  if (st.st_uid != geteuid() || (!sticky_dir && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)) {
     return Error{path + " may be changed by another user than the daemon's (owner uid " +
                  std::to_string(st.st_uid) + ", mode " + std::to_string(st.st_mode & 07777) +
                  "): refusing to exec it as root"};
   }
   return okStatus();
+}
+
+// Root execs it: its canonical path, a regular executable file, which nobody but root can change
+// or replace (the file and every directory above it). Returns the path to exec, so that what
+// was checked is what runs.
+Result<std::string> checkBinary(const std::string& path) {
+  std::unique_ptr<char, decltype(&::free)> real(::realpath(path.c_str(), nullptr), &::free);
+  if (!real) return sysError(path);
+  const std::string canonical = real.get();
+  struct stat st {};
+  if (stat(canonical.c_str(), &st) != 0) return sysError(canonical);
+  if (!S_ISREG(st.st_mode)) return Error{canonical + " is not a regular file"};
+  if ((st.st_mode & S_IXUSR) == 0) return Error{canonical + " is not executable"};
+  if (Status ok = onlyRootMayChange(canonical, st); !ok) return ok.error();
+  for (std::string dir = canonical; dir.size() > 1;) {
+    dir = dir.substr(0, std::max<size_t>(dir.rfind('/'), 1));
+    if (stat(dir.c_str(), &st) != 0) return sysError(dir);
+    if (Status ok = onlyRootMayChange(dir, st); !ok) return ok.error();
+  }
+  return canonical;
 }
 
 // Runs `binary --check-state state_dir` (bounded in time and output); its stderr on failure.
@@ -112,16 +133,16 @@ void Supervisor::handleControlInfo(ControlServer::ConnId c, uint32_t id, const p
 
 void Supervisor::handleControlUpgrade(ControlServer::ConnId c, uint32_t id,
                                       const protocol::ControlUpgradeRequest& r) {
-  const std::string binary = r.binary.empty() ? opt_.self_path : r.binary;
+  const std::string asked = r.binary.empty() ? opt_.self_path : r.binary;
   auto refuse = [&](protocol::ErrorCode code, const std::string& why) {
-    log::err("upgrade to " + log::quote(binary) + " refused: " + why);
+    log::err("upgrade to " + log::quote(asked) + " refused: " + why);
     control_->send(c,
                    protocol::encodeControlError(id, {code, why.substr(0, protocol::kMaxMessage)}));
   };
   if (shutting_down_) return refuse(protocol::ErrorCode::kUnavailable, "shutting down");
-  if (Status st = checkBinary(binary); !st) {
-    return refuse(protocol::ErrorCode::kBadRequest, st.error().message);
-  }
+  auto checked = checkBinary(asked);
+  if (!checked) return refuse(protocol::ErrorCode::kBadRequest, checked.error().message);
+  const std::string& binary = checked.value();
   log::notice("upgrade: checking that " + binary + " accepts the state in " + opt_.state_dir);
   if (Status st = runStateCheck(binary, opt_.state_dir); !st) {
     return refuse(protocol::ErrorCode::kConflict, st.error().message);
