@@ -245,7 +245,8 @@ void StateStore::loadJobs(bool move_aside, Loaded& out) {
     out.jobs.push_back(std::move(rec.value()));
   }
   std::sort(out.jobs.begin(), out.jobs.end(), [](const JobRecord& a, const JobRecord& b) {
-    const protocol::JobStatus &x = a.status, &y = b.status;
+    const protocol::JobStatus& x = a.status;
+    const protocol::JobStatus& y = b.status;
     return x.created_at_ms != y.created_at_ms ? x.created_at_ms < y.created_at_ms : x.id < y.id;
   });
 }

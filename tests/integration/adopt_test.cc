@@ -242,8 +242,15 @@ TEST_F(Adopt, AnUpgradeInPlaceKeepsThePidEveryJobAndAFollower) {
       << readFile(follow_out + ".err");
   const pid_t frontend = d.frontendPid();
 
+  auto wall_ns = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
   auto t0 = Clock::now();
+  const int64_t window_from = wall_ns();
   CmdResult up = upgrade(d, binary("jobworkerd"));
+  const int64_t window_to = wall_ns();
   double upgrade_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   ASSERT_EQ(up.exit_code, 0) << up.err
                              << d.log().substr(d.log().size() > 4000 ? d.log().size() - 4000 : 0);
@@ -264,16 +271,22 @@ TEST_F(Adopt, AnUpgradeInPlaceKeepsThePidEveryJobAndAFollower) {
 
   std::vector<int64_t> t = stamps(output(d, token, ids[2]));
   ASSERT_EQ(t.size(), 600u);
-  int64_t widest = 0;
+  // The job's own pace across the upgrade (a gap overlapping the command's run) against the
+  // rest of its run: the shim never waits for a supervisor, so the two should look alike.
+  int64_t across = 0, elsewhere = 0;
   std::vector<int64_t> gaps;
-  for (size_t i = 1; i < t.size(); i++) gaps.push_back(t[i] - t[i - 1]);
-  for (int64_t g : gaps) widest = std::max(widest, g);
+  for (size_t i = 1; i < t.size(); i++) {
+    int64_t g = t[i] - t[i - 1];
+    gaps.push_back(g);
+    int64_t& widest = t[i] >= window_from && t[i - 1] <= window_to ? across : elsewhere;
+    widest = std::max(widest, g);
+  }
   std::sort(gaps.begin(), gaps.end());
   std::printf(
       "[ figure ] upgrade in place with 3 running jobs and a follower: `jobworker-admin "
-      "upgrade` took %.0f ms; the jobs' own output never paused: widest gap between two "
-      "10 ms ticks %.1f ms (median %.1f ms)\n",
-      upgrade_ms, static_cast<double>(widest) / 1e6,
+      "upgrade` took %.0f ms; a job ticking every 10 ms: widest gap across the upgrade "
+      "%.1f ms, elsewhere in its run %.1f ms (median %.1f ms)\n",
+      upgrade_ms, static_cast<double>(across) / 1e6, static_cast<double>(elsewhere) / 1e6,
       static_cast<double>(gaps[gaps.size() / 2]) / 1e6);
 }
 
