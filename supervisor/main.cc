@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/config.h"
 #include "common/log.h"
@@ -58,10 +59,14 @@ constexpr const char* kUsage =
 struct CommandLine {
   bool dev = false;
   std::optional<std::string> state_dir, listen, config, frontend, check_state;
+  // An upgrade in place: the listening socket the previous image held, inherited at this fd.
+  std::optional<std::string> listen_fd;
+  std::vector<std::string> argv;
 };
 
 // 0: parsed; otherwise the exit status to return.
 int parseCommandLine(int argc, char** argv, CommandLine* cl) {
+  cl->argv.assign(argv, argv + argc);
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     std::optional<std::string> inline_value;
@@ -99,6 +104,8 @@ int parseCommandLine(int argc, char** argv, CommandLine* cl) {
       if (!value(&cl->frontend)) return 2;
     } else if (a == "--check-state") {
       if (!value(&cl->check_state)) return 2;
+    } else if (a == "--listen-fd") {
+      if (!value(&cl->listen_fd)) return 2;
     } else {
       std::fprintf(stderr, "jobworkerd: unknown argument '%s'\n%s", argv[i], kUsage);
       return 2;
@@ -245,7 +252,22 @@ Result<DevFiles> prepareDevFiles(SupervisorOptions& opt) {
   return f;
 }
 
-Status openListener(SupervisorOptions& opt) {
+Status openListener(const CommandLine& cl, SupervisorOptions& opt) {
+  if (cl.listen_fd) {
+    // The previous image's socket: connections queued during the exec are served, none refused.
+    char* end = nullptr;
+    long fd = std::strtol(cl.listen_fd->c_str(), &end, 10);
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (end == cl.listen_fd->c_str() || *end != '\0' || fd < 3 || fd > INT_MAX ||
+        getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+        type != SOCK_STREAM) {
+      return Error{"--listen-fd " + *cl.listen_fd + " is not an inherited listening socket"};
+    }
+    opt.listen_fd.reset(static_cast<int>(fd));
+    if (fcntl(opt.listen_fd.get(), F_SETFD, FD_CLOEXEC) != 0) return sysError("--listen-fd");
+    return okStatus();
+  }
   auto listen_fd = openListenSocket(opt.settings.listen);
   if (!listen_fd) {
     return Error{"listen on " + opt.settings.listen + ": " + listen_fd.error().message};
@@ -277,9 +299,8 @@ Status chooseCgroupBackend(SupervisorOptions& opt) {
   opt.cgroups = std::move(backend.value());
   log::info("cgroups: " + opt.cgroups->name() + ", instance " + instance.name);
   for (const auto& d : opt.cgroups->details()) log::info("cgroups: " + d);
-  // Nothing is re-adopted yet: every job cgroup of this instance is a previous run's leftover.
-  size_t removed = opt.cgroups->removeLeftovers({});
-  if (removed > 0) log::notice("cgroups: removed " + std::to_string(removed) + " leftover jobs");
+  // The leftovers of a previous run are removed once its records say which jobs still run
+  // (Supervisor::loadState): those are taken over, with their cgroups.
   return okStatus();
 }
 
@@ -309,6 +330,10 @@ void raiseOwnFdLimit(SupervisorOptions& opt) {
 // The startup sequence: each step either fills in the options or says why we cannot start.
 Status prepareOptions(const CommandLine& cl, SupervisorOptions& opt) {
   opt.as_root = geteuid() == 0;
+  opt.argv = cl.argv;
+  // Now, while it is the binary we run (a package upgrade may replace it later).
+  std::unique_ptr<char, decltype(&::free)> self(::realpath("/proc/self/exe", nullptr), &::free);
+  opt.self_path = self ? self.get() : "";
   if (!opt.as_root && !cl.dev) {
     return Error{
         "jobworkerd must run as root: it runs each job as its user's account, in its own "
@@ -325,7 +350,7 @@ Status prepareOptions(const CommandLine& cl, SupervisorOptions& opt) {
   } else if (Status st = checkProductionFiles(opt); !st) {
     return st;
   }
-  if (Status st = openListener(opt); !st) return st;
+  if (Status st = openListener(cl, opt); !st) return st;
   if (Status st = chooseCgroupBackend(opt); !st) return st;
   if (dev_files) printDevLogin(*dev_files, opt);
   return okStatus();

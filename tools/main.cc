@@ -19,6 +19,7 @@ constexpr const char* kUsage =
     "       jobworker-admin session list [--control PATH] [-o table|json]\n"
     "       jobworker-admin session revoke USER|--id ID [--control PATH]\n"
     "       jobworker-admin token create USER --expires DURATION | token revoke ID\n"
+    "       jobworker-admin upgrade [--binary PATH] [--control PATH]\n"
     "       jobworker-admin check-config FILE\n"
     "       jobworker-admin dev-bootstrap --state-dir DIR\n"
     "\n"
@@ -28,6 +29,9 @@ constexpr const char* kUsage =
     "                 root-only control socket (`jobworker-admin session --help`)\n"
     "  token          scrape tokens for /metrics: create one for a role-metrics user, or revoke\n"
     "                 it (`jobworker-admin token --help`)\n"
+    "  upgrade        replace the running jobworkerd by PATH (default: its own installed\n"
+    "                 binary) under the same PID, keeping every running job\n"
+    "                 (`jobworker-admin upgrade --help`)\n"
     "  check-config   validate a jobworkerd configuration file and print every effective\n"
     "                 setting (defaults and host-derived maxima included); exit 1 if invalid\n"
     "  dev-bootstrap  create what `jobworkerd --dev` needs in DIR (a CA, a server certificate\n"
@@ -79,6 +83,7 @@ int main(int argc, char** argv) {
     return jw::admin::runUserCommand(argc - 1, argv + 1);
   }
   if (command == "session") return jw::admin::runSessionCommand(argc - 1, argv + 1);
+  if (command == "upgrade") return jw::admin::runUpgradeCommand(argc - 1, argv + 1);
   if (command == "token") return jw::admin::runTokenCommand(argc - 1, argv + 1);
   if (command == "check-config") return checkConfig(argc - 1, argv + 1);
   if (command == "dev-bootstrap") return devBootstrap(argc - 1, argv + 1);

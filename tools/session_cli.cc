@@ -1,5 +1,6 @@
-// `jobworker-admin session list|revoke` (see session_cli.h): one request over the control socket,
-// its reply printed. Runs in jobworker-admin, as root.
+// `jobworker-admin session list|revoke`, `token create|revoke` and `upgrade` (see
+// session_cli.h): requests over the control socket, their replies printed. Runs in
+// jobworker-admin, as root.
 #include "tools/session_cli.h"
 
 #include <poll.h>
@@ -9,11 +10,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/config.h"
@@ -439,6 +442,143 @@ int runSessionCommand(int argc, char** argv) {
     return kExitFailure;
   }
   if (Status st = runVerb(fd->get(), o); !st) {
+    log::err(st.error().message);
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+namespace {
+
+constexpr const char* kUpgradeUsage =
+    "usage: jobworker-admin upgrade [--binary PATH] [--control PATH] [--config FILE]\n"
+    "\n"
+    "  Replaces the running jobworkerd by PATH (default: the binary it was started from, i.e.\n"
+    "  the one a package upgrade has just installed) under the same PID: jobworkerd runs\n"
+    "  `PATH --check-state` on its state dir, writes its records out and execs PATH, which\n"
+    "  takes every running job over (no job is signalled, no output byte lost); the frontend\n"
+    "  restarts and followers reconnect. A refused check or a failed exec leaves the old\n"
+    "  jobworkerd serving (exit 1). PATH must be owned by root and writable by nobody else.\n";
+
+constexpr int kUpgradeTimeoutMs = 60'000;  // the check (30 s at most), the exec, the take-over
+
+int upgradeUsage(const std::string& why) {
+  if (!why.empty()) std::fprintf(stderr, "jobworker-admin upgrade: %s\n", why.c_str());
+  std::fputs(kUpgradeUsage, stderr);
+  return kExitUsage;
+}
+
+Result<protocol::ControlInfoPayload> askInfo(int fd) {
+  if (Status st = protocol::sendFrame(fd, protocol::encodeControlInfo(kRequestId, {})); !st) {
+    return st.error();
+  }
+  auto frame = receive(fd);
+  if (!frame) return frame.error();
+  std::string_view payload;
+  auto h = replyHeader(frame.value(), &payload);
+  if (!h) return h.error();
+  if (h->type != protocol::ControlMsgType::kControlInfoReply) {
+    return Error{"unexpected reply from jobworkerd"};
+  }
+  auto info = protocol::decodeControlInfoReplyPayload(payload);
+  if (!info) return Error{"bad reply from jobworkerd: " + info.error().message};
+  return info.value();
+}
+
+// After the exec the control socket is the new image's, once it has taken the jobs over.
+Result<protocol::ControlInfoPayload> infoOfNewImage(const std::string& path, int64_t after_ms) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kUpgradeTimeoutMs);
+  std::string last = "no answer";
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto fd = connectControl(path);
+    if (fd) {
+      auto info = askInfo(fd->get());
+      if (info && info->image_started_at_ms >= after_ms) return info;
+      last = info ? "the old image still answers" : info.error().message;
+    } else {
+      last = fd.error().message;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return Error{"the upgraded jobworkerd did not answer within 60 s (" + last + ")"};
+}
+
+Status upgrade(const std::string& path, const std::string& binary) {
+  auto fd = connectControl(path);
+  if (!fd) return fd.error();
+  auto before = askInfo(fd->get());
+  if (!before) return before.error();
+  if (Status st =
+          protocol::sendFrame(fd->get(), protocol::encodeControlUpgrade(kRequestId, {binary}));
+      !st) {
+    return st;
+  }
+  // A refusal arrives as ControlError; a successful exec closes the connection.
+  pollfd p{fd->get(), POLLIN, 0};
+  int n;
+  do {
+    n = poll(&p, 1, kUpgradeTimeoutMs);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return Error{"no answer from jobworkerd within 60 s"};
+  std::string frame;
+  auto r = protocol::recvFrame(fd->get(), &frame);
+  if (!r) return r.error();
+  if (r.value() == protocol::RecvStatus::kFrame) {
+    std::string_view payload;
+    auto h = replyHeader(frame, &payload);
+    if (!h)
+      return Error{h.error().message + "; jobworkerd " + std::to_string(before->pid) + " (" +
+                   before->version + ") keeps running"};
+    return Error{"unexpected reply from jobworkerd"};
+  }
+  auto after = infoOfNewImage(path, before->image_started_at_ms + 1);
+  if (!after) return after.error();
+  if (after->pid != before->pid) {
+    return Error{"jobworkerd now runs as pid " + std::to_string(after->pid) + ", not " +
+                 std::to_string(before->pid) + ": it was restarted rather than upgraded"};
+  }
+  std::printf(
+      "jobworkerd pid %d upgraded in place: %s -> %s; %u running job(s) taken over (%u "
+      "before)\n",
+      after->pid, before->version.c_str(), after->version.c_str(), after->running_jobs,
+      before->running_jobs);
+  return okStatus();
+}
+
+}  // namespace
+
+int runUpgradeCommand(int argc, char** argv) {
+  Options connection;
+  std::string binary;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUpgradeUsage, stdout);
+      return kExitOk;
+    }
+    std::optional<std::string> value;
+    if (a != "--binary" && a != "--control" && a != "--config") {
+      return upgradeUsage("unknown argument " + log::quote(a));
+    }
+    if (i + 1 >= argc) return upgradeUsage(a + " needs a value");
+    value = argv[++i];
+    if (a == "--binary") {
+      if (value->empty() || (*value)[0] != '/')
+        return upgradeUsage("--binary needs an absolute PATH");
+      binary = *value;
+    } else if (a == "--control") {
+      connection.control = value;
+    } else {
+      connection.config = value;
+    }
+  }
+  auto path = controlPath(connection);
+  if (!path) {
+    log::err(path.error().message);
+    return kExitFailure;
+  }
+  if (Status st = upgrade(path.value(), binary); !st) {
     log::err(st.error().message);
     return kExitFailure;
   }

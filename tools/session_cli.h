@@ -1,5 +1,5 @@
-// `jobworker-admin session list|revoke` and `token create|revoke`: talk to jobworkerd over its
-// root-only control socket. Runs in jobworker-admin, as root.
+// `jobworker-admin session list|revoke`, `token create|revoke` and `upgrade`: talk to jobworkerd
+// over its root-only control socket. Runs in jobworker-admin, as root.
 #pragma once
 
 #include <string>
@@ -14,5 +14,7 @@ inline constexpr const char* kDefaultConfigFile = "/etc/jobworker/jobworkerd.con
 int runSessionCommand(int argc, char** argv);
 // argv[0] is "token": `token create USER --expires D` and `token revoke ID` (scrape tokens).
 int runTokenCommand(int argc, char** argv);
+// argv[0] is "upgrade": `upgrade [--binary PATH]`, jobworkerd's upgrade in place.
+int runUpgradeCommand(int argc, char** argv);
 
 }  // namespace jw::admin

@@ -77,6 +77,30 @@ void get(Reader& r, ControlTokenReply& t) {
 void put(Writer& w, const ControlCount& c) { w.u32(c.count); }
 void get(Reader& r, ControlCount& c) { c.count = r.u32(); }
 
+void put(Writer& w, const ControlUpgradeRequest& u) { w.str(u.binary); }
+void get(Reader& r, ControlUpgradeRequest& u) {
+  u.binary = r.str(kMaxBinaryPath, "binary");
+  if (!r.failed() && !u.binary.empty() &&
+      (u.binary[0] != '/' || u.binary.find('\0') != std::string::npos)) {
+    r.fail("binary is not an absolute path");
+  }
+}
+
+void put(Writer& w, const ControlInfoPayload& i) {
+  w.i32(i.pid);
+  w.str(i.version);
+  w.i64(i.image_started_at_ms);
+  w.u32(i.running_jobs);
+  w.u32(i.known_jobs);
+}
+void get(Reader& r, ControlInfoPayload& i) {
+  i.pid = r.i32();
+  i.version = r.str(kMaxVersionText, "version");
+  i.image_started_at_ms = r.i64();
+  i.running_jobs = r.u32();
+  i.known_jobs = r.u32();
+}
+
 void put(Writer& w, const ControlErrorReply& e) {
   w.u16(static_cast<uint16_t>(e.code));
   w.str(e.message);

@@ -71,6 +71,24 @@ struct ControlTokenReply {
   bool operator==(const ControlTokenReply&) const = default;
 };
 
+// `jobworker-admin upgrade [--binary PATH]`: the jobworkerd binary to exec in place.
+struct ControlUpgradeRequest {
+  std::string binary;  // absolute; "" for the path jobworkerd was started from
+
+  bool operator==(const ControlUpgradeRequest&) const = default;
+};
+
+// Which jobworkerd answers: an upgrade keeps the pid and changes the image's start time.
+struct ControlInfoPayload {
+  int32_t pid = 0;
+  std::string version;
+  int64_t image_started_at_ms = 0;  // when this binary began running in that pid (Unix ms)
+  uint32_t running_jobs = 0;
+  uint32_t known_jobs = 0;
+
+  bool operator==(const ControlInfoPayload&) const = default;
+};
+
 struct ControlErrorReply {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;

@@ -27,10 +27,16 @@ enum class ControlDirection : uint8_t { kAdminToSupervisor, kSupervisorToAdmin }
     "end the session with this id -> ControlRevoked|ControlError")                                \
   X(ControlTokenCreate, 1003, kAdminToSupervisor, ControlTokenRequest,                            \
     "a scrape token for a role-metrics user -> ControlToken|ControlError")                        \
+  X(ControlUpgrade, 1004, kAdminToSupervisor, ControlUpgradeRequest,                              \
+    "check the binary's --check-state, exec it in place -> (connection closes)|ControlError")     \
+  X(ControlInfo, 1005, kAdminToSupervisor, Empty, "which jobworkerd this is -> ControlInfoReply") \
   X(ControlSessions, 1064, kSupervisorToAdmin, ControlSessionsPart, "sessions (kFlagMore: more)") \
   X(ControlRevoked, 1065, kSupervisorToAdmin, ControlCount, "how many sessions were ended")       \
   X(ControlError, 1066, kSupervisorToAdmin, ControlErrorReply, "request refused or failed")       \
-  X(ControlToken, 1067, kSupervisorToAdmin, ControlTokenReply, "new token (shown once), id, expiry")
+  X(ControlToken, 1067, kSupervisorToAdmin, ControlTokenReply,                                    \
+    "new token (shown once), id, expiry")                                                         \
+  X(ControlInfoReply, 1068, kSupervisorToAdmin, ControlInfoPayload,                               \
+    "pid, version, image start, jobs")
 
 enum class ControlMsgType : uint16_t {
 #define JW_CONTROL_ENUM(name, num, dir, payload, doc) k##name = (num),
@@ -92,6 +98,9 @@ constexpr size_t kMaxControlSessionsPerFrame = 256;  // ControlSessions continue
 // 48 bits: a collision among kMaxSessions live sessions is a one in ~10^7 event, and then
 // `revoke --id` ends both.
 constexpr size_t kSessionIdLength = 12;
+// An upgrade's binary: an absolute path of at most this many bytes ("": the running one's).
+constexpr size_t kMaxBinaryPath = 4096;
+constexpr size_t kMaxVersionText = 64;
 static_assert(kSessionIdLength % 2 == 0 && kSessionIdLength <= 64);
 
 }  // namespace jw::protocol

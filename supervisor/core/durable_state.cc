@@ -12,17 +12,16 @@ namespace jw::supervisor {
 
 namespace {
 
-// The record of a job that was still running when the previous jobworkerd stopped. In this
-// version no job outlives its supervisor (the job init has a parent-death signal), so it is
-// over: failed, and said to be lost. Re-adoption through the job's shim (issue 13, item 4)
-// replaces this one function.
+// The record of a job that was still running when the previous jobworkerd stopped, without a
+// shim to take over: a version-1 record (that version's jobs died with their supervisor), or one
+// whose shim's identity was never read. It is over: failed, and said to be lost.
 void settleJobLeftRunning(protocol::JobStatus& r, int64_t now_ms) {
   r.state = protocol::JobState::kFailed;
   r.has_exit_code = false;
   r.exit_code = 0;
   r.signal = 0;
   r.error = "lost: jobworkerd stopped while the job ran (pid " + std::to_string(r.pid) +
-            "); its output up to then is kept";
+            "), and its record names no shim to take over; its output up to then is kept";
   r.ended_at_ms = now_ms;
 }
 
@@ -42,9 +41,19 @@ Status Supervisor::loadState() {
   const int64_t now = realtimeMs();
   StateStore::Loaded loaded = state_.load(true, now);
   for (const auto& p : loaded.problems) log::err("state: set aside " + p);
-  size_t lost = 0;
-  for (protocol::JobStatus& r : loaded.jobs) {
+  size_t lost = 0, taken_over = 0;
+  uint64_t takeover_us = 0;
+  std::set<std::string> keep_cgroups;
+  for (JobRecord& record : loaded.jobs) {
+    protocol::JobStatus& r = record.status;
     const bool was_running = r.state == protocol::JobState::kRunning;
+    if (was_running && record.shim) {
+      const uint64_t t0 = monotonicUs();
+      takeOverJob(record, keep_cgroups);
+      takeover_us += monotonicUs() - t0;
+      taken_over++;
+      continue;
+    }
     if (was_running) {
       settleJobLeftRunning(r, now);
       lost++;
@@ -64,6 +73,12 @@ Status Supervisor::loadState() {
     if (!job->streams[0].log || (job->separate() && !job->streams[1].log)) continue;
     if (was_running) state_.saveEndRecord(job->status());
     jobs_.insert(std::move(job));
+  }
+  // Every other job cgroup of this instance is a leftover (a job whose record was never written,
+  // or one that has just been settled): kill and remove it.
+  if (opt_.cgroups) {
+    size_t removed = opt_.cgroups->removeLeftovers(keep_cgroups);
+    if (removed > 0) log::notice("cgroups: removed " + std::to_string(removed) + " leftover jobs");
   }
   // Sessions of users the users file no longer has, or whose password changed meanwhile, end
   // here: the same rule as a reload's.
@@ -89,11 +104,12 @@ Status Supervisor::loadState() {
       state_.saveSession({hash, *s, passwordTag(s->user)});
     }
   });
-  log::notice("state: " + std::to_string(jobs_.size()) + " job record(s) loaded (" +
-              std::to_string(lost) + " lost while running), " + std::to_string(sessions_.size()) +
-              " session(s) (" + std::to_string(ended) + " of removed or changed users ended), " +
-              std::to_string(loaded.corrupt) + " record(s) set aside in " + opt_.state_dir +
-              "/corrupt");
+  log::notice(
+      "state: " + std::to_string(jobs_.size()) + " job record(s) loaded (" +
+      std::to_string(taken_over) + " running taken over in " + std::to_string(takeover_us / 1000) +
+      " ms, " + std::to_string(lost) + " lost while running), " + std::to_string(sessions_.size()) +
+      " session(s) (" + std::to_string(ended) + " of removed or changed users ended), " +
+      std::to_string(loaded.corrupt) + " record(s) set aside in " + opt_.state_dir + "/corrupt");
   return okStatus();
 }
 

@@ -28,9 +28,6 @@ using protocol::Role;
 namespace {
 
 constexpr int kCgroupRemoveAttempts = 50;
-// The shim escalates a stop to SIGKILL itself after the grace; jobworkerd's own SIGKILL (to the
-// shim, and the cgroup) only backs that up, for a shim that does not.
-constexpr uint64_t kShimGraceMarginMs = 1'000;
 constexpr uint64_t kCgroupRemoveRetryMs = 100;
 
 std::string describeWait(int wait_code, int wait_value) {
@@ -195,7 +192,7 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
     log::warning("job " + job->id() + ": its identity: " + identity.error().message);
   }
   Job* raw = jobs_.insert(std::move(job));
-  state_.saveJob(raw->status());
+  state_.saveJob(raw->record());
   emitEvent(*raw, protocol::EventType::kCreated);
   emitEvent(*raw, protocol::EventType::kStarted);
   watchJob(*raw);
@@ -273,9 +270,13 @@ void Supervisor::logJobStart(const Job& job, const Requester& who,
 
 void Supervisor::watchJob(Job& job) {
   std::string jid = job.id();
-  auto cw = loop_.watch(job.channel.get(), EPOLLIN, [this, jid](uint32_t) {
-    if (Job* j = jobs_.find(jid)) onShimFrames(*j);
-  });
+  // A job taken over without its channel (pidfd_getfd failed) still ends through its pidfd.
+  Result<EventLoop::WatchId> cw = EventLoop::WatchId{0};
+  if (job.channel) {
+    cw = loop_.watch(job.channel.get(), EPOLLIN, [this, jid](uint32_t) {
+      if (Job* j = jobs_.find(jid)) onShimFrames(*j);
+    });
+  }
   if (cw) job.channel_watch = cw.value();
   auto pw = loop_.watch(job.pidfd.get(), EPOLLIN, [this, jid](uint32_t) { onJobExit(jid); });
   if (!pw || !cw) {
@@ -284,6 +285,10 @@ void Supervisor::watchJob(Job& job) {
              "; killing it");
     if (pw) loop_.unwatch(pw.value());
     killJob(job);
+    if (job.adopted) {
+      finishAdoptedJob(job, std::nullopt);
+      return;
+    }
     int status = 0;
     pid_t r;
     while ((r = waitpid(job.pid(), &status, 0)) < 0 && errno == EINTR) {
@@ -372,6 +377,7 @@ void Supervisor::onJobDeadline(Job& job) {
     emitEvent(job, protocol::EventType::kStopRequested);
   }
   armBackupKill(job, settings_.stop_grace_ms);
+  if (first) state_.saveJob(job.record());
 }
 
 void Supervisor::closeShimChannel(Job& job) {
@@ -388,12 +394,18 @@ void Supervisor::recordShimEnd(Job& job, int shim_wait_status) {
   closeShimChannel(job);
   WaitOutcome outcome = waitOutcome(shim_wait_status);
   if (job.reported_exit) outcome = waitOutcome(job.reported_exit->wait_status);
+  // The deadline passed while no jobworkerd heard DeadlinePassed: the exit says so.
+  if (job.reported_exit && job.reported_exit->timed_out) job.requestStop("timeout");
   job.recordExit(outcome.code, outcome.value);
 }
 
 void Supervisor::onJobExit(const std::string& job_id) {
   Job* job = jobs_.find(job_id);
   if (job == nullptr || !job->pidfd) return;
+  if (job->adopted) {
+    onAdoptedJobExit(*job);
+    return;
+  }
   int status = 0;
   rusage ru{};
   pid_t r = wait4(job->pid(), &status, WNOHANG, &ru);
@@ -514,7 +526,6 @@ void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms,
   if (!job.requestStop(by)) return;
   if (first) {
     logJobStop(job, by, grace_ms, remote_address);
-    state_.saveJob(job.status());  // who stopped it, should the daemon not see its end
     emitEvent(job, protocol::EventType::kStopRequested);
   }
   // The shim signals the command's process group and SIGKILLs the whole job after the grace.
@@ -532,6 +543,8 @@ void Supervisor::stopJob(Job& job, const std::string& by, uint64_t grace_ms,
     }
   }
   armBackupKill(job, grace_ms);
+  // Who stopped it and when the backup kill is due, should the daemon not see its end.
+  if (first) state_.saveJob(job.record());
 }
 
 void Supervisor::armBackupKill(Job& job, uint64_t grace_ms) {

@@ -31,7 +31,11 @@ std::string RestartingHelper::describeExit(const siginfo_t& info) {
          strsignal(info.si_status) + ")";
 }
 
-void RestartingHelper::start() { spawn(); }
+// Also after shutdown(): a failed upgrade in place starts the helpers it stopped again.
+void RestartingHelper::start() {
+  shutting_down_ = false;
+  spawn();
+}
 
 void RestartingHelper::spawn() {
   respawn_timer_ = 0;

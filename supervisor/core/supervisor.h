@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -53,6 +54,8 @@ struct SupervisorOptions {
   Account self;                             // non-root dev: the account every job runs as
   std::unique_ptr<CgroupBackend> cgroups;   // null: none
   FdLimits fd_limits;                       // RLIMIT_NOFILE as started and as raised
+  std::vector<std::string> argv;            // the command line, for an upgrade's execve
+  std::string self_path;                    // the binary as started: an upgrade's default
 };
 
 class Supervisor {
@@ -63,6 +66,9 @@ class Supervisor {
   static constexpr uint64_t kMaxShutdownGraceMs = 5'000;
   // Job events kept for GET /v1/events?since= (a few hundred bytes each).
   static constexpr size_t kEventRingSize = 4096;
+  // The shim escalates a stop to SIGKILL itself after the grace; jobworkerd's own SIGKILL (to the
+  // shim, and the cgroup) only backs that up, for a shim that does not.
+  static constexpr uint64_t kShimGraceMarginMs = 1'000;
 
   explicit Supervisor(SupervisorOptions options);
   ~Supervisor();
@@ -121,6 +127,11 @@ class Supervisor {
   // durable_state.cc: the records of a previous run, and the sessions' tie to the users file
   Status loadState();
   SessionStore::Hash passwordTag(const std::string& user) const;
+  // adoption.cc: the running jobs of a previous jobworkerd (a crash, an upgrade in place)
+  void takeOverJob(const JobRecord& record, std::set<std::string>& keep_cgroups);
+  std::optional<shim::Exited> readExitRecord(const std::string& job_id) const;
+  void onAdoptedJobExit(Job& job);
+  void finishAdoptedJob(Job& job, std::optional<int> shim_status);
 
   // systemd: the watchdog's pings (a timer of the event loop) and the STATUS= line
   void startWatchdog();
@@ -165,6 +176,12 @@ class Supervisor {
   void finishRevocation(ControlServer::ConnId c, uint32_t id, size_t revoked);
   void handleControlTokenCreate(ControlServer::ConnId c, uint32_t id,
                                 const protocol::ControlTokenRequest& t);
+  // upgrade.cc: the upgrade in place, and who answers the control socket
+  void handleControlUpgrade(ControlServer::ConnId c, uint32_t id,
+                            const protocol::ControlUpgradeRequest& r);
+  void handleControlInfo(ControlServer::ConnId c, uint32_t id, const protocol::Empty&);
+  // Returns only when execve failed (everything stopped for it is running again).
+  Status execInPlace(const std::string& binary);
 
   // requests; each handler replies itself
   Status handleReady(uint32_t id, const protocol::Empty&);  // once per frontend
@@ -281,9 +298,10 @@ class Supervisor {
   std::optional<JobSeccompProfile> job_seccomp_;
   int last_cap_ = 0;     // /proc/sys/kernel/cap_last_cap, for non-root jobs' bounding-set drop
   std::string boot_id_;  // /proc/sys/kernel/random/boot_id: part of each job's identity
-  uint64_t watchdog_ping_ms_ = 0;  // 0: no WatchdogSec=
-  bool ready_notified_ = false;    // systemd heard READY=1 (from the first frontend)
-  bool frontend_ready_ = false;    // the current frontend sent its Ready
+  int64_t image_started_at_ms_ = realtimeMs();  // this binary's start in this pid
+  uint64_t watchdog_ping_ms_ = 0;               // 0: no WatchdogSec=
+  bool ready_notified_ = false;                 // systemd heard READY=1 (from the first frontend)
+  bool frontend_ready_ = false;                 // the current frontend sent its Ready
   bool shutting_down_ = false;
   std::unordered_map<std::string, std::map<uint64_t, ParkedRead>> parked_;
   std::unordered_map<std::string, std::map<uint64_t, ParkedWait>> parked_waits_;

@@ -39,6 +39,31 @@ std::unique_ptr<Job> Job::restore(const protocol::JobStatus& r) {
   return job;
 }
 
+std::unique_ptr<Job> Job::resume(const JobRecord& record) {
+  const protocol::JobStatus& r = record.status;
+  JobSpec spec{r.id,        r.owner,  r.command, r.output, r.limits,
+               r.isolation, r.run_as, r.name,    r.labels};
+  auto job = std::make_unique<Job>(std::move(spec), r.created_at_ms);
+  job->phase_ = JobPhase::kRunning;
+  job->pid_ = r.pid;
+  job->started_at_ms_ = r.started_at_ms;
+  job->stopped_by_ = r.stopped_by;
+  job->adopted = true;
+  if (record.shim) {
+    job->identity = record.shim->identity;
+    job->command_pid = record.shim->command_pid;
+  }
+  return job;
+}
+
+JobRecord Job::record() const {
+  JobRecord r{status()};
+  if (phase_ == JobPhase::kRunning || phase_ == JobPhase::kDraining) {
+    if (identity.shim_pid > 0) r.shim = RunningShim{identity, command_pid, kill_deadline_ms};
+  }
+  return r;
+}
+
 void Job::markStarted(pid_t pid, int64_t now_ms) {
   if (phase_ != JobPhase::kStarting) return;
   pid_ = pid;

@@ -19,6 +19,7 @@
 #include "supervisor/core/event_loop.h"
 #include "supervisor/jobs/output_store.h"
 #include "supervisor/jobs/stdin_feed.h"
+#include "supervisor/state/record_codec.h"
 
 namespace jw::supervisor {
 
@@ -26,15 +27,6 @@ namespace jw::supervisor {
 // failed jumps straight to ended. Outside, a draining job still shows `running`: the final state
 // is published only after the output is complete.
 enum class JobPhase { kStarting, kRunning, kDraining, kEnded };
-
-// Who a running job is, so that a later jobworkerd can prove a shim is this job's before it takes
-// it over (pidfd_open first, then all four must match): kept with the job's record.
-struct JobIdentity {
-  std::string boot_id;           // /proc/sys/kernel/random/boot_id
-  pid_t shim_pid = 0;            // host pid
-  uint64_t shim_start_time = 0;  // /proc/PID/stat field 22, clock ticks since boot
-  std::string cgroup_path;       // the shim's /proc/PID/cgroup at start (first line)
-};
 
 // Reads the identity of a shim that has just started (its /proc entries).
 Result<JobIdentity> readJobIdentity(pid_t shim_pid, const std::string& boot_id);
@@ -60,6 +52,11 @@ class Job {
   // settles the record of one that was still running first). Its logs are the caller's to
   // attach.
   static std::unique_ptr<Job> restore(const protocol::JobStatus& record);
+  // A job of a previous jobworkerd (a crash, an upgrade) whose shim still runs: running, as
+  // its record says; the caller takes the shim over (pidfd, channel, logs, cgroup).
+  static std::unique_ptr<Job> resume(const JobRecord& record);
+  // The record to store now: the status, and the shim while the job runs.
+  JobRecord record() const;
 
   // --- state machine ---------------------------------------------------------------------------
   void markStarted(pid_t pid, int64_t now_ms);
@@ -111,6 +108,9 @@ class Job {
   std::optional<shim::Exited> reported_exit;  // the shim's Exited frame, once received
   UniqueFd exit_record;  // <job>/exit, space reserved; handed to the shim, then closed
   JobIdentity identity;
+  // Taken over from a previous jobworkerd: after a crash the shim is not our child (its exit
+  // comes only from its channel or <job>/exit); after an upgrade it still is.
+  bool adopted = false;
   std::unique_ptr<JobCgroup> cgroup;
   EventLoop::TimerId kill_timer = 0;    // the backup SIGKILL, after the shim's own grace
   EventLoop::TimerId cgroup_timer = 0;  // retry removing the cgroup

@@ -24,17 +24,23 @@ constexpr int64_t kLatestTimestampMs = 253'402'300'799'999;
 
 bool validTimestamp(int64_t ms) { return ms >= 0 && ms <= kLatestTimestampMs; }
 
-std::string frame(const char (&magic)[8], const std::string& payload) {
+std::string frame(const char (&magic)[8], const std::string& payload,
+                  uint32_t version = kRecordVersion) {
   Writer w;
   w.raw(magic, sizeof magic);
-  w.u32(kRecordVersion);
+  w.u32(version);
   w.u32(static_cast<uint32_t>(payload.size()));
   w.raw(payload.data(), payload.size());
   return w.take();
 }
 
-// The payload of a record of this version, after the header's checks.
-Result<std::string_view, RecordFailure> unframe(const char (&magic)[8], std::string_view bytes) {
+struct Unframed {
+  std::string_view payload;
+  uint32_t version = 0;
+};
+
+// The payload of a record of a version this jobworkerd reads, after the header's checks.
+Result<Unframed, RecordFailure> unframe(const char (&magic)[8], std::string_view bytes) {
   auto corrupt = [](std::string m) { return RecordFailure{RecordError::kCorrupt, std::move(m)}; };
   if (bytes.size() < kRecordHeaderSize) return corrupt("truncated header");
   if (bytes.size() > kMaxRecordBytes) return corrupt("larger than any record");
@@ -54,7 +60,7 @@ Result<std::string_view, RecordFailure> unframe(const char (&magic)[8], std::str
     return corrupt("payload of " + std::to_string(bytes.size() - kRecordHeaderSize) +
                    " bytes, header says " + std::to_string(length) + " (truncated?)");
   }
-  return bytes.substr(kRecordHeaderSize);
+  return Unframed{bytes.substr(kRecordHeaderSize), version};
 }
 
 void putLimits(Writer& w, const protocol::Limits& l) {
@@ -148,9 +154,31 @@ std::string inconsistency(const protocol::JobStatus& s) {
   return "";
 }
 
+void putShim(Writer& w, const RunningShim& shim) {
+  w.str(shim.identity.boot_id);
+  w.i32(shim.identity.shim_pid);
+  w.u64(shim.identity.shim_start_time);
+  w.str(shim.identity.cgroup_path);
+  w.i32(shim.command_pid);
+  w.u64(shim.backup_kill_at_ms);
+}
+
+void getShim(Reader& r, RunningShim& shim) {
+  shim.identity.boot_id = r.str(kMaxBootId, "boot id");
+  shim.identity.shim_pid = r.i32();
+  shim.identity.shim_start_time = r.u64();
+  shim.identity.cgroup_path = r.str(kMaxCgroupPath, "cgroup path");
+  shim.command_pid = r.i32();
+  shim.backup_kill_at_ms = r.u64();
+  if (shim.identity.shim_pid <= 0 || shim.command_pid < 0) r.fail("shim pid out of range");
+}
+
 }  // namespace
 
-std::string encodeJobRecord(const protocol::JobStatus& s) {
+std::string encodeJobRecord(const protocol::JobStatus& s) { return encodeJobRecord(JobRecord{s}); }
+
+std::string encodeJobRecord(const JobRecord& record) {
+  const protocol::JobStatus& s = record.status;
   Writer w;
   w.str(s.id);
   w.str(s.owner);
@@ -181,14 +209,19 @@ std::string encodeJobRecord(const protocol::JobStatus& s) {
   w.str(s.run_as);
   w.str(s.name);
   w.strList(s.labels);
+  // Version 2: the shim of a running job.
+  w.boolean(record.shim.has_value());
+  if (record.shim) putShim(w, *record.shim);
   return frame(kJobMagic, w.bytes());
 }
 
-Result<protocol::JobStatus, RecordFailure> decodeJobRecord(std::string_view bytes) {
+Result<JobRecord, RecordFailure> decodeJobRecord(std::string_view bytes) {
   auto payload = unframe(kJobMagic, bytes);
   if (!payload) return payload.error();
-  Reader r(*payload);
-  protocol::JobStatus s;
+  Reader r(payload->payload);
+  JobRecord record;
+  record.version = payload->version;
+  protocol::JobStatus& s = record.status;
   s.id = r.str(protocol::kMaxJobId, "id");
   s.owner = r.str(protocol::kMaxUserName, "owner");
   s.command = r.strList(protocol::kMaxArgs, kMaxCommandArgBytes, "command");
@@ -218,7 +251,11 @@ Result<protocol::JobStatus, RecordFailure> decodeJobRecord(std::string_view byte
   s.run_as = r.str(protocol::kMaxUserName, "run_as");
   s.name = r.str(names::kMaxJobName, "name");
   s.labels = r.strList(names::kMaxLabels, names::kMaxLabelText, "labels");
+  if (record.version >= 2 && r.boolean()) getShim(r, record.shim.emplace());
   if (!r.finish()) return RecordFailure{RecordError::kCorrupt, r.error()};
+  if (record.shim && s.state != JobState::kRunning) {
+    return RecordFailure{RecordError::kCorrupt, "a shim on an ended job"};
+  }
   size_t command_bytes = 0;
   for (const auto& a : s.command) command_bytes += a.size();
   if (command_bytes > kMaxCommandArgBytes) {
@@ -227,7 +264,7 @@ Result<protocol::JobStatus, RecordFailure> decodeJobRecord(std::string_view byte
   if (std::string why = inconsistency(s); !why.empty()) {
     return RecordFailure{RecordError::kCorrupt, why};
   }
-  return s;
+  return record;
 }
 
 std::string encodeSessionRecord(const SessionRecord& s) {
@@ -245,7 +282,7 @@ std::string encodeSessionRecord(const SessionRecord& s) {
 Result<SessionRecord, RecordFailure> decodeSessionRecord(std::string_view bytes) {
   auto payload = unframe(kSessionMagic, bytes);
   if (!payload) return payload.error();
-  Reader r(*payload);
+  Reader r(payload->payload);
   SessionRecord s;
   r.raw(s.hash.data(), s.hash.size());
   s.session.user = r.str(protocol::kMaxUserName, "user");

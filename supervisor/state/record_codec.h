@@ -5,7 +5,10 @@
 // functions, fuzzed (tests/fuzz/record_fuzz.cc). Runs in jobworkerd (and its --check-state).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -19,7 +22,9 @@ namespace jw::supervisor {
 // A reader accepts only the versions it knows (kRecordVersion and, after a change, the ones
 // before it) and refuses a newer one with RecordError::kNewerVersion, so an older jobworkerd
 // never misreads the state a newer one wrote.
-inline constexpr uint32_t kRecordVersion = 1;
+// Version 1: the status fields. Version 2 (re-adoption) adds a running job's shim (RunningShim);
+// version 1 records still load (their running jobs were never adoptable).
+inline constexpr uint32_t kRecordVersion = 2;
 inline constexpr size_t kRecordHeaderSize = 16;
 // No record is larger: a command within kMaxJobSpecBytes, the limits, the error texts.
 inline constexpr size_t kMaxRecordBytes = size_t{256} * 1024;
@@ -33,13 +38,46 @@ struct RecordFailure {
   std::string message;
 };
 
+// Who a running job is, so that a later jobworkerd can prove a live process is this job's shim
+// before it takes it over (pidfd_open first, then all four must match).
+struct JobIdentity {
+  std::string boot_id;           // /proc/sys/kernel/random/boot_id
+  pid_t shim_pid = 0;            // host pid
+  uint64_t shim_start_time = 0;  // /proc/PID/stat field 22, clock ticks since boot
+  std::string cgroup_path;       // the shim's /proc/PID/cgroup at start (first line)
+
+  bool operator==(const JobIdentity&) const = default;
+};
+inline constexpr size_t kMaxBootId = 64;
+inline constexpr size_t kMaxCgroupPath = 4096;
+
+// What the record of a running job adds (format version 2): enough to take the job over.
+struct RunningShim {
+  JobIdentity identity;
+  pid_t command_pid = 0;  // as the shim sees it (its group is what a backup kill signals)
+  // The backup SIGKILL after a stop's grace: CLOCK_MONOTONIC ms (valid only on the same boot,
+  // which the identity proves); 0: no stop requested.
+  uint64_t backup_kill_at_ms = 0;
+
+  bool operator==(const RunningShim&) const = default;
+};
+
 // A job's record is what its status shows, with the state it had when written: "running" for a
-// job that was still running then (a record of a daemon that died while the job ran).
-std::string encodeJobRecord(const protocol::JobStatus& job);
+// job that was still running then (a record of a daemon that died while the job ran), and then
+// its shim, when known.
+struct JobRecord {
+  protocol::JobStatus status;
+  std::optional<RunningShim> shim;    // only while running
+  uint32_t version = kRecordVersion;  // the format it was read in (decode) or is written in
+
+  bool operator==(const JobRecord&) const = default;
+};
+std::string encodeJobRecord(const JobRecord& job);
+std::string encodeJobRecord(const protocol::JobStatus& job);  // no shim
 // Checks every field (the id a job id, the owner a user name, enums in range, the strings
-// within their caps, an ended job's exit fields consistent with its state) and that every byte
-// was consumed.
-Result<protocol::JobStatus, RecordFailure> decodeJobRecord(std::string_view bytes);
+// within their caps, an ended job's exit fields consistent with its state, a shim only on a
+// running job) and that every byte was consumed. Reads versions 1 and 2.
+Result<JobRecord, RecordFailure> decodeJobRecord(std::string_view bytes);
 
 struct SessionRecord {
   SessionStore::Hash hash{};

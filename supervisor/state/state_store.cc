@@ -115,9 +115,10 @@ Status StateStore::reserveEndRecord(const protocol::JobStatus& start) {
                          endRecordReserve(encodeJobRecord(start).size()));
 }
 
-void StateStore::saveJob(const protocol::JobStatus& job) {
+void StateStore::saveJob(const JobRecord& record) {
+  const protocol::JobStatus& job = record.status;
   UniqueFd dir = openJobDir(job.id);
-  Status st = dir ? replaceFileAt(dir.get(), kJobRecordFile, encodeJobRecord(job))
+  Status st = dir ? replaceFileAt(dir.get(), kJobRecordFile, encodeJobRecord(record))
                   : sysError("open the directory of job " + job.id);
   if (!st) {
     // Only the end record is owed a reserve: an intermediate one may wait for space.
@@ -228,11 +229,12 @@ void StateStore::loadJobs(bool move_aside, Loaded& out) {
       setAside(jobs, name, "bad record: " + rec.error().message, move_aside, out);
       continue;
     }
-    if (rec->id != name) {
-      setAside(jobs, name, "its record is job " + log::quote(rec->id) + "'s", move_aside, out);
+    if (rec->status.id != name) {
+      setAside(jobs, name, "its record is job " + log::quote(rec->status.id) + "'s", move_aside,
+               out);
       continue;
     }
-    const int streams = rec->output == protocol::OutputMode::kSeparate ? 2 : 1;
+    const int streams = rec->status.output == protocol::OutputMode::kSeparate ? 2 : 1;
     bool logs = true;
     for (int s = 0; s < streams; s++) logs = logs && regularFileAt(dir.get(), kStreamFile[s]);
     if (!logs) {
@@ -242,8 +244,10 @@ void StateStore::loadJobs(bool move_aside, Loaded& out) {
     if (move_aside) (void)unlinkat(dir.get(), (std::string(kJobRecordFile) + ".tmp").c_str(), 0);
     out.jobs.push_back(std::move(rec.value()));
   }
-  std::sort(out.jobs.begin(), out.jobs.end(), [](const auto& a, const auto& b) {
-    return a.created_at_ms != b.created_at_ms ? a.created_at_ms < b.created_at_ms : a.id < b.id;
+  std::sort(out.jobs.begin(), out.jobs.end(), [](const JobRecord& a, const JobRecord& b) {
+    const protocol::JobStatus& x = a.status;
+    const protocol::JobStatus& y = b.status;
+    return x.created_at_ms != y.created_at_ms ? x.created_at_ms < y.created_at_ms : x.id < y.id;
   });
 }
 
@@ -309,7 +313,11 @@ int checkState(const std::string& state_dir) {
   StateStore store(state_dir);
   StateStore::Loaded loaded = store.load(false, realtimeMs());
   std::map<protocol::JobState, size_t> by_state;
-  for (const auto& j : loaded.jobs) by_state[j.state]++;
+  size_t adoptable = 0;
+  for (const auto& j : loaded.jobs) {
+    by_state[j.status.state]++;
+    adoptable += j.shim ? 1 : 0;
+  }
   std::printf("state dir %s (record format version %u)\n", state_dir.c_str(), kRecordVersion);
   std::printf("jobs: %zu (", loaded.jobs.size());
   const char* sep = "";
@@ -318,8 +326,10 @@ int checkState(const std::string& state_dir) {
     std::printf("%s%s %zu", sep, std::string(protocol::jobStateName(s)).c_str(), by_state[s]);
     sep = ", ";
   }
-  std::printf(")\nsessions: %zu live\ncorrupt: %zu (would be moved to %s/corrupt)\n",
-              loaded.sessions.size(), loaded.corrupt, state_dir.c_str());
+  std::printf(
+      ")\nrunning with a shim to take over: %zu\nsessions: %zu live\ncorrupt: %zu (would be "
+      "moved to %s/corrupt)\n",
+      adoptable, loaded.sessions.size(), loaded.corrupt, state_dir.c_str());
   for (const auto& p : loaded.problems) std::printf("  %s\n", p.c_str());
   if (loaded.newer_version > 0) {
     std::fprintf(stderr,

@@ -30,8 +30,8 @@ class StateStore {
   // --- jobs: every failure is logged, never the job's end -----------------------------------
   // Before the job runs: the space its end record will need (ENOSPC: refuse the job).
   Status reserveEndRecord(const protocol::JobStatus& start);
-  // A record of the job as it is now (started, stop requested).
-  void saveJob(const protocol::JobStatus& job);
+  // A record of the job as it is now (started, stop requested), with its shim.
+  void saveJob(const JobRecord& job);
   // The job's end record, written into its reserve: a full disk cannot lose it.
   void saveEndRecord(const protocol::JobStatus& job);
   // The job's directory is gone (retention): make that durable too.
@@ -43,7 +43,7 @@ class StateStore {
 
   // --- load -----------------------------------------------------------------------------------
   struct Loaded {
-    std::vector<protocol::JobStatus> jobs;  // oldest first
+    std::vector<JobRecord> jobs;  // oldest first
     std::vector<SessionRecord> sessions;
     size_t corrupt = 0;                 // moved aside (or, for a check, would be)
     size_t newer_version = 0;           // of those: written by a newer jobworkerd

@@ -328,7 +328,7 @@ std::unique_ptr<Daemon> Daemon::start(const Options& options) {
   // The frontend runs as `jobworker` and never opens files after its drop; the state dir only
   // needs to be reachable by root.
   d->log_file_ = d->state_dir_ + ".log";
-  d->port_ = freePort();
+  d->port_ = options.port != 0 ? options.port : freePort();
   std::vector<std::string> argv = {binary("jobworkerd"), "--dev",
                                    "--state-dir",        d->state_dir_,
                                    "--listen",           "127.0.0.1:" + std::to_string(d->port_)};

@@ -76,6 +76,9 @@ class Daemon {
     // Runs jobworkerd through this command, which must exec it in place (same pid), e.g.
     // {"/usr/bin/prlimit", "--nofile=1024:1024", "--"}.
     std::vector<std::string> exec_prefix;
+    // The port to listen on (a daemon started again on a crashed one's state dir and port, so
+    // that clients reconnect to it); 0: a free one.
+    int port = 0;
   };
   // Starts `jobworkerd --dev --state-dir <tmp> --listen 127.0.0.1:<free port>` and waits until
   // GET /v1/healthz answers 200 (fails the test after 30 s).

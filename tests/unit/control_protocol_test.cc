@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "common/protocol/codec.h"
 #include "common/protocol/control_codec.h"
@@ -60,6 +61,14 @@ ControlTokenReply sample<ControlTokenReply>() {
   return t;
 }
 template <>
+ControlUpgradeRequest sample<ControlUpgradeRequest>() {
+  return {"/usr/sbin/jobworkerd"};
+}
+template <>
+ControlInfoPayload sample<ControlInfoPayload>() {
+  return {4242, "0.9.0", 1707776000123, 3, 12};
+}
+template <>
 ControlErrorReply sample<ControlErrorReply>() {
   return {ErrorCode::kBadRequest, "invalid user name"};
 }
@@ -109,6 +118,17 @@ TEST(ControlCodec, FieldCapsAreEnforced) {
       decodeControlSessionsPayload(encodeControlSessions(1, bad_role).substr(kHeaderSize)).ok());
   ControlErrorReply bad_code{static_cast<ErrorCode>(999), "x"};
   EXPECT_FALSE(decodeControlErrorPayload(encodeControlError(1, bad_code).substr(kHeaderSize)).ok());
+}
+
+TEST(ControlCodec, AnUpgradesBinaryIsAnAbsolutePathOrNothing) {
+  EXPECT_TRUE(decodeControlUpgradePayload(encodeControlUpgrade(1, {""}).substr(kHeaderSize)).ok());
+  for (const std::string& bad :
+       std::vector<std::string>{"jobworkerd", "./jobworkerd", std::string("/usr/sbin/x\0y", 13),
+                                "/" + std::string(kMaxBinaryPath, 'a')}) {
+    EXPECT_FALSE(
+        decodeControlUpgradePayload(encodeControlUpgrade(1, {bad}).substr(kHeaderSize)).ok())
+        << bad;
+  }
 }
 
 TEST(ControlCodec, SessionIdsAreTwelveLowercaseHexDigits) {

@@ -77,7 +77,9 @@ TEST(JobRecord, RoundTripsEveryField) {
   JobStatus s = fullRecord();
   auto back = decodeJobRecord(encodeJobRecord(s));
   ASSERT_TRUE(back.ok()) << back.error().message;
-  EXPECT_EQ(back.value(), s);
+  EXPECT_EQ(back->status, s);
+  EXPECT_FALSE(back->shim.has_value());
+  EXPECT_EQ(back->version, kRecordVersion);
 
   JobStatus running;
   running.id = kId;
@@ -85,9 +87,41 @@ TEST(JobRecord, RoundTripsEveryField) {
   running.command = {"sleep", "1"};
   running.created_at_ms = 1;
   running.state = JobState::kRunning;
-  auto r = decodeJobRecord(encodeJobRecord(running));
+  JobRecord with_shim{running, RunningShim{{"0a1b2c3d-boot", 4242, 987654, "0::/jw/j"}, 2, 12345}};
+  auto r = decodeJobRecord(encodeJobRecord(with_shim));
   ASSERT_TRUE(r.ok()) << r.error().message;
-  EXPECT_EQ(r.value(), running);
+  EXPECT_EQ(r.value(), with_shim);
+}
+
+// The record a version-1 jobworkerd wrote (tests/integration/fixtures/state-v1 has real ones):
+// the same fields without the shim part, read as a running job with no shim to take over.
+TEST(JobRecord, VersionOneRecordsStillLoad) {
+  JobStatus s = fullRecord();
+  std::string v2 = encodeJobRecord(s);
+  std::string v1 = v2.substr(0, v2.size() - 1);  // without the "no shim" byte
+  v1[8] = 1;
+  const uint32_t len = static_cast<uint32_t>(v1.size() - kRecordHeaderSize);
+  for (int i = 0; i < 4; i++) v1[12 + i] = static_cast<char>(len >> (8 * i));
+  auto r = decodeJobRecord(v1);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->status, s);
+  EXPECT_EQ(r->version, 1u);
+  EXPECT_FALSE(r->shim.has_value());
+}
+
+TEST(JobRecord, AShimOnAnEndedJobOrABadPidIsCorrupt) {
+  JobRecord ended{fullRecord(), RunningShim{{"b", 7, 1, "0::/x"}, 2, 0}};
+  EXPECT_FALSE(decodeJobRecord(encodeJobRecord(ended)).ok());
+  JobStatus running = fullRecord();
+  running.state = JobState::kRunning;
+  running.has_exit_code = false;
+  running.exit_code = 0;
+  running.signal = 0;
+  running.ended_at_ms = 0;
+  JobRecord bad_pid{running, RunningShim{{"b", 0, 1, "0::/x"}, 2, 0}};
+  EXPECT_FALSE(decodeJobRecord(encodeJobRecord(bad_pid)).ok());
+  bad_pid.shim->identity.shim_pid = 7;
+  EXPECT_TRUE(decodeJobRecord(encodeJobRecord(bad_pid)).ok());
 }
 
 TEST(JobRecord, EveryTruncationAndAnyTrailingByteIsCorrupt) {
@@ -221,7 +255,7 @@ TEST(StateStore, SavesReservesAndLoadsJobsAndSessions) {
     struct stat st {};
     ASSERT_EQ(stat((dir.path() + "/jobs/" + kId + "/" + kJobReserveFile).c_str(), &st), 0);
     EXPECT_GE(st.st_blocks * 512, 4096);  // allocated, not a sparse promise
-    store.saveJob(start);
+    store.saveJob({start});
     store.saveEndRecord(job);
     EXPECT_FALSE(fs::exists(dir.path() + "/jobs/" + kId + "/" + kJobReserveFile));
     SessionRecord s;
@@ -242,7 +276,7 @@ TEST(StateStore, SavesReservesAndLoadsJobsAndSessions) {
   ASSERT_TRUE(again.prepare().ok());
   StateStore::Loaded loaded = again.load(true, 5000);
   ASSERT_EQ(loaded.jobs.size(), 1u);
-  EXPECT_EQ(loaded.jobs[0], job);
+  EXPECT_EQ(loaded.jobs[0].status, job);
   ASSERT_EQ(loaded.sessions.size(), 1u);  // the expired one is deleted, the removed one gone
   EXPECT_EQ(loaded.sessions[0].hash[0], 1);
   EXPECT_EQ(loaded.corrupt, 0u);
@@ -321,7 +355,7 @@ TEST(StateStore, RecordWriteCost) {
   t0 = Clock::now();
   for (int i = 0; i < kWrites; i++) {
     job.output_bytes = static_cast<uint64_t>(i);
-    store.saveJob(job);
+    store.saveJob({job});
   }
   double record = usEach(t0);
   t0 = Clock::now();
@@ -341,7 +375,7 @@ TEST(StateStore, RecordWriteCost) {
       kWrites, record, reserve, baseline, record / baseline, reserve / baseline, flush_ms);
   auto loaded = store.load(false, 0);
   ASSERT_EQ(loaded.jobs.size(), 1u);
-  EXPECT_EQ(loaded.jobs[0].output_bytes, static_cast<uint64_t>(kWrites - 1));
+  EXPECT_EQ(loaded.jobs[0].status.output_bytes, static_cast<uint64_t>(kWrites - 1));
 }
 
 // What a start spends loading the records of a full history: printed, never asserted.
@@ -370,7 +404,8 @@ TEST(StateStore, LoadCost) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(loaded.jobs.size(), static_cast<size_t>(kJobs));
   EXPECT_EQ(loaded.corrupt, 0u);
-  EXPECT_LT(loaded.jobs.front().created_at_ms, loaded.jobs.back().created_at_ms);  // oldest first
+  EXPECT_LT(loaded.jobs.front().status.created_at_ms,
+            loaded.jobs.back().status.created_at_ms);  // oldest first
   std::printf("[ measure ] loading %d job records: %.1f ms (%.1f us each)\n", kJobs, ms,
               ms * 1000 / kJobs);
 }
