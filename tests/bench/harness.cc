@@ -345,6 +345,8 @@ void measureLatency(Bench& b) {
   auto& running = b.results.series("POST -> running", "ms");
   auto& exited = b.results.series("POST -> exit visible", "ms");
   auto& cli = b.results.series("jobworker run -- /bin/true", "ms");
+  // The CLI process without a request (its help): the floor of loading Poco and OpenSSL.
+  auto& floor = b.results.series("jobworker --help", "ms");
   auto& warm = b.results.series("ssh warm", "ms");
   auto& cold = b.results.series("ssh cold", "ms");
   Conn conn(*b.daemon, b.token);
@@ -363,6 +365,7 @@ void measureLatency(Bench& b) {
     id = conn.start(kTrueJob);
     exited.add(!id.empty() && conn.wait(id) ? nowMs() - t : -1);
     cli.add(jw::bench::timedRun(cli_argv, b.cli_env));
+    floor.add(jw::bench::timedRun({jw::test::binary("jobworker"), "--help"}, b.cli_env));
     if (b.sshd->ok()) {
       warm.add(jw::bench::timedRun(b.sshd->command({"/bin/true"}, true)));
       if (i % b.plan.cold_ssh_every == 0) {
@@ -379,7 +382,7 @@ void measureLatency(Bench& b) {
                  {cgname, "spawn into cgroups + job namespaces", "ssh warm"}});
   b.results.row({"jobworker run -- /bin/true (CLI, whole process)",
                  "jobworker run -- /bin/true",
-                 {"ssh warm", "ssh cold"}});
+                 {"ssh warm", "ssh cold", "jobworker --help"}});
 }
 
 // Starts per second from `clients` threads for `seconds`, each running `one` in a loop.
