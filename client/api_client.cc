@@ -11,9 +11,11 @@
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SSLException.h>
 #include <Poco/Net/SSLManager.h>
+#include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/NumberParser.h>
 #include <Poco/URI.h>
 #include <fcntl.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -22,9 +24,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -208,6 +214,23 @@ class Session : public Poco::Net::HTTPSClientSession {
   }
 };
 
+// A stored TLS session handed to Poco, which frees it with the connection (its constructor is
+// protected: Poco only makes these from its own sockets).
+class ResumableSession : public Poco::Net::Session {
+ public:
+  explicit ResumableSession(SSL_SESSION* owned) : Poco::Net::Session(owned) {}
+};
+
+// A connection is reused only this soon after its last answer: well inside any server's
+// keep-alive timeout (the frontend's idle_timeout, 60 s by default), so a command's requests,
+// which follow each other at once, share one connection and never meet a server-side close.
+constexpr auto kReuseWindow = std::chrono::seconds(2);
+constexpr size_t kMaxIdleConnections = 4;
+// Groups the client offers, X25519 first: the server's list (frontend/http/tls_server.cc) has
+// no X448, and a key share it cannot use costs a HelloRetryRequest round trip.
+constexpr const char* kGroups = "X25519:P-256:P-384";
+constexpr const char* kTicketMagic = "jobworker tls session 1";
+
 Poco::Timespan timespan(std::chrono::milliseconds ms) {
   return Poco::Timespan(static_cast<long>(ms.count() / 1000),
                         static_cast<long>(ms.count() % 1000) * 1000);
@@ -371,7 +394,7 @@ void prepareRequest(Poco::Net::HTTPRequest& req, const std::string& token) {
   req.set("User-Agent", std::string("jobworker/") + JW_VERSION);
   req.set("Accept", "application/json");
   if (!token.empty()) req.set("Authorization", "Bearer " + token);
-  req.setKeepAlive(false);
+  req.setKeepAlive(true);
 }
 
 Response collectResponse(Poco::Net::HTTPResponse& resp, std::string body) {
@@ -399,9 +422,13 @@ bool isFinalState(const std::string& s) { return s == "exited" || s == "killed" 
 // was revoked. Confirm the first, and that every byte the server stored has arrived, before
 // telling the caller "done"; a 401 is the second. Any other status that cannot be read counts
 // as confirmed: the stream itself ended properly.
+// Asked with the wait long poll, for at most a second: the final status is there at once when
+// the job has ended (or within moments, while jobworkerd publishes it), and a stream that ended
+// early is resumed soon. `final_status` gets the answer when it is final.
 enum class FollowEnd { kEnded, kEarly, kSessionEnded };
-FollowEnd followEnd(const ApiClient& api, const LogRequest& lr, uint64_t offset) {
-  auto st = api.request("GET", "/v1/jobs/" + urlEncode(lr.job_id));
+FollowEnd followEnd(const ApiClient& api, const LogRequest& lr, uint64_t offset,
+                    std::optional<Response>* final_status) {
+  auto st = api.request("GET", "/v1/jobs/" + urlEncode(lr.job_id) + "/wait?timeout_s=1");
   if (st && st->status == 401) return FollowEnd::kSessionEnded;
   if (!st || st->status != 200 || !st->object()) return FollowEnd::kEnded;
   auto o = st->object();
@@ -410,7 +437,153 @@ FollowEnd followEnd(const ApiClient& api, const LogRequest& lr, uint64_t offset)
   uint64_t stored = o->has(count_field) && o->get(count_field).isNumeric()
                         ? o->get(count_field).convert<uint64_t>()
                         : 0;
-  return isFinalState(state) && offset >= stored ? FollowEnd::kEnded : FollowEnd::kEarly;
+  if (!isFinalState(state) || offset < stored) return FollowEnd::kEarly;
+  *final_status = std::move(st.value());
+  return FollowEnd::kEnded;
+}
+
+int ticketIndex() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// The ticket file's first lines: whose ticket it is. A ticket is only offered to the server
+// (and with the CA file) it came from.
+std::string ticketHeader(const ServerUrl& url, const std::string& ca_file) {
+  return std::string(kTicketMagic) + "\nserver " + url.text + "\nca " + ca_file + "\n";
+}
+
+// The stored ticket when it belongs to this server and CA, is ours alone and still valid.
+SSL_SESSION* loadTicket(const std::string& path, const std::string& header) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return nullptr;
+  struct stat st {};
+  std::string text;
+  if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 077) == 0 &&
+      st.st_size < (64 << 10)) {
+    text.resize(static_cast<size_t>(st.st_size));
+    ssize_t n = ::read(fd, text.data(), text.size());
+    text.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  }
+  close(fd);
+  if (text.compare(0, header.size(), header) != 0) return nullptr;
+  BIO* bio =
+      BIO_new_mem_buf(text.data() + header.size(), static_cast<int>(text.size() - header.size()));
+  if (bio == nullptr) return nullptr;
+  SSL_SESSION* session = PEM_read_bio_SSL_SESSION(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (session == nullptr) return nullptr;
+  bool valid = SSL_SESSION_is_resumable(session) == 1 &&
+               SSL_SESSION_get_time(session) + SSL_SESSION_get_timeout(session) > time(nullptr);
+  if (!valid) {
+    SSL_SESSION_free(session);
+    return nullptr;
+  }
+  return session;
+}
+
+// Written beside the token with the token's care: a new 0600 file renamed over the old one.
+void saveTicket(const std::string& path, const std::string& header, SSL_SESSION* session) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio == nullptr) return;
+  std::string text = header;
+  char* data = nullptr;
+  if (PEM_write_bio_SSL_SESSION(bio, session) == 1) {
+    long n = BIO_get_mem_data(bio, &data);
+    if (n > 0) text.append(data, static_cast<size_t>(n));
+  }
+  BIO_free(bio);
+  if (text.size() == header.size()) return;
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return;  // no directory yet (the first login): the next command stores one
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ok = close(fd) == 0 && ok;
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) unlink(tmp.c_str());
+}
+
+}  // namespace
+
+// What every copy of one ApiClient shares: the TLS context, the connections kept alive between
+// requests, the newest session ticket and the final statuses follow streams ended with.
+struct ApiClient::Shared {
+  Shared(Poco::Net::Context::Ptr ctx, std::string file, std::string header)
+      : context(std::move(ctx)), ticket_file(std::move(file)), ticket_header(std::move(header)) {}
+  ~Shared() {
+    idle.clear();
+    SSL_CTX_set_ex_data(context->sslContext(), ticketIndex(), nullptr);
+    if (ticket != nullptr) SSL_SESSION_free(ticket);
+  }
+  Shared(const Shared&) = delete;
+  Shared& operator=(const Shared&) = delete;
+
+  // A kept-alive connection (reused: true), else a new one that resumes the stored session.
+  std::unique_ptr<Session> take(const ServerUrl& url, bool* reused) {
+    std::lock_guard<std::mutex> lock(mutex);
+    *reused = false;
+    while (!idle.empty()) {
+      Idle i = std::move(idle.back());
+      idle.pop_back();
+      if (Clock::now() - i.since < kReuseWindow && i.session->connected()) {
+        *reused = true;
+        return std::move(i.session);
+      }
+    }
+    Poco::Net::Session::Ptr resume;
+    if (ticket != nullptr && SSL_SESSION_up_ref(ticket) == 1) resume = new ResumableSession(ticket);
+    auto s = std::make_unique<Session>(url.host, url.port, context, resume);
+    s->setKeepAlive(true);
+    // Staleness is decided here (kReuseWindow), not by Poco's own timer, which would reconnect
+    // silently without the ticket.
+    s->setKeepAliveTimeout(Poco::Timespan(3600, 0));
+    return s;
+  }
+  // Counts a connection just made (its handshake done).
+  void opened(Session& s) {
+    stats.opened++;
+    if (Poco::Net::SecureStreamSocket(s.socket()).sessionWasReused()) stats.resumed++;
+  }
+  // After a complete answer the server keeps open.
+  void giveBack(std::unique_ptr<Session> s) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (s->connected() && idle.size() < kMaxIdleConnections) {
+      idle.push_back({std::move(s), Clock::now()});
+    }
+  }
+  void keepTicket(SSL_SESSION* session) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (ticket != nullptr) SSL_SESSION_free(ticket);
+    ticket = session;
+    if (!ticket_file.empty()) saveTicket(ticket_file, ticket_header, session);
+  }
+
+  struct Idle {
+    std::unique_ptr<Session> session;
+    Clock::time_point since;
+  };
+  Poco::Net::Context::Ptr context;
+  const std::string ticket_file;
+  const std::string ticket_header;
+  std::mutex mutex;
+  std::vector<Idle> idle;
+  SSL_SESSION* ticket = nullptr;  // owned
+  std::map<std::string, Response> final_statuses;
+  struct {
+    std::atomic<unsigned> opened{0};
+    std::atomic<unsigned> resumed{0};
+  } stats;
+};
+
+namespace {
+
+// OpenSSL hands over each session ticket the server sends (TLS 1.3 sends them after the
+// handshake); returning 1 keeps its reference.
+int onNewTicket(SSL* ssl, SSL_SESSION* session) {
+  auto* shared =
+      static_cast<ApiClient::Shared*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ticketIndex()));
+  if (shared == nullptr || SSL_SESSION_is_resumable(session) != 1) return 0;
+  shared->keepTicket(session);
+  return 1;
 }
 
 }  // namespace
@@ -583,7 +756,31 @@ ClientResult<ApiClient> ApiClient::create(Settings settings) {
   }
   // Replaces Poco's callback, which routes failures through the global SSLManager's handlers.
   SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_PEER, &recordVerifyError);
-  return ApiClient(std::move(settings), std::move(url.value()), std::move(ctx));
+  if (SSL_CTX_set1_groups_list(ssl_ctx, kGroups) != 1) {
+    return ClientError{K::kLocal, "cannot set the TLS key exchange groups", 0, ""};
+  }
+  // Session tickets: OpenSSL hands each one to onNewTicket (no internal cache: a CLI process
+  // is short-lived); Poco offers the one passed to a new connection only with a cache mode on.
+  SSL_CTX_set_session_cache_mode(ssl_ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ssl_ctx, &onNewTicket);
+  std::string header = ticketHeader(url.value(), settings.ca_file);
+  auto shared = std::make_shared<Shared>(ctx, settings.tls_session_file, header);
+  SSL_CTX_set_ex_data(ssl_ctx, ticketIndex(), shared.get());
+  if (!settings.tls_session_file.empty()) {
+    shared->ticket = loadTicket(settings.tls_session_file, header);
+  }
+  return ApiClient(std::move(settings), std::move(url.value()), std::move(shared));
+}
+
+ApiClient::ConnectionStats ApiClient::connectionStats() const {
+  return {shared_->stats.opened.load(), shared_->stats.resumed.load()};
+}
+
+std::optional<Response> ApiClient::knownFinalStatus(const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(shared_->mutex);
+  auto it = shared_->final_statuses.find(job_id);
+  if (it == shared_->final_statuses.end()) return std::nullopt;
+  return it->second;
 }
 
 ClientResult<Response> ApiClient::request(const std::string& method, const std::string& path,
@@ -610,7 +807,9 @@ ClientResult<Response> ApiClient::requestOnce(const std::string& method, const s
   tl_verify_error = X509_V_OK;
   *before_send = true;
   try {
-    Session session(url_.host, url_.port, context_);
+    bool reused = false;
+    std::unique_ptr<Session> kept = shared_->take(url_, &reused);
+    Session& session = *kept;
     session.setTimeout(timespan(settings_.connect_timeout), timespan(settings_.io_timeout),
                        timespan(settings_.io_timeout));
     Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
@@ -623,7 +822,10 @@ ClientResult<Response> ApiClient::requestOnce(const std::string& method, const s
     }
     // Connects and completes the TLS handshake first, so that a failure up to here means the
     // server has seen nothing of the request.
-    session.open();
+    if (!reused) {
+      session.open();
+      shared_->opened(session);
+    }
     *before_send = false;
     std::ostream& os = session.sendRequest(req);
     if (json_body) os << *json_body;
@@ -638,6 +840,7 @@ ClientResult<Response> ApiClient::requestOnce(const std::string& method, const s
                          url_.text + " sent an oversized response to " + method + " " + path, 0,
                          ""};
     }
+    if (resp.getKeepAlive()) shared_->giveBack(std::move(kept));
     return collectResponse(resp, std::move(body));
   } catch (const Poco::Exception& e) {
     return mapException(e, phase, url_, settings_.ca_file);
@@ -833,13 +1036,16 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
     return true;
   };
   try {
-    Session session(url_.host, url_.port, context_);
+    bool reused = false;
+    std::unique_ptr<Session> kept = shared_->take(url_, &reused);
+    Session& session = *kept;
     auto conn = timespan(settings_.connect_timeout);
     session.setTimeout(conn, conn, timespan(lr.follow ? lr.idle_reconnect : settings_.io_timeout));
     Poco::Net::HTTPRequest req("GET", logsPath(lr, offset), Poco::Net::HTTPMessage::HTTP_1_1);
     prepareRequest(req, settings_.token);
     req.set("Accept", "application/octet-stream");
     session.sendRequest(req).flush();
+    if (!reused) shared_->opened(session);
     phase = Phase::kResponse;
     Poco::Net::HTTPResponse resp;
     std::istream& is = session.receiveResponse(resp);
@@ -867,6 +1073,9 @@ ClientResult<ApiClient::StreamRound> ApiClient::streamOnce(const LogRequest& lr,
     BodyEnd end = readLogBody(session, resp, deliver, &framing_error);
     round.complete = end == BodyEnd::kComplete;
     round.error = bodyEndError(end, framing_error, url_);
+    // A framed body read to its end leaves the connection ready for the next request.
+    bool framed = resp.getChunkedTransferEncoding() || resp.hasContentLength();
+    if (round.complete && framed && resp.getKeepAlive()) shared_->giveBack(std::move(kept));
     return round;
   } catch (const Poco::Exception& e) {
     ClientError err = mapException(e, phase, url_, settings_.ca_file);
@@ -916,7 +1125,13 @@ ClientResult<LogStreamEnd> ApiClient::streamLogs(const LogRequest& lr, const Chu
     }
     ClientError why;
     if (!round.error) {
-      FollowEnd how = lr.follow ? followEnd(*this, lr, end.offset) : FollowEnd::kEnded;
+      std::optional<Response> final_status;
+      FollowEnd how =
+          lr.follow ? followEnd(*this, lr, end.offset, &final_status) : FollowEnd::kEnded;
+      if (final_status) {
+        std::lock_guard<std::mutex> lock(shared_->mutex);
+        shared_->final_statuses[lr.job_id] = std::move(*final_status);
+      }
       if (how == FollowEnd::kEnded) return end;
       if (how == FollowEnd::kSessionEnded) {
         return ClientError{ClientError::Kind::kHttp,

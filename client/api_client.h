@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -118,6 +119,10 @@ class ApiClient {
     std::string token;    // bearer token; empty: none sent
     std::chrono::milliseconds connect_timeout{10'000};
     std::chrono::milliseconds io_timeout{60'000};
+    // Where the TLS session ticket of this server is kept between invocations (beside the
+    // token, mode 0600), so that the next command resumes instead of a full handshake. Empty:
+    // none kept; a ticket is still reused within the process.
+    std::string tls_session_file;
   };
 
   // Validates the URL and the CA file and builds the TLS context (TLS 1.2+, peer verified,
@@ -129,8 +134,9 @@ class ApiClient {
   const std::string& token() const { return settings_.token; }
   void setToken(std::string token) { settings_.token = std::move(token); }
 
-  // One request on a fresh connection. HTTP error statuses are returned as a Response (status
-  // >= 400), not as a ClientError; only transport failures are errors.
+  // One request, on a connection kept alive from the previous one when there is one (every
+  // copy of this client shares them), else on a new one. HTTP error statuses are returned as a
+  // Response (status >= 400), not as a ClientError; only transport failures are errors.
   ClientResult<Response> request(const std::string& method, const std::string& path,
                                  const std::optional<std::string>& json_body = std::nullopt) const;
   ClientResult<Response> request(const std::string& method, const std::string& path,
@@ -156,9 +162,23 @@ class ApiClient {
   ClientResult<LogStreamEnd> streamLogs(const LogRequest& req, const ChunkSink& sink,
                                         const RetryObserver& on_retry = {}) const;
 
+  // The final status (GET /v1/jobs/{id}/wait's answer) a follow stream of job `id` confirmed its
+  // end with, if one did: `run` needs no request of its own for it.
+  std::optional<Response> knownFinalStatus(const std::string& job_id) const;
+
+  // Connections this client (and its copies) opened, and how many of their TLS handshakes
+  // resumed a stored session instead of a full handshake.
+  struct ConnectionStats {
+    unsigned opened = 0;
+    unsigned resumed = 0;
+  };
+  ConnectionStats connectionStats() const;
+
+  struct Shared;  // the TLS context, the idle connections and the session ticket
+
  private:
-  ApiClient(Settings s, ServerUrl url, Poco::Net::Context::Ptr ctx)
-      : settings_(std::move(s)), url_(std::move(url)), context_(std::move(ctx)) {}
+  ApiClient(Settings s, ServerUrl url, std::shared_ptr<Shared> shared)
+      : settings_(std::move(s)), url_(std::move(url)), shared_(std::move(shared)) {}
 
   ClientResult<Response> requestOnce(const std::string& method, const std::string& path,
                                      const std::optional<std::string>& json_body,
@@ -169,7 +189,7 @@ class ApiClient {
 
   Settings settings_;
   ServerUrl url_;
-  Poco::Net::Context::Ptr context_;
+  std::shared_ptr<Shared> shared_;
 };
 
 // The message for an HTTP error status in a context ("job 3f2a1b2c"): 401 says to log in again,

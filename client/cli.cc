@@ -225,6 +225,15 @@ std::optional<std::string> loadContextConfig(Context& ctx) {
 
 // A ready client with the session token; prints the error otherwise (exit with
 // ctx.failure_code).
+// The context's TLS session ticket, beside its token file (contexts/NAME.tls-session, 0600):
+// the next command resumes the TLS session instead of a full handshake.
+std::string ticketFile(const Context& ctx) {
+  std::string base = ctx.config_path;
+  if (base.size() > 5 && base.compare(base.size() - 5, 5, ".json") == 0)
+    base.resize(base.size() - 5);
+  return base.empty() ? "" : base + ".tls-session";
+}
+
 std::optional<ApiClient> connect(Context& ctx) {
   if (auto err = loadContextConfig(ctx)) {
     printError(*err);
@@ -244,6 +253,7 @@ std::optional<ApiClient> connect(Context& ctx) {
   s.server = cs.server;
   s.ca_file = cs.ca_file;
   s.token = cs.token;
+  s.tls_session_file = ticketFile(ctx);
   auto client = ApiClient::create(s);
   if (!client) {
     printError(client.error().message);
@@ -413,6 +423,7 @@ int cmdLogin(Context& ctx) {
   ApiClient::Settings s;
   s.server = target->url.text;
   s.ca_file = target->ca_file;
+  s.tls_session_file = ticketFile(ctx);
   auto client = ApiClient::create(s);
   if (!client) return fail(client.error().message, kExitFailure);
   auto info = client->login(*user, *password);
@@ -457,6 +468,7 @@ int cmdLogout(Context& ctx) {
     cfg.expires_at.clear();
     Status saved = saveConfig(ctx.config_path, cfg);
     if (!saved) return fail("cannot remove the token: " + saved.error().message, kExitFailure);
+    unlink(ticketFile(ctx).c_str());  // nothing of the session stays behind
   }
   if (revoke_error) {
     return fail("could not revoke the session (" + *revoke_error + ")" +
@@ -669,9 +681,12 @@ std::optional<ClientError> streamRunOutput(const Context& ctx, const ApiClient& 
 // What `run` exits with once the output has ended: the job's status, with a note on stderr when
 // it was killed for memory or stopped by its timeout.
 int runExitStatus(const ApiClient& client, const std::string& id) {
-  // The follow stream ended with the job; the long poll answers with the final status at once
-  // (and would wait, should the job still be publishing it).
-  auto st = client.request("GET", "/v1/jobs/" + id + "/wait?timeout_s=60");
+  // The follow stream ended with the job and confirmed it with the final status; else the long
+  // poll answers with it at once (and would wait, should the job still be publishing it).
+  auto known = client.knownFinalStatus(id);
+  ClientResult<Response> st = known
+                                  ? ClientResult<Response>(std::move(*known))
+                                  : client.request("GET", "/v1/jobs/" + id + "/wait?timeout_s=60");
   if (!st) return fail(st.error().message, kExitRunFailure);
   if (st->status != 200 || !st->object()) {
     return fail(httpError(st.value(), "job " + shortId(id), client.server()).message,

@@ -3,6 +3,7 @@
 #include "frontend/supervisor_channel.h"
 
 #include <sodium.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "common/log.h"
@@ -40,10 +41,13 @@ void SupervisorChannel::start(std::function<void(const std::string&)> on_closed)
 }
 
 void SupervisorChannel::readerLoop() {
-  std::string bytes;
+  // Received into once-allocated storage, then copied out at its exact size: no 192 KiB
+  // allocation and zero-fill per frame.
+  std::vector<char> storage(protocol::kMaxFrame + 1);
+  size_t size = 0;
   std::string why;
   for (;;) {
-    auto r = protocol::recvFrame(fd_, &bytes);
+    auto r = protocol::recvFrameInto(fd_, storage, &size);
     if (!r) {
       why = r.error().message;
       break;
@@ -53,6 +57,9 @@ void SupervisorChannel::readerLoop() {
       break;
     }
     if (r.value() != protocol::RecvStatus::kFrame) continue;
+    std::string bytes(storage.data(), size);
+    // A LoginReply carries a fresh token: the storage keeps no copy of any frame.
+    explicit_bzero(storage.data(), size);
     std::string_view payload;
     auto h = protocol::decodeHeader(bytes, &payload);
     if (!h) {
@@ -76,12 +83,14 @@ void SupervisorChannel::readerLoop() {
       continue;
     }
     it->second.frames.push_back(Frame{h.value(), std::move(bytes)});
-    bytes = std::string();
     if ((h->flags & protocol::kFlagMore) == 0) {
       it->second.done = true;
-      if (it->second.discard) pending_.erase(it);
+      if (it->second.discard) {
+        pending_.erase(it);
+      } else {
+        it->second.ready->notify_one();
+      }
     }
-    cv_.notify_all();
   }
   if (on_closed_) on_closed_(why);
 }
@@ -113,7 +122,8 @@ std::vector<SupervisorChannel::Frame> SupervisorChannel::wait(uint32_t id,
                                                               std::string* why) {
   if (id == 0) return {};
   std::unique_lock lock(mu_);
-  bool done = cv_.wait_for(lock, timeout, [&] { return pending_[id].done; });
+  Pending& waited = pending_[id];  // a map node: stays put while others come and go
+  bool done = waited.ready->wait_for(lock, timeout, [&] { return waited.done; });
   if (!done) {
     auto& p = pending_[id];
     p.discard = true;

@@ -111,6 +111,9 @@ class SupervisorChannel {
     std::vector<Frame> frames;
     bool done = false;
     bool discard = false;  // nobody waits: drop the reply when it comes
+    // Its one waiter's: a reply wakes the thread that waits for it, not every waiting thread
+    // (a hundred followers each woken for every chunk of the others).
+    std::unique_ptr<std::condition_variable> ready = std::make_unique<std::condition_variable>();
   };
 
   // Sends encode(id) and collects frames up to one without kFlagMore. Empty: timed out or
@@ -136,7 +139,6 @@ class SupervisorChannel {
 
   int fd_;
   std::mutex mu_;
-  std::condition_variable cv_;
   uint32_t next_id_ = 1;
   std::map<uint32_t, Pending> pending_;
   std::function<void(const std::string&)> on_closed_;

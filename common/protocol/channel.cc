@@ -30,40 +30,43 @@ Status sendFrame(int fd, std::string_view frame) {
   }
 }
 
-Result<RecvStatus> recvFrame(int fd, std::string* out) {
-  out->resize(kMaxFrame + 1);
+Result<RecvStatus> recvFrameInto(int fd, std::span<char> storage, size_t* size) {
+  *size = 0;
+  if (storage.size() <= kMaxFrame) return Error{"receive storage below kMaxFrame + 1 bytes"};
   for (;;) {
-    ssize_t n = recv(fd, out->data(), out->size(), MSG_TRUNC);
+    ssize_t n = recv(fd, storage.data(), storage.size(), MSG_TRUNC);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      out->clear();
-      return RecvStatus::kWouldBlock;
-    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return RecvStatus::kWouldBlock;
     if (n < 0) return sysError("recv on channel fd " + std::to_string(fd));
-    if (n == 0) {
-      out->clear();
-      return RecvStatus::kClosed;
-    }
+    if (n == 0) return RecvStatus::kClosed;
     if (static_cast<size_t>(n) > kMaxFrame) {
       // recv filled the whole buffer with the refused message: it may hold a credential too.
-      explicit_bzero(out->data(), out->size());
-      out->clear();
+      explicit_bzero(storage.data(), storage.size());
       return Error{"frame of " + std::to_string(n) + " bytes over kMaxFrame"};
     }
-    out->resize(static_cast<size_t>(n));
+    *size = static_cast<size_t>(n);
     return RecvStatus::kFrame;
   }
 }
 
+Result<RecvStatus> recvFrame(int fd, std::string* out) {
+  out->resize(kMaxFrame + 1);
+  size_t size = 0;
+  auto r = recvFrameInto(fd, std::span<char>(out->data(), out->size()), &size);
+  out->resize(size);
+  return r;
+}
+
 Result<RecvStatus> ReceiveBuffer::receive(int fd) {
   wipe();
-  return recvFrame(fd, &bytes_);
+  if (bytes_.empty()) bytes_.resize(kMaxFrame + 1);
+  return recvFrameInto(fd, bytes_, &size_);
 }
 
 void ReceiveBuffer::wipe() {
-  // recvFrame leaves nothing outside size(): zeroing size() bytes zeroes every received byte.
-  explicit_bzero(bytes_.data(), bytes_.size());
-  bytes_.clear();
+  // Only the first size_ bytes ever hold a frame (a refused one is wiped by recvFrameInto).
+  explicit_bzero(bytes_.data(), size_);
+  size_ = 0;
 }
 
 }  // namespace jw::protocol

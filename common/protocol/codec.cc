@@ -597,6 +597,32 @@ Result<T> decodeWith(std::string_view bytes, const char* what) {
 JW_MESSAGES(JW_DEFINE_CODEC)
 #undef JW_DEFINE_CODEC
 
+Result<std::string> encodeOutputChunkRead(uint32_t request_id, uint64_t offset, size_t max_bytes,
+                                          const std::function<Result<size_t>(char*, size_t)>& read,
+                                          const std::function<bool(size_t)>& eof) {
+  max_bytes = std::min(max_bytes, kMaxChunk);
+  Writer w;
+  // Header, offset, data length, data, raw_size, eof: all of it in one allocation.
+  w.reserve(kHeaderSize + 8 + 4 + max_bytes + 4 + 1);
+  putHeader(w, MsgType::kOutputChunk, 0, request_id);
+  w.u64(offset);
+  w.u32(0);  // the data length, set once the read says it
+  std::string frame = w.take();
+  const size_t length_at = frame.size() - 4;
+  frame.resize(frame.size() + max_bytes);
+  auto got = read(frame.data() + length_at + 4, max_bytes);
+  if (!got) return got.error();
+  size_t n = std::min(got.value(), max_bytes);
+  frame.resize(length_at + 4 + n);
+  Writer tail;
+  tail.u32(static_cast<uint32_t>(n));  // the length, then raw_size (the same without stamps)
+  tail.u32(static_cast<uint32_t>(n));
+  tail.boolean(eof(n));
+  std::copy_n(tail.bytes().data(), 4, frame.begin() + static_cast<std::ptrdiff_t>(length_at));
+  frame.append(tail.bytes(), 4, std::string::npos);
+  return frame;
+}
+
 Result<FrameHeader> decodeHeader(std::string_view frame, std::string_view* payload) {
   static constexpr FrameRules kRules{"frame", kMaxFrame, kKnownFlags,
                                      [](uint16_t t) { return msgTypeName(t) != "unknown"; }};

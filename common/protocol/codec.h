@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -231,6 +232,14 @@ struct OutputChunk {
 
   bool operator==(const OutputChunk&) const = default;
 };
+
+// An OutputChunk frame whose data is read in place: read(dst, max) writes at most `max` log
+// bytes at dst (the supervisor's pread, straight into the frame) and returns how many; eof(n)
+// says whether those n bytes end the log. One allocation per frame, no copy of the data.
+// Encodes exactly what encodeOutputChunk would for {offset, data, data.size(), eof}.
+Result<std::string> encodeOutputChunkRead(uint32_t request_id, uint64_t offset, size_t max_bytes,
+                                          const std::function<Result<size_t>(char*, size_t)>& read,
+                                          const std::function<bool(size_t)>& eof);
 
 struct Usage {
   bool has_cpu = false, has_memory = false, has_io = false, has_pids = false;

@@ -98,11 +98,13 @@ constexpr size_t kMaxJobId = 36;          // UUIDv4 text form
 constexpr size_t kMaxMessage = 1024;      // error and detail text
 constexpr size_t kMaxIoRules = 16;
 constexpr size_t kMaxDevicePath = 256;
-constexpr size_t kMaxChunk = size_t{64} * 1024;  // output moves in pulled chunks of at most this
-constexpr uint32_t kMaxTailLines = 100000;       // GET .../logs?tail_lines= at most this
-constexpr size_t kMaxListPerFrame = 64;          // statuses per JobListReply frame
-constexpr uint32_t kMaxListLimit = 1000;         // statuses per page of GET /v1/jobs
-constexpr size_t kMaxFeatures = 32;              // ServerInfoReply.features
+// Output moves in pulled chunks of at most this: 8 TLS records' worth, under kMaxFrame with
+// room for the OutputChunk fields.
+constexpr size_t kMaxChunk = size_t{128} * 1024;
+constexpr uint32_t kMaxTailLines = 100000;  // GET .../logs?tail_lines= at most this
+constexpr size_t kMaxListPerFrame = 64;     // statuses per JobListReply frame
+constexpr uint32_t kMaxListLimit = 1000;    // statuses per page of GET /v1/jobs
+constexpr size_t kMaxFeatures = 32;         // ServerInfoReply.features
 constexpr size_t kMaxHealthDetails = 64;
 constexpr size_t kTokenSize = 32;  // 256 random bits, minted by the supervisor
 // A stdin upload moves in StdinWrite frames of at most this many bytes, and at most

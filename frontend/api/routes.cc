@@ -896,6 +896,13 @@ void Api::stopJob(const HttpRequest& r, const std::string& id, const Principal& 
 namespace {
 
 // The query of GET /v1/jobs/{id}/logs: offset, follow, stream.
+// The log bytes asked per chunk: with its size line ("1fff7\r\n") and closing CRLF a full chunk
+// is exactly 8 TLS records of 16 KiB (one SSL_write), never full records plus a runt.
+constexpr size_t kTlsRecordBytes = 16384;
+constexpr size_t kLogChunkBytes = protocol::kMaxChunk - 7 - 2;
+static_assert((kLogChunkBytes + 7 + 2) % kTlsRecordBytes == 0 && kLogChunkBytes > 0xffff &&
+              kLogChunkBytes <= 0xfffff);  // five hex digits
+
 ApiResult<protocol::OutputReadRequest> logsRequest(const Target& t, const protocol::Token& token,
                                                    const std::string& id) {
   protocol::OutputReadRequest req;
@@ -939,7 +946,7 @@ ApiResult<protocol::OutputReadRequest> logsRequest(const Target& t, const protoc
   auto timestamps = boolParam(t, "timestamps");
   if (!timestamps.ok()) return timestamps.error();
   req.timestamps = timestamps.value();
-  req.max_bytes = static_cast<uint32_t>(protocol::kMaxChunk);
+  req.max_bytes = static_cast<uint32_t>(kLogChunkBytes);
   return req;
 }
 

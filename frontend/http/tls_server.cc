@@ -861,12 +861,12 @@ class Exchange : public Responder {
     if (data.empty()) return true;  // an empty chunk would end the body
     char size_line[24];
     int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
-    std::string out;
-    out.reserve(static_cast<size_t>(n) + data.size() + 2);
-    out.append(size_line, static_cast<size_t>(n));
-    out.append(data);
-    out.append("\r\n");
-    return writeThen(out, State::kStreaming);
+    // One buffer for the whole stream (its capacity stays), one SSL_write per chunk.
+    chunk_.clear();
+    chunk_.append(size_line, static_cast<size_t>(n));
+    chunk_.append(data);
+    chunk_.append("\r\n");
+    return writeThen(chunk_, State::kStreaming);
   }
 
   bool finishChunked() override {
@@ -915,6 +915,7 @@ class Exchange : public Responder {
   State state_ = State::kIdle;
   int status_ = 0;
   uint64_t bytes_sent_ = 0;
+  std::string chunk_;  // writeChunk's framing buffer
 };
 
 BodyRead Exchange::readBody(std::string* out, size_t max, uint64_t idle_timeout_ms) {

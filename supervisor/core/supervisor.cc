@@ -594,6 +594,25 @@ protocol::OutputChunk Supervisor::readChunk(const Job& job, const protocol::Outp
   return c;
 }
 
+std::optional<std::string> Supervisor::chunkFrame(uint32_t request_id, const Job& job,
+                                                  const protocol::OutputReadRequest& r) {
+  const OutputLog& log = *job.streams[static_cast<int>(r.stream)].log;
+  if (r.timestamps) {
+    protocol::OutputChunk c = readChunk(job, r);
+    if (c.data.empty() && r.offset < log.size()) return std::nullopt;
+    return protocol::encodeOutputChunk(request_id, c);
+  }
+  auto frame = protocol::encodeOutputChunkRead(
+      request_id, r.offset, r.max_bytes,
+      [&](char* dst, size_t max) { return log.readInto(r.offset, dst, max); },
+      [&](size_t n) { return job.ended() && r.offset + n >= log.size(); });
+  if (!frame) {
+    log::err(frame.error().message);
+    return std::nullopt;
+  }
+  return std::move(frame.value());
+}
+
 // Where a tail_lines / since read starts: the later of the two bounds, at a line start.
 Result<uint64_t> Supervisor::startOffset(const Job& job, const protocol::OutputReadRequest& r) {
   // Bounded work on the event loop: a tail scans at most this many bytes backwards.
@@ -643,9 +662,16 @@ void Supervisor::handleOutputRead(uint32_t id, const protocol::OutputReadRequest
     req.tail = false;
     req.since_unix_ms = 0;
   }
-  protocol::OutputChunk c = readChunk(*job, req);
-  if (!c.data.empty() || c.eof || !req.follow) {
-    frontend_->send(protocol::encodeOutputChunk(id, c));
+  // Nothing to read yet: a follow read waits (parked) for bytes or the job's end.
+  const OutputLog& log = *job->streams[static_cast<int>(req.stream)].log;
+  bool waits = req.follow && !job->ended() && req.offset >= log.size();
+  std::optional<std::string> frame;
+  if (!waits) frame = chunkFrame(id, *job, req);
+  if (!frame && !waits && !req.follow) {
+    frame = protocol::encodeOutputChunk(id, readChunk(*job, req));  // empty: the read failed
+  }
+  if (frame) {
+    frontend_->send(std::move(*frame));
     return;
   }
   if (parked_count_ >= kMaxParkedReads) {
@@ -672,7 +698,9 @@ void Supervisor::answerParked(Job& job, int stream, bool all) {
       continue;
     }
     loop_.cancelTimer(p->second.timer);
-    frontend_->send(protocol::encodeOutputChunk(p->second.request_id, readChunk(job, req)));
+    auto frame = chunkFrame(p->second.request_id, job, req);
+    frontend_->send(frame ? std::move(*frame)
+                          : protocol::encodeOutputChunk(p->second.request_id, readChunk(job, req)));
     p = reads.erase(p);
     parked_count_--;
   }

@@ -264,6 +264,10 @@ class Supervisor {
 
   // output reads
   protocol::OutputChunk readChunk(const Job& job, const protocol::OutputReadRequest& r);
+  // The OutputChunk frame answering r, without timestamps read straight into the frame;
+  // nothing when the log could not be read (logged).
+  std::optional<std::string> chunkFrame(uint32_t request_id, const Job& job,
+                                        const protocol::OutputReadRequest& r);
   Result<uint64_t> startOffset(const Job& job, const protocol::OutputReadRequest& r);
   void answerParked(Job& job, int stream, bool all);
   void expireParked(const std::string& job_id, uint64_t key);

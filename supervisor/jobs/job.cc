@@ -153,7 +153,17 @@ protocol::JobStatus Job::status() const {
   s.oom_killed = oom_killed;
   s.limits = spec_.limits;
   s.usage = final_usage;
-  if (cgroup && phase_ != JobPhase::kEnded) s.usage = cgroup->usage();
+  if (cgroup && phase_ != JobPhase::kEnded) {
+    constexpr int64_t kUsageSampleMs = 1000;
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+    if (live_usage_read_ms_ == 0 || now_ms - live_usage_read_ms_ >= kUsageSampleMs) {
+      live_usage_ = cgroup->usage();
+      live_usage_read_ms_ = now_ms;
+    }
+    s.usage = live_usage_;
+  }
   s.isolation = spec_.isolation;
   s.run_as = spec_.run_as;
   s.name = spec_.name;

@@ -84,7 +84,9 @@ class Job {
   // The state a client sees (running until published).
   protocol::JobState visibleState() const;
 
-  // Snapshot for replies: live log sizes, and usage from the cgroup when there is one.
+  // Snapshot for replies: live log sizes, and usage from the cgroup when there is one (read at
+  // most once a second per job: a list of thousands of running jobs would otherwise read
+  // several cgroup files for each, on the event loop, every time).
   protocol::JobStatus status() const;
   // Bytes stored and dropped over both logs, without status()'s cgroup reads (for /metrics).
   struct OutputTotals {
@@ -134,6 +136,8 @@ class Job {
   int signal_ = 0;
   std::string stopped_by_;
   std::string error_;
+  mutable protocol::Usage live_usage_;      // the cgroup's figures as status() last read them
+  mutable int64_t live_usage_read_ms_ = 0;  // when (CLOCK_MONOTONIC); 0: never
 };
 
 // A refused request: the code the frontend maps to an HTTP status, and a message for the user.

@@ -92,21 +92,28 @@ std::vector<TimeMark> OutputLog::timeMarks() const {
 Result<std::string> OutputLog::read(uint64_t offset, size_t max_bytes) const {
   std::string out;
   if (offset >= size_) return out;
+  out.resize(static_cast<size_t>(std::min<uint64_t>(max_bytes, size_ - offset)));
+  auto got = readInto(offset, out.data(), out.size());
+  if (!got) return got.error();
+  out.resize(got.value());
+  return out;
+}
+
+Result<size_t> OutputLog::readInto(uint64_t offset, char* dst, size_t max_bytes) const {
+  if (offset >= size_) return size_t{0};
   size_t want = static_cast<size_t>(std::min<uint64_t>(max_bytes, size_ - offset));
   UniqueFd opened(open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!opened) return sysError("open output log " + path_);
   const int fd = opened.get();
-  out.resize(want);
   size_t got = 0;
   while (got < want) {
-    ssize_t n = pread(fd, out.data() + got, want - got, static_cast<off_t>(offset + got));
+    ssize_t n = pread(fd, dst + got, want - got, static_cast<off_t>(offset + got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sysError("read output log " + path_);
     if (n == 0) break;  // the file is shorter than the shim said: never return garbage
     got += static_cast<size_t>(n);
   }
-  out.resize(got);
-  return out;
+  return got;
 }
 
 Status OutputStore::prepare() {

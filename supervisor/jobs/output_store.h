@@ -46,6 +46,8 @@ class OutputLog {
 
   // Up to max_bytes stored bytes starting at offset (empty at or past the end).
   Result<std::string> read(uint64_t offset, size_t max_bytes) const;
+  // The same into dst (at most max_bytes): how many bytes it wrote.
+  Result<size_t> readInto(uint64_t offset, char* dst, size_t max_bytes) const;
 
   uint64_t size() const { return size_; }        // bytes stored
   uint64_t dropped() const { return dropped_; }  // bytes drained but not stored (cap or error)

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -26,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "client/api_client.h"
 #include "tests/integration/daemon.h"
 
 namespace jw::test {
@@ -229,6 +231,67 @@ TEST_F(CliTest, RunSeparatesStderrOnRequest) {
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_EQ(r.out, "out\n");
   EXPECT_EQ(r.err, "err\n");
+}
+
+// One `run` is one TCP connection, kept alive from the start of the job through its output to
+// its final status, and leaves the TLS session ticket beside its token (0600).
+TEST_F(CliTest, RunUsesOneConnectionAndKeepsTheTlsTicketPrivate) {
+  loginAdmin();
+  std::string trace = xdg_ + "/connects";
+  CmdResult r = run({"/usr/bin/strace", "-f", "-qq", "-e", "trace=connect", "-o", trace,
+                     binary("jobworker"), "run", "--", "sh", "-c", "echo hi; exit 3"},
+                    "", {"XDG_CONFIG_HOME=" + xdg_});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_EQ(r.out, "hi\n");
+  std::string connects = readFile(trace);
+  const std::string to_daemon = "sin_port=htons(" + std::to_string(d().port()) + ")";
+  size_t n = 0;
+  for (size_t p = connects.find(to_daemon); p != std::string::npos;
+       p = connects.find(to_daemon, p + 1)) {
+    n++;
+  }
+  EXPECT_EQ(n, 1u) << connects;
+  struct stat st {};
+  ASSERT_EQ(stat((xdg_ + "/jobworker/contexts/default.tls-session").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// A stored ticket makes the next client's handshake a resumption, and is offered only to the
+// server and CA file it came from.
+TEST_F(CliTest, TlsTicketResumesTheNextClientOfTheSameServerAndCaOnly) {
+  client::ApiClient::Settings s;
+  s.server = d().url();
+  s.ca_file = d().caFile();
+  s.tls_session_file = xdg_ + "/ticket";
+  auto first = client::ApiClient::create(s);
+  ASSERT_TRUE(first) << first.error().message;
+  auto info = first->login("admin", d().adminPassword());
+  ASSERT_TRUE(info) << info.error().message;
+  first->setToken(info->token);
+  auto who = first->request("GET", "/v1/whoami");
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->status, 200);
+  EXPECT_EQ(first->connectionStats().opened, 1u) << "login and whoami share one connection";
+  EXPECT_EQ(first->connectionStats().resumed, 0u);
+
+  s.token = info->token;
+  auto second = client::ApiClient::create(s);
+  ASSERT_TRUE(second);
+  who = second->request("GET", "/v1/whoami");
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->status, 200);
+  EXPECT_EQ(second->connectionStats().opened, 1u);
+  EXPECT_EQ(second->connectionStats().resumed, 1u);
+
+  // The same CA under another path: the ticket's header names the old one, so it is not used.
+  s.ca_file = xdg_ + "/ca-copy.pem";
+  { std::ofstream(s.ca_file) << readFile(d().caFile()); }
+  auto third = client::ApiClient::create(s);
+  ASSERT_TRUE(third);
+  who = third->request("GET", "/v1/whoami");
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->status, 200);
+  EXPECT_EQ(third->connectionStats().resumed, 0u);
 }
 
 TEST_F(CliTest, RunIsBinarySafe) {

@@ -439,6 +439,33 @@ TEST(Codec, RandomGarbageNeverCrashes) {
   SUCCEED();
 }
 
+// The supervisor's in-place chunk (pread straight into the frame) is byte for byte what the
+// general encoder makes of the same chunk, short reads and the eof flag included.
+TEST(Codec, OutputChunkReadInPlaceEncodesLikeOutputChunk) {
+  std::string log(kMaxChunk + 1000, '\0');
+  for (size_t i = 0; i < log.size(); i++) log[i] = static_cast<char>('a' + i % 26);
+  for (size_t asked : {size_t{1}, size_t{4096}, kMaxChunk - 9, kMaxChunk, kMaxChunk + 50}) {
+    for (size_t available : {size_t{0}, size_t{10}, asked, log.size()}) {
+      auto frame = encodeOutputChunkRead(
+          42, 7, asked,
+          [&](char* dst, size_t max) -> Result<size_t> {
+            size_t n = std::min(max, available);
+            std::copy_n(log.data(), n, dst);
+            return n;
+          },
+          [&](size_t n) { return n == available; });
+      ASSERT_TRUE(frame.ok());
+      size_t n = std::min({asked, available, kMaxChunk});
+      OutputChunk expected{7, log.substr(0, n), static_cast<uint32_t>(n), n == available};
+      EXPECT_EQ(frame.value(), encodeOutputChunk(42, expected)) << asked << " " << available;
+    }
+  }
+  auto failed = encodeOutputChunkRead(
+      1, 0, 10, [](char*, size_t) -> Result<size_t> { return Error{"read failed"}; },
+      [](size_t) { return false; });
+  EXPECT_FALSE(failed.ok());
+}
+
 TEST(Channel, MaxFrameFitsADefaultSeqpacketBuffer) {
   int fds[2];
   ASSERT_TRUE(makeChannelPair(fds).ok());
