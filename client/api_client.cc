@@ -935,7 +935,7 @@ ClientResult<Response> ApiClient::upload(const std::string& path, int fd) const 
   Phase phase = Phase::kConnect;
   tl_verify_error = X509_V_OK;
   try {
-    Session session(url_.host, url_.port, context_);
+    Session session(url_.host, url_.port, shared_->context);
     session.setTimeout(timespan(settings_.connect_timeout), timespan(kUploadWait),
                        timespan(kUploadWait));
     Poco::Net::HTTPRequest req("PUT", path, Poco::Net::HTTPMessage::HTTP_1_1);
@@ -979,7 +979,7 @@ ClientResult<ApiClient::BodyStream> ApiClient::streamBody(const std::string& pat
   Phase phase = Phase::kConnect;
   tl_verify_error = X509_V_OK;
   try {
-    Session session(url_.host, url_.port, context_);
+    Session session(url_.host, url_.port, shared_->context);
     session.setTimeout(timespan(settings_.connect_timeout), timespan(settings_.io_timeout),
                        timespan(idle));
     Poco::Net::HTTPRequest req("GET", path, Poco::Net::HTTPMessage::HTTP_1_1);

@@ -288,7 +288,8 @@ std::optional<Reply<protocol::Empty>> SupervisorChannel::stdinWriteWait(
   {
     std::unique_lock lock(mu_);
     // A job that does not read holds its upload for as long as it likes: no timeout here.
-    if (!cv_.wait_for(lock, timeout, [&] { return pending_[id].done; })) return std::nullopt;
+    Pending& waited = pending_[id];  // a map node: stays put while others come and go
+    if (!waited.ready->wait_for(lock, timeout, [&] { return waited.done; })) return std::nullopt;
   }
   std::string why;
   auto frames = wait(id, timeout, &why);
