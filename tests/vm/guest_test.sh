@@ -684,8 +684,7 @@ checkNoLeftovers() {
 
 # SIGKILL of jobworkerd: its running job lives in its own scope, so the crash leaves it running
 # and the restart does not fail on it (219/CGROUP when jobs were in the unit's cgroup). The new
-# jobworkerd then either re-adopts the job or kills and removes it as a leftover of a previous
-# run; either way nothing is left unmanaged.
+# jobworkerd takes the job over (its journal says so) and serves it as running.
 checkCrash() {
   local id scope pids
   # Its processes (shim, shell, sleep) are all long-lived: each one must outlive the crash.
@@ -722,20 +721,88 @@ checkCrash() {
   cgroup_errors=$(journalctl --no-pager -o cat -u jobworkerd --since "$t0" | grep -c '219/CGROUP\|step CGROUP')
   check crash-restart "restarted: pid $old -> $new, NRestarts $before -> $after, $cgroup_errors 219/CGROUP errors" \
     test "$new" != "$old" -a "$new" != 0 -a "$after" -gt "$before" -a "$cgroup_errors" = 0
-  local outcome="" deadline3=$((SECONDS + 15))
+  loginAs "$USER_NAME" "$USER_PASSWORD" || true
+  local outcome="" logged="" deadline3=$((SECONDS + 30))
   while ((SECONDS < deadline3)); do
-    if journalctl --no-pager -o cat -u jobworkerd --since "$t0" | grep -q "removed leftover job scope .*$scope"; then
-      [[ -e $(jobScopeDir "$id") ]] || outcome="removed as a leftover by the new jobworkerd"
-    elif api GET "/v1/jobs/$id" && [[ $(jq -r .state <<<"$BODY" 2>/dev/null) == running ]]; then
-      outcome="re-adopted: running"
+    logged=$(journalctl --no-pager -o cat -u jobworkerd --since "$t0" | grep -m 1 "job $id of .* taken over")
+    if [[ -n $logged ]] && api GET "/v1/jobs/$id" && [[ $(jq -r .state <<<"$BODY" 2>/dev/null) == running ]]; then
+      outcome="taken over, running, scope $(systemctl is-active "$scope")"
+      break
     fi
-    [[ -n $outcome ]] && break
     sleep 0.3
   done
-  loginAs "$USER_NAME" "$USER_PASSWORD" || true
-  check crash-leftover-handled "after the restart, job $id: ${outcome:-neither re-adopted nor removed}" \
+  check crash-job-adopted "after the restart, job $id: ${outcome:-not taken over (journal: \"$logged\", state $(jq -r .state <<<"$BODY" 2>/dev/null))}" \
     test -n "$outcome"
-  [[ $outcome == re-adopted* ]] && { stopJob "$id"; waitJob "$id" 30 >/dev/null; }
+  stopJob "$id"
+  local st
+  st=$(waitJob "$id" 30)
+  check crash-adopted-stop "the taken-over job stops: $(jq -c '{state, stopped_by, signal}' <<<"$st" 2>/dev/null)" \
+    test "$(jq -r .state <<<"$st" 2>/dev/null)" != running -a "$(jq -r .stopped_by <<<"$st" 2>/dev/null)" = "$USER_NAME"
+}
+
+# waitServing SECONDS: true once the unit is active under a new main PID (other than $1) and
+# healthz answers 200.
+waitServing() {
+  local old=$1 deadline=$((SECONDS + $2)) pid
+  while ((SECONDS < deadline)); do
+    pid=$(systemctl show -p MainPID --value jobworkerd)
+    if [[ $pid != 0 && $pid != "$old" && $(systemctl is-active jobworkerd) == active ]]; then
+      api GET /v1/healthz
+      [[ $HTTP_CODE == 200 ]] && return 0
+    fi
+    sleep 0.3
+  done
+  return 1
+}
+
+# A job that counts 0..N-1, one line every 20 ms, then exits 7: its whole output is known.
+readonly COUNTER_JOB='{"command":["sh","-c","i=0; while [ $i -lt 400 ]; do echo $i; i=$((i+1)); sleep 0.02; done; exit 7"]}'
+counterExact() { [[ $(jobOutput "$1") == "$(seq 0 399)" ]]; }
+
+# kill -9 of the main process: systemd restarts the unit (the job's scope is outside it), the new
+# jobworkerd re-adopts the running job, which ends with its real exit code and every line once.
+checkCrashSurvives() {
+  startJob "$COUNTER_JOB" || return
+  local id=$JOB old before
+  waitOutput "$id" 20 30
+  old=$(systemctl show -p MainPID --value jobworkerd)
+  before=$(systemctl show -p NRestarts --value jobworkerd)
+  kill -9 "$old"
+  local t0 t1 served=no
+  t0=$(now)
+  waitServing "$old" 60 && served=yes
+  t1=$(now)
+  local st after exact=no
+  st=$(waitJob "$id" 90)
+  after=$(systemctl show -p NRestarts --value jobworkerd)
+  counterExact "$id" && exact=yes
+  check crash-job-survives "kill -9 of $old: serving again ($served) after $(calc "$t1 - $t0") s, NRestarts $before -> $after; job $id $(jq -c '{state, exit_code, error}' <<<"$st" 2>/dev/null), output exact: $exact" \
+    test "$served" = yes -a "$after" -gt "$before" -a "$(jq -r .exit_code <<<"$st" 2>/dev/null)" = 7 -a "$exact" = yes
+}
+
+# jobworker-admin upgrade: the same main PID (systemd sees no restart), the running job goes on
+# and ends with its real exit code and every line once.
+checkUpgrade() {
+  startJob "$COUNTER_JOB" || return
+  local id=$JOB pid before out rc
+  waitOutput "$id" 20 30
+  pid=$(systemctl show -p MainPID --value jobworkerd)
+  before=$(systemctl show -p NRestarts --value jobworkerd)
+  out=$(jobworker-admin upgrade 2>&1)
+  rc=$?
+  local deadline=$((SECONDS + 60))
+  while ((SECONDS < deadline)); do
+    api GET /v1/healthz
+    [[ $HTTP_CODE == 200 ]] && break
+    sleep 0.3
+  done
+  local st after now_pid exact=no
+  st=$(waitJob "$id" 90)
+  now_pid=$(systemctl show -p MainPID --value jobworkerd)
+  after=$(systemctl show -p NRestarts --value jobworkerd)
+  counterExact "$id" && exact=yes
+  check upgrade-keeps-job "jobworker-admin upgrade: rc $rc (\"$(head -c 200 <<<"$out")\"), main pid $pid -> $now_pid, NRestarts $before -> $after; job $id $(jq -c '{state, exit_code}' <<<"$st" 2>/dev/null), output exact: $exact" \
+    test "$rc" = 0 -a "$pid" = "$now_pid" -a "$before" = "$after" -a "$(jq -r .exit_code <<<"$st" 2>/dev/null)" = 7 -a "$exact" = yes
 }
 
 checkStop() {
@@ -797,6 +864,8 @@ main() {
     checkRestartKeeps
     checkWatchdog
     checkCrash
+    checkCrashSurvives
+    checkUpgrade
     ((fail > 0)) && dumpLogs
     checkStop
   else
