@@ -65,7 +65,7 @@ Result<RecvStatus> ReceiveBuffer::receive(int fd) {
 
 void ReceiveBuffer::wipe() {
   // Only the first size_ bytes ever hold a frame (a refused one is wiped by recvFrameInto).
-  explicit_bzero(bytes_.data(), size_);
+  if (size_ > 0) explicit_bzero(bytes_.data(), size_);  // data() is null before the first
   size_ = 0;
 }
 

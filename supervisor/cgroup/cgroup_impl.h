@@ -170,6 +170,11 @@ Status checkV2Controllers(const CgroupLimits& limits, const std::vector<std::str
                           const std::string& where);
 // An aggregate cap needs its controller: without it the cap is noted (once), not enforced (the
 // per-job limits of that kind are refused anyway). True when it is to be written.
+// What all jobs of a v2 instance (its directory) use together.
+JobsUsage v2JobsUsage(const std::string& instance_dir);
+// The "controllers: ..." and "missing controller: ..." lines of details().
+void appendV2ControllerDetails(const std::vector<std::string>& enabled,
+                               std::vector<std::string>& details);
 bool capEnforced(bool wanted, std::string_view controller, const std::vector<std::string>& enabled,
                  std::vector<std::string>& notes);
 

@@ -52,6 +52,24 @@ std::string_view controllerName(Controller c) {
   return "";
 }
 
+JobsUsage v2JobsUsage(const std::string& instance_dir) {
+  JobsUsage u;
+  if (auto t = readFile(instance_dir + "/memory.current"); t) u.memory_bytes = parseU64(*t);
+  if (auto t = readFile(instance_dir + "/cpu.stat"); t) u.cpu_us = keyedValue(*t, "usage_usec");
+  if (auto t = readFile(instance_dir + "/pids.current"); t) u.pids = parseU64(*t);
+  return u;
+}
+
+void appendV2ControllerDetails(const std::vector<std::string>& enabled,
+                               std::vector<std::string>& details) {
+  std::string on;
+  for (const std::string& c : enabled) on += (on.empty() ? "" : " ") + c;
+  details.push_back("controllers: " + (on.empty() ? std::string("none") : on));
+  for (std::string_view c : kV2Controllers) {
+    if (!contains(enabled, c)) details.push_back("missing controller: " + std::string(c));
+  }
+}
+
 Status checkV2Controllers(const CgroupLimits& limits, const std::vector<std::string>& enabled,
                           const std::string& where) {
   auto need = [&](bool wanted, Controller c, const char* limit) -> Status {
@@ -209,22 +227,11 @@ class V2Backend : public CgroupBackend {
 
   bool has(Controller c) const override { return contains(enabled_, controllerName(c)); }
 
-  JobsUsage jobsUsage() const override {
-    JobsUsage u;
-    if (auto t = readFile(instance_ + "/memory.current"); t) u.memory_bytes = parseU64(*t);
-    if (auto t = readFile(instance_ + "/cpu.stat"); t) u.cpu_us = keyedValue(*t, "usage_usec");
-    if (auto t = readFile(instance_ + "/pids.current"); t) u.pids = parseU64(*t);
-    return u;
-  }
+  JobsUsage jobsUsage() const override { return v2JobsUsage(instance_); }
 
   std::vector<std::string> details() const override {
     std::vector<std::string> d{"cgroup backend: v2", "jobs: " + instance_};
-    std::string on;
-    for (const std::string& c : enabled_) on += (on.empty() ? "" : " ") + c;
-    d.push_back("controllers: " + (on.empty() ? std::string("none") : on));
-    for (std::string_view c : kV2Controllers) {
-      if (!contains(enabled_, c)) d.push_back("missing controller: " + std::string(c));
-    }
+    appendV2ControllerDetails(enabled_, d);
     d.insert(d.end(), notes_.begin(), notes_.end());
     return d;
   }

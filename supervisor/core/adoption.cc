@@ -67,17 +67,10 @@ std::optional<shim::Exited> Supervisor::readExitRecord(const std::string& job_id
 void Supervisor::takeOverJob(const JobRecord& record, std::set<std::string>& keep_cgroups) {
   const protocol::JobStatus& r = record.status;
   std::unique_ptr<Job> job = Job::resume(record);
-  const std::string dir = store_.jobsDir() + "/" + r.id + "/";
-  const uint64_t dropped[2] = {r.output_dropped_bytes, r.stderr_dropped_bytes};
-  const std::string* errors[2] = {&r.output_error, &r.stderr_error};
-  for (int s = 0; s < (job->separate() ? 2 : 1); s++) {
-    // The shim appends to the file itself: what it holds is what was stored, to the byte.
-    auto log = OutputLog::openStored(dir + kStreamFile[s], dropped[s], *errors[s]);
-    if (!log) {
-      log::err("job " + r.id + ": " + log.error().message + "; not taken over");
-      return;
-    }
-    job->streams[s].log = std::move(log.value());
+  // The shim appends to the files itself: what they hold is what was stored, to the byte.
+  if (Status st = job->openStoredLogs(store_.jobsDir(), r); !st) {
+    log::err("job " + r.id + ": " + st.error().message + "; not taken over");
+    return;
   }
   const auto& iso = r.isolation;
   if (opt_.cgroups && std::find(iso.begin(), iso.end(), "cgroup") != iso.end()) {

@@ -59,18 +59,10 @@ Status Supervisor::loadState() {
       lost++;
     }
     std::unique_ptr<Job> job = Job::restore(r);
-    const std::string dir = store_.jobsDir() + "/" + r.id + "/";
-    const uint64_t dropped[2] = {r.output_dropped_bytes, r.stderr_dropped_bytes};
-    const std::string* errors[2] = {&r.output_error, &r.stderr_error};
-    for (int s = 0; s < (job->separate() ? 2 : 1); s++) {
-      auto log = OutputLog::openStored(dir + kStreamFile[s], dropped[s], *errors[s]);
-      if (!log) {
-        log::err("job " + r.id + ": " + log.error().message + "; its output reads as empty");
-        continue;
-      }
-      job->streams[s].log = std::move(log.value());
+    if (Status st = job->openStoredLogs(store_.jobsDir(), r); !st) {
+      log::err("job " + r.id + ": " + st.error().message + "; its output reads as empty");
+      continue;
     }
-    if (!job->streams[0].log || (job->separate() && !job->streams[1].log)) continue;
     if (was_running) state_.saveEndRecord(job->status());
     jobs_.insert(std::move(job));
   }

@@ -15,6 +15,11 @@ void notify(const std::string& state);
 // milliseconds; 0 when there is no watchdog. Removes WATCHDOG_USEC/WATCHDOG_PID from the
 // environment, so that no child (frontend, verifier, job) believes the watchdog is its own.
 uint64_t watchdogIntervalMs();
+// Puts WATCHDOG_USEC/WATCHDOG_PID (this pid) back for an execve of this same process (the
+// upgrade in place), so that the new image pings too; forgetWatchdogEnvironment() takes them
+// out again when the exec failed.
+void keepWatchdogEnvironment(uint64_t interval_ms);
+void forgetWatchdogEnvironment();
 
 // "serving; 3 jobs running": what `systemctl status` shows on its Status: line.
 std::string statusLine(bool serving, bool stopping, size_t running_jobs);

@@ -266,6 +266,7 @@ const UserRecord* Supervisor::findUser(const std::string& name) const {
 void Supervisor::startWatchdog() {
   uint64_t interval = service_manager::watchdogIntervalMs();
   if (interval == 0) return;
+  watchdog_ms_ = interval;
   // Half the interval, as sd_watchdog_enabled(3) advises: one late wake-up is not a restart.
   watchdog_ping_ms_ = std::max<uint64_t>(interval / 2, 1);
   log::info("systemd watchdog: " + std::to_string(interval) + " ms; pinging every " +

@@ -303,9 +303,10 @@ class Supervisor {
   int last_cap_ = 0;     // /proc/sys/kernel/cap_last_cap, for non-root jobs' bounding-set drop
   std::string boot_id_;  // /proc/sys/kernel/random/boot_id: part of each job's identity
   int64_t image_started_at_ms_ = realtimeMs();  // this binary's start in this pid
-  uint64_t watchdog_ping_ms_ = 0;               // 0: no WatchdogSec=
-  bool ready_notified_ = false;                 // systemd heard READY=1 (from the first frontend)
-  bool frontend_ready_ = false;                 // the current frontend sent its Ready
+  uint64_t watchdog_ms_ = 0;                    // WatchdogSec=; 0: none
+  uint64_t watchdog_ping_ms_ = 0;
+  bool ready_notified_ = false;  // systemd heard READY=1 (from the first frontend)
+  bool frontend_ready_ = false;  // the current frontend sent its Ready
   bool shutting_down_ = false;
   std::unordered_map<std::string, std::map<uint64_t, ParkedRead>> parked_;
   std::unordered_map<std::string, std::map<uint64_t, ParkedWait>> parked_waits_;

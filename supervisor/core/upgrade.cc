@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -187,8 +188,18 @@ Status Supervisor::execInPlace(const std::string& binary) {
     verifier_.start();
     return st;
   }
+  // The new image starts as systemd started us: with the soft RLIMIT_NOFILE jobs get (it raises
+  // its own again) and the watchdog's environment (consumed at our start).
+  rlimit raised{};
+  (void)getrlimit(RLIMIT_NOFILE, &raised);
+  rlimit original = raised;
+  original.rlim_cur = std::min<rlim_t>(opt_.fd_limits.original_soft, raised.rlim_max);
+  (void)setrlimit(RLIMIT_NOFILE, &original);
+  service_manager::keepWatchdogEnvironment(watchdog_ms_);
   execve(binary.c_str(), argv.data(), environ);
   const int err = errno;
+  service_manager::forgetWatchdogEnvironment();
+  (void)setrlimit(RLIMIT_NOFILE, &raised);
   (void)fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
   log::err("upgrade: execve " + binary + ": " + strerror(err) + "; carrying on as before");
   frontend_->start();

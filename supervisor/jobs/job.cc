@@ -56,6 +56,22 @@ std::unique_ptr<Job> Job::resume(const JobRecord& record) {
   return job;
 }
 
+Status Job::openStoredLogs(const std::string& jobs_dir, const protocol::JobStatus& r) {
+  const std::string dir = jobs_dir + "/" + r.id + "/";
+  const uint64_t dropped[2] = {r.output_dropped_bytes, r.stderr_dropped_bytes};
+  const std::string* errors[2] = {&r.output_error, &r.stderr_error};
+  Status first = okStatus();
+  for (int s = 0; s < (separate() ? 2 : 1); s++) {
+    auto log = OutputLog::openStored(dir + kStreamFile[s], dropped[s], *errors[s]);
+    if (!log) {
+      if (first) first = log.error();
+      continue;
+    }
+    streams[s].log = std::move(log.value());
+  }
+  return first;
+}
+
 JobRecord Job::record() const {
   JobRecord r{status()};
   if (phase_ == JobPhase::kRunning || phase_ == JobPhase::kDraining) {

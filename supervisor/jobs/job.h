@@ -55,6 +55,9 @@ class Job {
   // A job of a previous jobworkerd (a crash, an upgrade) whose shim still runs: running, as
   // its record says; the caller takes the shim over (pidfd, channel, logs, cgroup).
   static std::unique_ptr<Job> resume(const JobRecord& record);
+  // Opens the job's stored logs in jobs_dir/<id>/ with the record's dropped counts and errors;
+  // the first that cannot be opened is the error.
+  Status openStoredLogs(const std::string& jobs_dir, const protocol::JobStatus& record);
   // The record to store now: the status, and the shim while the job runs.
   JobRecord record() const;
 
