@@ -290,6 +290,32 @@ TEST_F(Adopt, AnUpgradeInPlaceKeepsThePidEveryJobAndAFollower) {
       static_cast<double>(gaps[gaps.size() / 2]) / 1e6);
 }
 
+// The new image starts as systemd started the old one: jobs still get the soft RLIMIT_NOFILE the
+// daemon was started with (not the one it raised itself to), and the watchdog is armed again.
+TEST_F(Adopt, AnUpgradeKeepsTheJobsFdLimitAndTheWatchdog) {
+  opt_.exec_prefix = {"/usr/bin/prlimit", "--nofile=1000:20000", "--"};
+  opt_.env = {"WATCHDOG_USEC=120000000"};  // no WATCHDOG_PID: sd_watchdog_enabled takes it
+  Daemon& d = startDaemon();
+  std::string token = loginAdmin(d);
+  const std::string limit_job = R"({"command":["/bin/sh","-c","ulimit -n"]})";
+  auto jobLimit = [&] {
+    std::string id = startJob(d, token, limit_job);
+    EXPECT_EQ(jsonField(waitJob(d, token, id, 60), "exit_code"), "0");
+    return output(d, token, id);
+  };
+  EXPECT_EQ(jobLimit(), "1000\n");
+  CmdResult up = upgrade(d, binary("jobworkerd"));
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  EXPECT_EQ(jobLimit(), "1000\n") << d.log();
+  std::string log = d.log();
+  size_t armed = 0;
+  for (size_t at = log.find("systemd watchdog: 120000 ms"); at != std::string::npos;
+       at = log.find("systemd watchdog: 120000 ms", at + 1)) {
+    armed++;
+  }
+  EXPECT_EQ(armed, 2u) << log;
+}
+
 TEST_F(Adopt, AnUpgradeToAMissingOrRefusingBinaryLeavesTheDaemonServing) {
   Daemon& d = startDaemon();
   std::string token = loginAdmin(d);
