@@ -776,7 +776,7 @@ checkCrashSurvives() {
   st=$(waitJob "$id" 90)
   after=$(systemctl show -p NRestarts --value jobworkerd)
   counterExact "$id" && exact=yes
-  check crash-job-survives "kill -9 of $old: serving again ($served) after $(calc "$t1 - $t0") s, NRestarts $before -> $after; job $id $(jq -c '{state, exit_code, error}' <<<"$st" 2>/dev/null), output exact: $exact" \
+  check crash-output-exact "kill -9 of $old: serving again ($served) after $(calc "$t1 - $t0") s, NRestarts $before -> $after; job $id $(jq -c '{state, exit_code, error}' <<<"$st" 2>/dev/null), output exact: $exact" \
     test "$served" = yes -a "$after" -gt "$before" -a "$(jq -r .exit_code <<<"$st" 2>/dev/null)" = 7 -a "$exact" = yes
 }
 
