@@ -78,13 +78,20 @@ uint64_t LoginThrottle::take(Bucket& b, uint32_t per_minute, uint64_t now) const
 
 LoginDecision LoginThrottle::admit(const std::string& user, const std::string& address) {
   uint64_t now = now_();
-  auto expired = [&](const Failures& f) { return now - f.last_ms > limits_.failure_memory_ms; };
+  auto expired = [&](const Failures& f) {
+    return f.in_flight == 0 && now - f.last_ms > limits_.failure_memory_ms;
+  };
   Failures pair, addr;
   if (auto it = pairs_.find({user, address}); it != pairs_.end() && !expired(it->second)) {
     pair = it->second;
   }
   if (auto it = addresses_.find(address); it != addresses_.end() && !expired(it->second)) {
     addr = it->second;
+  }
+  // Checks in flight count as failures; their back-off starts when they end, so meanwhile the
+  // pair waits for them (at least the base delay).
+  if (pair.in_flight > 0 && pair.count + pair.in_flight >= limits_.pair_free_failures) {
+    return LoginDecision{false, limits_.backoff_base_ms, "user+address back-off"};
   }
   uint64_t pair_until = backoffUntil(pair, limits_.pair_free_failures);
   uint64_t addr_until = backoffUntil(addr, limits_.address_free_failures);
@@ -93,7 +100,22 @@ LoginDecision LoginThrottle::admit(const std::string& user, const std::string& a
     return LoginDecision{false, std::max(pair_until, addr_until) - now,
                          by_pair ? "user+address back-off" : "address back-off"};
   }
+  LoginDecision d = admitByRate(user, address, pair, now);
+  if (d.allowed) {
+    PairKey key{user, address};
+    if (pairs_.find(key) == pairs_.end()) {
+      makeRoom(pairs_, expired, [](const Failures& f) { return f.last_ms; });
+    }
+    Failures& f = pairs_[key];
+    if (expired(f)) f = Failures{};
+    f.in_flight++;
+    f.last_ms = std::max(f.last_ms, now);
+  }
+  return d;
+}
 
+LoginDecision LoginThrottle::admitByRate(const std::string& user, const std::string& address,
+                                         const Failures& pair, uint64_t now) {
   if (users_.find(user) == users_.end()) {
     makeRoom(
         users_, [&](const UserRate& r) { return r.open.tat_ms <= now && r.reserved.tat_ms <= now; },
@@ -123,15 +145,30 @@ void LoginThrottle::recordFailure(const std::string& user, const std::string& ad
     f.last_ms = now;
   };
   PairKey key{user, address};
+  settle(key);
   if (pairs_.find(key) == pairs_.end()) makeRoom(pairs_, expired, last);
   bump(pairs_[key]);
   if (addresses_.find(address) == addresses_.end()) makeRoom(addresses_, expired, last);
   bump(addresses_[address]);
 }
 
+void LoginThrottle::settle(const PairKey& key) {
+  auto it = pairs_.find(key);  // an evicted entry has nothing to settle
+  if (it != pairs_.end() && it->second.in_flight > 0) it->second.in_flight--;
+}
+
+void LoginThrottle::recordUnchecked(const std::string& user, const std::string& address) {
+  settle({user, address});
+}
+
 void LoginThrottle::recordSuccess(const std::string& user, const std::string& address) {
   uint64_t now = now_();
-  pairs_.erase({user, address});
+  // Other checks of the pair still in flight stay counted: only this one's outcome is known.
+  if (auto it = pairs_.find({user, address}); it != pairs_.end() && it->second.in_flight > 1) {
+    it->second = Failures{0, it->second.last_ms, it->second.in_flight - 1};
+  } else {
+    pairs_.erase({user, address});
+  }
   if (trusted_.find(user) == trusted_.end()) {
     makeRoom(
         trusted_, [&](const TrustedSet& s) { return now - s.last_ms > limits_.trusted_for_ms; },

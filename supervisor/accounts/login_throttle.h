@@ -17,6 +17,10 @@
 //     hopeless against any password argon2id protects) while the real user, from an address they
 //     used before, still logs in at once. "No recent failures" alone would not do for the
 //     reserve: every fresh address of a rotating attacker has none.
+// An admitted check of a pair counts as a failure until its outcome is recorded, so that parallel
+// connections cannot multiply rule 1: at most the free failures are in flight at once, and in
+// back-off only one guess per step (rule 2's address budget is shared by a NAT's users, whose
+// simultaneous logins must not wait for each other, so it counts outcomes only).
 // Failure records are forgotten 15 min after their last failure (longer than the 5 min cap, so a
 // guesser pacing at the cap never starts over); a success clears its pair's record, never the
 // address's (one valid account must not reset guesses against others from that address).
@@ -71,6 +75,8 @@ class LoginThrottle {
   // The outcome of an admitted attempt's check. Busy or unavailable checks record neither.
   void recordFailure(const std::string& user, const std::string& address);
   void recordSuccess(const std::string& user, const std::string& address);
+  // An admitted attempt whose password was never checked (every slot busy, verifier down).
+  void recordUnchecked(const std::string& user, const std::string& address);
 
   // Entries held, for tests of the bounds.
   size_t pairEntries() const { return pairs_.size(); }
@@ -81,6 +87,7 @@ class LoginThrottle {
   struct Failures {
     uint32_t count = 0;
     uint64_t last_ms = 0;
+    uint32_t in_flight = 0;  // admitted, outcome not yet recorded (pairs only)
   };
   // GCRA: the theoretical arrival time of the next check; a bucket at or before now is full.
   struct Bucket {
@@ -101,6 +108,11 @@ class LoginThrottle {
   using PairKey = std::pair<std::string, std::string>;
 
   uint64_t backoffUntil(const Failures& f, uint32_t free_failures) const;
+  // Rule 3, for an attempt that passed rules 1 and 2.
+  LoginDecision admitByRate(const std::string& user, const std::string& address,
+                            const Failures& pair, uint64_t now);
+  // The pair's check has an outcome now (or none will come): it is no longer in flight.
+  void settle(const PairKey& key);
   bool trusted(const std::string& user, const std::string& address, uint64_t now) const;
   // 0 when a check fits in the bucket (and takes it), else ms until one would.
   uint64_t take(Bucket& b, uint32_t per_minute, uint64_t now) const;

@@ -109,7 +109,7 @@ struct FreezeOps {
 };
 // Freeze (waiting up to kFreezeWait), SIGKILL every listed pid, thaw; again until a round lists no
 // pid that was not already killed (killed ones are just dying). Freezing first means nothing can
-// fork between listing and killing.
+// fork between listing and killing. An empty cgroup returns at once.
 Status freezeKillThaw(const FreezeOps& ops);
 
 // v2 without cgroup.kill (kernel < 5.14): freezeKillThaw over cgroup.freeze. path is the job's

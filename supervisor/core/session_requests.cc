@@ -83,6 +83,7 @@ void Supervisor::finishLogin(uint32_t id, uint64_t generation, const std::string
   };
   const UserRecord* u = findUser(user);  // again: a SIGHUP may have removed it meanwhile
   if (v == PasswordVerdict::kBusy || v == PasswordVerdict::kUnavailable) {
+    throttle_.recordUnchecked(user, address);
     metrics_.login(protocol::LoginResult::kUnavailable);
     protocol::ErrorReply e{ErrorCode::kBusy, 0,
                            v == PasswordVerdict::kBusy ? "every password check slot is busy"

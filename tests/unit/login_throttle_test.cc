@@ -41,6 +41,36 @@ TEST_F(Throttle, TyposAreFreeThenBackOffDoublesToTheCap) {
   }
 }
 
+// Parallel connections: checks in flight count as failures, so four at once get the three free
+// ones, and in back-off one guess per step whatever the concurrency.
+TEST_F(Throttle, ChecksInFlightCountAsFailures) {
+  for (int i = 0; i < 3; i++) ASSERT_TRUE(t_.admit("alice", "10.0.0.1").allowed) << i;
+  LoginDecision d = t_.admit("alice", "10.0.0.1");
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.reason, "user+address back-off");
+  EXPECT_TRUE(t_.admit("alice", "10.0.0.2").allowed);  // another pair is untouched
+  for (int i = 0; i < 3; i++) t_.recordFailure("alice", "10.0.0.1");
+  EXPECT_FALSE(t_.admit("alice", "10.0.0.1").allowed);
+  now_ += 1000;  // the back-off's first step: one guess, not one per connection
+  EXPECT_TRUE(t_.admit("alice", "10.0.0.1").allowed);
+  EXPECT_FALSE(t_.admit("alice", "10.0.0.1").allowed);
+  now_ += 5000;
+  EXPECT_FALSE(t_.admit("alice", "10.0.0.1").allowed) << "still in flight";
+  // A check that never ran (every slot busy) frees its place without counting as a failure.
+  t_.recordUnchecked("alice", "10.0.0.1");
+  EXPECT_TRUE(t_.admit("alice", "10.0.0.1").allowed);
+  t_.recordSuccess("alice", "10.0.0.1");
+  for (int i = 0; i < 3; i++) EXPECT_TRUE(failOnce("alice", "10.0.0.1")) << "cleared " << i;
+}
+
+// The address rule counts outcomes only: a NAT's users logging in at the same moment do not wait
+// for each other.
+TEST_F(Throttle, SimultaneousLoginsOfManyUsersFromOneAddressAreAdmitted) {
+  for (int i = 0; i < 40; i++) {
+    EXPECT_TRUE(t_.admit("user" + std::to_string(i), "192.0.2.1").allowed) << i;
+  }
+}
+
 TEST_F(Throttle, BackOffIsPerPairNotALockout) {
   for (int i = 0; i < 8; i++) {
     failOnce("alice", "10.0.0.1");
@@ -140,6 +170,7 @@ TEST_F(Throttle, TheRealUserFromAKnownAddressGetsTheReserve) {
   for (int i = 0; i < 10; i++) {
     LoginDecision d = t_.admit("alice", "192.0.2.7");
     EXPECT_TRUE(d.allowed) << i << ": " << d.reason;
+    if (d.allowed) t_.recordSuccess("alice", "192.0.2.7");
   }
   // A new address of the real user shares the attacker's fate (documented limit).
   EXPECT_FALSE(t_.admit("alice", "198.51.100.1").allowed);
