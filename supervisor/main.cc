@@ -185,6 +185,7 @@ Status loadSettings(const CommandLine& cl, SupervisorOptions& opt) {
   opt.state_dir = settings.state_dir;
   opt.frontend_path = resolveFrontendPath(cl.frontend ? absolutePath(*cl.frontend) : "");
   opt.verifier_path = resolveVerifierPath();
+  opt.spawner_path = resolveSpawnerPath();
   // Opened once, O_PATH: every job's child execveat()s exactly this file, so replacing the
   // installed binary (a package upgrade) never mixes an old supervisor with a new shim.
   const std::string init_path = resolveInitPath();

@@ -39,6 +39,10 @@ std::string resolveVerifierPath() {
 
 std::string resolveInitPath() { return nextToSelf({"init/jobworker-init"}, JW_INIT_PATH); }
 
+std::string resolveSpawnerPath() {
+  return nextToSelf({"spawner/jobworker-spawner"}, JW_SPAWNER_PATH);
+}
+
 // Installed, jobworker-admin sits in the same sbin directory as jobworkerd.
 std::string resolveAdminPath() {
   return nextToSelf({"../tools/jobworker-admin", "jobworker-admin"}, JW_ADMIN_PATH);

@@ -1,5 +1,5 @@
-// Where jobworkerd finds the programs it execs: the frontend, the password verifier, the job shim
-// and the admin tool. Runs in jobworkerd at startup.
+// Where jobworkerd finds the programs it execs: the frontend, the password verifier, the job shim,
+// its spawner and the admin tool. Runs in jobworkerd at startup.
 #pragma once
 
 #include <string>
@@ -14,6 +14,8 @@ std::string resolveFrontendPath(const std::string& flag);
 std::string resolveVerifierPath();
 // <dir of /proc/self/exe>/init/jobworker-init in a build tree, else the installed libexec path.
 std::string resolveInitPath();
+// <dir of /proc/self/exe>/spawner/jobworker-spawner in a build tree, else the installed path.
+std::string resolveSpawnerPath();
 // <dir of /proc/self/exe>/../tools/jobworker-admin in a build tree, else jobworker-admin next to
 // jobworkerd, else the installed sbin path.
 std::string resolveAdminPath();

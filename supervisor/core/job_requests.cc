@@ -73,14 +73,17 @@ void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r)
     return;
   }
   if (!r.name.empty()) {
-    if (const Job* other = jobs_.runningJobNamed(u->name, r.name)) {
+    const Job* other = jobs_.runningJobNamed(u->name, r.name);
+    if (other == nullptr) other = startingJobNamed(u->name, r.name);
+    if (other != nullptr) {
       refuse(id, who,
              {ErrorCode::kConflict, "job " + other->id() + " of yours, still running, is named " +
                                         log::quote(r.name) + ": names are unique among them"});
       return;
     }
   }
-  if (jobs_.runningJobsOf(u->name) >= settings_.max_running_jobs_per_user) {
+  if (jobs_.runningJobsOf(u->name) + startingJobsOf(u->name) >=
+      settings_.max_running_jobs_per_user) {
     refuse(id, who,
            {ErrorCode::kLimitExceeded, "user " + u->name + " already runs " +
                                            std::to_string(settings_.max_running_jobs_per_user) +
@@ -91,8 +94,20 @@ void Supervisor::handleJobStart(uint32_t id, const protocol::JobStartRequest& r)
     replyError(id, e->code, e->message);
     return;
   }
-  Job* job = startJob(id, who, r);
-  if (job != nullptr) replyStatus(id, *job);
+  startJob(id, who, r);
+}
+
+size_t Supervisor::startingJobsOf(const std::string& user) const {
+  size_t n = 0;
+  for (const auto& [key, p] : starting_) n += p.user.name == user ? 1 : 0;
+  return n;
+}
+
+const Job* Supervisor::startingJobNamed(const std::string& user, const std::string& name) const {
+  for (const auto& [key, p] : starting_) {
+    if (p.user.name == user && p.request.name == name) return p.job.get();
+  }
+  return nullptr;
 }
 
 // Room for one more job: disk (507) and file descriptors (503). Checked per start, so starts
@@ -107,14 +122,12 @@ std::optional<RequestError> Supervisor::checkStartCapacity() const {
   return checkFdHeadroom(open_fds.value(), opt_.fd_limits.soft);
 }
 
-// Returns the new job, or null after replying with the error. Each step refuses with the code
-// and message the user sees; until the spawn succeeded, `resources` removes what was made.
-Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::JobStartRequest& r) {
+// The checks and everything a job needs before its shim runs; each step refuses with the code
+// and message the user sees, and until the spawn succeeded `resources` removes what was made.
+// The shim is then started by the launcher, and finishStart() answers.
+void Supervisor::startJob(uint32_t id, const Requester& who, const protocol::JobStartRequest& r) {
   const UserRecord& u = who.user;
-  auto refused = [&](const RequestError& e) -> Job* {
-    refuse(id, who, e);
-    return nullptr;
-  };
+  auto refused = [&](const RequestError& e) { refuse(id, who, e); };
   auto account =
       resolveAccount(settings_, u, opt_.as_root ? nullptr : &opt_.self, opt_.frontend_account);
   if (!account) return refused(account.error());
@@ -141,23 +154,42 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
                     st.error().sys_errno});
   }
 
-  UniqueFd stdin_read;  // closed after the spawn: the command's fd 0 is the only read end left
+  UniqueFd stdin_read;  // closed after the launch: the command's fd 0 is the only read end left
   if (r.stdin_pipe) {
     auto feed = StdinFeed::create(&stdin_read);
     if (!feed) return refused({ErrorCode::kInternal, feed.error().message});
     job->stdin_feed.emplace(std::move(feed.value()));
   }
-  SpawnFailure failure = SpawnFailure::kNone;
   SpawnRequest spawn = spawnRequest(*job, r, *account, isolation);
   spawn.stdin_read_fd = stdin_read.get();
-  auto spawned = spawnJob(spawn, &failure);
+  const uint64_t key = next_start_key_++;
+  launcher_.launch(spawn, [this, key](Result<SpawnedJob> spawned, SpawnFailure failure) {
+    finishStart(key, std::move(spawned), failure);
+  });
   stdin_read.reset();
-  // The shim holds its own copies now (or there is no shim): jobworkerd keeps no fd of the job's
-  // files; reads open them on demand.
+  // The launch holds its own copies now: jobworkerd keeps no fd of the job's files; reads open
+  // them on demand.
   for (auto& st : job->streams) {
     if (st.log) st.log->seal();
   }
   job->exit_record.reset();
+  starting_.emplace(key, PendingStart{id, frontend_generation_, u, who.remote_address,
+                                      who.received_us, r, account->name, std::move(job),
+                                      std::move(resources.value())});
+}
+
+// The shim reported (or could not be started): the job runs, or is refused, or is recorded as
+// failed; the answer goes to the frontend that asked, if it still runs.
+void Supervisor::finishStart(uint64_t key, Result<SpawnedJob> spawned, SpawnFailure failure) {
+  auto node = starting_.extract(key);
+  if (node.empty()) return;
+  PendingStart& p = node.mapped();
+  const Requester who{p.user, p.remote_address, "job_start", p.received_us};
+  const bool answer = p.frontend_generation == frontend_generation_;
+  auto refused = [&](const RequestError& e) {
+    if (answer) refuse(p.reply_id, who, e);
+  };
+  std::unique_ptr<Job>& job = p.job;
   if (!spawned) {
     const Error& e = spawned.error();
     if (failure == SpawnFailure::kExec || failure == SpawnFailure::kCwd) {
@@ -166,23 +198,30 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
           {failure == SpawnFailure::kExec ? ErrorCode::kExecFailed : ErrorCode::kBadRequest,
            e.message, e.sys_errno});
     }
-    log::err("job " + job->id() + " of " + u.name + " failed to start: " + e.message);
+    if (failure == SpawnFailure::kUnavailable) {
+      log::err("job " + job->id() + " of " + p.user.name + " not started: " + e.message);
+      return refused({ErrorCode::kUnavailable,
+                      "jobs cannot be started for a moment (the job spawner is restarting)",
+                      e.sys_errno});
+    }
+    log::err("job " + job->id() + " of " + p.user.name + " failed to start: " + e.message);
     job->markFailed(e.message, realtimeMs());
     if (job->stdin_feed) (void)job->stdin_feed->close(false);
-    resources->releaseOutput();
+    p.resources.releaseOutput();
     state_.saveEndRecord(job->status());
     countJobEnd(*job);
     Job* raw = jobs_.insert(std::move(job));
     emitEvent(*raw, protocol::EventType::kCreated);
     emitEvent(*raw, protocol::EventType::kEnded);
     enforceRetention();
-    return raw;
+    if (answer) replyStatus(p.reply_id, *raw);
+    return;
   }
-  resources->release();
+  p.resources.release();
 
   SpawnedJob& sj = spawned.value();
   job->markStarted(sj.pid, realtimeMs());
-  metrics_.jobStarted(u.name, monotonicUs() - who.received_us);
+  metrics_.jobStarted(p.user.name, monotonicUs() - p.received_us);
   job->pidfd = std::move(sj.pidfd);
   job->channel = std::move(sj.channel);
   job->command_pid = sj.command_pid;
@@ -196,9 +235,9 @@ Job* Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
   emitEvent(*raw, protocol::EventType::kCreated);
   emitEvent(*raw, protocol::EventType::kStarted);
   watchJob(*raw);
-  logJobStart(*raw, who, r, account->name);
+  logJobStart(*raw, who, p.request, p.run_as);
   updateServiceStatus();
-  return raw;
+  if (answer) replyStatus(p.reply_id, *raw);
 }
 
 JobSpec Supervisor::jobSpec(const std::string& job_id, const UserRecord& u,

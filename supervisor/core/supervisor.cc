@@ -63,7 +63,8 @@ Supervisor::Supervisor(SupervisorOptions options)
       verifier_(loop_, verifierOptions(opt_)),
       throttle_([] { return EventLoop::monotonicMs(); }, throttleLimits(opt_.settings)),
       metrics_(opt_.settings.metrics_max_users),
-      events_(kEventRingSize, static_cast<uint64_t>(realtimeMs()) * 1000) {}
+      events_(kEventRingSize, static_cast<uint64_t>(realtimeMs()) * 1000),
+      launcher_(loop_, opt_.spawner_path, opt_.init_fd.get()) {}
 
 Supervisor::~Supervisor() {
   frontend_.reset();
@@ -84,6 +85,7 @@ Status Supervisor::init() {
   if (Status st = loadState(); !st) return Error{"state: " + st.error().message};
   enforceRetention();
   verifier_.start();
+  launcher_.start();
   control_ = std::make_unique<ControlServer>(
       loop_, [this](ControlServer::ConnId c, const protocol::ControlFrameHeader& h,
                     std::string_view p) { return onControlRequest(c, h, p); });
@@ -791,6 +793,7 @@ void Supervisor::beginShutdown() {
   log::notice("shutting down: stopping every running job");
   frontend_->shutdown();
   control_->shutdown();
+  launcher_.drain();  // a job whose shim is being started is stopped with the others
   uint64_t grace = std::min(settings_.stop_grace_ms, kMaxShutdownGraceMs);
   for (Job* j : jobs_.all()) {
     if (!j->mainExited()) stopJob(*j, "shutdown", grace);

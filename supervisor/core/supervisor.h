@@ -32,6 +32,8 @@
 #include "supervisor/jobs/fd_budget.h"
 #include "supervisor/jobs/job_table.h"
 #include "supervisor/jobs/output_store.h"
+#include "supervisor/jobs/start.h"
+#include "supervisor/launch/job_launcher.h"
 #include "supervisor/launch/job_seccomp.h"
 #include "supervisor/launch/spawn.h"
 #include "supervisor/state/state_store.h"
@@ -48,6 +50,7 @@ struct SupervisorOptions {
   std::string config_file;        // handed to the frontend ("" if none)
   std::string frontend_path;
   std::string verifier_path;                // jobworker-verifier
+  std::string spawner_path;                 // jobworker-spawner
   UniqueFd init_fd;                         // jobworker-init, O_PATH: every job's shim
   UniqueFd listen_fd;                       // handed to every frontend incarnation as fd 4
   std::optional<Account> frontend_account;  // as root: the account the frontend drops to
@@ -230,7 +233,24 @@ class Supervisor {
 
   // jobs
   std::optional<RequestError> checkStartCapacity() const;
-  Job* startJob(uint32_t id, const Requester& who, const protocol::JobStartRequest& r);
+  // A start runs in steps: startJob() checks, creates the job's files and cgroup and hands the
+  // shim to the launcher; finishStart() runs once its shim reported, and answers. In between
+  // the job waits in starting_ (it counts for names and per-user limits, but is not listed).
+  struct PendingStart {
+    uint32_t reply_id = 0;
+    uint64_t frontend_generation = 0;  // a reply goes only to the frontend that asked
+    UserRecord user;                   // copies: the users file may be reloaded meanwhile
+    std::string remote_address;
+    uint64_t received_us = 0;
+    protocol::JobStartRequest request;
+    std::string run_as;
+    std::unique_ptr<Job> job;
+    JobResources resources;
+  };
+  void startJob(uint32_t id, const Requester& who, const protocol::JobStartRequest& r);
+  void finishStart(uint64_t key, Result<SpawnedJob> spawned, SpawnFailure failure);
+  size_t startingJobsOf(const std::string& user) const;
+  const Job* startingJobNamed(const std::string& user, const std::string& name) const;
   JobSpec jobSpec(const std::string& job_id, const UserRecord& u,
                   const protocol::JobStartRequest& r, const protocol::Limits& limits,
                   const Account& account, const IsolationSpec& isolation) const;
@@ -314,6 +334,9 @@ class Supervisor {
   uint64_t next_parked_key_ = 1;
   EventRing events_;
   std::map<uint64_t, ParkedEvents> parked_events_;
+  std::map<uint64_t, PendingStart> starting_;  // by next_start_key_
+  uint64_t next_start_key_ = 1;
+  JobLauncher launcher_;  // after starting_: destroyed first, killing the shims not yet started
 };
 
 }  // namespace jw::supervisor

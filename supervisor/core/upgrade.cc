@@ -154,9 +154,10 @@ void Supervisor::handleControlUpgrade(ControlServer::ConnId c, uint32_t id,
 }
 
 // What must survive the execve: the records (on disk, fsynced now) and the listening socket
-// (inherited, so no connection is refused meanwhile). The frontend and the password verifier
-// are stopped and reaped first (the new image starts its own); the jobs' shims stay our
-// children and are taken over from their records, as after a crash.
+// (inherited, so no connection is refused meanwhile). The starts in flight are finished, and the
+// frontend, the password verifier and the job spawner stopped and reaped first (the new image
+// starts its own); the jobs' shims stay our children and are taken over from their records, as
+// after a crash.
 Status Supervisor::execInPlace(const std::string& binary) {
   std::vector<std::string> args = opt_.argv;
   // A previous upgrade's --listen-fd is replaced by this one's.
@@ -178,6 +179,7 @@ Status Supervisor::execInPlace(const std::string& binary) {
   log::notice("upgrade: exec " + binary + " in place (pid " + std::to_string(getpid()) + ", " +
               std::to_string(runningJobs()) + " running job(s) to take over)");
   service_manager::notify("STATUS=upgrading in place to " + binary);
+  launcher_.shutdown();  // first: every start in flight is a recorded job before the flush
   state_.flush();
   frontend_->shutdown();
   verifier_.shutdown();
@@ -186,6 +188,7 @@ Status Supervisor::execInPlace(const std::string& binary) {
     Status st = sysError("clear close-on-exec of the listening socket");
     frontend_->start();
     verifier_.start();
+    launcher_.start();
     return st;
   }
   // The new image starts as systemd started us: with the soft RLIMIT_NOFILE jobs get (it raises
@@ -204,6 +207,7 @@ Status Supervisor::execInPlace(const std::string& binary) {
   log::err("upgrade: execve " + binary + ": " + strerror(err) + "; carrying on as before");
   frontend_->start();
   verifier_.start();
+  launcher_.start();
   updateServiceStatus();
   return sysError("execve " + binary, err);
 }

@@ -115,9 +115,17 @@ int readSpec(MappedSpec* m) {
 }
 
 // The first frame down is the go-ahead: jobworkerd has placed this process in its cgroup(s).
+// Bounded: jobworkerd gives up on a start after 30 s, and a spawner that died right after the
+// clone leaves nobody to release us.
 int waitForRelease() {
+  constexpr int kReleaseTimeoutMs = 60'000;
   uint8_t buf[shim::kMaxFrameBytes];
   for (;;) {
+    pollfd p{shim::kChannelFd, POLLIN, 0};
+    int ready = poll(&p, 1, kReleaseTimeoutMs);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return errno;
+    if (ready == 0) return ETIMEDOUT;
     ssize_t n = recv(shim::kChannelFd, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno;

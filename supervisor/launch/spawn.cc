@@ -1,5 +1,5 @@
-// Job process creation (see spawn.h); runs in jobworkerd, and the clone child's few steps up to
-// execveat of jobworker-init, where only async-signal-safe calls are allowed.
+// Job process creation (see spawn.h); runs in jobworkerd (spawnJob also in the tests, whose clone
+// child runs init_exec.cc's few async-signal-safe steps up to execveat of jobworker-init).
 #include "supervisor/launch/spawn.h"
 
 #include <fcntl.h>
@@ -20,6 +20,7 @@
 
 #include "common/fd.h"
 #include "common/protocol/shim_messages.h"
+#include "supervisor/launch/init_exec.h"
 #include "supervisor/launch/shim_spec.h"
 
 namespace jw::supervisor {
@@ -29,63 +30,7 @@ namespace {
 // The shim reports Started or ExecFailed within milliseconds; this only bounds a wedged kernel.
 constexpr int kStartTimeoutMs = 30'000;
 
-// The clone child's descriptors, in the order of their fixed numbers in the shim.
-struct InitExec {
-  // devnull, spec, channel, supervisor end, stdout log, stderr log, exit record, stdin read end
-  int sources[8];
-  int init_fd = -1;
-  char* argv[3] = {nullptr, nullptr, nullptr};
-  char* envp[1] = {nullptr};
-};
-
-constexpr int kTargets[8] = {shim::kDevNullFd,       shim::kSpecFd,      shim::kChannelFd,
-                             shim::kSupervisorEndFd, shim::kStdoutLogFd, shim::kStderrLogFd,
-                             shim::kExitRecordFd,    shim::kStdinFd};
-constexpr int kInitFdSlot = shim::kFirstFreeFd;  // close-on-exec: gone once the shim runs
-constexpr int kParkFds = 64;                     // above every fixed number
-
-// --- in the clone child: async-signal-safe only, and nothing but getting the shim running ------
-
-[[noreturn]] void childFail(int err) {
-  shim::FrameWriter w = shim::encodeExecFailed(shim::InitStep::kExecInit, err, 0);
-  ssize_t n = send(shim::kChannelFd, w.data(), w.size(), MSG_NOSIGNAL);
-  (void)n;
-  _exit(127);
-}
-
-// The job pins no page of jobworkerd: the fds move to their fixed numbers and the shim is exec'd
-// at once, before anything else runs in this copy of the supervisor.
-[[noreturn]] void execInit(const InitExec& x) {
-  int parked[8];
-  for (int i = 0; i < 8; i++) {
-    parked[i] = x.sources[i] < 0 ? -1 : fcntl(x.sources[i], F_DUPFD_CLOEXEC, kParkFds);
-    if (x.sources[i] >= 0 && parked[i] < 0) _exit(127);
-  }
-  int init = fcntl(x.init_fd, F_DUPFD_CLOEXEC, kParkFds);
-  if (init < 0) _exit(127);
-  for (int i = 0; i < 8; i++) {
-    if (parked[i] < 0) {
-      close(kTargets[i]);
-    } else if (dup2(parked[i], kTargets[i]) < 0) {
-      _exit(127);
-    }
-  }
-  if (dup2(parked[0], 1) < 0 || dup2(parked[0], 2) < 0) childFail(errno);
-  if (dup3(init, kInitFdSlot, O_CLOEXEC) < 0) childFail(errno);
-  if (syscall(SYS_close_range, static_cast<unsigned>(kInitFdSlot + 1), ~0U, 0U) != 0) {
-    for (int fd = kInitFdSlot + 1; fd < 65536; fd++) close(fd);
-  }
-  syscall(SYS_execveat, kInitFdSlot, "", x.argv, x.envp, AT_EMPTY_PATH);
-  childFail(errno);
-}
-
 // --- parent side ------------------------------------------------------------------------------
-
-void killAndReap(pid_t pid) {
-  kill(pid, SIGKILL);
-  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-  }
-}
 
 uint64_t boottimeNs() {
   timespec ts{};
@@ -164,34 +109,40 @@ Error reportedError(const SpawnRequest& req, uint32_t step, int err, int32_t det
   return Error{"job setup step '" + what + "' failed: " + std::strerror(err), err};
 }
 
-// Waits for the shim's first frame: Started (its command pid) or ExecFailed.
-Result<pid_t> awaitStart(const SpawnRequest& req, int channel, int pidfd, SpawnFailure* failure) {
-  pollfd p[2] = {{channel, POLLIN, 0}, {pidfd, POLLIN, 0}};
-  int n;
-  while ((n = poll(p, 2, kStartTimeoutMs)) < 0 && errno == EINTR) {
-  }
-  if (n == 0) return Error{"the job shim did not start within 30 s", ETIMEDOUT};
+}  // namespace
+
+std::optional<Result<pid_t>> readStartReport(const SpawnRequest& req, int channel,
+                                             SpawnFailure* failure) {
   uint8_t buf[shim::kMaxFrameBytes];
-  ssize_t got = recv(channel, buf, sizeof buf, MSG_DONTWAIT);
-  if (got <= 0) return Error{"the job shim exited before it reported", ECHILD};
+  ssize_t got;
+  while ((got = recv(channel, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno == EINTR) {
+  }
+  if (got < 0 && errno == EAGAIN) return std::nullopt;
+  if (got <= 0) return Result<pid_t>(Error{"the job shim exited before it reported", ECHILD});
   shim::FrameReader r(buf, static_cast<size_t>(got));
   shim::Frame type{};
-  if (!r.type(&type)) return Error{"empty frame from the job shim", EPROTO};
+  if (!r.type(&type)) return Result<pid_t>(Error{"empty frame from the job shim", EPROTO});
   if (type == shim::Frame::kStarted) {
     uint32_t pid = 0;
-    if (!r.get32(&pid) || !r.complete()) return Error{"bad Started frame", EPROTO};
-    return static_cast<pid_t>(pid);
+    if (!r.get32(&pid) || !r.complete()) return Result<pid_t>(Error{"bad Started frame", EPROTO});
+    return Result<pid_t>(static_cast<pid_t>(pid));
   }
   uint32_t step = 0;
   int32_t err = 0, detail = 0;
   if (type != shim::Frame::kExecFailed || !r.get32(&step) || !r.getI32(&err) ||
       !r.getI32(&detail) || !r.complete()) {
-    return Error{"unexpected first frame from the job shim", EPROTO};
+    return Result<pid_t>(Error{"unexpected first frame from the job shim", EPROTO});
   }
-  return reportedError(req, step, err, detail, failure);
+  return Result<pid_t>(reportedError(req, step, err, detail, failure));
 }
 
-}  // namespace
+void killAndReapShim(int pidfd) {
+  (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  siginfo_t info{};
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) < 0 &&
+         errno == EINTR) {
+  }
+}
 
 std::vector<std::string> execCandidates(const std::string& argv0, const std::string& path) {
   if (argv0.find('/') != std::string::npos) return {argv0};
@@ -216,7 +167,7 @@ WaitOutcome waitOutcome(int raw_wait_status) {
   return {CLD_EXITED, 0};
 }
 
-Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
+Result<PreparedShim> prepareShim(const SpawnRequest& req, SpawnFailure* failure) {
   *failure = SpawnFailure::kSetup;
   if (req.argv.empty()) return Error{"empty argv"};
   if (req.init_fd < 0 || req.stdout_log_fd < 0) return Error{"no job shim or no output log"};
@@ -230,56 +181,71 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     return sysError("socketpair for the job's status channel");
   }
-  UniqueFd ours(sv[0]), shims(sv[1]);
-  UniqueFd devnull(open("/dev/null", O_RDWR | O_CLOEXEC));
-  if (!devnull) return sysError("open /dev/null");
-
-  std::string name = "jw-init";
-  std::string short_id = req.job_id.substr(0, 8);
-  InitExec x{{devnull.get(), memfd->get(), shims.get(), ours.get(), req.stdout_log_fd,
-              req.stderr_log_fd, req.exit_record_fd, req.stdin_read_fd},
-             req.init_fd,
-             {name.data(), short_id.data(), nullptr},
-             {nullptr}};
-
-  // With namespaces, clone3 creates the child directly in its v2 cgroup (no moment outside it).
-  const int flags = cloneFlags(req.isolation);
-  const int cgroup_dir = req.cgroup != nullptr ? req.cgroup->directoryFd() : -1;
-  pid_t pid = flags != 0 || cgroup_dir >= 0 ? cloneJobProcess(flags, cgroup_dir) : fork();
-  if (pid < 0) return sysError(flags != 0 ? "clone the job into its namespaces" : "fork");
-  // execInit ends in execveat or _exit: no destructor of this frame ever runs in the child.
-  if (pid == 0) execInit(x);
-
-  shims.reset();
-  memfd->reset();
-  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) {
-    Error e = sysError("pidfd_open");
-    killAndReap(pid);
-    return e;
+  PreparedShim p;
+  p.channel.reset(sv[0]);
+  p.shim_channel.reset(sv[1]);
+  // Shared with the shim's copy of our end, which it never reads: only jobworkerd's reads see it.
+  int fl = fcntl(p.channel.get(), F_GETFL);
+  if (fl < 0 || fcntl(p.channel.get(), F_SETFL, fl | O_NONBLOCK) != 0) {
+    return sysError("make the status channel non-blocking");
   }
+  p.spec = std::move(memfd.value());
+  p.ns_flags = cloneFlags(req.isolation);
+  p.cgroup_dir = req.cgroup != nullptr ? req.cgroup->directoryFd() : -1;
+  p.short_id = req.job_id.substr(0, 8);
+  return p;
+}
+
+Status releaseShim(const SpawnRequest& req, pid_t pid, int channel) {
   if (req.cgroup != nullptr) {
     if (Status st = req.cgroup->addProcess(pid); !st) {
-      killAndReap(pid);
       return Error{"move the job into its cgroup: " + st.error().message, st.error().sys_errno};
     }
   }
   shim::FrameWriter release(shim::Frame::kRelease);
   // EPIPE: the shim already died; its report (or its exit) tells the rest.
-  (void)send(ours.get(), release.data(), release.size(), MSG_NOSIGNAL);
-  auto started = awaitStart(req, ours.get(), pidfd.get(), failure);
-  if (!started) {
-    killAndReap(pid);
-    return started.error();
+  (void)send(channel, release.data(), release.size(), MSG_NOSIGNAL);
+  return okStatus();
+}
+
+Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
+  auto prepared = prepareShim(req, failure);
+  if (!prepared) return prepared.error();
+  PreparedShim& p = prepared.value();
+  UniqueFd devnull(open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!devnull) return sysError("open /dev/null");
+  InitFds fds{devnull.get(),       p.spec.get(),      p.shim_channel.get(), p.channel.get(),
+              req.stdout_log_fd,   req.stderr_log_fd, req.exit_record_fd,   req.stdin_read_fd,
+              req.init_fd};
+  InitArgv args(p.short_id.c_str());
+  int raw_pidfd = -1;
+  pid_t pid = cloneShim(p.ns_flags, p.cgroup_dir, false, &raw_pidfd);
+  if (pid < 0) return sysError(p.ns_flags != 0 ? "clone the job into its namespaces" : "fork");
+  // execJobInit ends in execveat or _exit: no destructor of this frame ever runs in the child.
+  if (pid == 0) execJobInit(fds, args);
+  UniqueFd pidfd(raw_pidfd);
+  p.shim_channel.reset();
+  p.spec.reset();
+  if (Status st = releaseShim(req, pid, p.channel.get()); !st) {
+    killAndReapShim(pidfd.get());
+    return st.error();
   }
-  int fl = fcntl(ours.get(), F_GETFL);
-  if (fl < 0 || fcntl(ours.get(), F_SETFL, fl | O_NONBLOCK) != 0) {
-    Error e = sysError("make the status channel non-blocking");
-    killAndReap(pid);
-    return e;
+  pollfd w[2] = {{p.channel.get(), POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
+  int n;
+  while ((n = poll(w, 2, kStartTimeoutMs)) < 0 && errno == EINTR) {
+  }
+  std::optional<Result<pid_t>> started;
+  if (n > 0) started = readStartReport(req, p.channel.get(), failure);
+  if (!started) {
+    started = Result<pid_t>(n == 0 ? Error{"the job shim did not start within 30 s", ETIMEDOUT}
+                                   : Error{"the job shim exited before it reported", ECHILD});
+  }
+  if (!*started) {
+    killAndReapShim(pidfd.get());
+    return started->error();
   }
   *failure = SpawnFailure::kNone;
-  return SpawnedJob{pid, std::move(pidfd), std::move(ours), started.value()};
+  return SpawnedJob{pid, std::move(pidfd), std::move(p.channel), started->value()};
 }
 
 }  // namespace jw::supervisor

@@ -1,12 +1,14 @@
-// Starting a job: jobworkerd writes the job's spec into a sealed memfd, clones a child into the
-// job's namespaces (and v2 cgroup) that at once execveat()s jobworker-init, the job's shim,
-// places it in its cgroup(s), releases it over the status channel and waits for `Started` or
-// `ExecFailed`. Everything the job's own process does before execve runs in the shim
-// (supervisor/init/). Runs in jobworkerd (the child part, up to execveat, in the clone child).
+// Starting a job: jobworkerd writes the job's spec into a sealed memfd and makes its status
+// channel (prepareShim); a clone of jobworker-spawner (JobLauncher), or of the caller in the
+// tests (spawnJob), goes into the job's namespaces (and v2 cgroup) and at once execveat()s
+// jobworker-init, the job's shim; jobworkerd places it in its cgroup(s), releases it over the
+// channel (releaseShim) and reads `Started` or `ExecFailed` (readStartReport). Everything the
+// job's own process does before execve runs in the shim (supervisor/init/). Runs in jobworkerd.
 #pragma once
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,13 +68,37 @@ struct SpawnedJob {
 
 enum class SpawnFailure {
   kNone,
-  kExec,   // execve failed: the program is missing or not executable (no job record)
-  kCwd,    // the working directory could not be entered (a request error, no job record)
+  kExec,         // execve failed: the program is missing or not executable (no job record)
+  kCwd,          // the working directory could not be entered (a request error, no job record)
+  kUnavailable,  // no jobworker-spawner runs right now (503, no job record; it is restarting)
   kSetup,  // anything else: a supervisor-side or kernel failure (the job is recorded as failed)
 };
 
-// Starts the job's shim and through it the command. On success the command runs; on failure
-// `*failure` says which kind and the Error carries the errno (sys_errno) and the failed step.
+// What a shim is cloned with besides the job's own files (borrowed in the request).
+struct PreparedShim {
+  UniqueFd spec;          // the sealed spec memfd
+  UniqueFd channel;       // jobworkerd's end of the status channel, non-blocking
+  UniqueFd shim_channel;  // the shim's end
+  int ns_flags = 0;       // CLONE_NEW*
+  int cgroup_dir = -1;    // a v2 cgroup directory (CLONE_INTO_CGROUP), borrowed; -1: none
+  std::string short_id;   // the shim's argv[1]
+};
+Result<PreparedShim> prepareShim(const SpawnRequest& req, SpawnFailure* failure);
+
+// The shim `pid` waits for its release: places it in the request's cgroup(s), then releases it.
+Status releaseShim(const SpawnRequest& req, pid_t pid, int channel);
+
+// The shim's first frame, when one is queued (nullopt: none yet): Started gives the command's
+// pid (as the shim sees it); ExecFailed an error whose kind `*failure` says.
+std::optional<Result<pid_t>> readStartReport(const SpawnRequest& req, int channel,
+                                             SpawnFailure* failure);
+
+// Kills a shim that did not start and reaps it through its pidfd.
+void killAndReapShim(int pidfd);
+
+// The whole start in the calling process, waiting for the report (the tests' way; jobworkerd
+// starts jobs through JobLauncher). On success the command runs; on failure `*failure` says
+// which kind and the Error carries the errno (sys_errno) and the failed step.
 Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure);
 
 // The PATH candidates for argv0 (argv0 itself when it contains '/'). Empty PATH entries (the

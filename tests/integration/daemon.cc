@@ -94,6 +94,7 @@ std::string buildTreePath(const std::string& name) {
   if (name == "hostile_frontend") return "tests/integration/hostile_frontend";
   if (name == "jobworker-verifier") return "supervisor/verifier/jobworker-verifier";
   if (name == "jobworker-init") return "supervisor/init/jobworker-init";
+  if (name == "jobworker-spawner") return "supervisor/spawner/jobworker-spawner";
   return name;
 }
 
@@ -117,7 +118,7 @@ StagedBinaries::StagedBinaries() : dir_(makeTempDir("jwbin")) {
   fs::permissions(dir_, reachable, ec);
   if (ec) ADD_FAILURE() << "chmod 0755 " << dir_ << ": " << ec.message();
   for (const char* name : {"jobworkerd", "jobworker-frontend", "jobworker-admin", "relay_frontend",
-                           "jobworker-verifier", "jobworker-init"}) {
+                           "jobworker-verifier", "jobworker-init", "jobworker-spawner"}) {
     fs::path to = fs::path(dir_) / buildTreePath(name);
     for (fs::path d = to.parent_path(); d != fs::path(dir_); d = d.parent_path()) {
       fs::create_directories(d, ec);
