@@ -511,6 +511,7 @@ struct ApiClient::Shared {
       : context(std::move(ctx)), ticket_file(std::move(file)), ticket_header(std::move(header)) {}
   ~Shared() {
     idle.clear();
+    SSL_CTX_set_cert_verify_callback(context->sslContext(), nullptr, nullptr);
     SSL_CTX_set_ex_data(context->sslContext(), ticketIndex(), nullptr);
     if (ticket != nullptr) SSL_SESSION_free(ticket);
   }
@@ -568,6 +569,7 @@ struct ApiClient::Shared {
   std::vector<Idle> idle;
   SSL_SESSION* ticket = nullptr;  // owned
   std::map<std::string, Response> final_statuses;
+  std::once_flag system_store_loaded;  // see verifyWithSystemStore
   struct {
     std::atomic<unsigned> opened{0};
     std::atomic<unsigned> resumed{0};
@@ -584,6 +586,19 @@ int onNewTicket(SSL* ssl, SSL_SESSION* session) {
   if (shared == nullptr || SSL_SESSION_is_resumable(session) != 1) return 0;
   shared->keepTicket(session);
   return 1;
+}
+
+// Certificate verification against the system's trust store, loaded by the first handshake
+// that has a certificate to verify: reading Debian's bundle (about 140 certificates) costs
+// 30-55 ms, more than the rest of a command, and a resumed handshake (every command after the
+// first within the ticket's lifetime) never needs it. An explicit --ca-file is one or two
+// certificates and stays loaded up front, where a bad file is reported before any connection.
+int verifyWithSystemStore(X509_STORE_CTX* store_ctx, void* arg) {
+  auto* shared = static_cast<ApiClient::Shared*>(arg);
+  X509_STORE* store = X509_STORE_CTX_get0_store(store_ctx);
+  // A failure leaves the store empty: the chain then fails as untrusted, which says --ca-file.
+  std::call_once(shared->system_store_loaded, [store] { X509_STORE_set_default_paths(store); });
+  return X509_verify_cert(store_ctx);
 }
 
 }  // namespace
@@ -728,7 +743,7 @@ ClientResult<ApiClient> ApiClient::create(Settings settings) {
   }
   Poco::Net::Context::Params p;
   p.caLocation = settings.ca_file;
-  p.loadDefaultCAs = settings.ca_file.empty();
+  p.loadDefaultCAs = false;  // the system store is loaded when needed: verifyWithSystemStore
   p.verificationMode = Poco::Net::Context::VERIFY_STRICT;
   p.verificationDepth = 9;
   p.cipherList = kCipherList;
@@ -766,6 +781,9 @@ ClientResult<ApiClient> ApiClient::create(Settings settings) {
   std::string header = ticketHeader(url.value(), settings.ca_file);
   auto shared = std::make_shared<Shared>(ctx, settings.tls_session_file, header);
   SSL_CTX_set_ex_data(ssl_ctx, ticketIndex(), shared.get());
+  if (settings.ca_file.empty()) {
+    SSL_CTX_set_cert_verify_callback(ssl_ctx, &verifyWithSystemStore, shared.get());
+  }
   if (!settings.tls_session_file.empty()) {
     shared->ticket = loadTicket(settings.tls_session_file, header);
   }

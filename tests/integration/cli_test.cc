@@ -294,6 +294,40 @@ TEST_F(CliTest, TlsTicketResumesTheNextClientOfTheSameServerAndCaOnly) {
   EXPECT_EQ(third->connectionStats().resumed, 0u);
 }
 
+// Without --ca-file the system store is read only by a handshake that verifies a certificate:
+// a resumed one succeeds even when the store could not trust the server. SSL_CERT_FILE stands
+// in for the system bundle (OpenSSL reads it when the store is loaded).
+TEST_F(CliTest, SystemTrustStoreIsReadOnlyByAFullHandshake) {
+  client::ApiClient::Settings s;
+  s.server = d().url();
+  s.tls_session_file = xdg_ + "/system-store-ticket";
+  setenv("SSL_CERT_FILE", d().caFile().c_str(), 1);
+  auto first = client::ApiClient::create(s);
+  ASSERT_TRUE(first) << first.error().message;
+  auto who = first->request("GET", "/v1/whoami");
+  ASSERT_TRUE(who) << who.error().message;
+  EXPECT_EQ(first->connectionStats().resumed, 0u);
+
+  setenv("SSL_CERT_FILE", (xdg_ + "/no-such-bundle.pem").c_str(), 1);
+  auto resumed = client::ApiClient::create(s);
+  ASSERT_TRUE(resumed);
+  who = resumed->request("GET", "/v1/whoami");
+  ASSERT_TRUE(who) << who.error().message;
+  EXPECT_EQ(resumed->connectionStats().resumed, 1u);
+
+  // A full handshake reads the store then, not when the client was made: the bundle that
+  // would have trusted the server is gone by the time it connects.
+  s.tls_session_file.clear();
+  setenv("SSL_CERT_FILE", d().caFile().c_str(), 1);
+  auto full = client::ApiClient::create(s);
+  ASSERT_TRUE(full);
+  setenv("SSL_CERT_FILE", (xdg_ + "/no-such-bundle.pem").c_str(), 1);
+  who = full->request("GET", "/v1/whoami");
+  unsetenv("SSL_CERT_FILE");
+  ASSERT_FALSE(who);
+  EXPECT_EQ(who.error().kind, client::ClientError::Kind::kTrust) << who.error().message;
+}
+
 TEST_F(CliTest, RunIsBinarySafe) {
   loginAdmin();
   // Every byte value, several times over, through printf's octal escapes.
