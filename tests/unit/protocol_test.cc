@@ -277,7 +277,7 @@ TEST(Codec, JobListPackerMatchesEncodeJobListReply) {
     next += part->jobs.size();
   }
   EXPECT_EQ(next, all.size());
-  EXPECT_EQ(frames.size(), 6u);  // 64, 64, 7 + 2 big, 2 big, 1 big
+  EXPECT_EQ(frames.size(), 5u);  // 64, 64, 7 + 2 big, 2 big, 1 big
 }
 
 TEST(Codec, JobListPackerOfNothingIsOneEmptyFrame) {
