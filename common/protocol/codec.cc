@@ -644,6 +644,44 @@ size_t encodedSize(const JobStatus& s) {
   return w.size();
 }
 
+JobListPacker::JobListPacker(uint32_t request_id) : request_id_(request_id) { open(); }
+
+void JobListPacker::open() {
+  Writer w;
+  putHeader(w, MsgType::kJobListReply, 0, request_id_);
+  w.u32(0);  // the count, set when the frame is closed
+  frame_ = w.take();
+  count_ = 0;
+}
+
+void JobListPacker::close(uint16_t flags, bool more) {
+  Writer patch;
+  patch.u16(flags);
+  std::copy_n(patch.bytes().data(), 2, frame_.begin() + 2);  // u16 type | u16 flags | ...
+  patch.clear();
+  patch.u32(count_);
+  std::copy_n(patch.bytes().data(), 4, frame_.begin() + static_cast<std::ptrdiff_t>(kHeaderSize));
+  frame_.push_back(more ? 1 : 0);
+  frames_.push_back(std::move(frame_));
+}
+
+void JobListPacker::add(const JobStatus& s) {
+  scratch_.clear();
+  put(scratch_, s);
+  const size_t n = scratch_.size();
+  if (count_ > 0 && (count_ >= kMaxListPerFrame || frame_.size() + n + 1 > kMaxFrame)) {
+    close(kFlagMore, false);
+    open();
+  }
+  frame_.append(scratch_.bytes());
+  count_++;
+}
+
+std::vector<std::string> JobListPacker::finish(bool more) {
+  close(0, more);
+  return std::move(frames_);
+}
+
 namespace {
 
 // The list's entry for a wire number, or null: one lookup serves names and permissions.

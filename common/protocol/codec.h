@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/protocol/messages.h"
+#include "common/protocol/wire.h"
 #include "common/result.h"
 
 namespace jw::protocol {
@@ -445,7 +446,29 @@ Result<FrameHeader> decodeHeader(std::string_view frame, std::string_view* paylo
 // Size in bytes of argv + env + cwd as the kMaxJobSpecBytes cap counts it.
 size_t jobSpecBytes(const JobStartRequest& r);
 
-// Encoded size of one JobStatus payload, for packing list frames.
+// Encoded size of one JobStatus payload.
 size_t encodedSize(const JobStatus& s);
+
+// The frames of one JobListReply, packed as the statuses come: each status is encoded once,
+// straight into its frame, which holds at most kMaxListPerFrame statuses and kMaxFrame bytes.
+// Every frame but the last carries kFlagMore and more=false; the bytes of each frame are exactly
+// encodeJobListReply's for the statuses it holds.
+class JobListPacker {
+ public:
+  explicit JobListPacker(uint32_t request_id);
+  void add(const JobStatus& s);
+  // The frames, the last one with `more` (the page is full and more jobs match).
+  std::vector<std::string> finish(bool more);
+
+ private:
+  void open();
+  void close(uint16_t flags, bool more);
+
+  uint32_t request_id_;
+  std::string frame_;
+  uint32_t count_ = 0;
+  Writer scratch_;
+  std::vector<std::string> frames_;
+};
 
 }  // namespace jw::protocol

@@ -7,17 +7,19 @@ namespace jw::protocol {
 
 void Writer::u8(uint8_t v) { buf_.push_back(static_cast<char>(v)); }
 
-void Writer::u16(uint16_t v) {
-  for (int i = 0; i < 2; i++) u8(static_cast<uint8_t>(v >> (8 * i)));
+// Each integer is appended in one go: a list reply writes tens of thousands of them.
+template <typename T>
+static void appendLittleEndian(std::string& buf, T v) {
+  char b[sizeof(T)];
+  for (size_t i = 0; i < sizeof(T); i++) b[i] = static_cast<char>(v >> (8 * i));
+  buf.append(b, sizeof(T));
 }
 
-void Writer::u32(uint32_t v) {
-  for (int i = 0; i < 4; i++) u8(static_cast<uint8_t>(v >> (8 * i)));
-}
+void Writer::u16(uint16_t v) { appendLittleEndian(buf_, v); }
 
-void Writer::u64(uint64_t v) {
-  for (int i = 0; i < 8; i++) u8(static_cast<uint8_t>(v >> (8 * i)));
-}
+void Writer::u32(uint32_t v) { appendLittleEndian(buf_, v); }
+
+void Writer::u64(uint64_t v) { appendLittleEndian(buf_, v); }
 
 void Writer::str(std::string_view s) {
   u32(static_cast<uint32_t>(s.size()));

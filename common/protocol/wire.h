@@ -36,6 +36,8 @@ class Writer {
   const std::string& bytes() const { return buf_; }
   std::string take() { return std::move(buf_); }
   size_t size() const { return buf_.size(); }
+  // Empties the buffer, keeping its storage: a scratch writer reused for many small payloads.
+  void clear() { buf_.clear(); }
 
  private:
   std::string buf_;

@@ -85,6 +85,18 @@ JsonWriter& JsonWriter::str(std::string_view v) {
   static const char* hex = "0123456789abcdef";
   out_.push_back('"');
   for (size_t i = 0; i < v.size();) {
+    // The common case, printable ASCII with nothing to escape, is appended a run at a time.
+    size_t run = i;
+    while (run < v.size()) {
+      unsigned char r = static_cast<unsigned char>(v[run]);
+      if (r < 0x20 || r >= 0x7f || r == '"' || r == '\\') break;
+      run++;
+    }
+    if (run > i) {
+      out_.append(v.data() + i, run - i);
+      i = run;
+      continue;
+    }
     unsigned char c = static_cast<unsigned char>(v[i]);
     if (c >= 0x80) {
       size_t n = utf8SequenceLength(v, i);

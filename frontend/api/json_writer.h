@@ -27,6 +27,8 @@ class JsonWriter {
   JsonWriter& boolean(bool v);
   JsonWriter& null();
   std::string take() { return std::move(out_); }
+  // Room for n more bytes: a list of thousands of jobs is written without regrowing the buffer.
+  void reserve(size_t n) { out_.reserve(out_.size() + n); }
 
  private:
   void separate();

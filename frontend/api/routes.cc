@@ -674,6 +674,7 @@ void Api::listJobs(const Target& t, const Principal& p, Responder& out) {
   auto page = channel_.jobList(req.value());
   if (!page.ok()) return sendError(out, fromSupervisor(page.error()));
   JsonWriter w;
+  w.reserve(page.value().jobs.size() * 768 + 64);  // a running job's status is ~700 bytes
   w.beginObject().key("jobs").beginArray();
   for (const auto& j : page.value().jobs) writeStatus(w, j);
   w.endArray();

@@ -16,9 +16,54 @@
 
 namespace jw::frontend {
 
+namespace {
+
+// Year, month, day of a count of days since 1970-01-01 (proleptic Gregorian, days >= 0): the
+// civil calendar by 400-year eras, each 146097 days long.
+void civilFromDays(int64_t days, int64_t* y, unsigned* m, unsigned* d) {
+  days += 719468;  // from 0000-03-01, so that a leap day ends the year
+  const int64_t era = days / 146097;
+  const auto doe = static_cast<unsigned>(days - era * 146097);                 // [0, 146096]
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;  // [0, 399]
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);                // [0, 365]
+  const unsigned mp = (5 * doy + 2) / 153;                                     // March = 0
+  *d = doy - (153 * mp + 2) / 5 + 1;
+  *m = mp < 10 ? mp + 3 : mp - 9;
+  *y = static_cast<int64_t>(yoe) + era * 400 + (*m <= 2 ? 1 : 0);
+}
+
+void putDigits(char* at, unsigned v, int n) {
+  for (int i = n - 1; i >= 0; i--) {
+    at[i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  }
+}
+
+}  // namespace
+
 std::string rfc3339Ms(int64_t epoch_ms) {
-  // Poco::Timestamp counts microseconds; %i is the milliseconds, always three digits.
-  return Poco::DateTimeFormatter::format(Poco::Timestamp(epoch_ms * 1000), "%Y-%m-%dT%H:%M:%S.%iZ");
+  // Years 1970-9999 by hand (a list formats two per job, thousands of jobs); anything else
+  // through Poco, whose %i is the milliseconds, always three digits.
+  constexpr int64_t kYear10000Ms = 253402300800000;
+  if (epoch_ms < 0 || epoch_ms >= kYear10000Ms) {
+    return Poco::DateTimeFormatter::format(Poco::Timestamp(epoch_ms * 1000),
+                                           "%Y-%m-%dT%H:%M:%S.%iZ");
+  }
+  const int64_t secs = epoch_ms / 1000;
+  const auto ms = static_cast<unsigned>(epoch_ms % 1000);
+  const auto tod = static_cast<unsigned>(secs % 86400);
+  int64_t y;
+  unsigned m, d;
+  civilFromDays(secs / 86400, &y, &m, &d);
+  std::string out = "0000-00-00T00:00:00.000Z";
+  putDigits(&out[0], static_cast<unsigned>(y), 4);
+  putDigits(&out[5], m, 2);
+  putDigits(&out[8], d, 2);
+  putDigits(&out[11], tod / 3600, 2);
+  putDigits(&out[14], tod / 60 % 60, 2);
+  putDigits(&out[17], tod % 60, 2);
+  putDigits(&out[20], ms, 3);
+  return out;
 }
 
 std::optional<int64_t> parseRfc3339Ms(const std::string& text) {

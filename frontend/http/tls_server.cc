@@ -832,8 +832,19 @@ class Exchange : public Responder {
     status_ = status;
     std::string out =
         responseHead(status, version_, headers, content_type, body.size(), keep_alive_);
-    if (!head_only_) out.append(body);
-    writeThen(out, State::kDone);
+    if (head_only_) {
+      writeThen(out, State::kDone);
+      return;
+    }
+    // A large body (a list of thousands of jobs) is not copied behind the head: the head takes
+    // the body's first bytes up to one full TLS record, and the rest is written in place.
+    constexpr size_t kTlsRecord = 16384;
+    constexpr size_t kCopyUpTo = 4 * kTlsRecord;
+    size_t first = body.size();
+    if (body.size() > kCopyUpTo) first = out.size() < kTlsRecord ? kTlsRecord - out.size() : 0;
+    out.append(body.substr(0, first));
+    if (!writeThen(out, first == body.size() ? State::kDone : State::kIdle)) return;
+    if (first < body.size()) writeThen(body.substr(first), State::kDone);
   }
 
   bool startChunked(int status, const Headers& headers, std::string_view content_type) override {

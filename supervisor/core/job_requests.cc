@@ -235,6 +235,9 @@ void Supervisor::finishStart(uint64_t key, Result<SpawnedJob> spawned, SpawnFail
   emitEvent(*raw, protocol::EventType::kCreated);
   emitEvent(*raw, protocol::EventType::kStarted);
   watchJob(*raw);
+  // Its first usage sample, soon and off this request: a list never has to read it itself.
+  usage_sampler_.add(raw->id());
+  scheduleUsageSampling();
   logJobStart(*raw, who, p.request, p.run_as);
   updateServiceStatus();
   if (answer) replyStatus(p.reply_id, *raw);
@@ -646,6 +649,18 @@ void Supervisor::releaseJob(Job& job) {
   if (!job.ended() && job.pid() > 0) killJob(job);
   if (job.cgroup) (void)job.cgroup->remove();
   dropParked(job.id());
+}
+
+// A slice samples for at most 2 ms, then the loop serves everything else for a millisecond
+// (a timer due now would fire again before epoll is asked): thousands of stale jobs cost the
+// loop no stall longer than a slice.
+void Supervisor::scheduleUsageSampling() {
+  constexpr int64_t kSliceBudgetUs = 2000;
+  if (usage_timer_ != 0 || usage_sampler_.empty()) return;
+  usage_timer_ = loop_.addTimer(1, [this] {
+    usage_timer_ = 0;
+    if (usage_sampler_.runSlice(jobs_, kSliceBudgetUs)) scheduleUsageSampling();
+  });
 }
 
 }  // namespace jw::supervisor

@@ -441,25 +441,18 @@ void Supervisor::handleJobList(uint32_t id, const protocol::JobListRequest& r) {
                     r.after_created_ms,
                     r.after_id};
   JobTable::Page page = jobs_.query(q);
-  std::vector<std::string> frames;
-  protocol::JobListReply part;
-  const size_t empty_bytes = protocol::kHeaderSize + 4 + 1;  // count, more
-  size_t part_bytes = empty_bytes;
+  // One pass, no cgroup file opened: each status with its last usage sample, encoded straight
+  // into its frame. The stale samples are refreshed after the reply, a slice at a time.
+  protocol::JobListPacker packer(id);
+  const int64_t now_ms = static_cast<int64_t>(EventLoop::monotonicMs());
+  protocol::JobStatus s;
   for (const Job* job : page.jobs) {
-    protocol::JobStatus s = job->status();
-    size_t n = protocol::encodedSize(s);
-    if (!part.jobs.empty() &&
-        (part.jobs.size() >= protocol::kMaxListPerFrame || part_bytes + n > protocol::kMaxFrame)) {
-      frames.push_back(protocol::encodeJobListReply(id, part, protocol::kFlagMore));
-      part.jobs.clear();
-      part_bytes = empty_bytes;
-    }
-    part.jobs.push_back(std::move(s));
-    part_bytes += n;
+    job->statusInto(s, Job::UsageRead::kLastSample);
+    packer.add(s);
+    if (job->usageStale(now_ms)) usage_sampler_.add(job->id());
   }
-  part.more = page.more;
-  frames.push_back(protocol::encodeJobListReply(id, part, 0));
-  for (auto& f : frames) frontend_->send(std::move(f));
+  for (auto& f : packer.finish(page.more)) frontend_->send(std::move(f));
+  scheduleUsageSampling();
 }
 
 void Supervisor::handleJobWait(uint32_t id, const protocol::JobWaitRequest& r) {

@@ -33,6 +33,7 @@
 #include "supervisor/jobs/job_table.h"
 #include "supervisor/jobs/output_store.h"
 #include "supervisor/jobs/start.h"
+#include "supervisor/jobs/usage_sampler.h"
 #include "supervisor/launch/job_launcher.h"
 #include "supervisor/launch/job_seccomp.h"
 #include "supervisor/launch/spawn.h"
@@ -201,6 +202,8 @@ class Supervisor {
   void handleJobStop(uint32_t id, const protocol::JobStopRequest& r);
   void handleJobGet(uint32_t id, const protocol::JobRef& r);
   void handleJobList(uint32_t id, const protocol::JobListRequest& r);
+  // Runs the usage sampler's next slice soon, unless one is scheduled or nothing is queued.
+  void scheduleUsageSampling();
   void handleOutputRead(uint32_t id, const protocol::OutputReadRequest& r);
   void handleJobWait(uint32_t id, const protocol::JobWaitRequest& r);
   void handleJobDelete(uint32_t id, const protocol::JobDeleteRequest& r);
@@ -316,6 +319,8 @@ class Supervisor {
   SupervisorMetrics metrics_;
   uint64_t frontend_generation_ = 0;  // bumped per frontend connection; Login replies check it
   JobTable jobs_;
+  UsageSampler usage_sampler_;           // lists' stale usage, refreshed in slices
+  EventLoop::TimerId usage_timer_ = 0;   // the next slice; 0: none scheduled
   std::map<std::string, UserRecord> users_;
   UniqueFd signal_fd_;
   // Built once before any job: the child only reads it (no allocation between fork and exec).

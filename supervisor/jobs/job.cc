@@ -136,47 +136,81 @@ Job::OutputTotals Job::outputTotals() const {
   return t;
 }
 
-protocol::JobStatus Job::status() const {
+namespace {
+
+// One log's figures of a status; zeros when the job has no such log.
+void logInto(const OutputLog* log, uint64_t* bytes, uint64_t* dropped, bool* truncated,
+             std::string* error) {
+  *bytes = log ? log->size() : 0;
+  *dropped = log ? log->dropped() : 0;
+  *truncated = log && log->truncated();
+  if (log) {
+    *error = log->error();
+  } else {
+    error->clear();
+  }
+}
+
+int64_t monotonicMsNow() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+}  // namespace
+
+bool Job::usageStale(int64_t now_ms) const {
+  if (!cgroup || phase_ == JobPhase::kEnded) return false;
+  return live_usage_read_ms_ == 0 || now_ms - live_usage_read_ms_ >= kUsageSampleMs;
+}
+
+void Job::sampleUsage(int64_t now_ms) const {
+  if (!cgroup || phase_ == JobPhase::kEnded) return;
+  live_usage_ = cgroup->usage();
+  live_usage_read_ms_ = now_ms;
+}
+
+protocol::JobStatus Job::status(UsageRead how) const {
   protocol::JobStatus s;
+  statusInto(s, how);
+  return s;
+}
+
+void Job::statusInto(protocol::JobStatus& s, UsageRead how) const {
+  // Every field is assigned, those that do not apply reset: `s` may hold another job's status,
+  // whose strings' storage is reused.
+  const bool ended = phase_ == JobPhase::kEnded;
   s.id = spec_.id;
   s.owner = spec_.owner;
   s.command = spec_.command;
   s.state = visibleState();
   s.pid = pid_;
-  if (phase_ == JobPhase::kEnded) {
-    s.has_exit_code = has_exit_code_;
-    s.exit_code = exit_code_;
-    s.signal = signal_;
+  s.has_exit_code = ended && has_exit_code_;
+  s.exit_code = ended ? exit_code_ : 0;
+  s.signal = ended ? signal_ : 0;
+  if (ended) {
     s.error = error_;
-    s.ended_at_ms = ended_at_ms_;
+  } else {
+    s.error.clear();
   }
+  s.ended_at_ms = ended ? ended_at_ms_ : 0;
   s.stopped_by = stopped_by_;
   s.created_at_ms = created_at_ms_;
   s.started_at_ms = started_at_ms_;
   s.output = spec_.output;
-  if (const auto& log = streams[0].log) {
-    s.output_bytes = log->size();
-    s.output_dropped_bytes = log->dropped();
-    s.output_truncated = log->truncated();
-    s.output_error = log->error();
-  }
-  if (const auto& log = streams[1].log) {
-    s.stderr_bytes = log->size();
-    s.stderr_dropped_bytes = log->dropped();
-    s.stderr_truncated = log->truncated();
-    s.stderr_error = log->error();
-  }
+  logInto(streams[0].log.get(), &s.output_bytes, &s.output_dropped_bytes, &s.output_truncated,
+          &s.output_error);
+  logInto(streams[1].log.get(), &s.stderr_bytes, &s.stderr_dropped_bytes, &s.stderr_truncated,
+          &s.stderr_error);
   s.oom_killed = oom_killed;
   s.limits = spec_.limits;
   s.usage = final_usage;
-  if (cgroup && phase_ != JobPhase::kEnded) {
-    constexpr int64_t kUsageSampleMs = 1000;
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
-    if (live_usage_read_ms_ == 0 || now_ms - live_usage_read_ms_ >= kUsageSampleMs) {
-      live_usage_ = cgroup->usage();
-      live_usage_read_ms_ = now_ms;
+  if (cgroup && !ended) {
+    // A job never sampled is read even in a list: its first figures exist nowhere else. The
+    // sampler takes each job's first sample right after its start, so a list rarely meets one.
+    if (live_usage_read_ms_ == 0 || how == UsageRead::kFresh) {
+      int64_t now_ms = monotonicMsNow();
+      if (usageStale(now_ms)) sampleUsage(now_ms);
     }
     s.usage = live_usage_;
   }
@@ -184,12 +218,9 @@ protocol::JobStatus Job::status() const {
   s.run_as = spec_.run_as;
   s.name = spec_.name;
   s.labels = spec_.labels;
-  if (stdin_feed) {
-    s.stdin_pipe = true;
-    s.stdin_bytes = stdin_feed->bytes();
-    s.stdin_complete = stdin_feed->complete();
-  }
-  return s;
+  s.stdin_pipe = stdin_feed.has_value();
+  s.stdin_bytes = stdin_feed ? stdin_feed->bytes() : 0;
+  s.stdin_complete = stdin_feed && stdin_feed->complete();
 }
 
 std::optional<RequestError> validateJobStart(const protocol::JobStartRequest& r,

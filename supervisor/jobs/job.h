@@ -87,10 +87,20 @@ class Job {
   // The state a client sees (running until published).
   protocol::JobState visibleState() const;
 
-  // Snapshot for replies: live log sizes, and usage from the cgroup when there is one (read at
-  // most once a second per job: a list of thousands of running jobs would otherwise read
-  // several cgroup files for each, on the event loop, every time).
-  protocol::JobStatus status() const;
+  // Snapshot for replies: live log sizes, and usage from the cgroup when there is one. kFresh
+  // (one job's status) reads the cgroup when the last sample is a second old. kLastSample (a
+  // list) reads nothing once the job has a sample: thousands of running jobs times several
+  // cgroup files would block the event loop for tens of milliseconds; a list queues the stale
+  // ones for the UsageSampler instead (usageStale()).
+  enum class UsageRead { kFresh, kLastSample };
+  protocol::JobStatus status(UsageRead how = UsageRead::kFresh) const;
+  // The same into `s`, reusing its storage (a list fills one status per job).
+  void statusInto(protocol::JobStatus& s, UsageRead how) const;
+  // The running job's usage sample is a second old or missing: what a list refreshes afterwards.
+  bool usageStale(int64_t now_monotonic_ms) const;
+  // Reads the cgroup's usage now (no-op for an ended job or one without a cgroup).
+  void sampleUsage(int64_t now_monotonic_ms) const;
+  static constexpr int64_t kUsageSampleMs = 1000;
   // Bytes stored and dropped over both logs, without status()'s cgroup reads (for /metrics).
   struct OutputTotals {
     uint64_t stored = 0, dropped = 0;

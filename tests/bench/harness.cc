@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -52,6 +53,7 @@ struct Plan {
   int followers = 100;
   int list_jobs = 2000;
   int list_samples = 30;
+  int list_hold_s = 0;  // --list-hold S: keep the daemon and its jobs S seconds for profiling
 };
 
 Plan makePlan(bool quick) {
@@ -681,6 +683,11 @@ void measureList(Bench& b) {
     one.add(s1 == 200 ? nowMs() - t : -1);
   }
   auto lag2 = scrapeLag(conn);
+  if (b.plan.list_hold_s > 0) {
+    std::fprintf(stderr, "list hold: url %s ca %s pid %d token %s\n", d->url().c_str(),
+                 d->caFile().c_str(), static_cast<int>(d->pid()), token.c_str());
+    std::this_thread::sleep_for(std::chrono::seconds(b.plan.list_hold_s));
+  }
   b.results.note("loop lag while starting " + n + " jobs: " + lagBetween(lag0, lag1));
   b.results.note("loop lag while listing them: " + lagBetween(lag1, lag2));
   for (const auto& id : ids) conn.call("POST", "/v1/jobs/" + id + "/stop");
@@ -719,6 +726,10 @@ void describeMachine() {
 
 int main(int argc, char** argv) {
   bool quick = false;
+  bool only_list = false;  // --only list: the list row alone, for profiling the list path
+  int list_jobs = 0;
+  int list_samples = 0;
+  int list_hold_s = 0;
   std::string json_path;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -726,8 +737,18 @@ int main(int argc, char** argv) {
       quick = true;
     } else if (a == "--json" && i + 1 < argc) {
       json_path = argv[++i];
+    } else if (a == "--only" && i + 1 < argc && std::string(argv[i + 1]) == "list") {
+      only_list = true;
+      i++;
+    } else if (a == "--list-jobs" && i + 1 < argc) {
+      list_jobs = std::atoi(argv[++i]);
+    } else if (a == "--list-hold" && i + 1 < argc) {
+      list_hold_s = std::atoi(argv[++i]);
+    } else if (a == "--list-samples" && i + 1 < argc) {
+      list_samples = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--json FILE]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--only list] [--list-jobs N] [--list-samples N]\n       [--list-hold S] [--json FILE]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -737,7 +758,15 @@ int main(int argc, char** argv) {
   }
   Bench b;
   b.plan = makePlan(quick);
+  if (list_jobs > 0) b.plan.list_jobs = list_jobs;
+  if (list_samples > 0) b.plan.list_samples = list_samples;
+  b.plan.list_hold_s = list_hold_s;
   describeMachine();
+  if (only_list) {
+    measureList(b);
+    b.results.print();
+    return 0;
+  }
   if (!setUp(b)) return 1;
   Conn probe(*b.daemon, b.token);
   auto lag_start = scrapeLag(probe);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -24,6 +25,7 @@
 #include "common/protocol/shim_messages.h"
 #include "supervisor/accounts/sessions.h"
 #include "supervisor/jobs/job_table.h"
+#include "supervisor/jobs/usage_sampler.h"
 #include "supervisor/launch/spawn.h"
 
 namespace jw::supervisor {
@@ -569,6 +571,82 @@ TEST(Sessions, RevokeByUserAndById) {
   EXPECT_EQ(store.find(a1.token, now), nullptr);
   EXPECT_EQ(store.find(a2.token, now), nullptr);
   EXPECT_EQ(store.size(), 0u);
+}
+
+// --- usage in lists -----------------------------------------------------------------------------
+
+// Counts usage() reads; cpu_seconds says how many so far.
+class CountingCgroup : public JobCgroup {
+ public:
+  explicit CountingCgroup(int* reads) : reads_(reads) {}
+  Status addProcess(pid_t) override { return okStatus(); }
+  int directoryFd() const override { return -1; }
+  Status killAll() override { return okStatus(); }
+  bool empty() override { return true; }
+  protocol::Usage usage() override {
+    protocol::Usage u;
+    u.has_cpu = true;
+    u.cpu_seconds = ++*reads_;
+    return u;
+  }
+  std::optional<uint64_t> memoryNow() override { return std::nullopt; }
+  bool oomKilled() override { return false; }
+  Status remove() override { return okStatus(); }
+
+ private:
+  int* reads_;
+};
+
+int64_t monotonicMsForTest() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+TEST(JobUsage, AListReadsOnlyAJobNeverSampledAndTheSamplerRefreshesStaleOnes) {
+  int reads = 0;
+  JobTable table;
+  Job* job = table.insert(makeJob("job-u"));
+  job->cgroup = std::make_unique<CountingCgroup>(&reads);
+  job->markStarted(77, 1001);
+  protocol::JobStatus s;
+  job->statusInto(s, Job::UsageRead::kLastSample);  // never sampled: read once
+  EXPECT_EQ(reads, 1);
+  EXPECT_EQ(s.usage.cpu_seconds, 1);
+  job->statusInto(s, Job::UsageRead::kLastSample);
+  EXPECT_EQ(reads, 1);
+  // A second later a list still serves the old sample; the sampler reads it once.
+  const int64_t later = monotonicMsForTest() + Job::kUsageSampleMs;
+  EXPECT_TRUE(job->usageStale(later));
+  job->statusInto(s, Job::UsageRead::kLastSample);
+  EXPECT_EQ(reads, 1);
+  UsageSampler sampler;
+  sampler.add(job->id());
+  sampler.add(job->id());  // queued once
+  EXPECT_EQ(sampler.size(), 1u);
+  sampler.add("gone");  // a job erased meanwhile is skipped
+  (void)sampler.runSlice(table, 1'000'000);
+  EXPECT_TRUE(sampler.empty());
+  EXPECT_EQ(reads, 1);  // not stale yet by the real clock: nothing read
+  job->sampleUsage(monotonicMsForTest());
+  EXPECT_EQ(reads, 2);
+  job->statusInto(s, Job::UsageRead::kLastSample);
+  EXPECT_EQ(s.usage.cpu_seconds, 2);
+}
+
+TEST(JobUsage, StatusIntoResetsWhatAnotherJobLeft) {
+  auto ended = makeJob("job-e");
+  ended->markStarted(5, 1001);
+  ended->requestStop("bob");
+  ended->recordExit(CLD_EXITED, 7);
+  ended->publish(3000);
+  auto running = makeJob("job-r", "carol");
+  running->markStarted(6, 1002);
+  protocol::JobStatus s;
+  ended->statusInto(s, Job::UsageRead::kLastSample);
+  EXPECT_EQ(s.exit_code, 7);
+  running->statusInto(s, Job::UsageRead::kLastSample);
+  EXPECT_EQ(s, running->status());
 }
 
 }  // namespace

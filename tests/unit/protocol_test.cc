@@ -246,6 +246,46 @@ TEST(Codec, FlagsSurviveAndUnknownFlagsFail) {
   EXPECT_FALSE(decodeHeader(f, &payload).ok());
 }
 
+// The list packer splits by count and by size, and each frame is byte for byte what
+// encodeJobListReply makes of the statuses it holds.
+TEST(Codec, JobListPackerMatchesEncodeJobListReply) {
+  std::vector<JobStatus> all;
+  for (size_t i = 0; i < 2 * kMaxListPerFrame + 7; i++) all.push_back(sampleStatus());
+  JobStatus big = sampleStatus();
+  big.command = {std::string(kMaxFrame / 3, 'a')};  // three of these cannot share a frame
+  for (int i = 0; i < 5; i++) all.push_back(big);
+  JobListPacker packer(77);
+  for (const auto& s : all) packer.add(s);
+  std::vector<std::string> frames = packer.finish(true);
+  size_t next = 0;
+  for (size_t f = 0; f < frames.size(); f++) {
+    std::string_view payload;
+    auto h = decodeHeader(frames[f], &payload);
+    ASSERT_TRUE(h.ok()) << h.error().message;
+    EXPECT_EQ(h->request_id, 77u);
+    const bool last = f + 1 == frames.size();
+    EXPECT_EQ(h->flags, last ? 0 : kFlagMore);
+    auto part = decodeJobListReplyPayload(payload);
+    ASSERT_TRUE(part.ok()) << part.error().message;
+    EXPECT_EQ(part->more, last);
+    ASSERT_LE(next + part->jobs.size(), all.size());
+    JobListReply expect{{all.begin() + static_cast<std::ptrdiff_t>(next),
+                         all.begin() + static_cast<std::ptrdiff_t>(next + part->jobs.size())},
+                        last};
+    EXPECT_EQ(frames[f], encodeJobListReply(77, expect, last ? 0 : kFlagMore));
+    EXPECT_LE(frames[f].size(), kMaxFrame);
+    next += part->jobs.size();
+  }
+  EXPECT_EQ(next, all.size());
+  EXPECT_EQ(frames.size(), 5u);  // 64, 64, 7 + 2 big, 2 big, 1 big
+}
+
+TEST(Codec, JobListPackerOfNothingIsOneEmptyFrame) {
+  std::vector<std::string> frames = JobListPacker(3).finish(false);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0], encodeJobListReply(3, {}, 0));
+}
+
 TEST(Codec, EveryTruncationOfEveryMessageFails) {
   JobStartRequest js;
   js.token = sampleToken(0x66);
