@@ -173,9 +173,9 @@ void Supervisor::startJob(uint32_t id, const Requester& who, const protocol::Job
     if (st.log) st.log->seal();
   }
   job->exit_record.reset();
-  starting_.emplace(key, PendingStart{id, frontend_generation_, u, who.remote_address,
-                                      who.received_us, r, account->name, std::move(job),
-                                      std::move(resources.value())});
+  starting_.emplace(
+      key, PendingStart{id, frontend_generation_, u, who.remote_address, who.received_us, r,
+                        account->name, std::move(job), std::move(resources.value())});
 }
 
 // The shim reported (or could not be started): the job runs, or is refused, or is recorded as

@@ -319,8 +319,8 @@ class Supervisor {
   SupervisorMetrics metrics_;
   uint64_t frontend_generation_ = 0;  // bumped per frontend connection; Login replies check it
   JobTable jobs_;
-  UsageSampler usage_sampler_;           // lists' stale usage, refreshed in slices
-  EventLoop::TimerId usage_timer_ = 0;   // the next slice; 0: none scheduled
+  UsageSampler usage_sampler_;          // lists' stale usage, refreshed in slices
+  EventLoop::TimerId usage_timer_ = 0;  // the next slice; 0: none scheduled
   std::map<std::string, UserRecord> users_;
   UniqueFd signal_fd_;
   // Built once before any job: the child only reads it (no allocation between fork and exec).

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "supervisor/launch/fd_passing.h"
 #include "supervisor/launch/helper_process.h"
 #include "supervisor/launch/spawner_protocol.h"
 
@@ -35,8 +36,8 @@ JobLauncher::JobLauncher(EventLoop& loop, std::string spawner_path, int init_fd)
                      closeLink();
                      failUnspawned("the job spawner stopped");
                      if (restart == 0) return;  // shut down
-                     log::warning("job spawner pid " + std::to_string(pid) + " " + how +
-                                  " after " + std::to_string(ran_ms) + " ms; restarting in " +
+                     log::warning("job spawner pid " + std::to_string(pid) + " " + how + " after " +
+                                  std::to_string(ran_ms) + " ms; restarting in " +
                                   std::to_string(restart) + " ms");
                    }}) {}
 
@@ -107,10 +108,9 @@ void JobLauncher::launch(const SpawnRequest& req, Done done) {
   order.request_id = id;
   order.ns_flags = static_cast<uint32_t>(p.ns_flags);
   memcpy(order.short_id, p.short_id.data(), std::min(p.short_id.size(), sizeof order.short_id));
-  const int slots[spawner::kSlotCount] = {p.spec.get(),       p.shim_channel.get(),
-                                          p.channel.get(),    req.stdout_log_fd,
-                                          req.stderr_log_fd,  req.exit_record_fd,
-                                          req.stdin_read_fd,  p.cgroup_dir};
+  const int slots[spawner::kSlotCount] = {
+      p.spec.get(),      p.shim_channel.get(), p.channel.get(),   req.stdout_log_fd,
+      req.stderr_log_fd, req.exit_record_fd,   req.stdin_read_fd, p.cgroup_dir};
   int fds[spawner::kSlotCount];
   int nfds = 0;
   for (uint32_t s = 0; s < spawner::kSlotCount; s++) {
@@ -118,21 +118,7 @@ void JobLauncher::launch(const SpawnRequest& req, Done done) {
     order.fd_mask |= 1U << s;
     fds[nfds++] = slots[s];
   }
-  iovec iov{&order, sizeof order};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * spawner::kSlotCount)] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<size_t>(nfds));
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<size_t>(nfds));
-  memcpy(CMSG_DATA(c), fds, sizeof(int) * static_cast<size_t>(nfds));
-  ssize_t n;
-  while ((n = sendmsg(link_.get(), &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-  }
+  ssize_t n = sendWithFds(link_.get(), &order, sizeof order, fds, nfds);
   if (n != static_cast<ssize_t>(sizeof order)) {
     // EAGAIN: thousands of orders queued in a wedged spawner; anything else: it is dying.
     int err = n < 0 ? errno : EPROTO;
@@ -152,27 +138,13 @@ void JobLauncher::launch(const SpawnRequest& req, Done done) {
 void JobLauncher::onLink() {
   for (int i = 0; i < kRepliesPerWakeup && link_; i++) {
     spawner::Reply r;
-    iovec iov{&r, sizeof r};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n;
-    while ((n = recvmsg(link_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)) < 0 &&
-           errno == EINTR) {
-    }
+    int fd = -1;
+    int nfds = 0;
+    bool truncated = false;
+    ssize_t n = recvWithFds(link_.get(), &r, sizeof r, &fd, 1, &nfds, &truncated, MSG_DONTWAIT);
     if (n < 0 && errno == EAGAIN) return;
-    UniqueFd pidfd;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    if (n > 0 && c != nullptr && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len == CMSG_LEN(sizeof(int))) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      pidfd.reset(fd);
-    }
-    if (n != static_cast<ssize_t>(sizeof r) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+    UniqueFd pidfd(nfds == 1 ? fd : -1);
+    if (n != static_cast<ssize_t>(sizeof r) || truncated ||
         (r.pid > 0) != static_cast<bool>(pidfd)) {
       // Its end closed (it died: onExit reports how) or it spoke nonsense: replaced either way.
       if (pidfd) killAndReapShim(pidfd.get());

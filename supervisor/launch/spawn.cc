@@ -214,9 +214,9 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
   PreparedShim& p = prepared.value();
   UniqueFd devnull(open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!devnull) return sysError("open /dev/null");
-  InitFds fds{devnull.get(),       p.spec.get(),      p.shim_channel.get(), p.channel.get(),
-              req.stdout_log_fd,   req.stderr_log_fd, req.exit_record_fd,   req.stdin_read_fd,
-              req.init_fd};
+  InitFds fds{devnull.get(),      p.spec.get(),      p.shim_channel.get(),
+              p.channel.get(),    req.stdout_log_fd, req.stderr_log_fd,
+              req.exit_record_fd, req.stdin_read_fd, req.init_fd};
   InitArgv args(p.short_id.c_str());
   int raw_pidfd = -1;
   pid_t pid = cloneShim(p.ns_flags, p.cgroup_dir, false, &raw_pidfd);

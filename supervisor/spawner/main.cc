@@ -7,12 +7,12 @@
 // jobworkerd. It exits when jobworkerd closes the link.
 #include <fcntl.h>
 #include <sched.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "supervisor/launch/fd_passing.h"
 #include "supervisor/launch/init_exec.h"
 #include "supervisor/launch/spawner_protocol.h"
 
@@ -22,13 +22,12 @@ using jw::spawner::FdSlot;
 using jw::spawner::kLinkFd;
 
 constexpr int kMaxFds = jw::spawner::kSlotCount;
-constexpr uint32_t kNamespaceFlags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS |
-                                     CLONE_NEWIPC;
+constexpr uint32_t kNamespaceFlags =
+    CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC;
 
 struct Received {
   jw::spawner::Order order;
   int fds[jw::spawner::kSlotCount];
-  int count = 0;
 
   Received() {
     for (int& fd : fds) fd = -1;
@@ -45,48 +44,19 @@ struct Received {
 
 void reply(uint32_t request_id, pid_t pid, int err, int pidfd) {
   jw::spawner::Reply r{request_id, pid, err};
-  iovec iov{&r, sizeof r};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (pidfd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &pidfd, sizeof pidfd);
-  }
-  while (sendmsg(kLinkFd, &msg, MSG_NOSIGNAL) < 0) {
-    if (errno != EINTR) _exit(1);  // jobworkerd is gone: so are we
+  if (jw::supervisor::sendWithFds(kLinkFd, &r, sizeof r, &pidfd, pidfd >= 0 ? 1 : 0) < 0) {
+    _exit(1);  // jobworkerd is gone: so are we
   }
 }
 
 // One Order and its descriptors; 0 when it is well-formed, else the errno to answer with.
 // Returns -1 when the link is closed.
 int receive(Received* in) {
-  iovec iov{&in->order, sizeof in->order};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * jw::spawner::kSlotCount)] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  while ((n = recvmsg(kLinkFd, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
-  }
-  if (n <= 0) return -1;
-  int attached[jw::spawner::kSlotCount];
+  int attached[kMaxFds];
   int nattached = 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < k && nattached < kMaxFds; i++) {
-      memcpy(&attached[nattached++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-    }
-  }
+  bool truncated = false;
+  ssize_t n = jw::supervisor::recvWithFds(kLinkFd, &in->order, sizeof in->order, attached, kMaxFds,
+                                          &nattached, &truncated, 0);
   // Every received descriptor is owned (closed) by `in`, whatever follows.
   const jw::spawner::Order& o = in->order;
   int next = 0;
@@ -94,9 +64,8 @@ int receive(Received* in) {
     if (o.fd_mask & (1U << s)) in->fds[s] = attached[next++];
   }
   for (; next < nattached; next++) close(attached[next]);
-  in->count = nattached;
-  if (static_cast<size_t>(n) != sizeof o || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-      o.magic != jw::spawner::kOrderMagic) {
+  if (n <= 0) return -1;
+  if (static_cast<size_t>(n) != sizeof o || truncated || o.magic != jw::spawner::kOrderMagic) {
     return EPROTO;
   }
   if ((o.ns_flags & ~kNamespaceFlags) != 0 ||

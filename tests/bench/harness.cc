@@ -747,7 +747,9 @@ int main(int argc, char** argv) {
     } else if (a == "--list-samples" && i + 1 < argc) {
       list_samples = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--only list] [--list-jobs N] [--list-samples N]\n       [--list-hold S] [--json FILE]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--only list] [--list-jobs N] [--list-samples N]\n       "
+                   "[--list-hold S] [--json FILE]\n",
                    argv[0]);
       return 2;
     }

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <cctype>
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -844,6 +846,84 @@ TEST(ApiAuthority, FollowStreamEndsCleanlyWhenItsSessionIsRevoked) {
   EXPECT_EQ(follow.body.back(), '\n');
   EXPECT_EQ(follow.body.find("tick\n"), 0u);
   https(*d, "POST", "/v1/jobs/" + id + "/stop", "{}", admin);
+}
+
+}  // namespace
+}  // namespace jw::test
+
+// --- jobworker-spawner ---------------------------------------------------------------------
+
+namespace jw::test {
+namespace {
+
+// Every job's shim comes from jobworker-spawner, and is still jobworkerd's own child
+// (CLONE_PARENT): jobworkerd reaps it and reads its exit status.
+TEST_F(Api, ShimsAreClonedByTheSpawnerAsChildrenOfJobworkerd) {
+  pid_t spawner = childWithComm(d().pid(), {"jobworker-spawn"});
+  ASSERT_GT(spawner, 0) << "no jobworker-spawner below jobworkerd " << d().pid();
+  HttpResponse r = post("/v1/jobs", R"({"command":["sleep","30"]})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  std::string id = jsonField(r.body, "id");
+  pid_t shim = std::stoi(jsonField(r.body, "pid"));
+  EXPECT_EQ(procStatusField(shim, "PPid"), std::to_string(d().pid()));
+  EXPECT_EQ(https(d(), "POST", "/v1/jobs/" + id + "/stop", "", token_).status, 202);
+  EXPECT_EQ(jsonField(waitJob(d(), token_, id), "state"), "killed");
+  EXPECT_EQ(childWithComm(d().pid(), {"jobworker-spawn"}), spawner);  // no restart needed
+}
+
+// A killed spawner costs at most a few refused starts (503 with a JSON error, no job record),
+// never a wrong answer or a lost job, and is back at once.
+TEST_F(Api, AKilledSpawnerIsReplacedAndStartsResume) {
+  pid_t spawner = childWithComm(d().pid(), {"jobworker-spawn"});
+  ASSERT_GT(spawner, 0);
+  ASSERT_EQ(kill(spawner, SIGKILL), 0);
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  int refused = 0;
+  std::string id;
+  while (Clock::now() < deadline) {
+    HttpResponse r = post("/v1/jobs", R"({"command":["true"]})");
+    if (r.status == 201) {
+      id = jsonField(r.body, "id");
+      break;
+    }
+    ASSERT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(errorCode(r), "unavailable") << r.body;
+    refused++;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(id.empty()) << "no start succeeded within 30 s of the spawner's death";
+  EXPECT_EQ(jsonField(waitJob(d(), token_, id), "exit_code"), "0");
+  pid_t replaced = childWithComm(d().pid(), {"jobworker-spawn"});
+  EXPECT_GT(replaced, 0);
+  EXPECT_NE(replaced, spawner);
+  EXPECT_NE(d().log().find("job spawner pid " + std::to_string(spawner) + " killed by signal 9"),
+            std::string::npos);
+  std::cout << "starts refused while the spawner was replaced: " << refused << "\n";
+}
+
+// Starts run side by side now (the loop does not wait for a shim), so the unique-name rule must
+// count the starts in flight: of 6 simultaneous starts with one name exactly one runs.
+TEST_F(Api, SimultaneousStartsWithOneNameStartOneJob) {
+  constexpr int kStarts = 6;
+  std::vector<int> status(kStarts);
+  std::vector<std::string> ids(kStarts);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStarts; i++) {
+    threads.emplace_back([&, i] {
+      HttpResponse r =
+          https(d(), "POST", "/v1/jobs", R"({"command":["sleep","30"],"name":"only-one"})", token_);
+      status[i] = r.status;
+      if (r.status == 201) ids[i] = jsonField(r.body, "id");
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(std::count(status.begin(), status.end(), 201), 1);
+  EXPECT_EQ(std::count(status.begin(), status.end(), 409), kStarts - 1);
+  for (const std::string& id : ids) {
+    if (id.empty()) continue;
+    EXPECT_EQ(https(d(), "POST", "/v1/jobs/" + id + "/stop", "", token_).status, 202);
+    waitJob(d(), token_, id);
+  }
 }
 
 }  // namespace

@@ -254,8 +254,8 @@ TEST(Rfc3339, Formats) {
 TEST(Rfc3339, MatchesPocoAcrossTheCalendar) {
   constexpr int64_t kYear10000Ms = 253402300800000;
   for (int64_t ms = 0; ms < kYear10000Ms; ms += int64_t{86399999} * 11 + 12345) {
-    ASSERT_EQ(rfc3339Ms(ms), Poco::DateTimeFormatter::format(Poco::Timestamp(ms * 1000),
-                                                             "%Y-%m-%dT%H:%M:%S.%iZ"))
+    ASSERT_EQ(rfc3339Ms(ms),
+              Poco::DateTimeFormatter::format(Poco::Timestamp(ms * 1000), "%Y-%m-%dT%H:%M:%S.%iZ"))
         << ms;
   }
   EXPECT_EQ(rfc3339Ms(kYear10000Ms - 1), "9999-12-31T23:59:59.999Z");
