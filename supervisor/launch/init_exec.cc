@@ -91,8 +91,8 @@ pid_t cloneShim(int ns_flags, int cgroup_dir, bool as_sibling, int* pidfd) {
   // systemd's RestrictNamespaces= makes clone3 fail with ENOSYS (its flags sit in memory that
   // seccomp cannot inspect): plain clone then, and the shim joins its v2 cgroup through
   // releaseShim's addProcess before it is released, so no code of the job runs outside it.
-  unsigned long flags = static_cast<unsigned long>(static_cast<unsigned>(ns_flags)) |
-                        CLONE_PIDFD | (as_sibling ? CLONE_PARENT : 0UL) | SIGCHLD;
+  unsigned long flags = static_cast<unsigned long>(static_cast<unsigned>(ns_flags)) | CLONE_PIDFD |
+                        (as_sibling ? CLONE_PARENT : 0UL) | SIGCHLD;
   r = syscall(SYS_clone, flags, 0UL, pidfd, nullptr, 0UL);
   return static_cast<pid_t>(r);
 }

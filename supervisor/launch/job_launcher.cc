@@ -131,7 +131,7 @@ void JobLauncher::launch(const SpawnRequest& req, Done done) {
   l.req = req;
   l.done = std::move(done);
   l.channel = std::move(p.channel);
-  l.timeout = loop_.addTimer(kStartTimeoutMs, [this, id] { onTimeout(id); });
+  l.timeout = loop_.addTimer(kShimStartTimeoutMs, [this, id] { onTimeout(id); });
   launches_.emplace(id, std::move(l));
 }
 
@@ -207,7 +207,7 @@ void JobLauncher::onTimeout(uint32_t id) {
   if (it->second.pidfd) {
     killAndReapShim(it->second.pidfd.get());
   } else {
-    log::err("job spawner: no answer within " + std::to_string(kStartTimeoutMs) +
+    log::err("job spawner: no answer within " + std::to_string(kShimStartTimeoutMs) +
              " ms; restarting it");
     process_.signal(SIGKILL);
   }
@@ -235,7 +235,7 @@ void JobLauncher::failUnspawned(const std::string& why) {
 }
 
 void JobLauncher::drain() {
-  uint64_t deadline = EventLoop::monotonicMs() + kStartTimeoutMs;
+  uint64_t deadline = EventLoop::monotonicMs() + kShimStartTimeoutMs;
   while (!launches_.empty()) {
     std::vector<pollfd> p;
     std::vector<uint32_t> ids;  // per entry of p; 0: the link

@@ -25,9 +25,6 @@ class JobLauncher {
   // Called exactly once per launch, from the event loop (or drain()), never inside launch().
   using Done = std::function<void(Result<SpawnedJob> result, SpawnFailure failure)>;
 
-  // A shim that neither starts nor fails within this long is killed (a wedged kernel or spawner).
-  static constexpr uint64_t kStartTimeoutMs = 30'000;
-
   // `init_fd` (jobworker-init, O_PATH) is handed to every spawner as its descriptor 4.
   JobLauncher(EventLoop& loop, std::string spawner_path, int init_fd);
   // Kills the spawner and every shim not yet started; pending callbacks are dropped.

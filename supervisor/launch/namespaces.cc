@@ -59,22 +59,4 @@ Result<ContainmentPlan> planContainment(const IsolationSpec& spec) {
   return plan;
 }
 
-pid_t cloneJobProcess(int clone_flags, int cgroup_dir_fd) {
-  clone_args args{};
-  args.flags = static_cast<uint64_t>(static_cast<unsigned>(clone_flags));
-  args.exit_signal = SIGCHLD;
-  if (cgroup_dir_fd >= 0) {
-    args.flags |= CLONE_INTO_CGROUP;
-    args.cgroup = static_cast<uint64_t>(cgroup_dir_fd);
-  }
-  // No stack: without CLONE_VM the child gets a copy of ours, exactly like fork().
-  long r = syscall(SYS_clone3, &args, sizeof args);
-  if (r >= 0 || errno != ENOSYS) return static_cast<pid_t>(r);
-  // Kernels before 5.3: plain clone, the caller's cgroup placement (addProcess before the
-  // release) still keeps the job's code out until it is in its cgroup.
-  r = syscall(SYS_clone, static_cast<unsigned long>(clone_flags) | SIGCHLD, 0UL, nullptr, nullptr,
-              0UL);
-  return static_cast<pid_t>(r);
-}
-
 }  // namespace jw::supervisor

@@ -1,6 +1,6 @@
-// Job namespaces (pid, mount, net, uts, ipc): what a job gets, its plan, and the clone of its
-// shim into them. The containment steps inside (mounts, loopback, hostname, cgroup namespace)
-// run in the shim (supervisor/init/containment). Runs in jobworkerd.
+// Job namespaces (pid, mount, net, uts, ipc): what a job gets and its plan (the clone of its
+// shim into them is init_exec.h's cloneShim). The containment steps inside (mounts, loopback,
+// hostname, cgroup namespace) run in the shim (supervisor/init/containment). Runs in jobworkerd.
 #pragma once
 
 #include <sys/types.h>
@@ -44,13 +44,5 @@ Result<ContainmentPlan> planContainment(const IsolationSpec& spec);
 
 // CLONE_NEW* flags for the spec.
 int cloneFlags(const IsolationSpec& spec);
-
-// fork() into new namespaces: returns the child's pid (as seen by the caller) in the parent, 0 in
-// the child, -1 with errno on failure. With a PID namespace the child is its PID 1. When
-// cgroup_dir_fd >= 0 (a v2 cgroup directory) the child is created inside that cgroup
-// (clone3 CLONE_INTO_CGROUP), so it never runs outside it; -1: stays in the caller's cgroup.
-// The child must only make async-signal-safe calls and must not call raise()/abort() (glibc's
-// cached thread id is the parent's after a raw clone).
-pid_t cloneJobProcess(int clone_flags, int cgroup_dir_fd);
 
 }  // namespace jw::supervisor

@@ -27,9 +27,6 @@ namespace jw::supervisor {
 
 namespace {
 
-// The shim reports Started or ExecFailed within milliseconds; this only bounds a wedged kernel.
-constexpr int kStartTimeoutMs = 30'000;
-
 // --- parent side ------------------------------------------------------------------------------
 
 uint64_t boottimeNs() {
@@ -232,7 +229,7 @@ Result<SpawnedJob> spawnJob(const SpawnRequest& req, SpawnFailure* failure) {
   }
   pollfd w[2] = {{p.channel.get(), POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
   int n;
-  while ((n = poll(w, 2, kStartTimeoutMs)) < 0 && errno == EINTR) {
+  while ((n = poll(w, 2, kShimStartTimeoutMs)) < 0 && errno == EINTR) {
   }
   std::optional<Result<pid_t>> started;
   if (n > 0) started = readStartReport(req, p.channel.get(), failure);

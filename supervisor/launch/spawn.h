@@ -93,6 +93,10 @@ Status releaseShim(const SpawnRequest& req, pid_t pid, int channel);
 std::optional<Result<pid_t>> readStartReport(const SpawnRequest& req, int channel,
                                              SpawnFailure* failure);
 
+// The shim reports Started or ExecFailed within milliseconds; this only bounds a wedged kernel
+// or spawner. Past it the shim is killed and the start fails.
+constexpr int kShimStartTimeoutMs = 30'000;
+
 // Kills a shim that did not start and reaps it through its pidfd.
 void killAndReapShim(int pidfd);
 
